@@ -18,3 +18,8 @@ def run(main: Callable[[list[str]], None]) -> None:
             sys.exit(2)
 
     app.run(wrapped)
+
+
+def usage_error(argv: list[str]) -> InputError:
+    """The error for stray positional arguments (absl leaves them in argv)."""
+    return InputError(f"unexpected argument(s) {' '.join(argv[1:])!r}: flags are written --name=value")

@@ -1,0 +1,17 @@
+"""Atomic file writes: a crash or a bad input never leaves a half-written output behind."""
+import json
+import os
+from pathlib import Path
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write `text` to a temp file beside `path`, then rename it into place."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_json_atomic(path: str | Path, data: object) -> None:
+    """`write_text_atomic` of pretty JSON (UTF-8, keys in insertion order)."""
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")

@@ -1,0 +1,220 @@
+"""The training loop: data → vocab → model → optimiser steps, dev selection, resume, final test metrics.
+
+One optimiser step takes one minibatch of every task (single mode: task_a only); an epoch is as
+many steps as the larger task has minibatches, the smaller task cycling through its own reshuffled
+epochs. After every epoch the model is scored on dev (macro-F1, mean over tasks), the best weights
+are kept in `best/`, and the full state (weights, optimiser, epoch, best score) in `last/`, so a
+killed run started again with the same model dir resumes where it stopped.
+"""
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from mtl_tagger import pipeline
+from mtl_tagger.conll import write_conll
+from mtl_tagger.corpus import TaskData, load_task, unseen_tags
+from mtl_tagger.errors import InputError
+from mtl_tagger.files import write_json_atomic
+from mtl_tagger.metrics import format_table
+from mtl_tagger.model import TaggerNet
+from mtl_tagger.params import Params
+from mtl_tagger.tagger import Tagger
+from mtl_tagger.vectors import embedding_matrix, read_vectors
+from mtl_tagger.vocab import Vocab
+
+
+@dataclass
+class RunData:
+    """Everything read from disk before a model dir is touched: all validation happens here."""
+
+    tasks: dict[str, TaskData]
+    vocab: Vocab
+    word_init: np.ndarray | None
+
+
+def load_run_data(p: Params) -> RunData:
+    """Read and check the tasks' splits and the word vectors, and build the vocabularies."""
+    tasks = {t: load_task(p.data_dir, t, p.strict_bio, p.max_len) for t in p.tasks}
+    for t, data in tasks.items():
+        for split in ("dev", "test"):
+            unseen = unseen_tags(data.train, getattr(data, split))
+            if unseen:
+                logging.warning("%s %s: %d tag(s) never seen in train will count as wrong: %s", t, split,
+                                len(unseen), ", ".join(f"{k} ({v})" for k, v in sorted(unseen.items())))
+    pre_words: list[str] = []
+    pre_matrix = None
+    if p.word_vectors:
+        pre_words, pre_matrix = read_vectors(p.word_vectors)
+        if pre_matrix.shape[1] != p.word_dim:
+            raise InputError(f"vectors are {pre_matrix.shape[1]}-d but --word_dim={p.word_dim}", p.word_vectors)
+    vocab = Vocab.build(
+        (s.tokens for data in tasks.values() for s in data.train),
+        {t: [s.tags for s in data.train] for t, data in tasks.items()},
+        pre_words,
+    )
+    word_init = None
+    if pre_matrix is not None:
+        word_init, found = embedding_matrix(vocab.words, pre_words, pre_matrix, p.seed)
+        word_init[0] = 0.0  # padding
+        logging.info("word vectors: %d of %d vocabulary words initialised from %s", found, len(vocab.words),
+                     p.word_vectors)
+    return RunData(tasks, vocab, word_init)
+
+
+def open_model_dir(p: Params) -> bool:
+    """Make the model dir ready; True when it holds a compatible run to resume.
+
+    A dir holding another run (other tasks or flags) is refused unless --overwrite, which clears it.
+    """
+    model_dir = Path(p.model_dir)
+    if model_dir.exists() and any(model_dir.iterdir()):
+        if p.overwrite:
+            shutil.rmtree(model_dir)
+        elif not (model_dir / "params.json").is_file():
+            raise InputError("model dir is not empty and holds no params.json; use --overwrite or another dir",
+                             model_dir)
+        else:
+            diff = p.differences(Params.load(model_dir))
+            if diff:
+                raise InputError("model dir holds a run with other tasks or flags (" + "; ".join(diff)
+                                 + "); pass --overwrite to replace it", model_dir)
+            return True
+    model_dir.mkdir(parents=True, exist_ok=True)
+    return False
+
+
+def _cycle(examples: list[pipeline.Example], p: Params, epoch: int) -> Iterator[dict[str, tf.Tensor]]:
+    """Batches of one task for one epoch, continuing into fresh shuffles if the other task needs more."""
+    for k in range(1_000_000):
+        yield from pipeline.train_batches(examples, p.batch_size, p.seed, epoch * 1000 + k, p.max_len)
+
+
+class Trainer:
+    """Owns the network, optimiser, checkpoints and TensorBoard writer of one run."""
+
+    def __init__(self, p: Params, data: RunData) -> None:
+        self.p, self.data = p, data
+        self.model_dir = Path(p.model_dir)
+        self.net = TaggerNet(p, len(data.vocab.words), len(data.vocab.chars), data.vocab.tags)
+        if data.word_init is not None:
+            self.net.set_word_embeddings(data.word_init)
+        self.tagger = Tagger(p, data.vocab, self.net)
+        self.optimizer = tf.keras.optimizers.Adam(p.learning_rate, global_clipnorm=p.clip_norm or None)
+        self.variables = self._trainable_variables()
+        self.optimizer.build(self.variables)
+        self.epoch = tf.Variable(0, dtype=tf.int64, name="epoch")
+        self.step = tf.Variable(0, dtype=tf.int64, name="step")
+        self.best = tf.Variable(-1.0, dtype=tf.float64, name="best_dev_macro_f1")
+        self.bad_epochs = tf.Variable(0, dtype=tf.int64, name="bad_epochs")
+        state = tf.train.Checkpoint(net=self.net, optimizer=self.optimizer, epoch=self.epoch, step=self.step,
+                                    best=self.best, bad_epochs=self.bad_epochs)
+        self.last = tf.train.CheckpointManager(state, self.model_dir / "last", max_to_keep=1)
+        self.best_ckpt = tf.train.CheckpointManager(tf.train.Checkpoint(net=self.net), self.model_dir / "best",
+                                                    max_to_keep=1)
+        self.examples = {t: pipeline.encode_sentences(d.train, data.vocab, t, p.max_word_len)
+                         for t, d in data.tasks.items()}
+        signature = {t: pipeline.BATCH_SIGNATURE for t in p.tasks}
+        self.train_step = tf.function(self._train_step, input_signature=[signature], reduce_retracing=True)
+
+    def _trainable_variables(self) -> list[tf.Variable]:
+        dummy = {"words": tf.ones([1, 2], tf.int32), "chars": tf.ones([1, 2, 3], tf.int32)}
+        self.net.encode(dummy, training=False)  # builds the encoder's variables
+        seen, out = set(), []
+        for v in self.net.trainable_variables:
+            if id(v) not in seen:
+                seen.add(id(v))
+                out.append(v)
+        return out
+
+    def _train_step(self, batches: dict[str, dict[str, tf.Tensor]]) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            loss = tf.add_n([self.net.crf_loss(t, b, training=True) for t, b in batches.items()])
+        grads = tape.gradient(loss, self.variables)
+        self.optimizer.apply_gradients(zip(grads, self.variables))
+        return loss
+
+    def steps_per_epoch(self) -> int:
+        """Optimiser steps in one epoch: the larger task's number of minibatches."""
+        bounds = pipeline.bucket_boundaries(self.p.max_len)
+        counts = []
+        for ex in self.examples.values():
+            buckets = np.searchsorted(bounds, [int(e["length"]) for e in ex], side="right")
+            counts.append(int(sum(-(-n // self.p.batch_size) for n in np.bincount(buckets))))
+        return max(counts)
+
+    def dev_scores(self) -> dict[str, dict]:
+        """Dev metrics of every task with the current weights."""
+        return {t: self.tagger.evaluate(d.dev, t)[0] for t, d in self.data.tasks.items()}
+
+    def fit(self) -> None:
+        """Run epochs from the last checkpoint until --epochs or --patience says stop."""
+        if self.last.latest_checkpoint:
+            self.last.checkpoint.restore(self.last.latest_checkpoint).assert_existing_objects_matched()
+            logging.info("resuming from %s: epoch %d, best dev macro-F1 %.4f", self.last.latest_checkpoint,
+                         int(self.epoch), float(self.best))
+        writer = tf.summary.create_file_writer(str(self.model_dir / "tensorboard"))
+        steps = self.steps_per_epoch()
+        while int(self.epoch) < self.p.epochs and int(self.bad_epochs) < self.p.patience:
+            epoch = int(self.epoch)
+            print(f"Epoch {epoch + 1}/{self.p.epochs}", flush=True)
+            bar = tf.keras.utils.Progbar(steps)  # shows the epoch's running mean loss
+            streams = {t: _cycle(ex, self.p, epoch) for t, ex in self.examples.items()}
+            with writer.as_default():
+                for i in range(steps):
+                    loss = float(self.train_step({t: next(s) for t, s in streams.items()}))
+                    self.step.assign_add(1)
+                    tf.summary.scalar("train/loss", loss, step=int(self.step))
+                    bar.update(i + 1, [("loss", loss)])
+                dev = self.dev_scores()
+                for t, m in dev.items():
+                    for k in ("macro_precision", "macro_recall", "macro_f1", "micro_accuracy", "entity_f1"):
+                        tf.summary.scalar(f"dev/{t}/{k}", m[k], step=epoch + 1)
+            score = float(np.mean([m["macro_f1"] for m in dev.values()]))
+            line = ", ".join(f"{t} {m['macro_f1'] * 100:.2f}" for t, m in dev.items())
+            if score > float(self.best):
+                self.best.assign(score)
+                self.bad_epochs.assign(0)
+                self.best_ckpt.save()
+                print(f"dev macro-F1: {line} (best so far; saved)", flush=True)
+            else:
+                self.bad_epochs.assign_add(1)
+                print(f"dev macro-F1: {line} (best {float(self.best) * 100:.2f})", flush=True)
+            self.epoch.assign_add(1)
+            self.last.save()
+        writer.flush()
+
+    def test(self) -> dict[str, dict]:
+        """Score the best checkpoint on every task's test split; write predictions and metrics.json."""
+        self.best_ckpt.checkpoint.restore(self.best_ckpt.latest_checkpoint).expect_partial()
+        results = {}
+        pred_dir = self.model_dir / "predictions"
+        pred_dir.mkdir(exist_ok=True)
+        for t, d in self.data.tasks.items():
+            metrics, pred = self.tagger.evaluate(d.test, t)
+            results[t] = {"split": "test", **metrics}
+            write_conll(pred_dir / f"{t}.test.conll", ((s.tokens, s.tags, tags) for s, tags in zip(d.test, pred)))
+        write_json_atomic(self.model_dir / "metrics.json", results)
+        return results
+
+
+def train(p: Params) -> dict[str, dict]:
+    """Train (or resume) the run `p` describes and return its test metrics, keyed by vertical."""
+    tf.keras.utils.set_random_seed(p.seed)
+    tf.config.experimental.enable_op_determinism()
+    data = load_run_data(p)  # all input checks happen before the model dir is touched
+    model_dir = Path(p.model_dir)
+    if open_model_dir(p):
+        data.vocab = Vocab.load(model_dir / "vocab.json")  # the ids the checkpoints were trained with
+    else:
+        write_json_atomic(model_dir / "params.json", p.to_json())
+        data.vocab.save(model_dir / "vocab.json")
+    trainer = Trainer(p, data)
+    trainer.fit()
+    results = trainer.test()
+    print(format_table(results), flush=True)
+    return results

@@ -1,0 +1,94 @@
+"""Word, character and per-task tag vocabularies: string ↔ id maps, saved as `<model_dir>/vocab.json`.
+
+Id 0 is padding and id 1 the unknown symbol for words and characters; tag id 0 is always "O".
+Words come from the training splits of all tasks plus every word of the pretrained vectors, so words
+that only occur at test or predict time still get their pretrained vector.
+"""
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mtl_tagger.files import write_text_atomic
+
+PAD, UNK = "<pad>", "<unk>"
+
+
+def _index(items: Sequence[str]) -> dict[str, int]:
+    return {s: i for i, s in enumerate(items)}
+
+
+@dataclass
+class Vocab:
+    """Id maps shared by all tasks (words, chars) and one tag list per task."""
+
+    words: list[str]
+    chars: list[str]
+    tags: dict[str, list[str]]
+
+    def __post_init__(self) -> None:
+        self._word_ids = _index(self.words)
+        self._char_ids = _index(self.chars)
+        self._tag_ids = {task: _index(tags) for task, tags in self.tags.items()}
+
+    @classmethod
+    def build(
+        cls,
+        train_tokens: Iterable[Sequence[str]],
+        train_tags: dict[str, Iterable[Sequence[str]]],
+        pretrained_words: Sequence[str] = (),
+    ) -> "Vocab":
+        """Vocabularies from training sentences (tokens of all tasks; tags per task) and pretrained words."""
+        word_counts: Counter[str] = Counter()
+        char_counts: Counter[str] = Counter()
+        for tokens in train_tokens:
+            word_counts.update(tokens)
+            for token in tokens:
+                char_counts.update(token)
+        words = [PAD, UNK] + sorted(word_counts, key=lambda w: (-word_counts[w], w))
+        seen = set(words)
+        words += [w for w in dict.fromkeys(pretrained_words) if w not in seen]
+        chars = [PAD, UNK] + sorted(char_counts, key=lambda c: (-char_counts[c], c))
+        tags = {}
+        for task, sentences in train_tags.items():
+            found = {t for s in sentences for t in s} - {"O"}
+            # B-x before I-x for each attribute: stable, readable order in tables and heatmaps.
+            tags[task] = ["O"] + sorted(found, key=lambda t: (t[2:], t[0]))
+        return cls(words=words, chars=chars, tags=tags)
+
+    def word_ids(self, tokens: Sequence[str]) -> np.ndarray:
+        """Word ids of a sentence (1 for unknown words)."""
+        return np.array([self._word_ids.get(t, 1) for t in tokens], dtype=np.int32)
+
+    def char_ids(self, tokens: Sequence[str], max_word_len: int) -> np.ndarray:
+        """[len, max chars in sentence] char ids, words cut to `max_word_len` characters, 0-padded."""
+        width = max(1, min(max_word_len, max((len(t) for t in tokens), default=1)))
+        out = np.zeros((len(tokens), width), dtype=np.int32)
+        for i, token in enumerate(tokens):
+            ids = [self._char_ids.get(c, 1) for c in token[:width]]
+            out[i, : len(ids)] = ids
+        return out
+
+    def tag_ids(self, task: str, tags: Sequence[str]) -> np.ndarray:
+        """Tag ids for `task`; a tag never seen in training maps to O (0) for the loss only."""
+        ids = self._tag_ids[task]
+        return np.array([ids.get(t, 0) for t in tags], dtype=np.int32)
+
+    def tag_names(self, task: str, ids: Iterable[int]) -> list[str]:
+        """Tag strings for ids of `task`."""
+        names = self.tags[task]
+        return [names[i] for i in ids]
+
+    def save(self, path: str | Path) -> None:
+        """Write the vocabularies as JSON."""
+        write_text_atomic(path, json.dumps({"words": self.words, "chars": self.chars, "tags": self.tags},
+                                           ensure_ascii=False))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Vocab":
+        """Read vocabularies written by `save`."""
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls(words=data["words"], chars=data["chars"], tags=data["tags"])
