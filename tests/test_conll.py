@@ -1,4 +1,5 @@
 """CoNLL reading/writing: the format contract, BIO repair and splitting, and errors that name file:line."""
+import random
 from pathlib import Path
 
 import pytest
@@ -188,6 +189,14 @@ def test_crlf_and_bom(tmp_path: Path) -> None:
 ])
 def test_chunks(tags: list[str], want: list[tuple[str, int, int]]) -> None:
     assert chunks(tags) == want
+
+
+def test_repair_keeps_conlleval_chunks() -> None:
+    rng = random.Random(0)
+    for _ in range(200):
+        tags = [rng.choice(["O", "B-a", "I-a", "B-b", "I-b"]) for _ in range(rng.randint(0, 8))]
+        repaired, _ = repair_bio(tags)
+        assert chunks(repaired) == chunks(tags) and repair_bio(repaired) == (repaired, 0)
 
 
 def test_chunks_rejects_malformed_tag() -> None:
