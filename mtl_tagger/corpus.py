@@ -44,7 +44,10 @@ def load_task(data_dir: str | Path, task: str, strict_bio: bool, max_len: int) -
             raise InputError(f"missing {split}.conll", task_dir)
 
     def read(split: str) -> list[Sentence]:
-        return read_conll(task_dir / f"{split}.conll", strict_bio=strict_bio, max_len=max_len)
+        # Only training sentences are cut at max_len; dev/test stay whole (the tagger decodes long
+        # sentences in pieces) so chunk-level metrics see the true spans.
+        return read_conll(task_dir / f"{split}.conll", strict_bio=strict_bio,
+                          max_len=max_len if split == "train" else None)
 
     train, test = read("train"), read("test")
     if (task_dir / "dev.conll").is_file():

@@ -134,3 +134,26 @@ def define_flags() -> None:
 def from_flags() -> Params:
     """Params from the parsed absl flags, validated."""
     return Params(**{f.name: getattr(flags.FLAGS, f.name) for f in dataclasses.fields(Params)}).validate()
+
+
+def read_flagfile(path: str | Path) -> dict[str, object]:
+    """Params fields set by an absl flagfile (`--name=value` lines, `#` comments), typed as the fields."""
+    types = {f.name: type(f.default) for f in dataclasses.fields(Params)}
+    values: dict[str, object] = {}
+    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, _, value = line.removeprefix("--").partition("=")
+        if name.startswith("no") and name[2:] in types and types[name[2:]] is bool:
+            name, value = name[2:], "false"
+        if name not in types:
+            raise InputError(f"unknown flag --{name}", path, lineno)
+        if types[name] is bool:
+            values[name] = value.lower() in ("", "true", "1")
+        else:
+            try:
+                values[name] = types[name](value)
+            except ValueError:
+                raise InputError(f"--{name}={value}: not a {types[name].__name__}", path, lineno) from None
+    return values

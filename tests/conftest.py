@@ -1,0 +1,32 @@
+"""Shared fixtures: synthetic verticals and one trained smoke model reused by the end-to-end tests."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from datagen import make_data_dir
+from mtl_tagger.params import Params, read_flagfile
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = read_flagfile(REPO / "flags" / "smoke.cfg")
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two small synthetic verticals: 'Chain x' and 'Mangal-sutra'."""
+    return make_data_dir(tmp_path_factory.mktemp("data"))
+
+
+def smoke_params(data_dir: Path, model_dir: Path, **overrides: object) -> Params:
+    """The smoke configuration (flags/smoke.cfg) for a run on the synthetic data."""
+    return Params(**{**SMOKE, "task_a": "Chain x", "data_dir": str(data_dir), "model_dir": str(model_dir),
+                     **overrides}).validate()
+
+
+def run_cli(module: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m mtl_tagger.<module> args…` from the repo root and capture its output."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", f"mtl_tagger.{module}", *args], input=stdin, text=True,
+                          capture_output=True, cwd=REPO, env=env, timeout=600)
