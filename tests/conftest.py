@@ -5,8 +5,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from datagen import make_data_dir
+
 from mtl_tagger.params import Params, read_flagfile
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, run_cli, smoke_params
+
 from mtl_tagger import Tagger
 from mtl_tagger.conll import read_conll
 from mtl_tagger.training import train

@@ -1,0 +1,176 @@
+"""Bad input: one clear line naming the file:line or flag, exit code 2, no traceback, nothing half-written."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from absl import logging
+from conftest import run_cli, smoke_params
+
+from mtl_tagger.errors import InputError
+from mtl_tagger.params import Params
+from mtl_tagger.training import load_run_data, train
+from mtl_tagger.vectors import read_vectors, write_vectors
+
+
+def _assert_one_line(r, *words: str) -> None:
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert "Traceback" not in r.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("flag, words", [
+    ("--hidden_size=0", ["--hidden_size=0", "> 0"]),
+    ("--batch_size=-3", ["--batch_size=-3"]),
+    ("--dropout=1.0", ["--dropout=1.0", "[0, 1)"]),
+    ("--char_encoder=gru", ["--char_encoder=gru", "lstm, cnn"]),
+    ("--task_b=Chain x", ["--task_b", "differ"]),
+])
+def test_out_of_range_flags_cli(flag: str, words: list[str], data_dir: Path, tmp_path: Path) -> None:
+    r = run_cli("train", "--flagfile=flags/smoke.cfg", "--task_a=Chain x", f"--data_dir={data_dir}",
+                f"--model_dir={tmp_path / 'm'}", flag)
+    _assert_one_line(r, *words)
+    assert not (tmp_path / "m").exists()
+
+
+def test_missing_data_dir_cli(tmp_path: Path) -> None:
+    r = run_cli("train", "--flagfile=flags/smoke.cfg", "--task_a=Chain x", f"--data_dir={tmp_path / 'nope'}",
+                f"--model_dir={tmp_path / 'm'}")
+    _assert_one_line(r, str(tmp_path / "nope"), "--data_dir")
+    assert not (tmp_path / "m").exists()
+
+
+def test_unknown_vertical_lists_known(data_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"no vertical 'Necklace'.*Chain x, Mangal-sutra"):
+        train(smoke_params(data_dir, tmp_path / "m", task_a="Necklace"))
+    assert not (tmp_path / "m").exists()
+
+
+def test_missing_split_file(data_dir: Path, tmp_path: Path) -> None:
+    d = tmp_path / "data"
+    shutil.copytree(data_dir / "Chain x", d / "V")
+    (d / "V" / "test.conll").unlink()
+    with pytest.raises(InputError, match=r"V: missing test\.conll"):
+        train(smoke_params(d, tmp_path / "m", task_a="V"))
+    assert not (tmp_path / "m").exists()
+
+
+def test_malformed_train_line_names_file_and_line_and_leaves_nothing(data_dir: Path, tmp_path: Path) -> None:
+    d = tmp_path / "data"
+    shutil.copytree(data_dir / "Chain x", d / "V")
+    lines = (d / "V" / "train.conll").read_text().splitlines()
+    lines[4] = lines[4].replace("\t", " ")
+    (d / "V" / "train.conll").write_text("\n".join(lines) + "\n")
+    r = run_cli("train", "--flagfile=flags/smoke.cfg", "--task_a=V", f"--data_dir={d}", f"--model_dir={tmp_path / 'm'}")
+    _assert_one_line(r, "train.conll:5:")
+    assert not (tmp_path / "m").exists()
+
+
+def test_missing_dev_is_held_out_of_train(data_dir: Path, tmp_path: Path) -> None:
+    d = tmp_path / "data"
+    shutil.copytree(data_dir / "Chain x", d / "V")
+    (d / "V" / "dev.conll").unlink()
+    data = load_run_data(smoke_params(d, tmp_path / "m", task_a="V")).tasks["V"]
+    again = load_run_data(smoke_params(d, tmp_path / "m", task_a="V")).tasks["V"]
+    assert data.dev_held_out and 0 < len(data.dev) < len(data.train)
+    assert data.dev == again.dev, "the held-out dev split must be deterministic"
+    assert not {s.tokens for s in data.dev} & {s.tokens for s in data.train}
+
+
+def test_unseen_test_tag_is_warned(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    d = tmp_path / "data"
+    shutil.copytree(data_dir / "Chain x", d / "V")
+    with open(d / "V" / "test.conll", "a") as f:
+        f.write("Acme\tB-brand\nzircon\tB-stone\n\n")
+    warnings: list[str] = []
+    monkeypatch.setattr(logging, "warning", lambda msg, *a: warnings.append(msg % a))
+    load_run_data(smoke_params(d, tmp_path / "m", task_a="V"))
+    assert any("B-stone (1)" in w and "count as wrong" in w for w in warnings), warnings
+
+
+def test_long_train_sentence_is_split_with_warning(data_dir: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    d = tmp_path / "data"
+    shutil.copytree(data_dir / "Chain x", d / "V")
+    with open(d / "V" / "train.conll", "a") as f:
+        f.write("".join(f"w{i}\tO\n" for i in range(130)) + "\n")
+    warnings: list[str] = []
+    monkeypatch.setattr(logging, "warning", lambda msg, *a: warnings.append(msg % a))
+    data = load_run_data(smoke_params(d, tmp_path / "m", task_a="V")).tasks["V"]
+    assert max(len(s.tokens) for s in data.train) <= 60
+    assert any("split 1 sentence" in w for w in warnings), warnings
+
+
+@pytest.mark.parametrize("content, words", [
+    ("a 0.1 0.2 0.3\nb 0.1 0.2\n", [":2:", "2 values, expected 3"]),
+    ("a 0.1 x 0.3\n", [":1:", "not a number"]),
+    ("", ["empty"]),
+])
+def test_bad_vector_file(content: str, words: list[str], tmp_path: Path) -> None:
+    path = tmp_path / "v.txt"
+    path.write_text(content)
+    with pytest.raises(InputError) as e:
+        read_vectors(path)
+    assert str(path) in str(e.value) and all(w in str(e.value) for w in words)
+
+
+def test_vectors_of_wrong_dimension(data_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "v.txt"
+    write_vectors(path, ["gold", "chain"], np.ones((2, 7), np.float32))
+    with pytest.raises(InputError, match=r"v\.txt: vectors are 7-d but --word_dim=16"):
+        train(smoke_params(data_dir, tmp_path / "m", word_vectors=str(path)))
+    assert not (tmp_path / "m").exists()
+
+
+def test_word_vectors_initialise_embeddings(data_dir: Path, tmp_path: Path) -> None:
+    path = tmp_path / "v.txt"
+    write_vectors(path, ["Acme", "brass", "unseen_elsewhere"], np.arange(48, dtype=np.float32).reshape(3, 16))
+    data = load_run_data(smoke_params(data_dir, tmp_path / "m", word_vectors=str(path)))
+    row = data.vocab.words.index("brass")
+    assert np.allclose(data.word_init[row], np.arange(16, 32))
+    assert "unseen_elsewhere" in data.vocab.words, "pretrained words join the vocabulary"
+
+
+@pytest.mark.parametrize("module", ["evaluate", "predict"])
+def test_unknown_task_at_evaluate_and_predict(module: str, data_dir: Path, tmp_path: Path) -> None:
+    train(smoke_params(data_dir, tmp_path / "m", epochs=1))
+    args = [f"--model_dir={tmp_path / 'm'}", "--task=Necklace"]
+    if module == "evaluate":
+        args.append(f"--data={data_dir / 'Chain x' / 'test.conll'}")
+    r = run_cli(module, *args, stdin="gold chain\n")
+    _assert_one_line(r, "--task=Necklace", "Chain x")
+
+
+def test_model_dir_of_other_run_is_refused_unless_overwrite(data_dir: Path, tmp_path: Path) -> None:
+    train(smoke_params(data_dir, tmp_path / "m", epochs=1))
+    before = (tmp_path / "m" / "params.json").read_text()
+    with pytest.raises(InputError, match=r"other tasks or flags.*task_a: 'Chain x' -> 'Mangal-sutra'.*--overwrite"):
+        train(smoke_params(data_dir, tmp_path / "m", task_a="Mangal-sutra", epochs=1))
+    with pytest.raises(InputError, match=r"hidden_size: 16 -> 8"):
+        train(smoke_params(data_dir, tmp_path / "m", hidden_size=8, epochs=1))
+    assert (tmp_path / "m" / "params.json").read_text() == before
+    train(smoke_params(data_dir, tmp_path / "m", task_a="Mangal-sutra", epochs=1, overwrite=True))
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text()).keys() == {"Mangal-sutra"}
+
+
+def test_non_model_dir_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="holds no params.json"):
+        train(smoke_params(data_dir, tmp_path / "m"))
+    assert (tmp_path / "m" / "notes.txt").exists()
+
+
+def test_evaluate_on_a_non_model_dir(tmp_path: Path) -> None:
+    r = run_cli("predict", f"--model_dir={tmp_path}", stdin="x\n")
+    _assert_one_line(r, "params.json")
+
+
+def test_params_json_round_trip() -> None:
+    p = Params(task_a="A", task_b="B", hidden_size=7).validate()
+    assert Params.from_json(json.loads(json.dumps(p.to_json()))) == p
+    assert p.mode == "coupled" and p.tasks == ["A", "B"]
