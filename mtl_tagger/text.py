@@ -2,12 +2,15 @@
 
 A token is a run of letters/digits (with inner apostrophes, hyphens, dots or slashes between
 alphanumerics, so "women's", "t-shirt", "2.5", "18/20" stay whole) or a single other non-space
-character. Every token keeps its character offsets into the input, so extracted values can point
-back into the original text.
+character. Invisible control and format characters (C0/C1 controls, zero-width spaces and joiners,
+soft hyphen, BOM, direction marks) are separators, never tokens: a token is always something a
+reader can see, and a BOM-only token cannot be eaten by a CoNLL reader. Every token keeps its
+character offsets into the input, so extracted values can point back into the original text.
 """
 import re
 
-_TOKEN = re.compile(r"[^\W_]+(?:['’./\-][^\W_]+)*|\S", re.UNICODE)
+_INVISIBLE = "\x00-\x1f\x7f-\x9f\xad\u200b-\u200f\u2060-\u2064\ufeff"
+_TOKEN = re.compile(rf"[^\W_]+(?:['’./\-][^\W_]+)*|[^\s{_INVISIBLE}]", re.UNICODE)
 
 
 def tokenize(text: str) -> list[tuple[str, int, int]]:
