@@ -1,0 +1,103 @@
+"""Catalog readers: the products JSONL (plain and gzip) and the original Kaggle CSV; bad records skipped by line."""
+import gzip
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from mtl_tagger.catalog import parse_category_tree, parse_ruby_specifications, read_catalog
+from mtl_tagger.errors import InputError
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "catalog"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+def shared_file(relative: str) -> Path:
+    """A file of ../shared: the test fails without it under CI=true, and is skipped elsewhere."""
+    path = SHARED / relative
+    if not path.is_file():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{path} is missing (CI=true requires the shared data)")
+        pytest.skip(f"{path} not available")
+    return path
+
+
+def test_jsonl_fields() -> None:
+    products = {p.id: p for p in read_catalog(FIXTURES / "products.jsonl").products}
+    assert len(products) == 11
+    top = products["t001"]
+    assert top.category_path[-2:] == ("Tops", "MERIL Tops")
+    assert top.brand == "MERIL" and top.name.endswith("Women's Top")
+    assert top.specifications[0] == ("Occasion", "Casual")
+    assert (None, "Machine Wash") in top.specifications
+
+
+def test_gzip_is_read_like_plain(tmp_path: Path) -> None:
+    packed = tmp_path / "products.jsonl.gz"
+    packed.write_bytes(gzip.compress((FIXTURES / "products.jsonl").read_bytes()))
+    assert read_catalog(packed).products == read_catalog(FIXTURES / "products.jsonl").products
+
+
+def test_kaggle_csv_layout() -> None:
+    read = read_catalog(FIXTURES / "kaggle.csv")
+    products = {p.id: p for p in read.products}
+    assert sorted(products) == ["k001", "k002", "k003", "k005"]
+    assert products["k001"].category_path == ("Jewellery", "Necklaces & Chains", "Necklaces")
+    assert products["k001"].specifications == (("Brand", "Acme"), ("Plating", "Gold"), (None, "1 Necklace"),
+                                               ("Base Material", "Brass"))
+    assert "\n" in products["k001"].description
+    assert products["k002"].specifications == (("Brand", "Acme"),)  # a single entry, not a list
+    assert products["k003"].specifications == ()  # =>nil
+    # k004's category tree is not JSON: skipped, reported at the line where its record starts.
+    assert len(read.skipped) == 1 and read.skipped[0].startswith(f"{FIXTURES / 'kaggle.csv'}:6: ")
+    assert "product_category_tree" in read.skipped[0]
+
+
+def test_ruby_and_tree_parsers() -> None:
+    assert parse_category_tree('["A >> B & C >> D"]') == ["A", "B & C", "D"]
+    assert parse_ruby_specifications('{"product_specification"=>[{"key"=>"K", "value"=>"a => b"}]}') == [
+        {"key": "K", "value": "a => b"}]
+    assert parse_ruby_specifications('{"product_specification"=>nil}') is None
+    with pytest.raises(ValueError):
+        parse_category_tree("A >> B")
+
+
+def test_original_sample_matches_the_jsonl() -> None:
+    """8 of the 9 original rows are word for word in products.jsonl.gz (the 9th has a one-level tree)."""
+    original = read_catalog(shared_file("data/flipkart/original_format_sample.csv"))
+    assert len(original.products) == 9 and not original.skipped
+    converted = {p.id: p for p in read_catalog(shared_file("data/flipkart/products.jsonl.gz")).products}
+    same = [p for p in original.products if converted.get(p.id) == p]
+    assert len(same) == 8
+
+
+def test_bad_records_are_skipped_with_their_line(tmp_path: Path) -> None:
+    good = (FIXTURES / "products.jsonl").read_bytes().splitlines()
+    first = json.loads(good[0])
+    path_not_list = json.dumps({**first, "uniq_id": "z1", "category_path": "A"}).encode()
+    latin1 = b'{"uniq_id": "z2", "description": "caf\xe9", "category_path": []}'
+    lines = [good[0], b"{not json", b"", b"[1, 2]", path_not_list, latin1, good[0], good[1]]
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    read = read_catalog(path)
+    assert [p.id for p in read.products] == ["n001", "n002"]
+    assert [m.split(": ")[0] for m in read.skipped] == [f"{path}:{n}" for n in (2, 4, 5, 6, 7)]
+    assert "not UTF-8" in read.skipped[3] and "already on line 1" in read.skipped[4]
+
+
+@pytest.mark.parametrize("content, words", [
+    (None, ["not found"]),
+    (b"\x1f\x8b\x08\x00truncated", ["decompress"]),
+    (b"{broken\n{also broken\n", ["no readable product", "2 record(s) skipped"]),
+    (b"name,description\nx,y\n", ["uniq_id", "product_category_tree"]),
+])
+def test_unreadable_catalogs_are_input_errors(tmp_path: Path, content: bytes | None, words: list[str]) -> None:
+    path = tmp_path / "catalog"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(InputError) as e:
+        read_catalog(path)
+    assert str(e.value).startswith(str(path))
+    for w in words:
+        assert w in str(e.value)
