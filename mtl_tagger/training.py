@@ -6,6 +6,7 @@ epochs. After every epoch the model is scored on dev (macro-F1, mean over tasks)
 are kept in `best/`, and the full state (weights, optimiser, epoch, best score) in `last/`, so a
 killed run started again with the same model dir resumes where it stopped.
 """
+import hashlib
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,9 +16,10 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from mtl_tagger import pipeline
+from mtl_tagger import pipeline, shortlist
 from mtl_tagger.conll import write_conll
 from mtl_tagger.corpus import TaskData, load_task, unseen_tags
+from mtl_tagger.coupling import CouplingLoss
 from mtl_tagger.errors import InputError
 from mtl_tagger.files import write_json_atomic
 from mtl_tagger.metrics import format_table
@@ -94,6 +96,14 @@ def _cycle(examples: list[pipeline.Example], p: Params, epoch: int) -> Iterator[
         yield from pipeline.train_batches(examples, p.batch_size, p.seed, epoch * 1000 + k, p.max_len)
 
 
+def _fingerprint(*arrays: np.ndarray) -> str:
+    """A short hash of arrays' bytes: the shortlist cache key's view of the data."""
+    h = hashlib.sha1()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
 class Trainer:
     """Owns the network, optimiser, checkpoints and TensorBoard writer of one run."""
 
@@ -105,38 +115,116 @@ class Trainer:
             self.net.set_word_embeddings(data.word_init)
         self.tagger = Tagger(p, data.vocab, self.net)
         self.optimizer = tf.keras.optimizers.Adam(p.learning_rate, global_clipnorm=p.clip_norm or None)
+        self.examples = {t: pipeline.encode_sentences(d.train, data.vocab, t, p.max_word_len)
+                         for t, d in data.tasks.items()}
+        self.signature = {t: pipeline.BATCH_SIGNATURE for t in p.tasks}
+        self.shortlist: pipeline.ShortlistData | None = None
+        self.coupler: CouplingLoss | None = None
+        if p.mode == "coupled":
+            self.shortlist = self._build_shortlist()
+            self.coupler = CouplingLoss(data.vocab.tags[p.task_a], data.vocab.tags[p.task_b],
+                                        (2 * p.window + 1) * p.word_dim, label_kgram=p.label_kgram, name="coupling")
+            self.coupler.build(None)
+            self.signature["coupling"] = pipeline.COUPLING_SIGNATURE
         self.variables = self._trainable_variables()
         self.optimizer.build(self.variables)
         self.epoch = tf.Variable(0, dtype=tf.int64, name="epoch")
         self.step = tf.Variable(0, dtype=tf.int64, name="step")
         self.best = tf.Variable(-1.0, dtype=tf.float64, name="best_dev_macro_f1")
         self.bad_epochs = tf.Variable(0, dtype=tf.int64, name="bad_epochs")
-        state = tf.train.Checkpoint(net=self.net, optimizer=self.optimizer, epoch=self.epoch, step=self.step,
-                                    best=self.best, bad_epochs=self.bad_epochs)
+        weights = {"net": self.net, **({"coupling": self.coupler} if self.coupler else {})}
+        state = tf.train.Checkpoint(optimizer=self.optimizer, epoch=self.epoch, step=self.step,
+                                    best=self.best, bad_epochs=self.bad_epochs, **weights)
         self.last = tf.train.CheckpointManager(state, self.model_dir / "last", max_to_keep=1)
-        self.best_ckpt = tf.train.CheckpointManager(tf.train.Checkpoint(net=self.net), self.model_dir / "best",
+        self.best_ckpt = tf.train.CheckpointManager(tf.train.Checkpoint(**weights), self.model_dir / "best",
                                                     max_to_keep=1)
-        self.examples = {t: pipeline.encode_sentences(d.train, data.vocab, t, p.max_word_len)
-                         for t, d in data.tasks.items()}
-        signature = {t: pipeline.BATCH_SIGNATURE for t in p.tasks}
-        self.train_step = tf.function(self._train_step, input_signature=[signature], reduce_retracing=True)
+        self.train_step = tf.function(self._train_step, input_signature=[self.signature], reduce_retracing=True)
+
+    def _build_shortlist(self) -> pipeline.ShortlistData:
+        """Contexts of both tasks' training data, their cosine shortlist (cached), resolved for batching."""
+        p = self.p
+        if self.data.word_init is not None:
+            vectors = self.data.word_init
+        else:
+            logging.warning("no --word_vectors: the shortlist uses the random initial embeddings, so context "
+                            "similarity is mostly word overlap")
+            vectors = self.net.word_embeddings.numpy()
+        examples = (self.examples[p.task_a], self.examples[p.task_b])
+        contexts = tuple(shortlist.make_contexts(
+            [e["words"] for e in ex],
+            [e["tags"] > 0 if p.shortlist_contexts == "tagged" else np.ones(len(e["tags"]), bool) for e in ex],
+            p.window) for ex in examples)
+        key = {"tasks": p.tasks, "window": p.window, "threshold": p.shortlist_threshold,
+               "max_neighbors": p.shortlist_max_neighbors, "contexts": p.shortlist_contexts,
+               "data": _fingerprint(vectors, *(c.windows for c in contexts),
+                                    *(e["tags"] for ex in examples for e in ex))}
+
+        def build() -> shortlist.Shortlist:
+            return shortlist.build_shortlist(contexts[0], contexts[1], vectors, p.shortlist_threshold,
+                                             p.shortlist_max_neighbors)
+
+        found = shortlist.cached_shortlist(self.model_dir / "shortlist", key, build)
+        if found.num_pairs == 0:
+            raise InputError(f"--shortlist_threshold={p.shortlist_threshold}: the shortlist is empty; "
+                             + shortlist.threshold_hint(contexts[0], contexts[1], vectors))
+        logging.info("shortlist: %s", found.summary())
+        return pipeline.ShortlistData.build(contexts, examples, (found.a_neighbors, found.b_neighbors))
 
     def _trainable_variables(self) -> list[tf.Variable]:
         dummy = {"words": tf.ones([1, 2], tf.int32), "chars": tf.ones([1, 2, 3], tf.int32)}
         self.net.encode(dummy, training=False)  # builds the encoder's variables
-        seen, out = set(), []
-        for v in self.net.trainable_variables:
-            if id(v) not in seen:
-                seen.add(id(v))
-                out.append(v)
-        return out
+        found = self.net.trainable_variables + (tuple(self.coupler.trainable_variables) if self.coupler else ())
+        return list({id(v): v for v in found}.values())
 
-    def _train_step(self, batches: dict[str, dict[str, tf.Tensor]]) -> tf.Tensor:
+    def _coupling_error(self, c: dict) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        """TCE of one coupling minibatch, averaged over its anchors, and the layer's outputs."""
+        scores = []
+        for side, task in (("a", self.p.task_a), ("b", self.p.task_b)):
+            emissions = self.net.emissions(task, self.net.encode(c[f"sentences_{side}"], training=True))
+            scores.append(tf.gather_nd(emissions, c[f"lookup_{side}"]))  # s of each (row, position, gold tag)
+        scores = tf.concat(scores, axis=0)
+        table = self.net.word_embeddings
+
+        def window_vectors(ids: tf.Tensor) -> tf.Tensor:  # u: the window's embeddings, zero past the edges
+            vec = tf.gather(table, ids) * tf.cast(ids > 0, table.dtype)[..., None]
+            return tf.reshape(vec, tf.concat([tf.shape(ids)[:-1], [-1]], axis=0))
+
+        out = self.coupler({
+            "direction": c["direction"], "mask": c["mask"],
+            "anchor_u": window_vectors(c["anchor_window"]), "neighbor_u": window_vectors(c["neighbor_window"]),
+            "anchor_tag": c["anchor_tag"], "neighbor_tag": c["neighbor_tag"],
+            "anchor_score": tf.gather(scores, c["anchor_ref"]), "neighbor_score": tf.gather(scores, c["neighbor_ref"]),
+        })
+        anchors = tf.cast(tf.shape(c["direction"])[0], out["total"].dtype)
+        return out["total"] / anchors, out
+
+    def _train_step(self, batches: dict[str, dict[str, tf.Tensor]]) -> dict[str, tf.Tensor]:
         with tf.GradientTape() as tape:
-            loss = tf.add_n([self.net.crf_loss(t, b, training=True) for t, b in batches.items()])
+            losses = {f"crf/{t}": self.net.crf_loss(t, batches[t], training=True) for t in self.p.tasks}
+            if self.coupler is not None:
+                tce, parts = self._coupling_error(batches["coupling"])
+                losses["coupling/tce"] = tce
+                losses.update({f"coupling/{k}": parts[k] for k in ("cce", "cce_prime", "lce", "lce_prime")})
+            loss = tf.add_n([v for k, v in losses.items() if k.startswith("crf/")])
+            if self.coupler is not None:
+                loss += self.p.coupling_weight * losses["coupling/tce"]
         grads = tape.gradient(loss, self.variables)
         self.optimizer.apply_gradients(zip(grads, self.variables))
-        return loss
+        return {"loss": loss, **losses}
+
+    def step_inputs(self, epoch: int) -> tf.data.Dataset:
+        """One epoch of optimiser-step inputs: a minibatch per task (+ a coupling minibatch), prefetched."""
+        streams = {t: _cycle(ex, self.p, epoch) for t, ex in self.examples.items()}
+        if self.shortlist is not None:
+            examples = (self.examples[self.p.task_a], self.examples[self.p.task_b])
+            streams["coupling"] = pipeline.coupling_batches(self.shortlist, examples, self.p.batch_size,
+                                                            self.p.seed, epoch)
+
+        def steps() -> Iterator[dict]:
+            while True:
+                yield {k: next(s) for k, s in streams.items()}
+
+        return tf.data.Dataset.from_generator(steps, output_signature=self.signature).prefetch(2)
 
     def steps_per_epoch(self) -> int:
         """Optimiser steps in one epoch: the larger task's number of minibatches."""
@@ -163,13 +251,13 @@ class Trainer:
             epoch = int(self.epoch)
             print(f"Epoch {epoch + 1}/{self.p.epochs}", flush=True)
             bar = tf.keras.utils.Progbar(steps)  # shows the epoch's running mean loss
-            streams = {t: _cycle(ex, self.p, epoch) for t, ex in self.examples.items()}
             with writer.as_default():
-                for i in range(steps):
-                    loss = float(self.train_step({t: next(s) for t, s in streams.items()}))
+                for i, inputs in enumerate(self.step_inputs(epoch).take(steps)):
+                    out = {k: float(v) for k, v in self.train_step(inputs).items()}
                     self.step.assign_add(1)
-                    tf.summary.scalar("train/loss", loss, step=int(self.step))
-                    bar.update(i + 1, [("loss", loss)])
+                    for k, v in out.items():
+                        tf.summary.scalar(f"train/{k}", v, step=int(self.step))
+                    bar.update(i + 1, [("loss", out["loss"])])
                 dev = self.dev_scores()
                 for t, m in dev.items():
                     for k in ("macro_precision", "macro_recall", "macro_f1", "micro_accuracy", "entity_f1"):
