@@ -1,0 +1,420 @@
+"""BIO training data from a catalog by distant supervision: the seller's specifications label the description.
+
+    python -m mtl_tagger.prepare --source=PATH --out=DATA_DIR [--verticals=flags/verticals.json]
+
+Verticals. A JSON object maps each vertical name (it names a directory: no `/`, no leading `.`) to
+a list of rules. A rule is a regex searched (case-sensitive, `re.search`) in the product's category
+path joined with " >> ", or an object {"path": regex, "name": regex} whose given fields must all
+match (`name` is searched in the product name, for products the path alone cannot place). The
+first vertical, in file order, with a matching rule takes the product. A vertical that gets no
+product is an error.
+
+Text. The description without its trailing "Specifications of <product> …" block (cut at the first
+"Specifications of"), since that block repeats the specifications as text and would make every
+label trivial; --keep_spec_block keeps it. Tokens come from mtl_tagger.text.tokenize, the tokenizer
+`predict` uses on raw text.
+
+Labels. Every specification with a key and a real value (see `is_placeholder`) tags each token-
+aligned, case-insensitive occurrence of the value as B-<attr> I-<attr>…, attr = normalise_key(key).
+The catalog's brand column counts as a "Brand" specification when no key is a brand (clothing
+specifications have none). A value "A, B" is a list (the catalog joined lists with ", "): A and B
+are looked for, each on its own. Overlapping matches: the longer (in tokens) wins; on equal length
+the one starting first; on the same span the specification listed first.
+
+Splits. train/dev/test = 70/10/20 by SHA-256 of a product id: the smallest uniq_id among products
+with the same description text (case and spacing ignored), so copies of a description never sit on
+both sides of a split. Deterministic on every machine and run.
+
+Output (written to a temporary directory, then renamed over DATA_DIR):
+  DATA_DIR/<Vertical>/{train,dev,test}.conll              token<TAB>tag, one description per sentence
+  DATA_DIR/<Vertical>/{train,dev,test}.provenance.jsonl   line i = sentence i: id, name, tagged spans
+  DATA_DIR/stats.md                                       the paper's Table 1 for this data, and counts
+Products whose text gets no tag are left out (counted; --keep_unmatched writes them all-O). An empty
+split gets no files (a CoNLL file holds at least one sentence); stats.md lists them.
+"""
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from absl import flags
+
+from mtl_tagger import cli
+from mtl_tagger.catalog import Product, read_catalog
+from mtl_tagger.conll import write_conll
+from mtl_tagger.errors import InputError
+from mtl_tagger.text import tokenize
+
+DEFAULT_VERTICALS = Path(__file__).resolve().parents[1] / "flags" / "verticals.json"
+SPLITS = ("train", "dev", "test")
+_SPEC_BLOCK = re.compile(r"Specifications of\b")
+# "NA", "N/A", "0", optionally with a range and a unit ("NA g", "NA K", "0 mm", "NA - NA month"),
+# and flag words: these say "no value", and tagging them would label every "No" or "0" in a text.
+_PLACEHOLDER = re.compile(
+    r"(?:yes|no|none|nil|not applicable|not available"
+    r"|(?:n/?a|0+(?:\.0+)?)(?:\s*-\s*(?:n/?a|0+(?:\.0+)?))?(?:\s+[^\W\d_]+\.?)?)",
+    re.IGNORECASE)
+_VERTICAL_NAME = re.compile(r"[^./\\\x00-\x1f][^/\\\x00-\x1f]*")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One pattern of a vertical: regexes on the joined category path and/or the product name."""
+
+    path: re.Pattern | None
+    name: re.Pattern | None
+
+    def matches(self, product: Product) -> bool:
+        """True when every regex given finds a match."""
+        return ((self.path is None or self.path.search(" >> ".join(product.category_path)) is not None)
+                and (self.name is None or self.name.search(product.name) is not None))
+
+
+@dataclass(frozen=True)
+class Vertical:
+    """A vertical name and the rules that place products in it."""
+
+    name: str
+    rules: tuple[Rule, ...]
+
+
+@dataclass(frozen=True)
+class Span:
+    """A tagged value: the specification it came from and its token span [start, end)."""
+
+    key: str
+    value: str
+    attr: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One labelled description of one vertical, with its split."""
+
+    product_id: str
+    name: str
+    vertical: str
+    split: str
+    tokens: tuple[str, ...]
+    tags: tuple[str, ...]
+    spans: tuple[Span, ...]
+
+
+@dataclass
+class VerticalCounts:
+    """What happened to a vertical's products: mapped, empty after stripping, without any tag, kept."""
+
+    products: int = 0
+    empty_text: int = 0
+    no_match: int = 0
+    kept: int = 0
+
+
+@dataclass
+class Dataset:
+    """prepare's result: instances of all verticals, and the counts stats.md reports."""
+
+    instances: list[Instance]
+    counts: dict[str, VerticalCounts]
+    products_read: int
+    skipped_records: int
+    unmapped: int
+    settings: dict[str, str] = field(default_factory=dict)
+
+
+def _compile(pattern: object, where: str, path: Path) -> re.Pattern:
+    """A compiled regex, or an InputError naming the vertical and what is wrong."""
+    if not isinstance(pattern, str) or not pattern:
+        raise InputError(f"{where}: a pattern must be a non-empty string", path)
+    try:
+        return re.compile(pattern)
+    except re.error as e:
+        raise InputError(f"{where}: bad regex {pattern!r} ({e})", path) from None
+
+
+def load_verticals(path: str | Path) -> list[Vertical]:
+    """Read the vertical mapping (see the module docstring); InputError names the bad vertical or rule."""
+    path = Path(path)
+    try:
+        mapping = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("vertical mapping not found (--verticals)", path) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"cannot read the vertical mapping as JSON ({e})", path) from None
+    if not isinstance(mapping, dict) or not mapping:
+        raise InputError("the vertical mapping must be a non-empty JSON object {vertical: [rules]}", path)
+    verticals = []
+    for name, rules in mapping.items():
+        if not _VERTICAL_NAME.fullmatch(name):
+            raise InputError(f"vertical name {name!r} must be a directory name (no '/', no leading '.')", path)
+        if not isinstance(rules, list) or not rules:
+            raise InputError(f"vertical {name}: rules must be a non-empty list", path)
+        compiled = []
+        for rule in rules:
+            rule = {"path": rule} if isinstance(rule, str) else rule
+            if not isinstance(rule, dict) or not rule or set(rule) - {"path", "name"}:
+                raise InputError(f"vertical {name}: a rule is a regex or an object with 'path' and/or 'name'",
+                                 path)
+            compiled.append(Rule(*(_compile(rule[k], f"vertical {name}", path) if k in rule else None
+                                   for k in ("path", "name"))))
+        verticals.append(Vertical(name, tuple(compiled)))
+    return verticals
+
+
+def vertical_of(product: Product, verticals: Sequence[Vertical]) -> str | None:
+    """The first vertical with a rule matching the product, or None."""
+    for vertical in verticals:
+        if any(rule.matches(product) for rule in vertical.rules):
+            return vertical.name
+    return None
+
+
+def strip_spec_block(description: str) -> str:
+    """The description up to its "Specifications of …" block (the whole text when there is none)."""
+    m = _SPEC_BLOCK.search(description)
+    return description if m is None else description[:m.start()]
+
+
+def is_placeholder(value: str) -> bool:
+    """True for values that stand for "no value": NA / N/A / 0 (with a unit or range), Yes, No, None, nil,
+    not applicable/available, and values without a letter or digit."""
+    value = value.strip()
+    return _PLACEHOLDER.fullmatch(value) is not None or not any(c.isalnum() for c in value)
+
+
+def normalise_key(key: str) -> str:
+    """The attribute name of a specification key: lower case, runs of non-alphanumerics turned into `_`."""
+    return re.sub(r"[\W_]+", "_", key.lower()).strip("_")
+
+
+def value_variants(value: str) -> list[str]:
+    """The strings to look for: the comma-separated parts of the value (a list in the catalog), no placeholders."""
+    return [v for v in dict.fromkeys(p.strip() for p in value.split(",")) if v and not is_placeholder(v)]
+
+
+def distant_labels(tokens: Sequence[str], specifications: Sequence[tuple[str | None, str]]
+                   ) -> tuple[list[str], list[Span]]:
+    """BIO tags for `tokens` from the specifications, and the spans tagged (sorted by position)."""
+    folded = [t.casefold() for t in tokens]
+    starts: dict[str, list[int]] = {}
+    for i, t in enumerate(folded):
+        starts.setdefault(t, []).append(i)
+    candidates = []
+    for order, (key, value) in enumerate(specifications):
+        attr = normalise_key(key) if key else ""
+        if not attr:
+            continue
+        for variant in value_variants(value):
+            wanted = [t.casefold() for t, _, _ in tokenize(variant)]
+            for i in starts.get(wanted[0], ()) if wanted else ():
+                if folded[i:i + len(wanted)] == wanted:
+                    candidates.append((-len(wanted), i, order, Span(key, variant, attr, i, i + len(wanted))))
+    taken = [False] * len(tokens)
+    spans = []
+    for *_, span in sorted(candidates, key=lambda c: c[:3]):
+        if not any(taken[span.start:span.end]):
+            taken[span.start:span.end] = [True] * (span.end - span.start)
+            spans.append(span)
+    spans.sort(key=lambda s: s.start)
+    tags = ["O"] * len(tokens)
+    for s in spans:
+        tags[s.start:s.end] = [f"B-{s.attr}"] + [f"I-{s.attr}"] * (s.end - s.start - 1)
+    return tags, spans
+
+
+def label_specifications(product: Product) -> tuple[tuple[str | None, str], ...]:
+    """The product's specifications, plus ("Brand", brand column) last when no key is a brand."""
+    if not product.brand or any(key and normalise_key(key) == "brand" for key, _ in product.specifications):
+        return product.specifications
+    return (*product.specifications, ("Brand", product.brand))
+
+
+def split_of(product_id: str) -> str:
+    """train / dev / test (70/10/20) from the SHA-256 of the id: the same on every machine and run."""
+    bucket = int.from_bytes(hashlib.sha256(product_id.encode("utf-8")).digest()[:8], "big") % 100
+    return "train" if bucket < 70 else "dev" if bucket < 80 else "test"
+
+
+def _text_key(text: str) -> str:
+    """Description text with case and spacing ignored, to find copies of one description."""
+    return " ".join(text.casefold().split())
+
+
+def build_dataset(products: Sequence[Product], verticals: Sequence[Vertical], keep_spec_block: bool = False,
+                  keep_unmatched: bool = False) -> tuple[list[Instance], dict[str, VerticalCounts], int]:
+    """Instances of every vertical, per-vertical counts, and how many products fell in no vertical.
+
+    InputError when a vertical gets no product, or none of its products gets a tag.
+    """
+    counts = {v.name: VerticalCounts() for v in verticals}
+    placed = []
+    for product in products:
+        name = vertical_of(product, verticals)
+        if name is not None:
+            text = product.description if keep_spec_block else strip_spec_block(product.description)
+            placed.append((name, product, text))
+            counts[name].products += 1
+    for name, c in counts.items():
+        if not c.products:
+            raise InputError(f"vertical {name} matches no product of the source; fix its rules or remove it")
+    group_id: dict[str, str] = {}
+    for _, product, text in placed:
+        key = _text_key(text)
+        group_id[key] = min(group_id.get(key, product.id), product.id)
+    instances = []
+    for name, product, text in placed:
+        tokens = [t for t, _, _ in tokenize(text)]
+        if not tokens:
+            counts[name].empty_text += 1
+            continue
+        tags, spans = distant_labels(tokens, label_specifications(product))
+        if not spans:
+            counts[name].no_match += 1
+            if not keep_unmatched:
+                continue
+        counts[name].kept += 1
+        instances.append(Instance(product.id, product.name, name, split_of(group_id[_text_key(text)]),
+                                  tuple(tokens), tuple(tags), tuple(spans)))
+    for name, c in counts.items():
+        if not c.kept:
+            raise InputError(f"vertical {name}: none of its {c.products} products has a tagged value")
+    return instances, counts, len(products) - len(placed)
+
+
+def _label_counts(instances: Sequence[Instance]) -> Counter:
+    """For each B-/I- tag, how many instances contain it."""
+    return Counter(t for inst in instances for t in set(inst.tags) if t != "O")
+
+
+def stats_markdown(data: Dataset) -> str:
+    """stats.md: the paper's Table 1 for this data, products and token lengths per vertical, label counts."""
+    by_vertical: dict[str, dict[str, list[Instance]]] = {v: {s: [] for s in SPLITS} for v in data.counts}
+    for inst in data.instances:
+        by_vertical[inst.vertical][inst.split].append(inst)
+    table1 = ["| Vertical | # labels (B, I separately) | # train | # test | # examples / label (max, min) |",
+              "|---|---:|---:|---:|---:|"]
+    per_vertical = ["| Vertical | products | empty text | no match | kept | train | dev | test "
+                    "| tokens median | p90 | max | labels only in dev/test |",
+                    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    details = []
+    for name, splits in by_vertical.items():
+        c = data.counts[name]
+        train = _label_counts(splits["train"])
+        held = set(_label_counts(splits["dev"] + splits["test"])) - set(train)
+        most, least = (max(train.values()), min(train.values())) if train else (0, 0)
+        table1.append(f"| {name} | {len(train)} | {len(splits['train'])} | {len(splits['test'])} "
+                      f"| {most}, {least} |")
+        lengths = np.array([len(i.tokens) for s in SPLITS for i in splits[s]]) if c.kept else np.zeros(1)
+        per_vertical.append(
+            f"| {name} | {c.products} | {c.empty_text} | {c.no_match} | {c.kept} | {len(splits['train'])} "
+            f"| {len(splits['dev'])} | {len(splits['test'])} | {np.median(lengths):.0f} "
+            f"| {np.percentile(lengths, 90):.0f} | {lengths.max()} | {len(held)} |")
+        ranked = sorted(train.items(), key=lambda kv: (-kv[1], kv[0]))
+        details.append(f"- **{name}**: " + ", ".join(f"{t} {n}" for t, n in ranked))
+    empty_splits = [f"{name}/{split}.conll" for name, splits in by_vertical.items() for split in SPLITS
+                    if not splits[split]]
+    no_match = sum(c.no_match for c in data.counts.values())
+    empty = sum(c.empty_text for c in data.counts.values())
+    settings = "; ".join(f"{k}: {v}" for k, v in data.settings.items())
+    return "\n".join([
+        "# Distant-supervision data", "", settings, "",
+        "## Table 1 (the paper's, for this data)", "",
+        "# labels: distinct B-/I- tags in train. # examples / label: train descriptions holding the tag.", "",
+        *table1, "",
+        f"Products with no match (text but no tagged value): {no_match}"
+        f"{' (kept, all O)' if data.settings.get('unmatched') == 'kept' else ' (left out)'}. "
+        f"Products with empty text: {empty}. Products in no vertical: {data.unmapped}. "
+        f"Source records read: {data.products_read}; skipped as unreadable: {data.skipped_records}.", "",
+        f"Empty splits, so not written: {', '.join(empty_splits)} (without dev.conll the trainer holds out 10% "
+        "of train as dev)." if empty_splits else "Every split of every vertical has sentences.", "",
+        "## Products and description lengths (tokens) per vertical", "",
+        *per_vertical, "",
+        "## Train descriptions per label", "",
+        *details, ""])
+
+
+def _provenance(inst: Instance) -> str:
+    """One provenance line: product id and name, and key, value, attr, token span of each tagged value."""
+    spans = [{"key": s.key, "value": s.value, "attr": s.attr, "start": s.start, "end": s.end}
+             for s in inst.spans]
+    return json.dumps({"id": inst.product_id, "name": inst.name, "spans": spans}, ensure_ascii=False)
+
+
+def write_dataset(out: str | Path, data: Dataset) -> None:
+    """Write DATA_DIR (CoNLL, provenance, stats.md) via a temporary directory renamed into place.
+
+    An existing DATA_DIR is replaced only when it holds a stats.md (an earlier prepare output).
+    """
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "stats.md").is_file())):
+        raise InputError("exists and is not an earlier prepare output (no stats.md); not replacing it", out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for name in data.counts:
+            (tmp / name).mkdir(parents=True)
+            for split in SPLITS:
+                chosen = [i for i in data.instances if i.vertical == name and i.split == split]
+                if not chosen:
+                    continue  # a CoNLL file holds at least one sentence; see stats.md for empty splits
+                write_conll(tmp / name / f"{split}.conll", ((i.tokens, i.tags) for i in chosen))
+                (tmp / name / f"{split}.provenance.jsonl").write_text(
+                    "".join(_provenance(i) + "\n" for i in chosen), encoding="utf-8")
+        (tmp / "stats.md").write_text(stats_markdown(data), encoding="utf-8")
+        if out.exists():
+            out.rename(old)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def prepare(source: str | Path, out: str | Path, verticals_path: str | Path = DEFAULT_VERTICALS,
+            keep_spec_block: bool = False, keep_unmatched: bool = False) -> Dataset:
+    """Read the catalog, label and split every vertical, and write DATA_DIR; returns what was written."""
+    verticals = load_verticals(verticals_path)
+    catalog = read_catalog(source)
+    instances, counts, unmapped = build_dataset(catalog.products, verticals, keep_spec_block, keep_unmatched)
+    data = Dataset(instances, counts, len(catalog.products), len(catalog.skipped), unmapped, {
+        "source": str(source), "verticals": str(verticals_path),
+        "spec block": "kept" if keep_spec_block else "stripped",
+        "unmatched": "kept" if keep_unmatched else "left out"})
+    write_dataset(out, data)
+    return data
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The CLI's flags (defined when run as a program, so importing this module next to other CLIs is safe)."""
+    flags.DEFINE_string("source", None, "Catalog: products JSONL(.gz) or Kaggle CSV(.gz).")
+    flags.DEFINE_string("out", None, "Output DATA_DIR (replaced if it holds an earlier prepare output).")
+    flags.DEFINE_string("verticals", str(DEFAULT_VERTICALS), "JSON mapping vertical -> category-path rules.")
+    flags.DEFINE_bool("keep_spec_block", False, "Keep the trailing 'Specifications of …' block in the text.")
+    flags.DEFINE_bool("keep_unmatched", False, "Write products whose text gets no tag (all O), not drop them.")
+
+
+def main(argv: list[str]) -> None:
+    """CLI: prepare DATA_DIR and print its stats.md."""
+    if len(argv) > 1:
+        raise cli.usage_error(argv)
+    if not FLAGS.source or not FLAGS.out:
+        raise InputError("--source and --out are required")
+    prepare(FLAGS.source, FLAGS.out, FLAGS.verticals, FLAGS.keep_spec_block, FLAGS.keep_unmatched)
+    print((Path(FLAGS.out) / "stats.md").read_text(encoding="utf-8"))
+
+
+if __name__ == "__main__":
+    define_flags()
+    cli.run(main)
