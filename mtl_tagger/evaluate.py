@@ -1,15 +1,24 @@
-"""`python -m mtl_tagger.evaluate --model_dir=M --task=Necklace --data=test.conll [--output=m.json]`.
+"""Score a model, or put a single-task and a multi-task model side by side.
 
-Scores a trained model on a CoNLL file with the paper's metrics and prints the table; --output
-writes the metrics as JSON ({"<task>": {...}}, as in metrics.json).
+    python -m mtl_tagger.evaluate --model_dir=M --task=Necklace --data=test.conll [--output=m.json]
+    python -m mtl_tagger.evaluate --model_dir=SINGLE --compare=MULTI [--top=5]
+
+The first tags a CoNLL file and prints the paper's metrics (--output writes them as JSON, keyed by
+vertical as metrics.json is). The second reads both dirs' metrics.json and prints, per shared
+vertical, the paper's Table 3 rows (P, R, Acc, F1) and Table 4 (top tags by F1 gain, with #train).
 """
+import json
+from collections import Counter
+from pathlib import Path
+
 from absl import flags, logging
 
 from mtl_tagger import cli
 from mtl_tagger.conll import read_conll
 from mtl_tagger.errors import InputError
 from mtl_tagger.files import write_json_atomic
-from mtl_tagger.metrics import format_table
+from mtl_tagger.metrics import compare_table, format_table
+from mtl_tagger.params import Params
 from mtl_tagger.tagger import Tagger
 
 FLAGS = flags.FLAGS
@@ -17,15 +26,47 @@ flags.DEFINE_string("model_dir", None, "Trained model dir (holds params.json).")
 flags.DEFINE_string("task", None, "Vertical to score (default: the model's first task).")
 flags.DEFINE_string("data", None, "CoNLL file with gold tags (token<TAB>tag).")
 flags.DEFINE_string("output", None, "Write the metrics as JSON here.")
+flags.DEFINE_string("compare", None, "A second (multi-task) model dir to compare --model_dir with.")
+flags.DEFINE_integer("top", 5, "Tags listed by F1 gain in the comparison.")
+
+
+def _metrics(model_dir: str) -> dict:
+    path = Path(model_dir) / "metrics.json"
+    if not path.is_file():
+        raise InputError("no metrics.json: train the model to the end first", path)
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _train_counts(model_dir: str, task: str) -> dict[str, int] | None:
+    """Gold tag counts of the vertical's training split (None when the data is no longer there)."""
+    path = Path(Params.load(model_dir).data_dir) / task / "train.conll"
+    if not path.is_file():
+        return None
+    return dict(Counter(t for s in read_conll(path) for t in s.tags))
+
+
+def compare(single_dir: str, multi_dir: str, top: int) -> str:
+    """The Table 3 / Table 4 comparison of every vertical both model dirs were tested on."""
+    single, multi = _metrics(single_dir), _metrics(multi_dir)
+    shared = [t for t in single if t in multi]
+    if not shared:
+        raise InputError(f"--compare={multi_dir}: no vertical in common with {single_dir} "
+                         f"({', '.join(single)} vs {', '.join(multi)})")
+    return "\n\n".join(f"== {t}: single ({single_dir}) vs multi ({multi_dir})\n"
+                       + compare_table(single[t], multi[t], top, _train_counts(single_dir, t)) for t in shared)
 
 
 def main(argv: list[str]) -> None:
     """Load the model, tag the file, print and optionally write the metrics."""
     if len(argv) > 1:
         raise cli.usage_error(argv)
-    for name in ("model_dir", "data"):
-        if not getattr(FLAGS, name):
-            raise InputError(f"--{name} is required")
+    if not FLAGS.model_dir:
+        raise InputError("--model_dir is required")
+    if FLAGS.compare:
+        print(compare(FLAGS.model_dir, FLAGS.compare, FLAGS.top))
+        return
+    if not FLAGS.data:
+        raise InputError("--data is required (a CoNLL file), or --compare")
     tagger = Tagger.load(FLAGS.model_dir)
     task = FLAGS.task or tagger.tasks[0]
     tagger.check_task(task)

@@ -78,6 +78,12 @@ class TaggerNet(tf.Module):
         """Initialise the word embedding table (e.g. from pretrained vectors)."""
         self.word_embeddings.assign(matrix)
 
+    def window_vectors(self, ids: tf.Tensor) -> tf.Tensor:
+        """u: the concatenated trainable embeddings of word-id windows [..., W] → [..., W·d], zero past edges."""
+        table = self.word_embeddings
+        vec = tf.gather(table, ids) * tf.cast(ids > 0, table.dtype)[..., None]
+        return tf.reshape(vec, tf.concat([tf.shape(ids)[:-1], [-1]], axis=0))
+
     def encode(self, batch: dict[str, tf.Tensor], training: bool) -> tf.Tensor:
         """Context vectors h for a padded batch."""
         return self.encoder([batch["words"], batch["chars"]], training=training)

@@ -17,6 +17,7 @@ import tensorflow as tf
 from absl import logging
 
 from mtl_tagger import pipeline, shortlist
+from mtl_tagger.analysis import analyse, format_lenders
 from mtl_tagger.conll import write_conll
 from mtl_tagger.corpus import TaskData, load_task, unseen_tags
 from mtl_tagger.coupling import CouplingLoss
@@ -183,15 +184,10 @@ class Trainer:
             emissions = self.net.emissions(task, self.net.encode(c[f"sentences_{side}"], training=True))
             scores.append(tf.gather_nd(emissions, c[f"lookup_{side}"]))  # s of each (row, position, gold tag)
         scores = tf.concat(scores, axis=0)
-        table = self.net.word_embeddings
-
-        def window_vectors(ids: tf.Tensor) -> tf.Tensor:  # u: the window's embeddings, zero past the edges
-            vec = tf.gather(table, ids) * tf.cast(ids > 0, table.dtype)[..., None]
-            return tf.reshape(vec, tf.concat([tf.shape(ids)[:-1], [-1]], axis=0))
-
         out = self.coupler({
             "direction": c["direction"], "mask": c["mask"],
-            "anchor_u": window_vectors(c["anchor_window"]), "neighbor_u": window_vectors(c["neighbor_window"]),
+            "anchor_u": self.net.window_vectors(c["anchor_window"]),
+            "neighbor_u": self.net.window_vectors(c["neighbor_window"]),
             "anchor_tag": c["anchor_tag"], "neighbor_tag": c["neighbor_tag"],
             "anchor_score": tf.gather(scores, c["anchor_ref"]), "neighbor_score": tf.gather(scores, c["neighbor_ref"]),
         })
@@ -305,4 +301,7 @@ def train(p: Params) -> dict[str, dict]:
     trainer.fit()
     results = trainer.test()
     print(format_table(results), flush=True)
+    if trainer.coupler is not None:
+        print(format_lenders(analyse(trainer.shortlist, trainer.net, trainer.coupler, p.task_a, p.task_b,
+                                     model_dir, tf.summary.create_file_writer(str(model_dir / "tensorboard")))))
     return results
