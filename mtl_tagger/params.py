@@ -14,6 +14,7 @@ from absl import flags
 from mtl_tagger.errors import InputError
 
 MODES = ("single", "shared", "coupled")
+DEFAULT_VECTORS = "cache/glove.flipkart.300d.txt"  # what the README's glove command builds
 CHAR_ENCODERS = ("lstm", "cnn")
 SHORTLIST_CONTEXTS = ("tagged", "all")
 # Fields that may change when a run resumes in the same model dir (they do not change the model).
@@ -32,8 +33,10 @@ class Params:
     task_b: str = _f("", "Second vertical for multi-task training (empty: single-task).")
     mtl_mode: str = _f("", "single | shared | coupled (default: coupled with --task_b, else single).")
     data_dir: str = _f("data/flipkart", "Directory holding <Vertical>/{train,dev,test}.conll.")
-    model_dir: str = _f("runs/model", "Where checkpoints, params.json, metrics.json and TensorBoard logs go.")
-    word_vectors: str = _f("", "GloVe-format text file to initialise word embeddings (empty: random).")
+    model_dir: str = _f("", "Where checkpoints, params.json, metrics.json and TensorBoard logs go "
+                            "(default: runs/<task_a>[+<task_b>].<mode>).")
+    word_vectors: str = _f(DEFAULT_VECTORS, "GloVe-format text file to initialise word embeddings (empty: random; "
+                                            "build the default with python -m mtl_tagger.glove).")
     word_dim: int = _f(300, "Word embedding size (must match --word_vectors).")
     char_dim: int = _f(25, "Character embedding size.")
     char_hidden: int = _f(25, "Char encoder size per direction (LSTM) or number of filters (CNN).")
@@ -97,6 +100,8 @@ class Params:
             raise InputError(f"--mtl_mode={self.mode} needs --task_b")
         if self.mode == "single" and self.task_b:
             raise InputError("--mtl_mode=single trains --task_a alone: drop --task_b")
+        if not self.model_dir:
+            self.model_dir = str(Path("runs") / f"{'+'.join(self.tasks)}.{self.mode}")
         return self
 
     def to_json(self) -> dict:

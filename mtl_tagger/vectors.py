@@ -24,7 +24,8 @@ def read_vectors(path: str | Path, dim: int | None = None) -> tuple[list[str], n
     """Read a GloVe text file; every line must have the same dimension (== `dim` when given)."""
     path = Path(path)
     if not path.is_file():
-        raise InputError("word-vector file not found", path)
+        raise InputError("word-vector file not found (build one with python -m mtl_tagger.glove, or pass "
+                         "--word_vectors= for random initial embeddings)", path)
     words: list[str] = []
     rows: list[np.ndarray] = []
     try:

@@ -173,4 +173,4 @@ def test_evaluate_on_a_non_model_dir(tmp_path: Path) -> None:
 def test_params_json_round_trip() -> None:
     p = Params(task_a="A", task_b="B", hidden_size=7).validate()
     assert Params.from_json(json.loads(json.dumps(p.to_json()))) == p
-    assert p.mode == "coupled" and p.tasks == ["A", "B"]
+    assert p.mode == "coupled" and p.tasks == ["A", "B"] and p.model_dir == "runs/A+B.coupled"
