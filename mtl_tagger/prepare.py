@@ -23,7 +23,9 @@ the one starting first; on the same span the specification listed first.
 
 Splits. train/dev/test = 70/10/20 by SHA-256 of a product id: the smallest uniq_id among products
 with the same description text (case and spacing ignored), so copies of a description never sit on
-both sides of a split. Deterministic on every machine and run.
+both sides of a split. Deterministic on every machine and run. In a tiny vertical an empty dev or
+test split takes the train group with the highest bucket, so every vertical can be trained and
+scored (the trainer needs a non-empty test, and dev for early stopping).
 
 Output (written to a temporary directory, then renamed over DATA_DIR):
   DATA_DIR/<Vertical>/{train,dev,test}.conll              token<TAB>tag, one description per sentence
@@ -38,7 +40,7 @@ import os
 import re
 import shutil
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -237,10 +239,27 @@ def label_specifications(product: Product) -> tuple[tuple[str | None, str], ...]
     return (*product.specifications, ("Brand", product.brand))
 
 
+def bucket_of(product_id: str) -> int:
+    """0-99 from the SHA-256 of the id: the same on every machine and run (Python's hash() is salted)."""
+    return int.from_bytes(hashlib.sha256(product_id.encode("utf-8")).digest()[:8], "big") % 100
+
+
 def split_of(product_id: str) -> str:
-    """train / dev / test (70/10/20) from the SHA-256 of the id: the same on every machine and run."""
-    bucket = int.from_bytes(hashlib.sha256(product_id.encode("utf-8")).digest()[:8], "big") % 100
+    """train / dev / test (70/10/20) by the id's bucket."""
+    bucket = bucket_of(product_id)
     return "train" if bucket < 70 else "dev" if bucket < 80 else "test"
+
+
+def assign_splits(group_ids: Iterable[str]) -> dict[str, str]:
+    """The split of each group of one vertical: split_of, except that an empty dev or test takes the
+    train group with the highest bucket (the nearest to dev's range) while train keeps another group."""
+    groups = sorted(set(group_ids))
+    split = {g: split_of(g) for g in groups}
+    for wanted in ("dev", "test"):
+        train = [g for g in groups if split[g] == "train"]
+        if wanted not in split.values() and len(train) >= 2:
+            split[max(train, key=lambda g: (bucket_of(g), g))] = wanted
+    return split
 
 
 def _text_key(text: str) -> str:
@@ -269,7 +288,7 @@ def build_dataset(products: Sequence[Product], verticals: Sequence[Vertical], ke
     for _, product, text in placed:
         key = _text_key(text)
         group_id[key] = min(group_id.get(key, product.id), product.id)
-    instances = []
+    labelled = []
     for name, product, text in placed:
         tokens = [t for t, _, _ in tokenize(text)]
         if not tokens:
@@ -281,11 +300,13 @@ def build_dataset(products: Sequence[Product], verticals: Sequence[Vertical], ke
             if not keep_unmatched:
                 continue
         counts[name].kept += 1
-        instances.append(Instance(product.id, product.name, name, split_of(group_id[_text_key(text)]),
-                                  tuple(tokens), tuple(tags), tuple(spans)))
+        labelled.append((name, product, group_id[_text_key(text)], tokens, tags, spans))
     for name, c in counts.items():
         if not c.kept:
             raise InputError(f"vertical {name}: none of its {c.products} products has a tagged value")
+    splits = {name: assign_splits(g for n, _, g, *_ in labelled if n == name) for name in counts}
+    instances = [Instance(p.id, p.name, name, splits[name][g], tuple(tokens), tuple(tags), tuple(spans))
+                 for name, p, g, tokens, tags, spans in labelled]
     return instances, counts, len(products) - len(placed)
 
 

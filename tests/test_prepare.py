@@ -13,6 +13,8 @@ from mtl_tagger.conll import read_conll
 from mtl_tagger.errors import InputError
 from mtl_tagger.prepare import (
     DEFAULT_VERTICALS,
+    assign_splits,
+    bucket_of,
     build_dataset,
     distant_labels,
     is_placeholder,
@@ -124,6 +126,16 @@ def test_split_is_a_fixed_function_of_the_id() -> None:
     assert abs(counts["train"] / 20000 - 0.7) < 0.02 and abs(counts["dev"] / 20000 - 0.1) < 0.02
 
 
+def test_tiny_verticals_still_get_dev_and_test() -> None:
+    ids = ["a", "b", "c", "d", "e"]
+    assert {split_of(i) for i in ids} == {"train"}
+    by_bucket = sorted(ids, key=bucket_of)
+    assert assign_splits(ids) == {**{i: "train" for i in by_bucket[:3]}, by_bucket[4]: "dev", by_bucket[3]: "test"}
+    assert assign_splits(["a"]) == {"a": "train"}
+    low, high = sorted(["a", "b"], key=bucket_of)
+    assert assign_splits(["a", "b"]) == {low: "train", high: "dev"}
+
+
 def test_split_ignores_order_and_keeps_copies_together() -> None:
     products = read_catalog(FIXTURES / "products.jsonl").products
     verticals = load_verticals(MAPPING)
@@ -131,7 +143,7 @@ def test_split_ignores_order_and_keeps_copies_together() -> None:
     second, _, _ = build_dataset(products[::-1], verticals)
     assert {i.product_id: i.split for i in first} == {i.product_id: i.split for i in second}
     split = {i.product_id: i.split for i in first}
-    assert split["n004"] == split["n005"] == split_of("n004")  # same text up to case and spacing
+    assert split["n004"] == split["n005"]  # same text up to case and spacing: one group
 
 
 def test_mapping_rules_first_vertical_wins_and_name_rules() -> None:
@@ -175,8 +187,8 @@ def test_cli_writes_conll_provenance_and_stats(tmp_path: Path) -> None:
     assert "skipped as unreadable: 1" in stats and "| Necklace |" in r.stdout
     assert sorted(p.name for p in out.iterdir()) == ["Chain", "Necklace", "Top", "stats.md"]
     total = 0
-    assert not (out / "Necklace" / "dev.conll").exists() and "Necklace/dev.conll" in stats  # empty split
-    for split in ("train", "test"):
+    assert not (out / "Chain" / "test.conll").exists() and "Chain/test.conll" in stats  # an empty split
+    for split in ("train", "dev", "test"):
         sentences = read_conll(out / "Necklace" / f"{split}.conll", strict_bio=True)
         provenance = [json.loads(x) for x in (out / "Necklace" / f"{split}.provenance.jsonl").open(encoding="utf-8")]
         assert len(sentences) == len(provenance)
