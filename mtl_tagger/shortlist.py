@@ -148,49 +148,83 @@ def _tile_products(a: _Side, a_rows: np.ndarray, b: _Side, b_rows: np.ndarray, e
 
 
 class _Pool:
-    """Pairs (a row, b row, cosine) above the threshold, pruned to each row's best K in either direction."""
+    """Pairs (a row, b row, float32 cosine) that may still be in the best K of their a row or b row.
+
+    Ranking here ignores ties: whatever lies within _F32_SLACK of a row's K-th best is kept, and the
+    float64 recheck decides. Each row's K-th best so far also filters new pairs before they are stored.
+    """
 
     def __init__(self, a: _Side, b: _Side, k: int, limit: int) -> None:
-        self.a_first, self.b_first, self.num_b = a.first, b.first, len(b.windows)
-        self.k, self.limit = k, limit
+        self.num_b, self.k, self.limit = len(b.windows), k, limit
+        self.kth = tuple(np.full(len(side.windows), -np.inf, np.float32) for side in (a, b))
         self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.size = 0
 
-    def add(self, p: np.ndarray, q: np.ndarray, cosine: np.ndarray) -> None:
-        self.parts.append((p.astype(np.int64), q.astype(np.int64), cosine.astype(np.float32)))
-        self.size += len(p)
+    def add(self, rows_a: np.ndarray, rows_b: np.ndarray, cosine: np.ndarray, threshold: float,
+            same_group: np.ndarray | None = None) -> None:
+        """Store the pairs of a tile of cosines [len(rows_a), len(rows_b)] that are above the threshold and
+        could still enter the best K of their a or b row (restricted to `same_group` when given).
+
+        A row's K-th best so far is the larger of the pool's and this tile's own, so even a tile where every
+        product passes the threshold stores only about K × (rows + columns) pairs.
+        """
+        valid = cosine if same_group is None else np.where(same_group, cosine, -np.inf)
+        floors = []
+        for axis, kth, rows in ((1, self.kth[0], rows_a), (0, self.kth[1], rows_b)):
+            floor = kth[rows]
+            if valid.shape[axis] >= self.k:
+                floor = np.maximum(floor, np.partition(valid, -self.k, axis=axis).take(-self.k, axis=axis))
+            floors.append(floor)
+        hit = (valid > threshold - _F32_SLACK) & (
+            valid >= np.minimum(floors[0][:, None], floors[1][None, :]) - _F32_SLACK)
+        r, c = np.nonzero(hit)
+        self.parts.append((rows_a[r].astype(np.int64), rows_b[c].astype(np.int64), cosine[r, c]))
+        self.size += len(r)
         if self.size > self.limit:
             self.reduce()
             self.limit = max(self.limit, 2 * self.size)
 
+    def _keep(self, group: np.ndarray, cosine: np.ndarray, kth: np.ndarray) -> np.ndarray:
+        """Entries within the slack of their group's K-th best (all of a group with fewer); updates kth."""
+        order = np.argsort(group * 4.0 + (1.0 - cosine))  # by group, then cosine desc
+        sorted_group, sorted_cos = group[order], cosine[order]
+        at = _rank_in_run(sorted_group) == self.k - 1
+        kth[sorted_group[at]] = sorted_cos[at]
+        keep = np.empty(len(group), bool)
+        keep[order] = sorted_cos >= kth[sorted_group] - _F32_SLACK
+        return keep
+
     def reduce(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Keep a pair once (its largest cosine) and only if it may be in the best K of its a or b row."""
-        p, q, cosine = (np.concatenate(x) for x in zip(*self.parts)) if self.parts else (
-            np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
-        code = p * self.num_b + q
-        first = np.lexsort((-cosine, code))
-        _, keep = np.unique(code[first], return_index=True)
-        p, q, cosine = p[first[keep]], q[first[keep]], cosine[first[keep]]
-        best = (_best_k(p, cosine, self.b_first[q], self.k, _F32_SLACK)
-                | _best_k(q, cosine, self.a_first[p], self.k, _F32_SLACK))
-        p, q, cosine = p[best], q[best], cosine[best]
+        """Merge the stored pairs (a pair found twice keeps its larger cosine) and drop the hopeless ones."""
+        parts = self.parts or [(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))]
+        code = np.concatenate([p * self.num_b + q for p, q, _ in parts])
+        cosine = np.concatenate([c for _, _, c in parts])
+        order = np.argsort(code, kind="stable")
+        starts = np.flatnonzero(_run_starts(code[order]))
+        cosine = np.maximum.reduceat(cosine[order], starts) if len(starts) else cosine
+        p, q = np.divmod(code[order][starts], self.num_b)
+        keep = self._keep(p, cosine, self.kth[0]) | self._keep(q, cosine, self.kth[1])
+        p, q, cosine = p[keep], q[keep], cosine[keep]
         self.parts, self.size = [(p, q, cosine)], len(p)
         return p, q, cosine
 
 
-def _best_k(group: np.ndarray, cosine: np.ndarray, tie: np.ndarray, k: int, slack: float = 0.0) -> np.ndarray:
-    """Bool mask of the first k entries of each group by (cosine desc, tie asc), plus any within `slack`
-    of the group's k-th cosine."""
+def _run_starts(values: np.ndarray) -> np.ndarray:
+    """Bool: where a run of equal values begins (values sorted)."""
+    return np.concatenate([[True], values[1:] != values[:-1]]) if len(values) else np.zeros(0, bool)
+
+
+def _rank_in_run(values: np.ndarray) -> np.ndarray:
+    """Position of each entry within its run of equal values (values sorted)."""
+    index = np.arange(len(values))
+    return index - np.maximum.accumulate(np.where(_run_starts(values), index, 0))
+
+
+def _best_k(group: np.ndarray, cosine: np.ndarray, tie: np.ndarray, k: int) -> np.ndarray:
+    """Bool mask of the first k entries of each group by (cosine desc, tie asc)."""
     order = np.lexsort((tie, -cosine, group))
-    sorted_group, sorted_cos = group[order], cosine[order]
-    start = np.searchsorted(sorted_group, sorted_group, side="left")
-    rank = np.arange(len(group)) - start
     keep = np.zeros(len(group), bool)
-    keep[order] = rank < k
-    if slack > 0 and len(group):
-        end = np.searchsorted(sorted_group, sorted_group, side="right")
-        kth = np.where(end - start >= k, sorted_cos[np.minimum(start + k - 1, len(group) - 1)], -np.inf)
-        keep[order] |= sorted_cos >= kth - slack
+    keep[order] = _rank_in_run(group[order]) < k
     return keep
 
 
@@ -232,7 +266,7 @@ def _neighbor_table(anchor: _Side, other: _Side, p: np.ndarray, q: np.ndarray, c
     p, context, cosine = p[keep], context[keep], cosine[keep]
     order = np.lexsort((context, -cosine, p))
     p, context, cosine = p[order], context[order], cosine[order]
-    slot = np.arange(len(p)) - np.searchsorted(p, p, side="left")
+    slot = _rank_in_run(p)
     neighbors[p, slot] = context
     table_cos[p, slot] = cosine
     return neighbors[anchor.inverse], table_cos[anchor.inverse]
@@ -403,11 +437,9 @@ def build_shortlist(a: Contexts, b: Contexts, embeddings: np.ndarray, threshold:
     pool = _Pool(side_a, side_b, max_neighbors, limit=4 * block_size * max_neighbors)
     for blk in plan.blocks:
         for i, k, cosine in _tile_products(side_a, blk.a_rows, side_b, blk.b_rows, embeddings, block_size):
-            hit = cosine > threshold - _F32_SLACK
-            if blk.a_group is not None:
-                hit &= blk.a_group[i:i + block_size, None] == blk.b_group[None, k:k + block_size]
-            r, c = np.nonzero(hit)
-            pool.add(blk.a_rows[i + r], blk.b_rows[k + c], cosine[r, c])
+            same = None if blk.a_group is None else (
+                blk.a_group[i:i + block_size, None] == blk.b_group[None, k:k + block_size])
+            pool.add(blk.a_rows[i:i + block_size], blk.b_rows[k:k + block_size], cosine, threshold, same)
     p, q, _ = pool.reduce()
     cosine = _exact_cosine(side_a, p, side_b, q, embeddings, sq_norms)
     above = cosine > threshold
