@@ -55,7 +55,7 @@ class Params:
     overwrite: bool = _f(False, "Replace a model dir that holds a model of other tasks or flags.")
     coupling_weight: float = _f(1.0, "Weight of the total coupling error TCE in the loss (coupled mode).")
     window: int = _f(2, "Context window half-width w for the shortlist and attention vectors.")
-    shortlist_threshold: float = _f(0.9, "Keep context pairs with cosine above this.")
+    shortlist_threshold: float = _f(0.5, "Keep context pairs with cosine above this.")
     shortlist_max_neighbors: int = _f(10, "At most this many neighbours per anchor context.")
     shortlist_contexts: str = _f("tagged", "tagged: both contexts carry a non-O gold tag; all: every token.")
     label_kgram: int = _f(3, "k of the character k-grams that embed label names (label coupling error).")

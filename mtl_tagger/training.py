@@ -292,12 +292,18 @@ def train(p: Params) -> dict[str, dict]:
     tf.config.experimental.enable_op_determinism()
     data = load_run_data(p)  # all input checks happen before the model dir is touched
     model_dir = Path(p.model_dir)
-    if open_model_dir(p):
-        data.vocab = Vocab.load(model_dir / "vocab.json")  # the ids the checkpoints were trained with
-    else:
-        write_json_atomic(model_dir / "params.json", p.to_json())
-        data.vocab.save(model_dir / "vocab.json")
-    trainer = Trainer(p, data)
+    resume = open_model_dir(p)
+    try:
+        if resume:
+            data.vocab = Vocab.load(model_dir / "vocab.json")  # the ids the checkpoints were trained with
+        else:
+            write_json_atomic(model_dir / "params.json", p.to_json())
+            data.vocab.save(model_dir / "vocab.json")
+        trainer = Trainer(p, data)  # may still refuse the input (e.g. an empty shortlist)
+    except BaseException:
+        if not resume:
+            shutil.rmtree(model_dir, ignore_errors=True)  # leave nothing half-written behind
+        raise
     trainer.fit()
     results = trainer.test()
     print(format_table(results), flush=True)

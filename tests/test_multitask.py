@@ -88,7 +88,8 @@ def test_empty_shortlist_says_which_threshold_gives_pairs(data_dir: Path, tmp_pa
                     [([f"zz{i}", f"qq{i}", "yy"], [f"B-kind{i % 2}", f"I-kind{i % 2}", "O"]) for i in range(30)])
     with pytest.raises(InputError, match=r"--shortlist_threshold=0.9: the shortlist is empty.*try "
                                          r"--shortlist_threshold="):
-        train(smoke_params(d, tmp_path / "m", task_b="Other"))
+        train(smoke_params(d, tmp_path / "m", task_b="Other", shortlist_threshold=0.9))
+    assert not (tmp_path / "m").exists(), "a refused run leaves no model dir behind"
 
 
 def _toy_shortlist() -> ShortlistData:
