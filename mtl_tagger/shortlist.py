@@ -3,7 +3,7 @@
 A context is (sentence j, position i) of a task's training split; u(i, j) is the concatenation of the
 word vectors of the window [i − w, i + w] (zero vectors past the edges). L keeps the pairs with
 cosine(u, u′) > threshold, each anchor's list capped to its `max_neighbors` most similar, in both
-directions. The result is exact (float32 cosines); three things make it fast, see BUILD_NOTES
+directions. The result is exact (cosines rechecked in float64); three things make it fast, see BUILD_NOTES
 "Shortlist": identical windows are computed once; an exact prefix filter (a necessary condition for
 cosine > threshold, proven there) restricts the products to pairs that share a rare window slot; the
 remaining products run as blocked float32 GEMMs with a bounded pool of the best pairs.
@@ -25,11 +25,14 @@ from scipy.sparse.csgraph import connected_components
 _TAU_FRACTIONS = (0.5, 0.7, 0.8, 0.9)
 _MAX_WORD_EDGES = 5_000_000  # word pairs kept for the components; lower τ levels are dropped beyond it
 _BLOCK_OVERHEAD_PAIRS = 2000  # cost of one GEMM call in the planner, counted in pair-products
-_EDGE_MARGIN = 1e-4  # word pairs within this of τ are linked anyway: float32 error can never split them
-_MASS_MARGIN = 1e-5  # suffix mass allowance is shrunk by this for the same reason
-# Bound on the float32 error of a 1500-d unit-vector product (≈ d × 2⁻²⁴ worst case): float32 cosines
-# within it of the threshold or of an anchor's K-th best are kept until the float64 recheck decides.
-_F32_SLACK = 2e-4
+_MASS_MARGIN = 1e-9  # the suffix-mass allowance (float64) is shrunk by this against rounding
+
+
+def _f32_error(dim: int) -> float:
+    """Bound on the error of a float32 product of two unit vectors of `dim` entries (2× the worst case
+    d·2⁻²⁴). Word pairs within it of τ are linked anyway; cosines within it of the threshold or of a row's
+    K-th best are kept until the float64 recheck decides."""
+    return dim * float(np.finfo(np.float32).eps)
 
 
 @dataclass
@@ -150,12 +153,12 @@ def _tile_products(a: _Side, a_rows: np.ndarray, b: _Side, b_rows: np.ndarray, e
 class _Pool:
     """Pairs (a row, b row, float32 cosine) that may still be in the best K of their a row or b row.
 
-    Ranking here ignores ties: whatever lies within _F32_SLACK of a row's K-th best is kept, and the
+    Ranking here ignores ties: whatever lies within `slack` of a row's K-th best is kept, and the
     float64 recheck decides. Each row's K-th best so far also filters new pairs before they are stored.
     """
 
-    def __init__(self, a: _Side, b: _Side, k: int, limit: int) -> None:
-        self.num_b, self.k, self.limit = len(b.windows), k, limit
+    def __init__(self, a: _Side, b: _Side, k: int, limit: int, slack: float) -> None:
+        self.num_b, self.k, self.limit, self.slack = len(b.windows), k, limit, slack
         self.kth = tuple(np.full(len(side.windows), -np.inf, np.float32) for side in (a, b))
         self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.size = 0
@@ -175,8 +178,8 @@ class _Pool:
             if valid.shape[axis] >= self.k:
                 floor = np.maximum(floor, np.partition(valid, -self.k, axis=axis).take(-self.k, axis=axis))
             floors.append(floor)
-        hit = (valid > threshold - _F32_SLACK) & (
-            valid >= np.minimum(floors[0][:, None], floors[1][None, :]) - _F32_SLACK)
+        hit = (valid > threshold - self.slack) & (
+            valid >= np.minimum(floors[0][:, None], floors[1][None, :]) - self.slack)
         r, c = np.nonzero(hit)
         self.parts.append((rows_a[r].astype(np.int64), rows_b[c].astype(np.int64), cosine[r, c]))
         self.size += len(r)
@@ -191,7 +194,7 @@ class _Pool:
         at = _rank_in_run(sorted_group) == self.k - 1
         kth[sorted_group[at]] = sorted_cos[at]
         keep = np.empty(len(group), bool)
-        keep[order] = sorted_cos >= kth[sorted_group] - _F32_SLACK
+        keep[order] = sorted_cos >= kth[sorted_group] - self.slack
         return keep
 
     def reduce(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -349,7 +352,7 @@ def _pack(groups: list[tuple[np.ndarray, np.ndarray]]) -> list[_Block]:
 
 
 def _prefix_plan(a: _Side, b: _Side, edges: tuple[np.ndarray, ...], vocab: int, threshold: float,
-                 tau: float) -> _Plan:
+                 tau: float, margin: float) -> _Plan:
     """Blocks of the prefix filter at word-similarity level tau (0 ≤ tau < threshold); see BUILD_NOTES.
 
     Slot features are (slot, component of the word) where components link word pairs with cosine > tau.
@@ -357,7 +360,7 @@ def _prefix_plan(a: _Side, b: _Side, edges: tuple[np.ndarray, ...], vocab: int, 
     most (t² − τ²)/(1 − τ²) of |u|². A pair with cosine > t shares a feature in both prefixes.
     """
     x, y, sims, _ = edges
-    linked = sims > tau - _EDGE_MARGIN
+    linked = sims > tau - margin
     graph = coo_matrix((np.ones(int(linked.sum()), np.int8), (x[linked], y[linked])), shape=(vocab, vocab))
     _, component = connected_components(graph, directed=False)
     width = a.windows.shape[1]
@@ -407,9 +410,10 @@ def _plans(a: _Side, b: _Side, embeddings: np.ndarray, sq_norms: np.ndarray, thr
     norms = np.sqrt(sq_norms)
     unit = (embeddings / np.where(norms > 0, norms, 1.0)[:, None]).astype(np.float32)
     taus = [f * threshold for f in _TAU_FRACTIONS]
-    edges = _word_edges(a, b, unit, min(taus) - _EDGE_MARGIN, block)
-    return [dense, *(_prefix_plan(a, b, edges, len(embeddings), threshold, tau) for tau in taus
-                     if tau - _EDGE_MARGIN >= edges[3])]
+    margin = _f32_error(embeddings.shape[1])
+    edges = _word_edges(a, b, unit, min(taus) - margin, block)
+    return [dense, *(_prefix_plan(a, b, edges, len(embeddings), threshold, tau, margin) for tau in taus
+                     if tau - margin >= edges[3])]
 
 
 def _plan(a: _Side, b: _Side, embeddings: np.ndarray, sq_norms: np.ndarray, threshold: float,
@@ -434,7 +438,8 @@ def build_shortlist(a: Contexts, b: Contexts, embeddings: np.ndarray, threshold:
     sq_norms = np.einsum("vd,vd->v", embeddings.astype(np.float64), embeddings.astype(np.float64))
     side_a, side_b = _side(a, sq_norms), _side(b, sq_norms)
     plan = _plan(side_a, side_b, embeddings, sq_norms, threshold, block_size)
-    pool = _Pool(side_a, side_b, max_neighbors, limit=4 * block_size * max_neighbors)
+    pool = _Pool(side_a, side_b, max_neighbors, 4 * block_size * max_neighbors,
+                 _f32_error(embeddings.shape[1] * a.windows.shape[1]))
     for blk in plan.blocks:
         for i, k, cosine in _tile_products(side_a, blk.a_rows, side_b, blk.b_rows, embeddings, block_size):
             same = None if blk.a_group is None else (
