@@ -12,7 +12,7 @@ import tensorflow as tf
 
 
 def label_kgrams(name: str, k: int) -> list[str]:
-    """Character k-grams of a tag name with boundary markers ("<B-color>"); the whole marked name if shorter."""
+    """Character k-grams of a tag name with boundary markers ("<B-color>"); the marked name if shorter."""
     marked = f"<{name}>"
     if len(marked) <= k:
         return [marked]
@@ -20,7 +20,7 @@ def label_kgrams(name: str, k: int) -> list[str]:
 
 
 def kgram_ids(names: Sequence[str], k: int, hash_buckets: int) -> tuple[np.ndarray, np.ndarray]:
-    """[len(names), max_kgrams] int32 hashed k-gram rows (zlib.crc32, stable across runs) and their float mask."""
+    """[len(names), max_kgrams] int32 hashed k-gram rows (zlib.crc32: stable across runs) and float mask."""
     grams = [[zlib.crc32(g.encode("utf-8")) % hash_buckets for g in label_kgrams(n, k)] for n in names]
     width = max(len(g) for g in grams)
     ids = np.zeros((len(names), width), np.int32)
@@ -32,7 +32,7 @@ def kgram_ids(names: Sequence[str], k: int, hash_buckets: int) -> tuple[np.ndarr
 
 
 def _masked_softmax(logits: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-    """Softmax over the last axis restricted to `mask`; 0 at padding and on rows with no real entry (no NaN)."""
+    """Softmax over the last axis within `mask`; 0 at padding and on rows with no real entry (no NaN)."""
     peak = tf.reduce_max(tf.where(mask, logits, logits.dtype.min), axis=-1, keepdims=True)
     # Padding is set to 0 before exp so that neither the value nor its gradient can overflow.
     weights = tf.where(mask, tf.exp(tf.where(mask, logits - tf.stop_gradient(peak), 0.0)), 0.0)

@@ -136,7 +136,8 @@ def test_label_kgrams_and_shared_table() -> None:
 
 def test_default_init_is_scaled_dot_product() -> None:
     layer = CouplingLoss(TAGS_A, TAGS_B, window_dim=16)
-    layer(_batch() | {"anchor_u": np.ones((5, 16), np.float32), "neighbor_u": np.ones((5, K, 16), np.float32)})
+    wide = {"anchor_u": np.ones((5, 16), np.float32), "neighbor_u": np.ones((5, K, 16), np.float32)}
+    layer(_batch() | wide)
     np.testing.assert_allclose(layer.a.numpy(), 0.25)
     np.testing.assert_allclose(layer.a_prime.numpy(), 0.25)
 
