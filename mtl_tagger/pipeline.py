@@ -120,12 +120,14 @@ class ShortlistData:
         return cls(contexts, gold, neighbors, anchors)
 
 
+LENGTH_GROUPS = 2  # a coupling minibatch's sentences are padded in this many length-sorted groups
+_SENTENCES = {k: BATCH_SIGNATURE[k] for k in ("words", "chars", "length")}
 COUPLING_SIGNATURE = {
-    "sentences_a": {k: BATCH_SIGNATURE[k] for k in ("words", "chars", "length")},
-    "sentences_b": {k: BATCH_SIGNATURE[k] for k in ("words", "chars", "length")},
-    "lookup_a": tf.TensorSpec([None, 3], tf.int32),  # (row in sentences_a, position, gold tag)
-    "lookup_b": tf.TensorSpec([None, 3], tf.int32),
-    "anchor_ref": tf.TensorSpec([None], tf.int32),  # index into concat(scores of lookup_a, lookup_b)
+    # Sentences of both tasks (the encoder is shared), in LENGTH_GROUPS groups to limit padding;
+    # lookup_<g><side>: (row in group g, position, gold tag) of the contexts scored by task <side>'s head.
+    **{f"sentences_{g}": _SENTENCES for g in range(LENGTH_GROUPS)},
+    **{f"lookup_{g}{side}": tf.TensorSpec([None, 3], tf.int32) for g in range(LENGTH_GROUPS) for side in "ab"},
+    "anchor_ref": tf.TensorSpec([None], tf.int32),  # index into the concatenated scores of the lookups
     "neighbor_ref": tf.TensorSpec([None, None], tf.int32),
     "direction": tf.TensorSpec([None], tf.int32),
     "mask": tf.TensorSpec([None, None], tf.bool),
@@ -136,60 +138,97 @@ COUPLING_SIGNATURE = {
 }
 
 
+def _length_groups(lengths: Sequence[int], groups: int) -> list[list[int]]:
+    """Split indices, sorted by length, into `groups` non-empty runs with the fewest padded slots."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    ls = [lengths[i] for i in order]
+    cuts: list[int] = []
+    for _ in range(groups - 1):  # greedy: the cut that saves most padding given the earlier cuts
+        bounds = [0, *cuts, len(ls)]
+
+        def slots(bs: list[int]) -> int:
+            return sum((b - a) * ls[b - 1] for a, b in zip(bs, bs[1:]))
+
+        best = min((c for c in range(1, len(ls)) if c not in cuts), key=lambda c: slots(sorted([*bounds, c])))
+        cuts = sorted([*cuts, best])
+    bounds = [0, *cuts, len(ls)]
+    return [order[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
 def coupling_batch(data: ShortlistData, examples: tuple[list[Example], list[Example]],
                    anchors: np.ndarray) -> dict:
     """One coupling minibatch for `anchors` ([B, 2] direction, index): every sentence it touches once.
 
-    Each sentence an anchor or a neighbour lies in enters its side's sentence batch once, so the
-    encoder runs once per sentence per step however many pairs share it.
+    Each sentence an anchor or a neighbour lies in is encoded once per step, however many pairs share
+    it; the sentences of both tasks are padded together in LENGTH_GROUPS length-sorted groups.
     """
     k = data.neighbors[0].shape[1]
     b = len(anchors)
-    rows: tuple[dict, dict] = ({}, {})  # sentence index → row in that side's sentence batch
-    lookups: tuple[dict, dict] = ({}, {})  # (sentence, position, tag) → index in that side's lookups
-
-    def ref(side: int, ctx: int) -> int:
-        c = data.contexts[side]
-        j = int(c.sentence[ctx])
-        row = rows[side].setdefault(j, len(rows[side]))
-        return lookups[side].setdefault((row, int(c.position[ctx]), int(data.gold[side][ctx])), len(lookups[side]))
-
-    refs = np.zeros((b, 1 + k), np.int64)
-    sides = np.zeros((b, 1 + k), np.int64)
+    members = np.zeros((b, 1 + k, 2), np.int64)  # (side, context index) of anchor + neighbours
     mask = np.zeros((b, k), bool)
-    tags = np.zeros((b, 1 + k), np.int32)
-    width = data.contexts[0].windows.shape[1]
-    windows = np.zeros((b, 1 + k, width), np.int32)
     for r, (d, ctx) in enumerate(anchors):
-        d, ctx = int(d), int(ctx)
-        members = [(d, ctx)] + [(1 - d, int(n)) for n in data.neighbors[d][ctx] if n >= 0]
-        mask[r, : len(members) - 1] = True
-        for c, (side, idx) in enumerate(members):
-            refs[r, c], sides[r, c] = ref(side, idx), side
-            tags[r, c] = data.gold[side][idx]
-            windows[r, c] = data.contexts[side].windows[idx]
-    offset = np.where(sides == 1, len(lookups[0]), 0)
-    flat = (refs + offset).astype(np.int32)
-    return {
-        "sentences_a": _pad([examples[0][j] for j in rows[0]]),
-        "sentences_b": _pad([examples[1][j] for j in rows[1]]),
-        "lookup_a": np.array(list(lookups[0]), np.int32).reshape(-1, 3),
-        "lookup_b": np.array(list(lookups[1]), np.int32).reshape(-1, 3),
-        "anchor_ref": flat[:, 0],
-        "neighbor_ref": np.where(mask, flat[:, 1:], 0).astype(np.int32),
+        nb = data.neighbors[d][ctx]
+        nb = nb[nb >= 0]
+        members[r, 0] = (d, ctx)
+        members[r, 1:1 + len(nb)] = np.stack([np.full(len(nb), 1 - d), nb], axis=1)
+        mask[r, : len(nb)] = True
+    real = np.concatenate([np.ones((b, 1), bool), mask], axis=1)
+    side, ctx = members[..., 0], members[..., 1]
+    sentence = np.where(side == 0, data.contexts[0].sentence[np.where(side == 0, ctx, 0)],
+                        data.contexts[1].sentence[np.where(side == 1, ctx, 0)])
+    position = np.where(side == 0, data.contexts[0].position[np.where(side == 0, ctx, 0)],
+                        data.contexts[1].position[np.where(side == 1, ctx, 0)])
+    gold = np.where(side == 0, data.gold[0][np.where(side == 0, ctx, 0)], data.gold[1][np.where(side == 1, ctx, 0)])
+    windows = np.where((side == 0)[..., None], data.contexts[0].windows[np.where(side == 0, ctx, 0)],
+                       data.contexts[1].windows[np.where(side == 1, ctx, 0)])
+
+    sentences = sorted({(int(si), int(j)) for si, j in zip(side[real], sentence[real])})
+    lengths = [int(examples[si][j]["length"]) for si, j in sentences]
+    out: dict[str, object] = {}
+    place: dict[tuple[int, int], tuple[int, int]] = {}  # (side, sentence) → (group, row)
+    for g, idx in enumerate(_length_groups(lengths, LENGTH_GROUPS)):
+        out[f"sentences_{g}"] = _pad([examples[sentences[i][0]][sentences[i][1]] for i in idx])
+        place.update({sentences[i]: (g, row) for row, i in enumerate(idx)})
+    lookups: dict[tuple[int, int], dict[tuple[int, int, int], int]] = {
+        (g, si): {} for g in range(LENGTH_GROUPS) for si in (0, 1)}
+    where = np.zeros((*real.shape, 2), np.int64)  # (lookup table, index in it) of every member
+    for r, c in zip(*np.nonzero(real)):
+        si = int(side[r, c])
+        g, row = place[(si, int(sentence[r, c]))]
+        table = lookups[(g, si)]
+        where[r, c] = (2 * g + si, table.setdefault((row, int(position[r, c]), int(gold[r, c])), len(table)))
+    offsets = np.cumsum([0] + [len(lookups[(g, si)]) for g in range(LENGTH_GROUPS) for si in (0, 1)])
+    keys = np.where(real, offsets[where[..., 0]] + where[..., 1], 0).astype(np.int32)
+    for g in range(LENGTH_GROUPS):
+        for si, name in ((0, "a"), (1, "b")):
+            out[f"lookup_{g}{name}"] = np.array(list(lookups[(g, si)]), np.int32).reshape(-1, 3)
+    out.update({
+        "anchor_ref": keys[:, 0],
+        "neighbor_ref": keys[:, 1:],
         "direction": anchors[:, 0].astype(np.int32),
         "mask": mask,
-        "anchor_tag": tags[:, 0],
-        "neighbor_tag": np.where(mask, tags[:, 1:], 0).astype(np.int32),
-        "anchor_window": windows[:, 0],
-        "neighbor_window": windows[:, 1:],
-    }
+        "anchor_tag": gold[:, 0].astype(np.int32),
+        "neighbor_tag": np.where(mask, gold[:, 1:], 0).astype(np.int32),
+        "anchor_window": windows[:, 0].astype(np.int32),
+        "neighbor_window": np.where(mask[..., None], windows[:, 1:], 0).astype(np.int32),
+    })
+    return out
 
 
 def coupling_batches(data: ShortlistData, examples: tuple[list[Example], list[Example]], batch_size: int,
                      seed: int, epoch: int) -> Iterator[dict]:
-    """Endless coupling minibatches of `batch_size` anchors, reshuffled each pass, fixed by (seed, epoch)."""
+    """Endless coupling minibatches of `batch_size` anchors, fixed by (seed, epoch).
+
+    Each pass visits every anchor once, in an order shuffled by sentence: the anchors of one
+    (direction, sentence) stay together, so a minibatch's anchors lie in a few sentences and the
+    encoder runs over a few anchor sentences instead of up to `batch_size` (see BUILD_NOTES).
+    """
+    side = data.anchors[:, 0]
+    sentence = np.where(side == 0, data.contexts[0].sentence[np.where(side == 0, data.anchors[:, 1], 0)],
+                        data.contexts[1].sentence[np.where(side == 1, data.anchors[:, 1], 0)])
+    groups = side.astype(np.int64) * (1 + int(sentence.max())) + sentence  # one id per (direction, sentence)
     for k in range(1_000_000):
-        order = np.random.default_rng([seed, epoch, k, 7]).permutation(len(data.anchors))
+        rank = np.random.default_rng([seed, epoch, k, 7]).permutation(int(groups.max()) + 1)
+        order = np.lexsort((data.anchors[:, 1], rank[groups]))
         for s in range(0, len(order), batch_size):
             yield coupling_batch(data, examples, data.anchors[order[s:s + batch_size]])

@@ -180,9 +180,11 @@ class Trainer:
     def _coupling_error(self, c: dict) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         """TCE of one coupling minibatch, averaged over its anchors, and the layer's outputs."""
         scores = []
-        for side, task in (("a", self.p.task_a), ("b", self.p.task_b)):
-            emissions = self.net.emissions(task, self.net.encode(c[f"sentences_{side}"], training=True))
-            scores.append(tf.gather_nd(emissions, c[f"lookup_{side}"]))  # s of each (row, position, gold tag)
+        for g in range(pipeline.LENGTH_GROUPS):  # each length group of sentences is encoded once
+            h = self.net.encode(c[f"sentences_{g}"], training=True)
+            for side, task in (("a", self.p.task_a), ("b", self.p.task_b)):
+                # s of each (row, position, gold tag), by the head of the context's own task
+                scores.append(tf.gather_nd(self.net.emissions(task, h), c[f"lookup_{g}{side}"]))
         scores = tf.concat(scores, axis=0)
         out = self.coupler({
             "direction": c["direction"], "mask": c["mask"],
