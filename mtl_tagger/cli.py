@@ -1,25 +1,55 @@
 """Shared entry point of the command-line tools: bad input becomes one line on stderr, not a traceback."""
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING, NoReturn
 
-from absl import app
+from absl import app, flags
 
 from mtl_tagger.errors import InputError
 
+if TYPE_CHECKING:
+    from mtl_tagger.tagger import Tagger
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl flag parsing whose errors (unknown flag, bad value, missing flagfile) are one line, exit 2."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        _fail(str(e))
+
 
 def run(main: Callable[[list[str]], None]) -> None:
-    """absl app.run(main), turning InputError into one line on stderr and exit code 2 (no traceback)."""
+    """absl app.run(main), turning InputError (and unwritable outputs) into one line on stderr, exit code 2."""
 
     def wrapped(argv: list[str]) -> None:
         try:
             main(argv)
         except InputError as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
+            _fail(str(e))
+        except OSError as e:  # e.g. an output path in a missing or read-only directory
+            _fail(f"{e.filename}: {e.strerror}" if e.filename else str(e))
 
-    app.run(wrapped)
+    app.run(wrapped, flags_parser=_parse_flags)
 
 
 def usage_error(argv: list[str]) -> InputError:
     """The error for stray positional arguments (absl leaves them in argv)."""
     return InputError(f"unexpected argument(s) {' '.join(argv[1:])!r}: flags are written --name=value")
+
+
+def load_tagger(model_dir: str | None, task: str | None) -> "tuple[Tagger, str]":
+    """The Tagger of --model_dir and the task to use (--task, default the model's first), checked."""
+    from mtl_tagger.tagger import Tagger  # TensorFlow is imported only by the CLIs that need it
+
+    if not model_dir:
+        raise InputError("--model_dir is required")
+    tagger = Tagger.load(model_dir)
+    task = task or tagger.tasks[0]
+    tagger.check_task(task)
+    return tagger, task

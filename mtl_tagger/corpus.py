@@ -12,8 +12,6 @@ from absl import logging
 from mtl_tagger.conll import Sentence, read_conll
 from mtl_tagger.errors import InputError
 
-SPLITS = ("train", "dev", "test")
-
 
 @dataclass
 class TaskData:

@@ -10,11 +10,12 @@ class CRF(tf.keras.layers.Layer):
     lengths [batch] int32 (≥ 1). Positions past a sentence's length are ignored by both calls.
     """
 
-    def __init__(self, num_tags: int, **kwargs) -> None:
+    def __init__(self, num_tags: int, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self.num_tags = num_tags
 
     def build(self, input_shape: tf.TensorShape) -> None:
+        """Create the [num_tags, num_tags] transition matrix T(y, y′)."""
         self.transitions = self.add_weight(
             name="transitions",
             shape=(self.num_tags, self.num_tags),
@@ -30,10 +31,9 @@ class CRF(tf.keras.layers.Layer):
 
     def log_likelihood(self, emissions: tf.Tensor, tags: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
         """log P(tags | x) per sentence ([batch]): C(x, y) − log Σ_y' exp C(x, y')."""
-        if not self.built:
-            self.build(emissions.shape)
         ll, _ = tfa.text.crf_log_likelihood(emissions, tags, lengths, self.transitions)
         return ll
 
     def get_config(self) -> dict:
+        """Keras config (for serialisation)."""
         return {**super().get_config(), "num_tags": self.num_tags}

@@ -7,7 +7,6 @@ The first tags a CoNLL file and prints the paper's metrics (--output writes them
 vertical as metrics.json is). The second reads both dirs' metrics.json and prints, per shared
 vertical, the paper's Table 3 rows (P, R, Acc, F1) and Table 4 (top tags by F1 gain, with #train).
 """
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -16,10 +15,9 @@ from absl import flags, logging
 from mtl_tagger import cli
 from mtl_tagger.conll import read_conll
 from mtl_tagger.errors import InputError
-from mtl_tagger.files import write_json_atomic
+from mtl_tagger.files import read_json, write_json_atomic
 from mtl_tagger.metrics import compare_table, format_table
 from mtl_tagger.params import Params
-from mtl_tagger.tagger import Tagger
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Trained model dir (holds params.json).")
@@ -34,7 +32,7 @@ def _metrics(model_dir: str) -> dict:
     path = Path(model_dir) / "metrics.json"
     if not path.is_file():
         raise InputError("no metrics.json: train the model to the end first", path)
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_json(path)
 
 
 def _train_counts(model_dir: str, task: str) -> dict[str, int] | None:
@@ -60,16 +58,14 @@ def main(argv: list[str]) -> None:
     """Load the model, tag the file, print and optionally write the metrics."""
     if len(argv) > 1:
         raise cli.usage_error(argv)
-    if not FLAGS.model_dir:
-        raise InputError("--model_dir is required")
     if FLAGS.compare:
+        if not FLAGS.model_dir:
+            raise InputError("--model_dir is required")
         print(compare(FLAGS.model_dir, FLAGS.compare, FLAGS.top))
         return
     if not FLAGS.data:
         raise InputError("--data is required (a CoNLL file), or --compare")
-    tagger = Tagger.load(FLAGS.model_dir)
-    task = FLAGS.task or tagger.tasks[0]
-    tagger.check_task(task)
+    tagger, task = cli.load_tagger(FLAGS.model_dir, FLAGS.task)
     sentences = read_conll(FLAGS.data, strict_bio=tagger.params.strict_bio)
     unseen = sorted({t for s in sentences for t in s.tags} - set(tagger.vocab.tags[task]))
     if unseen:

@@ -15,7 +15,7 @@ from mtl_tagger.params import Params
 class CharEncoder(tf.keras.layers.Layer):
     """Per-word character encoder: BiLSTM final states (Lample et al.) or CNN + max-pool, [B, T, C] → [B, T, F]."""
 
-    def __init__(self, num_chars: int, char_dim: int, hidden: int, kind: str, **kwargs) -> None:
+    def __init__(self, num_chars: int, char_dim: int, hidden: int, kind: str, **kwargs: object) -> None:
         super().__init__(**kwargs)
         self.embedding = tf.keras.layers.Embedding(num_chars, char_dim, name="char_embedding")
         if kind == "lstm":
@@ -25,6 +25,7 @@ class CharEncoder(tf.keras.layers.Layer):
         self.kind = kind
 
     def call(self, chars: tf.Tensor) -> tf.Tensor:
+        """Encode every word slot's characters; all-padding slots give the encoder's empty output."""
         shape = tf.shape(chars)
         flat = tf.reshape(chars, [-1, shape[2]])  # one row per word slot
         mask = flat > 0
@@ -100,7 +101,3 @@ class TaggerNet(tf.Module):
     def decode(self, task: str, batch: dict[str, tf.Tensor]) -> tf.Tensor:
         """Viterbi tag ids [B, T] for a padded batch."""
         return self.crf[task](self.emissions(task, self.encode(batch, False)), batch["length"])
-
-    def task_model(self, task: str) -> tf.keras.Model:
-        """The functional model (word ids, char ids) → emission scores of one task, sharing the encoder."""
-        return tf.keras.Model(self.encoder.inputs, self.dense[task](self.encoder.outputs[0]), name=f"{task}_tagger")

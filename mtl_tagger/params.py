@@ -5,20 +5,21 @@ word vectors. Every field becomes an absl flag of the same name (see `define_fla
 record is written to `<model_dir>/params.json`, which evaluate/predict/Tagger.load read back.
 """
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from absl import flags
 
 from mtl_tagger.errors import InputError
+from mtl_tagger.files import read_json
 
 MODES = ("single", "shared", "coupled")
 DEFAULT_VECTORS = "cache/glove.flipkart.300d.txt"  # what the README's glove command builds
 CHAR_ENCODERS = ("lstm", "cnn")
 SHORTLIST_CONTEXTS = ("tagged", "all")
 # Fields that may change when a run resumes in the same model dir (they do not change the model).
-RESUMABLE = frozenset({"epochs", "patience", "overwrite"})
+RESUMABLE = frozenset({"epochs", "patience", "overwrite", "model_dir"})
+PATHS = ("data_dir", "word_vectors")  # compared as resolved paths
 
 
 def _f(default: object, help: str) -> object:
@@ -79,9 +80,10 @@ class Params:
                 raise InputError(f"--{name}={getattr(self, name)}: must be > 0")
         if not 0.0 <= self.dropout < 1.0:
             raise InputError(f"--dropout={self.dropout}: must be in [0, 1)")
-        for name in ("learning_rate",):
-            if getattr(self, name) <= 0:
-                raise InputError(f"--{name}={getattr(self, name)}: must be > 0")
+        if self.learning_rate <= 0:
+            raise InputError(f"--learning_rate={self.learning_rate}: must be > 0")
+        if not 0 <= self.seed < 2**32:
+            raise InputError(f"--seed={self.seed}: must be in [0, 2**32)")
         for name in ("clip_norm", "coupling_weight", "window"):
             if getattr(self, name) < 0:
                 raise InputError(f"--{name}={getattr(self, name)}: must be >= 0")
@@ -120,11 +122,19 @@ class Params:
         path = Path(model_dir) / "params.json"
         if not path.is_file():
             raise InputError("no params.json: not a trained model dir (train one with mtl_tagger.train)", path)
-        return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
+        return cls.from_json(read_json(path))
 
     def differences(self, other: "Params") -> list[str]:
-        """Fields (outside RESUMABLE) whose values differ, as 'name: old -> new'."""
-        mine, theirs = self.to_json(), other.to_json()
+        """Fields (outside RESUMABLE) whose values differ, as 'name: old -> new'.
+
+        The mode is compared as effective (`--task_b` alone equals `--mtl_mode=coupled`), and paths
+        as resolved, so the same run spelled differently still resumes.
+        """
+        def canonical(p: "Params") -> dict:
+            d = {**p.to_json(), "mtl_mode": p.mode}
+            return d | {k: str(Path(d[k]).resolve()) if d[k] else "" for k in PATHS}
+
+        mine, theirs = canonical(self), canonical(other)
         return [f"{k}: {theirs[k]!r} -> {v!r}" for k, v in mine.items() if k not in RESUMABLE and theirs[k] != v]
 
 

@@ -11,7 +11,6 @@ from absl import flags
 
 from mtl_tagger import cli
 from mtl_tagger.errors import InputError
-from mtl_tagger.tagger import Tagger
 
 FLAGS = flags.FLAGS
 CHUNK = 256  # lines tagged per batched pass
@@ -24,11 +23,7 @@ def main(argv: list[str]) -> None:
     """Tag every input line and print one JSON record per line."""
     if len(argv) > 1:
         raise cli.usage_error(argv)
-    if not FLAGS.model_dir:
-        raise InputError("--model_dir is required")
-    tagger = Tagger.load(FLAGS.model_dir)
-    task = FLAGS.task or tagger.tasks[0]
-    tagger.check_task(task)
+    tagger, task = cli.load_tagger(FLAGS.model_dir, FLAGS.task)
     if FLAGS.input == "-":
         lines = _decoded(sys.stdin.buffer, "<stdin>")
     else:

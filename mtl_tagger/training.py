@@ -37,7 +37,15 @@ class RunData:
 
     tasks: dict[str, TaskData]
     vocab: Vocab
-    word_init: np.ndarray | None
+    pretrained: tuple[list[str], np.ndarray] | None  # (words, vectors) of --word_vectors
+
+    def word_init(self, seed: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Initial embedding rows for the current vocabulary and the mask of rows with a pretrained vector."""
+        if self.pretrained is None:
+            return None
+        init, found = embedding_matrix(self.vocab.words, *self.pretrained, seed)
+        init[0], found[0] = 0.0, False  # padding
+        return init, found
 
 
 def load_run_data(p: Params) -> RunData:
@@ -49,35 +57,32 @@ def load_run_data(p: Params) -> RunData:
             if unseen:
                 logging.warning("%s %s: %d tag(s) never seen in train will count as wrong: %s", t, split,
                                 len(unseen), ", ".join(f"{k} ({v})" for k, v in sorted(unseen.items())))
-    pre_words: list[str] = []
-    pre_matrix = None
+    pretrained = None
     if p.word_vectors:
-        pre_words, pre_matrix = read_vectors(p.word_vectors)
-        if pre_matrix.shape[1] != p.word_dim:
-            raise InputError(f"vectors are {pre_matrix.shape[1]}-d but --word_dim={p.word_dim}", p.word_vectors)
+        pretrained = read_vectors(p.word_vectors)
+        if pretrained[1].shape[1] != p.word_dim:
+            raise InputError(f"vectors are {pretrained[1].shape[1]}-d but --word_dim={p.word_dim}", p.word_vectors)
     vocab = Vocab.build(
         (s.tokens for data in tasks.values() for s in data.train),
         {t: [s.tags for s in data.train] for t, data in tasks.items()},
-        pre_words,
+        pretrained[0] if pretrained else (),
     )
-    word_init = None
-    if pre_matrix is not None:
-        word_init, found = embedding_matrix(vocab.words, pre_words, pre_matrix, p.seed)
-        word_init[0] = 0.0  # padding
-        logging.info("word vectors: %d of %d vocabulary words initialised from %s", found, len(vocab.words),
-                     p.word_vectors)
-    return RunData(tasks, vocab, word_init)
+    return RunData(tasks, vocab, pretrained)
 
 
-def open_model_dir(p: Params) -> bool:
-    """Make the model dir ready; True when it holds a compatible run to resume.
+def open_model_dir(p: Params) -> tuple[bool, Path | None]:
+    """Make the model dir ready: (True when it holds a compatible run to resume, the set-aside old run).
 
-    A dir holding another run (other tasks or flags) is refused unless --overwrite, which clears it.
+    A dir holding another run (other tasks or flags) is refused unless --overwrite, which moves it
+    aside; the caller deletes it once the new run has started, or puts it back if the new run fails.
     """
     model_dir = Path(p.model_dir)
+    aside = None
     if model_dir.exists() and any(model_dir.iterdir()):
         if p.overwrite:
-            shutil.rmtree(model_dir)
+            aside = model_dir.with_name(f".{model_dir.name}.replaced")
+            shutil.rmtree(aside, ignore_errors=True)
+            model_dir.rename(aside)
         elif not (model_dir / "params.json").is_file():
             raise InputError("model dir is not empty and holds no params.json; use --overwrite or another dir",
                              model_dir)
@@ -86,9 +91,9 @@ def open_model_dir(p: Params) -> bool:
             if diff:
                 raise InputError("model dir holds a run with other tasks or flags (" + "; ".join(diff)
                                  + "); pass --overwrite to replace it", model_dir)
-            return True
+            return True, None
     model_dir.mkdir(parents=True, exist_ok=True)
-    return False
+    return False, aside
 
 
 def _cycle(examples: list[pipeline.Example], p: Params, epoch: int) -> Iterator[dict[str, tf.Tensor]]:
@@ -112,8 +117,11 @@ class Trainer:
         self.p, self.data = p, data
         self.model_dir = Path(p.model_dir)
         self.net = TaggerNet(p, len(data.vocab.words), len(data.vocab.chars), data.vocab.tags)
-        if data.word_init is not None:
-            self.net.set_word_embeddings(data.word_init)
+        self.word_init = data.word_init(p.seed)
+        if self.word_init is not None:
+            self.net.set_word_embeddings(self.word_init[0])
+            logging.info("word vectors: %d of %d vocabulary words initialised from %s", self.word_init[1].sum(),
+                         len(data.vocab.words), p.word_vectors)
         self.tagger = Tagger(p, data.vocab, self.net)
         self.optimizer = tf.keras.optimizers.Adam(p.learning_rate, global_clipnorm=p.clip_norm or None)
         self.examples = {t: pipeline.encode_sentences(d.train, data.vocab, t, p.max_word_len)
@@ -139,13 +147,14 @@ class Trainer:
         self.last = tf.train.CheckpointManager(state, self.model_dir / "last", max_to_keep=1)
         self.best_ckpt = tf.train.CheckpointManager(tf.train.Checkpoint(**weights), self.model_dir / "best",
                                                     max_to_keep=1)
-        self.train_step = tf.function(self._train_step, input_signature=[self.signature], reduce_retracing=True)
+        self.train_step = tf.function(self._train_step, input_signature=[self.signature])
 
     def _build_shortlist(self) -> pipeline.ShortlistData:
         """Contexts of both tasks' training data, their cosine shortlist (cached), resolved for batching."""
         p = self.p
-        if self.data.word_init is not None:
-            vectors = self.data.word_init
+        if self.word_init is not None:
+            init, found = self.word_init
+            vectors = init * found[:, None]  # words without a pretrained vector count as padding
         else:
             logging.warning("no --word_vectors: the shortlist uses the random initial embeddings, so context "
                             "similarity is mostly word overlap")
@@ -183,8 +192,9 @@ class Trainer:
         for g in range(pipeline.LENGTH_GROUPS):  # each length group of sentences is encoded once
             h = self.net.encode(c[f"sentences_{g}"], training=True)
             for side, task in (("a", self.p.task_a), ("b", self.p.task_b)):
-                # s of each (row, position, gold tag), by the head of the context's own task
-                scores.append(tf.gather_nd(self.net.emissions(task, h), c[f"lookup_{g}{side}"]))
+                lookup = c[f"lookup_{g}{side}"]  # (row, position, gold tag), scored by the context's own task head
+                emissions = self.net.emissions(task, tf.gather_nd(h, lookup[:, :2]))  # only the contexts needed
+                scores.append(tf.gather(emissions, lookup[:, 2], batch_dims=1))
         scores = tf.concat(scores, axis=0)
         out = self.coupler({
             "direction": c["direction"], "mask": c["mask"],
@@ -202,7 +212,8 @@ class Trainer:
             if self.coupler is not None:
                 tce, parts = self._coupling_error(batches["coupling"])
                 losses["coupling/tce"] = tce
-                losses.update({f"coupling/{k}": parts[k] for k in ("cce", "cce_prime", "lce", "lce_prime")})
+                anchors = tf.cast(tf.shape(batches["coupling"]["direction"])[0], tce.dtype)
+                losses.update({f"coupling/{k}": parts[k] / anchors for k in ("cce", "cce_prime", "lce", "lce_prime")})
             loss = tf.add_n([v for k, v in losses.items() if k.startswith("crf/")])
             if self.coupler is not None:
                 loss += self.p.coupling_weight * losses["coupling/tce"]
@@ -294,18 +305,22 @@ def train(p: Params) -> dict[str, dict]:
     tf.config.experimental.enable_op_determinism()
     data = load_run_data(p)  # all input checks happen before the model dir is touched
     model_dir = Path(p.model_dir)
-    resume = open_model_dir(p)
+    resume, aside = open_model_dir(p)
     try:
         if resume:
             data.vocab = Vocab.load(model_dir / "vocab.json")  # the ids the checkpoints were trained with
         else:
-            write_json_atomic(model_dir / "params.json", p.to_json())
             data.vocab.save(model_dir / "vocab.json")
+        write_json_atomic(model_dir / "params.json", p.to_json())  # on resume: the new epochs/patience
         trainer = Trainer(p, data)  # may still refuse the input (e.g. an empty shortlist)
     except BaseException:
         if not resume:
             shutil.rmtree(model_dir, ignore_errors=True)  # leave nothing half-written behind
+            if aside is not None:
+                aside.rename(model_dir)  # and give the user back the run --overwrite was to replace
         raise
+    if aside is not None:
+        shutil.rmtree(aside)
     trainer.fit()
     results = trainer.test()
     print(format_table(results), flush=True)

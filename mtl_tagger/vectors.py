@@ -40,9 +40,12 @@ def read_vectors(path: str | Path, dim: int | None = None) -> tuple[list[str], n
                 if want is not None and len(parts) - 1 != want:
                     raise InputError(f"vector has {len(parts) - 1} values, expected {want}", path, lineno)
                 try:
-                    rows.append(np.asarray(parts[1:], dtype=np.float32))
+                    row = np.asarray(parts[1:], dtype=np.float32)
                 except ValueError:
                     raise InputError("vector holds a value that is not a number", path, lineno) from None
+                if not np.isfinite(row).all():
+                    raise InputError("vector holds nan or inf", path, lineno)
+                rows.append(row)
                 words.append(parts[0])
     except UnicodeDecodeError as e:
         raise InputError(f"not UTF-8 ({e.reason} at byte {e.start})", path) from None
@@ -53,11 +56,11 @@ def read_vectors(path: str | Path, dim: int | None = None) -> tuple[list[str], n
 
 def embedding_matrix(
     vocab_words: list[str], words: list[str], matrix: np.ndarray, seed: int
-) -> tuple[np.ndarray, int]:
+) -> tuple[np.ndarray, np.ndarray]:
     """Rows for `vocab_words` from pretrained (words, matrix): exact match, else lower-case, else random.
 
     Random rows are uniform in ±sqrt(3/d) (unit variance per dimension / d, as Lample et al.).
-    Returns the matrix and how many vocabulary words were found.
+    Returns the matrix and a bool mask of the vocabulary words that had a pretrained vector.
     """
     index = {w: i for i, w in enumerate(words)}
     lower = {}
@@ -67,10 +70,10 @@ def embedding_matrix(
     rng = np.random.default_rng(seed)
     scale = np.sqrt(3.0 / dim)
     out = rng.uniform(-scale, scale, size=(len(vocab_words), dim)).astype(np.float32)
-    found = 0
+    found = np.zeros(len(vocab_words), bool)
     for r, w in enumerate(vocab_words):
         i = index.get(w, lower.get(w.lower()))
         if i is not None:
             out[r] = matrix[i]
-            found += 1
+            found[r] = True
     return out, found

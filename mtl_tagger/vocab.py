@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtl_tagger.files import write_text_atomic
+from mtl_tagger.files import read_json, write_text_atomic
 
 PAD, UNK = "<pad>", "<unk>"
 
@@ -90,5 +90,5 @@ class Vocab:
     @classmethod
     def load(cls, path: str | Path) -> "Vocab":
         """Read vocabularies written by `save`."""
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = read_json(path)
         return cls(words=data["words"], chars=data["chars"], tags=data["tags"])

@@ -19,7 +19,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_data_dir(tmp_path_factory.mktemp("data"))
 
 
-def smoke_params(data_dir: Path, model_dir: Path, **overrides: object) -> Params:
+def smoke_params(data_dir: Path | str, model_dir: Path | str, **overrides: object) -> Params:
     """The smoke configuration (flags/smoke.cfg) for a run on the synthetic data."""
     return Params(**{**SMOKE, "task_a": "Chain x", "data_dir": str(data_dir), "model_dir": str(model_dir),
                      **overrides}).validate()

@@ -131,7 +131,10 @@ def test_word_vectors_initialise_embeddings(data_dir: Path, tmp_path: Path) -> N
     write_vectors(path, ["Acme", "brass", "unseen_elsewhere"], np.arange(48, dtype=np.float32).reshape(3, 16))
     data = load_run_data(smoke_params(data_dir, tmp_path / "m", word_vectors=str(path)))
     row = data.vocab.words.index("brass")
-    assert np.allclose(data.word_init[row], np.arange(16, 32))
+    init, found = data.word_init(seed=0)
+    assert np.allclose(init[row], np.arange(16, 32)) and found[row]
+    assert not found[data.vocab.words.index("gold")], "train words without a vector are not 'found'"
+    assert not found[0] and not init[0].any(), "padding row is zero"
     assert "unseen_elsewhere" in data.vocab.words, "pretrained words join the vocabulary"
 
 
@@ -165,9 +168,57 @@ def test_non_model_dir_is_refused(data_dir: Path, tmp_path: Path) -> None:
     assert (tmp_path / "m" / "notes.txt").exists()
 
 
-def test_evaluate_on_a_non_model_dir(tmp_path: Path) -> None:
-    r = run_cli("predict", f"--model_dir={tmp_path}", stdin="x\n")
+@pytest.mark.parametrize("module", ["evaluate", "predict"])
+def test_evaluate_and_predict_on_a_non_model_dir(module: str, tmp_path: Path) -> None:
+    extra = [f"--data={tmp_path / 'x.conll'}"] if module == "evaluate" else []
+    r = run_cli(module, f"--model_dir={tmp_path}", *extra, stdin="x\n")
     _assert_one_line(r, "params.json")
+
+
+@pytest.mark.parametrize("flag, words", [
+    ("--hidden_size=big", ["--hidden_size", "big"]),
+    ("--no_such_flag=1", ["no_such_flag"]),
+    ("--flagfile=/nonexistent.cfg", ["/nonexistent.cfg"]),
+    ("--seed=-1", ["--seed=-1"]),
+])
+def test_flag_parse_errors_are_one_line(flag: str, words: list[str], tmp_path: Path) -> None:
+    r = run_cli("train", "--task_a=X", f"--data_dir={tmp_path}", f"--model_dir={tmp_path / 'm'}", flag)
+    _assert_one_line(r, *words)
+
+
+def test_damaged_params_json(data_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "params.json").write_text('{"task_a": "Chain x",\n oops')
+    with pytest.raises(InputError, match=r"params\.json:2: damaged JSON"):
+        train(smoke_params(data_dir, tmp_path / "m"))
+
+
+def test_nan_in_vectors(tmp_path: Path) -> None:
+    (tmp_path / "v.txt").write_text("a 0.1 0.2\nb nan 0.3\n")
+    with pytest.raises(InputError, match=r"v\.txt:2: vector holds nan or inf"):
+        read_vectors(tmp_path / "v.txt")
+
+
+def test_same_run_spelled_differently_resumes(data_dir: Path, tmp_path: Path) -> None:
+    train(smoke_params(data_dir, tmp_path / "m", epochs=1, task_b="Mangal-sutra", mtl_mode="shared"))
+    again = smoke_params(f"{data_dir}/", f"{tmp_path}/./m/", epochs=1, task_b="Mangal-sutra", mtl_mode="shared")
+    assert again.differences(Params.load(tmp_path / "m")) == []
+    implicit = Params(task_a="A", task_b="B").validate()
+    assert implicit.differences(Params(task_a="A", task_b="B", mtl_mode="coupled").validate()) == []
+
+
+def test_overwrite_that_fails_gives_the_old_run_back(data_dir: Path, tmp_path: Path) -> None:
+    train(smoke_params(data_dir, tmp_path / "m", epochs=1))
+    before = (tmp_path / "m" / "metrics.json").read_text()
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "Chain x").symlink_to(data_dir / "Chain x")
+    (d / "Other").mkdir()
+    for split in ("train", "test"):
+        (d / "Other" / f"{split}.conll").write_text("".join(f"zz{i}\tB-k\n\n" for i in range(20)))
+    with pytest.raises(InputError, match="shortlist is empty"):
+        train(smoke_params(d, tmp_path / "m", task_b="Other", overwrite=True))
+    assert (tmp_path / "m" / "metrics.json").read_text() == before
 
 
 def test_params_json_round_trip() -> None:

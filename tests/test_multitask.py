@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from absl import logging
-
 from conftest import run_cli, smoke_params
+
 from mtl_tagger.analysis import alignment_at_1, label_attention, top_lenders
 from mtl_tagger.conll import write_conll
 from mtl_tagger.errors import InputError
