@@ -194,7 +194,8 @@ class Trainer:
             for side, task in (("a", self.p.task_a), ("b", self.p.task_b)):
                 lookup = c[f"lookup_{g}{side}"]  # (row, position, gold tag), scored by the context's own task head
                 emissions = self.net.emissions(task, tf.gather_nd(h, lookup[:, :2]))  # only the contexts needed
-                scores.append(tf.gather(emissions, lookup[:, 2], batch_dims=1))
+                gold = tf.one_hot(lookup[:, 2], tf.shape(emissions)[-1], dtype=emissions.dtype)
+                scores.append(tf.reduce_sum(emissions * gold, axis=-1))  # (safe for an empty lookup)
         scores = tf.concat(scores, axis=0)
         out = self.coupler({
             "direction": c["direction"], "mask": c["mask"],

@@ -1,0 +1,115 @@
+"""Resumable sweep runner over absl flagfiles: one training run per `<sweep_dir>/<name>.cfg`.
+
+    python -m experiments.sweep --sweep_dir=flags/sweeps/table3 [--background] [--only='s1.*']
+
+Each run trains `python -m mtl_tagger.train --flagfile=<name>.cfg --model_dir=<runs_dir>/<name>` and,
+when it succeeds, writes one result file `<results_dir>/<name>.json` (flags, test metrics of every
+vertical, the Fig. 4 analysis, wall time, date, command) plus `<name>.attention.png` for coupled runs.
+A run with a result file is never run again; an interrupted one is started again with the same
+model dir, and the trainer resumes it from its last epoch. --background detaches the sweep (its log
+goes to <runs_dir>/sweep.log) so it survives the terminal; a lock file keeps two sweeps apart.
+`python -m experiments.collect` builds the tables from the result files.
+"""
+import datetime
+import fnmatch
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from absl import app, flags
+
+from mtl_tagger.files import write_json_atomic
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("sweep_dir", "flags/sweeps/table3", "Directory of run flagfiles (<name>.cfg).")
+flags.DEFINE_string("runs_dir", "runs/sweep", "Where the runs' model dirs and logs go (not committed).")
+flags.DEFINE_string("results_dir", "experiments/results/runs", "Where the per-run result files go.")
+flags.DEFINE_string("only", "*", "Glob over run names: run only these.")
+flags.DEFINE_bool("background", False, "Detach and run the sweep in the background.")
+
+
+def run_one(cfg: Path, runs_dir: Path, results_dir: Path) -> bool:
+    """Train one run (resuming if its model dir exists) and write its result file; True on success."""
+    name = cfg.stem
+    model_dir = runs_dir / name
+    command = [sys.executable, "-m", "mtl_tagger.train", f"--flagfile={cfg}", f"--model_dir={model_dir}"]
+    start = time.time()
+    with open(runs_dir / f"{name}.log", "a") as log:
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT)
+    if code != 0:
+        print(f"{name}: FAILED (exit {code}); see {runs_dir / (name + '.log')}", flush=True)
+        return False
+    analysis = model_dir / "analysis.json"
+    result = {
+        "name": name,
+        "date": datetime.date.today().isoformat(),
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                 text=True).stdout.strip(),
+        "command": " ".join(command[1:]),
+        "wall_seconds": round(time.time() - start, 1),
+        "params": json.loads((model_dir / "params.json").read_text()),
+        "metrics": json.loads((model_dir / "metrics.json").read_text()),
+        "analysis": json.loads(analysis.read_text()) if analysis.is_file() else None,
+    }
+    if (model_dir / "attention.png").is_file():
+        shutil.copyfile(model_dir / "attention.png", results_dir / f"{name}.attention.png")
+    write_json_atomic(results_dir / f"{name}.json", result)
+    f1 = ", ".join(f"{v} {m['macro_f1'] * 100:.2f}" for v, m in result["metrics"].items())
+    print(f"{name}: done in {result['wall_seconds']:.0f} s; test macro-F1 {f1}", flush=True)
+    return True
+
+
+def _lock(runs_dir: Path) -> Path:
+    """Take the runs dir's lock file (created atomically); a lock of a dead sweep is taken over."""
+    lock = runs_dir / ".lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            text = lock.read_text().strip()
+            try:
+                if text.isdigit():
+                    os.kill(int(text), 0)
+                    sys.exit(f"error: {lock}: a sweep (pid {text}) is already running in {runs_dir}")
+            except ProcessLookupError:
+                pass
+            lock.unlink(missing_ok=True)  # stale: its sweep is gone
+            continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return lock
+    sys.exit(f"error: {lock}: cannot take the sweep lock")
+
+
+def main(argv: list[str]) -> None:
+    """Run every pending flagfile of the sweep, in name order."""
+    runs_dir, results_dir = Path(FLAGS.runs_dir), Path(FLAGS.results_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    if FLAGS.background:
+        args = [a for a in sys.argv if a not in ("--background", "--background=true")]
+        with open(runs_dir / "sweep.log", "a") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "experiments.sweep", *args[1:]], stdout=log,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        print(f"sweep running in the background: pid {proc.pid}, log {runs_dir / 'sweep.log'}")
+        return
+    cfgs = sorted(p for p in Path(FLAGS.sweep_dir).glob("*.cfg") if fnmatch.fnmatch(p.stem, FLAGS.only))
+    if not cfgs:
+        raise SystemExit(f"error: {FLAGS.sweep_dir}: no run flagfiles match --only={FLAGS.only}")
+    lock = _lock(runs_dir)
+    try:
+        pending = [c for c in cfgs if not (results_dir / f"{c.stem}.json").is_file()]
+        print(f"{len(cfgs)} runs, {len(cfgs) - len(pending)} finished, {len(pending)} to run", flush=True)
+        failed = [c.stem for c in pending if not run_one(c, runs_dir, results_dir)]
+    finally:
+        lock.unlink(missing_ok=True)
+    if failed:
+        raise SystemExit(f"error: {len(failed)} run(s) failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    app.run(main)
