@@ -16,6 +16,7 @@ setup(
         "pandas",
         "absl-py",
         "scikit-learn",
+        "scipy",  # shortlist.py's word-cluster components; already a dependency of scikit-learn
     ],
     extras_require={
         "plots": ["matplotlib"],
