@@ -72,12 +72,13 @@ def _assert_same(got: Shortlist, want: Shortlist) -> None:
     np.testing.assert_allclose(got.b_cosine, want.b_cosine, atol=1e-5)
 
 
-@pytest.mark.parametrize("plan", ["auto", 0, 1, 2, 3, 4])  # 0: dense; 1-4: prefix filter, each τ
-@pytest.mark.parametrize("threshold", [0.95, 0.8, 0.5, 0.1, -0.3])
+# plan 0: dense; 1-4: prefix filter at each τ (only for positive thresholds: no filter exists below)
+PLANS = [(t, plan) for t in (0.95, 0.8, 0.5, 0.1, -0.3) for plan in ("auto", 0, 1, 2, 3, 4) if t > 0 or plan in ("auto", 0)]
+
+
+@pytest.mark.parametrize("threshold, plan", PLANS)
 @pytest.mark.parametrize("k", [1, 3, 1000])
 def test_equals_brute_force(k: int, threshold: float, plan: str | int, monkeypatch) -> None:
-    if threshold <= 0 and plan not in ("auto", 0):
-        pytest.skip("the prefix filter needs a positive threshold")
     if plan != "auto":
         def forced(*args) -> shortlist._Plan:
             plans = shortlist._plans(*args)
