@@ -73,7 +73,8 @@ def _assert_same(got: Shortlist, want: Shortlist) -> None:
 
 
 # plan 0: dense; 1-4: prefix filter at each τ (only for positive thresholds: no filter exists below)
-PLANS = [(t, plan) for t in (0.95, 0.8, 0.5, 0.1, -0.3) for plan in ("auto", 0, 1, 2, 3, 4) if t > 0 or plan in ("auto", 0)]
+PLANS = [(t, plan) for t in (0.95, 0.8, 0.5, 0.1, -0.3) for plan in ("auto", 0, 1, 2, 3, 4)
+         if t > 0 or plan in ("auto", 0)]
 
 
 @pytest.mark.parametrize("threshold, plan", PLANS)
