@@ -1,18 +1,22 @@
 """A fused bidirectional LSTM for CPU: the same function and weights as Keras' Bidirectional(LSTM), faster.
 
 Keras runs each direction as its own while loop whose every step multiplies the step's input by the
-input kernel and the previous output by the recurrent kernel, and its gradient loop accumulates the
-kernels' gradients step by step (measured on the paper's sizes: backward ≈ 3.6× forward). Here:
+input kernel and the previous output by the recurrent kernel, and whose gradient loop does four
+skinny matmuls per step (dh, dx, and the accumulated kernel gradients). Here:
 
 - the input projections of all time steps of both directions are one batched matmul
-  [2, T·B, in] × [2, in, 4u] before the loop;
-- both directions run in the same loop iteration (one batched [2, B, u] × [2, u, 4u] matmul of the
-  two recurrent kernels); the backward direction reads each sentence reversed by its length
-  (`tf.reverse_sequence`), so it starts at the sentence's true last token and padding (at the end of
-  each row, as the pipeline pads) only ever follows the real steps;
-- the gradient is a hand-written BPTT loop that only carries dh and dc through the recurrence; the
-  gate derivatives are computed for all steps at once before it, and the kernels' gradients are
-  single big matmuls over all steps after it (backward ≈ 2.3× forward).
+  [2, T·B, in] × [2, in, 4u] before the loops;
+- the backward direction reads each sentence reversed by its length (`tf.reverse_sequence`), so it
+  starts at the sentence's true last token and padding (at the end of each row, as the pipeline pads)
+  only ever follows the real steps: no masking inside the loops;
+- the gradient is a hand-written BPTT loop with one matmul per step (dh through the recurrent kernel)
+  that only carries dh and dc; the gate derivatives are computed for all steps at once before it, and
+  the kernels' and inputs' gradients are single big matmuls over all steps after it.
+
+The two directions stay two independent loops, which TensorFlow's executor runs concurrently: on
+2 CPU cores that was faster than one loop running both directions with a batched [2, B, u] × [2, u, 4u]
+matmul (paper sizes, batch 30 × 40 tokens: forward 0.039 s vs 0.055 s, forward+backward 0.131 s vs
+0.153 s; Keras 0.039 s and 0.178 s).
 
 Masking matches Keras: outputs at padded positions are zero, and the layer passes the mask on.
 Weights are held as `forward_layer.cell` / `backward_layer.cell` {kernel, recurrent_kernel, bias}, the
@@ -36,12 +40,12 @@ class _Direction(tf.keras.layers.Layer):
 
 
 def _recurrence(z: tf.Tensor, recurrent: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Run the recurrences on precomputed input projections z [T, D, B, 4u] (D directions, time-major).
+    """Run the recurrence on precomputed input projections z [T, B, 4u] (time-major).
 
-    Returns the outputs h and cell states c [T, D, B, u], and the gates' pre-activations [T, D, B, 4u]
+    Returns the outputs h and cell states c [T, B, u], and the gates' pre-activations [T, B, 4u]
     (what the backward pass needs; it recomputes the activations for all steps at once).
     """
-    zeros = tf.zeros_like(z[0, ..., : tf.shape(recurrent)[1]])
+    zeros = tf.zeros_like(z[0, :, : tf.shape(recurrent)[0]])
 
     def step(carry: tuple, z_t: tf.Tensor) -> tuple:
         h, c, _ = carry
@@ -55,12 +59,11 @@ def _recurrence(z: tf.Tensor, recurrent: tf.Tensor) -> tuple[tf.Tensor, tf.Tenso
 
 @tf.custom_gradient
 def lstm_recurrence(z: tf.Tensor, recurrent: tf.Tensor) -> tuple[tf.Tensor, object]:
-    """h [D, T, B, u] of D independent LSTM recurrences (zero initial state) with a fused BPTT gradient.
+    """Outputs h [T, B, u] of an LSTM (zero initial state) over input projections z [T, B, 4u] incl. bias.
 
-    z [D, T, B, 4u]: each direction's input projections incl. bias, in the order it reads them;
-    recurrent [D, u, 4u]: the recurrent kernels.
+    recurrent: the [u, 4u] recurrent kernel. The gradient is a fused BPTT (see the module docstring).
     """
-    h, c, pre = _recurrence(tf.transpose(z, [1, 0, 2, 3]), recurrent)
+    h, c, pre = _recurrence(z, recurrent)
 
     def grad(dh_out: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         # Everything that does not depend on the recurrence is computed for all steps at once, so the
@@ -84,21 +87,18 @@ def lstm_recurrence(z: tf.Tensor, recurrent: tf.Tensor) -> tuple[tf.Tensor, obje
             dz = tf.concat([dc, dc, dc, dh], -1) * dz_factor_t
             return tf.matmul(dz, recurrent, transpose_b=True), dc, dz
 
-        dh_t = tf.transpose(dh_out, [1, 0, 2, 3])
-        _, _, dz = tf.scan(back, (dh_t, dc_from_dh, dz_factor, f_next), initializer=(zeros, zeros, pre[0]),
+        _, _, dz = tf.scan(back, (dh_out, dc_from_dh, dz_factor, f_next), initializer=(zeros, zeros, pre[0]),
                            reverse=True)
-        dz = tf.transpose(dz, [1, 0, 2, 3])  # [D, T, B, 4u], as z
-        h_prev = tf.transpose(tf.concat([tf.zeros_like(h[:1]), h[:-1]], 0), [1, 0, 2, 3])
-        shape = tf.shape(dz)
-        d_recurrent = tf.matmul(tf.reshape(h_prev, [shape[0], -1, shape[3] // 4]),
-                                tf.reshape(dz, [shape[0], -1, shape[3]]), transpose_a=True)
+        h_prev = tf.concat([tf.zeros_like(h[:1]), h[:-1]], 0)
+        units = tf.shape(h)[-1]
+        d_recurrent = tf.matmul(tf.reshape(h_prev, [-1, units]), tf.reshape(dz, [-1, 4 * units]), transpose_a=True)
         return dz, d_recurrent
 
-    return tf.transpose(h, [1, 0, 2, 3]), grad
+    return h, grad
 
 
 class FusedBiLSTM(tf.keras.layers.Layer):
-    """Bidirectional(LSTM(units, return_sequences=True)) with both directions fused: [B, T, in] → [B, T, 2u].
+    """Bidirectional(LSTM(units, return_sequences=True)) with a fused projection and BPTT: [B, T, in] → [B, T, 2u].
 
     Expects padding at the end of each row (a prefix mask, as Embedding(mask_zero=True) gives for
     padded batches); outputs [forward; backward] per position, zero at padded positions.
@@ -129,7 +129,9 @@ class FusedBiLSTM(tf.keras.layers.Layer):
         x = tf.stack([x, tf.reverse_sequence(x, lengths, seq_axis=0, batch_axis=1)])  # as each direction reads
         z = tf.matmul(tf.reshape(x, [2, -1, inputs.shape[-1]]), tf.stack([fw.kernel, bw.kernel]))
         z = tf.reshape(z + tf.stack([fw.bias, bw.bias])[:, None], [2, time, batch, 4 * u])
-        h_fw, h_bw = tf.unstack(lstm_recurrence(z, tf.stack([fw.recurrent_kernel, bw.recurrent_kernel])))
+        z_fw, z_bw = tf.unstack(z)
+        # Two independent loops, which the executor runs concurrently (see the module docstring).
+        h_fw, h_bw = lstm_recurrence(z_fw, fw.recurrent_kernel), lstm_recurrence(z_bw, bw.recurrent_kernel)
         h = tf.concat([h_fw, tf.reverse_sequence(h_bw, lengths, seq_axis=0, batch_axis=1)], axis=-1)
         return tf.transpose(h, [1, 0, 2]) * tf.cast(mask, h.dtype)[..., None]
 
