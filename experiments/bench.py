@@ -8,7 +8,8 @@ Writes experiments/results/bench.md (date, machine, command, load) and prints it
   forward+backward seconds at two sentence lengths, Keras Bidirectional(LSTM) vs `FusedBiLSTM`.
 - Training: real (unpadded) CRF tokens per second of single (task_a), shared and coupled (task_a +
   task_b) steps at the paper configuration and at flags/smoke.cfg sizes on the same real data, timed
-  by `experiments.bench_step.time_steps` (median over --steps steps after two warm-up steps).
+  as `experiments.bench_step` does but with both implementations alternating step by step on the same
+  inputs; the gain is the median of the per-step time ratios.
 - Decoding: tokens per second of `Tagger.predict` on task_a's test split (paper configuration).
 - Shortlist build time and peak RSS at --sizes contexts per side (synthetic catalog-like data) with
   the fitted growth exponent: `experiments.bench_shortlist` run as its own command at the training
@@ -39,11 +40,11 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from experiments import bench_step
 from mtl_tagger import training
 from mtl_tagger.bilstm import FusedBiLSTM
 from mtl_tagger.params import Params, read_flagfile
 from mtl_tagger.tagger import Tagger
+from mtl_tagger.training import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 IMPLS = ("keras", "fused")
@@ -52,14 +53,14 @@ flags.DEFINE_string("task_a", "Necklace", "Vertical of the single-task figures a
 flags.DEFINE_string("task_b", "Chain", "Second vertical of the shared and coupled figures.")
 flags.DEFINE_integer("rounds", 3, "Runs per figure and implementation (median reported); paper config: "
                      "--rounds × --steps timed steps per figure, layer alone: 5 × --rounds repetitions.")
-flags.DEFINE_integer("small_steps", 20, "Timed steps per run at the small configuration.")
+flags.DEFINE_integer("steps", 6, "Timed training steps per run at the paper configuration.")
+flags.DEFINE_integer("small_steps", 20, "Timed training steps per run at the small configuration.")
 flags.DEFINE_list("layer_lengths", ["40", "120"], "Sentence lengths of the layer-alone figures.")
 flags.DEFINE_integer("main_runs", 2, "Runs of the main command per implementation.")
 flags.DEFINE_list("sizes", ["1000", "10000", "100000"], "Shortlist contexts per side.")
 flags.DEFINE_list("runs", ["5", "3", "3"], "Shortlist runs per size (median reported).")
 flags.DEFINE_string("out", str(ROOT / "experiments/results/bench.md"), "Markdown report path.")
 flags.DEFINE_string("child_train", None, "Internal: train the run described by this JSON with the fused BiLSTM.")
-FLAGS.set_default("steps", 6)  # bench_step's flag: timed steps per run (× --rounds per figure)
 
 
 @contextlib.contextmanager
@@ -131,10 +132,32 @@ def layer_seconds(length: int, rounds: int) -> dict[str, dict[str, list[float]]]
     return times
 
 
-def train_tokens_per_second(p: Params, steps: int, impl: str) -> float:
-    """Real CRF tokens per second of training steps of run `p` with the given BiLSTM (bench_step's timing)."""
-    with tempfile.TemporaryDirectory() as tmp, lstm_impl(impl):
-        return bench_step.time_steps(Params(**{**p.to_json(), "model_dir": tmp}).validate(), steps)[1]
+def paired_train_steps(p: Params, steps: int, rounds: int) -> tuple[dict[str, list[float]], list[float]]:
+    """Real CRF tokens/s per round of `steps` optimiser steps, per implementation, and per-step time ratios.
+
+    Both implementations' trainers live side by side and take turns on the very same step inputs
+    (bench_step's Trainer + step_inputs + train_step after two warm-up steps, but alternated step by
+    step: on a shared machine, runs of a few steps one after the other differed by up to 1.8× from
+    load alone). Tokens are the task minibatches' real tokens, as bench_step counts them.
+    """
+    data = training.load_run_data(p)
+    with tempfile.TemporaryDirectory() as tmp:
+        trainers = {}
+        for impl in IMPLS:
+            with lstm_impl(impl):
+                trainers[impl] = Trainer(Params(**{**p.to_json(), "model_dir": f"{tmp}/{impl}"}).validate(), data)
+        inputs = list(trainers["keras"].step_inputs(0).take(2 + steps * rounds))
+        seconds: dict[str, list[float]] = {impl: [] for impl in IMPLS}
+        for k, batch in enumerate(inputs):
+            for impl in (IMPLS if k % 2 == 0 else IMPLS[::-1]):
+                start = time.perf_counter()
+                trainers[impl].train_step(batch)["loss"].numpy()
+                seconds[impl].append(time.perf_counter() - start)
+    tokens = [sum(int(batch[t]["length"].numpy().sum()) for t in p.tasks) for batch in inputs[2:]]
+    per_round = {impl: [sum(tokens[r * steps:(r + 1) * steps]) / sum(v[2:][r * steps:(r + 1) * steps])
+                        for r in range(rounds)] for impl, v in seconds.items()}
+    ratios = [k / f for k, f in zip(seconds["keras"][2:], seconds["fused"][2:])]
+    return per_round, ratios
 
 
 def decode_tokens_per_second(p: Params, impl: str, rounds: int) -> list[float]:
@@ -173,10 +196,12 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _row(figure: str, values: dict[str, list[float]], load: float, unit: str, higher_is_better: bool) -> str:
-    """One before/after table row: medians, the after/before gain and the runs' range."""
+def _row(figure: str, values: dict[str, list[float]], load: float, unit: str, higher_is_better: bool,
+         gain: float | None = None) -> str:
+    """One before/after table row: medians with the runs' range, and the gain (default: of the medians)."""
     med = {impl: statistics.median(v) for impl, v in values.items()}
-    gain = med["fused"] / med["keras"] if higher_is_better else med["keras"] / med["fused"]
+    if gain is None:
+        gain = med["fused"] / med["keras"] if higher_is_better else med["keras"] / med["fused"]
 
     def cell(impl: str) -> str:
         v = values[impl]
@@ -207,10 +232,10 @@ def train_rows() -> list[str]:
         for mode in ("single", "shared", "coupled"):
             p = Params(**{**base.to_json(), "task_b": "" if mode == "single" else FLAGS.task_b,
                           "mtl_mode": mode}).validate()
-            values, load = alternate(lambda impl, p=p, steps=steps: train_tokens_per_second(p, steps, impl),
-                                     FLAGS.rounds)
-            rows.append(_row(f"train, {name} config, {mode} {'+'.join(p.tasks)}", values, load, "CRF tokens/s",
-                             True))
+            load = _load()
+            values, ratios = paired_train_steps(p, steps, FLAGS.rounds)
+            rows.append(_row(f"train, {name} config, {mode} {'+'.join(p.tasks)}", values, (load + _load()) / 2,
+                             "CRF tokens/s", True, statistics.median(ratios)))
             print(rows[-1], flush=True)
     return rows
 
@@ -284,9 +309,14 @@ def main(argv: list[str]) -> None:
         "alternately under the same conditions (the load column is the mean 1-minute load during that row).", "",
         f"Paper config: hidden 700, 300-d GloVe, batch 30; small: flags/smoke.cfg sizes (hidden 16, 16-d random "
         f"vectors, batch 16) on the same data. Training: {FLAGS.rounds} runs × {FLAGS.steps} (paper) / "
-        f"{FLAGS.small_steps} (small) timed steps after 2 warm-up steps; CRF tokens are the real tokens of the "
-        "task minibatches (a coupled step also encodes the coupling minibatch's sentences, not counted). "
-        "Before = Keras Bidirectional(LSTM); after = `mtl_tagger.bilstm.FusedBiLSTM` (same weights and outputs).", "",
+        f"{FLAGS.small_steps} (small) timed steps after 2 warm-up steps, the two implementations alternating step "
+        "by step on the same inputs, gain = median of the per-step time ratios; CRF tokens are the real tokens of "
+        "the task minibatches (a coupled step also encodes the coupling minibatch's sentences, not counted). "
+        "Before = Keras Bidirectional(LSTM); after = `mtl_tagger.bilstm.FusedBiLSTM` (same weights, outputs equal "
+        "to ~1e-7, checkpoints interchangeable). Decoding: both models alternate, each predicting the whole "
+        "split --rounds times after a tracing pass. The main command runs once per implementation per round "
+        "in a fresh process, the fused one through `--child_train` (the same training with the layer swapped).",
+        "",
         "| figure | unit | before: Keras BiLSTM, median (range, n) | after: fused BiLSTM | gain | load |",
         "|---|---|---|---|---:|---:|",
         *body,
