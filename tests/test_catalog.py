@@ -24,7 +24,7 @@ def shared_file(relative: str) -> Path:
 
 
 def test_jsonl_fields() -> None:
-    products = {p.id: p for p in read_catalog(FIXTURES / "products.jsonl").products}
+    products = {p.id: p for p in read_catalog(FIXTURES / "synthetic_catalog.jsonl").products}
     assert len(products) == 11
     top = products["t001"]
     assert top.category_path[-2:] == ("Tops", "MERIL Tops")
@@ -35,8 +35,8 @@ def test_jsonl_fields() -> None:
 
 def test_gzip_is_read_like_plain(tmp_path: Path) -> None:
     packed = tmp_path / "products.jsonl.gz"
-    packed.write_bytes(gzip.compress((FIXTURES / "products.jsonl").read_bytes()))
-    assert read_catalog(packed).products == read_catalog(FIXTURES / "products.jsonl").products
+    packed.write_bytes(gzip.compress((FIXTURES / "synthetic_catalog.jsonl").read_bytes()))
+    assert read_catalog(packed).products == read_catalog(FIXTURES / "synthetic_catalog.jsonl").products
 
 
 def test_kaggle_csv_layout() -> None:
@@ -73,7 +73,7 @@ def test_original_sample_matches_the_jsonl() -> None:
 
 
 def test_bad_records_are_skipped_with_their_line(tmp_path: Path) -> None:
-    good = (FIXTURES / "products.jsonl").read_bytes().splitlines()
+    good = (FIXTURES / "synthetic_catalog.jsonl").read_bytes().splitlines()
     first = json.loads(good[0])
     path_not_list = json.dumps({**first, "uniq_id": "z1", "category_path": "A"}).encode()
     latin1 = b'{"uniq_id": "z2", "description": "caf\xe9", "category_path": []}'

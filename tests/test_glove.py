@@ -68,7 +68,7 @@ def test_writer_and_reader_round_trip(tmp_path: Path) -> None:
 
 def test_cli_builds_once_then_reuses_the_cache(tmp_path: Path) -> None:
     out = tmp_path / "cache" / "glove.txt"
-    args = [f"--source={FIXTURES / 'products.jsonl'}", f"--out={out}", "--dim=8", "--epochs=2", "--min_count=1"]
+    args = [f"--source={FIXTURES / 'synthetic_catalog.jsonl'}", f"--out={out}", "--dim=8", "--epochs=2", "--min_count=1"]
     r = run_cli("glove", *args)
     assert r.returncode == 0, r.stderr
     assert "built in" in r.stdout
@@ -87,7 +87,7 @@ def test_cli_builds_once_then_reuses_the_cache(tmp_path: Path) -> None:
 @pytest.mark.parametrize("flag, words", [("--dim=0", ["--dim", "at least 1"]),
                                          ("--source=/no/such.jsonl", ["not found"])])
 def test_cli_bad_flags(tmp_path: Path, flag: str, words: list[str]) -> None:
-    r = run_cli("glove", f"--source={FIXTURES / 'products.jsonl'}", f"--out={tmp_path / 'g.txt'}", flag)
+    r = run_cli("glove", f"--source={FIXTURES / 'synthetic_catalog.jsonl'}", f"--out={tmp_path / 'g.txt'}", flag)
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: ")
     for w in words:
         assert w in r.stderr

@@ -137,7 +137,7 @@ def test_tiny_verticals_still_get_dev_and_test() -> None:
 
 
 def test_split_ignores_order_and_keeps_copies_together() -> None:
-    products = read_catalog(FIXTURES / "products.jsonl").products
+    products = read_catalog(FIXTURES / "synthetic_catalog.jsonl").products
     verticals = load_verticals(MAPPING)
     first, _, _ = build_dataset(products, verticals)
     second, _, _ = build_dataset(products[::-1], verticals)
@@ -148,7 +148,7 @@ def test_split_ignores_order_and_keeps_copies_together() -> None:
 
 def test_mapping_rules_first_vertical_wins_and_name_rules() -> None:
     verticals = load_verticals(MAPPING)
-    products = {p.id: p for p in read_catalog(FIXTURES / "products.jsonl").products}
+    products = {p.id: p for p in read_catalog(FIXTURES / "synthetic_catalog.jsonl").products}
     assert vertical_of(products["c001"], verticals) == "Chain"  # type level "Chains"
     assert vertical_of(products["c002"], verticals) == "Chain"  # in Necklaces, but named "... Chain"
     assert vertical_of(products["n001"], verticals) == "Necklace"
@@ -164,7 +164,7 @@ def test_default_mapping_names_the_paper_verticals() -> None:
 
 
 def test_counts_of_the_fixture() -> None:
-    products = read_catalog(FIXTURES / "products.jsonl").products
+    products = read_catalog(FIXTURES / "synthetic_catalog.jsonl").products
     instances, counts, unmapped = build_dataset(products, load_verticals(MAPPING))
     assert unmapped == 1
     top = counts["Top"]
@@ -177,7 +177,7 @@ def test_counts_of_the_fixture() -> None:
 
 def test_cli_writes_conll_provenance_and_stats(tmp_path: Path) -> None:
     source = tmp_path / "products.jsonl"
-    lines = (FIXTURES / "products.jsonl").read_text(encoding="utf-8").splitlines()
+    lines = (FIXTURES / "synthetic_catalog.jsonl").read_text(encoding="utf-8").splitlines()
     source.write_text("\n".join(lines[:2] + ['{"uniq_id": "broken"'] + lines[2:]) + "\n", encoding="utf-8")
     out = tmp_path / "data"
     r = run_cli("prepare", f"--source={source}", f"--out={out}", f"--verticals={MAPPING}")
@@ -215,7 +215,7 @@ def test_cli_mapping_that_matches_nothing_names_the_vertical(tmp_path: Path) -> 
     mapping = tmp_path / "verticals.json"
     mapping.write_text(json.dumps({"Necklace": ["Necklaces"], "Saree": ["^Clothing >> Sarees"]}))
     out = tmp_path / "data"
-    line = _one_error_line(run_cli("prepare", f"--source={FIXTURES / 'products.jsonl'}", f"--out={out}",
+    line = _one_error_line(run_cli("prepare", f"--source={FIXTURES / 'synthetic_catalog.jsonl'}", f"--out={out}",
                                    f"--verticals={mapping}"))
     assert "Saree" in line and "matches no product" in line
     assert not out.exists()
@@ -225,7 +225,7 @@ def test_cli_refuses_to_replace_a_foreign_directory(tmp_path: Path) -> None:
     out = tmp_path / "data"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    line = _one_error_line(run_cli("prepare", f"--source={FIXTURES / 'products.jsonl'}", f"--out={out}",
+    line = _one_error_line(run_cli("prepare", f"--source={FIXTURES / 'synthetic_catalog.jsonl'}", f"--out={out}",
                                    f"--verticals={MAPPING}"))
     assert "not an earlier prepare output" in line and (out / "notes.txt").read_text() == "mine"
 
