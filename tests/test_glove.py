@@ -68,7 +68,8 @@ def test_writer_and_reader_round_trip(tmp_path: Path) -> None:
 
 def test_cli_builds_once_then_reuses_the_cache(tmp_path: Path) -> None:
     out = tmp_path / "cache" / "glove.txt"
-    args = [f"--source={FIXTURES / 'synthetic_catalog.jsonl'}", f"--out={out}", "--dim=8", "--epochs=2", "--min_count=1"]
+    args = [f"--source={FIXTURES / 'synthetic_catalog.jsonl'}", f"--out={out}", "--dim=8", "--epochs=2",
+            "--min_count=1"]
     r = run_cli("glove", *args)
     assert r.returncode == 0, r.stderr
     assert "built in" in r.stdout
