@@ -17,15 +17,13 @@ Writes experiments/results/bench.md (date, machine, command, load) and prints it
 - The README's main command (`python -m mtl_tagger.train --task_a=Chain --task_b=Mangalsutra`) end to
   end, in a fresh process per run.
 
-"Before" builds the encoder with Keras' Bidirectional(LSTM), "after" with `mtl_tagger.bilstm.FusedBiLSTM`
-(monkeypatched here; model.py is unchanged). Before/after runs alternate (ABBA…) so both see the
+"Before" builds the encoder with Keras' Bidirectional(LSTM) (`--lstm_impl=keras`), "after" with
+`mtl_tagger.bilstm.FusedBiLSTM` (`--lstm_impl=fused`, the default). Before/after runs alternate (ABBA…) so both see the
 same machine load; each figure is the median over --rounds runs (the main command: --main_runs;
 the layer alone: 5 × --rounds; decoding: 2 × --rounds), with the runs' range. The
 machine may be shared with other jobs (a training sweep): the 1-minute load average is printed beside
 each figure, and only figures measured side by side should be compared.
 """
-import contextlib
-import json
 import os
 import platform
 import statistics
@@ -33,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -60,29 +58,6 @@ flags.DEFINE_integer("main_runs", 2, "Runs of the main command per implementatio
 flags.DEFINE_list("sizes", ["1000", "10000", "100000"], "Shortlist contexts per side.")
 flags.DEFINE_list("runs", ["5", "3", "3"], "Shortlist runs per size (median reported).")
 flags.DEFINE_string("out", str(ROOT / "experiments/results/bench.md"), "Markdown report path.")
-flags.DEFINE_string("child_train", None, "Internal: train the run described by this JSON with the fused BiLSTM.")
-
-
-@contextlib.contextmanager
-def lstm_impl(impl: str) -> Iterator[None]:
-    """While open, models built by mtl_tagger.model use `impl`'s BiLSTM for the sentence encoder.
-
-    "fused" replaces Bidirectional(LSTM(…, return_sequences=True)) with a FusedBiLSTM of the same name
-    and size; the char encoder's BiLSTM (final states only) stays Keras'. "keras" changes nothing.
-    """
-    original = tf.keras.layers.Bidirectional
-
-    def bidirectional(layer: tf.keras.layers.Layer, **kwargs: object) -> tf.keras.layers.Layer:
-        if layer.return_sequences:
-            return FusedBiLSTM(layer.units, **kwargs)
-        return original(layer, **kwargs)
-
-    if impl == "fused":
-        tf.keras.layers.Bidirectional = bidirectional
-    try:
-        yield
-    finally:
-        tf.keras.layers.Bidirectional = original
 
 
 def _load() -> float:
@@ -144,8 +119,8 @@ def paired_train_steps(p: Params, steps: int, rounds: int) -> tuple[dict[str, li
     with tempfile.TemporaryDirectory() as tmp:
         trainers = {}
         for impl in IMPLS:
-            with lstm_impl(impl):
-                trainers[impl] = Trainer(Params(**{**p.to_json(), "model_dir": f"{tmp}/{impl}"}).validate(), data)
+            trainers[impl] = Trainer(Params(**{**p.to_json(), "model_dir": f"{tmp}/{impl}", "lstm_impl": impl}
+                                            ).validate(), data)
         inputs = list(trainers["keras"].step_inputs(0).take(2 + steps * rounds))
         seconds: dict[str, list[float]] = {impl: [] for impl in IMPLS}
         for k, batch in enumerate(inputs):
@@ -163,8 +138,7 @@ def paired_train_steps(p: Params, steps: int, rounds: int) -> tuple[dict[str, li
 def decode_tokens_per_second(p: Params, impl: str, rounds: int) -> list[float]:
     """Tokens per second of Tagger.predict on task_a's test split (untrained weights: speed only), per run."""
     data = training.load_run_data(p)
-    with lstm_impl(impl):
-        tagger = Tagger(p, data.vocab)
+    tagger = Tagger(Params(**{**p.to_json(), "lstm_impl": impl}), data.vocab)
     tokens = [s.tokens for s in data.tasks[p.task_a].test]
     tagger.predict(tokens, p.task_a)  # traces
     out = []
@@ -176,14 +150,10 @@ def decode_tokens_per_second(p: Params, impl: str, rounds: int) -> list[float]:
 
 
 def main_command_seconds(impl: str) -> float:
-    """Wall seconds of the README's main command in a fresh process (fused: the same run via --child_train)."""
+    """Wall seconds of the README's main command (with --lstm_impl=impl) in a fresh process."""
     with tempfile.TemporaryDirectory() as tmp:
-        if impl == "keras":
-            cmd = [sys.executable, "-m", "mtl_tagger.train", "--task_a=Chain", "--task_b=Mangalsutra",
-                   f"--model_dir={tmp}/m"]
-        else:
-            spec = {"task_a": "Chain", "task_b": "Mangalsutra", "model_dir": f"{tmp}/m"}
-            cmd = [sys.executable, "-m", "experiments.bench", f"--child_train={json.dumps(spec)}"]
+        cmd = [sys.executable, "-m", "mtl_tagger.train", "--task_a=Chain", "--task_b=Mangalsutra",
+               f"--model_dir={tmp}/m", f"--lstm_impl={impl}"]
         start = time.perf_counter()
         subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
         return time.perf_counter() - start
@@ -288,11 +258,7 @@ flags.DEFINE_list("sections", list(SECTIONS), "Which benchmarks to run (shortlis
 
 
 def main(argv: list[str]) -> None:
-    """Run every benchmark and write the report (or, with --child_train, one fused training run)."""
-    if FLAGS.child_train:
-        with lstm_impl("fused"):
-            training.train(Params(**json.loads(FLAGS.child_train)).validate())
-        return
+    """Run every benchmark and write the report."""
     tf.keras.utils.set_random_seed(Params().seed)  # as training.train runs
     tf.config.experimental.enable_op_determinism()
     started = time.strftime("%Y-%m-%d %H:%M %Z")
@@ -315,7 +281,7 @@ def main(argv: list[str]) -> None:
         "Before = Keras Bidirectional(LSTM); after = `mtl_tagger.bilstm.FusedBiLSTM` (same weights, outputs equal "
         "to ~1e-7, checkpoints interchangeable). Decoding: both models alternate, each predicting the whole "
         "split --rounds times after a tracing pass. The main command runs once per implementation per round "
-        "in a fresh process, the fused one through `--child_train` (the same training with the layer swapped).",
+        "in a fresh process, with `--lstm_impl=keras` or `--lstm_impl=fused`.",
         "",
         "| figure | unit | before: Keras BiLSTM, median (range, n) | after: fused BiLSTM | gain | load |",
         "|---|---|---|---|---:|---:|",

@@ -16,9 +16,10 @@ from mtl_tagger.files import read_json
 MODES = ("single", "shared", "coupled")
 DEFAULT_VECTORS = "cache/glove.flipkart.300d.txt"  # what the README's glove command builds
 CHAR_ENCODERS = ("lstm", "cnn")
+LSTM_IMPLS = ("fused", "keras")
 SHORTLIST_CONTEXTS = ("tagged", "all")
 # Fields that may change when a run resumes in the same model dir (they do not change the model).
-RESUMABLE = frozenset({"epochs", "patience", "overwrite", "model_dir"})
+RESUMABLE = frozenset({"epochs", "patience", "overwrite", "model_dir", "lstm_impl"})
 PATHS = ("data_dir", "word_vectors")  # compared as resolved paths
 
 
@@ -44,6 +45,8 @@ class Params:
     char_encoder: str = _f("lstm", "Character-level word encoder: lstm (Lample et al.) or cnn.")
     max_word_len: int = _f(20, "Characters kept per word for the char encoder (longer words are cut).")
     hidden_size: int = _f(700, "BiLSTM units per direction (paper: 700).")
+    lstm_impl: str = _f("fused", "Sentence BiLSTM: fused (mtl_tagger.bilstm, faster on CPU) or keras "
+                                 "(Bidirectional(LSTM)); same function, weights and checkpoints.")
     dropout: float = _f(0.5, "Dropout on the embeddings and on the BiLSTM output, in [0, 1).")
     batch_size: int = _f(30, "Sentences per task minibatch (paper: 30).")
     learning_rate: float = _f(0.001, "Adam learning rate.")
@@ -89,7 +92,8 @@ class Params:
                 raise InputError(f"--{name}={getattr(self, name)}: must be >= 0")
         if not -1.0 <= self.shortlist_threshold < 1.0:
             raise InputError(f"--shortlist_threshold={self.shortlist_threshold}: must be in [-1, 1)")
-        for name, allowed in (("char_encoder", CHAR_ENCODERS), ("shortlist_contexts", SHORTLIST_CONTEXTS)):
+        for name, allowed in (("char_encoder", CHAR_ENCODERS), ("shortlist_contexts", SHORTLIST_CONTEXTS),
+                              ("lstm_impl", LSTM_IMPLS)):
             if getattr(self, name) not in allowed:
                 raise InputError(f"--{name}={getattr(self, name)}: must be one of {', '.join(allowed)}")
         if self.mtl_mode and self.mtl_mode not in MODES:
