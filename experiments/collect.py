@@ -34,10 +34,15 @@ def _ms(values: list[float]) -> str:
 
 
 def load(results_dir: Path) -> dict[tuple[str, str], dict[str, list[dict]]]:
-    """(mode, pair) → vertical → list of result records (one per seed); pair is 'A' or 'A+B'."""
+    """(mode, pair) → vertical → list of result records (one per seed); pair is 'A' or 'A+B'.
+
+    Variant runs (`<name>@<label>`) are left to experiments/compare.py.
+    """
     runs: dict[tuple[str, str], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for path in sorted(results_dir.glob("*.json")):
         r = json.loads(path.read_text())
+        if "@" in r["name"]:
+            continue
         _, mode, pair = r["name"].split(".", 2)
         for vertical, m in r["metrics"].items():
             runs[(mode, pair)][vertical].append({**r, "m": m})
@@ -46,11 +51,17 @@ def load(results_dir: Path) -> dict[tuple[str, str], dict[str, list[dict]]]:
 
 def _config(runs: dict) -> str:
     p = next(iter(next(iter(runs.values())).values()))[0]["params"]
-    dates = sorted({r["date"] for by_v in runs.values() for rs in by_v.values() for r in rs})
+    records = [r for by_v in runs.values() for rs in by_v.values() for r in rs]
+    dates = sorted({r["date"] for r in records})
+    impl: dict[str, set[str]] = defaultdict(set)  # runs before --lstm_impl existed used the Keras layer
+    for r in records:
+        impl[r["params"].get("lstm_impl", "keras")].add(r["name"].split(".")[0])
+    impls = "; ".join(f"{k} ({', '.join(sorted(v))})" for k, v in sorted(impl.items()))
     return (f"Config: hidden {p['hidden_size']} per direction, {p['word_dim']}-d vectors "
             f"({p['word_vectors'] or 'random'}), batch {p['batch_size']}, ≤ {p['epochs']} epochs "
             f"(patience {p['patience']}), shortlist threshold {p['shortlist_threshold']}, window {p['window']}, "
-            f"coupling weight {p['coupling_weight']}. Runs dated {dates[0]}–{dates[-1]}; "
+            f"coupling weight {p['coupling_weight']}, BiLSTM implementation: {impls} (the same model, outputs "
+            f"equal to ~1e-7; BUILD_NOTES \"Speed\"). Runs dated {dates[0]}–{dates[-1]}; "
             f"regenerate: `python -m experiments.sweep --sweep_dir=flags/sweeps/table3 && "
             f"python -m experiments.collect` (collected {datetime.date.today().isoformat()}).")
 

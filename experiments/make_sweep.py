@@ -1,8 +1,11 @@
-"""Write the Table 3 sweep: one absl flagfile per run under flags/sweeps/table3/ (seed-major order).
+"""Write a sweep: one absl flagfile per run (seed-major order), by default the Table 3 sweep.
 
     python -m experiments.make_sweep [--out=flags/sweeps/table3] [--seeds=1,2,3] [--base=flags/sweep.cfg]
+        [--pairs=Dress+Jean,...] [--modes=single,shared,coupled] [--variant='label:--flag=value --flag=value']
 
-Runs: every vertical of the paper's pairs alone (single), and every pair in shared and coupled mode.
+Runs: every vertical of the chosen pairs alone (single), and every pair in shared and coupled mode.
+A --variant adds its flags after the run's own and appends `@label` to the run name, so a variant run
+is compared with the Table 3 run of the same name before the `@` (experiments/compare.py).
 File names sort seed first, so a partial sweep has whole seeds.
 """
 from pathlib import Path
@@ -13,27 +16,54 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "flags/sweeps/table3", "Directory of run flagfiles to (re)write.")
 flags.DEFINE_list("seeds", ["1", "2", "3"], "Seeds.")
 flags.DEFINE_string("base", "flags/sweep.cfg", "Flagfile every run starts from.")
+flags.DEFINE_list("pairs", [], "Pairs as A+B (default: all of PAIRS).")
+flags.DEFINE_list("modes", ["single", "shared", "coupled"], "Modes to write.")
+flags.DEFINE_multi_string("variant", [], "label:--flag=value[ --flag=value ...]; one sweep per variant.")
 
 # Issue 5's pairs (task_a borrows from task_b): the paper's Table 2 analogues, then pairs with more data.
 PAIRS = [("Dress", "Jean"), ("Trouser", "Jean"), ("Mangalsutra", "Necklace"), ("Chain", "Necklace"),
          ("Mangalsutra", "Chain"), ("JewellerySet", "Necklace"), ("Earring", "Ring"), ("Bracelet", "Ring")]
 
 
-def runs(seeds: list[str], base: str) -> dict[str, str]:
+def parse_variant(spec: str) -> tuple[str, list[str]]:
+    """'label:--a=1 --b=2' → ('label', ['--a=1', '--b=2'])."""
+    label, sep, rest = spec.partition(":")
+    extra = rest.split()
+    if not sep or not label or "." in label or not extra or not all(f.startswith("--") for f in extra):
+        raise app.UsageError(f"--variant={spec!r}: expected label:--flag=value[ --flag=value], label without dots")
+    return label, extra
+
+
+def runs(seeds: list[str], base: str, pairs: list[tuple[str, str]] = PAIRS,
+         modes: tuple[str, ...] = ("single", "shared", "coupled"),
+         variants: tuple[tuple[str, list[str]], ...] = (("", []),)) -> dict[str, str]:
     """Run name → flagfile text."""
-    verticals = sorted({v for pair in PAIRS for v in pair})
-    specs = {f"single.{v}": f"--task_a={v}\n--mtl_mode=single\n" for v in verticals}
+    specs = {}
+    if "single" in modes:
+        specs |= {f"single.{v}": f"--task_a={v}\n--mtl_mode=single\n" for v in sorted({v for p in pairs for v in p})}
     specs |= {f"{mode}.{a}+{b}": f"--task_a={a}\n--task_b={b}\n--mtl_mode={mode}\n"
-              for a, b in PAIRS for mode in ("shared", "coupled")}
-    return {f"s{seed}.{name}": f"--flagfile={base}\n{text}--seed={seed}\n"
-            for seed in seeds for name, text in specs.items()}
+              for a, b in pairs for mode in ("shared", "coupled") if mode in modes}
+    return {f"s{seed}.{name}" + (f"@{label}" if label else ""):
+            f"--flagfile={base}\n{text}--seed={seed}\n" + "".join(f"{f}\n" for f in extra)
+            for label, extra in variants for seed in seeds for name, text in specs.items()}
 
 
 def main(argv: list[str]) -> None:
     """Write the flagfiles, removing stale ones."""
+    known = {f"{a}+{b}": (a, b) for a, b in PAIRS}
+    pairs = []
+    for p in FLAGS.pairs or known:
+        a, sep, b = p.partition("+")
+        if not sep or not a or not b:
+            raise app.UsageError(f"--pairs: {p!r} is not of the form A+B")
+        pairs.append((a, b))
+    bad = set(FLAGS.modes) - {"single", "shared", "coupled"}
+    if bad:
+        raise app.UsageError(f"--modes: unknown mode(s) {sorted(bad)}; use single, shared, coupled")
+    variants = tuple(parse_variant(v) for v in FLAGS.variant) or (("", []),)
     out = Path(FLAGS.out)
     out.mkdir(parents=True, exist_ok=True)
-    wanted = runs(FLAGS.seeds, FLAGS.base)
+    wanted = runs(FLAGS.seeds, FLAGS.base, pairs, tuple(FLAGS.modes), variants)
     for stale in set(p.stem for p in out.glob("*.cfg")) - set(wanted):
         (out / f"{stale}.cfg").unlink()
     for name, text in wanted.items():

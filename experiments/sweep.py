@@ -4,7 +4,8 @@
 
 Each run trains `python -m mtl_tagger.train --flagfile=<name>.cfg --model_dir=<runs_dir>/<name>` and,
 when it succeeds, writes one result file `<results_dir>/<name>.json` (flags, test metrics of every
-vertical, the Fig. 4 analysis, wall time, date, command) plus `<name>.attention.png` for coupled runs.
+vertical, the Fig. 4 analysis, per-epoch dev macro-F1 and the selected epoch, wall time, date,
+command) plus `<name>.attention.png` for coupled runs.
 A run with a result file is never run again; an interrupted one is started again with the same
 model dir, and the trainer resumes it from its last epoch. --background detaches the sweep (its log
 goes to <runs_dir>/sweep.log) so it survives the terminal; a lock file keeps two sweeps apart.
@@ -14,6 +15,7 @@ import datetime
 import fnmatch
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,6 +32,23 @@ flags.DEFINE_string("runs_dir", "runs/sweep", "Where the runs' model dirs and lo
 flags.DEFINE_string("results_dir", "experiments/results/runs", "Where the per-run result files go.")
 flags.DEFINE_string("only", "*", "Glob over run names: run only these.")
 flags.DEFINE_bool("background", False, "Detach and run the sweep in the background.")
+flags.DEFINE_bool("backfill", False, "Only add dev_history/best_epoch from the run logs to finished result files "
+                  "written before the sweep recorded them.")
+
+
+DEV_LINE = re.compile(r"^dev macro-F1: (.*?) \((best so far|best [0-9.]+)")
+
+
+def dev_history(log: str) -> tuple[list[dict[str, float]], int]:
+    """Per-epoch dev macro-F1 per vertical (percent) from a run's log, and the selected (best) epoch."""
+    history, best = [], 0
+    for line in log.splitlines():
+        m = DEV_LINE.match(line)
+        if m:
+            history.append({v: float(f) for v, _, f in (x.rpartition(" ") for x in m.group(1).split(", "))})
+            if m.group(2) == "best so far":
+                best = len(history)
+    return history, best
 
 
 def run_one(cfg: Path, runs_dir: Path, results_dir: Path) -> bool:
@@ -44,6 +63,7 @@ def run_one(cfg: Path, runs_dir: Path, results_dir: Path) -> bool:
         print(f"{name}: FAILED (exit {code}); see {runs_dir / (name + '.log')}", flush=True)
         return False
     analysis = model_dir / "analysis.json"
+    history, best_epoch = dev_history((runs_dir / f"{name}.log").read_text())
     result = {
         "name": name,
         "date": datetime.date.today().isoformat(),
@@ -51,6 +71,8 @@ def run_one(cfg: Path, runs_dir: Path, results_dir: Path) -> bool:
                                  text=True).stdout.strip(),
         "command": " ".join(command[1:]),
         "wall_seconds": round(time.time() - start, 1),
+        "dev_history": history,
+        "best_epoch": best_epoch,
         "params": json.loads((model_dir / "params.json").read_text()),
         "metrics": json.loads((model_dir / "metrics.json").read_text()),
         "analysis": json.loads(analysis.read_text()) if analysis.is_file() else None,
@@ -100,6 +122,14 @@ def main(argv: list[str]) -> None:
     cfgs = sorted(p for p in Path(FLAGS.sweep_dir).glob("*.cfg") if fnmatch.fnmatch(p.stem, FLAGS.only))
     if not cfgs:
         raise SystemExit(f"error: {FLAGS.sweep_dir}: no run flagfiles match --only={FLAGS.only}")
+    if FLAGS.backfill:
+        for cfg in cfgs:
+            result, log = results_dir / f"{cfg.stem}.json", runs_dir / f"{cfg.stem}.log"
+            if result.is_file() and log.is_file():
+                r = json.loads(result.read_text())
+                r["dev_history"], r["best_epoch"] = dev_history(log.read_text())
+                write_json_atomic(result, r)
+        return
     lock = _lock(runs_dir)
     try:
         pending = [c for c in cfgs if not (results_dir / f"{c.stem}.json").is_file()]

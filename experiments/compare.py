@@ -1,0 +1,77 @@
+"""Compare variant runs (`<name>@<label>`, experiments/make_sweep.py --variant) with their baseline runs.
+
+    python -m experiments.compare --results_dir=experiments/results/why --out=experiments/results/why.md
+        [--baseline_dir=experiments/results/runs] [--title='...']
+
+One row per variant run and vertical: the flags that differ from the baseline run of the same name
+before the `@`, test macro-F1 of both and the difference, the selected epoch of both (of the epochs
+run), and for coupled runs alignment_at_1 and the number of shortlist pairs the attention saw.
+"""
+import datetime
+import json
+from pathlib import Path
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("results_dir", None, "Result files of the variant runs (experiments/sweep.py).")
+flags.DEFINE_string("baseline_dir", "experiments/results/runs", "Result files of the baseline runs.")
+flags.DEFINE_string("out", None, "Markdown file to write.")
+flags.DEFINE_string("title", "Variant runs against their baselines", "Heading of the table.")
+flags.mark_flags_as_required(["results_dir", "out"])
+
+IGNORED = {"model_dir"}
+
+
+def _epochs(r: dict) -> str:
+    history = r.get("dev_history")
+    return f"{r['best_epoch']}/{len(history)}" if history else "–"
+
+
+def _coupling(r: dict) -> tuple[str, str]:
+    a = r.get("analysis")
+    if not a:
+        return "–", "–"
+    at1 = a["alignment_at_1"]
+    return ("n/a" if at1 is None else f"{at1 * 100:.0f}%"), str(sum(map(sum, a["pairs"])))
+
+
+def rows(results_dir: Path, baseline_dir: Path) -> list[str]:
+    """Markdown table rows, one per (variant run, vertical)."""
+    out = []
+    for path in sorted(results_dir.glob("*@*.json")):
+        v = json.loads(path.read_text())
+        base_path = baseline_dir / f"{v['name'].split('@')[0]}.json"
+        if not base_path.is_file():
+            raise SystemExit(f"error: {path}: no baseline result {base_path}")
+        b = json.loads(base_path.read_text())
+        changed = ", ".join(f"{k} {b['params'].get(k)}→{x}" for k, x in v["params"].items()
+                            if k not in IGNORED and b["params"].get(k) != x) or "none"
+        (b_at1, b_pairs), (v_at1, v_pairs) = _coupling(b), _coupling(v)
+        for vertical, m in v["metrics"].items():
+            fb, fv = b["metrics"][vertical]["macro_f1"] * 100, m["macro_f1"] * 100
+            out.append(f"| {v['name']} | {changed} | {vertical} | {fb:.2f} | {fv:.2f} | {fv - fb:+.2f} | "
+                       f"{_epochs(b)} → {_epochs(v)} | {b_at1} → {v_at1} | {b_pairs} → {v_pairs} |")
+    return out
+
+
+def main(argv: list[str]) -> None:
+    """Write the comparison table."""
+    results_dir, baseline_dir = Path(FLAGS.results_dir), Path(FLAGS.baseline_dir)
+    table = rows(results_dir, baseline_dir)
+    if not table:
+        raise SystemExit(f"error: {results_dir}: no variant result files (<name>@<label>.json)")
+    text = "\n".join([
+        f"# {FLAGS.title}", "",
+        f"Variant results in {results_dir}, baselines in {baseline_dir}; collected "
+        f"{datetime.date.today().isoformat()} by `python -m experiments.compare --results_dir={results_dir} "
+        f"--out={FLAGS.out}`. Test macro-F1 in percent; epoch = selected (best dev) epoch / epochs run; "
+        "alignment and shortlist pairs for coupled runs.", "",
+        "| run | changed flags | vertical | baseline F1 | variant F1 | Δ | epoch | alignment_at_1 | pairs |",
+        "|---|---|---|---:|---:|---:|---|---|---|", *table, ""])
+    Path(FLAGS.out).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    app.run(main)
