@@ -1,7 +1,7 @@
 """Compare variant runs (`<name>@<label>`, experiments/make_sweep.py --variant) with their baseline runs.
 
-    python -m experiments.compare --results_dir=experiments/results/why --out=experiments/results/why.md
-        [--baseline_dir=experiments/results/runs] [--title='...']
+    python -m experiments.compare --results_dir=experiments/results/why_selection,experiments/results/why_coupling
+        --out=experiments/results/why.md [--baseline_dir=experiments/results/runs]
 
 One row per variant run and vertical: the flags that differ from the baseline run of the same name
 before the `@`, test macro-F1 of both and the difference, the selected epoch of both (of the epochs
@@ -14,10 +14,9 @@ from pathlib import Path
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("results_dir", None, "Result files of the variant runs (experiments/sweep.py).")
+flags.DEFINE_list("results_dir", None, "Directories of variant result files (experiments/sweep.py).")
 flags.DEFINE_string("baseline_dir", "experiments/results/runs", "Result files of the baseline runs.")
 flags.DEFINE_string("out", None, "Markdown file to write.")
-flags.DEFINE_string("title", "Variant runs against their baselines", "Heading of the table.")
 flags.mark_flags_as_required(["results_dir", "out"])
 
 IGNORED = {"model_dir"}
@@ -57,14 +56,15 @@ def rows(results_dir: Path, baseline_dir: Path) -> list[str]:
 
 def main(argv: list[str]) -> None:
     """Write the comparison table."""
-    results_dir, baseline_dir = Path(FLAGS.results_dir), Path(FLAGS.baseline_dir)
-    table = rows(results_dir, baseline_dir)
+    baseline_dir = Path(FLAGS.baseline_dir)
+    table = [row for d in FLAGS.results_dir for row in rows(Path(d), baseline_dir)]
     if not table:
-        raise SystemExit(f"error: {results_dir}: no variant result files (<name>@<label>.json)")
+        raise SystemExit(f"error: {','.join(FLAGS.results_dir)}: no variant result files (<name>@<label>.json)")
     text = "\n".join([
-        f"# {FLAGS.title}", "",
-        f"Variant results in {results_dir}, baselines in {baseline_dir}; collected "
-        f"{datetime.date.today().isoformat()} by `python -m experiments.compare --results_dir={results_dir} "
+        f"# Variant runs against their baselines ({Path(FLAGS.out).stem})", "",
+        f"Variant results in {', '.join(FLAGS.results_dir)}, baselines in {baseline_dir}; collected "
+        f"{datetime.date.today().isoformat()} by `python -m experiments.compare --results_dir="
+        f"{','.join(FLAGS.results_dir)} "
         f"--out={FLAGS.out}`. Test macro-F1 in percent; epoch = selected (best dev) epoch / epochs run; "
         "alignment and shortlist pairs for coupled runs.", "",
         "| run | changed flags | vertical | baseline F1 | variant F1 | Δ | epoch | alignment_at_1 | pairs |",
