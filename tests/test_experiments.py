@@ -54,6 +54,13 @@ def test_sweep_then_collect(data_dir: Path, tmp_path: Path) -> None:
     assert len(rows) == 2 and all("| window 2→1 |" in line for line in rows), rows
     assert "Chain x+Mangal-sutra@w1" not in table3, "variant runs stay out of Table 3"
 
+    null = tmp_path / "out" / "null.md"
+    r = _run("experiments.attention_null", f"--results_dir={tmp_path / 'res'}", f"--out={null}")
+    assert r.returncode == 0, r.stderr
+    row = next(line for line in null.read_text().splitlines() if line.startswith("| Chain x+Mangal-sutra |"))
+    coupled = json.loads((tmp_path / "res" / "s1.coupled.Chain x+Mangal-sutra.json").read_text())
+    assert row.split("|")[2].strip() == str(coupled["analysis"]["alignment_tags"]), "same tags as the run's analysis"
+
 
 def test_make_sweep_variants() -> None:
     runs = sweep_runs(["1", "2"], "flags/sweep.cfg", pairs=[("Dress", "Jean")], modes=("coupled",),

@@ -1,0 +1,85 @@
+"""Chance level of Fig. 4's alignment_at_1: the analysis run on attention that has learned nothing.
+
+    python -m experiments.attention_null [--results_dir=experiments/results/runs]
+        [--out=experiments/results/attention_null.md]
+
+For every coupled pair of the Table 3 sweep, the shortlist is rebuilt from the run's own flags (it
+depends on the pretrained vectors, the data and the flags, not on the seed or the trained model) and
+the Fig. 4 analysis is applied to uniform attention (1/|list| for each of an anchor's neighbours) and
+to the pair counts alone. If the learned attention's alignment_at_1 is not above these, the attention
+adds nothing to what the cosine shortlist already pairs up.
+"""
+import datetime
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from absl import app, flags
+
+from mtl_tagger.analysis import alignment_at_1, label_attention, top_lenders
+from mtl_tagger.params import Params
+from mtl_tagger.training import Trainer, load_run_data
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("results_dir", "experiments/results/runs", "Table 3 result files (experiments/sweep.py).")
+flags.DEFINE_string("out", "experiments/results/attention_null.md", "Markdown file to write.")
+
+
+def null_alignment(p: Params) -> dict:
+    """alignment_at_1 of uniform attention and of the most frequent partner tag, and list-length facts."""
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Params.from_json({**p.to_json(), "model_dir": tmp})
+        trainer = Trainer(p, load_run_data(p))
+    data, tags_a, tags_b = trainer.shortlist, trainer.coupler.tag_names_a, trainer.coupler.tag_names_b
+    anchors = data.anchors[data.anchors[:, 0] == 0, 1]
+    mask = data.neighbors[0][anchors] >= 0
+    uniform = mask / mask.sum(axis=1, keepdims=True)
+    matrix, counts = label_attention(data, uniform, len(tags_a), len(tags_b))
+    at1_uniform, n = alignment_at_1(top_lenders(matrix, counts, tags_a, tags_b), tags_b)
+    at1_counts, _ = alignment_at_1(top_lenders(counts.astype(float), counts, tags_a, tags_b), tags_b)
+    return {"uniform": at1_uniform, "counts": at1_counts, "tags": n, "anchors": len(anchors),
+            "single_neighbour": float(np.mean(mask.sum(axis=1) == 1)), "pairs": int(mask.sum())}
+
+
+def main(argv: list[str]) -> None:
+    """Write the chance-level table beside the learned alignment of every seed."""
+    learned: dict[str, list[float]] = {}
+    params: dict[str, Params] = {}
+    for path in sorted(Path(FLAGS.results_dir).glob("s*.coupled.*.json")):
+        r = json.loads(path.read_text())
+        if "@" in r["name"]:
+            continue
+        pair = r["name"].split(".", 2)[2]
+        params.setdefault(pair, Params.from_json(r["params"]))
+        if r["analysis"]["alignment_at_1"] is not None:
+            learned.setdefault(pair, []).append(r["analysis"]["alignment_at_1"])
+    if not params:
+        raise SystemExit(f"error: {FLAGS.results_dir}: no coupled result files; run experiments.sweep first")
+    pct = "{:.0f}%".format
+    lines = [
+        "# Fig. 4 against chance: alignment_at_1 of learned vs uniform attention", "",
+        f"Made {datetime.date.today().isoformat()} by `python -m experiments.attention_null` from the coupled runs "
+        f"in {FLAGS.results_dir} (flags of each pair's first run). alignment_at_1 = share of borrower tags whose "
+        "name also exists in the lender vertical and whose top lender (highest mean attention) is that same tag. "
+        "Uniform = the same analysis with every anchor's attention spread evenly over its shortlist "
+        "neighbours; by count = top lender is the partner tag with the most shortlist pairs.", "",
+        "| pair | tags | learned (mean ± std, seeds) | uniform attention | by pair count | "
+        "anchors | with one neighbour | pairs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for pair, p in sorted(params.items()):
+        null = null_alignment(p)
+        xs = learned.get(pair, [])
+        mean = (f"{statistics.mean(xs) * 100:.0f}% ± {statistics.stdev(xs) * 100:.0f} (n={len(xs)})" if len(xs) > 1
+                else f"{xs[0] * 100:.0f}% (n=1)" if xs else "n/a")
+        cells = [pct(null[k] * 100) if null[k] is not None else "n/a" for k in ("uniform", "counts")]
+        lines.append(f"| {pair} | {null['tags']} | {mean} | {cells[0]} | {cells[1]} | {null['anchors']} | "
+                     f"{null['single_neighbour'] * 100:.0f}% | {null['pairs']} |")
+    text = "\n".join(lines) + "\n"
+    Path(FLAGS.out).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    app.run(main)
