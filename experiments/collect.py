@@ -103,7 +103,7 @@ def table3(runs: dict) -> str:
             mark = " *" if _beyond_spread([r["m"]["macro_f1"] for r in rs], base) else ""
             lines.append(f"| {v} | {mode} | {pair} | {len(rs)} | "
                          + " | ".join(_ms([r["m"][k] for r in rs]) for k, _ in SUMMARY) + mark + " |")
-    lines += ["", "## Per pair (macro-F1, mean ± std)", "",
+    lines += ["", "## Per pair: the Table 2 analogue (macro-F1, mean ± std)", "",
               "| pair | vertical | single | shared | coupled |", "|---|---|---:|---:|---:|"]
     for pair in sorted({p for (m, p) in runs if "+" in p}):
         for v in pair.split("+"):
