@@ -110,7 +110,29 @@ def table3(runs: dict) -> str:
             cells = [_ms([r["m"]["macro_f1"] for r in runs.get((m, p), {}).get(v, [])]) if runs.get((m, p), {}).get(v)
                      else "–" for m, p in (("single", v), ("shared", pair), ("coupled", pair))]
             lines.append(f"| {pair} | {v} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + selection_gaps(runs)) + "\n"
+
+
+def selection_gaps(runs: dict, gap: float = 5.0) -> list[str]:
+    """Two-task runs whose selected epoch (best mean dev macro-F1) is > `gap` dev points below a vertical's own best."""
+    records = {r["name"]: r for (mode, pair), by_v in runs.items() if "+" in pair for rs in by_v.values() for r in rs}
+    with_history = [r for r in records.values() if r.get("dev_history")]
+    rows = []
+    for r in sorted(with_history, key=lambda r: r["name"]):
+        history, chosen = r["dev_history"], r["best_epoch"]
+        for v in history[0]:
+            scores = [h[v] for h in history]
+            own = max(range(len(scores)), key=scores.__getitem__)
+            if scores[own] - scores[chosen - 1] > gap:
+                rows.append(f"| {r['name']} | {len(history)} of {r['params']['epochs']} | {chosen} | {v} | "
+                            f"{scores[chosen - 1]:.1f} | {own + 1} | {scores[own]:.1f} |")
+    return ["", "## Model selection in two-task runs", "",
+            f"The epoch is chosen by the mean of both verticals' dev macro-F1 (BUILD_NOTES). Of {len(with_history)} "
+            f"two-task runs with a recorded dev history, these chose an epoch more than {gap:g} dev points below "
+            "a vertical's own best epoch (a small vertical's noisy dev score can end a run by patience while "
+            "the other is still improving):", "",
+            "| run | epochs run | chosen epoch | vertical | dev F1 there | own best epoch | its dev F1 |",
+            "|---|---|---:|---|---:|---:|---:|", *(rows or ["| none | | | | | | |"])]
 
 
 def _train_counts(data_dir: Path, vertical: str) -> Counter:

@@ -37,6 +37,7 @@ def test_sweep_then_collect(data_dir: Path, tmp_path: Path) -> None:
              f"--data_dir={data_dir}")
     assert r.returncode == 0, r.stderr
     table3 = (tmp_path / "out" / "table3.md").read_text()
+    assert "Of 1 two-task runs with a recorded dev history" in table3
     assert "| Chain x | single |" in table3 and "| Chain x | coupled | Chain x+Mangal-sutra | 1 |" in table3
     table4 = (tmp_path / "out" / "table4.md").read_text()
     assert "## Chain x (coupled with Chain x+Mangal-sutra)" in table4
