@@ -5,9 +5,10 @@
 
 For every coupled pair of the Table 3 sweep, the shortlist is rebuilt from the run's own flags (it
 depends on the pretrained vectors, the data and the flags, not on the seed or the trained model) and
-the Fig. 4 analysis is applied to uniform attention (1/|list| for each of an anchor's neighbours) and
-to the pair counts alone. If the learned attention's alignment_at_1 is not above these, the attention
-adds nothing to what the cosine shortlist already pairs up.
+the Fig. 4 analysis is applied to uniform attention (1/|list| for each of an anchor's neighbours), to
+the attention of the untrained model (pretrained word vectors, initial a), and to the pair counts
+alone. If the learned attention's alignment_at_1 is not above these, training the attention added
+nothing to what the cosine shortlist and the pretrained vectors already give.
 """
 import datetime
 import json
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
-from mtl_tagger.analysis import alignment_at_1, label_attention, top_lenders
+from mtl_tagger.analysis import alignment_at_1, label_attention, pair_attention, top_lenders
 from mtl_tagger.params import Params
 from mtl_tagger.training import Trainer, load_run_data
 
@@ -28,18 +29,20 @@ flags.DEFINE_string("out", "experiments/results/attention_null.md", "Markdown fi
 
 
 def null_alignment(p: Params) -> dict:
-    """alignment_at_1 of uniform attention and of the most frequent partner tag, and list-length facts."""
+    """alignment_at_1 of uniform and of untrained attention and of the most frequent partner tag; list facts."""
     with tempfile.TemporaryDirectory() as tmp:
         p = Params.from_json({**p.to_json(), "model_dir": tmp})
         trainer = Trainer(p, load_run_data(p))
     data, tags_a, tags_b = trainer.shortlist, trainer.coupler.tag_names_a, trainer.coupler.tag_names_b
     anchors = data.anchors[data.anchors[:, 0] == 0, 1]
     mask = data.neighbors[0][anchors] >= 0
-    uniform = mask / mask.sum(axis=1, keepdims=True)
-    matrix, counts = label_attention(data, uniform, len(tags_a), len(tags_b))
-    at1_uniform, n = alignment_at_1(top_lenders(matrix, counts, tags_a, tags_b), tags_b)
-    at1_counts, _ = alignment_at_1(top_lenders(counts.astype(float), counts, tags_a, tags_b), tags_b)
-    return {"uniform": at1_uniform, "counts": at1_counts, "tags": n, "anchors": len(anchors),
+    out = {}
+    for name, attention in (("uniform", mask / mask.sum(axis=1, keepdims=True)),
+                            ("untrained", pair_attention(data, trainer.net, trainer.coupler)[0])):
+        matrix, counts = label_attention(data, attention, len(tags_a), len(tags_b))
+        out[name], n = alignment_at_1(top_lenders(matrix, counts, tags_a, tags_b), tags_b)
+    out["counts"], _ = alignment_at_1(top_lenders(counts.astype(float), counts, tags_a, tags_b), tags_b)
+    return {**out, "tags": n, "anchors": len(anchors),
             "single_neighbour": float(np.mean(mask.sum(axis=1) == 1)), "pairs": int(mask.sum())}
 
 
@@ -64,17 +67,19 @@ def main(argv: list[str]) -> None:
         f"in {FLAGS.results_dir} (flags of each pair's first run). alignment_at_1 = share of borrower tags whose "
         "name also exists in the lender vertical and whose top lender (highest mean attention) is that same tag. "
         "Uniform = the same analysis with every anchor's attention spread evenly over its shortlist "
-        "neighbours; by count = top lender is the partner tag with the most shortlist pairs.", "",
-        "| pair | tags | learned (mean ± std, seeds) | uniform attention | by pair count | "
+        "neighbours; untrained = the attention of the model before training (seed 1); by count = top lender "
+        "is the partner tag with the most shortlist pairs.", "",
+        "| pair | tags | learned (mean ± std, seeds) | uniform attention | untrained attention | by pair count | "
         "anchors | with one neighbour | pairs |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for pair, p in sorted(params.items()):
         null = null_alignment(p)
         xs = learned.get(pair, [])
         mean = (f"{statistics.mean(xs) * 100:.0f}% ± {statistics.stdev(xs) * 100:.0f} (n={len(xs)})" if len(xs) > 1
                 else f"{xs[0] * 100:.0f}% (n=1)" if xs else "n/a")
-        cells = [pct(null[k] * 100) if null[k] is not None else "n/a" for k in ("uniform", "counts")]
-        lines.append(f"| {pair} | {null['tags']} | {mean} | {cells[0]} | {cells[1]} | {null['anchors']} | "
+        cells = " | ".join(pct(null[k] * 100) if null[k] is not None else "n/a"
+                           for k in ("uniform", "untrained", "counts"))
+        lines.append(f"| {pair} | {null['tags']} | {mean} | {cells} | {null['anchors']} | "
                      f"{null['single_neighbour'] * 100:.0f}% | {null['pairs']} |")
     text = "\n".join(lines) + "\n"
     Path(FLAGS.out).write_text(text)
