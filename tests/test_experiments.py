@@ -62,6 +62,11 @@ def test_sweep_then_collect(data_dir: Path, tmp_path: Path) -> None:
     coupled = json.loads((tmp_path / "res" / "s1.coupled.Chain x+Mangal-sutra.json").read_text())
     assert row.split("|")[2].strip() == str(coupled["analysis"]["alignment_tags"]), "same tags as the run's analysis"
 
+    r = _run("experiments.loss_scales", f"--model_dirs={tmp_path / 'runs' / 's1.coupled.Chain x+Mangal-sutra'}")
+    assert r.returncode == 0, r.stderr
+    rows = [line.split("|") for line in r.stdout.splitlines() if line.startswith("| 1–")]
+    assert rows and float(rows[0][4]) > 0, "the coupling term was logged and read back"
+
 
 def test_make_sweep_variants() -> None:
     runs = sweep_runs(["1", "2"], "flags/sweep.cfg", pairs=[("Dress", "Jean")], modes=("coupled",),
