@@ -61,6 +61,7 @@ def test_sweep_then_collect(data_dir: Path, tmp_path: Path) -> None:
     row = next(line for line in null.read_text().splitlines() if line.startswith("| Chain x+Mangal-sutra |"))
     coupled = json.loads((tmp_path / "res" / "s1.coupled.Chain x+Mangal-sutra.json").read_text())
     assert row.split("|")[2].strip() == str(coupled["analysis"]["alignment_tags"]), "same tags as the run's analysis"
+    assert float(row.split("|")[-2]) > 0, "the trained run's lift is read from its model dir"
 
     r = _run("experiments.loss_scales", f"--model_dirs={tmp_path / 'runs' / 's1.coupled.Chain x+Mangal-sutra'}")
     assert r.returncode == 0, r.stderr
