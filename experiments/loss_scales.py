@@ -10,12 +10,12 @@ the coupling term dominates the objective.
 import datetime
 import json
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 from absl import app, flags
+
+from experiments.events import scalars
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("model_dirs", None, "Model dirs of coupled runs (each with params.json and tensorboard/).")
@@ -23,17 +23,6 @@ flags.DEFINE_string("out", None, "Also write the tables (with the command and da
 flags.mark_flag_as_required("model_dirs")
 
 PARTS = 10
-
-
-def scalars(event_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    """Tag → sorted (step, value) of every scalar in the event files under `event_dir`."""
-    out: dict[str, list[tuple[int, float]]] = defaultdict(list)
-    for path in sorted(event_dir.rglob("events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(str(path)):
-            for v in event.summary.value:
-                if v.HasField("tensor") and not v.tensor.string_val:
-                    out[v.tag].append((event.step, float(tf.make_ndarray(v.tensor))))
-    return {k: sorted(xs) for k, xs in out.items()}
 
 
 def report(model_dir: Path) -> str:

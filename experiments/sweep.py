@@ -15,16 +15,18 @@ import datetime
 import fnmatch
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from absl import app, flags
 
+from experiments.events import scalars
 from mtl_tagger.files import write_json_atomic
+from mtl_tagger.params import Params
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("sweep_dir", "flags/sweeps/table3", "Directory of run flagfiles (<name>.cfg).")
@@ -32,23 +34,21 @@ flags.DEFINE_string("runs_dir", "runs/sweep", "Where the runs' model dirs and lo
 flags.DEFINE_string("results_dir", "experiments/results/runs", "Where the per-run result files go.")
 flags.DEFINE_string("only", "*", "Glob over run names: run only these.")
 flags.DEFINE_bool("background", False, "Detach and run the sweep in the background.")
-flags.DEFINE_bool("backfill", False, "Only add dev_history/best_epoch from the run logs to finished result files "
-                  "written before the sweep recorded them.")
 
 
-DEV_LINE = re.compile(r"^dev macro-F1: (.*?) \((best so far|best [0-9.]+)")
+def dev_history(model_dir: Path, tasks: list[str]) -> tuple[list[dict[str, float]], int]:
+    """Per-epoch dev macro-F1 per task (percent, from TensorBoard) and the selected epoch.
 
-
-def dev_history(log: str) -> tuple[list[dict[str, float]], int]:
-    """Per-epoch dev macro-F1 per vertical (percent) from a run's log, and the selected (best) epoch."""
-    history, best = [], 0
-    for line in log.splitlines():
-        m = DEV_LINE.match(line)
-        if m:
-            history.append({v: float(f) for v, _, f in (x.rpartition(" ") for x in m.group(1).split(", "))})
-            if m.group(2) == "best so far":
-                best = len(history)
-    return history, best
+    The selected epoch is the first with the highest mean over tasks, the trainer's rule (training.fit).
+    """
+    logged = scalars(model_dir / "tensorboard")
+    per_task = {t: [v for _, v in logged.get(f"dev/{t}/macro_f1", [])] for t in tasks}
+    epochs = min(len(v) for v in per_task.values())
+    if not epochs:
+        return [], 0
+    history = [{t: round(v[e] * 100, 2) for t, v in per_task.items()} for e in range(epochs)]
+    mean = np.mean([v[:epochs] for v in per_task.values()], axis=0)
+    return history, int(np.argmax(mean)) + 1
 
 
 def run_one(cfg: Path, runs_dir: Path, results_dir: Path) -> bool:
@@ -63,7 +63,8 @@ def run_one(cfg: Path, runs_dir: Path, results_dir: Path) -> bool:
         print(f"{name}: FAILED (exit {code}); see {runs_dir / (name + '.log')}", flush=True)
         return False
     analysis = model_dir / "analysis.json"
-    history, best_epoch = dev_history((runs_dir / f"{name}.log").read_text())
+    params = json.loads((model_dir / "params.json").read_text())
+    history, best_epoch = dev_history(model_dir, Params.from_json(params).tasks)
     result = {
         "name": name,
         "date": datetime.date.today().isoformat(),
@@ -73,7 +74,7 @@ def run_one(cfg: Path, runs_dir: Path, results_dir: Path) -> bool:
         "wall_seconds": round(time.time() - start, 1),
         "dev_history": history,
         "best_epoch": best_epoch,
-        "params": json.loads((model_dir / "params.json").read_text()),
+        "params": params,
         "metrics": json.loads((model_dir / "metrics.json").read_text()),
         "analysis": json.loads(analysis.read_text()) if analysis.is_file() else None,
     }
@@ -122,14 +123,6 @@ def main(argv: list[str]) -> None:
     cfgs = sorted(p for p in Path(FLAGS.sweep_dir).glob("*.cfg") if fnmatch.fnmatch(p.stem, FLAGS.only))
     if not cfgs:
         raise SystemExit(f"error: {FLAGS.sweep_dir}: no run flagfiles match --only={FLAGS.only}")
-    if FLAGS.backfill:
-        for cfg in cfgs:
-            result, log = results_dir / f"{cfg.stem}.json", runs_dir / f"{cfg.stem}.log"
-            if result.is_file() and log.is_file():
-                r = json.loads(result.read_text())
-                r["dev_history"], r["best_epoch"] = dev_history(log.read_text())
-                write_json_atomic(result, r)
-        return
     lock = _lock(runs_dir)
     try:
         pending = [c for c in cfgs if not (results_dir / f"{c.stem}.json").is_file()]
