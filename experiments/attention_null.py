@@ -61,18 +61,17 @@ def trained_lift(p: Params) -> float | None:
 
 def null_alignment(p: Params) -> dict:
     """alignment_at_1 of uniform and of untrained attention and of the most frequent partner tag; list facts."""
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:  # the model dir only holds the shortlist cache, used in __init__
         p = Params.from_json({**p.to_json(), "model_dir": tmp})
         trainer = Trainer(p, load_run_data(p))
     data, tags_a, tags_b = trainer.shortlist, trainer.coupler.tag_names_a, trainer.coupler.tag_names_b
     anchors = data.anchors[data.anchors[:, 0] == 0, 1]
     mask = data.neighbors[0][anchors] >= 0
-    out = {}
-    for name, attention in (("uniform", mask / mask.sum(axis=1, keepdims=True)),
-                            ("untrained", pair_attention(data, trainer.net, trainer.coupler)[0])):
+    untrained = pair_attention(data, trainer.net, trainer.coupler)[0]
+    out = {"untrained_lift": same_label_lift(data, untrained, tags_a, tags_b)}  # uniform's lift is 1 by definition
+    for name, attention in (("uniform", mask / mask.sum(axis=1, keepdims=True)), ("untrained", untrained)):
         matrix, counts = label_attention(data, attention, len(tags_a), len(tags_b))
         out[name], n = alignment_at_1(top_lenders(matrix, counts, tags_a, tags_b), tags_b)
-        out[f"{name}_lift"] = same_label_lift(data, attention, tags_a, tags_b)
     out["counts"], _ = alignment_at_1(top_lenders(counts.astype(float), counts, tags_a, tags_b), tags_b)
     return {**out, "tags": n, "anchors": len(anchors),
             "single_neighbour": float(np.mean(mask.sum(axis=1) == 1)), "pairs": int(mask.sum())}
