@@ -1,18 +1,59 @@
-"""The one tokenizer of the project, shared by `prepare` (distant supervision) and `predict` (raw text).
+"""The one tokenizer of the project, shared by `prepare` (distant supervision), `glove` and `predict` (raw text).
 
-A token is a run of letters/digits (with inner apostrophes, hyphens, dots or slashes between
-alphanumerics, so "women's", "t-shirt", "2.5", "18/20" stay whole) or a single other non-space
-character. Invisible control and format characters (C0/C1 controls, zero-width spaces and joiners,
-soft hyphen, BOM, direction marks) are separators, never tokens: a token is always something a
-reader can see, and a BOM-only token cannot be eaten by a CoNLL reader. Every token keeps its
-character offsets into the input, so extracted values can point back into the original text.
+Every token keeps its character offsets (text[start:end] == token), so extracted values can point back
+into the original text. A token is a word or a symbol:
+
+Word: a run of letters/digits of any script with their combining marks (Indic vowel signs and viramas,
+Arabic/Hebrew points, accents, variation selectors), with inner apostrophes, hyphens, dots, slashes or
+Hebrew gereshes between alphanumerics ("women's", "t-shirt", "2.5", "18/20"). ZWJ/ZWNJ belong to a word
+between its characters (Indic conjunct control, Persian ZWNJ) and after a virama at its end (old-style
+Malayalam chillu). No dictionary segmentation: a run of Thai letters, or of Han/Kana, is one token, and
+so are letters of different scripts with nothing between them ("iPhone手机"), as before.
+
+Symbol: any other visible character with all that extends it (an extended grapheme cluster), so an
+emoji with its skin tone or variation selector, a ZWJ sequence (family, rainbow flag), a keycap or a
+country flag is one token.
+
+Whitespace, control and format characters (zero-width spaces, soft hyphen, BOM, direction marks, ZWJ/ZWNJ
+outside words and emoji sequences) and other default-ignorables separate tokens, never are tokens: a
+token is always something a reader can see, and cannot be eaten by a CoNLL reader. (The visible Arabic
+number signs, format characters too, are symbols.)
+
+Pure-ASCII text (96% of the catalog's descriptions) takes an equivalent stdlib `re` pattern, about twice
+as fast as the `regex` one.
 """
 import re
 
-_INVISIBLE = "\x00-\x1f\x7f-\x9f\xad\u200b-\u200f\u2060-\u2064\ufeff"
-_TOKEN = re.compile(rf"[^\W_]+(?:['’./\-][^\W_]+)*|[^\s{_INVISIBLE}]", re.UNICODE)
+import regex
+
+_JOINERS = "\u200c\u200d"  # ZWNJ, ZWJ
+_ALNUM = r"[\p{L}\p{N}--\p{DI}]"  # DI (default-ignorable) letters: the invisible Hangul fillers
+_WORD_CHAR = rf"[\p{{M}}{_ALNUM}]"
+_VIRAMA = r"\p{ccc=9}"
+_RUN = rf"{_ALNUM}{_WORD_CHAR}*(?:[{_JOINERS}]+{_WORD_CHAR}+)*(?:(?<={_VIRAMA})[{_JOINERS}]+)?"
+_WORD = rf"{_RUN}(?:['’./\-\u05f3\u05f4]{_RUN})*"
+_KEYCAP = r"[#*0-9]\ufe0f?\u20e3"  # tried before _WORD, so that two keycaps side by side are two tokens
+# \X after a prepended concatenation mark (PCM) would take the next character, even a space: a PCM stands alone.
+_SYMBOL = r"\p{PCM}|(?![\s\p{Cc}\p{Cf}\p{DI}])\X"
+_TOKEN = regex.compile(rf"{_KEYCAP}|{_WORD}|{_SYMBOL}", regex.V1)
+_DANGLING_JOINERS = regex.compile(rf"(?<![{_VIRAMA}{_JOINERS}])[{_JOINERS}]+\Z", regex.V1)
+# _TOKEN restricted to ASCII, where there are no marks, format characters or clusters of several characters.
+_ASCII_TOKEN = re.compile(r"[A-Za-z0-9]+(?:['./\-][A-Za-z0-9]+)*|[!-~]")
 
 
 def tokenize(text: str) -> list[tuple[str, int, int]]:
     """Split `text` into (token, start, end) triples with text[start:end] == token."""
-    return [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+    if text.isascii():
+        return [(m.group(), m.start(), m.end()) for m in _ASCII_TOKEN.finditer(text)]
+    tokens = [(m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+    if "\u200d" in text or "\u200c" in text:
+        tokens = [_drop_dangling_joiners(*t) for t in tokens]
+    return tokens
+
+
+def _drop_dangling_joiners(token: str, start: int, end: int) -> tuple[str, int, int]:
+    """Without a trailing ZWJ/ZWNJ that joins the symbol to nothing (\\X keeps it), unless it follows a virama."""
+    dangling = _DANGLING_JOINERS.search(token) if token[-1] in _JOINERS else None
+    if dangling is None:
+        return token, start, end
+    return token[:dangling.start()], start, start + dangling.start()
