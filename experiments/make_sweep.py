@@ -12,6 +12,8 @@ from pathlib import Path
 
 from absl import app, flags
 
+from experiments.variants import parse_variant
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("out", "flags/sweeps/table3", "Directory of run flagfiles to (re)write.")
 flags.DEFINE_list("seeds", ["1", "2", "3"], "Seeds.")
@@ -23,15 +25,6 @@ flags.DEFINE_multi_string("variant", [], "label:--flag=value[ --flag=value ...];
 # Issue 5's pairs (task_a borrows from task_b): the paper's Table 2 analogues, then pairs with more data.
 PAIRS = [("Dress", "Jean"), ("Trouser", "Jean"), ("Mangalsutra", "Necklace"), ("Chain", "Necklace"),
          ("Mangalsutra", "Chain"), ("JewellerySet", "Necklace"), ("Earring", "Ring"), ("Bracelet", "Ring")]
-
-
-def parse_variant(spec: str) -> tuple[str, list[str]]:
-    """'label:--a=1 --b=2' → ('label', ['--a=1', '--b=2'])."""
-    label, sep, rest = spec.partition(":")
-    extra = rest.split()
-    if not sep or not label or "." in label or not extra or not all(f.startswith("--") for f in extra):
-        raise app.UsageError(f"--variant={spec!r}: expected label:--flag=value[ --flag=value], label without dots")
-    return label, extra
 
 
 def runs(seeds: list[str], base: str, pairs: list[tuple[str, str]] = PAIRS,

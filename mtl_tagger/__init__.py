@@ -1,12 +1,54 @@
 """mtl_tagger: multi-task attribute-value extraction (BiLSTM-CRF with a coupling loss)."""
+import importlib.abc
+import importlib.util
 import os
+import sys
 import warnings
 
 # TensorFlow's C++ start-up chatter and tfa's end-of-life notice drown the tool's own output.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 warnings.filterwarnings("ignore", message=r"\s*TensorFlow Addons", category=UserWarning)
 
 __all__ = ["Tagger"]
+
+
+class _QuietLoader(importlib.abc.Loader):
+    """Loads TensorFlow with stderr (fd 2) closed: TensorFlow >= 2.16 writes C++ start-up notes there before any
+    setting can silence them, and a command's only stderr line should be its own."""
+
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> object:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: object) -> None:
+        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        try:
+            self.loader.exec_module(module)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+
+
+class _QuietTensorFlow(importlib.abc.MetaPathFinder):
+    """Hands the first import of `tensorflow` to _QuietLoader, then steps aside."""
+
+    def find_spec(self, name: str, path: object, target: object = None) -> importlib.machinery.ModuleSpec | None:
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+if "tensorflow" not in sys.modules:
+    sys.meta_path.insert(0, _QuietTensorFlow())
 
 
 def __getattr__(name: str) -> object:

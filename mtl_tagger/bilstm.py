@@ -1,4 +1,4 @@
-"""A fused bidirectional LSTM for CPU: the same function and weights as Keras' Bidirectional(LSTM), faster.
+"""A fused bidirectional LSTM for CPU in plain TensorFlow: the function of Keras' Bidirectional(LSTM), faster.
 
 Keras runs each direction as its own while loop whose every step multiplies the step's input by the
 input kernel and the previous output by the recurrent kernel, and whose gradient loop does four
@@ -13,30 +13,25 @@ skinny matmuls per step (dh, dx, and the accumulated kernel gradients). Here:
   that only carries dh and dc; the gate derivatives are computed for all steps at once before it, and
   the kernels' and inputs' gradients are single big matmuls over all steps after it.
 
-The two directions stay two independent loops, which TensorFlow's executor runs concurrently: on
-2 CPU cores that was faster than one loop running both directions with a batched [2, B, u] × [2, u, 4u]
-matmul (paper sizes, batch 30 × 40 tokens: forward 0.039 s vs 0.055 s, forward+backward 0.131 s vs
-0.153 s; Keras 0.039 s and 0.178 s).
-
-Masking matches Keras: outputs at padded positions are zero, and the layer passes the mask on.
-Weights are held as `forward_layer.cell` / `backward_layer.cell` {kernel, recurrent_kernel, bias}, the
-attribute paths and shapes of Bidirectional(LSTM), so checkpoints and `get_weights()` interchange
-between the two implementations. Gate order (i, f, c, o), sigmoid gates and tanh as in Keras' defaults.
+The two directions stay two independent loops, which TensorFlow's executor runs concurrently on the
+two cores (BUILD_NOTES "Speed"). Gate order (i, f, c, o), sigmoid gates, tanh, zero initial state and
+a unit forget-gate bias at initialisation, as Keras' LSTM defaults; outputs at padded positions are 0.
 """
 import tensorflow as tf
 
+from mtl_tagger.initializers import SeedSequence, glorot_uniform, orthogonal
 
-class _Direction(tf.keras.layers.Layer):
-    """One direction's weights, held as `cell` like a Keras LSTM layer (same initialisers, same paths)."""
 
-    def __init__(self, units: int, **kwargs: object) -> None:
-        super().__init__(**kwargs)
-        self.cell = tf.keras.layers.LSTMCell(units)
+class LSTMWeights(tf.Module):
+    """One direction's kernel [in, 4u], recurrent_kernel [u, 4u] and bias [4u] (Keras' LSTMCell layout)."""
 
-    def build(self, input_shape: tf.TensorShape) -> None:
-        """Create the cell's kernel [in, 4u], recurrent_kernel [u, 4u] and bias [4u]."""
-        self.cell.build(input_shape)
-        super().build(input_shape)
+    def __init__(self, inputs: int, units: int, seeds: SeedSequence, name: str | None = None) -> None:
+        super().__init__(name=name)
+        self.units = units
+        self.kernel = tf.Variable(glorot_uniform((inputs, 4 * units), seeds()), name="kernel")
+        self.recurrent_kernel = tf.Variable(orthogonal((units, 4 * units), seeds()), name="recurrent_kernel")
+        self.bias = tf.Variable(tf.concat([tf.zeros([units]), tf.ones([units]), tf.zeros([2 * units])], 0),
+                                name="bias")
 
 
 def _recurrence(z: tf.Tensor, recurrent: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -97,48 +92,29 @@ def lstm_recurrence(z: tf.Tensor, recurrent: tf.Tensor) -> tuple[tf.Tensor, obje
     return h, grad
 
 
-class FusedBiLSTM(tf.keras.layers.Layer):
-    """Bidirectional(LSTM(units, return_sequences=True)) with a fused projection and BPTT: [B, T, in] → [B, T, 2u].
+def _directions(x: tf.Tensor, lengths: tf.Tensor, fw: LSTMWeights, bw: LSTMWeights) -> tuple[tf.Tensor, tf.Tensor]:
+    """Time-major outputs [T, B, u] of both directions; the backward one still in its reversed order."""
+    shape = tf.shape(x)
+    batch, time = shape[0], shape[1]
+    x = tf.transpose(x, [1, 0, 2])  # time-major [T, B, in]
+    x = tf.stack([x, tf.reverse_sequence(x, lengths, seq_axis=0, batch_axis=1)])  # as each direction reads
+    z = tf.matmul(tf.reshape(x, [2, -1, x.shape[-1]]), tf.stack([fw.kernel, bw.kernel]))
+    z = tf.reshape(z + tf.stack([fw.bias, bw.bias])[:, None], [2, time, batch, 4 * fw.units])
+    z_fw, z_bw = tf.unstack(z)
+    # Two independent loops, which the executor runs concurrently.
+    return lstm_recurrence(z_fw, fw.recurrent_kernel), lstm_recurrence(z_bw, bw.recurrent_kernel)
 
-    Expects padding at the end of each row (a prefix mask, as Embedding(mask_zero=True) gives for
-    padded batches); outputs [forward; backward] per position, zero at padded positions.
-    """
 
-    def __init__(self, units: int, **kwargs: object) -> None:
-        super().__init__(**kwargs)
-        self.units = units
-        self.supports_masking = True
-        self.forward_layer = _Direction(units, name="forward_lstm")
-        self.backward_layer = _Direction(units, name="backward_lstm")
+def bilstm(x: tf.Tensor, lengths: tf.Tensor, fw: LSTMWeights, bw: LSTMWeights) -> tf.Tensor:
+    """[B, T, in] padded at the end of each row → [B, T, 2u]: [forward; backward] per position, 0 past lengths."""
+    h_fw, h_bw = _directions(x, lengths, fw, bw)
+    h = tf.concat([h_fw, tf.reverse_sequence(h_bw, lengths, seq_axis=0, batch_axis=1)], axis=-1)
+    mask = tf.sequence_mask(lengths, tf.shape(x)[1], dtype=h.dtype)
+    return tf.transpose(h, [1, 0, 2]) * mask[..., None]
 
-    def build(self, input_shape: tf.TensorShape) -> None:
-        """Build both directions' weights for inputs of the given last dimension."""
-        self.forward_layer.build(input_shape)
-        self.backward_layer.build(input_shape)
-        super().build(input_shape)
 
-    def call(self, inputs: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
-        """Outputs of both directions, concatenated; the backward one read from each row's last real token."""
-        shape = tf.shape(inputs)
-        batch, time, u = shape[0], shape[1], self.units
-        if mask is None:
-            mask = tf.ones([batch, time], tf.bool)
-        lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
-        fw, bw = self.forward_layer.cell, self.backward_layer.cell
-        x = tf.transpose(inputs, [1, 0, 2])  # time-major [T, B, in]
-        x = tf.stack([x, tf.reverse_sequence(x, lengths, seq_axis=0, batch_axis=1)])  # as each direction reads
-        z = tf.matmul(tf.reshape(x, [2, -1, inputs.shape[-1]]), tf.stack([fw.kernel, bw.kernel]))
-        z = tf.reshape(z + tf.stack([fw.bias, bw.bias])[:, None], [2, time, batch, 4 * u])
-        z_fw, z_bw = tf.unstack(z)
-        # Two independent loops, which the executor runs concurrently (see the module docstring).
-        h_fw, h_bw = lstm_recurrence(z_fw, fw.recurrent_kernel), lstm_recurrence(z_bw, bw.recurrent_kernel)
-        h = tf.concat([h_fw, tf.reverse_sequence(h_bw, lengths, seq_axis=0, batch_axis=1)], axis=-1)
-        return tf.transpose(h, [1, 0, 2]) * tf.cast(mask, h.dtype)[..., None]
-
-    def compute_mask(self, inputs: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor | None:
-        """The input mask passes through (one output per input position)."""
-        return mask
-
-    def get_config(self) -> dict:
-        """Keras config (for serialisation)."""
-        return {**super().get_config(), "units": self.units}
+def bilstm_final(x: tf.Tensor, lengths: tf.Tensor, fw: LSTMWeights, bw: LSTMWeights) -> tf.Tensor:
+    """[B, T, in] → [B, 2u]: each direction's state after reading the whole row (lengths ≥ 1)."""
+    h_fw, h_bw = _directions(x, lengths, fw, bw)
+    last = tf.stack([tf.maximum(lengths - 1, 0), tf.range(tf.shape(lengths)[0])], axis=1)
+    return tf.concat([tf.gather_nd(h_fw, last), tf.gather_nd(h_bw, last)], axis=-1)

@@ -1,19 +1,24 @@
-"""Shared entry point of the command-line tools: bad input becomes one line on stderr, not a traceback."""
+"""Shared entry point of the command-line tools: bad input becomes one line on stderr, not a traceback.
+
+Exit codes: 2 for bad input (InputError, unwritable outputs, bad flags), 130 for Ctrl-C. A closed
+output pipe (`predict | head -1`) ends the command quietly.
+"""
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
 from absl import app, flags
 
-from mtl_tagger.errors import InputError
+from mtl_tagger.errors import InputError, Interrupted
 
 if TYPE_CHECKING:
     from mtl_tagger.tagger import Tagger
 
 
-def _fail(message: str) -> NoReturn:
-    print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+def _fail(message: str, code: int = 2) -> NoReturn:
+    print(f"error: {message}" if code == 2 else message, file=sys.stderr, flush=True)
+    sys.exit(code)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -24,14 +29,28 @@ def _parse_flags(argv: list[str]) -> list[str]:
         _fail(str(e))
 
 
+def _quiet_broken_pipe() -> NoReturn:
+    """The reader of our stdout went away: stop without a message (as Unix tools do)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush cannot fail again
+    sys.exit(0)
+
+
 def run(main: Callable[[list[str]], None]) -> None:
     """absl app.run(main), turning InputError (and unwritable outputs) into one line on stderr, exit code 2."""
 
     def wrapped(argv: list[str]) -> None:
         try:
             main(argv)
+            sys.stdout.flush()
         except InputError as e:
             _fail(str(e))
+        except Interrupted as e:
+            _fail(str(e), 130)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except BrokenPipeError:
+            _quiet_broken_pipe()
         except OSError as e:  # e.g. an output path in a missing or read-only directory
             _fail(f"{e.filename}: {e.strerror}" if e.filename else str(e))
 

@@ -1,14 +1,40 @@
-"""Coupling loss between the two tasks (paper §3.4): TCE = CCE + CCE′ + LCE + LCE′ on shortlist pairs.
+"""Coupling loss between verticals (paper §3.4): TCE = CCE + CCE′ + LCE + LCE′ over shortlist pairs.
 
-One minibatch holds B shortlist anchors, each with up to K neighbours from the other task (padded,
-masked). Direction 0 = anchor in task a, neighbours in task b (CCE with `a`, LCE); direction 1 = anchor
-in task b, neighbours in task a (CCE′ with `a′`, LCE′). Both directions may be mixed in one batch.
+This module builds the coupling inputs and consumes them, for any number of coupled pairs:
+
+- `CouplingData` holds every coupled pair's shortlist L as gather tables over one run's contexts. An
+  *anchor* is a context with at least one neighbour in the other vertical of its pair; direction 0 = anchor
+  in the pair's first vertical (CCE with a, LCE), 1 = in its second (CCE′ with a′, LCE′). Its `plan` fixes
+  which anchors each step uses, and `batch` gathers a step's anchors, their neighbours and every sentence
+  they lie in, in-graph (each sentence once, padded in two length groups).
+- `Coupler` holds the attention vectors a, a′ of every pair and the label k-gram table, and turns a
+  batch into the loss: scores of the gold tags (`--coupling_score`), the context attention A (Luong,
+  α = uᵀ diag(a) u′ over the anchor's neighbours), the label attention (softmax of v·v′) and
+  Σ A·|s − s′| per anchor.
 """
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
+
+from mtl_tagger import crf
+from mtl_tagger.model import TaggerNet
+from mtl_tagger.pipeline import BATCH_SIGNATURE, SentenceTable
+from mtl_tagger.shortlist import Contexts
+
+LABEL_DIM, HASH_BUCKETS = 32, 4096
+COUPLING_SIGNATURE = {
+    "sentences_0": BATCH_SIGNATURE, "sentences_1": BATCH_SIGNATURE,  # every sentence once, two length groups
+    # Per anchor (column 0) and neighbour (columns 1…K): which group, row and position its context is at, its
+    # vertical, its gold tag (global id), and its window of word ids.
+    **{k: tf.TensorSpec([None, None], tf.int32) for k in ("group", "row", "position", "task", "gold")},
+    "window": tf.TensorSpec([None, None, None], tf.int32),
+    "mask": tf.TensorSpec([None, None], tf.bool),  # [S, K] real neighbours
+    "direction": tf.TensorSpec([None], tf.int32),
+    "pair": tf.TensorSpec([None], tf.int32),
+}
 
 
 def label_kgrams(name: str, k: int) -> list[str]:
@@ -19,7 +45,7 @@ def label_kgrams(name: str, k: int) -> list[str]:
     return [marked[i:i + k] for i in range(len(marked) - k + 1)]
 
 
-def kgram_ids(names: Sequence[str], k: int, hash_buckets: int) -> tuple[np.ndarray, np.ndarray]:
+def kgram_ids(names: Sequence[str], k: int, hash_buckets: int = HASH_BUCKETS) -> tuple[np.ndarray, np.ndarray]:
     """[len(names), max_kgrams] int32 hashed k-gram rows (zlib.crc32: stable across runs) and float mask."""
     grams = [[zlib.crc32(g.encode("utf-8")) % hash_buckets for g in label_kgrams(n, k)] for n in names]
     width = max(len(g) for g in grams)
@@ -31,7 +57,7 @@ def kgram_ids(names: Sequence[str], k: int, hash_buckets: int) -> tuple[np.ndarr
     return ids, mask
 
 
-def _masked_softmax(logits: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+def masked_softmax(logits: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     """Softmax over the last axis within `mask`; 0 at padding and on rows with no real entry (no NaN)."""
     peak = tf.reduce_max(tf.where(mask, logits, logits.dtype.min), axis=-1, keepdims=True)
     # Padding is set to 0 before exp so that neither the value nor its gradient can overflow.
@@ -40,96 +66,214 @@ def _masked_softmax(logits: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     return weights / tf.where(total > 0, total, 1.0)
 
 
-class CouplingLoss(tf.keras.layers.Layer):
-    """Attention-weighted |s − s′| between shortlist anchors and their neighbours in the other task.
+def context_scores(kind: str, emissions: tf.Tensor, lengths: tf.Tensor, transitions: tf.Tensor) -> tf.Tensor:
+    """The score s_i(y|x) the coupling loss compares, for every position and tag [B, T, N].
 
-    Weights: `a`, `a_prime` [window_dim] (the Luong diag(a) of α = uᵀ diag(a) u′, one per direction) and
-    `label_kgrams` [hash_buckets, label_dim] (a tag's label vector v = mean of its hashed k-gram rows;
-    the table is shared by both tasks so equal or similar tag names get equal or similar vectors).
+    emission: the head's emission score (the paper's); log_softmax: the emissions normalised over the tags
+    at each position; marginal: the CRF's log P(y_i = y | x). The last two do not move when a constant is
+    added to every tag's emission at a position, which the CRF cannot see either (BUILD_NOTES).
+    """
+    if kind == "emission":
+        return emissions
+    if kind == "log_softmax":
+        return tf.nn.log_softmax(emissions, axis=-1)
+    return crf.log_marginals(emissions, lengths, transitions)
 
-    `attention_init`: initial value of every entry of a and a′; None = 1/sqrt(window_dim) (scaled dot
-    product, so the softmax over neighbours does not start saturated with GloVe-sized vectors; see
-    BUILD_NOTES "Coupling loss"). 1.0 makes α the plain dot product at the start.
+
+@dataclass
+class PairShortlist:
+    """One coupled pair (a, b) and both directions of its L: neighbours as indices into the other's contexts."""
+
+    a: str
+    b: str
+    a_neighbors: np.ndarray  # [Na, K] int, −1 = padding
+    b_neighbors: np.ndarray  # [Nb, K]
+
+
+class CouplingData:
+    """Every coupled pair's shortlist over the run's contexts, as numpy tables (plans, analysis) and tensors."""
+
+    def __init__(self, tasks: Sequence[str], contexts: dict[str, Contexts], gold: dict[str, np.ndarray],
+                 sentence_offsets: dict[str, int], tag_offsets: dict[str, int], pairs: Sequence[PairShortlist]) -> None:
+        self.tasks = list(tasks)
+        self.pairs = [(p.a, p.b) for p in pairs]
+        offset, ctx_offset = 0, {}
+        for t in self.tasks:
+            ctx_offset[t] = offset
+            offset += len(contexts[t])
+        order = self.tasks
+        self.ctx_task = np.concatenate([np.full(len(contexts[t]), i, np.int32) for i, t in enumerate(order)])
+        self.ctx_sentence = np.concatenate([contexts[t].sentence + sentence_offsets[t] for t in order]).astype(np.int32)
+        self.ctx_position = np.concatenate([contexts[t].position for t in order]).astype(np.int32)
+        self.ctx_window = np.concatenate([contexts[t].windows for t in order]).astype(np.int32)
+        self.ctx_local_gold = np.concatenate([gold[t] for t in order]).astype(np.int32)
+        self.ctx_gold = np.concatenate([gold[t] + tag_offsets[t] for t in order]).astype(np.int32)
+        rows: list[tuple[np.ndarray, ...]] = []
+        for p, pair in enumerate(pairs):
+            for d, (mine, other, table) in enumerate(((pair.a, pair.b, pair.a_neighbors),
+                                                      (pair.b, pair.a, pair.b_neighbors))):
+                ids = np.flatnonzero(table[:, 0] >= 0)
+                nb = np.where(table[ids] >= 0, table[ids] + ctx_offset[other], -1)
+                rows.append((ids + ctx_offset[mine], nb, np.full(len(ids), p), np.full(len(ids), d)))
+        k = max(pair.a_neighbors.shape[1] for pair in pairs)
+        self.anchor_ctx = np.concatenate([r[0] for r in rows]).astype(np.int32)
+        self.anchor_neighbors = np.concatenate(
+            [np.pad(r[1], ((0, 0), (0, k - r[1].shape[1])), constant_values=-1) for r in rows]).astype(np.int32)
+        self.anchor_pair = np.concatenate([r[2] for r in rows]).astype(np.int32)
+        self.anchor_direction = np.concatenate([r[3] for r in rows]).astype(np.int32)
+        self._tensors = {name: tf.constant(getattr(self, name)) for name in (
+            "ctx_task", "ctx_sentence", "ctx_position", "ctx_window", "ctx_gold", "anchor_ctx", "anchor_neighbors",
+            "anchor_pair", "anchor_direction")}
+
+    def anchors(self, pair: int, direction: int | None = None) -> np.ndarray:
+        """Anchor rows of one pair (and direction)."""
+        keep = self.anchor_pair == pair
+        if direction is not None:
+            keep &= self.anchor_direction == direction
+        return np.flatnonzero(keep).astype(np.int32)
+
+    def _pass(self, pair: int, batch_size: int, seed: int, k: int) -> list[np.ndarray]:
+        """The k-th pass over one pair's anchors: every anchor once, the anchors of one (direction, sentence)
+        kept together, so a minibatch's anchors lie in a few sentences (BUILD_NOTES "Coupling minibatches")."""
+        rows = self.anchors(pair)
+        key = self.anchor_direction[rows].astype(np.int64) * (1 + int(self.ctx_sentence.max())) \
+            + self.ctx_sentence[self.anchor_ctx[rows]]
+        _, group = np.unique(key, return_inverse=True)
+        rank = np.random.default_rng([seed, pair, k, 7]).permutation(int(group.max()) + 1)
+        order = rows[np.lexsort((self.anchor_ctx[rows], rank[group]))]
+        return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+
+    def slots(self, num_tasks: int) -> int:
+        """Coupling minibatches per step: one per pair up to one per vertical beyond the first, so a step's
+        cost grows with the number of verticals, not with the number of pairs."""
+        return max(1, min(len(self.pairs), num_tasks - 1))
+
+    def plan(self, batch_size: int, slots: int, seed: int, steps: int) -> np.ndarray:
+        """[steps, slots × batch_size] anchor rows (−1 = none): the pairs take turns slot by slot, each walking
+        its own passes; fixed by (seed, step) like the vertical minibatch plans."""
+        plan = np.full((steps, slots * batch_size), -1, np.int32)
+        counts = [-(-len(self.anchors(p)) // batch_size) for p in range(len(self.pairs))]
+        passes: dict[tuple[int, int], list[np.ndarray]] = {}
+        for u in range(steps * slots):
+            pair, use = u % len(self.pairs), u // len(self.pairs)
+            k, i = divmod(use, counts[pair])
+            if (pair, k) not in passes:
+                passes.pop((pair, k - 1), None)
+                passes[(pair, k)] = self._pass(pair, batch_size, seed, k)
+            step, slot = divmod(u, slots)
+            batch = passes[(pair, k)][i]
+            plan[step, slot * batch_size: slot * batch_size + len(batch)] = batch
+        return plan
+
+    def batch(self, table: SentenceTable, rows: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The coupling minibatch (COUPLING_SIGNATURE) of anchor rows (−1 ignored), in-graph."""
+        t = self._tensors
+        rows = tf.boolean_mask(rows, rows >= 0)
+        anchor = tf.gather(t["anchor_ctx"], rows)
+        neighbors = tf.gather(t["anchor_neighbors"], rows)
+        mask = neighbors >= 0
+        members = tf.concat([anchor[:, None], tf.where(mask, neighbors, anchor[:, None])], axis=1)  # [S, 1+K]
+        sentence = tf.gather(t["ctx_sentence"], members)
+        unique, where = tf.unique(tf.reshape(sentence, [-1]))
+        lengths = tf.gather(table.length, unique)
+        order = tf.argsort(lengths, stable=True)
+        ls = tf.gather(lengths, order)
+        n = tf.size(unique)
+        # Group 0 takes the `cut` shortest sentences, group 1 the rest: the cut with the fewest padded slots.
+        cuts = tf.range(1, tf.maximum(n, 2))
+        cost = cuts * tf.gather(ls, cuts - 1) + (n - cuts) * ls[-1]
+        cut = tf.gather(cuts, tf.argmin(cost, output_type=tf.int32))
+        start = tf.minimum(cut, n - 1)  # a lone sentence also fills group 1, which nothing then reads
+        rank = tf.gather(tf.math.invert_permutation(order), where)
+        group = tf.cast(rank >= cut, tf.int32)
+        shape = tf.shape(members)
+        return {
+            "sentences_0": table.batch(tf.gather(unique, order[:cut])),
+            "sentences_1": table.batch(tf.gather(unique, order[start:])),
+            "group": tf.reshape(group, shape),
+            "row": tf.reshape(tf.where(group == 1, rank - start, rank), shape),
+            "position": tf.gather(t["ctx_position"], members),
+            "task": tf.gather(t["ctx_task"], members),
+            "gold": tf.gather(t["ctx_gold"], members),
+            "window": tf.gather(t["ctx_window"], members),
+            "mask": mask,
+            "direction": tf.gather(t["anchor_direction"], rows),
+            "pair": tf.gather(t["anchor_pair"], rows),
+        }
+
+
+class Coupler(tf.Module):
+    """The coupling loss's own weights and its computation from a coupling minibatch.
+
+    `attention` [pairs, 2, D] holds each pair's a (direction 0) and a′ (direction 1), initialised to
+    1/sqrt(D) (scaled dot product; BUILD_NOTES "Coupling loss"); `label_kgrams` [buckets, 32] is one table
+    for all verticals, so equal or similar tag names get equal or similar label vectors v.
     """
 
-    def __init__(self, tag_names_a: Sequence[str], tag_names_b: Sequence[str], window_dim: int,
-                 label_kgram: int = 3, label_dim: int = 32, hash_buckets: int = 4096,
-                 attention_init: float | None = None, **kw) -> None:
-        super().__init__(**kw)
-        self.tag_names_a = list(tag_names_a)
-        self.tag_names_b = list(tag_names_b)
-        self.window_dim = window_dim
-        self.label_kgram = label_kgram
-        self.label_dim = label_dim
-        self.hash_buckets = hash_buckets
-        self.attention_init = attention_init
-        ids, mask = kgram_ids(self.tag_names_a + self.tag_names_b, label_kgram, hash_buckets)
-        # Rows [0, num_a) are task a's tags, rows [num_a, num_a + num_b) task b's.
-        self._gram_ids = tf.constant(ids)
-        self._gram_mask = tf.constant(mask)
-        self._num_a = len(self.tag_names_a)
-
-    def build(self, input_shape: object) -> None:
-        init = self.attention_init if self.attention_init is not None else 1.0 / np.sqrt(self.window_dim)
-        self.a = self.add_weight(name="a", shape=(self.window_dim,),
-                                 initializer=tf.keras.initializers.Constant(init))
-        self.a_prime = self.add_weight(name="a_prime", shape=(self.window_dim,),
-                                       initializer=tf.keras.initializers.Constant(init))
-        # Unit-variance rows: a name of n k-grams gets |v|² ≈ label_dim / n (≈ 2 for typical tags) and
-        # unrelated names v·v′ ≈ 0 ± sqrt(label_dim) / n, so the label softmax starts informative, not flat.
-        self.label_kgrams = self.add_weight(name="label_kgrams", shape=(self.hash_buckets, self.label_dim),
-                                            initializer=tf.keras.initializers.RandomNormal(stddev=1.0))
-        super().build(input_shape)
+    def __init__(self, tag_names: dict[str, Sequence[str]], num_pairs: int, window_dim: int, label_kgram: int,
+                 seed: tuple[int, int], score: str = "emission", stop_lender: bool = False,
+                 temperature: float = 1.0) -> None:
+        super().__init__(name="coupler")
+        self.tasks = list(tag_names)
+        names = [n for t in self.tasks for n in tag_names[t]]
+        self.tag_offsets = np.cumsum([0] + [len(tag_names[t]) for t in self.tasks])[:-1]
+        ids, mask = kgram_ids(names, label_kgram)
+        self._gram_ids, self._gram_mask = tf.constant(ids), tf.constant(mask)
+        self.attention = tf.Variable(tf.fill([num_pairs, 2, window_dim], float(1.0 / np.sqrt(window_dim))),
+                                     name="attention")
+        # Unit-variance rows: a name of n k-grams gets |v|² ≈ 32 / n and unrelated names v·v′ ≈ 0 ± sqrt(32) / n,
+        # so the label softmax starts informative, neither flat nor saturated.
+        self.label_kgrams = tf.Variable(tf.random.stateless_normal((HASH_BUCKETS, LABEL_DIM), seed),
+                                        name="label_kgrams")
+        self.score, self.stop_lender, self.temperature = score, stop_lender, temperature
 
     def label_vectors(self) -> tf.Tensor:
-        """[num_a + num_b, label_dim]: every tag's label vector (task a's tags first)."""
+        """[all tags, 32]: every tag's label vector (verticals in run order, each its tags in vocabulary order)."""
         rows = tf.gather(self.label_kgrams, self._gram_ids)
         mask = self._gram_mask[:, :, None]
         return tf.reduce_sum(rows * mask, axis=1) / tf.reduce_sum(mask, axis=1)
 
-    def call(self, inputs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        """The four errors (each summed over its anchors), their `total`, and both attentions [B, K].
+    def context_attention(self, net: TaggerNet, window: tf.Tensor, mask: tf.Tensor, pair: tf.Tensor,
+                          direction: tf.Tensor) -> tf.Tensor:
+        """A [S, K]: softmax over each anchor's neighbours of α = uᵀ diag(a) u′ / temperature (0 at padding)."""
+        u = net.window_vectors(window)
+        diag = tf.gather_nd(self.attention, tf.stack([pair, direction], axis=1))
+        alpha = tf.einsum("sd,skd->sk", u[:, 0] * diag, u[:, 1:]) / self.temperature
+        return masked_softmax(alpha, mask)
 
-        Values of `neighbor_*` at padding (mask False) are ignored, whatever they hold (e.g. −1 tags).
-        """
-        direction = tf.cast(inputs["direction"], tf.int32)
-        mask = tf.cast(inputs["mask"], tf.bool)
-        backward = tf.equal(direction, 1)  # [B] anchor in task b
-        anchor_u = tf.cast(inputs["anchor_u"], self.compute_dtype)
-        neighbor_u = tf.cast(inputs["neighbor_u"], self.compute_dtype)
-
-        diag = tf.where(backward[:, None], self.a_prime[None, :], self.a[None, :])  # [B, D]
-        alpha = tf.einsum("bd,bkd->bk", anchor_u * diag, neighbor_u)
-        attention = _masked_softmax(alpha, mask)
-
-        labels = self.label_vectors()
-        offset_anchor = tf.where(backward, self._num_a, 0)
-        offset_neighbor = self._num_a - offset_anchor
-        anchor_v = tf.gather(labels, tf.cast(inputs["anchor_tag"], tf.int32) + offset_anchor)  # [B, L]
-        neighbor_tag = tf.where(mask, tf.cast(inputs["neighbor_tag"], tf.int32), 0)
-        neighbor_v = tf.gather(labels, neighbor_tag + offset_neighbor[:, None])  # [B, K, L]
-        label_attention = _masked_softmax(tf.einsum("bl,bkl->bk", anchor_v, neighbor_v), mask)
-
-        anchor_score = tf.cast(inputs["anchor_score"], self.compute_dtype)
-        neighbor_score = tf.where(mask, tf.cast(inputs["neighbor_score"], self.compute_dtype), 0.0)
-        gap = tf.where(mask, tf.abs(anchor_score[:, None] - neighbor_score), 0.0)  # [B, K]
-
-        context_error = tf.reduce_sum(attention * gap, axis=1)  # [B]
-        label_error = tf.reduce_sum(label_attention * gap, axis=1)
-        forward = tf.cast(tf.logical_not(backward), self.compute_dtype)
-        backward_f = 1.0 - forward
-        out = {
-            "cce": tf.reduce_sum(context_error * forward),
-            "cce_prime": tf.reduce_sum(context_error * backward_f),
-            "lce": tf.reduce_sum(label_error * forward),
-            "lce_prime": tf.reduce_sum(label_error * backward_f),
-        }
-        out["total"] = out["cce"] + out["cce_prime"] + out["lce"] + out["lce_prime"]
-        out["attention"] = attention
-        out["label_attention"] = label_attention
+    def scores(self, net: TaggerNet, c: dict[str, tf.Tensor], hs: list[tf.Tensor]) -> tf.Tensor:
+        """[S, 1+K]: each context's score of its gold tag under its own vertical's head (`--coupling_score`)."""
+        out = tf.zeros(tf.shape(c["gold"]))
+        for i, task in enumerate(self.tasks):
+            head = net.heads[task]
+            local = c["gold"] - int(self.tag_offsets[i])
+            for g, (h, sentences) in enumerate(zip(hs, (c["sentences_0"], c["sentences_1"]))):
+                table = context_scores(self.score, head.emissions(h), sentences["length"], head.crf.transitions)
+                shape = tf.shape(table)
+                idx = tf.stack([tf.minimum(c["row"], shape[0] - 1), tf.minimum(c["position"], shape[1] - 1),
+                                tf.clip_by_value(local, 0, shape[2] - 1)], axis=-1)
+                out = tf.where((c["task"] == i) & (c["group"] == g), tf.gather_nd(table, idx), out)
         return out
 
-    def get_config(self) -> dict:
-        return {**super().get_config(), "tag_names_a": self.tag_names_a, "tag_names_b": self.tag_names_b,
-                "window_dim": self.window_dim, "label_kgram": self.label_kgram, "label_dim": self.label_dim,
-                "hash_buckets": self.hash_buckets, "attention_init": self.attention_init}
+    def __call__(self, net: TaggerNet, c: dict[str, tf.Tensor], seed: tf.Tensor | None) -> dict[str, tf.Tensor]:
+        """The coupling minibatch's TCE (mean per anchor), its parts per pair [pairs, 4] (cce, cce′, lce, lce′;
+        summing to TCE), and both attentions [S, K]."""
+        hs = [net.encoder(c[f"sentences_{g}"], None if seed is None else tf.random.experimental.stateless_fold_in(
+            seed, 1000 + g)) for g in (0, 1)]
+        s = self.scores(net, c, hs)
+        anchor, neighbor = s[:, 0], s[:, 1:]
+        if self.stop_lender:
+            neighbor = tf.stop_gradient(neighbor)
+        mask = c["mask"]
+        gap = tf.where(mask, tf.abs(anchor[:, None] - neighbor), 0.0)
+        attention = self.context_attention(net, c["window"], mask, c["pair"], c["direction"])
+        labels = self.label_vectors()
+        v = tf.gather(labels, c["gold"])
+        label_attention = masked_softmax(tf.einsum("sl,skl->sk", v[:, 0], v[:, 1:]), mask)
+        cce, lce = tf.reduce_sum(attention * gap, axis=1), tf.reduce_sum(label_attention * gap, axis=1)
+        anchors = tf.cast(tf.shape(gap)[0], gap.dtype)
+        backward = tf.cast(c["direction"], gap.dtype)
+        each = tf.stack([cce * (1 - backward), cce * backward, lce * (1 - backward), lce * backward], axis=1)
+        parts = tf.math.unsorted_segment_sum(each, c["pair"], tf.shape(self.attention)[0]) / anchors
+        return {"total": tf.reduce_sum(parts), "parts": parts, "attention": attention,
+                "label_attention": label_attention}

@@ -9,3 +9,7 @@ class InputError(Exception):
         if path is not None:
             where = f"{path}:{line}: " if line is not None else f"{path}: "
         super().__init__(where + message)
+
+
+class Interrupted(Exception):
+    """The user stopped a command (Ctrl-C); the message says what was kept and how to go on."""

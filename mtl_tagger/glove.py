@@ -36,7 +36,7 @@ from mtl_tagger.files import write_json_atomic
 from mtl_tagger.text import tokenize
 from mtl_tagger.vectors import write_vectors
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # raised whenever the vectors' corpus tokenization or file layout changes
 
 
 def corpus_tokens(texts: Iterable[str]) -> list[list[str]]:

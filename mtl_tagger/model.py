@@ -1,87 +1,125 @@
-"""The network (paper §3.1–3.3): a shared encoder (word + char embeddings → BiLSTM) and one head per task.
+"""The network (paper §3.1–3.3): a shared encoder (word + char embeddings → BiLSTM) and one head per vertical.
 
-The encoder is its own Keras functional model so the multi-task model can share it between the two
-task heads; a head is a Dense layer giving emission scores s_i(y|x) plus that task's CRF.
+Plain `tf.Module`s and `tf.Variable`s, no Keras: the same code, weights and checkpoints on every supported
+TensorFlow. A head is a Dense layer giving the emission scores s_i(y|x) plus that vertical's CRF.
+Dropout is stateless, seeded by (run seed, step), so a resumed run draws the masks an uninterrupted one would.
 """
 from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from mtl_tagger.bilstm import FusedBiLSTM
+from mtl_tagger.bilstm import LSTMWeights, bilstm, bilstm_final
 from mtl_tagger.crf import CRF
+from mtl_tagger.initializers import SeedSequence, glorot_uniform, uniform
 from mtl_tagger.params import Params
+from mtl_tagger.vocab import SHAPES, UNK_ID
 
 
-class CharEncoder(tf.keras.layers.Layer):
-    """Per-word character encoder: BiLSTM final states (Lample et al.) or CNN + max-pool, [B, T, C] → [B, T, F]."""
+def dropout(x: tf.Tensor, rate: float, seed: tf.Tensor | None) -> tf.Tensor:
+    """Inverted dropout with a stateless mask drawn from `seed` ([2] int); identity when seed is None."""
+    if seed is None or rate == 0.0:
+        return x
+    keep = tf.random.stateless_uniform(tf.shape(x), seed) >= rate
+    return tf.where(keep, x / (1.0 - rate), 0.0)
 
-    def __init__(self, num_chars: int, char_dim: int, hidden: int, kind: str, **kwargs: object) -> None:
-        super().__init__(**kwargs)
-        self.embedding = tf.keras.layers.Embedding(num_chars, char_dim, name="char_embedding")
-        if kind == "lstm":
-            self.encoder = tf.keras.layers.Bidirectional(tf.keras.layers.LSTM(hidden), name="char_bilstm")
-        else:
-            self.encoder = tf.keras.layers.Conv1D(hidden, 3, padding="same", activation="tanh", name="char_cnn")
+
+def _fold(seed: tf.Tensor | None, k: int) -> tf.Tensor | None:
+    """A distinct seed for the k-th random draw of one call."""
+    return None if seed is None else tf.random.experimental.stateless_fold_in(seed, k)
+
+
+class CharEncoder(tf.Module):
+    """Per-word character encoder: BiLSTM final states (Lample et al.) or CNN + max-pool, run on real words only."""
+
+    def __init__(self, num_chars: int, char_dim: int, hidden: int, kind: str, seeds: SeedSequence) -> None:
+        super().__init__(name="char_encoder")
         self.kind = kind
-
-    def call(self, chars: tf.Tensor) -> tf.Tensor:
-        """Encode every word slot's characters; all-padding slots give the encoder's empty output."""
-        shape = tf.shape(chars)
-        flat = tf.reshape(chars, [-1, shape[2]])  # one row per word slot
-        mask = flat > 0
-        x = self.embedding(flat)
-        if self.kind == "lstm":
-            out = self.encoder(x, mask=mask)
+        self.embedding = tf.Variable(uniform((num_chars, char_dim), 0.05, seeds()), name="embedding")
+        if kind == "lstm":
+            self.forward = LSTMWeights(char_dim, hidden, seeds, name="forward")
+            self.backward = LSTMWeights(char_dim, hidden, seeds, name="backward")
         else:
-            h = self.encoder(x)
-            out = tf.reduce_max(tf.where(mask[..., None], h, -1.0), axis=1)  # tanh ≥ -1: padding never wins
-        return tf.reshape(out, [shape[0], shape[1], out.shape[-1]])
+            self.kernel = tf.Variable(glorot_uniform((3, char_dim, hidden), seeds()), name="kernel")
+            self.bias = tf.Variable(tf.zeros([hidden]), name="bias")
+        self.width = 2 * hidden if kind == "lstm" else hidden
+
+    def __call__(self, chars: tf.Tensor, words: tf.Tensor) -> tf.Tensor:
+        """[B, T, C] char ids → [B, T, width]; padded word slots (word id 0) stay 0 and cost nothing."""
+        where = tf.where(words > 0)
+        real = tf.gather_nd(chars, where)  # [M, C], one row per real word
+        lengths = tf.reduce_sum(tf.cast(real > 0, tf.int32), axis=1)
+        x = tf.gather(self.embedding, real)
+        if self.kind == "lstm":
+            out = bilstm_final(x, lengths, self.forward, self.backward)
+        else:
+            h = tf.tanh(tf.nn.conv1d(x, self.kernel, 1, "SAME") + self.bias)
+            out = tf.reduce_max(tf.where((real > 0)[..., None], h, -1.0), axis=1)  # tanh ≥ −1: padding never wins
+        shape = tf.shape(words, out_type=tf.int64)
+        return tf.scatter_nd(where, out, tf.concat([shape, [self.width]], 0))
 
 
-def build_encoder(p: Params, num_words: int, num_chars: int) -> tf.keras.Model:
-    """Functional encoder: (word ids [B,T], char ids [B,T,C]) → context vectors h [B,T,2·hidden], masked."""
-    words = tf.keras.Input([None], dtype=tf.int32, name="words")
-    chars = tf.keras.Input([None, None], dtype=tf.int32, name="chars")
-    scale = float(np.sqrt(3.0 / p.word_dim))
-    word_emb = tf.keras.layers.Embedding(
-        num_words, p.word_dim, mask_zero=True, name="word_embedding",
-        embeddings_initializer=tf.keras.initializers.RandomUniform(-scale, scale),
-    )(words)
-    char_vec = CharEncoder(num_chars, p.char_dim, p.char_hidden, p.char_encoder, name="char_encoder")(chars)
-    x = tf.keras.layers.Concatenate(name="word_repr")([word_emb, char_vec])
-    x = tf.keras.layers.Dropout(p.dropout, name="embedding_dropout")(x)
-    if p.lstm_impl == "fused":  # same function, weights and checkpoint paths; faster on CPU (bilstm.py)
-        h = FusedBiLSTM(p.hidden_size, name="bilstm")(x)
-    else:
-        h = tf.keras.layers.Bidirectional(
-            tf.keras.layers.LSTM(p.hidden_size, return_sequences=True), name="bilstm")(x)
-    h = tf.keras.layers.Dropout(p.dropout, name="context_dropout")(h)
-    return tf.keras.Model([words, chars], h, name="encoder")
+class Encoder(tf.Module):
+    """Shared word representation (word embedding ⊕ char encoding [⊕ word shape]) → BiLSTM → context vectors h."""
+
+    def __init__(self, p: Params, num_words: int, num_chars: int, seeds: SeedSequence) -> None:
+        super().__init__(name="encoder")
+        self.rate, self.word_rate = p.dropout, p.word_dropout
+        self.word_embedding = tf.Variable(uniform((num_words, p.word_dim), float(np.sqrt(3.0 / p.word_dim)), seeds()),
+                                          name="word_embedding")
+        self.chars = CharEncoder(num_chars, p.char_dim, p.char_hidden, p.char_encoder, seeds)
+        width = p.word_dim + self.chars.width
+        self.shape_embedding = None
+        if p.case_dim:
+            self.shape_embedding = tf.Variable(uniform((len(SHAPES), p.case_dim), 0.05, seeds()),
+                                               name="shape_embedding")
+            width += p.case_dim
+        self.forward = LSTMWeights(width, p.hidden_size, seeds, name="forward")
+        self.backward = LSTMWeights(width, p.hidden_size, seeds, name="backward")
+        self.width = 2 * p.hidden_size
+
+    def __call__(self, batch: dict[str, tf.Tensor], seed: tf.Tensor | None = None) -> tf.Tensor:
+        """Context vectors h [B, T, 2·hidden] of a padded batch, 0 past each length; dropout when `seed` is given."""
+        words = batch["words"]
+        if seed is not None and self.word_rate:
+            unknown = tf.random.stateless_uniform(tf.shape(words), _fold(seed, 2)) < self.word_rate
+            words = tf.where(unknown & (words > 0), UNK_ID, words)
+        parts = [tf.gather(self.word_embedding, words), self.chars(batch["chars"], batch["words"])]
+        if self.shape_embedding is not None:
+            parts.append(tf.gather(self.shape_embedding, batch["case"]))
+        x = dropout(tf.concat(parts, axis=-1), self.rate, _fold(seed, 0))
+        h = bilstm(x, batch["length"], self.forward, self.backward)
+        return dropout(h, self.rate, _fold(seed, 1))
+
+
+class Head(tf.Module):
+    """One vertical's Dense layer (emission scores s_i(y|x) = W h_i + b) and its CRF."""
+
+    def __init__(self, width: int, num_tags: int, crf_impl: str, seeds: SeedSequence, name: str) -> None:
+        super().__init__(name=name)
+        self.kernel = tf.Variable(glorot_uniform((width, num_tags), seeds()), name="kernel")
+        self.bias = tf.Variable(tf.zeros([num_tags]), name="bias")
+        self.crf = CRF(num_tags, seeds(), impl=crf_impl, name="crf")
+
+    def emissions(self, h: tf.Tensor) -> tf.Tensor:
+        """s(·|x) for context vectors h [..., width] → [..., num_tags]."""
+        return tf.tensordot(h, self.kernel, 1) + self.bias
 
 
 class TaggerNet(tf.Module):
-    """Shared encoder + one (Dense → CRF) head per task; everything a checkpoint holds about the model."""
+    """Shared encoder + one (Dense → CRF) head per vertical; everything a checkpoint holds about the model."""
 
     def __init__(self, p: Params, num_words: int, num_chars: int, tags: dict[str, Sequence[str]]) -> None:
         super().__init__(name="tagger_net")
-        self.encoder = build_encoder(p, num_words, num_chars)
-        self.dense = {t: tf.keras.layers.Dense(len(names), name=f"dense_{i}") for i, (t, names) in
-                      enumerate(tags.items())}
-        self.crf = {t: CRF(len(names), name=f"crf_{i}") for i, (t, names) in enumerate(tags.items())}
-        width = 2 * p.hidden_size
-        for t, names in tags.items():
-            self.dense[t].build([None, None, width])
-            self.crf[t].build([None, None, len(names)])
+        seeds = SeedSequence(p.seed)
+        self.encoder = Encoder(p, num_words, num_chars, seeds)
+        self.heads = {t: Head(self.encoder.width, len(names), p.crf_impl, seeds, name=f"head_{i}")
+                      for i, (t, names) in enumerate(tags.items())}
 
     @property
     def word_embeddings(self) -> tf.Variable:
         """The trainable word embedding table (the coupling attention reads windows from it)."""
-        return self.encoder.get_layer("word_embedding").embeddings
-
-    def set_word_embeddings(self, matrix: np.ndarray) -> None:
-        """Initialise the word embedding table (e.g. from pretrained vectors)."""
-        self.word_embeddings.assign(matrix)
+        return self.encoder.word_embedding
 
     def window_vectors(self, ids: tf.Tensor) -> tf.Tensor:
         """u: the concatenated trainable embeddings of word-id windows [..., W] → [..., W·d], zero past edges."""
@@ -89,19 +127,21 @@ class TaggerNet(tf.Module):
         vec = tf.gather(table, ids) * tf.cast(ids > 0, table.dtype)[..., None]
         return tf.reshape(vec, tf.concat([tf.shape(ids)[:-1], [-1]], axis=0))
 
-    def encode(self, batch: dict[str, tf.Tensor], training: bool) -> tf.Tensor:
-        """Context vectors h for a padded batch."""
-        return self.encoder([batch["words"], batch["chars"]], training=training)
-
-    def emissions(self, task: str, h: tf.Tensor) -> tf.Tensor:
-        """Emission scores s_i(·|x) of `task`'s head for context vectors h."""
-        return self.dense[task](h)
-
-    def crf_loss(self, task: str, batch: dict[str, tf.Tensor], training: bool) -> tf.Tensor:
+    def crf_loss(self, task: str, batch: dict[str, tf.Tensor], seed: tf.Tensor | None = None) -> tf.Tensor:
         """Mean negative log-likelihood of the gold tags over the batch's sentences."""
-        scores = self.emissions(task, self.encode(batch, training))
-        return -tf.reduce_mean(self.crf[task].log_likelihood(scores, batch["tags"], batch["length"]))
+        head = self.heads[task]
+        scores = head.emissions(self.encoder(batch, seed))
+        return -tf.reduce_mean(head.crf.log_likelihood(scores, batch["tags"], batch["length"]))
 
     def decode(self, task: str, batch: dict[str, tf.Tensor]) -> tf.Tensor:
-        """Viterbi tag ids [B, T] for a padded batch."""
-        return self.crf[task](self.emissions(task, self.encode(batch, False)), batch["length"])
+        """Viterbi tag ids [B, T] of a padded batch (0 past each length)."""
+        head = self.heads[task]
+        return head.crf.decode(head.emissions(self.encoder(batch)), batch["length"])
+
+    def decode_with_marginals(self, task: str, batch: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+        """Viterbi tag ids [B, T], and each token's CRF marginal P(y_i = decoded tag | x) [B, T] (0 past lengths)."""
+        head = self.heads[task]
+        scores = head.emissions(self.encoder(batch))
+        tags = head.crf.decode(scores, batch["length"])
+        marginals = head.crf.marginals(scores, batch["length"])
+        return tags, tf.gather(marginals, tags, batch_dims=2)

@@ -1,8 +1,9 @@
 """Run parameters: one dataclass, the single source of truth for flags, params.json and model building.
 
-Defaults are the paper's configuration (§4): hidden 700, batch 30, Adam, at most 30 epochs, 300-d
-word vectors. Every field becomes an absl flag of the same name (see `define_flags`), and the whole
-record is written to `<model_dir>/params.json`, which evaluate/predict/Tagger.load read back.
+Every field becomes an absl flag of the same name (see `define_flags`), and the whole record is written
+to `<model_dir>/params.json`, which evaluate/predict/Tagger.load read back and check. The paper's own
+configuration is flags/paper.cfg; the defaults here are the ones BUILD_NOTES "Training that converges"
+measured on small verticals.
 """
 import dataclasses
 from dataclasses import dataclass, field
@@ -16,10 +17,12 @@ from mtl_tagger.files import read_json
 MODES = ("single", "shared", "coupled")
 DEFAULT_VECTORS = "cache/glove.flipkart.300d.txt"  # what the README's glove command builds
 CHAR_ENCODERS = ("lstm", "cnn")
-LSTM_IMPLS = ("fused", "keras")
+CRF_IMPLS = ("own", "tfa")
 SHORTLIST_CONTEXTS = ("tagged", "all")
+COUPLING_SCORES = ("emission", "log_softmax", "marginal")
 # Fields that may change when a run resumes in the same model dir (they do not change the model).
-RESUMABLE = frozenset({"epochs", "patience", "overwrite", "model_dir", "lstm_impl"})
+RESUMABLE = frozenset({"epochs", "min_steps", "max_steps", "patience", "eval_every", "overwrite", "model_dir",
+                       "crf_impl"})
 PATHS = ("data_dir", "word_vectors")  # compared as resolved paths
 
 
@@ -29,14 +32,19 @@ def _f(default: object, help: str) -> object:
 
 @dataclass
 class Params:
-    """All knobs of a training run (paper defaults)."""
+    """All knobs of a training run."""
 
+    tasks: str = _f("", "Comma-separated verticals trained in one model (directory names under --data_dir); "
+                        "--task_a/--task_b is the two-task spelling.")
     task_a: str = _f("", "Vertical to train (a directory name under --data_dir).")
-    task_b: str = _f("", "Second vertical for multi-task training (empty: single-task).")
-    mtl_mode: str = _f("", "single | shared | coupled (default: coupled with --task_b, else single).")
+    task_b: str = _f("", "Second vertical for two-task training (empty: single-task).")
+    mtl_mode: str = _f("", "single | shared | coupled (default: coupled with several verticals, else single).")
+    couple: str = _f("all", "Coupled mode: the pairs to couple: all, auto (each vertical with its top "
+                            "--lenders_k lenders, python -m mtl_tagger.lenders) or A:B,C:D.")
+    lenders_k: int = _f(1, "With --couple=auto: lenders per vertical.")
     data_dir: str = _f("data/flipkart", "Directory holding <Vertical>/{train,dev,test}.conll.")
     model_dir: str = _f("", "Where checkpoints, params.json, metrics.json and TensorBoard logs go "
-                            "(default: runs/<task_a>[+<task_b>].<mode>).")
+                            "(default: runs/<A>[+<B>…].<mode>).")
     word_vectors: str = _f(DEFAULT_VECTORS, "GloVe-format text file to initialise word embeddings (empty: random; "
                                             "build the default with python -m mtl_tagger.glove).")
     word_dim: int = _f(300, "Word embedding size (must match --word_vectors).")
@@ -44,20 +52,32 @@ class Params:
     char_hidden: int = _f(25, "Char encoder size per direction (LSTM) or number of filters (CNN).")
     char_encoder: str = _f("lstm", "Character-level word encoder: lstm (Lample et al.) or cnn.")
     max_word_len: int = _f(20, "Characters kept per word for the char encoder (longer words are cut).")
+    case_dim: int = _f(0, "Size of the word-shape feature embedding (casing, digits, punctuation); 0: none.")
     hidden_size: int = _f(700, "BiLSTM units per direction (paper: 700).")
-    lstm_impl: str = _f("fused", "Sentence BiLSTM: fused (mtl_tagger.bilstm, faster on CPU) or keras "
-                                 "(Bidirectional(LSTM)); same function, weights and checkpoints.")
     dropout: float = _f(0.5, "Dropout on the embeddings and on the BiLSTM output, in [0, 1).")
-    batch_size: int = _f(30, "Sentences per task minibatch (paper: 30).")
+    word_dropout: float = _f(0.0, "In training, replace a word by the unknown word with this probability (its chars "
+                                  "stay), so the unknown word's embedding is trained; in [0, 1).")
+    batch_size: int = _f(30, "Sentences per vertical minibatch (paper: 30).")
     learning_rate: float = _f(0.001, "Adam learning rate.")
     clip_norm: float = _f(5.0, "Clip the global gradient norm to this (0: no clipping).")
-    epochs: int = _f(30, "Maximum number of epochs (paper: 30).")
-    patience: int = _f(5, "Stop after this many epochs without a better dev macro-F1.")
+    epochs: int = _f(30, "Epochs of the largest vertical; the step budget is epochs × its minibatches, "
+                         "clipped to [--min_steps, --max_steps].")
+    min_steps: int = _f(0, "Train at least this many optimiser steps, however small the verticals.")
+    max_steps: int = _f(0, "Train at most this many optimiser steps (0: no cap).")
+    eval_every: int = _f(0, "Score dev every this many steps (0: once per epoch of the largest vertical).")
+    patience: int = _f(5, "Stop after this many dev evaluations in which no vertical improved (0: never).")
     max_len: int = _f(200, "Longer sentences are split into chunks of at most this many tokens.")
     seed: int = _f(42, "Random seed: same seed, data and flags give identical metrics.json.")
     strict_bio: bool = _f(False, "Make an I-x after O or after B-y an error instead of repairing it to B-x.")
-    overwrite: bool = _f(False, "Replace a model dir that holds a model of other tasks or flags.")
+    overwrite: bool = _f(False, "Replace a model dir that holds a model of other verticals, flags or data.")
+    crf_impl: str = _f("own", "CRF implementation: own (mtl_tagger.crf) or tfa (tensorflow-addons, paper stack "
+                              "only; the same function).")
     coupling_weight: float = _f(1.0, "Weight of the total coupling error TCE in the loss (coupled mode).")
+    coupling_score: str = _f("emission", "Score compared by the coupling loss: emission (the paper's s_i(y|x)), "
+                                         "log_softmax (per position over the tags) or marginal (CRF log P(y_i|x)).")
+    coupling_stop_lender: bool = _f(False, "Coupling: stop the gradient through the neighbour's score, so only "
+                                           "the anchor's score moves towards it.")
+    attention_temperature: float = _f(1.0, "Coupling: divide the attention logits α by this.")
     window: int = _f(2, "Context window half-width w for the shortlist and attention vectors.")
     shortlist_threshold: float = _f(0.5, "Keep context pairs with cosine above this.")
     shortlist_max_neighbors: int = _f(10, "At most this many neighbours per anchor context.")
@@ -65,73 +85,145 @@ class Params:
     label_kgram: int = _f(3, "k of the character k-grams that embed label names (label coupling error).")
 
     @property
-    def tasks(self) -> list[str]:
-        """The verticals of this run, task_a first."""
-        return [t for t in (self.task_a, self.task_b) if t]
+    def names(self) -> list[str]:
+        """The verticals of this run, in order (valid after `validate`)."""
+        return [t for t in self.tasks.split(",") if t]
 
     @property
     def mode(self) -> str:
         """The effective multi-task mode."""
-        return self.mtl_mode or ("coupled" if self.task_b else "single")
+        return self.mtl_mode or ("coupled" if len(self.names) > 1 else "single")
 
     def validate(self) -> "Params":
-        """Raise InputError naming the first out-of-range flag."""
+        """Check every flag (InputError naming the first bad one) and spell the verticals as --tasks."""
         positive = ("word_dim", "char_dim", "char_hidden", "max_word_len", "hidden_size", "batch_size",
-                    "epochs", "patience", "max_len", "shortlist_max_neighbors", "label_kgram")
+                    "epochs", "max_len", "shortlist_max_neighbors", "label_kgram", "lenders_k")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise InputError(f"--{name}={getattr(self, name)}: must be > 0")
-        if not 0.0 <= self.dropout < 1.0:
-            raise InputError(f"--dropout={self.dropout}: must be in [0, 1)")
-        if self.learning_rate <= 0:
-            raise InputError(f"--learning_rate={self.learning_rate}: must be > 0")
-        if not 0 <= self.seed < 2**32:
-            raise InputError(f"--seed={self.seed}: must be in [0, 2**32)")
-        for name in ("clip_norm", "coupling_weight", "window"):
+        for name in ("clip_norm", "coupling_weight", "window", "min_steps", "max_steps", "eval_every", "patience",
+                     "case_dim"):
             if getattr(self, name) < 0:
                 raise InputError(f"--{name}={getattr(self, name)}: must be >= 0")
+        for name in ("dropout", "word_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise InputError(f"--{name}={getattr(self, name)}: must be in [0, 1)")
+        if self.learning_rate <= 0:
+            raise InputError(f"--learning_rate={self.learning_rate}: must be > 0")
+        if self.attention_temperature <= 0:
+            raise InputError(f"--attention_temperature={self.attention_temperature}: must be > 0")
+        if self.max_steps and self.min_steps > self.max_steps:
+            raise InputError(f"--min_steps={self.min_steps}: must not exceed --max_steps={self.max_steps}")
+        if not 0 <= self.seed < 2**31:
+            raise InputError(f"--seed={self.seed}: must be in [0, 2**31)")
         if not -1.0 <= self.shortlist_threshold < 1.0:
             raise InputError(f"--shortlist_threshold={self.shortlist_threshold}: must be in [-1, 1)")
         for name, allowed in (("char_encoder", CHAR_ENCODERS), ("shortlist_contexts", SHORTLIST_CONTEXTS),
-                              ("lstm_impl", LSTM_IMPLS)):
+                              ("crf_impl", CRF_IMPLS), ("coupling_score", COUPLING_SCORES)):
             if getattr(self, name) not in allowed:
                 raise InputError(f"--{name}={getattr(self, name)}: must be one of {', '.join(allowed)}")
         if self.mtl_mode and self.mtl_mode not in MODES:
             raise InputError(f"--mtl_mode={self.mtl_mode}: must be one of {', '.join(MODES)}")
-        if not self.task_a:
-            raise InputError("--task_a is required (a vertical: a directory name under --data_dir)")
-        if self.task_a == self.task_b:
-            raise InputError(f"--task_b={self.task_b}: must differ from --task_a")
-        if self.mode != "single" and not self.task_b:
-            raise InputError(f"--mtl_mode={self.mode} needs --task_b")
-        if self.mode == "single" and self.task_b:
-            raise InputError("--mtl_mode=single trains --task_a alone: drop --task_b")
+        self._canonical_tasks()
+        names = self.names
+        if self.mode != "single" and len(names) < 2:
+            raise InputError(f"--mtl_mode={self.mode} needs two or more verticals (--tasks=A,B or --task_b)")
+        if self.mode == "single" and len(names) > 1:
+            raise InputError("--mtl_mode=single trains one vertical: give only --task_a (or one --tasks)")
+        self.couple_pairs()  # checks --couple against the verticals
         if not self.model_dir:
-            self.model_dir = str(Path("runs") / f"{'+'.join(self.tasks)}.{self.mode}")
+            self.model_dir = str(Path("runs") / f"{'+'.join(names)}.{self.mode}")
         return self
+
+    def _canonical_tasks(self) -> None:
+        """--task_a/--task_b and --tasks are two spellings of one list; params.json holds --tasks only."""
+        pair = [t for t in (self.task_a, self.task_b) if t]
+        listed = [t.strip() for t in self.tasks.split(",")] if self.tasks else []
+        if self.task_b and not self.task_a:
+            raise InputError("--task_b needs --task_a")
+        if listed and pair and listed[:len(pair)] != pair:
+            raise InputError(f"--tasks={self.tasks} and --task_a/--task_b name different verticals: give one")
+        names = listed or pair
+        if not names:
+            raise InputError("--task_a (or --tasks) is required: a vertical, i.e. a directory name under --data_dir")
+        for t in names:
+            if not t or t in (".", "..") or "/" in t or ":" in t:
+                raise InputError(f"--tasks={self.tasks or ','.join(pair)}: {t!r} is not a vertical name "
+                                 "(no empty names, '/' or ':')")
+        dup = sorted({t for t in names if names.count(t) > 1})
+        if dup:
+            raise InputError(f"--tasks: {', '.join(dup)} named twice; each vertical must differ")
+        self.tasks, self.task_a, self.task_b = ",".join(names), "", ""
+
+    def couple_pairs(self, ranking: dict[str, list[str]] | None = None) -> list[tuple[str, str]]:
+        """The coupled pairs (borrower, lender) in a fixed order; `auto` needs the lenders ranking per vertical.
+
+        all: every unordered pair once, in --tasks order; A:B: as listed; auto: each vertical with its top
+        --lenders_k lenders, a pair kept once. Empty outside coupled mode.
+        """
+        names = self.names
+        if self.mode != "coupled":
+            return []
+        if self.couple == "all":
+            return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+        if self.couple == "auto":
+            if ranking is None:
+                return []
+            pairs: list[tuple[str, str]] = []
+            for a in names:
+                for b in ranking[a][: self.lenders_k]:
+                    if (a, b) not in pairs and (b, a) not in pairs:
+                        pairs.append((a, b))
+            return pairs
+        pairs = []
+        for spec in self.couple.split(","):
+            a, sep, b = spec.strip().partition(":")
+            if not sep or a not in names or b not in names or a == b:
+                raise InputError(f"--couple={self.couple}: {spec!r} is not A:B with two different verticals of "
+                                 f"--tasks ({', '.join(names)}); or use all / auto")
+            if (a, b) in pairs or (b, a) in pairs:
+                raise InputError(f"--couple={self.couple}: the pair {a}:{b} is listed twice")
+            pairs.append((a, b))
+        return pairs
 
     def to_json(self) -> dict:
         """Plain dict of every field (what params.json holds)."""
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "Params":
-        """Params from a params.json dict; unknown keys are ignored, missing ones take defaults."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+    def from_json(cls, data: object, path: str | Path = "params.json") -> "Params":
+        """Params from a params.json value, every known field type-checked; unknown keys are ignored."""
+        if not isinstance(data, dict):
+            raise InputError(f"expected a JSON object of flag values, found a {type(data).__name__}", path)
+        values = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in data:
+                continue
+            v, want = data[f.name], type(f.default)
+            ok = isinstance(v, want) and not (want is int and isinstance(v, bool))
+            if want is float and isinstance(v, int) and not isinstance(v, bool):
+                v, ok = float(v), True
+            if not ok:
+                raise InputError(f"{f.name} must be a {want.__name__}, found {v!r}", path)
+            values[f.name] = v
+        return cls(**values)
 
     @classmethod
     def load(cls, model_dir: str | Path) -> "Params":
-        """Read `<model_dir>/params.json`."""
+        """Read and check `<model_dir>/params.json`."""
         path = Path(model_dir) / "params.json"
         if not path.is_file():
             raise InputError("no params.json: not a trained model dir (train one with mtl_tagger.train)", path)
-        return cls.from_json(read_json(path))
+        p = cls.from_json(read_json(path), path)
+        try:
+            return p.validate()
+        except InputError as e:
+            raise InputError(f"holds a bad setting: {e}", path) from None
 
     def differences(self, other: "Params") -> list[str]:
         """Fields (outside RESUMABLE) whose values differ, as 'name: old -> new'.
 
-        The mode is compared as effective (`--task_b` alone equals `--mtl_mode=coupled`), and paths
+        The mode is compared as effective (two verticals alone equal `--mtl_mode=coupled`), and paths
         as resolved, so the same run spelled differently still resumes.
         """
         def canonical(p: "Params") -> dict:
@@ -156,7 +248,10 @@ def from_flags() -> Params:
 
 
 def read_flagfile(path: str | Path) -> dict[str, object]:
-    """Params fields set by an absl flagfile (`--name=value` lines, `#` comments), typed as the fields."""
+    """Params fields set by an absl flagfile (`--name=value` lines, `#` comments), typed as the fields.
+
+    A nested `--flagfile=` line is read too (relative to the working directory, as absl does).
+    """
     types = {f.name: type(f.default) for f in dataclasses.fields(Params)}
     values: dict[str, object] = {}
     for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
@@ -164,6 +259,9 @@ def read_flagfile(path: str | Path) -> dict[str, object]:
         if not line or line.startswith("#"):
             continue
         name, _, value = line.removeprefix("--").partition("=")
+        if name == "flagfile":
+            values.update(read_flagfile(value))
+            continue
         if name.startswith("no") and name[2:] in types and types[name[2:]] is bool:
             name, value = name[2:], "false"
         if name not in types:

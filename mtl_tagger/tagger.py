@@ -1,18 +1,23 @@
-"""The `Tagger` Python API: a trained model (params.json + vocab.json + best checkpoint) that tags text.
+"""The `Tagger` Python API: a trained model (params.json + vocab.json + each vertical's best checkpoint).
 
     t = Tagger.load("runs/chain")
     t.predict([["Gold", "plated", "chain"]], task="Chain")   # -> [["B-plating", "I-plating", "O"]]
-    t.extract("Gold plated chain", task="Chain")             # -> {"tokens", "tags", "values": [...]}
+    t.extract("Gold plated chain", task="Chain")             # -> {"text", "tokens", "tags", "values": [...]}
+
+Each vertical is tagged by the weights of its own selected step (a multi-task run keeps one per vertical).
+A value's `confidence` is the smallest CRF marginal P(y_i = predicted tag | x) over its tokens.
 """
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 from mtl_tagger.conll import Sentence, chunks
 from mtl_tagger.errors import InputError
 from mtl_tagger.metrics import evaluate_tags
 from mtl_tagger.model import TaggerNet
+from mtl_tagger.modeldir import best_checkpoint, read_provenance, stack, stack_name
 from mtl_tagger.params import Params
 from mtl_tagger.pipeline import BATCH_SIGNATURE, encode, eval_batches
 from mtl_tagger.text import tokenize
@@ -21,29 +26,50 @@ from mtl_tagger.vocab import Vocab
 EVAL_BATCH = 64
 
 
-class Tagger:
-    """A model plus its vocabularies; decodes any of its tasks."""
+def restore(net: TaggerNet, checkpoint: str, model_dir: str | Path, extra: dict | None = None) -> None:
+    """Read `checkpoint` into `net` (and `extra` trackables); InputError saying why when it cannot be read."""
+    try:
+        status = tf.train.Checkpoint(net=net, **(extra or {})).read(checkpoint)
+        status.assert_existing_objects_matched().expect_partial()
+    except (tf.errors.OpError, ValueError, AssertionError) as e:
+        written = read_provenance(model_dir).get("stack")
+        by = f"written by {stack_name(written)}, " if written and written != stack() else ""
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise InputError(f"cannot restore {checkpoint} ({by}{reason}): the checkpoint is damaged or does not match "
+                         "params.json/vocab.json; retrain the model", model_dir) from None
 
-    def __init__(self, params: Params, vocab: Vocab, net: TaggerNet | None = None) -> None:
+
+class Tagger:
+    """A model's vocabularies and networks; tags token lists or raw text for any of its verticals."""
+
+    def __init__(self, params: Params, vocab: Vocab, nets: dict[str, TaggerNet]) -> None:
         self.params = params
         self.vocab = vocab
-        self.net = net or TaggerNet(params, len(vocab.words), len(vocab.chars), vocab.tags)
-        self._decoders: dict[str, tf.types.experimental.GenericFunction] = {}
+        self.nets = nets
+        self._decoders: dict[tuple[str, bool], tf.types.experimental.GenericFunction] = {}
 
     @classmethod
     def load(cls, model_dir: str | Path) -> "Tagger":
-        """Load params.json, vocab.json and the best checkpoint of a trained model dir."""
+        """Load params.json, vocab.json and every vertical's selected checkpoint of a trained model dir."""
         model_dir = Path(model_dir)
         params = Params.load(model_dir)
         vocab_path = model_dir / "vocab.json"
         if not vocab_path.is_file():
             raise InputError("no vocab.json: training did not get far enough to save a model", model_dir)
-        tagger = cls(params, Vocab.load(vocab_path))
-        best = tf.train.latest_checkpoint(model_dir / "best")
-        if best is None:
-            raise InputError("no best checkpoint (best/): training has not finished an epoch", model_dir)
-        tf.train.Checkpoint(net=tagger.net).restore(best).expect_partial()
-        return tagger
+        vocab = Vocab.load(vocab_path)
+        if list(vocab.tags) != params.names:
+            raise InputError(f"vocab.json has tags for {', '.join(vocab.tags)} but params.json trains "
+                             f"{', '.join(params.names)}", vocab_path)
+        nets: dict[str, TaggerNet] = {}
+        for task in params.names:
+            checkpoint = best_checkpoint(model_dir, task)
+            if checkpoint is None:
+                raise InputError(f"no checkpoint for {task} (best/{task}/): training has not evaluated it yet",
+                                 model_dir)
+            net = TaggerNet(params, len(vocab.words), len(vocab.chars), vocab.tags)
+            restore(net, checkpoint, model_dir)
+            nets[task] = net
+        return cls(params, vocab, nets)
 
     @property
     def tasks(self) -> list[str]:
@@ -55,51 +81,78 @@ class Tagger:
         if task not in self.vocab.tags:
             raise InputError(f"--task={task}: this model tags {', '.join(self.tasks)}")
 
-    def _decoder(self, task: str) -> tf.types.experimental.GenericFunction:
-        if task not in self._decoders:
-            self._decoders[task] = tf.function(lambda b: self.net.decode(task, b),
-                                               input_signature=[BATCH_SIGNATURE], reduce_retracing=True)
-        return self._decoders[task]
+    def _decoder(self, task: str, marginals: bool) -> tf.types.experimental.GenericFunction:
+        key = (task, marginals)
+        if key not in self._decoders:
+            net = self.nets[task]
+            fn = (lambda b: net.decode_with_marginals(task, b)) if marginals else (lambda b: net.decode(task, b))
+            self._decoders[key] = tf.function(fn, input_signature=[BATCH_SIGNATURE], autograph=False)
+        return self._decoders[key]
 
-    def predict(self, token_lists: Sequence[Sequence[str]], task: str) -> list[list[str]]:
-        """Tag lists for tokenised sentences; sentences longer than max_len are tagged in chunks."""
+    def tag(self, token_lists: Sequence[Sequence[str]], task: str, marginals: bool = True
+            ) -> tuple[list[list[str]], list[list[float]]]:
+        """Tags and each token's marginal of its tag (empty lists without `marginals`) for tokenised sentences.
+
+        Sentences longer than max_len are tagged in max_len pieces, as the model was trained.
+        """
         self.check_task(task)
+        if isinstance(token_lists, (str, bytes)) or any(
+                isinstance(s, (str, bytes)) or not all(isinstance(t, str) for t in s) for s in token_lists):
+            raise InputError("predict takes tokenised sentences (lists of token strings); for raw text use extract")
         step = self.params.max_len
         pieces, owner = [], []
         for i, tokens in enumerate(token_lists):
             for s in range(0, len(tokens), step):
                 pieces.append(list(tokens[s:s + step]))
                 owner.append(i)
-        examples = encode(pieces, self.vocab, self.params.max_word_len)
         piece_tags: list[list[str]] = [[] for _ in pieces]
-        decode = self._decoder(task)
-        for batch in eval_batches(examples, EVAL_BATCH):
-            ids = decode(batch).numpy()
-            for row, index, length in zip(ids, batch["index"].numpy(), batch["length"].numpy()):
-                piece_tags[index] = self.vocab.tag_names(task, row[:length])
-        out: list[list[str]] = [[] for _ in token_lists]
-        for i, tags in zip(owner, piece_tags):
-            out[i].extend(tags)
-        return out
+        piece_conf: list[list[float]] = [[] for _ in pieces]
+        decode = self._decoder(task, marginals)
+        for positions, batch in eval_batches(encode(pieces, self.vocab, self.params.max_word_len), EVAL_BATCH):
+            out = decode(batch)
+            ids, conf = (out[0].numpy(), out[1].numpy()) if marginals else (out.numpy(), None)
+            for r, (i, n) in enumerate(zip(positions, batch["length"])):
+                piece_tags[i] = self.vocab.tag_names(task, ids[r, :n])
+                if conf is not None:
+                    piece_conf[i] = conf[r, :n].tolist()
+        tags: list[list[str]] = [[] for _ in token_lists]
+        conf_out: list[list[float]] = [[] for _ in token_lists]
+        for i, t, c in zip(owner, piece_tags, piece_conf):
+            tags[i].extend(t)
+            conf_out[i].extend(c)
+        return tags, conf_out
+
+    def predict(self, token_lists: Sequence[Sequence[str]], task: str) -> list[list[str]]:
+        """Tag lists for tokenised sentences."""
+        return self.tag(token_lists, task, marginals=False)[0]
 
     def evaluate(self, sentences: Sequence[Sentence], task: str) -> tuple[dict, list[list[str]]]:
         """The paper's metrics of `task` on gold sentences, and the predicted tags."""
         pred = self.predict([s.tokens for s in sentences], task)
         return evaluate_tags([s.tags for s in sentences], pred), pred
 
-    def extract(self, texts: str | Sequence[str], task: str) -> dict | list[dict]:
-        """Tokenise raw text(s), tag, and list the extracted values with character offsets into each text.
+    def extract(self, texts: str | Sequence[str], task: str, min_confidence: float = 0.0) -> dict | list[dict]:
+        """Tokenise raw text(s), tag, and list the values with character offsets into each text and a confidence.
 
-        One text gives one record {"text", "tokens", "tags", "values": [{"attribute", "value", "start",
-        "end"}]}; a list of texts gives a list of records (tagged in one batched pass).
+        One text gives one record {"text", "tokens", "tags", "values": [{"attribute", "value", "start", "end",
+        "confidence"}]}; a list of texts gives a list of records (tagged in one batched pass). Values below
+        `min_confidence` are left out.
         """
+        if isinstance(texts, bytes) or (not isinstance(texts, str) and any(isinstance(t, bytes) for t in texts)):
+            raise InputError("extract takes text (str), not bytes: decode it first, e.g. data.decode('utf-8')")
         if isinstance(texts, str):
-            return self.extract([texts], task)[0]
+            return self.extract([texts], task, min_confidence)[0]
+        if not all(isinstance(t, str) for t in texts):
+            raise InputError("extract takes a text (str) or a list of texts")
         spans = [tokenize(text) for text in texts]
-        tag_lists = self.predict([[t for t, _, _ in sp] for sp in spans], task)
+        tag_lists, conf_lists = self.tag([[t for t, _, _ in sp] for sp in spans], task)
         records = []
-        for text, sp, tags in zip(texts, spans, tag_lists):
-            values = [{"attribute": attr, "value": text[sp[s][1]:sp[e - 1][2]], "start": sp[s][1], "end": sp[e - 1][2]}
-                      for attr, s, e in chunks(tags)]
+        for text, sp, tags, conf in zip(texts, spans, tag_lists, conf_lists):
+            values = []
+            for attr, s, e in chunks(tags):
+                confidence = round(float(np.min(conf[s:e])), 4)
+                if confidence >= min_confidence:
+                    values.append({"attribute": attr, "value": text[sp[s][1]:sp[e - 1][2]], "start": sp[s][1],
+                                   "end": sp[e - 1][2], "confidence": confidence})
             records.append({"text": text, "tokens": [t for t, _, _ in sp], "tags": tags, "values": values})
         return records

@@ -2,7 +2,8 @@
 
 Id 0 is padding and id 1 the unknown symbol for words and characters; tag id 0 is always "O".
 Words come from the training splits of all tasks plus every word of the pretrained vectors, so words
-that only occur at test or predict time still get their pretrained vector.
+that only occur at test or predict time still get their pretrained vector. A word's *shape* (casing,
+digits, punctuation; `SHAPES`) is a fixed feature that needs no vocabulary.
 """
 import json
 from collections import Counter
@@ -12,9 +13,30 @@ from pathlib import Path
 
 import numpy as np
 
+from mtl_tagger.errors import InputError
 from mtl_tagger.files import read_json, write_text_atomic
 
 PAD, UNK = "<pad>", "<unk>"
+UNK_ID = 1
+# Word shapes as NCRF++/Lample et al.'s casing feature; id 0 is padding.
+SHAPES = ("<pad>", "lower", "upper", "title", "mixed", "number", "alnum", "punct", "other")
+
+
+def shape(token: str) -> int:
+    """The SHAPES id of a token: its casing, whether it is a number or mixes digits, or punctuation."""
+    if token.isdigit() or token.replace(".", "", 1).replace(",", "").isdigit():
+        return 5
+    if any(c.isdigit() for c in token):
+        return 6
+    if not any(c.isalnum() for c in token):
+        return 7
+    if token.islower():
+        return 1
+    if token.isupper():
+        return 2
+    if token.istitle():
+        return 3
+    return 4 if any(c.isupper() for c in token) else 8
 
 
 def _index(items: Sequence[str]) -> dict[str, int]:
@@ -72,6 +94,10 @@ class Vocab:
             out[i, : len(ids)] = ids
         return out
 
+    def shape_ids(self, tokens: Sequence[str]) -> np.ndarray:
+        """Word-shape ids of a sentence (see SHAPES)."""
+        return np.array([shape(t) for t in tokens], dtype=np.int32)
+
     def tag_ids(self, task: str, tags: Sequence[str]) -> np.ndarray:
         """Tag ids for `task`; a tag never seen in training maps to O (0) for the loss only."""
         ids = self._tag_ids[task]
@@ -89,6 +115,18 @@ class Vocab:
 
     @classmethod
     def load(cls, path: str | Path) -> "Vocab":
-        """Read vocabularies written by `save`."""
+        """Read and check vocabularies written by `save`; InputError naming the file when they are damaged."""
         data = read_json(path)
-        return cls(words=data["words"], chars=data["chars"], tags=data["tags"])
+        if not isinstance(data, dict) or not {"words", "chars", "tags"} <= set(data):
+            raise InputError("damaged vocabulary: expected a JSON object with words, chars and tags", path)
+        words, chars, tags = data["words"], data["chars"], data["tags"]
+        for name, items in (("words", words), ("chars", chars)):
+            if not isinstance(items, list) or len(items) < 2 or items[:2] != [PAD, UNK] \
+                    or not all(isinstance(w, str) for w in items):
+                raise InputError(f"damaged vocabulary: {name} must be a list of strings starting with {PAD}, {UNK}",
+                                 path)
+        if not isinstance(tags, dict) or not tags or not all(
+                isinstance(v, list) and v[:1] == ["O"] and all(isinstance(t, str) for t in v) for v in tags.values()):
+            raise InputError("damaged vocabulary: tags must map each vertical to a list of tags starting with O",
+                             path)
+        return cls(words=words, chars=chars, tags=tags)

@@ -25,6 +25,7 @@ def smoke_params(data_dir: Path | str, model_dir: Path | str, **overrides: objec
                      **overrides}).validate()
 
 
+
 def run_cli(module: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     """Run `python -m mtl_tagger.<module> args…` from the repo root and capture its output."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -23,7 +23,7 @@ def _sentence(rng: random.Random, kind: str) -> list[tuple[str, str]]:
     out += [(kind, "O")]
     if rng.random() < 0.6:
         out += [("in", "O")] + _span(rng.choice(COLOURS), "color")
-    if kind == "mangalsutra" and rng.random() < 0.5:
+    if kind in ("mangalsutra", "ring") and rng.random() < 0.5:
         out += [("with", "O")] + _span(rng.choice(["diamond", "pearl", "ruby"]), "gemstone")
     n = rng.randint(0, 8)
     out += [(w, "O") for w in rng.sample(FILLER, n)]

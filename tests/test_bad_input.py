@@ -10,7 +10,8 @@ from conftest import run_cli, smoke_params
 
 from mtl_tagger.errors import InputError
 from mtl_tagger.params import Params
-from mtl_tagger.training import load_run_data, train
+from mtl_tagger.run import build, load_data
+from mtl_tagger.train import train
 from mtl_tagger.vectors import read_vectors, write_vectors
 
 
@@ -28,7 +29,7 @@ def _assert_one_line(r, *words: str) -> None:
     ("--batch_size=-3", ["--batch_size=-3"]),
     ("--dropout=1.0", ["--dropout=1.0", "[0, 1)"]),
     ("--char_encoder=gru", ["--char_encoder=gru", "lstm, cnn"]),
-    ("--task_b=Chain x", ["--task_b", "differ"]),
+    ("--task_b=Chain x", ["Chain x", "named twice"]),
 ])
 def test_out_of_range_flags_cli(flag: str, words: list[str], data_dir: Path, tmp_path: Path) -> None:
     r = run_cli("train", "--flagfile=flags/smoke.cfg", "--task_a=Chain x", f"--data_dir={data_dir}",
@@ -74,8 +75,8 @@ def test_missing_dev_is_held_out_of_train(data_dir: Path, tmp_path: Path) -> Non
     d = tmp_path / "data"
     shutil.copytree(data_dir / "Chain x", d / "V")
     (d / "V" / "dev.conll").unlink()
-    data = load_run_data(smoke_params(d, tmp_path / "m", task_a="V")).tasks["V"]
-    again = load_run_data(smoke_params(d, tmp_path / "m", task_a="V")).tasks["V"]
+    data = load_data(smoke_params(d, tmp_path / "m", task_a="V")).tasks["V"]
+    again = load_data(smoke_params(d, tmp_path / "m", task_a="V")).tasks["V"]
     assert data.dev_held_out and 0 < len(data.dev) < len(data.train)
     assert data.dev == again.dev, "the held-out dev split must be deterministic"
     assert not {s.tokens for s in data.dev} & {s.tokens for s in data.train}
@@ -88,7 +89,7 @@ def test_unseen_test_tag_is_warned(data_dir: Path, tmp_path: Path, monkeypatch: 
         f.write("Acme\tB-brand\nzircon\tB-stone\n\n")
     warnings: list[str] = []
     monkeypatch.setattr(logging, "warning", lambda msg, *a: warnings.append(msg % a))
-    load_run_data(smoke_params(d, tmp_path / "m", task_a="V"))
+    load_data(smoke_params(d, tmp_path / "m", task_a="V"))
     assert any("B-stone (1)" in w and "count as wrong" in w for w in warnings), warnings
 
 
@@ -100,7 +101,7 @@ def test_long_train_sentence_is_split_with_warning(data_dir: Path, tmp_path: Pat
         f.write("".join(f"w{i}\tO\n" for i in range(130)) + "\n")
     warnings: list[str] = []
     monkeypatch.setattr(logging, "warning", lambda msg, *a: warnings.append(msg % a))
-    data = load_run_data(smoke_params(d, tmp_path / "m", task_a="V")).tasks["V"]
+    data = load_data(smoke_params(d, tmp_path / "m", task_a="V")).tasks["V"]
     assert max(len(s.tokens) for s in data.train) <= 60
     assert any("split 1 sentence" in w for w in warnings), warnings
 
@@ -129,12 +130,10 @@ def test_vectors_of_wrong_dimension(data_dir: Path, tmp_path: Path) -> None:
 def test_word_vectors_initialise_embeddings(data_dir: Path, tmp_path: Path) -> None:
     path = tmp_path / "v.txt"
     write_vectors(path, ["Acme", "brass", "unseen_elsewhere"], np.arange(48, dtype=np.float32).reshape(3, 16))
-    data = load_run_data(smoke_params(data_dir, tmp_path / "m", word_vectors=str(path)))
+    data = load_data(smoke_params(data_dir, tmp_path / "m", word_vectors=str(path)))
     row = data.vocab.words.index("brass")
-    init, found = data.word_init(seed=0)
-    assert np.allclose(init[row], np.arange(16, 32)) and found[row]
-    assert not found[data.vocab.words.index("gold")], "train words without a vector are not 'found'"
-    assert not found[0] and not init[0].any(), "padding row is zero"
+    net = build(smoke_params(data_dir, tmp_path / "m", word_vectors=str(path)), data, tmp_path / "m").net
+    np.testing.assert_allclose(net.word_embeddings.numpy()[row], np.arange(16, 32))
     assert "unseen_elsewhere" in data.vocab.words, "pretrained words join the vocabulary"
 
 
@@ -151,7 +150,7 @@ def test_unknown_task_at_evaluate_and_predict(module: str, data_dir: Path, tmp_p
 def test_model_dir_of_other_run_is_refused_unless_overwrite(data_dir: Path, tmp_path: Path) -> None:
     train(smoke_params(data_dir, tmp_path / "m", epochs=1))
     before = (tmp_path / "m" / "params.json").read_text()
-    with pytest.raises(InputError, match=r"other tasks or flags.*task_a: 'Chain x' -> 'Mangal-sutra'.*--overwrite"):
+    with pytest.raises(InputError, match=r"other verticals or flags.*tasks: 'Chain x' -> 'Mangal-sutra'.*--overwrite"):
         train(smoke_params(data_dir, tmp_path / "m", task_a="Mangal-sutra", epochs=1))
     with pytest.raises(InputError, match=r"hidden_size: 16 -> 8"):
         train(smoke_params(data_dir, tmp_path / "m", hidden_size=8, epochs=1))
@@ -216,7 +215,7 @@ def test_overwrite_that_fails_gives_the_old_run_back(data_dir: Path, tmp_path: P
     (d / "Other").mkdir()
     for split in ("train", "test"):
         (d / "Other" / f"{split}.conll").write_text("".join(f"zz{i}\tB-k\n\n" for i in range(20)))
-    with pytest.raises(InputError, match="shortlist is empty"):
+    with pytest.raises(InputError, match="the shortlist of Chain x and Other is empty"):
         train(smoke_params(d, tmp_path / "m", task_b="Other", overwrite=True))
     assert (tmp_path / "m" / "metrics.json").read_text() == before
 
@@ -224,4 +223,4 @@ def test_overwrite_that_fails_gives_the_old_run_back(data_dir: Path, tmp_path: P
 def test_params_json_round_trip() -> None:
     p = Params(task_a="A", task_b="B", hidden_size=7).validate()
     assert Params.from_json(json.loads(json.dumps(p.to_json()))) == p
-    assert p.mode == "coupled" and p.tasks == ["A", "B"] and p.model_dir == "runs/A+B.coupled"
+    assert p.mode == "coupled" and p.names == ["A", "B"] and p.model_dir == "runs/A+B.coupled"

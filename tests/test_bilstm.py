@@ -1,70 +1,66 @@
-"""FusedBiLSTM computes what Keras' Bidirectional(LSTM(return_sequences=True)) computes, gradients included."""
-from pathlib import Path
-
+"""The fused BiLSTM computes what Keras' Bidirectional(LSTM(return_sequences=True)) computes, gradients included."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from mtl_tagger.bilstm import FusedBiLSTM
+from mtl_tagger.bilstm import LSTMWeights, bilstm, bilstm_final
+from mtl_tagger.initializers import SeedSequence
 
 UNITS, DIM = 6, 5
 LENGTHS = [7, 1, 4, 7, 2, 5]  # varied, with a length-1 row and full-length rows
 
 
-def _pair(seed: int) -> tuple[tf.keras.layers.Layer, FusedBiLSTM, tf.Tensor, tf.Tensor]:
-    """A Keras BiLSTM with random weights (biases too), a FusedBiLSTM holding the same weights, a padded batch."""
+def _pair(seed: int, return_sequences: bool = True) -> tuple:
+    """A Keras BiLSTM with random weights (biases too), our two directions holding the same weights, a batch."""
     rng = np.random.default_rng(seed)
     x = tf.constant(rng.normal(size=(len(LENGTHS), max(LENGTHS), DIM)).astype(np.float32))  # garbage in padding
     mask = tf.constant(np.arange(max(LENGTHS))[None] < np.array(LENGTHS)[:, None])
-    keras = tf.keras.layers.Bidirectional(tf.keras.layers.LSTM(UNITS, return_sequences=True))
+    keras = tf.keras.layers.Bidirectional(tf.keras.layers.LSTM(UNITS, return_sequences=return_sequences))
     keras(x, mask=mask)
     keras.set_weights([w + rng.normal(scale=0.5, size=w.shape).astype(np.float32) for w in keras.get_weights()])
-    fused = FusedBiLSTM(UNITS)
-    fused(x, mask=mask)
-    fused.set_weights(keras.get_weights())
-    return keras, fused, x, mask
+    seeds = SeedSequence(seed)
+    fw, bw = LSTMWeights(DIM, UNITS, seeds), LSTMWeights(DIM, UNITS, seeds)
+    for var, value in zip([fw.kernel, fw.recurrent_kernel, fw.bias, bw.kernel, bw.recurrent_kernel, bw.bias],
+                          keras.get_weights()):
+        var.assign(value)
+    return keras, fw, bw, x, mask
 
 
 def test_outputs_match_keras_on_a_padded_batch() -> None:
-    keras, fused, x, mask = _pair(0)
+    keras, fw, bw, x, mask = _pair(0)
     want = keras(x, mask=mask).numpy()
-    got = fused(x, mask=mask).numpy()
-    np.testing.assert_allclose(got, want, atol=1e-5)
-    assert not got[~mask.numpy()].any()  # padded positions are zero, as Keras gives
-    assert fused.compute_mask(x, mask) is mask
+    got = bilstm(x, tf.constant(LENGTHS), fw, bw).numpy()
+    np.testing.assert_allclose(got[mask.numpy()], want[mask.numpy()], atol=1e-5)
+    assert not got[~mask.numpy()].any()  # padded positions are zero
 
 
-def test_dynamic_shapes_and_no_mask() -> None:
-    keras, fused, x, mask = _pair(1)
-    spec = [tf.TensorSpec([None, None, DIM]), tf.TensorSpec([None, None], tf.bool)]
-    traced = tf.function(lambda a, m: fused(a, mask=m), input_signature=spec)  # as the decoder traces it
-    np.testing.assert_allclose(traced(x, mask).numpy(), keras(x, mask=mask).numpy(), atol=1e-5)
-    np.testing.assert_allclose(fused(x).numpy(), keras(x).numpy(), atol=1e-5)
+def test_final_states_match_keras() -> None:
+    keras, fw, bw, x, mask = _pair(3, return_sequences=False)
+    np.testing.assert_allclose(bilstm_final(x, tf.constant(LENGTHS), fw, bw).numpy(), keras(x, mask=mask).numpy(),
+                               atol=1e-5)
 
 
-@pytest.mark.parametrize("seed", [2, 3])
+@pytest.mark.parametrize("seed", [0, 1])
 def test_gradients_match_keras(seed: int) -> None:
-    keras, fused, x, mask = _pair(seed)
-    weight = tf.constant(np.random.default_rng(seed).normal(size=(len(LENGTHS), max(LENGTHS), 2 * UNITS)),
-                         tf.float32)
-
-    def grads(layer: tf.keras.layers.Layer) -> list[np.ndarray]:
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            loss = tf.reduce_sum(tf.tanh(layer(x, mask=mask)) * weight)
-        return [g.numpy() for g in tape.gradient(loss, [x, *layer.trainable_variables])]
-
-    want, got = grads(keras), grads(fused)
-    assert len(got) == 7  # inputs + kernel, recurrent kernel, bias of each direction
-    for g, w in zip(got, want):
-        np.testing.assert_allclose(g, w, atol=1e-5)
-    assert not got[0][~mask.numpy()].any()  # padding gets no gradient
+    keras, fw, bw, x, mask = _pair(seed)
+    weight = tf.constant(np.random.default_rng(9).normal(size=(len(LENGTHS), max(LENGTHS), 2 * UNITS)), tf.float32)
+    weight *= tf.cast(mask, tf.float32)[..., None]
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        want = tf.reduce_sum(keras(x, mask=mask) * weight)
+        got = tf.reduce_sum(bilstm(x, tf.constant(LENGTHS), fw, bw) * weight)
+    mine = tape.gradient(got, [x, fw.kernel, fw.recurrent_kernel, fw.bias, bw.kernel, bw.recurrent_kernel, bw.bias])
+    theirs = tape.gradient(want, [x, *keras.trainable_weights])
+    for a, b in zip(mine, theirs):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(tf.convert_to_tensor(b)), atol=2e-5)
 
 
-def test_checkpoints_interchange_with_keras(tmp_path: Path) -> None:
-    keras, _, x, mask = _pair(4)
-    path = tf.train.Checkpoint(bilstm=keras).save(str(tmp_path / "ckpt"))
-    fresh = FusedBiLSTM(UNITS)
-    fresh(x, mask=mask)
-    tf.train.Checkpoint(bilstm=fresh).restore(path).assert_consumed()
-    np.testing.assert_allclose(fresh(x, mask=mask).numpy(), keras(x, mask=mask).numpy(), atol=1e-5)
+def test_traced_with_unknown_shapes_and_padding_ignored() -> None:
+    _, fw, bw, x, _ = _pair(1)
+    spec = [tf.TensorSpec([None, None, DIM]), tf.TensorSpec([None], tf.int32)]
+    traced = tf.function(lambda a, n: bilstm(a, n, fw, bw), input_signature=spec)
+    lengths = tf.constant(LENGTHS)
+    full = traced(x, lengths).numpy()
+    for i, n in enumerate(LENGTHS):  # each row alone, cut to its length, gives the same outputs
+        alone = traced(x[i:i + 1, :n], lengths[i:i + 1]).numpy()[0]
+        np.testing.assert_allclose(full[i, :n], alone, atol=1e-6)

@@ -1,84 +1,66 @@
-"""tf.data batches and coupling minibatches: every context's score is looked up where it was encoded."""
+"""Minibatch plans and the one tf.data pipeline: fixed by (seed, step), every sentence once per epoch, in-graph
+gathers equal to padding in numpy, and a pipeline started at step s equal to the tail of one started at 0."""
 import numpy as np
-import pytest
+import tensorflow as tf
 
 from mtl_tagger import pipeline
-from mtl_tagger.shortlist import make_contexts
 from mtl_tagger.vocab import Vocab
 
 
-def _corpus(rng: np.random.Generator, sizes: dict[str, int], tags: dict[str, list[str]]) -> tuple:
-    """Sentences whose every token is unique (so a window identifies its context), encoded per task."""
-    tokens = {t: [[f"{t}{j}_{i}" for i in range(rng.integers(1, 30))] for j in range(n)] for t, n in sizes.items()}
-    gold = {t: [[tags[t][rng.integers(0, len(tags[t]))] for _ in s] for s in tokens[t]] for t in sizes}
-    vocab = Vocab.build([s for t in sizes for s in tokens[t]], gold)
-    return tuple(pipeline.encode(tokens[t], vocab, 5, t, gold[t]) for t in sizes)
+def _examples(rng: np.random.Generator, n: int) -> list[pipeline.Example]:
+    tokens = [[f"w{rng.integers(0, 50)}" for _ in range(rng.integers(1, 40))] for _ in range(n)]
+    tags = [["O" if rng.random() < 0.7 else "B-x" for _ in s] for s in tokens]
+    return pipeline.encode(tokens, Vocab.build(tokens, {"T": tags}), 6, "T", tags)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_coupling_batch_refs_point_at_each_contexts_own_sentence_position_and_tag(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    examples = _corpus(rng, {"A": 12, "B": 9}, {"A": ["O", "B-x", "I-x"], "B": ["O", "B-y", "B-z", "I-z"]})
-    contexts = tuple(make_contexts([e["words"] for e in ex], [e["tags"] > 0 for e in ex], 1) for ex in examples)
-    k = 4
-    neighbors = tuple(np.where(rng.random((len(contexts[s]), k)) < 0.6,
-                               rng.integers(0, len(contexts[1 - s]), (len(contexts[s]), k)), -1) for s in (0, 1))
-    neighbors = tuple(-np.sort(-n, axis=1) for n in neighbors)  # real neighbours first, as the shortlist gives
-    data = pipeline.ShortlistData.build(contexts, examples, neighbors)
-    batch = next(pipeline.coupling_batches(data, examples, 7, seed, 0))
-
-    def value(side: int, sentence: int, pos: int, tag: int) -> float:
-        return 10000 * side + 100 * sentence + 10 * pos + tag + 0.5
-
-    # Fake emissions: each head scores (row, position, tag) by a code of the row's own sentence.
-    scores = []
-    for g in range(pipeline.LENGTH_GROUPS):
-        sent = batch[f"sentences_{g}"]
-        ids = [next((si, j) for si in (0, 1) for j, e in enumerate(examples[si])
-                    if int(e["length"]) == n and np.array_equal(e["words"], w[:n]))
-               for w, n in zip(sent["words"], sent["length"])]
-        for side, name in ((0, "a"), (1, "b")):
-            for row, pos, tag in batch[f"lookup_{g}{name}"]:
-                si, j = ids[row]
-                assert si == side, "a context is scored by its own task's head"
-                scores.append(value(side, j, pos, tag))
-    scores = np.array(scores)
-    for r, (d, ctx) in enumerate(batch_anchors(data, batch)):
-        c = data.contexts[d]
-        assert scores[batch["anchor_ref"][r]] == value(d, c.sentence[ctx], c.position[ctx], data.gold[d][ctx])
-        assert batch["anchor_tag"][r] == data.gold[d][ctx]
-        assert np.array_equal(batch["anchor_window"][r], c.windows[ctx])
-        nb = data.neighbors[d][ctx]
-        nb = nb[nb >= 0]
-        assert batch["mask"][r].sum() == len(nb)
-        o = data.contexts[1 - d]
-        for m, n in enumerate(nb):
-            want = value(1 - d, o.sentence[n], o.position[n], data.gold[1 - d][n])
-            assert scores[batch["neighbor_ref"][r, m]] == want
-            assert np.array_equal(batch["neighbor_window"][r, m], o.windows[n])
+def test_every_sentence_once_per_epoch_and_batches_share_a_length_bucket() -> None:
+    lengths = np.random.default_rng(0).integers(1, 120, 97)
+    per_epoch = pipeline.batches_per_epoch(lengths, 8, 200)
+    plan = pipeline.batch_plan(lengths, 8, 200, seed=1, stream=0, steps=3 * per_epoch)
+    bounds = pipeline.bucket_boundaries(200)
+    for e in range(3):
+        rows = plan[e * per_epoch:(e + 1) * per_epoch]
+        assert sorted(rows[rows >= 0]) == list(range(97))
+        for row in rows:
+            assert len(set(np.searchsorted(bounds, lengths[row[row >= 0]], side="right"))) == 1
 
 
-def batch_anchors(data: pipeline.ShortlistData, batch: dict) -> list[tuple[int, int]]:
-    """Recover each batch row's (direction, context) from its window (unique: every token is unique)."""
-    out = []
-    for d, win in zip(batch["direction"], batch["anchor_window"]):
-        (hit,) = np.flatnonzero((data.contexts[d].windows == win).all(axis=1))
-        out.append((int(d), int(hit)))
-    return out
+def test_plan_depends_on_seed_and_step_only() -> None:
+    lengths = np.random.default_rng(1).integers(1, 60, 40)
+    long = pipeline.batch_plan(lengths, 6, 200, seed=3, stream=2, steps=50)
+    np.testing.assert_array_equal(pipeline.batch_plan(lengths, 6, 200, seed=3, stream=2, steps=20), long[:20])
+    assert not np.array_equal(pipeline.batch_plan(lengths, 6, 200, seed=4, stream=2, steps=50), long)
+    assert not np.array_equal(pipeline.batch_plan(lengths, 6, 200, seed=3, stream=1, steps=50), long)
 
 
-def test_coupling_batches_visit_every_anchor_once_per_pass() -> None:
-    rng = np.random.default_rng(0)
-    examples = _corpus(rng, {"A": 10, "B": 10}, {"A": ["O", "B-x"], "B": ["O", "B-y"]})
-    contexts = tuple(make_contexts([e["words"] for e in ex], [e["tags"] >= 0 for e in ex], 0) for ex in examples)
-    neighbors = tuple(np.zeros((len(contexts[s]), 1), np.int64) for s in (0, 1))
-    data = pipeline.ShortlistData.build(contexts, examples, neighbors)
-    gen = pipeline.coupling_batches(data, examples, 5, 0, 0)
-    n_batches = -(-len(data.anchors) // 5)
-    seen = sorted(a for _ in range(n_batches) for a in batch_anchors(data, next(gen)))
-    assert seen == sorted(map(tuple, data.anchors.tolist())), "each anchor exactly once per pass"
+def test_in_graph_batch_equals_numpy_padding() -> None:
+    examples = _examples(np.random.default_rng(2), 12)
+    table = pipeline.SentenceTable(examples)
+    rows = [7, 0, 11, 3]
+    got = table.batch(tf.constant(rows))
+    want = pipeline.pad([examples[r] for r in rows])
+    for key in pipeline.BATCH_KEYS:
+        np.testing.assert_array_equal(got[key].numpy(), want[key])
 
 
-def test_length_groups_minimise_padding() -> None:
-    groups = pipeline._length_groups([3, 50, 4, 48, 5], 2)
-    assert sorted(map(sorted, groups)) == [[0, 2, 4], [1, 3]]
+def test_pipeline_from_a_later_step_is_the_tail_of_the_whole() -> None:
+    examples = _examples(np.random.default_rng(3), 30)
+    table = pipeline.SentenceTable(examples)
+    lengths = np.array([int(e["length"]) for e in examples])
+    plans = {"T": pipeline.batch_plan(lengths, 4, 200, seed=0, stream=0, steps=12)}
+    whole = list(pipeline.step_dataset(table, plans, {"T": 0}, start=0))
+    tail = list(pipeline.step_dataset(table, plans, {"T": 0}, start=5))
+    assert [int(x["step"]) for x in tail] == list(range(5, 12))
+    for a, b in zip(whole[5:], tail):
+        np.testing.assert_array_equal(a["T"]["words"].numpy(), b["T"]["words"].numpy())
+
+
+def test_eval_batches_cover_every_sentence_in_length_order() -> None:
+    examples = _examples(np.random.default_rng(4), 23)
+    batches = pipeline.eval_batches(examples, 5)
+    positions = np.concatenate([p for p, _ in batches])
+    assert sorted(positions) == list(range(23))
+    lengths = [int(examples[i]["length"]) for i in positions]
+    assert lengths == sorted(lengths)
+    for p, batch in batches:
+        assert batch["length"].tolist() == [int(examples[i]["length"]) for i in p]

@@ -1,4 +1,5 @@
-"""End to end on synthetic verticals: train → metrics.json → evaluate → predict → Tagger.load; seeds; resume."""
+"""End to end on synthetic verticals: train → metrics.json → evaluate → predict → Tagger.load; the step budget,
+the evaluation cadence, per-vertical selection, seeds and resumption."""
 import json
 import signal
 import subprocess
@@ -7,13 +8,16 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, run_cli, smoke_params
+from datagen import write_vertical
 
 from mtl_tagger import Tagger
 from mtl_tagger.conll import read_conll
-from mtl_tagger.training import train
+from mtl_tagger.loop import Loop
+from mtl_tagger.modeldir import best_checkpoint, read_history
+from mtl_tagger.train import train
 
-KEYS = {"split", "macro_precision", "macro_recall", "macro_f1", "macro_f1_mean", "micro_accuracy",
-        "entity_precision", "entity_recall", "entity_f1", "per_tag"}
+KEYS = {"split", "selected_step", "dev_macro_f1", "macro_precision", "macro_recall", "macro_f1", "macro_f1_mean",
+        "micro_accuracy", "entity_precision", "entity_recall", "entity_f1", "per_tag"}
 
 
 @pytest.fixture(scope="module")
@@ -23,24 +27,27 @@ def model_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     r = run_cli("train", "--flagfile=flags/smoke.cfg", "--task_a=Chain x", f"--data_dir={data_dir}",
                 f"--model_dir={out}", "--epochs=3")
     assert r.returncode == 0, r.stderr
-    assert "Epoch 3/3" in r.stdout and "Vertical" in r.stdout
+    assert "step 36/36" in r.stdout and "Vertical" in r.stdout
     return out
 
 
-def test_train_writes_metrics_predictions_params(model_dir: Path, data_dir: Path) -> None:
+def test_train_writes_metrics_predictions_params_history(model_dir: Path, data_dir: Path) -> None:
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert list(metrics) == ["Chain x"]
     m = metrics["Chain x"]
     assert set(m) == KEYS and m["split"] == "test"
-    assert all(0.0 <= m[k] <= 1.0 for k in KEYS - {"split", "per_tag"})
+    assert all(0.0 <= m[k] <= 1.0 for k in KEYS - {"split", "per_tag", "selected_step"})
     assert {"B-brand", "I-plating"} <= set(m["per_tag"])
-    assert set(m["per_tag"]["B-brand"]) == {"precision", "recall", "f1", "support"}
     assert m["macro_f1"] > 0.3, "three epochs on templated data must learn something"
     rows = (model_dir / "predictions" / "Chain x.test.conll").read_text().split("\n\n")
     assert len([r for r in rows if r.strip()]) == len(read_conll(data_dir / "Chain x" / "test.conll"))
     assert all(len(line.split("\t")) == 3 for line in rows[0].splitlines())
     params = json.loads((model_dir / "params.json").read_text())
-    assert params["hidden_size"] == 16 and params["task_a"] == "Chain x" and params["epochs"] == 3
+    assert params["hidden_size"] == 16 and params["tasks"] == "Chain x" and params["task_a"] == ""
+    history = read_history(model_dir)
+    assert [e["step"] for e in history["evaluations"]] == [12, 24, 36]  # once per epoch of 12 minibatches
+    assert history["best"]["Chain x"]["step"] == m["selected_step"]
+    assert (model_dir / "best" / "Chain x").is_dir() and (model_dir / "provenance.json").is_file()
 
 
 def test_evaluate_cli_matches_metrics_json(model_dir: Path, data_dir: Path, tmp_path: Path) -> None:
@@ -54,7 +61,7 @@ def test_evaluate_cli_matches_metrics_json(model_dir: Path, data_dir: Path, tmp_
     assert "Chain x" in r.stdout
 
 
-def test_predict_cli_extracts_values_with_offsets(model_dir: Path) -> None:
+def test_predict_cli_extracts_values_with_offsets_and_confidence(model_dir: Path) -> None:
     lines = ["Acme gold plated brass chain in rose gold", "", "Voylla   silver plated alloy chain ."]
     r = run_cli("predict", f"--model_dir={model_dir}", "--task=Chain x", stdin="\n".join(lines) + "\n")
     assert r.returncode == 0, r.stderr
@@ -65,6 +72,7 @@ def test_predict_cli_extracts_values_with_offsets(model_dir: Path) -> None:
         assert len(rec["tokens"]) == len(rec["tags"])
         for v in rec["values"]:
             assert text[v["start"]:v["end"]] == v["value"] and v["attribute"]
+            assert 0.0 <= v["confidence"] <= 1.0
     assert any(v["attribute"] == "plating" for v in records[0]["values"])
 
 
@@ -76,6 +84,9 @@ def test_tagger_api(model_dir: Path) -> None:
     assert all(tag == "O" or tag[:2] in ("B-", "I-") for x in tags for tag in x)
     rec = t.extract("Acme gold plated chain", task="Chain x")
     assert rec["tokens"] == ["Acme", "gold", "plated", "chain"] and rec["tags"] == tags[0]
+    everything = t.extract("Acme gold plated chain", task="Chain x", min_confidence=0.0)["values"]
+    confident = t.extract("Acme gold plated chain", task="Chain x", min_confidence=0.9)["values"]
+    assert confident == [v for v in everything if v["confidence"] >= 0.9]
 
 
 def test_predict_splits_sentences_longer_than_max_len(model_dir: Path) -> None:
@@ -91,20 +102,72 @@ def test_same_seed_same_metrics(data_dir: Path, tmp_path: Path) -> None:
     assert a == b
 
 
-def test_kill_and_resume(data_dir: Path, tmp_path: Path) -> None:
-    """A run killed after its first epoch resumes from that checkpoint (epoch, optimizer, best score)."""
+def test_min_steps_hold_for_a_tiny_vertical(tmp_path: Path) -> None:
+    write_vertical(tmp_path / "data", "Tiny", "chain", {"train": 3, "dev": 2, "test": 2}, seed=3)
+    train(smoke_params(tmp_path / "data", tmp_path / "m", tasks="Tiny", task_a="", epochs=2, min_steps=25,
+                       eval_every=10, patience=1))
+    steps = [e["step"] for e in read_history(tmp_path / "m")["evaluations"]]
+    assert steps == [10, 20, 25], "one minibatch per epoch, yet min_steps (25) are trained despite patience 1"
+
+
+def test_eval_cadence_and_early_stopping_in_evaluations(data_dir: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dev scored every --eval_every steps; with dev falling after step 6, patience 2 stops the run at step 12."""
+    monkeypatch.setattr(Loop, "dev_scores", lambda self: {"Chain x": {"macro_f1": 1 / abs(int(self.step) - 6.5),
+                                                                      "entity_f1": 0.0}})
+    train(smoke_params(data_dir, tmp_path / "m", epochs=50, eval_every=3, patience=2))
+    history = read_history(tmp_path / "m")
+    assert [e["step"] for e in history["evaluations"]] == [3, 6, 9, 12]
+    assert history["best"]["Chain x"]["step"] == 6
+
+
+def test_each_vertical_is_selected_at_its_own_best_step(data_dir: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scripted dev scores peak at step 4 for one vertical and step 8 for the other (ties go to the later step)."""
+    script = {"Chain x": {2: 0.5, 4: 0.9, 6: 0.7, 8: 0.8}, "Mangal-sutra": {2: 0.1, 4: 0.3, 6: 0.6, 8: 0.6}}
+
+    def scripted(self: Loop) -> dict:
+        return {t: {"macro_f1": s[int(self.step)], "entity_f1": 0.0} for t, s in script.items()}
+
+    monkeypatch.setattr(Loop, "dev_scores", scripted)
+    results = train(smoke_params(data_dir, tmp_path / "m", tasks="Chain x,Mangal-sutra", task_a="",
+                                 mtl_mode="shared", epochs=1, max_steps=8, min_steps=8, eval_every=2, patience=0))
+    assert {t: m["selected_step"] for t, m in results.items()} == {"Chain x": 4, "Mangal-sutra": 8}
+    assert {t: m["dev_macro_f1"] for t, m in results.items()} == {"Chain x": 0.9, "Mangal-sutra": 0.6}
+    for task, step in (("Chain x", 4), ("Mangal-sutra", 8)):
+        assert best_checkpoint(tmp_path / "m", task).endswith(f"-{step}")
+    # The test metrics are those of each vertical's own checkpoint, which Tagger.load also reads.
+    tagger = Tagger.load(tmp_path / "m")
+    for task, m in results.items():
+        got, _ = tagger.evaluate(read_conll(data_dir / task / "test.conll"), task)
+        assert got["macro_f1"] == pytest.approx(m["macro_f1"])
+
+
+def test_tasks_list_equals_task_a_task_b(data_dir: Path, tmp_path: Path) -> None:
+    pair = dict(epochs=1, mtl_mode="coupled")
+    train(smoke_params(data_dir, tmp_path / "a", task_b="Mangal-sutra", **pair))
+    train(smoke_params(data_dir, tmp_path / "b", task_a="", tasks="Chain x,Mangal-sutra", **pair))
+    assert (tmp_path / "a" / "metrics.json").read_text() == (tmp_path / "b" / "metrics.json").read_text()
+
+
+def test_kill_mid_budget_then_resume_finishes_it_exactly(data_dir: Path, tmp_path: Path) -> None:
+    """SIGKILL after the first evaluation; the rerun resumes there and ends as an uninterrupted run does."""
     out = tmp_path / "m"
     args = [sys.executable, "-u", "-m", "mtl_tagger.train", "--flagfile=flags/smoke.cfg", "--task_a=Chain x",
-            f"--data_dir={data_dir}", f"--model_dir={out}", "--epochs=3", "--patience=3"]
-    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            f"--data_dir={data_dir}", "--epochs=3", "--patience=0"]
+    proc = subprocess.Popen([*args, f"--model_dir={out}"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     for line in proc.stdout:
-        if "Epoch 2/3" in line:  # epoch 1 is checkpointed before this line is printed
+        if line.startswith("step 12/36"):  # printed after step 12's checkpoint and history are written
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait(timeout=60)
     assert not (out / "metrics.json").exists()
-    r = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
+    r = subprocess.run([*args, f"--model_dir={out}"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    assert "resuming from" in r.stderr and "epoch 1" in r.stderr
-    assert "Epoch 1/3" not in r.stdout and "Epoch 2/3" in r.stdout and "Epoch 3/3" in r.stdout
-    assert json.loads((out / "metrics.json").read_text())["Chain x"]["split"] == "test"
+    assert "resuming" in r.stdout and "at step 12 of 36" in r.stdout
+    assert "step 12/36" not in r.stdout and "step 36/36" in r.stdout
+    assert [e["step"] for e in read_history(out)["evaluations"]] == [12, 24, 36]
+    whole = tmp_path / "whole"
+    assert subprocess.run([*args, f"--model_dir={whole}"], cwd=REPO, capture_output=True, timeout=600).returncode == 0
+    assert (out / "metrics.json").read_text() == (whole / "metrics.json").read_text()

@@ -1,0 +1,142 @@
+"""Single-task variants on many verticals and seeds, against the feature CRF: how the defaults were chosen.
+
+    python -m experiments.defaults --verticals=Bracelet,Dress,Earring,Jean,JewellerySet,Trouser --seeds=1,2 \
+        --word_vectors= --variant='base:' --variant='lr3:--learning_rate=0.003' --name=defaults
+
+Each (variant, vertical, seed) trains `python -m mtl_tagger.train --flagfile=<base> --task_a=V --seed=S
+<variant flags>` into <runs_dir>/<name>/, two at a time; a run whose result file exists is not run again.
+Runs go through experiments/traced_train.py, which also scores test at every dev evaluation, so the table can
+show what other model-selection rules would have picked. The result file holds metrics.json's test metrics
+(the trainer's rule) and the traced history. experiments/results/<name>.md tables every variant's mean test
+macro-F1 and entity-F1 beside the CRF baseline's (experiments/crf_baseline.py, read from --crf_dir).
+"""
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from absl import app, flags
+
+from experiments.variants import parse_variant
+from mtl_tagger.files import write_json_atomic
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("verticals", [], "Verticals (directory names under --data_dir).")
+flags.DEFINE_list("seeds", ["1", "2"], "Seeds.")
+flags.DEFINE_string("base", "flags/sweep.cfg", "Flagfile every run starts from.")
+flags.DEFINE_string("data_dir", "data/flipkart", "Prepared data.")
+flags.DEFINE_string("word_vectors", None, "Override --word_vectors for every run ('' = random embeddings).")
+flags.DEFINE_multi_string("variant", ["base:"], "label:--flag=value[ --flag=value]; 'label:' for none.")
+flags.DEFINE_string("name", "defaults", "Name of the study: results go to experiments/results/<name>[.md].")
+flags.DEFINE_string("runs_dir", "runs", "Model dirs go to <runs_dir>/<name>/ (not committed).")
+flags.DEFINE_string("crf_dir", "experiments/results/crf", "CRF baseline result files (<vertical>.json).")
+flags.DEFINE_integer("jobs", 2, "Runs at a time (each with one TensorFlow thread pool of one thread).")
+
+
+RULES = {  # model-selection rules compared on the traced test curves: name → key of an evaluation
+    "latest best dev macro-F1": lambda e, t: (e["dev"][t]["macro_f1"], e["step"]),
+    "first best dev macro-F1": lambda e, t: (e["dev"][t]["macro_f1"], -e["step"]),
+    "latest best dev (macro-F1 + entity-F1)": lambda e, t: (e["dev"][t]["macro_f1"] + e["dev"][t]["entity_f1"],
+                                                           e["step"]),
+    "last step": lambda e, t: (e["step"],),
+}
+
+
+def picked(result: dict, rule: str) -> dict:
+    """The test metrics at the evaluation a selection rule picks from the run's traced history."""
+    evaluations = result["history"]["evaluations"]
+    best = max(evaluations, key=lambda e: RULES[rule](e, result["vertical"]))
+    return best["test"][result["vertical"]]
+
+
+def run_one(label: str, extra: list[str], vertical: str, seed: str, runs: Path, results: Path) -> dict | None:
+    """Train one run (resuming if it was cut short) and write its result file."""
+    name = f"{label}.{vertical}.s{seed}"
+    out = results / f"{name}.json"
+    if out.is_file():
+        return json.loads(out.read_text())
+    model_dir = runs / name
+    command = [sys.executable, "-m", "experiments.traced_train", f"--flagfile={FLAGS.base}", f"--task_a={vertical}",
+               f"--data_dir={FLAGS.data_dir}", f"--seed={seed}", f"--model_dir={model_dir}",
+               *([f"--word_vectors={FLAGS.word_vectors}"] if FLAGS.word_vectors is not None else []), *extra]
+    env = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+    start = time.time()
+    with open(runs / f"{name}.log", "a") as log:
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if code != 0:
+        print(f"{name}: FAILED (exit {code}); see {runs / (name + '.log')}", flush=True)
+        return None
+    selected = json.loads((model_dir / "metrics.json").read_text())[vertical]
+    history = json.loads((model_dir / "history.json").read_text())
+    result = {"name": name, "variant": label, "vertical": vertical, "seed": int(seed), "flags": extra,
+              "command": " ".join(command[1:]), "date": datetime.date.today().isoformat(),
+              "wall_seconds": round(time.time() - start, 1), "steps": history["evaluations"][-1]["step"],
+              "selected": selected, "history": history}
+    write_json_atomic(out, result)
+    last = picked(result, "last step")["macro_f1"]
+    print(f"{name}: macro-F1 {selected['macro_f1'] * 100:.2f} (last step {last * 100:.2f}),"
+          f" entity-F1 {selected['entity_f1'] * 100:.2f}, step {selected['selected_step']}/{result['steps']}, "
+          f"{result['wall_seconds']:.0f} s", flush=True)
+    return result
+
+
+def _mean(values: list[float]) -> str:
+    return f"{statistics.mean(values) * 100:.2f}" if values else "–"
+
+
+def table(results: list[dict], variants: list[tuple[str, list[str]]], crf_dir: Path) -> str:
+    """Markdown: per variant the mean over verticals and seeds, and the mean per vertical (macro-F1)."""
+    verticals = FLAGS.verticals
+    crf = {v: json.loads((crf_dir / f"{v}.json").read_text())["metrics"] for v in verticals
+           if (crf_dir / f"{v}.json").is_file()}
+    rules = list(RULES)[1:]
+    lines = ["| model | macro-F1 | entity-F1 | verticals with entity-F1 0 | "
+             + " | ".join(f"macro-F1, {r}" for r in rules) + " | " + " | ".join(verticals) + " |",
+             "|---|---:|---:|---:|" + "---:|" * (len(rules) + len(verticals))]
+    if len(crf) == len(verticals):
+        lines.append(f"| CRF | {_mean([m['macro_f1'] for m in crf.values()])} | "
+                     f"{_mean([m['entity_f1'] for m in crf.values()])} | "
+                     f"{sum(m['entity_f1'] == 0 for m in crf.values())} | " + " | " * len(rules)
+                     + " | ".join(f"{crf[v]['macro_f1'] * 100:.1f}" for v in verticals) + " |")
+    for label, extra in variants:
+        rs = [r for r in results if r and r["variant"] == label]
+        by_v = {v: [r for r in rs if r["vertical"] == v] for v in verticals}
+        zeros = sum(statistics.mean(r["selected"]["entity_f1"] for r in by_v[v]) == 0 for v in verticals if by_v[v])
+        lines.append(f"| {label} {' '.join(extra)} | {_mean([r['selected']['macro_f1'] for r in rs])} | "
+                     f"{_mean([r['selected']['entity_f1'] for r in rs])} | {zeros} | "
+                     + " | ".join(_mean([picked(r, rule)["macro_f1"] for r in rs]) for rule in rules) + " | "
+                     + " | ".join(_mean([r['selected']['macro_f1'] for r in by_v[v]]) for v in verticals) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    """Run every pending (variant, vertical, seed) and write the table."""
+    if not FLAGS.verticals:
+        raise app.UsageError("--verticals is required")
+    variants = [parse_variant(v, allow_empty=True) for v in FLAGS.variant]
+    runs, results_dir = Path(FLAGS.runs_dir) / FLAGS.name, Path("experiments/results") / FLAGS.name
+    runs.mkdir(parents=True, exist_ok=True)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    todo = [(label, extra, v, s) for s in FLAGS.seeds for label, extra in variants for v in FLAGS.verticals]
+    with ThreadPoolExecutor(FLAGS.jobs) as pool:
+        results = list(pool.map(lambda job: run_one(*job, runs, results_dir), todo))
+    command = "python -m experiments.defaults " + " ".join(a for a in sys.argv[1:])
+    text = "\n".join([
+        f"# {FLAGS.name}: single-task variants against the feature CRF", "",
+        f"Test split, percent, mean over verticals and seeds {', '.join(FLAGS.seeds)} "
+        f"(CRF: deterministic, one run). Base flags {FLAGS.base}"
+        + (f", --word_vectors={FLAGS.word_vectors!r}" if FLAGS.word_vectors is not None else "")
+        + f"; each vertical tested at its selected (best dev macro-F1) step. Written "
+        f"{datetime.date.today().isoformat()} by `{command}`; one result file per run in "
+        f"experiments/results/{FLAGS.name}/.", "", table(results, variants, Path(FLAGS.crf_dir)), ""])
+    Path(f"experiments/results/{FLAGS.name}.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    app.run(main)

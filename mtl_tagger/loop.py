@@ -1,0 +1,177 @@
+"""The training loop: optimiser steps over a built run, dev evaluation every K steps, each vertical's best
+checkpoint (ties to the later step), early stopping, and resumption from the last evaluation.
+
+One step = one minibatch of every vertical (+ the coupling minibatches in coupled mode), one summed loss,
+one Adam update. Every `eval_every` steps all verticals are scored on dev; a vertical that improves its
+dev macro-F1 has the weights saved in best/<vertical>/ (so each vertical is tested at its own best step),
+the full state goes to last/, and history.json records the evaluation. Training stops at the step budget,
+or once no vertical has improved for `patience` evaluations and `min_steps` are done.
+"""
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from mtl_tagger import pipeline
+from mtl_tagger.conll import write_conll
+from mtl_tagger.coupling import COUPLING_SIGNATURE
+from mtl_tagger.files import write_json_atomic
+from mtl_tagger.modeldir import read_history
+from mtl_tagger.optimizer import Adam
+from mtl_tagger.progress import Progress
+from mtl_tagger.run import Run
+from mtl_tagger.tagger import Tagger, restore
+
+
+def _fold(seed: tf.Tensor, k: int) -> tf.Tensor:
+    return tf.random.experimental.stateless_fold_in(seed, k)
+
+
+class Loop:
+    """Steps, evaluates, selects and resumes one built run in its model dir."""
+
+    def __init__(self, run: Run, model_dir: Path) -> None:
+        self.run, self.model_dir, self.p = run, model_dir, run.params
+        self.names = self.p.names
+        self.weights = {"net": run.net, **({"coupler": run.coupler} if run.coupler is not None else {})}
+        self.variables = [v for w in self.weights.values() for v in w.trainable_variables]
+        self.optimizer = Adam(self.variables, self.p.learning_rate, self.p.clip_norm)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.last = tf.train.CheckpointManager(
+            tf.train.Checkpoint(optimizer=self.optimizer, step=self.step, **self.weights), model_dir / "last",
+            max_to_keep=1)
+        self.best = {t: tf.train.CheckpointManager(tf.train.Checkpoint(**self.weights), model_dir / "best" / t,
+                                                   max_to_keep=1) for t in self.names}
+        self.history = read_history(model_dir)
+        self.tagger = Tagger(self.p, run.vocab, {t: run.net for t in self.names})
+        signature = {"step": tf.TensorSpec([], tf.int64), **{t: pipeline.BATCH_SIGNATURE for t in self.names}}
+        if run.coupling is not None:
+            signature["coupling"] = COUPLING_SIGNATURE
+        self.train_step = tf.function(self._step, input_signature=[signature], autograph=False)
+
+    def _step(self, inputs: dict) -> dict[str, tf.Tensor]:
+        """One optimiser step; dropout masks drawn from (seed, step), so a resumed run repeats them."""
+        seed = tf.stack([tf.constant(self.p.seed, tf.int64), inputs["step"]])
+        with tf.GradientTape() as tape:
+            losses = {f"crf/{t}": self.run.net.crf_loss(t, inputs[t], _fold(seed, i)) for i, t in enumerate(self.names)}
+            loss = tf.add_n(list(losses.values()))
+            if self.run.coupler is not None:
+                out = self.run.coupler(self.run.net, inputs["coupling"], _fold(seed, len(self.names)))
+                loss += self.p.coupling_weight * out["total"]
+                losses["coupling/tce"] = out["total"]
+                for i, (a, b) in enumerate(self.run.coupling.pairs):
+                    for j, part in enumerate(("cce", "cce_prime", "lce", "lce_prime")):
+                        losses[f"coupling/{a}:{b}/{part}"] = out["parts"][i, j]
+        grads = tape.gradient(loss, self.variables)
+        norm = self.optimizer.apply(grads, self.variables)
+        return {"loss": loss, **losses, "grad_norm": norm}
+
+    def resume(self) -> int:
+        """Restore the last saved state (if any) and return the step to continue from."""
+        if self.last.latest_checkpoint is None:
+            return 0
+        restore(self.run.net, self.last.latest_checkpoint, self.model_dir,
+                {"optimizer": self.optimizer, "step": self.step,
+                 **({"coupler": self.run.coupler} if self.run.coupler is not None else {})})
+        start = int(self.step)
+        # Evaluations written after the last checkpoint are redone: the run repeats those steps exactly.
+        self.history["evaluations"] = [e for e in self.history["evaluations"] if e["step"] <= start]
+        self.history["best"] = self._best()
+        return start
+
+    def _best(self) -> dict[str, dict]:
+        """Each vertical's best evaluation so far (the latest of equal ones)."""
+        best: dict[str, dict] = {}
+        for e in self.history["evaluations"]:
+            for t, m in e["dev"].items():
+                if t not in best or m["macro_f1"] >= best[t]["macro_f1"]:
+                    best[t] = {"step": e["step"], **m}
+        return best
+
+    def _stale(self, task: str) -> int:
+        """Evaluations since `task` last improved."""
+        best = self.history["best"].get(task)
+        return sum(1 for e in self.history["evaluations"] if best is None or e["step"] > best["step"])
+
+    def dev_scores(self) -> dict[str, dict[str, float]]:
+        """Every vertical's dev macro-F1 and entity-F1 with the current weights."""
+        dev = {}
+        for t in self.names:
+            m, _ = self.tagger.evaluate(self.run.data.tasks[t].dev, t)
+            dev[t] = {k: round(m[k], 6) for k in ("macro_f1", "entity_f1")}
+        return dev
+
+    def evaluate(self, step: int) -> str:
+        """Score dev, keep improved verticals' weights, save the state and history; return the report line."""
+        dev = self.dev_scores()
+        self.history["evaluations"].append({"step": step, "dev": dev})
+        cells = []
+        for t in self.names:
+            best = self.history["best"].get(t)
+            if best is None or dev[t]["macro_f1"] >= best["macro_f1"]:  # a tie goes to the later, longer-trained step
+                self.history["best"][t] = {"step": step, **dev[t]}
+                self.best[t].save(checkpoint_number=step)
+                cells.append(f"{t} {dev[t]['macro_f1'] * 100:.2f}*")
+            else:
+                cells.append(f"{t} {dev[t]['macro_f1'] * 100:.2f} (best {best['macro_f1'] * 100:.2f} @{best['step']})")
+        self.last.save(checkpoint_number=step)
+        write_json_atomic(self.model_dir / "history.json", self.history)
+        return "dev macro-F1: " + ", ".join(cells)
+
+    def fit(self) -> None:
+        """Train from the last checkpoint to the step budget or until patience runs out."""
+        start, total, every = self.resume(), self.run.budget(), self.run.eval_every()
+        if start:
+            print(f"resuming {self.model_dir} at step {start} of {total}", flush=True)
+        if start >= total or self._done(start):
+            return
+        writer = tf.summary.create_file_writer(str(self.model_dir / "tensorboard"))
+        data = pipeline.step_dataset(self.run.table, self.run.plans(total), self.run.offsets, start,
+                                     self.run.coupling, self.run.coupling_plan(total))
+        bar = Progress(total, "steps", start=start)
+        try:
+            with writer.as_default():
+                for inputs in data:
+                    out = self.train_step(inputs)
+                    step = int(self.step.assign_add(1))
+                    loss = float(out["loss"])
+                    if not np.isfinite(loss):
+                        raise FloatingPointError(f"the loss became {loss} at step {step}; lower --learning_rate")
+                    for k, v in out.items():
+                        tf.summary.scalar(f"train/{k}", v, step=step)
+                    bar.update(1, loss=loss)
+                    if step % every == 0 or step == total:
+                        line = self.evaluate(step)
+                        for t, m in self.history["evaluations"][-1]["dev"].items():
+                            for k, v in m.items():
+                                tf.summary.scalar(f"dev/{t}/{k}", v, step=step)
+                        bar.line(f"step {step}/{total}: {line}")
+                        if self._done(step):
+                            bar.line(f"stopping at step {step}: no vertical improved on dev in the last "
+                                     f"{self.p.patience} evaluations")
+                            break
+        finally:
+            bar.close()
+            del data
+            writer.close()
+
+    def _done(self, step: int) -> bool:
+        """True once patience has run out for every vertical (and the minimum steps are done)."""
+        if not self.p.patience or step < self.p.min_steps or not self.history["evaluations"]:
+            return False
+        return all(self._stale(t) >= self.p.patience for t in self.names)
+
+    def test(self) -> dict[str, dict]:
+        """Score each vertical's best checkpoint on its test split; write predictions/ and metrics.json."""
+        results = {}
+        pred_dir = self.model_dir / "predictions"
+        pred_dir.mkdir(exist_ok=True)
+        for t in self.names:
+            best = self.history["best"][t]
+            restore(self.run.net, self.best[t].latest_checkpoint, self.model_dir)
+            test = self.run.data.tasks[t].test
+            metrics, pred = self.tagger.evaluate(test, t)
+            results[t] = {"split": "test", "selected_step": best["step"], "dev_macro_f1": best["macro_f1"], **metrics}
+            write_conll(pred_dir / f"{t}.test.conll", ((s.tokens, s.tags, tags) for s, tags in zip(test, pred)))
+        write_json_atomic(self.model_dir / "metrics.json", results)
+        return results

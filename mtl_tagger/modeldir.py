@@ -1,0 +1,172 @@
+"""The model dir: what a run leaves behind and how it is claimed, checked and read back.
+
+Layout: params.json (every flag), vocab.json, provenance.json (a fingerprint of the data and the stack that
+wrote the run), history.json (every dev evaluation and each vertical's selected step), last/ (the full
+training state), best/<vertical>/ (the weights at that vertical's selected step), tensorboard/,
+metrics.json, predictions/, and for coupled runs shortlist/ and analysis.json with the heatmaps.
+A run holds an exclusive lock on `.lock` for as long as it trains.
+"""
+import fcntl
+import hashlib
+import os
+import platform
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tensorflow as tf
+
+from mtl_tagger.errors import InputError
+from mtl_tagger.files import read_json, write_json_atomic
+from mtl_tagger.params import Params
+
+LOCK = ".lock"
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (the data fingerprint's unit)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def stack() -> dict[str, str]:
+    """The software a run is written by: Python, TensorFlow and Keras versions."""
+    import keras
+
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__}
+
+
+def stack_name(info: dict[str, str]) -> str:
+    """One phrase naming a stack, e.g. 'TensorFlow 2.15.1 / Keras 2.15.0 / Python 3.11.7'."""
+    get = info.get
+    return f"TensorFlow {get('tensorflow', '?')} / Keras {get('keras', '?')} / Python {get('python', '?')}"
+
+
+class ModelDirLock:
+    """An exclusive lock on `<model_dir>/.lock`, held by one process and released when it exits."""
+
+    def __init__(self, model_dir: Path) -> None:
+        self.path = model_dir / LOCK
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(self.fd)
+            raise InputError(f"another train command (pid {holder}) is using this model dir; wait for it or "
+                             "choose another --model_dir", model_dir) from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+
+    def release(self) -> None:
+        """Unlock (the process's exit does the same)."""
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+@dataclass
+class Claim:
+    """A model dir claimed for training: whether it resumes a run, and what --overwrite set aside."""
+
+    path: Path
+    lock: ModelDirLock
+    resume: bool
+    created: bool
+    aside: Path | None = None
+    moved: list[str] = field(default_factory=list)
+
+    def abandon(self) -> None:
+        """Undo the claim of a run that failed before it started: remove what it wrote, restore what it moved."""
+        if self.resume:
+            return
+        for child in self.path.iterdir():
+            if child.name != LOCK:
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        if self.aside is not None:
+            for name in self.moved:
+                (self.aside / name).rename(self.path / name)
+            self.aside.rmdir()
+        self.lock.release()
+        if self.created:
+            (self.path / LOCK).unlink(missing_ok=True)
+            self.path.rmdir()
+
+    def commit(self) -> None:
+        """The new run has started: drop what --overwrite set aside."""
+        if self.aside is not None:
+            shutil.rmtree(self.aside, ignore_errors=True)
+            self.aside = None
+
+
+def claim(p: Params, provenance: dict) -> Claim:
+    """Lock the model dir and decide: a fresh run, a resumed one, or a refusal (InputError saying why)."""
+    path = Path(p.model_dir)
+    created = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    lock = ModelDirLock(path)
+    try:
+        contents = sorted(c.name for c in path.iterdir() if c.name != LOCK)
+        if not contents:
+            return Claim(path, lock, resume=False, created=created)
+        if p.overwrite:
+            aside = path.with_name(f".{path.name}.replaced")
+            shutil.rmtree(aside, ignore_errors=True)
+            aside.mkdir()
+            for name in contents:
+                (path / name).rename(aside / name)
+            return Claim(path, lock, resume=False, created=False, aside=aside, moved=contents)
+        if not (path / "params.json").is_file():
+            raise InputError("model dir is not empty and holds no params.json; use --overwrite or another dir", path)
+        diff = p.differences(Params.load(path))
+        if diff:
+            raise InputError("model dir holds a run with other verticals or flags (" + "; ".join(diff)
+                             + "); pass --overwrite to replace it", path)
+        changed = data_changes(read_provenance(path), provenance)
+        if changed:
+            raise InputError(f"model dir was trained on other data ({changed}); pass --overwrite to retrain, "
+                             "or use another --model_dir", path)
+        return Claim(path, lock, resume=True, created=False)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def read_provenance(model_dir: str | Path) -> dict:
+    """provenance.json of a model dir ({} for runs written before it existed)."""
+    path = Path(model_dir) / "provenance.json"
+    data = read_json(path) if path.is_file() else {}
+    if not isinstance(data, dict):
+        raise InputError("damaged provenance: expected a JSON object", path)
+    return data
+
+
+def write_provenance(model_dir: Path, provenance: dict) -> None:
+    """Record the data fingerprint and the stack of this run."""
+    write_json_atomic(model_dir / "provenance.json", provenance)
+
+
+def data_changes(old: dict, new: dict) -> str:
+    """'' when the data fingerprints agree; else which files changed, were added or went missing."""
+    before, after = old.get("data", {}), new.get("data", {})
+    if not before:
+        return ""
+    changed = [f for f in sorted(set(before) | set(after)) if before.get(f) != after.get(f)]
+    return ", ".join(f"{f} {'changed' if f in before and f in after else 'added' if f in after else 'missing'}"
+                     for f in changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+
+
+def read_history(model_dir: str | Path) -> dict:
+    """history.json: {"evaluations": [{"step", "dev": {vertical: {metric: value}}}], "best": {vertical: {...}}}."""
+    path = Path(model_dir) / "history.json"
+    data = read_json(path) if path.is_file() else {"evaluations": [], "best": {}}
+    if not isinstance(data, dict) or not isinstance(data.get("evaluations"), list):
+        raise InputError("damaged history: expected evaluations", path)
+    return data
+
+
+def best_checkpoint(model_dir: str | Path, task: str) -> str | None:
+    """The checkpoint of `task`'s selected step (None when training never evaluated it)."""
+    return tf.train.latest_checkpoint(str(Path(model_dir) / "best" / task))

@@ -1,0 +1,38 @@
+"""Adam with global gradient-norm clipping, as plain TensorFlow variables.
+
+The update is Keras' Adam (β1 0.9, β2 0.999, ε 1e-7, bias correction folded into the step size), written
+out so that its slots checkpoint and restore the same way on every supported TensorFlow and Keras.
+Sparse gradients (the word embedding's) are made dense first: Adam's moments decay on every row anyway.
+"""
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+
+class Adam(tf.Module):
+    """Adam over a fixed list of variables; `iterations` counts applied updates."""
+
+    def __init__(self, variables: Sequence[tf.Variable], learning_rate: float, clip_norm: float = 0.0,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7) -> None:
+        super().__init__(name="adam")
+        self.learning_rate, self.clip_norm = learning_rate, clip_norm
+        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
+        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
+        self.m = [tf.Variable(tf.zeros_like(v), trainable=False, name="m") for v in variables]
+        self.v = [tf.Variable(tf.zeros_like(v), trainable=False, name="v") for v in variables]
+
+    def apply(self, grads: Sequence[tf.Tensor | tf.IndexedSlices | None],
+              variables: Sequence[tf.Variable]) -> tf.Tensor:
+        """One update of `variables` (the list given at construction, same order); returns the gradient norm."""
+        grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, variables)]
+        norm = tf.linalg.global_norm(grads)
+        if self.clip_norm:
+            grads, _ = tf.clip_by_global_norm(grads, self.clip_norm, use_norm=norm)
+        t = tf.cast(self.iterations + 1, tf.float32)
+        alpha = self.learning_rate * tf.sqrt(1.0 - tf.pow(self.beta_2, t)) / (1.0 - tf.pow(self.beta_1, t))
+        for g, var, m, v in zip(grads, variables, self.m, self.v):
+            m.assign_add((g - m) * (1.0 - self.beta_1))
+            v.assign_add((tf.square(g) - v) * (1.0 - self.beta_2))
+            var.assign_sub(m * alpha / (tf.sqrt(v) + self.epsilon))
+        self.iterations.assign_add(1)
+        return norm

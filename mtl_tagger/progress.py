@@ -1,0 +1,60 @@
+"""A progress bar on stderr: redrawn in place on a terminal, a line now and then in a log file."""
+import sys
+import time
+
+
+class Progress:
+    """Counts work done out of `total` (None: unknown) and shows the rate in `unit`s per second."""
+
+    def __init__(self, total: int | None, unit: str, start: int = 0, every: float = 0.2, log_every: float = 30.0,
+                 stream: object = None) -> None:
+        self.total, self.unit, self.done = total, unit, start
+        self.stream = stream or sys.stderr
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.every = every if self.tty else log_every
+        self.began, self.first = time.monotonic(), start
+        self.shown = 0.0
+        self.values: dict[str, float] = {}
+
+    def rate(self) -> float:
+        """Units per second since the bar began."""
+        elapsed = time.monotonic() - self.began
+        return (self.done - self.first) / elapsed if elapsed > 0 else 0.0
+
+    def text(self) -> str:
+        """The bar's current line."""
+        if self.total:
+            filled = int(30 * self.done / self.total)
+            head = f"[{'=' * filled}{'>' if filled < 30 else ''}{'.' * (29 - filled)}] {self.done}/{self.total}"
+        else:
+            head = f"{self.done}"
+        tail = "".join(f" · {k} {v:.4g}" for k, v in self.values.items())
+        return f"{head} {self.unit} · {self.rate():.1f} {self.unit}/s{tail}"
+
+    def update(self, n: int = 1, **values: float) -> None:
+        """Count `n` more units and show the bar if it is time."""
+        self.done += n
+        self.values.update(values)
+        now = time.monotonic()
+        if now - self.shown >= self.every:
+            self.shown = now
+            self._draw()
+
+    def _draw(self) -> None:
+        end = "\r" if self.tty else "\n"
+        self.stream.write(f"{self.text():<100}{end}" if self.tty else self.text() + end)
+        self.stream.flush()
+
+    def line(self, message: str) -> None:
+        """Print a whole line (on stdout) without tearing the bar."""
+        if self.tty:
+            self.stream.write(" " * 100 + "\r")
+            self.stream.flush()
+        print(message, flush=True)
+
+    def close(self) -> None:
+        """Show the final state and end the bar's line."""
+        self._draw()
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()

@@ -1,0 +1,177 @@
+"""Building a run: data, vocabulary, network and shortlists from Params, all checked before training starts.
+
+`load_data` reads everything from disk and raises InputError for any fault before a model dir is touched;
+`build` makes the network, the training sentences as one in-graph table, the per-step plans and, in
+coupled mode, every coupled pair's shortlist (cached in the model dir) and the coupling loss.
+"""
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from absl import logging
+
+from mtl_tagger import pipeline, shortlist
+from mtl_tagger.corpus import TaskData, load_task, unseen_tags
+from mtl_tagger.coupling import Coupler, CouplingData, PairShortlist
+from mtl_tagger.errors import InputError
+from mtl_tagger.model import TaggerNet
+from mtl_tagger.modeldir import file_digest, stack
+from mtl_tagger.params import Params
+from mtl_tagger.vectors import embedding_matrix, read_vectors
+from mtl_tagger.vocab import Vocab
+
+
+@dataclass
+class RunData:
+    """Everything read from disk for a run."""
+
+    tasks: dict[str, TaskData]
+    vocab: Vocab
+    pretrained: tuple[list[str], np.ndarray] | None  # (words, vectors) of --word_vectors
+    provenance: dict  # data fingerprint and stack (modeldir.provenance.json)
+
+
+def load_data(p: Params) -> RunData:
+    """Read and check every vertical's splits and the word vectors, and build the vocabularies."""
+    tasks = {t: load_task(p.data_dir, t, p.strict_bio, p.max_len) for t in p.names}
+    for t, data in tasks.items():
+        for split in ("dev", "test"):
+            unseen = unseen_tags(data.train, getattr(data, split))
+            if unseen:
+                logging.warning("%s %s: %d tag(s) never seen in train will count as wrong: %s", t, split,
+                                len(unseen), ", ".join(f"{k} ({v})" for k, v in sorted(unseen.items())))
+    pretrained = None
+    if p.word_vectors:
+        pretrained = read_vectors(p.word_vectors)
+        if pretrained[1].shape[1] != p.word_dim:
+            raise InputError(f"vectors are {pretrained[1].shape[1]}-d but --word_dim={p.word_dim}", p.word_vectors)
+    vocab = Vocab.build(
+        (s.tokens for data in tasks.values() for s in data.train),
+        {t: [s.tags for s in data.train] for t, data in tasks.items()},
+        pretrained[0] if pretrained else (),
+    )
+    files = {f"{t}/{f.name}": file_digest(f) for t in p.names
+             for f in sorted((Path(p.data_dir) / t).glob("*.conll"))}
+    if p.word_vectors:
+        files["word_vectors"] = file_digest(p.word_vectors)
+    return RunData(tasks, vocab, pretrained, {"data": files, "stack": stack()})
+
+
+@dataclass
+class Run:
+    """A built run: what the training loop steps through and evaluates."""
+
+    params: Params
+    data: RunData
+    net: TaggerNet
+    table: pipeline.SentenceTable  # every vertical's training sentences, one row each
+    offsets: dict[str, int]  # each vertical's first row in `table`
+    lengths: dict[str, np.ndarray]  # training sentence lengths per vertical
+    coupling: CouplingData | None = None
+    coupler: Coupler | None = None
+
+    @property
+    def vocab(self) -> Vocab:
+        """The run's vocabularies."""
+        return self.data.vocab
+
+    def steps_per_epoch(self) -> int:
+        """Optimiser steps in one epoch: the largest vertical's number of minibatches."""
+        return max(pipeline.batches_per_epoch(n, self.params.batch_size, self.params.max_len)
+                   for n in self.lengths.values())
+
+    def budget(self) -> int:
+        """Total optimiser steps: --epochs of the largest vertical, clipped to [--min_steps, --max_steps]."""
+        p = self.params
+        steps = max(p.epochs * self.steps_per_epoch(), p.min_steps)
+        return min(steps, p.max_steps) if p.max_steps else steps
+
+    def eval_every(self) -> int:
+        """Steps between dev evaluations (--eval_every, or one epoch of the largest vertical)."""
+        return self.params.eval_every or self.steps_per_epoch()
+
+    def plans(self, steps: int) -> dict[str, np.ndarray]:
+        """Every vertical's minibatch plan for steps [0, steps)."""
+        p = self.params
+        return {t: pipeline.batch_plan(n, p.batch_size, p.max_len, p.seed, i, steps)
+                for i, (t, n) in enumerate(self.lengths.items())}
+
+    def coupling_plan(self, steps: int) -> np.ndarray | None:
+        """The coupling minibatch plan for steps [0, steps), or None outside coupled mode."""
+        if self.coupling is None:
+            return None
+        p = self.params
+        return self.coupling.plan(p.batch_size, self.coupling.slots(len(p.names)), p.seed, steps)
+
+
+def _fingerprint(*arrays: np.ndarray) -> str:
+    """A short hash of arrays' bytes: the shortlist cache key's view of the data."""
+    h = hashlib.sha1()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _shortlists(p: Params, data: RunData, net: TaggerNet, examples: dict[str, list[pipeline.Example]],
+                model_dir: Path) -> tuple[dict, dict, list[PairShortlist]]:
+    """Each vertical's contexts and gold tags, and every coupled pair's shortlist L (cached in the model dir)."""
+    if data.pretrained is not None:
+        init, found = embedding_matrix(data.vocab.words, *data.pretrained, p.seed)
+        vectors = init * found[:, None]  # words without a pretrained vector count as padding
+        vectors[0] = 0.0
+    else:
+        logging.warning("no --word_vectors: the shortlist uses the random initial embeddings, so context "
+                        "similarity is mostly word overlap")
+        vectors = net.word_embeddings.numpy()
+    contexts = {t: shortlist.make_contexts(
+        [e["words"] for e in ex],
+        [e["tags"] > 0 if p.shortlist_contexts == "tagged" else np.ones(len(e["tags"]), bool) for e in ex],
+        p.window) for t, ex in examples.items()}
+    gold = {t: np.array([examples[t][int(j)]["tags"][int(i)] for j, i in zip(c.sentence, c.position)], np.int32)
+            for t, c in contexts.items()}
+    ranking = None
+    if p.couple == "auto":
+        from mtl_tagger.lenders import rank_lenders
+
+        ranking = {t: [r.lender for r in rank_lenders(p, data.tasks, t, [o for o in p.names if o != t])]
+                   for t in p.names}
+    pairs = []
+    for a, b in p.couple_pairs(ranking):
+        key = {"tasks": [a, b], "window": p.window, "threshold": p.shortlist_threshold,
+               "max_neighbors": p.shortlist_max_neighbors, "contexts": p.shortlist_contexts,
+               "data": _fingerprint(vectors, contexts[a].windows, contexts[b].windows, gold[a], gold[b])}
+        found = shortlist.cached_shortlist(model_dir / "shortlist", key, lambda a=a, b=b: shortlist.build_shortlist(
+            contexts[a], contexts[b], vectors, p.shortlist_threshold, p.shortlist_max_neighbors))
+        if found.num_pairs == 0:
+            raise InputError(f"--shortlist_threshold={p.shortlist_threshold}: the shortlist of {a} and {b} is empty; "
+                             + shortlist.threshold_hint(contexts[a], contexts[b], vectors))
+        logging.info("shortlist %s:%s: %s", a, b, found.summary())
+        pairs.append(PairShortlist(a, b, found.a_neighbors, found.b_neighbors))
+    return contexts, gold, pairs
+
+
+def build(p: Params, data: RunData, model_dir: Path) -> Run:
+    """The network (initialised from the pretrained vectors), the training table, and the coupling parts."""
+    vocab = data.vocab
+    net = TaggerNet(p, len(vocab.words), len(vocab.chars), vocab.tags)
+    if data.pretrained is not None:
+        init, found = embedding_matrix(vocab.words, *data.pretrained, p.seed)
+        net.word_embeddings.assign(init)
+        logging.info("word vectors: %d of %d vocabulary words initialised from %s", found.sum(), len(vocab.words),
+                     p.word_vectors)
+    examples = {t: pipeline.encode_sentences(d.train, vocab, t, p.max_word_len) for t, d in data.tasks.items()}
+    offsets, start = {}, 0
+    for t, ex in examples.items():
+        offsets[t] = start
+        start += len(ex)
+    table = pipeline.SentenceTable([e for ex in examples.values() for e in ex])
+    lengths = {t: np.array([int(e["length"]) for e in ex], np.int32) for t, ex in examples.items()}
+    run = Run(p, data, net, table, offsets, lengths)
+    if p.mode == "coupled":
+        contexts, gold, pairs = _shortlists(p, data, net, examples, model_dir)
+        tag_offsets = dict(zip(vocab.tags, np.cumsum([0] + [len(v) for v in vocab.tags.values()])[:-1].tolist()))
+        run.coupling = CouplingData(p.names, contexts, gold, offsets, tag_offsets, pairs)
+        run.coupler = Coupler(vocab.tags, len(pairs), (2 * p.window + 1) * p.word_dim, p.label_kgram,
+                              (p.seed, 10_000), p.coupling_score, p.coupling_stop_lender, p.attention_temperature)
+    return run
