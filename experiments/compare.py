@@ -4,8 +4,8 @@
         --out=experiments/results/why.md [--baseline_dir=experiments/results/runs]
 
 One row per variant run and vertical: the flags that differ from the baseline run of the same name
-before the `@`, test macro-F1 of both and the difference, the selected epoch of both (of the epochs
-run), and for coupled runs alignment_at_1 and the number of shortlist pairs the attention saw.
+before the `@`, test macro-F1 of both and the difference, the selected step of both (of the steps
+run), and for coupled runs the vertical's alignment_at_1 as borrower and the shortlist pairs its attention saw.
 """
 import datetime
 import json
@@ -15,24 +15,24 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("results_dir", None, "Directories of variant result files (experiments/sweep.py).")
-flags.DEFINE_string("baseline_dir", "experiments/results/runs", "Result files of the baseline runs.")
+flags.DEFINE_string("baseline_dir", "experiments/results/table3", "Result files of the baseline runs.")
 flags.DEFINE_string("out", None, "Markdown file to write.")
 flags.mark_flags_as_required(["results_dir", "out"])
 
 IGNORED = {"model_dir"}
 
 
-def _epochs(r: dict) -> str:
-    history = r.get("dev_history")
-    return f"{r['best_epoch']}/{len(history)}" if history else "–"
+def _steps(r: dict, vertical: str) -> str:
+    return f"{r['metrics'][vertical]['selected_step']}/{r['history']['evaluations'][-1]['step']}"
 
 
-def _coupling(r: dict) -> tuple[str, str]:
-    a = r.get("analysis")
-    if not a:
+def _coupling(r: dict, vertical: str) -> tuple[str, str]:
+    """alignment_at_1 of `vertical` as borrower and the shortlist pairs its attention saw."""
+    d = next((d for d in r.get("analysis") or [] if d["borrower"] == vertical), None)
+    if d is None:
         return "–", "–"
-    at1 = a["alignment_at_1"]
-    return ("n/a" if at1 is None else f"{at1 * 100:.0f}%"), str(sum(map(sum, a["pairs"])))
+    at1 = d["alignment_at_1"]
+    return ("n/a" if at1 is None else f"{at1 * 100:.0f}%"), str(sum(map(sum, d["pairs"])))
 
 
 def rows(results_dir: Path, baseline_dir: Path) -> list[str]:
@@ -46,11 +46,11 @@ def rows(results_dir: Path, baseline_dir: Path) -> list[str]:
         b = json.loads(base_path.read_text())
         changed = ", ".join(f"{k} {b['params'].get(k)}→{x}" for k, x in v["params"].items()
                             if k not in IGNORED and b["params"].get(k) != x) or "none"
-        (b_at1, b_pairs), (v_at1, v_pairs) = _coupling(b), _coupling(v)
         for vertical, m in v["metrics"].items():
+            (b_at1, b_pairs), (v_at1, v_pairs) = _coupling(b, vertical), _coupling(v, vertical)
             fb, fv = b["metrics"][vertical]["macro_f1"] * 100, m["macro_f1"] * 100
             out.append(f"| {v['name']} | {changed} | {vertical} | {fb:.2f} | {fv:.2f} | {fv - fb:+.2f} | "
-                       f"{_epochs(b)} → {_epochs(v)} | {b_at1} → {v_at1} | {b_pairs} → {v_pairs} |")
+                       f"{_steps(b, vertical)} → {_steps(v, vertical)} | {b_at1} → {v_at1} | {b_pairs} → {v_pairs} |")
     return out
 
 
@@ -65,9 +65,9 @@ def main(argv: list[str]) -> None:
         f"Variant results in {', '.join(FLAGS.results_dir)}, baselines in {baseline_dir}; collected "
         f"{datetime.date.today().isoformat()} by `python -m experiments.compare --results_dir="
         f"{','.join(FLAGS.results_dir)} "
-        f"--out={FLAGS.out}`. Test macro-F1 in percent; epoch = selected (best dev) epoch / epochs run; "
+        f"--out={FLAGS.out}`. Test macro-F1 in percent; step = selected (best dev) step / steps run; "
         "alignment and shortlist pairs for coupled runs.", "",
-        "| run | changed flags | vertical | baseline F1 | variant F1 | Δ | epoch | alignment_at_1 | pairs |",
+        "| run | changed flags | vertical | baseline F1 | variant F1 | Δ | step | alignment_at_1 | pairs |",
         "|---|---|---|---:|---:|---:|---|---|---|", *table, ""])
     Path(FLAGS.out).write_text(text)
     print(text)

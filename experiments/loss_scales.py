@@ -8,7 +8,6 @@ coupling term (`train/coupling/tce` × --coupling_weight, as it enters the loss)
 the coupling term dominates the objective.
 """
 import datetime
-import json
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 from absl import app, flags
 
 from experiments.events import scalars
+from mtl_tagger.params import Params
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("model_dirs", None, "Model dirs of coupled runs (each with params.json and tensorboard/).")
@@ -27,11 +27,11 @@ PARTS = 10
 
 def report(model_dir: Path) -> str:
     """A markdown table of the loss terms by tenth of the run's steps."""
-    params = json.loads((model_dir / "params.json").read_text())
+    p = Params.load(model_dir)
     s = scalars(model_dir / "tensorboard")
-    terms = {f"CRF {t}": s[f"train/crf/{t}"] for t in (params["task_a"], params["task_b"])}
-    terms["coupling (weighted)"] = [(k, v * params["coupling_weight"]) for k, v in s["train/coupling/tce"]]
-    lines = [f"## {model_dir.name} (coupling weight {params['coupling_weight']})", "",
+    terms = {f"CRF {t}": s[f"train/crf/{t}"] for t in p.names}
+    terms["coupling (weighted)"] = [(k, v * p.coupling_weight) for k, v in s["train/coupling/tce"]]
+    lines = [f"## {model_dir.name} (coupling weight {p.coupling_weight})", "",
              "| steps | " + " | ".join(terms) + " | coupling share |", "|---|" + "---:|" * (len(terms) + 1)]
     for part in np.array_split(np.arange(len(terms["coupling (weighted)"])), PARTS):
         if not len(part):

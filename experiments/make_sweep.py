@@ -3,7 +3,7 @@
     python -m experiments.make_sweep [--out=flags/sweeps/table3] [--seeds=1,2,3] [--base=flags/sweep.cfg]
         [--pairs=Dress+Jean,...] [--modes=single,shared,coupled] [--variant='label:--flag=value --flag=value']
 
-Runs: every vertical of the chosen pairs alone (single), and every pair in shared and coupled mode.
+Runs: every vertical of the chosen pairs (and of --singles) alone, and every pair in shared and coupled mode.
 A --variant adds its flags after the run's own and appends `@label` to the run name, so a variant run
 is compared with the Table 3 run of the same name before the `@` (experiments/compare.py).
 File names sort seed first, so a partial sweep has whole seeds.
@@ -19,6 +19,7 @@ flags.DEFINE_string("out", "flags/sweeps/table3", "Directory of run flagfiles to
 flags.DEFINE_list("seeds", ["1", "2", "3"], "Seeds.")
 flags.DEFINE_string("base", "flags/sweep.cfg", "Flagfile every run starts from.")
 flags.DEFINE_list("pairs", [], "Pairs as A+B (default: all of PAIRS).")
+flags.DEFINE_list("singles", [], "Verticals trained alone besides those of the pairs (single mode).")
 flags.DEFINE_list("modes", ["single", "shared", "coupled"], "Modes to write.")
 flags.DEFINE_multi_string("variant", [], "label:--flag=value[ --flag=value ...]; one sweep per variant.")
 
@@ -29,12 +30,13 @@ PAIRS = [("Dress", "Jean"), ("Trouser", "Jean"), ("Mangalsutra", "Necklace"), ("
 
 def runs(seeds: list[str], base: str, pairs: list[tuple[str, str]] = PAIRS,
          modes: tuple[str, ...] = ("single", "shared", "coupled"),
-         variants: tuple[tuple[str, list[str]], ...] = (("", []),)) -> dict[str, str]:
+         variants: tuple[tuple[str, list[str]], ...] = (("", []),), singles: tuple[str, ...] = ()) -> dict[str, str]:
     """Run name → flagfile text."""
     specs = {}
     if "single" in modes:
-        specs |= {f"single.{v}": f"--task_a={v}\n--mtl_mode=single\n" for v in sorted({v for p in pairs for v in p})}
-    specs |= {f"{mode}.{a}+{b}": f"--task_a={a}\n--task_b={b}\n--mtl_mode={mode}\n"
+        specs |= {f"single.{v}": f"--tasks={v}\n--mtl_mode=single\n"
+                  for v in sorted({v for p in pairs for v in p} | set(singles))}
+    specs |= {f"{mode}.{a}+{b}": f"--tasks={a},{b}\n--mtl_mode={mode}\n"
               for a, b in pairs for mode in ("shared", "coupled") if mode in modes}
     return {f"s{seed}.{name}" + (f"@{label}" if label else ""):
             f"--flagfile={base}\n{text}--seed={seed}\n" + "".join(f"{f}\n" for f in extra)
@@ -56,7 +58,7 @@ def main(argv: list[str]) -> None:
     variants = tuple(parse_variant(v) for v in FLAGS.variant) or (("", []),)
     out = Path(FLAGS.out)
     out.mkdir(parents=True, exist_ok=True)
-    wanted = runs(FLAGS.seeds, FLAGS.base, pairs, tuple(FLAGS.modes), variants)
+    wanted = runs(FLAGS.seeds, FLAGS.base, pairs, tuple(FLAGS.modes), variants, tuple(FLAGS.singles))
     for stale in set(p.stem for p in out.glob("*.cfg")) - set(wanted):
         (out / f"{stale}.cfg").unlink()
     for name, text in wanted.items():

@@ -3,17 +3,16 @@
     python -m experiments.sweep --sweep_dir=flags/sweeps/table3 [--background] [--only='s1.*']
 
 Each run trains `python -m mtl_tagger.train --flagfile=<name>.cfg --model_dir=<runs_dir>/<name>` and,
-when it succeeds, writes one result file `<results_dir>/<name>.json` (flags, test metrics of every
-vertical, the Fig. 4 analysis, per-epoch dev macro-F1 and the selected epoch, wall time, date,
-command) plus `<name>.attention.png` for coupled runs.
+when it succeeds, writes one result file `<results_dir>/<name>.json` (what `mtl_tagger.modeldir.read_run`
+reads back: flags, test metrics and selected step of every vertical, the dev history, the Fig. 4 analysis;
+plus wall time, date, command) and the attention heatmaps `<name>.<borrower>__<lender>.png` of coupled runs.
 A run with a result file is never run again; an interrupted one is started again with the same
-model dir, and the trainer resumes it from its last epoch. --background detaches the sweep (its log
+model dir, and the trainer resumes it from its last evaluation. --background detaches the sweep (its log
 goes to <runs_dir>/sweep.log) so it survives the terminal; a lock file keeps two sweeps apart.
 `python -m experiments.collect` builds the tables from the result files.
 """
 import datetime
 import fnmatch
-import json
 import os
 import shutil
 import subprocess
@@ -21,34 +20,17 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from absl import app, flags
 
-from experiments.events import scalars
 from mtl_tagger.files import write_json_atomic
-from mtl_tagger.params import Params
+from mtl_tagger.modeldir import read_run
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("sweep_dir", "flags/sweeps/table3", "Directory of run flagfiles (<name>.cfg).")
 flags.DEFINE_string("runs_dir", "runs/sweep", "Where the runs' model dirs and logs go (not committed).")
-flags.DEFINE_string("results_dir", "experiments/results/runs", "Where the per-run result files go.")
+flags.DEFINE_string("results_dir", "experiments/results/table3", "Where the per-run result files go.")
 flags.DEFINE_string("only", "*", "Glob over run names: run only these.")
 flags.DEFINE_bool("background", False, "Detach and run the sweep in the background.")
-
-
-def dev_history(model_dir: Path, tasks: list[str]) -> tuple[list[dict[str, float]], int]:
-    """Per-epoch dev macro-F1 per task (percent, from TensorBoard) and the selected epoch.
-
-    The selected epoch is the first with the highest mean over tasks, the trainer's rule (training.fit).
-    """
-    logged = scalars(model_dir / "tensorboard")
-    per_task = {t: [v for _, v in logged.get(f"dev/{t}/macro_f1", [])] for t in tasks}
-    epochs = min(len(v) for v in per_task.values())
-    if not epochs:
-        return [], 0
-    history = [{t: round(v[e] * 100, 2) for t, v in per_task.items()} for e in range(epochs)]
-    mean = np.mean([v[:epochs] for v in per_task.values()], axis=0)
-    return history, int(np.argmax(mean)) + 1
 
 
 def run_one(cfg: Path, runs_dir: Path, results_dir: Path) -> bool:
@@ -62,9 +44,6 @@ def run_one(cfg: Path, runs_dir: Path, results_dir: Path) -> bool:
     if code != 0:
         print(f"{name}: FAILED (exit {code}); see {runs_dir / (name + '.log')}", flush=True)
         return False
-    analysis = model_dir / "analysis.json"
-    params = json.loads((model_dir / "params.json").read_text())
-    history, best_epoch = dev_history(model_dir, Params.from_json(params).tasks)
     result = {
         "name": name,
         "date": datetime.date.today().isoformat(),
@@ -72,14 +51,10 @@ def run_one(cfg: Path, runs_dir: Path, results_dir: Path) -> bool:
                                  text=True).stdout.strip(),
         "command": " ".join(command[1:]),
         "wall_seconds": round(time.time() - start, 1),
-        "dev_history": history,
-        "best_epoch": best_epoch,
-        "params": params,
-        "metrics": json.loads((model_dir / "metrics.json").read_text()),
-        "analysis": json.loads(analysis.read_text()) if analysis.is_file() else None,
+        **read_run(model_dir),
     }
-    if (model_dir / "attention.png").is_file():
-        shutil.copyfile(model_dir / "attention.png", results_dir / f"{name}.attention.png")
+    for png in sorted((model_dir / "attention").glob("*.png")):
+        shutil.copyfile(png, results_dir / f"{name}.{png.stem}.png")
     write_json_atomic(results_dir / f"{name}.json", result)
     f1 = ", ".join(f"{v} {m['macro_f1'] * 100:.2f}" for v, m in result["metrics"].items())
     print(f"{name}: done in {result['wall_seconds']:.0f} s; test macro-F1 {f1}", flush=True)

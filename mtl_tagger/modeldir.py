@@ -170,3 +170,16 @@ def read_history(model_dir: str | Path) -> dict:
 def best_checkpoint(model_dir: str | Path, task: str) -> str | None:
     """The checkpoint of `task`'s selected step (None when training never evaluated it)."""
     return tf.train.latest_checkpoint(str(Path(model_dir) / "best" / task))
+
+
+def read_run(model_dir: str | Path) -> dict:
+    """A finished run as experiments read it: params, test metrics (with each vertical's selected step),
+    dev history, and the Fig. 4 analysis of coupled runs (None otherwise)."""
+    model_dir = Path(model_dir)
+    params = Params.load(model_dir)
+    path = model_dir / "metrics.json"
+    if not path.is_file():
+        raise InputError("no metrics.json: the run has not finished", model_dir)
+    analysis = model_dir / "analysis.json"
+    return {"params": params.to_json(), "metrics": read_json(path), "history": read_history(model_dir),
+            "analysis": read_json(analysis)["directions"] if analysis.is_file() else None}
