@@ -257,9 +257,13 @@ class Coupler(tf.Module):
 
     def __call__(self, net: TaggerNet, c: dict[str, tf.Tensor], seed: tf.Tensor | None) -> dict[str, tf.Tensor]:
         """The coupling minibatch's TCE (mean per anchor), its parts per pair [pairs, 4] (cce, cce′, lce, lce′;
-        summing to TCE), and both attentions [S, K]."""
+        summing to TCE), and both attentions [S, K]; the sentences encoded with dropout drawn from `seed`."""
         hs = [net.encoder(c[f"sentences_{g}"], None if seed is None else tf.random.experimental.stateless_fold_in(
             seed, 1000 + g)) for g in (0, 1)]
+        return self.loss(net, c, hs)
+
+    def loss(self, net: TaggerNet, c: dict[str, tf.Tensor], hs: list[tf.Tensor]) -> dict[str, tf.Tensor]:
+        """`__call__` from the encoded length groups `hs`."""
         s = self.scores(net, c, hs)
         anchor, neighbor = s[:, 0], s[:, 1:]
         if self.stop_lender:
