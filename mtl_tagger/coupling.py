@@ -12,7 +12,6 @@ This module builds the coupling inputs and consumes them, for any number of coup
   α = uᵀ diag(a) u′ over the anchor's neighbours), the label attention (softmax of v·v′) and
   Σ A·|s − s′| per anchor.
 """
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,11 +19,12 @@ import numpy as np
 import tensorflow as tf
 
 from mtl_tagger import crf
+from mtl_tagger.labels import HASH_BUCKETS, kgram_ids
 from mtl_tagger.model import TaggerNet
 from mtl_tagger.pipeline import BATCH_SIGNATURE, SentenceTable
 from mtl_tagger.shortlist import Contexts
 
-LABEL_DIM, HASH_BUCKETS = 32, 4096
+LABEL_DIM = 32
 COUPLING_SIGNATURE = {
     "sentences_0": BATCH_SIGNATURE, "sentences_1": BATCH_SIGNATURE,  # every sentence once, two length groups
     # Per anchor (column 0) and neighbour (columns 1…K): which group, row and position its context is at, its
@@ -35,26 +35,6 @@ COUPLING_SIGNATURE = {
     "direction": tf.TensorSpec([None], tf.int32),
     "pair": tf.TensorSpec([None], tf.int32),
 }
-
-
-def label_kgrams(name: str, k: int) -> list[str]:
-    """Character k-grams of a tag name with boundary markers ("<B-color>"); the marked name if shorter."""
-    marked = f"<{name}>"
-    if len(marked) <= k:
-        return [marked]
-    return [marked[i:i + k] for i in range(len(marked) - k + 1)]
-
-
-def kgram_ids(names: Sequence[str], k: int, hash_buckets: int = HASH_BUCKETS) -> tuple[np.ndarray, np.ndarray]:
-    """[len(names), max_kgrams] int32 hashed k-gram rows (zlib.crc32: stable across runs) and float mask."""
-    grams = [[zlib.crc32(g.encode("utf-8")) % hash_buckets for g in label_kgrams(n, k)] for n in names]
-    width = max(len(g) for g in grams)
-    ids = np.zeros((len(names), width), np.int32)
-    mask = np.zeros((len(names), width), np.float32)
-    for r, g in enumerate(grams):
-        ids[r, :len(g)] = g
-        mask[r, :len(g)] = 1.0
-    return ids, mask
 
 
 def masked_softmax(logits: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:

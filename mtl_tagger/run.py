@@ -134,9 +134,12 @@ def _shortlists(p: Params, data: RunData, net: TaggerNet, examples: dict[str, li
     if p.couple == "auto":
         from mtl_tagger.lenders import rank_lenders
 
-        ranking = {t: [r.lender for r in rank_lenders(p, data.tasks, t, [o for o in p.names if o != t])]
-                   for t in p.names}
+        ranking = {t: [r.lender for r in rank_lenders(p, data.tasks, t, [o for o in p.names if o != t]) if r.score > 0]
+                   for t in p.names}  # a lender with affinity 0 shares no tagged word: nothing to couple
     pairs = []
+    if not p.couple_pairs(ranking):
+        raise InputError(f"--couple={p.couple}: no two of {', '.join(p.names)} share a tagged word; train them "
+                         "--mtl_mode=shared instead")
     for a, b in p.couple_pairs(ranking):
         key = {"tasks": [a, b], "window": p.window, "threshold": p.shortlist_threshold,
                "max_neighbors": p.shortlist_max_neighbors, "contexts": p.shortlist_contexts,

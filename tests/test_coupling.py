@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 from mtl_tagger import crf, pipeline
-from mtl_tagger.coupling import Coupler, CouplingData, PairShortlist, context_scores, kgram_ids, label_kgrams
+from mtl_tagger.coupling import Coupler, CouplingData, PairShortlist, context_scores
+from mtl_tagger.labels import kgram_ids, label_kgrams
 from mtl_tagger.model import TaggerNet
 from mtl_tagger.params import Params
 from mtl_tagger.shortlist import make_contexts
