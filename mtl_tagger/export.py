@@ -1,0 +1,266 @@
+"""`python -m mtl_tagger.export --model_dir=M --out=DIR [--overwrite]`: a SavedModel that tags with TensorFlow alone.
+
+One serving signature per vertical (`DIR/assets.extra/verticals.json` maps each vertical to its key, e.g.
+"Chain x" → `tag_Chain_x`, and lists its tags). Inputs: `tokens` [B, T] string and `lengths` [B] int32 (tokens
+at and past a row's length are ignored). Outputs: `tags` [B, T] string ("" past each length) and `confidence`
+[B, T] float32 (each token's CRF marginal of its tag, 0 past each length). The graph does what `Tagger.tag`
+does: word, character and word-shape ids as `pipeline.encode`, rows cut into max_len pieces, and the vertical's
+own network (its best checkpoint) with its Viterbi decoder. Tokens go in, not raw text: the project's tokenizer
+(Unicode properties, grapheme clusters) has no exact TensorFlow equivalent.
+"""
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from absl import flags, logging
+
+from mtl_tagger import cli
+from mtl_tagger.errors import InputError
+from mtl_tagger.files import write_json_atomic
+from mtl_tagger.model import TaggerNet
+from mtl_tagger.tagger import Tagger
+
+SIGNATURE_INPUTS = (tf.TensorSpec([None, None], tf.string, name="tokens"),
+                    tf.TensorSpec([None], tf.int32, name="lengths"))
+VERTICALS_JSON = Path("assets.extra") / "verticals.json"
+
+
+def signature_keys(verticals: Sequence[str]) -> dict[str, str]:
+    """vertical → signature key `tag_<name>`, each run of characters other than ASCII letters and digits as one
+    '_'; a key already taken by an earlier vertical gets `_2`, `_3`, … (deterministic in the model's order)."""
+    keys: dict[str, str] = {}
+    for vertical in verticals:
+        base = "tag_" + (re.sub(r"[^0-9A-Za-z]+", "_", vertical).strip("_") or "vertical")
+        key, n = base, 1
+        while key in keys.values():
+            n += 1
+            key = f"{base}_{n}"
+        keys[vertical] = key
+    return keys
+
+
+def _char_class(codes: Iterable[int]) -> str:
+    """The body of an RE2 character class matching exactly these code points (consecutive ones as ranges)."""
+    parts, codes = [], sorted(codes)
+    start = 0
+    for i in range(1, len(codes) + 1):
+        if i == len(codes) or codes[i] != codes[i - 1] + 1:
+            first, last = codes[start], codes[i - 1]
+            parts.append(f"\\x{{{first:x}}}" + (f"-\\x{{{last:x}}}" if last > first else ""))
+            start = i
+    return "".join(parts)
+
+
+@functools.cache
+def _shape_patterns() -> dict[str, str]:
+    """RE2 full-match patterns of the tests `vocab.shape` makes, from this Python's Unicode tables.
+
+    Per character: digit = str.isdigit, alnum = str.isalnum, upper = isupper, lower = islower, and cased = istitle
+    (Python's uppercase or titlecase flag). str.islower/isupper/istitle of a token are then regular languages.
+    """
+    def members(test: Callable[[str], bool]) -> str:
+        return _char_class(c for c in range(sys.maxunicode + 1) if test(chr(c)))
+
+    digit, alnum, upper, lower, cased = map(members, (str.isdigit, str.isalnum, str.isupper, str.islower,
+                                                      str.istitle))
+    title = members(lambda ch: ch.istitle() and not ch.isupper())  # cased, yet a token with one is never upper
+    cased_or_lower = f"{cased}{lower}"
+    return {
+        "number": f"[{digit},]*\\.?[{digit},]*",  # replace(".", "", 1).replace(",", "") leaves digits only
+        "digit": f"(?s).*[{digit}].*",
+        "alnum": f"(?s).*[{alnum}].*",
+        "lower": f"[^{cased}]*[{lower}][^{cased}]*",
+        "upper": f"[^{lower}{title}]*[{upper}][^{lower}{title}]*",
+        # istitle: a cased character only after an uncased one, a lowercase one only after a cased one.
+        "title": f"[^{cased_or_lower}]*[{cased}][{lower}]*(?:[^{cased_or_lower}]+[{cased}][{lower}]*)*"
+                 f"[^{cased_or_lower}]*",
+        "any_upper": f"(?s).*[{upper}].*",
+    }
+
+
+def shape_ids(tokens: tf.Tensor) -> tf.Tensor:
+    """`vocab.shape` of every token of a string tensor, in-graph: int32 ids of the same shape (see SHAPES)."""
+    p = _shape_patterns()
+
+    def matches(name: str) -> tf.Tensor:
+        return tf.strings.regex_full_match(tokens, p[name])
+
+    # shape()'s rules from the last to the first, so that the first rule that holds has the last word.
+    digit = matches("digit")
+    ids = tf.where(matches("any_upper"), 4, 8)
+    for name, value in (("title", 3), ("upper", 2), ("lower", 1)):
+        ids = tf.where(matches(name), value, ids)
+    ids = tf.where(matches("alnum"), ids, 7)
+    ids = tf.where(digit, 6, ids)
+    return tf.where(matches("number") & digit, 5, ids)
+
+
+def _table(keys: Sequence, values: np.ndarray, key_dtype: tf.DType) -> tf.lookup.StaticHashTable:
+    """An in-graph map keys → int32 values, 1 (unknown) for any other key."""
+    init = tf.lookup.KeyValueTensorInitializer(tf.constant(keys, key_dtype), tf.constant(values, tf.int32))
+    return tf.lookup.StaticHashTable(init, default_value=1)
+
+
+class Exported(tf.Module):
+    """What the SavedModel holds: each vertical's network, the word and character tables, and the tagging graph."""
+
+    def __init__(self, tagger: Tagger) -> None:
+        super().__init__(name="mtl_tagger")
+        vocab = tagger.vocab
+        self.tags = {task: list(vocab.tags[task]) for task in tagger.tasks}
+        self.max_len, self.max_word_len = tagger.params.max_len, tagger.params.max_word_len
+        self.nets = {task: tagger.nets[task] for task in tagger.tasks}  # tracked, so their weights are saved
+        # The maps Vocab.word_ids / char_ids use (the tables are built from them, so ties resolve alike).
+        self.word_table = _table(vocab.words, vocab.word_ids(vocab.words), tf.string)
+        chars = [c for c in vocab.chars if len(c) == 1]  # not <pad>/<unk>: a code point never equals them
+        self.char_table = _table([ord(c) for c in chars], vocab.char_ids(chars, 1)[:, 0], tf.int32)
+
+    def signature(self, task: str) -> tf.types.experimental.ConcreteFunction:
+        """The serving function of one vertical: (tokens, lengths) → {"tags", "confidence"}."""
+        fn = tf.function(lambda tokens, lengths: self.tag(task, tokens, lengths), input_signature=SIGNATURE_INPUTS,
+                         autograph=False)
+        return fn.get_concrete_function()
+
+    def encode(self, tokens: tf.Tensor, lengths: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The padded batch `pipeline.encode` and `pad` make of tokens [N, T] with these lengths, in-graph."""
+        tokens = tokens[:, :tf.maximum(tf.reduce_max(lengths), 1)]
+        mask = tf.sequence_mask(lengths, tf.shape(tokens)[1])
+        tokens = tf.where(mask, tokens, "")
+        codes = tf.strings.unicode_decode(tokens, "UTF-8")
+        chars = codes.with_flat_values(self.char_table.lookup(codes.flat_values))
+        width = tf.clip_by_value(tf.cast(chars.bounding_shape(2), tf.int32), 1, self.max_word_len)
+        return {
+            "words": tf.where(mask, self.word_table.lookup(tokens), 0),
+            "chars": chars.to_tensor(shape=tf.concat([tf.shape(tokens), [width]], 0)),
+            "case": tf.where(mask, shape_ids(tokens), 0),
+            "length": lengths,
+        }
+
+    def tag(self, task: str, tokens: tf.Tensor, lengths: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Tags and confidences [B, T] of a token batch, each row decoded in max_len pieces as Tagger.tag does."""
+        net: TaggerNet = self.nets[task]
+        batch, time = tf.shape(tokens)[0], tf.shape(tokens)[1]
+        checks = [tf.debugging.assert_equal(tf.shape(lengths)[0], batch, message="lengths: one per row of tokens"),
+                  tf.debugging.assert_non_negative(lengths, message="lengths must be >= 0"),
+                  tf.debugging.assert_less_equal(lengths, time, message="lengths must be <= the width of tokens")]
+        with tf.control_dependencies(checks):
+            lengths = tf.identity(lengths)
+        width = tf.maximum(tf.minimum(time, self.max_len), 1)
+        count = (time + width - 1) // width  # pieces per row
+        pieces = tf.reshape(tf.pad(tokens, [[0, 0], [0, count * width - time]]), [batch * count, width])
+        starts = tf.tile(tf.range(count) * width, [batch])
+        piece_lengths = tf.clip_by_value(tf.repeat(lengths, count) - starts, 0, width)
+        live = tf.where(piece_lengths > 0)  # only non-empty pieces are decoded
+        ids, confidence = net.decode_with_marginals(
+            task, self.encode(tf.gather_nd(pieces, live), tf.gather_nd(piece_lengths, live)))
+
+        def rows(x: tf.Tensor) -> tf.Tensor:
+            """Decoded pieces [live, ≤ width] back into rows [B, T], 0 wherever nothing was decoded."""
+            x = tf.pad(x, [[0, 0], [0, width - tf.shape(x)[1]]])
+            return tf.reshape(tf.scatter_nd(live, x, [batch * count, width]), [batch, count * width])[:, :time]
+
+        names = tf.gather(tf.constant(self.tags[task]), rows(ids))
+        return {"tags": tf.where(tf.sequence_mask(lengths, time), names, ""), "confidence": rows(confidence)}
+
+
+def _check_out(out: Path, model_dir: Path, overwrite: bool) -> None:
+    """InputError unless `out` may be written: it is absent or an empty dir, or --overwrite is given (and `out`
+    is not the model dir or one holding it)."""
+    target, model = out.resolve(), model_dir.resolve()
+    if target == model or target in model.parents:
+        raise InputError(f"--out would replace the model dir {model_dir}; choose another directory", out)
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())) and not overwrite:
+        raise InputError("--out exists and is not empty; pass --overwrite to replace it", out)
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    """Rename the finished export to `out`; whatever --overwrite replaces is set aside first and deleted last."""
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        tmp.replace(out)
+        return
+    aside = out.with_name(f".{out.name}.{os.getpid()}.replaced")
+    out.rename(aside)
+    try:
+        tmp.rename(out)
+    except BaseException:
+        aside.rename(out)
+        raise
+    if aside.is_dir() and not aside.is_symlink():
+        shutil.rmtree(aside)
+    else:
+        aside.unlink()
+
+
+def export(model_dir: str | Path, out: str | Path, overwrite: bool = False) -> dict:
+    """Write the SavedModel of a trained model dir to `out` (built in a temp dir beside it, then renamed) and
+    return what `assets.extra/verticals.json` holds: each vertical's signature key and tags."""
+    model_dir, out = Path(model_dir), Path(out)
+    _check_out(out, model_dir, overwrite)
+    tagger = Tagger.load(model_dir)
+    keys = signature_keys(tagger.tasks)
+    module = Exported(tagger)
+    info = {"inputs": {"tokens": "[B, T] string", "lengths": "[B] int32"},
+            "outputs": {"tags": "[B, T] string", "confidence": "[B, T] float32"},
+            "max_len": tagger.params.max_len,
+            "verticals": {task: {"signature": keys[task], "tags": tagger.vocab.tags[task]} for task in tagger.tasks}}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        tf.saved_model.save(module, str(tmp), signatures={keys[t]: module.signature(t) for t in tagger.tasks})
+        (tmp / VERTICALS_JSON).parent.mkdir(exist_ok=True)
+        write_json_atomic(tmp / VERTICALS_JSON, info)
+        _move_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return info
+
+
+def signature_summary(out: str | Path) -> str:
+    """`saved_model_cli show --dir out --all` of this environment; without that tool, each signature's inputs and
+    outputs as tf.saved_model.load sees them."""
+    tool = Path(sys.executable).with_name("saved_model_cli")
+    if tool.is_file():
+        r = subprocess.run([str(tool), "show", "--dir", str(out), "--all"], capture_output=True, text=True)
+        if r.returncode == 0:
+            return r.stdout
+    lines = []
+    for key, fn in sorted(tf.saved_model.load(str(out)).signatures.items()):
+        lines.append(f"signature_def['{key}']:")
+        for kind, specs in (("input", fn.structured_input_signature[1]), ("output", fn.structured_outputs)):
+            lines += [f"  {kind} {name}: {spec.dtype.name} {spec.shape}" for name, spec in sorted(specs.items())]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    """Export --model_dir to --out, then print the vertical → signature map and the SavedModel's signatures."""
+    if len(argv) > 1:
+        raise cli.usage_error(argv)
+    FLAGS = flags.FLAGS
+    if not FLAGS.model_dir:
+        raise InputError("--model_dir is required")
+    if not FLAGS.out:
+        raise InputError("--out is required (the SavedModel directory to write)")
+    logging.set_verbosity(logging.WARNING)  # writing a SavedModel logs each asset, renamed input and shard at INFO
+    info = export(FLAGS.model_dir, FLAGS.out, FLAGS.overwrite)
+    print(f"wrote {FLAGS.out}; {VERTICALS_JSON}:")
+    print(json.dumps(info, indent=2, ensure_ascii=False))
+    print(f"\nsaved_model_cli show --dir {FLAGS.out} --all")
+    print(signature_summary(FLAGS.out), end="", flush=True)
+
+
+if __name__ == "__main__":
+    flags.DEFINE_string("model_dir", None, "Trained model dir (holds params.json).")
+    flags.DEFINE_string("out", None, "SavedModel directory to write.")
+    flags.DEFINE_bool("overwrite", False, "Replace --out when it exists and is not empty.")
+    cli.run(main)
