@@ -185,6 +185,11 @@ def strip_spec_block(description: str) -> str:
     return description if m is None else description[:m.start()]
 
 
+def description_text(product: Product, keep_spec_block: bool = False) -> str:
+    """The text that is labelled and tagged for a product: its description, spec block cut unless kept."""
+    return product.description if keep_spec_block else strip_spec_block(product.description)
+
+
 def is_placeholder(value: str) -> bool:
     """True for values that stand for "no value": NA / N/A / 0 (with a unit or range), Yes, No, None, nil,
     not applicable/available, and values without a letter or digit."""
@@ -195,6 +200,11 @@ def is_placeholder(value: str) -> bool:
 def normalise_key(key: str) -> str:
     """The attribute name of a specification key: lower case, runs of non-alphanumerics turned into `_`."""
     return re.sub(r"[\W_]+", "_", key.lower()).strip("_")
+
+
+def value_tokens(value: str) -> tuple[str, ...]:
+    """A value as the matcher compares it: its tokens, case-folded (so case and spacing do not count)."""
+    return tuple(t.casefold() for t, _, _ in tokenize(value))
 
 
 def value_variants(value: str) -> list[str]:
@@ -215,7 +225,7 @@ def distant_labels(tokens: Sequence[str], specifications: Sequence[tuple[str | N
         if not attr:
             continue
         for variant in value_variants(value):
-            wanted = [t.casefold() for t, _, _ in tokenize(variant)]
+            wanted = list(value_tokens(variant))
             for i in starts.get(wanted[0], ()) if wanted else ():
                 if folded[i:i + len(wanted)] == wanted:
                     candidates.append((-len(wanted), i, order, Span(key, variant, attr, i, i + len(wanted))))
@@ -278,7 +288,7 @@ def build_dataset(products: Sequence[Product], verticals: Sequence[Vertical], ke
     for product in products:
         name = vertical_of(product, verticals)
         if name is not None:
-            text = product.description if keep_spec_block else strip_spec_block(product.description)
+            text = description_text(product, keep_spec_block)
             placed.append((name, product, text))
             counts[name].products += 1
     for name, c in counts.items():

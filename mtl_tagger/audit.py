@@ -1,0 +1,356 @@
+"""Does the description agree with the seller's specifications? One verdict per (product, attribute).
+
+    python -m mtl_tagger.audit --extractions=OUT.jsonl --catalog=PATH --out=DIR
+
+Inputs: extract's OUT.jsonl, its OUT.jsonl.summary.json (written when the extraction is complete: the
+attributes each vertical's head can tag, and how the text was prepared) and the catalog it was run on.
+
+Values are compared the way prepare matches them (`value_tokens`: the value's tokens, case-folded).
+Specification side S: every specification with a key, and the brand column where prepare adds it
+(`label_specifications`); the key names the attribute (`normalise_key`: "Base Material" is base_material)
+and a value is the set of its list items (`value_variants`: "Women, Girls" is {women, girls}; placeholders
+such as "NA" are no value). Several specifications of one attribute pool their items. Description side D:
+the values extract found for the attribute (several are pooled too).
+
+For each product and each attribute its vertical's head can tag:
+  agrees                 D and S share a value (naming one item of a list agrees; an extra description
+                         value next to a shared one, e.g. a second colour, is not flagged)
+  conflicts              D and S both non-empty and without a value in common
+  only_in_description    D non-empty, S empty (no specification, or a placeholder): an enrichment
+  only_in_specification  S non-empty, D empty
+Specified attributes that the head cannot tag get no verdict; counts.json counts them as not_taggable.
+Two flags on a conflict row help tell a seller's inconsistency from a model error (both use prepare's
+token-aligned matcher): spec_value_in_text (a specification value occurs in the text anyway: the description
+names both, and the model took the other) and overlap (one side's value occurs inside the other's, as in
+"slim" / "slim fit": most likely a span the model cut short or ran on).
+
+Output (each file written atomically): DIR/counts.json (the four counts in total, per vertical, per
+attribute and per vertical and attribute), DIR/conflicts.jsonl (one row per conflict: id, vertical,
+attribute, description_value, spec_value, snippet, start, end, confidence, spec_value_in_text, overlap) and
+DIR/report.md (totals, per vertical, per attribute, the most frequent conflicts with ids and snippets).
+"""
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from absl import flags
+
+from mtl_tagger import cli
+from mtl_tagger.catalog import Product, read_catalog
+from mtl_tagger.errors import InputError
+from mtl_tagger.extract import SUMMARY_SUFFIX, record_line, sidecar
+from mtl_tagger.files import read_json, write_json_atomic, write_text_atomic
+from mtl_tagger.prepare import (
+    description_text,
+    distant_labels,
+    label_specifications,
+    normalise_key,
+    value_tokens,
+    value_variants,
+)
+from mtl_tagger.text import tokenize
+
+CLASSES = ("agrees", "conflicts", "only_in_description", "only_in_specification")
+CLASS_NAMES = {"agrees": "agrees", "conflicts": "conflicts", "only_in_description": "only in description",
+               "only_in_specification": "only in specification"}
+SNIPPET_CONTEXT = 60  # characters of text shown on each side of a value
+TOP_CONFLICTS = 20
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One (product, attribute) and its class; the values behind it, for conflict rows."""
+
+    id: str
+    vertical: str
+    attribute: str
+    cls: str
+    description: tuple[dict, ...]  # extract's value records, in text order
+    spec: tuple[str, ...]  # the seller's values as written
+    spec_in_text: bool = False
+    overlap: bool = False
+
+
+@dataclass
+class Audit:
+    """What audit found: the verdicts, extract's summary, the specified attributes no head can tag (per
+    vertical and attribute) and the text of each product with a conflict (for snippets)."""
+
+    verdicts: list[Verdict]
+    summary: dict
+    not_taggable: Counter
+    texts: dict[str, str]
+
+
+def specified(product: Product) -> dict[str, tuple[list[str], set[tuple[str, ...]]]]:
+    """Per attribute: the seller's values as written, and their normalised list items (placeholders dropped)."""
+    out: dict[str, tuple[list[str], set[tuple[str, ...]]]] = {}
+    for key, value in label_specifications(product):
+        attr = normalise_key(key) if key else ""
+        items = {value_tokens(v) for v in value_variants(value)} - {()}
+        if attr and items:
+            raw, norm = out.setdefault(attr, ([], set()))
+            raw.append(value)
+            norm |= items
+    return out
+
+
+def contains(outer: str, inner: str) -> bool:
+    """True when `inner` (or an item of it, if it is a list "A, B") occurs in `outer`, token-aligned and
+    case-insensitively: prepare's matcher."""
+    return bool(distant_labels([t for t, _, _ in tokenize(outer)], [("value", inner)])[1])
+
+
+def classify(description: set[tuple[str, ...]], spec: set[tuple[str, ...]]) -> str | None:
+    """The class of a (product, attribute) from its normalised values on both sides (None: neither has one)."""
+    if description and spec:
+        return "agrees" if description & spec else "conflicts"
+    if description:
+        return "only_in_description"
+    return "only_in_specification" if spec else None
+
+
+def judge(record: dict, product: Product, text: str, taggable: list[str]) -> tuple[list[Verdict], Counter]:
+    """The verdicts of one extracted product, and its specified attributes that the head cannot tag."""
+    found: dict[str, list[dict]] = defaultdict(list)
+    for value in record["values"]:
+        found[value["attribute"]].append(value)
+    spec = specified(product)
+    verdicts = []
+    for attr in sorted(set(taggable) | set(found)):
+        raw, items = spec.get(attr, ([], set()))
+        cls = classify({value_tokens(v["value"]) for v in found[attr]} - {()}, items)
+        if cls is None:
+            continue
+        in_text = overlap = False
+        if cls == "conflicts":
+            in_text = any(contains(text, v) for v in raw)
+            overlap = any(contains(d["value"], v) or contains(v, d["value"])
+                          for d in found[attr] for r in raw for v in value_variants(r))
+        verdicts.append(Verdict(record["id"], record["vertical"], attr, cls, tuple(found[attr]), tuple(raw),
+                                in_text, overlap))
+    return verdicts, Counter(attr for attr in spec if attr not in taggable)
+
+
+def snippet(text: str, start: int, end: int, context: int = SNIPPET_CONTEXT) -> str:
+    """The text around [start, end) on one line, the value marked «like this»."""
+    left, right = max(0, start - context), min(len(text), end + context)
+    show = f"{text[left:start]}«{text[start:end]}»{text[end:right]}"
+    return ("…" if left else "") + " ".join(show.split()) + ("…" if right < len(text) else "")
+
+
+def _records(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line, record) of an extract output; InputError naming the line of a damaged one."""
+    try:
+        f = open(path, encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"cannot read ({e.strerror})", path) from None
+    with f:
+        for lineno, line in enumerate(f, 1):
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict) or not {"id", "vertical", "values"} <= set(record):
+                    raise ValueError("not an extract record (id, vertical, values)")
+            except (ValueError, UnicodeDecodeError) as e:
+                raise InputError(f"damaged extract record ({e})", path, lineno) from None
+            yield lineno, record
+
+
+def audit(extractions: str | Path, catalog: str | Path) -> Audit:
+    """Verdicts for every extracted product; InputError when the extraction is unfinished or was not made
+    from this catalog."""
+    extractions = Path(extractions)
+    summary_path = sidecar(extractions, SUMMARY_SUFFIX)
+    if not summary_path.is_file():
+        raise InputError(f"no {summary_path.name}: the extraction has not finished; run extract again to complete "
+                         "it", extractions)
+    summary = read_json(summary_path)
+    products = {p.id: p for p in read_catalog(catalog).products}
+    verdicts: list[Verdict] = []
+    not_taggable: Counter = Counter()
+    texts: dict[str, str] = {}
+    count = 0
+    for lineno, record in _records(extractions):
+        count += 1
+        product = products.get(record["id"])
+        if product is None:
+            raise InputError(f"product {record['id']!r} is not in {catalog}: were the extractions made from this "
+                             "catalog?", extractions, lineno)
+        taggable = summary["attributes"].get(record["vertical"])
+        if taggable is None:
+            raise InputError(f"vertical {record['vertical']!r} is not in {summary_path.name}", extractions, lineno)
+        text = description_text(product, summary["keep_spec_block"])
+        for v in record["values"]:
+            if text[v["start"]:v["end"]] != v["value"]:
+                raise InputError(f"value {v['value']!r} is not at [{v['start']}, {v['end']}) of product "
+                                 f"{record['id']}'s text: were the extractions made from this catalog?",
+                                 extractions, lineno)
+        found, missing = judge(record, product, text, taggable)
+        verdicts += found
+        not_taggable.update({(record["vertical"], a): n for a, n in missing.items()})
+        if any(v.cls == "conflicts" for v in found):
+            texts[record["id"]] = text
+    if count != summary["tagged"]:
+        raise InputError(f"holds {count} records but {summary_path.name} says {summary['tagged']} products were "
+                         "tagged", extractions)
+    return Audit(verdicts, summary, not_taggable, texts)
+
+
+def _class_counts(verdicts: list[Verdict]) -> dict[str, int]:
+    got = Counter(v.cls for v in verdicts)
+    return {c: got[c] for c in CLASSES}
+
+
+def counts(result: Audit) -> dict:
+    """counts.json: the four classes in total, per vertical, per attribute and per vertical and attribute."""
+    verdicts, summary = result.verdicts, result.summary
+    by_vertical: dict[str, list[Verdict]] = defaultdict(list)
+    by_attribute: dict[str, list[Verdict]] = defaultdict(list)
+    by_both: dict[str, dict[str, list[Verdict]]] = defaultdict(lambda: defaultdict(list))
+    for v in verdicts:
+        by_vertical[v.vertical].append(v)
+        by_attribute[v.attribute].append(v)
+        by_both[v.vertical][v.attribute].append(v)
+    not_taggable: dict[str, dict[str, int]] = defaultdict(dict)
+    for (vertical, attr), n in sorted(result.not_taggable.items()):
+        not_taggable[vertical][attr] = n
+    return {
+        "classes": list(CLASSES),
+        "products": summary["tagged"],
+        "products_per_vertical": summary["tagged_per_vertical"],
+        "total": _class_counts(verdicts),
+        "per_vertical": {v: _class_counts(by_vertical[v]) for v in summary["tagged_per_vertical"]},
+        "per_attribute": {a: _class_counts(by_attribute[a]) for a in sorted(by_attribute)},
+        "per_vertical_attribute": {v: {a: _class_counts(vs) for a, vs in sorted(attrs.items())}
+                                   for v, attrs in by_both.items()},
+        "not_taggable": dict(not_taggable),
+    }
+
+
+def conflict_row(v: Verdict, text: str) -> dict:
+    """One conflicts.jsonl row: the values of both sides and a snippet around the first description value."""
+    first = v.description[0]
+    surface = list(dict.fromkeys(d["value"] for d in v.description))
+    return {"id": v.id, "vertical": v.vertical, "attribute": v.attribute, "description_value": " | ".join(surface),
+            "spec_value": " | ".join(v.spec), "snippet": snippet(text, first["start"], first["end"]),
+            "start": first["start"], "end": first["end"], "confidence": max(d["confidence"] for d in v.description),
+            "spec_value_in_text": v.spec_in_text, "overlap": v.overlap}
+
+
+def _shown(values: set[tuple[str, ...]]) -> str:
+    return " | ".join(sorted(" ".join(v) for v in values))
+
+
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*").replace("_", "\\_")
+
+
+def _table(header: list[str], rows: list[list[object]]) -> list[str]:
+    """A Markdown table; columns of numbers (and percentages) are right-aligned."""
+    numeric = [all(isinstance(row[i], (int, float)) or str(row[i]).endswith("%") or row[i] == "–" for row in rows)
+               for i in range(len(header))]
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
+    return out + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+
+
+def _count_row(c: dict[str, int]) -> list[object]:
+    judged = c["agrees"] + c["conflicts"]
+    return [*(c[k] for k in CLASSES), f"{100 * c['agrees'] / judged:.0f}%" if judged else "–"]
+
+
+def report(result: Audit, table: dict, rows: list[dict], extractions: str | Path, catalog: str | Path) -> str:
+    """report.md: totals, per vertical, per attribute, then the most frequent conflicts with examples
+    (`rows`: the conflict rows, in the order of the conflict verdicts)."""
+    summary = result.summary
+    header = [*(CLASS_NAMES[c] for c in CLASSES), "agreement (agrees / (agrees + conflicts))"]
+    total = table["total"]
+    pairs = sum(total.values())
+    lines = [
+        "# Audit: product descriptions against the seller's specifications", "",
+        f"Extractions `{extractions}` (model `{summary['model_dir']}`, {summary['tagged']} products of "
+        f"{len(summary['tagged_per_vertical'])} verticals, min confidence {summary['min_confidence']}); "
+        f"catalog `{catalog}`. Not extracted: {summary['skipped']} products of no vertical or of a vertical the "
+        "model has no head for.", "",
+        "Each (product, attribute) that the vertical's head can tag gets one class: **agrees** (the description "
+        "and the specification share a value, compared as prepare matches values: tokens, case-folded; a list "
+        "specification \"A, B\" holds A and B), **conflicts** (both have values, none in common), **only in "
+        "description** (no real specification value: an enrichment), **only in specification** (the model "
+        "found no value in the text). See `python -m mtl_tagger.audit --help` / the module docstring.", "",
+        "## Totals", "",
+        *_table(["pairs", *header], [[pairs, *_count_row(total)]]), "",
+        f"Flags on the {len(rows)} conflicts: {sum(r['spec_value_in_text'] for r in rows)} have a specification "
+        "value in the text as well (the description names both; the model took the other); "
+        f"{sum(r['overlap'] for r in rows)} have one side's value inside the other's (e.g. slim / slim fit: "
+        "most likely a span the model cut short or ran on); "
+        f"{sum(not r['spec_value_in_text'] and not r['overlap'] for r in rows)} have neither.",
+        f"Specified attributes the heads cannot tag (not judged): "
+        f"{sum(sum(a.values()) for a in table['not_taggable'].values())}.", "",
+        "## Per vertical", "",
+        *_table(["vertical", "products", *header],
+                [[_cell(v), table["products_per_vertical"][v], *_count_row(c)]
+                 for v, c in table["per_vertical"].items()]),
+        "", "## Per attribute (all verticals)", "",
+        *_table(["attribute", *header],
+                [[_cell(a), *_count_row(c)] for a, c in
+                 sorted(table["per_attribute"].items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))]),
+        "", f"## The {TOP_CONFLICTS} most frequent conflicts", "",
+        "Grouped by vertical, attribute and the normalised values on both sides; the example is the first product.",
+        "",
+    ]
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    conflicts = [v for v in result.verdicts if v.cls == "conflicts"]
+    for i, v in enumerate(conflicts):
+        description = {value_tokens(d["value"]) for d in v.description} - {()}
+        spec = {value_tokens(s) for raw in v.spec for s in value_variants(raw)} - {()}
+        groups[(v.vertical, v.attribute, _shown(description), _shown(spec))].append(i)
+    ranked = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:TOP_CONFLICTS]
+    lines += _table(["#", "vertical", "attribute", "description says", "specification says", "products",
+                     "ids", "example snippet"],
+                    [[n, _cell(vertical), _cell(attr), _cell(d), _cell(s), len(idx),
+                      ", ".join(f"`{conflicts[i].id}`" for i in idx[:3]) + (" …" if len(idx) > 3 else ""),
+                      _cell(rows[idx[0]]["snippet"])]
+                     for n, ((vertical, attr, d, s), idx) in enumerate(ranked, 1)])
+    return "\n".join(lines) + "\n"
+
+
+def write_audit(extractions: str | Path, catalog: str | Path, out: str | Path) -> dict:
+    """Audit and write DIR/counts.json, DIR/conflicts.jsonl and DIR/report.md; returns the counts."""
+    result = audit(extractions, catalog)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError("is not a directory", out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = counts(result)
+    rows = [conflict_row(v, result.texts[v.id]) for v in result.verdicts if v.cls == "conflicts"]
+    write_json_atomic(out / "counts.json", table)
+    write_text_atomic(out / "conflicts.jsonl", "".join(record_line(r) for r in rows))
+    write_text_atomic(out / "report.md", report(result, table, rows, extractions, catalog))
+    return table
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The CLI's flags (defined when run as a program, so importing this module next to other CLIs is safe)."""
+    flags.DEFINE_string("extractions", None, "extract's OUT.jsonl (its OUT.jsonl.summary.json beside it).")
+    flags.DEFINE_string("catalog", None, "The catalog extract was run on.")
+    flags.DEFINE_string("out", None, "Directory for counts.json, conflicts.jsonl and report.md.")
+
+
+def main(argv: list[str]) -> None:
+    """CLI: audit and print the totals."""
+    if len(argv) > 1:
+        raise cli.usage_error(argv)
+    if not FLAGS.extractions or not FLAGS.catalog or not FLAGS.out:
+        raise InputError("--extractions, --catalog and --out are required")
+    table = write_audit(FLAGS.extractions, FLAGS.catalog, FLAGS.out)
+    print(", ".join(f"{CLASS_NAMES[c]} {n}" for c, n in table["total"].items()) + f": {Path(FLAGS.out) / 'report.md'}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    cli.run(main)

@@ -1,0 +1,387 @@
+"""Attribute values of every product of a catalog, with the head of its vertical.
+
+    python -m mtl_tagger.extract --model_dir=M --catalog=PATH --out=OUT.jsonl [--engine=local|ray] [--workers=N]
+        [--min_confidence=X] [--batch=256] [--verticals=flags/verticals.json] [--keep_spec_block]
+
+Input. Any catalog `prepare` reads (products JSONL(.gz), Kaggle CSV). Each product goes to its vertical by
+prepare's mapping (`--verticals`, default flags/verticals.json) and is tagged on prepare's text of it
+(`description_text`: the description cut at "Specifications of" unless --keep_spec_block), so the model sees
+what it was trained on. Products of a vertical the model has no head for, or of no vertical, are skipped and
+counted.
+
+Order. The model's verticals in its own order, catalog order within each (one head per pass, little
+padding), cut into chunks of --batch products. A chunk is the unit of tagging, writing and resuming, and
+both engines tag exactly these chunks with `tag_chunk`, so their outputs are the same bytes.
+
+OUT.jsonl: one line per tagged product (a product without values too):
+    {"id": uniq_id, "vertical": V, "values": [{"attribute", "value", "start", "end", "confidence"}]}
+start/end are character offsets into the text the model saw; U+2028, U+2029 and U+0085 are written as
+\\u escapes, so every reader sees one record per line.
+OUT.jsonl.progress.json: the settings (fingerprints of model, catalog and mapping; batch, confidence, text
+option) and how many chunks, products and bytes of OUT are complete. A chunk is appended to OUT and
+fsync'd, then the progress file is replaced. A new run with the same settings cuts OUT back to the recorded
+bytes (a torn line, or a chunk written but not recorded) and goes on with the next chunk, so a killed run
+loses nothing and writes nothing twice; other settings are refused.
+OUT.jsonl.summary.json (written at the end): products tagged and values per vertical, products skipped per
+vertical, the attributes each head can tag (what `audit` compares), and the settings.
+
+Engines. local tags in this process. ray runs the chunks through Ray Data (`pip install -e '.[ray]'`): a
+callable class loads the Tagger once per actor (`--workers` actors) and results are written in chunk order.
+"""
+import hashlib
+import json
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+import numpy as np
+from absl import flags
+
+from mtl_tagger import cli
+from mtl_tagger.catalog import read_catalog
+from mtl_tagger.errors import InputError, Interrupted
+from mtl_tagger.files import read_json, write_json_atomic
+from mtl_tagger.prepare import DEFAULT_VERTICALS, description_text, load_verticals, vertical_of
+from mtl_tagger.progress import Progress
+
+if TYPE_CHECKING:
+    from mtl_tagger.tagger import Tagger  # TensorFlow is imported only where a model is loaded
+
+ENGINES = ("local", "ray")
+PROGRESS_SUFFIX = ".progress.json"
+SUMMARY_SUFFIX = ".summary.json"
+# Line breaks that json.dumps leaves raw inside strings but str.splitlines and some JSONL readers split on.
+_LINE_BREAK_ESCAPES = {ord("\u2028"): "\\u2028", ord("\u2029"): "\\u2029", ord("\x85"): "\\u0085"}
+
+Item = tuple[str, str, str]  # (product id, vertical, text the model sees)
+
+
+@dataclass
+class Plan:
+    """What a catalog holds for a model: the products to tag in output order, and those left out."""
+
+    items: list[Item]
+    skipped: Counter  # by vertical, for verticals the model has no head for
+    no_vertical: int
+    products_read: int
+    unreadable_records: int
+
+
+def sidecar(out: str | Path, suffix: str) -> Path:
+    """OUT's progress or summary file: OUT's name with `suffix` appended."""
+    out = Path(out)
+    return out.with_name(out.name + suffix)
+
+
+def record_line(record: dict) -> str:
+    """`record` as one JSON line (newline included) that no reader can split."""
+    return json.dumps(record, ensure_ascii=False).translate(_LINE_BREAK_ESCAPES) + "\n"
+
+
+def attributes(tagger: "Tagger", task: str) -> list[str]:
+    """The attributes `task`'s head can tag (its B-/I- tags without the prefix), sorted."""
+    return sorted({tag[2:] for tag in tagger.vocab.tags[task] if tag != "O"})
+
+
+def plan(catalog: str | Path, verticals_path: str | Path, tasks: Sequence[str], keep_spec_block: bool) -> Plan:
+    """Read the catalog and route every product as prepare does; vertical-major order (see the docstring)."""
+    verticals = load_verticals(verticals_path)
+    read = read_catalog(catalog)
+    by_task: dict[str, list[Item]] = {task: [] for task in tasks}
+    skipped: Counter = Counter()
+    no_vertical = 0
+    for product in read.products:
+        vertical = vertical_of(product, verticals)
+        if vertical in by_task:
+            by_task[vertical].append((product.id, vertical, description_text(product, keep_spec_block)))
+        elif vertical is None:
+            no_vertical += 1
+        else:
+            skipped[vertical] += 1
+    items = [item for task in tasks for item in by_task[task]]
+    return Plan(items, skipped, no_vertical, len(read.products), len(read.skipped))
+
+
+def tag_chunk(tagger: "Tagger", chunk: Sequence[Item], min_confidence: float) -> str:
+    """The output lines of one chunk: every product tagged by its vertical's head, one batched pass per head."""
+    rows: dict[str, list[int]] = {}
+    for i, (_, vertical, _) in enumerate(chunk):
+        rows.setdefault(vertical, []).append(i)
+    values: list[list[dict]] = [[] for _ in chunk]
+    for vertical, positions in rows.items():
+        records = tagger.extract([chunk[i][2] for i in positions], vertical, min_confidence)
+        for i, record in zip(positions, records):
+            values[i] = record["values"]
+    return "".join(record_line({"id": pid, "vertical": vertical, "values": vals})
+                   for (pid, vertical, _), vals in zip(chunk, values))
+
+
+def local_engine(tagger: "Tagger", chunks: Sequence[Sequence[Item]], min_confidence: float) -> Iterator[str]:
+    """The lines of each chunk, in order, tagged in this process."""
+    for chunk in chunks:
+        yield tag_chunk(tagger, chunk, min_confidence)
+
+
+class ChunkTagger:
+    """Ray Data's callable class: one Tagger per actor; a batch of chunk rows becomes their output lines."""
+
+    def __init__(self, model_dir: str, min_confidence: float) -> None:
+        from mtl_tagger.tagger import Tagger
+
+        self.tagger = Tagger.load(model_dir)
+        self.min_confidence = min_confidence
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Tag each chunk (a JSON list of items) of the batch; the chunk index goes back with its lines."""
+        lines = [tag_chunk(self.tagger, json.loads(chunk), self.min_confidence) for chunk in batch["chunk"]]
+        return {"index": batch["index"], "lines": np.array(lines, dtype=object)}
+
+
+def require_ray() -> ModuleType:
+    """The ray module with Ray Data, or an InputError saying how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise InputError("--engine=ray needs Ray, which is not installed: pip install -e '.[ray]'") from None
+    return ray
+
+
+def ray_engine(model_dir: str | Path, chunks: Sequence[Sequence[Item]], min_confidence: float,
+               workers: int) -> Iterator[str]:
+    """The lines of each chunk, in order, tagged by `workers` Ray actors (a local Ray runtime is started
+    when none is running, and stopped at the end)."""
+    if not chunks:
+        return
+    ray = require_ray()
+    # Ray pickles the class by its module name; under `python -m mtl_tagger.extract` that is __main__, which
+    # the actors cannot import, so hand them the class of the importable module.
+    from mtl_tagger.extract import ChunkTagger as Worker
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=max(workers, os.cpu_count() or 1), include_dashboard=False, logging_level="WARNING",
+                 configure_logging=False)
+    # Ray Data's INFO and WARNING lines (execution plan, "progress bars disabled") would tear our progress bar;
+    # a failing actor still raises.
+    data_logger = logging.getLogger("ray.data")
+    level = data_logger.level
+    data_logger.setLevel(logging.ERROR)
+    try:
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True
+        context.enable_progress_bars = False
+        rows = [{"index": k, "chunk": json.dumps(chunk)} for k, chunk in enumerate(chunks)]
+        data = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
+            Worker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
+            fn_constructor_kwargs={"model_dir": str(Path(model_dir).resolve()), "min_confidence": min_confidence})
+        pending: dict[int, str] = {}
+        done = 0
+        for row in data.iter_rows():  # in chunk order with preserve_order; the buffer makes sure of it
+            pending[int(row["index"])] = row["lines"]
+            while done in pending:
+                yield pending.pop(done)
+                done += 1
+    finally:
+        data_logger.setLevel(level)
+        if started:
+            ray.shutdown()
+
+
+def _digest(paths: Sequence[Path]) -> str:
+    """SHA-256 over the bytes of several files (with their lengths, so boundaries count)."""
+    h = hashlib.sha256()
+    for path in paths:
+        data = path.read_bytes()
+        h.update(len(data).to_bytes(8, "big") + data)
+    return h.hexdigest()
+
+
+def model_fingerprint(model_dir: str | Path, tagger: "Tagger") -> str:
+    """Identifies a trained model: params.json, vocab.json and each head's checkpoint index (which holds a
+    checksum of every tensor), so a model retrained in the same dir is another model."""
+    from mtl_tagger.modeldir import best_checkpoint
+
+    model_dir = Path(model_dir)
+    indexes = [Path(f"{best_checkpoint(model_dir, task)}.index") for task in tagger.tasks]
+    return _digest([model_dir / "params.json", model_dir / "vocab.json", *indexes])
+
+
+class Output:
+    """OUT.jsonl written chunk by chunk, with the progress file that says how much of it is complete."""
+
+    def __init__(self, out: str | Path, settings: dict) -> None:
+        """Open OUT to go on where an earlier run with the same settings stopped (or to start it)."""
+        self.out = Path(out)
+        self.progress_path = sidecar(self.out, PROGRESS_SUFFIX)
+        self.settings = settings
+        if self.progress_path.exists():
+            self.state = self._resumed(read_json(self.progress_path))
+        elif self.out.exists() and (not self.out.is_file() or self.out.stat().st_size):
+            raise InputError(f"exists and is not an extract output (no {self.progress_path.name}); not replacing "
+                             "it", self.out)
+        else:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            self.out.write_bytes(b"")
+            self.state = {"settings": settings, "chunks": 0, "products": 0, "bytes": 0}
+            write_json_atomic(self.progress_path, self.state)
+        self.file = open(self.out, "ab")
+
+    def _resumed(self, state: object) -> dict:
+        """The recorded state, checked against the settings and OUT, with OUT cut back to what it records."""
+        if not isinstance(state, dict) or not {"settings", "chunks", "products", "bytes"} <= set(state):
+            raise InputError("not a progress file of extract", self.progress_path)
+        if state["settings"] != self.settings:
+            changed = sorted(k for k in {*state["settings"], *self.settings}
+                             if state["settings"].get(k) != self.settings.get(k))
+            raise InputError(f"holds an extraction with other settings ({', '.join(changed)}): delete it and "
+                             f"{self.progress_path.name}, or choose another --out", self.out)
+        if not self.out.is_file():
+            raise InputError(f"is missing, but {self.progress_path.name} records {state['products']} products of it: "
+                             f"delete {self.progress_path.name} to start over", self.out)
+        size = self.out.stat().st_size
+        if size < state["bytes"]:
+            raise InputError(f"is shorter than {self.progress_path.name} records ({size} < {state['bytes']} bytes): "
+                             "it was changed by hand; delete both to start over", self.out)
+        with open(self.out, "r+b") as f:
+            f.truncate(state["bytes"])  # a torn line, or a chunk appended but not recorded
+            lines = f.read().count(b"\n")
+        if lines != state["products"]:
+            raise InputError(f"holds {lines} records where {self.progress_path.name} records {state['products']}: "
+                             "it was changed by hand; delete both to start over", self.out)
+        return state
+
+    def append(self, lines: str, products: int) -> None:
+        """Add one chunk's lines durably, then record it."""
+        data = lines.encode("utf-8")
+        self.file.write(data)
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.state = {**self.state, "chunks": self.state["chunks"] + 1,
+                      "products": self.state["products"] + products, "bytes": self.state["bytes"] + len(data)}
+        write_json_atomic(self.progress_path, self.state)
+
+    def close(self) -> None:
+        """Close OUT (everything appended is already on disk)."""
+        self.file.close()
+
+
+def values_per_vertical(out: str | Path) -> Counter:
+    """How many values OUT holds per vertical."""
+    counts: Counter = Counter()
+    with open(out, encoding="utf-8") as f:
+        for line in f:
+            record = json.loads(line)
+            counts[record["vertical"]] += len(record["values"])
+    return counts
+
+
+def extract_catalog(model_dir: str | Path, catalog: str | Path, out: str | Path, engine: str = "local",
+                    workers: int = 1, min_confidence: float = 0.0, batch: int = 256,
+                    verticals_path: str | Path = DEFAULT_VERTICALS, keep_spec_block: bool = False,
+                    tagger: "Tagger | None" = None) -> dict:
+    """Tag the catalog into OUT (resuming an earlier run of the same settings) and return the summary it
+    writes to OUT.summary.json. `tagger`: the model of `model_dir`, when the caller has it loaded already."""
+    if engine not in ENGINES:
+        raise InputError(f"--engine={engine}: must be one of {', '.join(ENGINES)}")
+    if workers < 1 or batch < 1:
+        raise InputError("--workers and --batch must be at least 1")
+    if not 0.0 <= min_confidence <= 1.0:
+        raise InputError(f"--min_confidence={min_confidence}: must be in [0, 1]")
+    if engine == "ray":
+        require_ray()  # before any output is touched
+    if tagger is None:
+        from mtl_tagger.tagger import Tagger
+
+        tagger = Tagger.load(model_dir)
+    work = plan(catalog, verticals_path, tagger.tasks, keep_spec_block)
+    settings = {"model": model_fingerprint(model_dir, tagger), "catalog": _digest([Path(catalog)]),
+                "verticals": _digest([Path(verticals_path)]), "keep_spec_block": keep_spec_block,
+                "min_confidence": min_confidence, "batch": batch}
+    output = Output(out, settings)
+    chunks = [work.items[s:s + batch] for s in range(0, len(work.items), batch)]
+    todo = chunks[output.state["chunks"]:]
+    if todo:
+        sidecar(out, SUMMARY_SUFFIX).unlink(missing_ok=True)  # the summary stands for a complete OUT
+    bar = Progress(len(work.items), "products", start=output.state["products"])
+    lines = (local_engine(tagger, todo, min_confidence) if engine == "local"
+             else ray_engine(model_dir, todo, min_confidence, workers))
+    try:
+        for chunk, text in zip(todo, lines):
+            output.append(text, len(chunk))
+            bar.update(len(chunk))
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: {output.state['products']} of {len(work.items)} products are in {out}; "
+                          "run the same command again to go on") from None
+    finally:
+        lines.close()
+        output.close()
+    bar.close()
+    extracted = Counter(vertical for _, vertical, _ in work.items)
+    values = values_per_vertical(out)
+    summary = {
+        "catalog": str(catalog), "model_dir": str(model_dir), "keep_spec_block": keep_spec_block,
+        "min_confidence": min_confidence, "products_read": work.products_read,
+        "unreadable_records": work.unreadable_records, "tagged": len(work.items),
+        "tagged_per_vertical": {task: extracted[task] for task in tagger.tasks},
+        "values": sum(values.values()), "values_per_vertical": {task: values[task] for task in tagger.tasks},
+        "skipped": sum(work.skipped.values()) + work.no_vertical,
+        "skipped_per_vertical": dict(sorted(work.skipped.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "skipped_no_vertical": work.no_vertical,
+        "attributes": {task: attributes(tagger, task) for task in tagger.tasks},
+    }
+    write_json_atomic(sidecar(out, SUMMARY_SUFFIX), summary)
+    return summary
+
+
+def format_summary(summary: dict, out: str | Path) -> str:
+    """The lines printed at the end: what was tagged, and what was skipped by vertical."""
+    tagged = ", ".join(f"{v} {n}" for v, n in summary["tagged_per_vertical"].items())
+    why = [f"of no vertical {summary['skipped_no_vertical']}"] if summary["skipped_no_vertical"] else []
+    if summary["skipped_per_vertical"]:
+        why.append("of verticals the model has no head for: "
+                   + ", ".join(f"{v} {n}" for v, n in summary["skipped_per_vertical"].items()))
+    return "\n".join([
+        f"tagged {summary['tagged']} products ({tagged}): {summary['values']} values in {out}",
+        f"skipped {summary['skipped']} products" + (f" ({'; '.join(why)})" if why else ""),
+        f"summary: {sidecar(out, SUMMARY_SUFFIX)}"])
+
+
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The CLI's flags (defined when run as a program, so importing this module next to other CLIs is safe)."""
+    flags.DEFINE_string("model_dir", None, "Trained model dir (holds params.json).")
+    flags.DEFINE_string("catalog", None, "Catalog: products JSONL(.gz) or Kaggle CSV(.gz).")
+    flags.DEFINE_string("out", None, "Output JSONL (resumed when an earlier run of the same settings stopped).")
+    flags.DEFINE_enum("engine", "local", ENGINES, "local: this process; ray: Ray Data actors "
+                      "(pip install -e '.[ray]').")
+    flags.DEFINE_integer("workers", 1, "Ray actors, each with its own model (--engine=ray).")
+    flags.DEFINE_float("min_confidence", 0.0, "Leave out values whose confidence is below this.")
+    flags.DEFINE_integer("batch", 256, "Products per chunk: tagged in one pass, written and resumed whole.")
+    flags.DEFINE_string("verticals", str(DEFAULT_VERTICALS), "JSON mapping vertical -> category-path rules "
+                        "(the one prepare used).")
+    flags.DEFINE_bool("keep_spec_block", False, "Keep the 'Specifications of …' block in the text (as prepare did "
+                      "with --keep_spec_block).")
+
+
+def main(argv: list[str]) -> None:
+    """CLI: extract, then print what was tagged and skipped."""
+    if len(argv) > 1:
+        raise cli.usage_error(argv)
+    if not FLAGS.model_dir or not FLAGS.catalog or not FLAGS.out:
+        raise InputError("--model_dir, --catalog and --out are required")
+    summary = extract_catalog(FLAGS.model_dir, FLAGS.catalog, FLAGS.out, FLAGS.engine, FLAGS.workers,
+                              FLAGS.min_confidence, FLAGS.batch, FLAGS.verticals, FLAGS.keep_spec_block)
+    print(format_summary(summary, FLAGS.out))
+
+
+if __name__ == "__main__":
+    define_flags()
+    cli.run(main)

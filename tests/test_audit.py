@@ -1,0 +1,178 @@
+"""audit: the four classes under prepare's value normalisation, lists and placeholders, the output files, and
+extractions that do not belong to the catalog."""
+import json
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+from test_catalog import FIXTURES
+
+from mtl_tagger.audit import audit, classify, judge, snippet, specified
+from mtl_tagger.catalog import Product
+from mtl_tagger.errors import InputError
+from mtl_tagger.extract import SUMMARY_SUFFIX, record_line, sidecar
+
+TEXT_A = "Voylla Gold Plated brass necklace for Girls, in silver. Specifications of Voylla Necklace Color Gold"
+PRODUCTS = [
+    {"uniq_id": "a", "product_name": "Voylla Necklace", "category_path": ["Jewellery", "Necklaces"],
+     "brand": "Voylla", "description": TEXT_A,
+     "specifications": [{"key": "Color", "value": "Gold"}, {"key": "Ideal For", "value": "Women, Girls"},
+                        {"key": "Base Material", "value": "NA"}, {"key": "Plating", "value": "Gold"},
+                        {"key": "Model Number", "value": "VN-1"}, {"value": "no key"}]},
+    {"uniq_id": "b", "product_name": "Sukkhi Necklace", "category_path": ["Jewellery", "Necklaces"],
+     "brand": "", "description": "Sukkhi rose  gold and white necklace",
+     "specifications": [{"key": "Brand", "value": "Sukkhi"}, {"key": "Color", "value": "Rose Gold"},
+                        {"key": "color", "value": "Pink"}]},
+    {"uniq_id": "c", "product_name": "Top", "category_path": ["Clothing", "Tops"], "brand": "",
+     "description": "A red top", "specifications": [{"key": "Color", "value": "Red"}]},
+]
+ATTRIBUTES = {"Necklace": ["base_material", "brand", "color", "ideal_for", "plating"]}
+
+
+def value(text: str, attribute: str, surface: str, nth: int = 0, confidence: float = 0.9) -> dict:
+    """An extract value record for the `nth` occurrence of `surface` in `text`."""
+    start = -1
+    for _ in range(nth + 1):
+        start = text.index(surface, start + 1)
+    return {"attribute": attribute, "value": surface, "start": start, "end": start + len(surface),
+            "confidence": confidence}
+
+
+def write_extraction(out: Path, records: list[dict]) -> Path:
+    """OUT.jsonl and the summary beside it, as extract writes them."""
+    out.write_text("".join(record_line(r) for r in records), encoding="utf-8")
+    tagged = {v: sum(r["vertical"] == v for r in records) for v in ATTRIBUTES}
+    summary = {"catalog": "c", "model_dir": "m", "keep_spec_block": False, "min_confidence": 0.0,
+               "products_read": 3, "unreadable_records": 0, "tagged": len(records),
+               "tagged_per_vertical": tagged, "values": sum(len(r["values"]) for r in records),
+               "values_per_vertical": {}, "skipped": 1, "skipped_per_vertical": {}, "skipped_no_vertical": 1,
+               "attributes": ATTRIBUTES}
+    sidecar(out, SUMMARY_SUFFIX).write_text(json.dumps(summary), encoding="utf-8")
+    return out
+
+
+def write_job(root: Path, records: list[dict]) -> tuple[Path, Path]:
+    """PRODUCTS as a catalog, and an extraction of it."""
+    catalog = root / "catalog.jsonl"
+    catalog.write_text("".join(json.dumps(p) + "\n" for p in PRODUCTS), encoding="utf-8")
+    return catalog, write_extraction(root / "out.jsonl", records)
+
+
+def records() -> list[dict]:
+    a = TEXT_A[:TEXT_A.index("Specifications of")]
+    b = PRODUCTS[1]["description"]
+    return [
+        {"id": "a", "vertical": "Necklace", "values": [
+            value(a, "brand", "Voylla"), value(a, "color", "silver"), value(a, "ideal_for", "Girls"),
+            value(a, "base_material", "brass", confidence=0.6)]},
+        {"id": "b", "vertical": "Necklace", "values": [
+            value(b, "color", "rose  gold"), value(b, "color", "white")]},
+    ]
+
+
+@pytest.mark.parametrize("description, spec, want", [
+    ({("gold",)}, {("gold",)}, "agrees"),
+    ({("gold",), ("white",)}, {("gold",)}, "agrees"),
+    ({("girls",)}, {("women",), ("girls",)}, "agrees"),
+    ({("silver",)}, {("gold",)}, "conflicts"),
+    ({("yellow", "gold")}, {("gold",)}, "conflicts"),
+    ({("brass",)}, set(), "only_in_description"),
+    (set(), {("gold",)}, "only_in_specification"),
+    (set(), set(), None),
+])
+def test_classify(description: set, spec: set, want: str | None) -> None:
+    assert classify(description, spec) == want
+
+
+def test_specified_normalises_keys_splits_lists_pools_and_drops_placeholders() -> None:
+    a = Product("a", "n", ("A",), "Voylla", "d", (("Ideal For", "Women, Girls"), ("Base Material", "NA"),
+                                                 ("Color", "Rose  GOLD"), ("color", "Pink, NA"), (None, "x")))
+    got = specified(a)
+    assert got == {"ideal_for": (["Women, Girls"], {("women",), ("girls",)}),
+                   "color": (["Rose  GOLD", "Pink, NA"], {("rose", "gold"), ("pink",)}),
+                   "brand": (["Voylla"], {("voylla",)})}, "the brand column counts as prepare labels it"
+
+
+def test_snippet_marks_the_value_on_one_line() -> None:
+    text = "x" * 100 + "Gold\u2028plated brass" + "y" * 100
+    assert snippet(text, 100, 111, context=5) == "…xxxxx«Gold plated» bras…"
+    assert snippet("in silver", 3, 9) == "in «silver»"
+
+
+def test_verdicts_per_product_and_attribute(tmp_path: Path) -> None:
+    catalog, out = write_job(tmp_path, records())
+    result = audit(out, catalog)
+    got = {(v.id, v.attribute): v.cls for v in result.verdicts}
+    assert got == {
+        ("a", "brand"): "agrees",  # the brand column
+        ("a", "color"): "conflicts",  # silver in the text, Gold in the specification
+        ("a", "ideal_for"): "agrees",  # one item of the list "Women, Girls"
+        ("a", "base_material"): "only_in_description",  # "NA" is no value
+        ("a", "plating"): "only_in_specification",
+        ("b", "brand"): "only_in_specification",
+        ("b", "color"): "agrees",  # "rose  gold" is "Rose Gold"; the extra "white" is not flagged
+    }
+    conflict = next(v for v in result.verdicts if v.cls == "conflicts")
+    assert conflict.spec_in_text, "'Gold' occurs in 'Gold Plated' before the spec block"
+    assert result.not_taggable == {("Necklace", "model_number"): 1}
+
+
+def test_conflict_flags() -> None:
+    text = "Key Features of Malabar Gold and Diamonds Ring for Women"
+    ring = Product("r", "n", ("A",), "", text, (("Brand", "Malabar Gold and Diamonds"), ("Ideal For", "Men")))
+    record = {"id": "r", "vertical": "Ring", "values": [value(text, "brand", "Malabar"),
+                                                          value(text, "ideal_for", "Women")]}
+    verdicts, _ = judge(record, ring, text, ["brand", "ideal_for"])
+    flags = {v.attribute: (v.cls, v.spec_in_text, v.overlap) for v in verdicts}
+    assert flags == {"brand": ("conflicts", True, True), "ideal_for": ("conflicts", False, False)}
+
+
+def test_output_files(tmp_path: Path) -> None:
+    catalog, out = write_job(tmp_path, records())
+    r = run_cli("audit", f"--extractions={out}", f"--catalog={catalog}", f"--out={tmp_path / 'audit'}")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("agrees 3, conflicts 1, only in description 1, only in specification 2: ")
+    table = json.loads((tmp_path / "audit" / "counts.json").read_text())
+    assert table["total"] == {"agrees": 3, "conflicts": 1, "only_in_description": 1, "only_in_specification": 2}
+    assert table["per_vertical"]["Necklace"] == table["total"]
+    assert table["per_attribute"]["color"] == {"agrees": 1, "conflicts": 1, "only_in_description": 0,
+                                               "only_in_specification": 0}
+    assert table["per_vertical_attribute"]["Necklace"]["plating"]["only_in_specification"] == 1
+    assert table["not_taggable"] == {"Necklace": {"model_number": 1}}
+    rows = [json.loads(line) for line in (tmp_path / "audit" / "conflicts.jsonl").read_text().splitlines()]
+    assert rows == [{"id": "a", "vertical": "Necklace", "attribute": "color", "description_value": "silver",
+                     "spec_value": "Gold", "snippet": "Voylla Gold Plated brass necklace for Girls, in «silver».",
+                     "start": 48, "end": 54, "confidence": 0.9, "spec_value_in_text": True,
+                     "overlap": False}]
+    report = (tmp_path / "audit" / "report.md").read_text()
+    for heading in ("## Totals", "## Per vertical", "## Per attribute", "most frequent conflicts"):
+        assert heading in report
+    assert "| 1 | Necklace | color | silver | gold | 1 | `a` | Voylla Gold Plated" in report
+
+
+def test_kaggle_csv_catalog(tmp_path: Path) -> None:
+    text = "Acme Gold Plated Brass Necklace.\nMade of brass, gold plated."
+    out = write_extraction(tmp_path / "out.jsonl", [{"id": "k001", "vertical": "Necklace", "values": [
+        value(text, "base_material", "brass"), value(text, "plating", "gold")]}])
+    got = {(v.attribute, v.cls) for v in audit(out, FIXTURES / "kaggle.csv").verdicts}
+    assert got == {("base_material", "agrees"), ("plating", "agrees"), ("brand", "only_in_specification")}
+
+
+def test_extractions_of_another_catalog_or_unfinished(tmp_path: Path) -> None:
+    catalog, out = write_job(tmp_path, records())
+    moved = [dict(r) for r in records()]
+    moved[1]["values"] = [{**moved[1]["values"][0], "start": 0}]
+    out.write_text("".join(record_line(r) for r in moved))
+    with pytest.raises(InputError, match=r"out\.jsonl:2: value 'rose  gold' is not at \[0, 17\)"):
+        audit(out, catalog)
+    out.write_text(record_line({"id": "zz", "vertical": "Necklace", "values": []}))
+    with pytest.raises(InputError, match="out.jsonl:1: product 'zz' is not in"):
+        audit(out, catalog)
+    out.write_text("")
+    with pytest.raises(InputError, match="holds 0 records but"):
+        audit(out, catalog)
+    sidecar(out, SUMMARY_SUFFIX).unlink()
+    r = run_cli("audit", f"--extractions={out}", f"--catalog={catalog}", f"--out={tmp_path / 'audit'}")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert r.stderr.startswith(f"error: {out}: no out.jsonl.summary.json: the extraction has not finished")
+    assert not (tmp_path / "audit").exists()

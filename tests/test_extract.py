@@ -1,0 +1,277 @@
+"""extract: routing and text as prepare does them, the record format, resuming after a crash or SIGKILL with
+byte-identical output, and the Ray engine's output equal to the local one's."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, smoke_params
+from datagen import BRANDS, COLOURS, MATERIALS, PLATING
+from test_catalog import FIXTURES
+
+from mtl_tagger import extract
+from mtl_tagger.catalog import read_catalog
+from mtl_tagger.errors import InputError, Interrupted
+from mtl_tagger.extract import (
+    PROGRESS_SUFFIX,
+    SUMMARY_SUFFIX,
+    extract_catalog,
+    format_summary,
+    plan,
+    record_line,
+    sidecar,
+)
+from mtl_tagger.prepare import strip_spec_block
+from mtl_tagger.train import train
+
+KINDS = {"Chain x": ("Jewellery", "Chains"), "Mangal-sutra": ("Jewellery", "Mangalsutras"),
+         "Ring": ("Jewellery", "Rings"), None: ("Clothing", "Tops")}
+NOUNS = {"Chain x": "chain", "Mangal-sutra": "mangalsutra", "Ring": "ring", None: "top"}
+MAPPING = {"Chain x": ["^Jewellery >> Chains( >> |$)"], "Mangal-sutra": ["^Jewellery >> Mangalsutras( >> |$)"],
+           "Ring": ["^Jewellery >> Rings( >> |$)"]}
+
+
+def write_catalog(root: Path, n: int, seed: int = 0) -> tuple[Path, Path]:
+    """A products JSONL of `n` products (chains, mangalsutras, rings the test model has no head for, tops of no
+    vertical) with spec blocks, line separators and empty descriptions among them; and its vertical mapping."""
+    rng = random.Random(seed)
+    kinds = list(KINDS)
+    lines = []
+    for i in range(n):
+        kind = kinds[0] if i % 7 in (0, 2, 4) else kinds[1] if i % 7 in (1, 5) else kinds[2 + i % 2]
+        brand, plating, material, colour = (rng.choice(BRANDS), rng.choice(PLATING), rng.choice(MATERIALS),
+                                            rng.choice(COLOURS))
+        noun = NOUNS[kind]
+        text = f"{brand} {plating} {material} {noun} in {colour} , perfect for daily wear ."
+        if i % 11 == 3:
+            text += f" Specifications of {brand} {noun} Brand {brand} Color {colour}"
+        if i % 13 == 5:  # a line separator inside a value (between its tokens)
+            text = text.replace(plating, plating.replace(" ", "\u2028" if i % 2 else "\x85"), 1)
+        if i % 50 == 7:
+            text = ""
+        specs = [{"key": "Brand", "value": brand}, {"key": "Plating", "value": plating},
+                 {"key": "Base Material", "value": material}, {"key": "Color", "value": colour}]
+        lines.append(json.dumps({"uniq_id": f"p{i:04d}", "product_name": f"{brand} {noun}",
+                                 "category_path": list(KINDS[kind]), "brand": brand, "description": text,
+                                 "specifications": specs}, ensure_ascii=False))
+    catalog, mapping = root / "catalog.jsonl", root / "verticals.json"
+    catalog.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    mapping.write_text(json.dumps(MAPPING), encoding="utf-8")
+    return catalog, mapping
+
+
+@pytest.fixture(scope="module")
+def model_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A shared smoke model with heads 'Chain x' and 'Mangal-sutra'."""
+    out = tmp_path_factory.mktemp("extract_model") / "m"
+    train(smoke_params(data_dir, out, tasks="Chain x,Mangal-sutra", mtl_mode="shared", epochs=2))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tagger(model_dir: Path) -> object:
+    from mtl_tagger import Tagger
+
+    return Tagger.load(model_dir)
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(catalog, mapping) of 700 products."""
+    return write_catalog(tmp_path_factory.mktemp("catalog"), 700)
+
+
+@pytest.fixture(scope="module")
+def reference(model_dir: Path, tagger: object, job: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+              ) -> Path:
+    """An uninterrupted local run with --batch=16."""
+    out = tmp_path_factory.mktemp("reference") / "out.jsonl"
+    extract_catalog(model_dir, job[0], out, batch=16, verticals_path=job[1], tagger=tagger)
+    return out
+
+
+def test_record_line_is_one_line_for_every_reader() -> None:
+    record = {"id": "a", "values": [{"value": "x\u2028y\u2029z\x85w\nv\r"}]}
+    line = record_line(record)
+    assert line.endswith("\n") and len(line.splitlines()) == 1 and "\u2028" not in line and "\x85" not in line
+    assert json.loads(line) == record
+
+
+def test_plan_routes_and_cuts_text_as_prepare(job: tuple[Path, Path]) -> None:
+    work = plan(job[0], job[1], ["Mangal-sutra", "Chain x"], keep_spec_block=False)
+    products = {p.id: p for p in read_catalog(job[0]).products}
+    order = ["Mangal-sutra", "Chain x"]
+    assert work.items == sorted(work.items, key=lambda item: (order.index(item[1]), item[0])), \
+        "the model's verticals in its order, catalog (= id) order within each"
+    assert all(text == strip_spec_block(products[pid].description) for pid, _, text in work.items)
+    assert any("Specifications of" in products[pid].description for pid, _, _ in work.items)
+    assert work.skipped == {"Ring": 100} and work.no_vertical == 100 and len(work.items) == 500
+    kept = plan(job[0], job[1], ["Chain x"], keep_spec_block=True)
+    assert all(text == products[pid].description for pid, _, text in kept.items)
+    assert kept.skipped == {"Ring": 100, "Mangal-sutra": 200}
+
+
+def test_plan_reads_the_kaggle_csv() -> None:
+    work = plan(FIXTURES / "kaggle.csv", FIXTURES / "verticals.json", ["Necklace"], keep_spec_block=False)
+    assert [pid for pid, _, _ in work.items] == ["k001"] and work.unreadable_records == 1
+
+
+def test_records_summary_and_offsets(reference: Path, job: tuple[Path, Path], tagger: object) -> None:
+    products = {p.id: p for p in read_catalog(job[0]).products}
+    raw = reference.read_bytes()
+    lines = raw.decode("utf-8").split("\n")[:-1]
+    assert len(lines) == 500 and raw.endswith(b"\n")
+    records = [json.loads(line) for line in lines]
+    assert any("\\u2028" in line for line in lines) and any("\\u0085" in line for line in lines)
+    assert any("\u2028" in v["value"] for r in records for v in r["values"])
+    values = 0
+    for r in records:
+        assert list(r) == ["id", "vertical", "values"]
+        text = strip_spec_block(products[r["id"]].description)
+        for v in r["values"]:
+            assert list(v) == ["attribute", "value", "start", "end", "confidence"]
+            assert text[v["start"]:v["end"]] == v["value"] and 0.0 <= v["confidence"] <= 1.0
+        values += len(r["values"])
+    assert values > 500, "the smoke model finds brands, platings and materials"
+    summary = json.loads(sidecar(reference, SUMMARY_SUFFIX).read_text())
+    assert summary["tagged_per_vertical"] == {"Chain x": 300, "Mangal-sutra": 200} and summary["values"] == values
+    assert summary["skipped_per_vertical"] == {"Ring": 100} and summary["skipped_no_vertical"] == 100
+    assert "brand" in summary["attributes"]["Chain x"]
+    assert format_summary(summary, reference).splitlines()[1] == (
+        "skipped 200 products (of no vertical 100; of verticals the model has no head for: Ring 100)")
+    progress = json.loads(sidecar(reference, PROGRESS_SUFFIX).read_text())
+    assert progress["chunks"] == 32 and progress["products"] == 500 and progress["bytes"] == len(raw)
+
+
+def test_min_confidence_drops_values(model_dir: Path, tagger: object, job: tuple[Path, Path], reference: Path,
+                                     tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    extract_catalog(model_dir, job[0], out, batch=16, verticals_path=job[1], tagger=tagger, min_confidence=0.9)
+    kept = [v for line in out.read_text().splitlines() for v in json.loads(line)["values"]]
+    every = [v for line in reference.read_text().splitlines() for v in json.loads(line)["values"]]
+    assert kept == [v for v in every if v["confidence"] >= 0.9] and len(kept) < len(every)
+
+
+def test_resume_after_crash_and_torn_write(model_dir: Path, tagger: object, job: tuple[Path, Path],
+                                           reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out.jsonl"
+    real, calls = extract.tag_chunk, []
+
+    def crashing(*args: object) -> str:
+        calls.append(1)
+        if len(calls) == 10:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(extract, "tag_chunk", crashing)
+    with pytest.raises(Interrupted, match="144 of 500 products"):
+        extract_catalog(model_dir, job[0], out, batch=16, verticals_path=job[1], tagger=tagger)
+    monkeypatch.setattr(extract, "tag_chunk", real)
+    assert not sidecar(out, SUMMARY_SUFFIX).exists(), "no summary until OUT is complete"
+    # What a kill between append and the progress update leaves: a whole unrecorded chunk, then a torn line.
+    with open(out, "ab") as f:
+        f.write(real(tagger, plan(job[0], job[1], tagger.tasks, False).items[144:160], 0.0).encode())
+        f.write(b'{"id": "p01')
+    extract_catalog(model_dir, job[0], out, batch=16, verticals_path=job[1], tagger=tagger)
+    assert out.read_bytes() == reference.read_bytes()
+    assert sidecar(out, SUMMARY_SUFFIX).read_text() == sidecar(reference, SUMMARY_SUFFIX).read_text()
+    extract_catalog(model_dir, job[0], out, batch=16, verticals_path=job[1], tagger=tagger)  # complete: no-op
+    assert out.read_bytes() == reference.read_bytes()
+
+
+def test_resume_refuses_other_settings_and_foreign_files(model_dir: Path, tagger: object, job: tuple[Path, Path],
+                                                        reference: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"other settings \(batch\)"):
+        extract_catalog(model_dir, job[0], reference, batch=32, verticals_path=job[1], tagger=tagger)
+    foreign = tmp_path / "notes.jsonl"
+    foreign.write_text("mine\n")
+    with pytest.raises(InputError, match="not an extract output"):
+        extract_catalog(model_dir, job[0], foreign, batch=16, verticals_path=job[1], tagger=tagger)
+    assert foreign.read_text() == "mine\n"
+    cut = tmp_path / "cut.jsonl"
+    cut.write_bytes(reference.read_bytes()[:100])
+    sidecar(cut, PROGRESS_SUFFIX).write_bytes(sidecar(reference, PROGRESS_SUFFIX).read_bytes())
+    with pytest.raises(InputError, match="shorter than"):
+        extract_catalog(model_dir, job[0], cut, batch=16, verticals_path=job[1], tagger=tagger)
+    cut.unlink()
+    with pytest.raises(InputError, match="is missing, but cut.jsonl.progress.json records 500 products"):
+        extract_catalog(model_dir, job[0], cut, batch=16, verticals_path=job[1], tagger=tagger)
+
+
+def _cli(*args: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-m", "mtl_tagger.extract", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_at_random_moments_then_resume_is_byte_identical(model_dir: Path, job: tuple[Path, Path],
+                                                                  reference: Path, tmp_path: Path) -> None:
+    """Three SIGKILLs at random points of the writing, then a run to the end: the same bytes as no kill."""
+    seed = int(os.environ.get("KILL_SEED", time.time_ns() % 10**6))
+    rng = random.Random(seed)
+    out = tmp_path / "out.jsonl"
+    args = (f"--model_dir={model_dir}", f"--catalog={job[0]}", f"--out={out}", f"--verticals={job[1]}", "--batch=16")
+    total = reference.stat().st_size
+    kills = 0
+    for threshold in sorted(rng.uniform(0.05, 0.9) * total for _ in range(3)):
+        start = out.stat().st_size if out.exists() else 0
+        proc = _cli(*args)
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            size = out.stat().st_size if out.exists() else 0
+            if size > start and size >= threshold:
+                time.sleep(rng.uniform(0, 0.02))
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.002)
+        proc.communicate(timeout=120)
+        kills += proc.returncode == -signal.SIGKILL
+    proc = _cli(*args)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert kills >= 2, f"seed {seed}: the runs ended before they could be killed"
+    assert out.read_bytes() == reference.read_bytes(), f"seed {seed}"
+    assert stdout.startswith("tagged 500 products (Chain x 300, Mangal-sutra 200)")
+
+
+def test_unknown_engine_and_missing_ray_are_input_errors(model_dir: Path, tagger: object, job: tuple[Path, Path],
+                                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(InputError, match="--engine=spark"):
+        extract_catalog(model_dir, job[0], out, engine="spark", verticals_path=job[1], tagger=tagger)
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(InputError, match=r"pip install -e '\.\[ray\]'"):
+        extract_catalog(model_dir, job[0], out, engine="ray", verticals_path=job[1], tagger=tagger)
+    assert not out.exists(), "the check comes before any output"
+
+
+def _ray() -> object:
+    """The ray module; skipped without it, except under CI=true (CI installs it)."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("ray is not installed (CI=true requires it: pip install -e '.[ray]')")
+        pytest.skip("ray is not installed")
+    return ray
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's own DataContext fields
+def test_ray_engine_output_equals_local(model_dir: Path, tagger: object, job: tuple[Path, Path], reference: Path,
+                                        tmp_path: Path) -> None:
+    ray = _ray()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", configure_logging=False)
+    try:
+        out = tmp_path / "out.jsonl"
+        summary = extract_catalog(model_dir, job[0], out, engine="ray", workers=2, batch=16,
+                                  verticals_path=job[1], tagger=tagger)
+    finally:
+        ray.shutdown()
+    assert out.read_bytes() == reference.read_bytes()
+    assert summary == json.loads(sidecar(reference, SUMMARY_SUFFIX).read_text())
