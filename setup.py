@@ -32,7 +32,7 @@ setup(
         "plots": ["matplotlib"],
         "baselines": ["sklearn-crfsuite"],
         "peer": ["torch==2.13.0"],
-        "ray": ["ray[data]"],
+        "ray": ["ray[data]", "pyarrow<23"],  # pyarrow 23 does not import beside numpy<2 (the paper stack)
         "test": ["pytest", "ruff", "matplotlib", "sklearn-crfsuite"],
     },
 )

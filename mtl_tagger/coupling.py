@@ -157,11 +157,11 @@ class CouplingData:
         unique, where = tf.unique(tf.reshape(sentence, [-1]))
         lengths = tf.gather(table.length, unique)
         order = tf.argsort(lengths, stable=True)
-        ls = tf.gather(lengths, order)
+        ls = tf.concat([tf.gather(lengths, order), [0]], 0)  # a 0 at the end: no anchor at all is no error
         n = tf.size(unique)
         # Group 0 takes the `cut` shortest sentences, group 1 the rest: the cut with the fewest padded slots.
         cuts = tf.range(1, tf.maximum(n, 2))
-        cost = cuts * tf.gather(ls, cuts - 1) + (n - cuts) * ls[-1]
+        cost = cuts * tf.gather(ls, cuts - 1) + (n - cuts) * ls[tf.maximum(n - 1, 0)]
         cut = tf.gather(cuts, tf.argmin(cost, output_type=tf.int32))
         start = tf.minimum(cut, n - 1)  # a lone sentence also fills group 1, which nothing then reads
         rank = tf.gather(tf.math.invert_permutation(order), where)
@@ -235,14 +235,17 @@ class Coupler(tf.Module):
                 out = tf.where((c["task"] == i) & (c["group"] == g), tf.gather_nd(table, idx), out)
         return out
 
-    def __call__(self, net: TaggerNet, c: dict[str, tf.Tensor], seed: tf.Tensor | None) -> dict[str, tf.Tensor]:
-        """The coupling minibatch's TCE (mean per anchor), its parts per pair [pairs, 4] (cce, cce′, lce, lce′;
-        summing to TCE), and both attentions [S, K]; the sentences encoded with dropout drawn from `seed`."""
+    def __call__(self, net: TaggerNet, c: dict[str, tf.Tensor], seed: tf.Tensor | None,
+                 anchors: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
+        """The coupling minibatch's TCE (summed per anchor, divided by `anchors`, default the batch's anchors), its
+        parts per pair [pairs, 4] (cce, cce′, lce, lce′; summing to TCE), and both attentions [S, K]; the
+        sentences are encoded with dropout drawn from `seed`."""
         hs = [net.encoder(c[f"sentences_{g}"], None if seed is None else tf.random.experimental.stateless_fold_in(
             seed, 1000 + g)) for g in (0, 1)]
-        return self.loss(net, c, hs)
+        return self.loss(net, c, hs, anchors)
 
-    def loss(self, net: TaggerNet, c: dict[str, tf.Tensor], hs: list[tf.Tensor]) -> dict[str, tf.Tensor]:
+    def loss(self, net: TaggerNet, c: dict[str, tf.Tensor], hs: list[tf.Tensor],
+             anchors: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
         """`__call__` from the encoded length groups `hs`."""
         s = self.scores(net, c, hs)
         anchor, neighbor = s[:, 0], s[:, 1:]
@@ -255,7 +258,8 @@ class Coupler(tf.Module):
         v = tf.gather(labels, c["gold"])
         label_attention = masked_softmax(tf.einsum("sl,skl->sk", v[:, 0], v[:, 1:]), mask)
         cce, lce = tf.reduce_sum(attention * gap, axis=1), tf.reduce_sum(label_attention * gap, axis=1)
-        anchors = tf.cast(tf.shape(gap)[0], gap.dtype)
+        if anchors is None:
+            anchors = tf.cast(tf.shape(gap)[0], gap.dtype)
         backward = tf.cast(c["direction"], gap.dtype)
         each = tf.stack([cce * (1 - backward), cce * backward, lce * (1 - backward), lce * backward], axis=1)
         parts = tf.math.unsorted_segment_sum(each, c["pair"], tf.shape(self.attention)[0]) / anchors

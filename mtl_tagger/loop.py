@@ -7,6 +7,7 @@ dev macro-F1 has the weights saved in best/<vertical>/ (so each vertical is test
 the full state goes to last/, and history.json records the evaluation. Training stops at the step budget,
 or once no vertical has improved for `patience` evaluations and `min_steps` are done.
 """
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -30,41 +31,60 @@ def _fold(seed: tf.Tensor, k: int) -> tf.Tensor:
 class Loop:
     """Steps, evaluates, selects and resumes one built run in its model dir."""
 
-    def __init__(self, run: Run, model_dir: Path) -> None:
+    def __init__(self, run: Run, model_dir: Path, strategy: tf.distribute.Strategy | None = None,
+                 worker: tuple[int, int] = (0, 1)) -> None:
+        """`run` built in `strategy`'s scope when one is given; `worker` = (index, workers); worker 0 writes."""
         self.run, self.model_dir, self.p = run, model_dir, run.params
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.worker, self.chief = worker, worker[0] == 0
         self.names = self.p.names
         self.weights = {"net": run.net, **({"coupler": run.coupler} if run.coupler is not None else {})}
         self.variables = [v for w in self.weights.values() for v in w.trainable_variables]
-        self.optimizer = Adam(self.variables, self.p.learning_rate, self.p.clip_norm)
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        with self.strategy.scope():
+            self.optimizer = Adam(self.variables, self.p.learning_rate, self.p.clip_norm)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.last = tf.train.CheckpointManager(
             tf.train.Checkpoint(optimizer=self.optimizer, step=self.step, **self.weights), model_dir / "last",
             max_to_keep=1)
         self.best = {t: tf.train.CheckpointManager(tf.train.Checkpoint(**self.weights), model_dir / "best" / t,
                                                    max_to_keep=1) for t in self.names}
         self.history = read_history(model_dir)
+        self.writer = tf.summary.create_file_writer(str(model_dir / "tensorboard")) if self.chief \
+            else tf.summary.create_noop_writer()
         self.tagger = Tagger(self.p, run.vocab, {t: run.net for t in self.names})
-        signature = {"step": tf.TensorSpec([], tf.int64), **{t: pipeline.BATCH_SIGNATURE for t in self.names}}
+        counted = [*self.names, *(["coupling"] if run.coupling is not None else [])]
+        signature = {"step": tf.TensorSpec([], tf.int64), "count": {k: tf.TensorSpec([], tf.float32) for k in counted},
+                     **{t: pipeline.BATCH_SIGNATURE for t in self.names}}
         if run.coupling is not None:
             signature["coupling"] = COUPLING_SIGNATURE
         self.train_step = tf.function(self._step, input_signature=[signature], autograph=False)
 
-    def _step(self, inputs: dict) -> dict[str, tf.Tensor]:
-        """One optimiser step; dropout masks drawn from (seed, step), so a resumed run repeats them."""
+    def _gradients(self, inputs: dict) -> tuple[list[tf.Tensor], dict[str, tf.Tensor]]:
+        """This worker's share of the step's loss terms and gradients (dropout drawn from (seed, step))."""
         seed = tf.stack([tf.constant(self.p.seed, tf.int64), inputs["step"]])
+        count = inputs["count"]
         with tf.GradientTape() as tape:
-            losses = {f"crf/{t}": self.run.net.crf_loss(t, inputs[t], _fold(seed, i)) for i, t in enumerate(self.names)}
+            losses = {f"crf/{t}": self.run.net.crf_loss(t, inputs[t], _fold(seed, i), count[t])
+                      for i, t in enumerate(self.names)}
             loss = tf.add_n(list(losses.values()))
             if self.run.coupler is not None:
-                out = self.run.coupler(self.run.net, inputs["coupling"], _fold(seed, len(self.names)))
+                out = self.run.coupler(self.run.net, inputs["coupling"], _fold(seed, len(self.names)),
+                                       count["coupling"])
                 loss += self.p.coupling_weight * out["total"]
                 losses["coupling/tce"] = out["total"]
                 for i, (a, b) in enumerate(self.run.coupling.pairs):
                     for j, part in enumerate(("cce", "cce_prime", "lce", "lce_prime")):
                         losses[f"coupling/{a}:{b}/{part}"] = out["parts"][i, j]
         grads = tape.gradient(loss, self.variables)
-        norm = self.optimizer.apply(grads, self.variables)
-        return {"loss": loss, **losses, "grad_norm": norm}
+        grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, self.variables)]
+        return grads, {"loss": loss, **losses}
+
+    def _step(self, inputs: dict) -> dict[str, tf.Tensor]:
+        """One optimiser step: every worker's share summed (the whole step's gradient), one Adam update."""
+        grads, losses = self.strategy.run(self._gradients, args=(inputs,))
+        total = functools.partial(self.strategy.reduce, tf.distribute.ReduceOp.SUM, axis=None)
+        grads, losses = [total(g) for g in grads], {k: total(v) for k, v in losses.items()}
+        return {**losses, "grad_norm": self.optimizer.apply(grads, self.variables)}
 
     def resume(self) -> int:
         """Restore the last saved state (if any) and return the step to continue from."""
@@ -110,12 +130,14 @@ class Loop:
             best = self.history["best"].get(t)
             if best is None or dev[t]["macro_f1"] >= best["macro_f1"]:  # a tie goes to the later, longer-trained step
                 self.history["best"][t] = {"step": step, **dev[t]}
-                self.best[t].save(checkpoint_number=step)
+                if self.chief:
+                    self.best[t].save(checkpoint_number=step)
                 cells.append(f"{t} {dev[t]['macro_f1'] * 100:.2f}*")
             else:
                 cells.append(f"{t} {dev[t]['macro_f1'] * 100:.2f} (best {best['macro_f1'] * 100:.2f} @{best['step']})")
-        self.last.save(checkpoint_number=step)
-        write_json_atomic(self.model_dir / "history.json", self.history)
+        if self.chief:
+            self.last.save(checkpoint_number=step)
+            write_json_atomic(self.model_dir / "history.json", self.history)
         return "dev macro-F1: " + ", ".join(cells)
 
     def fit(self) -> None:
@@ -125,12 +147,11 @@ class Loop:
             print(f"resuming {self.model_dir} at step {start} of {total}", flush=True)
         if start >= total or self._done(start):
             return
-        writer = tf.summary.create_file_writer(str(self.model_dir / "tensorboard"))
         data = pipeline.step_dataset(self.run.table, self.run.plans(total), self.run.offsets, start,
-                                     self.run.coupling, self.run.coupling_plan(total))
+                                     self.run.coupling, self.run.coupling_plan(total), self.worker)
         bar = Progress(total, "steps", start=start)
         try:
-            with writer.as_default():
+            with self.writer.as_default():
                 for inputs in data:
                     out = self.train_step(inputs)
                     step = int(self.step.assign_add(1))
@@ -153,7 +174,7 @@ class Loop:
         finally:
             bar.close()
             del data
-            writer.close()
+            self.writer.flush()
 
     def _done(self, step: int) -> bool:
         """True once patience has run out for every vertical (and the minimum steps are done)."""
@@ -163,7 +184,9 @@ class Loop:
 
     def test(self) -> dict[str, dict]:
         """Score each vertical's best checkpoint on its test split; write predictions/ and metrics.json."""
-        results = {}
+        results: dict[str, dict] = {}
+        if not self.chief:
+            return results
         pred_dir = self.model_dir / "predictions"
         pred_dir.mkdir(exist_ok=True)
         for t in self.names:

@@ -127,11 +127,14 @@ class TaggerNet(tf.Module):
         vec = tf.gather(table, ids) * tf.cast(ids > 0, table.dtype)[..., None]
         return tf.reshape(vec, tf.concat([tf.shape(ids)[:-1], [-1]], axis=0))
 
-    def crf_loss(self, task: str, batch: dict[str, tf.Tensor], seed: tf.Tensor | None = None) -> tf.Tensor:
-        """Mean negative log-likelihood of the gold tags over the batch's sentences."""
+    def crf_loss(self, task: str, batch: dict[str, tf.Tensor], seed: tf.Tensor | None = None,
+                 count: tf.Tensor | None = None) -> tf.Tensor:
+        """Negative log-likelihood of the gold tags summed over the batch's sentences and divided by `count`
+        (default: their number, i.e. the mean; a worker of several divides by the whole step's count)."""
         head = self.heads[task]
         scores = head.emissions(self.encoder(batch, seed))
-        return -tf.reduce_mean(head.crf.log_likelihood(scores, batch["tags"], batch["length"]))
+        nll = -tf.reduce_sum(head.crf.log_likelihood(scores, batch["tags"], batch["length"]))
+        return nll / (tf.cast(tf.shape(batch["length"])[0], nll.dtype) if count is None else count)
 
     def decode(self, task: str, batch: dict[str, tf.Tensor]) -> tf.Tensor:
         """Viterbi tag ids [B, T] of a padded batch (0 past each length)."""

@@ -20,9 +20,10 @@ CHAR_ENCODERS = ("lstm", "cnn")
 CRF_IMPLS = ("own", "tfa")
 SHORTLIST_CONTEXTS = ("tagged", "all")
 COUPLING_SCORES = ("emission", "log_softmax", "marginal")
+DISTRIBUTE = ("", "multiworker")
 # Fields that may change when a run resumes in the same model dir (they do not change the model).
 RESUMABLE = frozenset({"epochs", "min_steps", "max_steps", "patience", "eval_every", "overwrite", "model_dir",
-                       "crf_impl"})
+                       "crf_impl", "distribute"})
 PATHS = ("data_dir", "word_vectors")  # compared as resolved paths
 
 
@@ -70,6 +71,8 @@ class Params:
     seed: int = _f(42, "Random seed: same seed, data and flags give identical metrics.json.")
     strict_bio: bool = _f(False, "Make an I-x after O or after B-y an error instead of repairing it to B-x.")
     overwrite: bool = _f(False, "Replace a model dir that holds a model of other verticals, flags or data.")
+    distribute: str = _f("", "multiworker: train on the workers TF_CONFIG lists (MultiWorkerMirroredStrategy; "
+                             "README); empty: this process alone.")
     crf_impl: str = _f("own", "CRF implementation: own (mtl_tagger.crf) or tfa (tensorflow-addons, paper stack "
                               "only; the same function).")
     coupling_weight: float = _f(1.0, "Weight of the total coupling error TCE in the loss (coupled mode).")
@@ -119,7 +122,8 @@ class Params:
         if not -1.0 <= self.shortlist_threshold < 1.0:
             raise InputError(f"--shortlist_threshold={self.shortlist_threshold}: must be in [-1, 1)")
         for name, allowed in (("char_encoder", CHAR_ENCODERS), ("shortlist_contexts", SHORTLIST_CONTEXTS),
-                              ("crf_impl", CRF_IMPLS), ("coupling_score", COUPLING_SCORES)):
+                              ("crf_impl", CRF_IMPLS), ("coupling_score", COUPLING_SCORES),
+                              ("distribute", DISTRIBUTE)):
             if getattr(self, name) not in allowed:
                 raise InputError(f"--{name}={getattr(self, name)}: must be one of {', '.join(allowed)}")
         if self.mtl_mode and self.mtl_mode not in MODES:

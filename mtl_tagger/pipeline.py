@@ -89,14 +89,13 @@ class SentenceTable:
         self.length = tf.constant(lengths)
 
     def batch(self, rows: tf.Tensor) -> dict[str, tf.Tensor]:
-        """The padded batch (BATCH_SIGNATURE) of the given table rows, in-graph."""
-        return {
-            "words": tf.gather(self.words, rows).to_tensor(),
-            "chars": tf.gather(self.chars, rows).to_tensor(),
-            "case": tf.gather(self.case, rows).to_tensor(),
-            "tags": tf.gather(self.tags, rows).to_tensor(),
-            "length": tf.gather(self.length, rows),
-        }
+        """The padded batch (BATCH_SIGNATURE) of the given table rows, in-graph; no rows give one padding column."""
+        def padded(table: tf.RaggedTensor) -> tf.Tensor:
+            x = tf.gather(table, rows).to_tensor()
+            return tf.pad(x, [[0, 0], [0, tf.maximum(1 - tf.shape(x)[1], 0)]] + [[0, 0]] * (len(x.shape) - 2))
+
+        return {"words": padded(self.words), "chars": padded(self.chars), "case": padded(self.case),
+                "tags": padded(self.tags), "length": tf.gather(self.length, rows)}
 
 
 def bucket_boundaries(max_len: int, growth: float = 1.2, start: int = 4) -> list[int]:
@@ -145,11 +144,15 @@ def batch_plan(lengths: np.ndarray, batch_size: int, max_len: int, seed: int, st
 
 
 def step_dataset(table: SentenceTable, plans: dict[str, np.ndarray], offsets: dict[str, int], start: int,
-                 coupling: object | None = None, coupling_plan: np.ndarray | None = None) -> tf.data.Dataset:
-    """Step inputs from `start` to the end of the plans: {"step", vertical: padded batch, ["coupling": …]}.
+                 coupling: object | None = None, coupling_plan: np.ndarray | None = None,
+                 shard: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
+    """Step inputs from `start` to the end of the plans: {"step", "count", vertical: padded batch, ["coupling"]}.
 
     `plans` hold each vertical's sentence indices; `offsets` its first row in `table`. `coupling` (a
-    coupling.CouplingData) turns its plan's anchor rows into a coupling minibatch, also in-graph.
+    coupling.CouplingData) turns its plan's anchor rows into a coupling minibatch, also in-graph. With
+    `shard` = (worker, workers) this worker gets every workers-th sentence and anchor of each step from its
+    own position; "count" holds each whole minibatch's size (per vertical, and "coupling" anchors), which
+    the losses divide by, so that the workers' summed gradients are those of one worker on the whole step.
     """
     slices: dict[str, np.ndarray] = {t: plan[start:] for t, plan in plans.items()}
     stop = start + len(next(iter(slices.values())))
@@ -157,13 +160,18 @@ def step_dataset(table: SentenceTable, plans: dict[str, np.ndarray], offsets: di
     if coupling is not None:
         slices["coupling"] = coupling_plan[start:]
 
+    worker, workers = shard
+
     def gather(x: dict) -> dict:
-        out = {"step": x["step"]}
+        out = {"step": x["step"], "count": {}}
         for t in plans:
             rows = tf.boolean_mask(x[t], x[t] >= 0)
-            out[t] = table.batch(rows + offsets[t])
+            out["count"][t] = tf.cast(tf.size(rows), tf.float32)
+            out[t] = table.batch(rows[worker::workers] + offsets[t])
         if coupling is not None:
-            out["coupling"] = coupling.batch(table, x["coupling"])
+            anchors = tf.boolean_mask(x["coupling"], x["coupling"] >= 0)
+            out["count"]["coupling"] = tf.cast(tf.size(anchors), tf.float32)
+            out["coupling"] = coupling.batch(table, anchors[worker::workers])
         return out
 
     return tf.data.Dataset.from_tensor_slices(slices).map(gather).prefetch(2)

@@ -114,8 +114,8 @@ def _fingerprint(*arrays: np.ndarray) -> str:
 
 
 def _shortlists(p: Params, data: RunData, net: TaggerNet, examples: dict[str, list[pipeline.Example]],
-                model_dir: Path) -> tuple[dict, dict, list[PairShortlist]]:
-    """Each vertical's contexts and gold tags, and every coupled pair's shortlist L (cached in the model dir)."""
+                cache: Path | None) -> tuple[dict, dict, list[PairShortlist]]:
+    """Each vertical's contexts and gold tags, and every coupled pair's shortlist L (cached in `cache` if given)."""
     if data.pretrained is not None:
         init, found = embedding_matrix(data.vocab.words, *data.pretrained, p.seed)
         vectors = init * found[:, None]  # words without a pretrained vector count as padding
@@ -144,8 +144,11 @@ def _shortlists(p: Params, data: RunData, net: TaggerNet, examples: dict[str, li
         key = {"tasks": [a, b], "window": p.window, "threshold": p.shortlist_threshold,
                "max_neighbors": p.shortlist_max_neighbors, "contexts": p.shortlist_contexts,
                "data": _fingerprint(vectors, contexts[a].windows, contexts[b].windows, gold[a], gold[b])}
-        found = shortlist.cached_shortlist(model_dir / "shortlist", key, lambda a=a, b=b: shortlist.build_shortlist(
-            contexts[a], contexts[b], vectors, p.shortlist_threshold, p.shortlist_max_neighbors))
+        def make(a: str = a, b: str = b) -> shortlist.Shortlist:
+            return shortlist.build_shortlist(contexts[a], contexts[b], vectors, p.shortlist_threshold,
+                                             p.shortlist_max_neighbors)
+
+        found = shortlist.cached_shortlist(cache, key, make) if cache is not None else make()
         if found.num_pairs == 0:
             raise InputError(f"--shortlist_threshold={p.shortlist_threshold}: the shortlist of {a} and {b} is empty; "
                              + shortlist.threshold_hint(contexts[a], contexts[b], vectors))
@@ -154,8 +157,9 @@ def _shortlists(p: Params, data: RunData, net: TaggerNet, examples: dict[str, li
     return contexts, gold, pairs
 
 
-def build(p: Params, data: RunData, model_dir: Path) -> Run:
-    """The network (initialised from the pretrained vectors), the training table, and the coupling parts."""
+def build(p: Params, data: RunData, model_dir: Path, write: bool = True) -> Run:
+    """The network (initialised from the pretrained vectors), the training table, and the coupling parts;
+    shortlists are cached in the model dir unless `write` is False (a worker that is not the chief)."""
     vocab = data.vocab
     net = TaggerNet(p, len(vocab.words), len(vocab.chars), vocab.tags)
     if data.pretrained is not None:
@@ -172,7 +176,7 @@ def build(p: Params, data: RunData, model_dir: Path) -> Run:
     lengths = {t: np.array([int(e["length"]) for e in ex], np.int32) for t, ex in examples.items()}
     run = Run(p, data, net, table, offsets, lengths)
     if p.mode == "coupled":
-        contexts, gold, pairs = _shortlists(p, data, net, examples, model_dir)
+        contexts, gold, pairs = _shortlists(p, data, net, examples, model_dir / "shortlist" if write else None)
         tag_offsets = dict(zip(vocab.tags, np.cumsum([0] + [len(v) for v in vocab.tags.values()])[:-1].tolist()))
         run.coupling = CouplingData(p.names, contexts, gold, offsets, tag_offsets, pairs)
         run.coupler = Coupler(vocab.tags, len(pairs), (2 * p.window + 1) * p.word_dim, p.label_kgram,

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from mtl_tagger import cli, params
 from mtl_tagger.analysis import analyse, format_lenders
-from mtl_tagger.errors import Interrupted
+from mtl_tagger.errors import InputError, Interrupted
 from mtl_tagger.files import write_json_atomic
 from mtl_tagger.loop import Loop
 from mtl_tagger.metrics import format_table
@@ -20,11 +20,34 @@ from mtl_tagger.run import build, load_data
 from mtl_tagger.vocab import Vocab
 
 
+def multiworker() -> tuple[tf.distribute.Strategy, tuple[int, int]]:
+    """The strategy over the workers TF_CONFIG lists, and this process's (index, workers); the chief is 0."""
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    jobs = resolver.cluster_spec().as_dict()
+    if not jobs:
+        raise InputError("--distribute=multiworker needs TF_CONFIG naming the cluster and this task, e.g. "
+                         '{"cluster": {"worker": ["host1:2222", "host2:2222"]}, '
+                         '"task": {"type": "worker", "index": 0}}')
+    workers = len(jobs.get("chief", [])) + len(jobs.get("worker", []))
+    index = 0 if resolver.task_type == "chief" else resolver.task_id + len(jobs.get("chief", []))
+    return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver), (index, workers)
+
+
 def train(p: Params) -> dict[str, dict]:
-    """Train (or resume) the run `p` describes and return its test metrics, keyed by vertical."""
+    """Train (or resume) the run `p` describes and return its test metrics, keyed by vertical.
+
+    With --distribute=multiworker every worker runs this; only the chief (worker 0) claims and writes the model
+    dir, which the others must also see (a shared file system) to resume.
+    """
+    strategy, worker = multiworker() if p.distribute == "multiworker" else (tf.distribute.get_strategy(), (0, 1))
     tf.config.experimental.enable_op_determinism()
     data = load_data(p)  # every input check happens before the model dir is touched
     model_dir = Path(p.model_dir)
+    if worker[0] != 0:
+        with strategy.scope():
+            loop = Loop(build(p, data, model_dir, write=False), model_dir, strategy, worker)
+        loop.fit()
+        return loop.test()
     held = claim(p, data.provenance)
     try:
         if held.resume:
@@ -33,8 +56,9 @@ def train(p: Params) -> dict[str, dict]:
             data.vocab.save(model_dir / "vocab.json")
             write_provenance(model_dir, data.provenance)
         write_json_atomic(model_dir / "params.json", p.to_json())  # on resume: the new budget flags
-        run = build(p, data, model_dir)  # may still refuse the input (e.g. an empty shortlist)
-        loop = Loop(run, model_dir)
+        with strategy.scope():
+            run = build(p, data, model_dir)  # may still refuse the input (e.g. an empty shortlist)
+            loop = Loop(run, model_dir, strategy, worker)
     except BaseException:
         held.abandon()
         raise
@@ -48,10 +72,9 @@ def train(p: Params) -> dict[str, dict]:
     results = loop.test()
     print(format_table(results), flush=True)
     if run.coupler is not None:
-        writer = tf.summary.create_file_writer(str(model_dir / "tensorboard"))
-        for direction in analyse(run, model_dir, writer):
+        for direction in analyse(run, model_dir, loop.writer):
             print("\n" + format_lenders(direction), flush=True)
-        writer.close()
+    loop.writer.close()
     held.lock.release()
     return results
 
