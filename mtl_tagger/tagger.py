@@ -81,7 +81,9 @@ class Tagger:
         if task not in self.vocab.tags:
             raise InputError(f"--task={task}: this model tags {', '.join(self.tasks)}")
 
-    def _decoder(self, task: str, marginals: bool) -> tf.types.experimental.GenericFunction:
+    def decoder(self, task: str, marginals: bool = False) -> tf.types.experimental.GenericFunction:
+        """The traced decoding function of `task` for a padded batch (BATCH_SIGNATURE): tags [B, T], and with
+        `marginals` also each token's marginal of its tag."""
         key = (task, marginals)
         if key not in self._decoders:
             net = self.nets[task]
@@ -107,7 +109,7 @@ class Tagger:
                 owner.append(i)
         piece_tags: list[list[str]] = [[] for _ in pieces]
         piece_conf: list[list[float]] = [[] for _ in pieces]
-        decode = self._decoder(task, marginals)
+        decode = self.decoder(task, marginals)
         for positions, batch in eval_batches(encode(pieces, self.vocab, self.params.max_word_len), EVAL_BATCH):
             out = decode(batch)
             ids, conf = (out[0].numpy(), out[1].numpy()) if marginals else (out.numpy(), None)

@@ -1,0 +1,743 @@
+"""The project against a PyTorch BiLSTM-CRF (experiments/peer_torch.py): same model, data and batches, side by side.
+
+    python -m experiments.bench_peer [--rounds=3] [--train_steps=20] [--hidden_size=0] [--profile]
+
+Synthetic CoNLL data (fixed seed, 20k Zipf-ish words, 41 tags = O + 20 attributes × B/I, lognormal sentence
+lengths with median 30, p90 70, max 150) is written to a work dir and read by the project's own code
+(`run.load_data` + `run.build` with flags/paper.cfg, random embeddings). The project's batch plans — the
+loop's length-bucketed training plan, `pipeline.eval_batches` order for decoding, and random-order batches
+for the unbucketed case — go to an .npz that the peer pads from; the project process checks that every
+batch it feeds equals the peer's. Each round runs the project and the peer in fresh processes, alternating
+which goes first; each process warms up with one untimed pass over its batches and then times the same
+batches, counting real (non-padding) tokens. Each process also times float32 GEMMs (numpy and its own
+framework); the best rate is the ceiling that every figure's implied FLOP rate is checked against.
+A third process per round times a coupled step (`--tasks=A,B --mtl_mode=coupled`) against the two
+single-task steps it contains, on the same minibatches, alternating step by step. `--profile` adds a
+breakdown of the project's training step. The report is written to --report only when the machine was
+quiet: the 1-minute load before the run, and the CPU other processes took while each measuring process ran,
+below --max_load (other jobs make figures unrepeatable; the load average itself counts the benchmark's own
+threads, so it cannot judge the time in between).
+
+This module imports TensorFlow only inside the project-side functions: the peer process imports its
+plan, padding, timing and GEMM helpers and must not load TensorFlow.
+"""
+import datetime
+import json
+import os
+import platform
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+TASK, OTHER = "A", "B"  # the benchmarked vertical, and the second vertical of the coupled run
+ATTRIBUTES = 20  # 41 tags: O + B/I of each
+MEDIAN_LEN, P90_LEN, MAX_LEN = 30, 70, 150
+KINDS = ("bucketed", "unbucketed")
+Batch = dict[str, np.ndarray]
+
+
+# ---------------------------------------------------------------- synthetic data
+
+
+class Language:
+    """A fixed vocabulary of letter words with Zipf frequencies, and per-attribute cue words and values.
+
+    Attribute values recur (each attribute has 30 values of 1–3 words, each after its cue word), so
+    contexts of tagged words repeat within and across verticals, as in catalog text, and a coupled
+    run's shortlist is not empty.
+    """
+
+    def __init__(self, seed: int, vocab: int) -> None:
+        rng = np.random.default_rng([seed, 0])
+        words: list[str] = []
+        seen: set[str] = set()
+        while len(words) < vocab:
+            w = "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), min(15, 1 + rng.poisson(4.5))))
+            if w not in seen:
+                seen.add(w)
+                words.append(w)
+        self.words = words
+        weights = 1.0 / np.arange(1, vocab + 1) ** 1.07
+        self.cdf = np.cumsum(weights / weights.sum())
+        self.cues = rng.choice(np.arange(50, 50 + 10 * ATTRIBUTES), ATTRIBUTES, replace=False)
+        self.values = [[self.draw(rng, int(rng.integers(1, 4))) for _ in range(30)] for _ in range(ATTRIBUTES)]
+
+    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """n word ids by Zipf frequency."""
+        return np.minimum(np.searchsorted(self.cdf, rng.random(n)), len(self.words) - 1)
+
+    def sentence(self, rng: np.random.Generator, length: int) -> tuple[list[int], list[str]]:
+        """Word ids and tags of one sentence: Zipf filler with attribute mentions (cue word + value)."""
+        ids: list[int] = []
+        tags: list[str] = []
+        filler = self.draw(rng, length)
+        while len(ids) < length:
+            if rng.random() < 0.12 and len(ids) + 4 <= length:
+                a = int(rng.integers(ATTRIBUTES))
+                value = self.values[a][min(int(rng.zipf(1.5)) - 1, 29)]
+                ids += [int(self.cues[a]), *value.tolist()]
+                tags += ["O"] + [("B-" if i == 0 else "I-") + f"attr{a:02d}" for i in range(len(value))]
+            else:
+                ids.append(int(filler[len(ids)]))
+                tags.append("O")
+        return ids, tags
+
+
+def sentence_lengths(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Lognormal lengths with the given median and 90th percentile, cut to [1, MAX_LEN]."""
+    sigma = np.log(P90_LEN / MEDIAN_LEN) / 1.2815515655446004  # z of the 90th percentile
+    return np.clip(np.round(rng.lognormal(np.log(MEDIAN_LEN), sigma, n)), 1, MAX_LEN).astype(int)
+
+
+def write_data(root: Path, sizes: Mapping[str, Mapping[str, int]], seed: int, vocab: int) -> None:
+    """<root>/<vertical>/{train,dev,test}.conll; every vocabulary word occurs in the first vertical's train."""
+    from mtl_tagger.conll import write_conll
+
+    language = Language(seed, vocab)
+    for v, (name, splits) in enumerate(sizes.items()):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for s, (split, n) in enumerate(splits.items()):
+            rng = np.random.default_rng([seed, 1 + v, s])
+            sentences = [language.sentence(rng, int(k)) for k in sentence_lengths(rng, n)]
+            if v == 0 and split == "train":  # unseen words replace repeated O words, so the vocabulary is complete
+                counts = np.bincount([i for ids, _ in sentences for i in ids], minlength=vocab)
+                missing = list(np.flatnonzero(counts == 0))
+                slots = [(j, i) for j, (_, tags) in enumerate(sentences) for i, t in enumerate(tags) if t == "O"]
+                for k in rng.permutation(len(slots)):
+                    j, i = slots[k]
+                    if not missing:
+                        break
+                    if counts[sentences[j][0][i]] > 1:
+                        counts[sentences[j][0][i]] -= 1
+                        sentences[j][0][i] = int(missing.pop())
+            write_conll(root / name / f"{split}.conll",
+                        (([language.words[i] for i in ids], tags) for ids, tags in sentences))
+
+
+# ---------------------------------------------------------------- plans and batches (shared with the peer)
+
+
+def random_plan(n: int, batch_size: int, batches: int, rng: np.random.Generator) -> np.ndarray:
+    """[batches, batch_size] sentence indices in random order, epoch after epoch (the unbucketed plans)."""
+    total = batches * batch_size
+    order = np.concatenate([rng.permutation(n) for _ in range(-(-total // n))])[:total]
+    return order.reshape(batches, batch_size).astype(np.int32)
+
+
+def rows_to_plan(rows: Sequence[np.ndarray], batch_size: int) -> np.ndarray:
+    """Batches of sentence indices as one [batches, batch_size] array, −1 past each batch's end."""
+    plan = np.full((len(rows), batch_size), -1, np.int32)
+    for i, r in enumerate(rows):
+        plan[i, :len(r)] = r
+    return plan
+
+
+class Sentences:
+    """One exported set of encoded sentences (flat id arrays); pads the batches of a plan as the project does."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], name: str) -> None:
+        self.length = arrays[f"{name}_length"]
+        self.start = np.concatenate([[0], np.cumsum(self.length)[:-1]]).astype(np.int64)
+        self.words, self.chars, self.tags = (arrays[f"{name}_{k}"] for k in ("words", "chars", "tags"))
+
+    def batch(self, row: np.ndarray) -> Batch:
+        """The padded batch of the plan row's sentences (in row order): time to the longest sentence,
+        characters to the longest word, as pipeline.SentenceTable.batch and pipeline.pad both pad."""
+        rows = row[row >= 0]
+        lengths = self.length[rows]
+        spans = [slice(self.start[r], self.start[r] + n) for r, n in zip(rows, lengths)]
+        width = max([1] + [int((self.chars[s] > 0).sum(1).max()) for s in spans if s.stop > s.start])
+        t = max(1, int(lengths.max()))
+        out = {k: np.zeros((len(rows), t), np.int32) for k in ("words", "tags")}
+        out["chars"] = np.zeros((len(rows), t, width), np.int32)
+        for b, (s, n) in enumerate(zip(spans, lengths)):
+            out["words"][b, :n], out["tags"][b, :n] = self.words[s], self.tags[s]
+            out["chars"][b, :n] = self.chars[s, :width]
+        out["length"] = lengths.astype(np.int32)
+        return out
+
+    def batches(self, plan: np.ndarray) -> list[Batch]:
+        """Every row of a plan, padded."""
+        return [self.batch(row) for row in plan]
+
+
+def export(path: Path, sets: Mapping[str, Sequence[Mapping[str, np.ndarray]]], plans: Mapping[str, np.ndarray],
+           max_word_len: int, **sizes: int) -> None:
+    """Write encoded sentence sets (pipeline.Example lists) and batch plans to one .npz for the peer."""
+    arrays: dict[str, np.ndarray] = {f"plan_{k}": v for k, v in plans.items()}
+    for name, examples in sets.items():
+        arrays[f"{name}_length"] = np.array([int(e["length"]) for e in examples], np.int32)
+        for k in ("words", "tags"):
+            arrays[f"{name}_{k}"] = np.concatenate([e[k] for e in examples]).astype(np.int32)
+        chars = np.zeros((int(arrays[f"{name}_length"].sum()), max_word_len), np.int32)
+        row = 0
+        for e in examples:
+            chars[row:row + len(e["chars"]), :e["chars"].shape[1]] = e["chars"]
+            row += len(e["chars"])
+        arrays[f"{name}_chars"] = chars
+    np.savez(path, **arrays, **{k: np.int64(v) for k, v in sizes.items()})
+
+
+# ---------------------------------------------------------------- timing, GEMM, FLOPs (shared with the peer)
+
+
+def timed(step: Callable[[Any], object], batches: Sequence[Any], tokens: int) -> dict[str, float]:
+    """One untimed pass over the batches (tracing, first-seen shapes), then one timed pass: real tokens/s."""
+    for b in batches:
+        step(b)
+    start = time.perf_counter()
+    for b in batches:
+        step(b)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "tokens": tokens, "batches": len(batches), "tokens_per_s": tokens / seconds}
+
+
+def gemm_shapes(model: Mapping[str, int]) -> dict[str, tuple[int, int, int]]:
+    """(m, k, n) of a big square GEMM and of the model's recurrence and input-projection GEMMs."""
+    h, width = model["hidden_size"], model["word_dim"] + 2 * model["char_hidden"]
+    return {"2048×2048×2048": (2048, 2048, 2048),
+            f"recurrence {model['batch_size']}×{h}×{4 * h}": (model["batch_size"], h, 4 * h),
+            f"projection {model['batch_size'] * 40}×{width}×{4 * h}": (model["batch_size"] * 40, width, 4 * h)}
+
+
+def gemm_rates(shapes: Mapping[str, tuple[int, int, int]], convert: Callable[[np.ndarray], Any],
+               matmul: Callable[[Any, Any], object], blocks: int = 5, block_seconds: float = 0.1) -> dict[str, float]:
+    """Best GFLOP/s over `blocks` timed blocks of float32 matmuls of each shape (2·m·k·n FLOPs each)."""
+    rng = np.random.default_rng(0)
+    rates = {}
+    for name, (m, k, n) in shapes.items():
+        a = convert(rng.standard_normal((m, k), np.float32))
+        b = convert(rng.standard_normal((k, n), np.float32))
+        start, reps = time.perf_counter(), 0
+        while reps < 2 or time.perf_counter() - start < block_seconds:  # calibrate the block's repetitions
+            matmul(a, b)
+            reps += 1
+        best = 0.0
+        for _ in range(blocks):
+            start = time.perf_counter()
+            for _ in range(reps):
+                matmul(a, b)
+            best = max(best, 2.0 * m * k * n * reps / (time.perf_counter() - start) / 1e9)
+        rates[name] = best
+    return rates
+
+
+def flops_per_token(model: Mapping[str, int], num_tags: int, chars_per_token: float) -> dict[str, float]:
+    """Forward FLOPs per real token (2 per multiply-add) of each part of the network; elementwise work excluded."""
+    h, ch, cd = model["hidden_size"], model["char_hidden"], model["char_dim"]
+    width = model["word_dim"] + 2 * ch
+    return {"char BiLSTM (real chars)": chars_per_token * 2 * 2 * (cd + ch) * 4 * ch,
+            "BiLSTM input projections": 2 * 2 * width * 4 * h,
+            "BiLSTM recurrences": 2 * 2 * h * 4 * h,
+            "Dense": 2 * 2 * h * num_tags,
+            "CRF (forward algorithm / Viterbi)": 2 * num_tags * num_tags}
+
+
+def load_average() -> tuple[float, float, float]:
+    """The 1/5/15-minute load averages."""
+    return tuple(float(x) for x in Path("/proc/loadavg").read_text().split()[:3])
+
+
+# ---------------------------------------------------------------- the project's side
+
+
+def _params(cfg: Mapping[str, Any], tasks: str, mode: str = "") -> Any:
+    """Params of the base flagfile with the benchmark's overrides, on the synthetic data, random embeddings."""
+    from mtl_tagger.params import Params, read_flagfile
+
+    values = {**read_flagfile(cfg["flagfile"]), **cfg["overrides"]}
+    model_dir = Path(cfg["workdir"]) / "models" / f"{tasks}.{mode or 'single'}"
+    p = Params(**{**values, "tasks": tasks, "mtl_mode": mode, "data_dir": cfg["data_dir"], "word_vectors": "",
+                  "model_dir": str(model_dir), "seed": cfg["seed"]}).validate()
+    if p.max_len < MAX_LEN:
+        raise ValueError(f"max_len {p.max_len} < {MAX_LEN}: sentences would be cut")
+    return p
+
+
+def _loop(cfg: Mapping[str, Any], tasks: str, mode: str = "") -> Any:
+    """A built run of the given verticals and its training loop (in a fresh model dir under the work dir)."""
+    from mtl_tagger import run
+    from mtl_tagger.loop import Loop
+
+    p = _params(cfg, tasks, mode)
+    model_dir = Path(p.model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    return Loop(run.build(p, run.load_data(p), model_dir), model_dir)
+
+
+def prepare(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Write the synthetic data and the .npz of encoded sentences and batch plans; return the model's sizes."""
+    from mtl_tagger import pipeline, run
+    from mtl_tagger.tagger import EVAL_BATCH
+
+    splits = {TASK: {"train": cfg["train_sentences"], "dev": 30, "test": cfg["test_sentences"]},
+             OTHER: {"train": cfg["other_sentences"], "dev": 30, "test": 30}}
+    write_data(Path(cfg["data_dir"]), splits, cfg["seed"], cfg["vocab"])
+    p = _params(cfg, TASK)
+    data = run.load_data(p)
+    built = run.build(p, data, Path(p.model_dir))
+    test = pipeline.encode_sentences(data.tasks[TASK].test, data.vocab, TASK, p.max_word_len)
+    train = pipeline.encode_sentences(data.tasks[TASK].train, data.vocab, TASK, p.max_word_len)
+    rng = np.random.default_rng([cfg["seed"], 99])
+    steps = cfg["train_steps"]
+    plans = {"train_bucketed": built.plans(steps)[TASK],
+             "train_unbucketed": random_plan(len(train), p.batch_size, steps, rng),
+             "decode_bucketed": rows_to_plan([pos for pos, _ in pipeline.eval_batches(test, EVAL_BATCH)], EVAL_BATCH),
+             "decode_unbucketed": rows_to_plan(np.array_split(rng.permutation(len(test)),
+                                                              range(EVAL_BATCH, len(test), EVAL_BATCH)), EVAL_BATCH)}
+    sizes = {"num_words": len(data.vocab.words), "num_chars": len(data.vocab.chars),
+             "num_tags": len(data.vocab.tags[TASK])}
+    export(Path(cfg["plan"]), {"train": train, "test": test}, plans, p.max_word_len, **sizes)
+    model = {k: getattr(p, k) for k in ("word_dim", "char_dim", "char_hidden", "hidden_size", "batch_size",
+                                        "dropout", "learning_rate", "clip_norm", "max_word_len", "max_len")}
+    return {**sizes, "model": model}
+
+
+def _same(got: Mapping[str, Any], want: Batch, what: str) -> None:
+    """Fail unless a project batch equals the peer's padding of the same plan row."""
+    for k, v in want.items():
+        if not np.array_equal(np.asarray(got[k]), v):
+            raise AssertionError(f"{what}: the project's {k} differ from the peer's batch")
+
+
+def _threads() -> dict[str, Any]:
+    """TensorFlow's thread settings (0 = TensorFlow's default: one thread per core)."""
+    import tensorflow as tf
+
+    return {"tensorflow": tf.__version__, "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+            "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(unset: on)"),
+            "cpu_count": os.cpu_count()}
+
+
+def project_train_inputs(cfg: Mapping[str, Any], loop: Any, plans: Mapping[str, np.ndarray],
+                         sentences: Sentences) -> dict[str, list[dict]]:
+    """Each kind's step inputs from `pipeline.step_dataset`, checked equal to the peer's batches."""
+    from mtl_tagger import pipeline
+
+    run = loop.run
+    loop_plan = run.plans(cfg["train_steps"])[TASK]
+    if not np.array_equal(loop_plan, plans["plan_train_bucketed"]):
+        raise AssertionError("the exported bucketed plan is not the one the loop uses")
+    inputs = {}
+    for kind in KINDS:
+        plan = plans[f"plan_train_{kind}"]
+        inputs[kind] = list(pipeline.step_dataset(run.table, {TASK: plan}, run.offsets, 0))
+        for i, x in enumerate(inputs[kind]):
+            _same({k: v.numpy() for k, v in x[TASK].items()}, sentences.batch(plan[i]), f"train {kind} batch {i}")
+    return inputs
+
+
+def project_child(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The project's training and decoding tokens/s on the exported plans, and numpy/TensorFlow GEMM rates."""
+    import tensorflow as tf
+
+    from mtl_tagger import pipeline
+    from mtl_tagger.tagger import EVAL_BATCH
+
+    loop = _loop(cfg, TASK)
+    plans = dict(np.load(cfg["plan"]))
+    train, test = Sentences(plans, "train"), Sentences(plans, "test")
+    inputs = project_train_inputs(cfg, loop, plans, train)
+    out: dict[str, Any] = {"side": "project", "threads": _threads(), "train": {}, "decode": {}}
+    for kind in KINDS:
+        tokens = int(sum(int(tf.reduce_sum(x[TASK]["length"])) for x in inputs[kind]))
+        out["train"][kind] = timed(lambda x: float(loop.train_step(x)["loss"]), inputs[kind], tokens)
+    examples = pipeline.encode_sentences(loop.run.data.tasks[TASK].test, loop.run.vocab, TASK, loop.p.max_word_len)
+    bucketed = pipeline.eval_batches(examples, EVAL_BATCH)
+    if not np.array_equal(rows_to_plan([pos for pos, _ in bucketed], EVAL_BATCH), plans["plan_decode_bucketed"]):
+        raise AssertionError("the exported decoding plan is not pipeline.eval_batches' order")
+    padded = {"bucketed": [b for _, b in bucketed],
+              "unbucketed": [pipeline.pad([examples[i] for i in row[row >= 0]])
+                             for row in plans["plan_decode_unbucketed"]]}
+    decode = loop.tagger.decoder(TASK, False)  # the Tagger's compiled Viterbi decoder (no marginals)
+    for kind in KINDS:
+        plan = plans[f"plan_decode_{kind}"]
+        for i, b in enumerate(padded[kind]):
+            _same(b, test.batch(plan[i]), f"decode {kind} batch {i}")
+        batches = [{k: tf.constant(v) for k, v in b.items()} for b in padded[kind]]
+        tokens = int(sum(b["length"].sum() for b in padded[kind]))
+        out["decode"][kind] = timed(lambda b: decode(b).numpy(), batches, tokens)
+    shapes = gemm_shapes(cfg["model"])
+    out["gemm"] = {"numpy": gemm_rates(shapes, lambda a: a, np.matmul),
+                   "tensorflow": gemm_rates(shapes, tf.constant, tf.linalg.matmul)}
+    return out
+
+
+def coupled_child(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Step seconds of a coupled, a shared and the two single-task runs on the same minibatches, alternating."""
+    from mtl_tagger import pipeline
+
+    steps = cfg["coupled_steps"]
+    names = f"{TASK},{OTHER}"
+    coupled = _loop(cfg, names, "coupled")
+    plans = coupled.run.plans(steps)
+    loops = {"coupled": coupled, "shared": _loop(cfg, names, "shared"), TASK: _loop(cfg, TASK),
+             OTHER: _loop(cfg, OTHER)}
+    inputs = {}
+    for name, loop in loops.items():
+        run = loop.run
+        mine = {t: plans[t] for t in loop.names}
+        coupling_plan = coupled.run.coupling_plan(steps) if name == "coupled" else None
+        inputs[name] = list(pipeline.step_dataset(run.table, mine, run.offsets, 0, run.coupling, coupling_plan))
+    for name, loop in loops.items():  # warm-up pass
+        for x in inputs[name]:
+            float(loop.train_step(x)["loss"])
+    seconds: dict[str, list[float]] = {name: [] for name in loops}
+    for i in range(steps):
+        for name, loop in loops.items():
+            start = time.perf_counter()
+            float(loop.train_step(inputs[name][i])["loss"])
+            seconds[name].append(time.perf_counter() - start)
+    encoded = [int(sum(x["coupling"][f"sentences_{g}"]["length"].shape[0] for g in (0, 1)))
+               for x in inputs["coupled"]]
+    return {"seconds": seconds, "coupling_sentences": encoded}
+
+
+def profile_child(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Mean milliseconds per bucketed training batch of each part of the project's training step."""
+    import tensorflow as tf
+
+    from mtl_tagger import pipeline
+    from mtl_tagger.bilstm import bilstm
+
+    loop = _loop(cfg, TASK)
+    run, net = loop.run, loop.run.net
+    head, encoder = net.heads[TASK], net.encoder
+    data = iter(pipeline.step_dataset(run.table, {TASK: dict(np.load(cfg["plan"]))["plan_train_bucketed"]},
+                                      run.offsets, 0))
+    inputs = [next(data)]  # the first element also traces the pipeline's map function
+    start = time.perf_counter()
+    inputs += list(data)
+    pipeline_ms = (time.perf_counter() - start) * 1e3 / (len(inputs) - 1)
+    batches = [x[TASK] for x in inputs]
+    seed = tf.constant([loop.p.seed, 1], tf.int64)
+
+    def compiled(fn: Callable) -> Callable:
+        return tf.function(fn, input_signature=[pipeline.BATCH_SIGNATURE], autograph=False)
+
+    def gradients(loss: Callable[[dict], tf.Tensor], variables: Sequence[tf.Variable]) -> Callable:
+        def fn(b: dict) -> list[tf.Tensor]:
+            with tf.GradientTape() as tape:
+                value = loss(b)
+            return [tf.convert_to_tensor(g) for g in tape.gradient(value, variables)]
+        return compiled(fn)
+
+    def bilstm_output(b: dict) -> tf.Tensor:  # on a random input of the encoder's width
+        x = tf.random.stateless_normal(tf.concat([tf.shape(b["words"]), [encoder.forward.kernel.shape[0]]], 0),
+                                       [1, 2])
+        return bilstm(x, b["length"], encoder.forward, encoder.backward)
+
+    @tf.function(autograph=False, reduce_retracing=True)
+    def head_gradients(h: tf.Tensor, b: dict, dense: bool) -> list[tf.Tensor]:  # dense=False: h are emissions
+        with tf.GradientTape() as tape:
+            tape.watch(h)
+            loss = -tf.reduce_mean(head.crf.log_likelihood(head.emissions(h) if dense else h, b["tags"], b["length"]))
+        return tape.gradient(loss, [h, head.crf.transitions] + ([head.kernel, head.bias] if dense else []))
+
+    encode = compiled(lambda b: encoder(b, seed))
+    hidden = [encode(b) for b in batches]
+    emissions = [head.emissions(h) for h in hidden]
+    all_gradients = gradients(lambda b: net.crf_loss(TASK, b, seed), loop.variables)
+    fixed = all_gradients(batches[0])
+    adam = tf.function(lambda: loop.optimizer.apply(fixed, loop.variables), autograph=False)
+    def per_batch(fn: Callable[[dict], object]) -> Callable[[int], object]:
+        return lambda i: fn(batches[i])
+
+    parts: dict[str, Callable[[int], object]] = {
+        "char encoder forward+backward": per_batch(gradients(
+            lambda b: tf.reduce_sum(encoder.chars(b["chars"], b["words"])), encoder.chars.trainable_variables)),
+        "BiLSTM forward": per_batch(compiled(bilstm_output)),
+        "BiLSTM forward+backward": per_batch(gradients(
+            lambda b: tf.reduce_sum(bilstm_output(b)),
+            encoder.forward.trainable_variables + encoder.backward.trainable_variables)),
+        "encoder forward (embeddings, chars, BiLSTM, dropout)": per_batch(encode),
+        "encoder forward+backward": per_batch(gradients(lambda b: tf.reduce_sum(encoder(b, seed)),
+                                                        encoder.trainable_variables)),
+        "CRF loss forward+backward (on fixed emissions)": lambda i: head_gradients(emissions[i], batches[i], False),
+        "Dense + CRF forward+backward (on fixed encoder output)": lambda i: head_gradients(hidden[i], batches[i], True),
+        "loss + all gradients, no update": per_batch(all_gradients),
+        "Adam update + clipping (dense, all variables)": lambda _: adam(),
+        "whole train_step": lambda i: float(loop.train_step(inputs[i])["loss"]),
+    }
+    out = {"input pipeline (step_dataset: gather and pad in-graph; overlaps the step by prefetching)": pipeline_ms}
+    for name, fn in parts.items():
+        out[name] = timed(fn, range(len(batches)), 0)["seconds"] * 1e3 / len(batches)
+    return {"ms_per_batch": out, "batches": len(batches),
+            "tokens": int(sum(int(b["length"].numpy().sum()) for b in batches))}
+
+
+# ---------------------------------------------------------------- the run and its report
+
+
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine has been busy since boot (user, nice, system, irq, softirq, steal)."""
+    user, nice, system, _, _, irq, softirq, steal = (int(x) for x in Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_seconds() -> float:
+    """CPU seconds of this process and its finished children."""
+    return sum(getattr(resource.getrusage(who), field) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+               for field in ("ru_utime", "ru_stime"))
+
+
+class Children:
+    """Runs the measuring processes one at a time; records the load average and the CPU other processes took.
+
+    The load average counts the benchmark's own busy threads too, so whether the machine was quiet is judged
+    by the load before the run and by the CPU that other processes used while each measurement ran.
+    """
+
+    def __init__(self) -> None:
+        self.loads = [load_average()]
+        self.foreign: list[float] = []  # cores used by other processes during each measuring process
+
+    def run(self, module: str, *args: str) -> dict[str, Any]:
+        """Run `python -m module args` from the repository root; return the JSON it prints last."""
+        busy, own, start = _busy_seconds(), _own_seconds(), time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        while True:
+            try:
+                out, err = proc.communicate(timeout=5)
+                break
+            except subprocess.TimeoutExpired:
+                self.loads.append(load_average())
+        self.loads.append(load_average())
+        wall = time.perf_counter() - start
+        self.foreign.append(max(0.0, (_busy_seconds() - busy) - (_own_seconds() - own)) / wall)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{module} {' '.join(args)} failed:\n{err[-3000:]}")
+        return json.loads(out.strip().splitlines()[-1])
+
+
+def _spread(values: Sequence[float], digits: int = 2) -> str:
+    """median [min–max] (n)."""
+    low, mid, high = (f"{x:.{digits}f}" for x in (min(values), statistics.median(values), max(values)))
+    return f"{mid} [{low}–{high}] (n={len(values)})"
+
+
+def _machine() -> str:
+    """lscpu's model name and the number of cores."""
+    model = next((line.split(":", 1)[1].strip() for line in subprocess.run(
+        ["lscpu"], capture_output=True, text=True).stdout.splitlines() if line.startswith("Model name")), "?")
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def _padding(plan: np.ndarray, lengths: np.ndarray) -> float:
+    """The share of a plan's padded token slots that are padding."""
+    rows = [row[row >= 0] for row in plan]
+    return 1.0 - sum(int(lengths[r].sum()) for r in rows) / sum(len(r) * int(lengths[r].max()) for r in rows)
+
+
+def _peer_section(cfg: Mapping[str, Any], rounds: list[dict]) -> tuple[list[str], bool]:
+    """Per-round tokens/s and ratios, the GEMM ceiling, FLOPs per token and each figure's share of the ceiling;
+    and whether every implied FLOP rate stays below the ceiling."""
+    plans = dict(np.load(cfg["plan"]))
+    chars = {s: float(np.mean((plans[f"{s}_chars"] > 0).sum(1))) for s in ("train", "test")}
+    flops = {s: flops_per_token(cfg["model"], cfg["num_tags"], chars[s]) for s in chars}
+    forward = {s: sum(f.values()) for s, f in flops.items()}
+    per_token = {"train": 3 * forward["train"], "decode": forward["test"]}
+    gemm: dict[str, dict[str, float]] = {}
+    for r in rounds:
+        for side in ("project", "peer"):
+            for framework, rates in r[side]["gemm"].items():
+                for shape, rate in rates.items():
+                    gemm.setdefault(framework, {})[shape] = max(rate, gemm.get(framework, {}).get(shape, 0.0))
+    ceiling = max(max(rates.values()) for rates in gemm.values())
+    threads = {**rounds[0]["project"]["threads"], **rounds[0]["peer"]["threads"]}
+    lines = ["Threads: " + ", ".join(f"{k} {v}" for k, v in threads.items()) + ".", "",
+             f"Training: {cfg['train_steps']} batches of the train split (bucketed = the loop's plan, unbucketed = "
+             f"random order); decoding: the {cfg['test_sentences']}-sentence test split in batches of 64 (bucketed = "
+             "`pipeline.eval_batches` order). Both sides get the same batches; each process warms up with one "
+             "untimed pass, then times the same batches; tokens are real (non-padding) tokens. Ratio = project / "
+             "peer tokens/s in the same round. Padding, as a share of the padded token slots: "
+             + ", ".join(f"{k.replace('_', ' ')} {_padding(plans[f'plan_{k}'], plans[s + '_length']):.0%}"
+                         for k, s in (("train_bucketed", "train"), ("train_unbucketed", "train"),
+                                      ("decode_bucketed", "test"), ("decode_unbucketed", "test"))) + ".", "",
+             "| round | batches | train project tok/s | train peer tok/s | train ratio | decode project tok/s | "
+             "decode peer tok/s | decode ratio |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    ratios: dict[tuple[str, str], list[float]] = {}
+    for i, r in enumerate(rounds, 1):
+        for kind in KINDS:
+            cells = []
+            for what in ("train", "decode"):
+                a, b = r["project"][what][kind]["tokens_per_s"], r["peer"][what][kind]["tokens_per_s"]
+                ratios.setdefault((what, kind), []).append(a / b)
+                cells += [f"{a:,.0f}", f"{b:,.0f}", f"{a / b:.2f}"]
+            lines.append(f"| {i} ({r['order']}) | {kind} | " + " | ".join(cells) + " |")
+    lines += ["", "| ratio (project / peer) | median [range] (n) | target |", "|---|---|---|"]
+    lines += [f"| {what}, {kind} | {_spread(values)} | ≥ 1.2 |" for (what, kind), values in ratios.items()]
+    lines += ["", f"GEMM, float32, best GFLOP/s over all processes (ceiling = {ceiling:.0f} GFLOP/s):", "",
+              "| shape m×k×n | " + " | ".join(gemm) + " |", "|---|" + "---:|" * len(gemm)]
+    for shape in next(iter(gemm.values())):
+        lines.append(f"| {shape} | " + " | ".join(f"{rates[shape]:.0f}" for rates in gemm.values()) + " |")
+    lines += ["", f"FLOPs per real token, forward (mean real chars per token: train {chars['train']:.2f}, "
+              f"test {chars['test']:.2f}); training counts 3× forward:", "", "| part | FLOPs/token |", "|---|---:|"]
+    lines += [f"| {k} | {v:,.0f} |" for k, v in flops["train"].items()]
+    lines += [f"| forward total | {forward['train']:,.0f} |", f"| training (3×) | {per_token['train']:,.0f} |", "",
+              "| side | work | batches | median tok/s | implied GFLOP/s | share of ceiling |",
+              "|---|---|---|---:|---:|---:|"]
+    sane = True
+    for side in ("project", "peer"):
+        for what in ("train", "decode"):
+            for kind in KINDS:
+                rate = statistics.median(r[side][what][kind]["tokens_per_s"] for r in rounds)
+                implied = rate * per_token[what] / 1e9
+                sane &= implied <= ceiling
+                lines.append(f"| {side} | {what} | {kind} | {rate:,.0f} | {implied:.1f} | {implied / ceiling:.1%}"
+                             + ("" if implied <= ceiling else " **exceeds the ceiling: wrong**") + " |")
+    return lines, sane
+
+
+def _coupled_section(cfg: Mapping[str, Any], coupled: list[dict]) -> list[str]:
+    """Per-step ratios of a coupled (and a shared) step to the two single-task steps on the same minibatches."""
+    seconds = {k: [s for c in coupled for s in c["seconds"][k]] for k in coupled[0]["seconds"]}
+    singles = [a + b for a, b in zip(seconds[TASK], seconds[OTHER])]
+    return ["", f"Coupled step vs the two single-task steps it contains (`--tasks={TASK},{OTHER}`, same minibatches, "
+            "alternating step by step, each run warmed up by one pass):", "",
+            "| per-step figure | median [range] (n) | target |", "|---|---|---|",
+            f"| coupled / (single {TASK} + single {OTHER}) | "
+            f"{_spread([c / s for c, s in zip(seconds['coupled'], singles)])} | ≤ 1.5 |",
+            f"| shared / (single {TASK} + single {OTHER}) | "
+            f"{_spread([c / s for c, s in zip(seconds['shared'], singles)])} | |",
+            *(f"| {k} step seconds | {_spread(seconds[k], 3)} | |" for k in ("coupled", "shared", TASK, OTHER)),
+            f"| sentences the coupling minibatch encodes (besides the 2 × {cfg['model']['batch_size']} of the task "
+            f"minibatches) | {_spread([n for c in coupled for n in c['coupling_sentences']], 0)} | |"]
+
+
+def _profile_section(profile: dict) -> list[str]:
+    """Milliseconds per batch of each part of the project's training step."""
+    ms = profile["ms_per_batch"]
+    whole = ms["whole train_step"]
+    return ["", f"Profile of the project's training step ({profile['batches']} bucketed batches, {profile['tokens']} "
+            "real tokens, one untimed pass first; parts overlap, e.g. the encoder's forward is inside its "
+            "forward+backward):", "", "| part | ms per batch | share of train_step |", "|---|---:|---:|",
+            *(f"| {k} | {v:.1f} | {v / whole:.0%} |" for k, v in ms.items())]
+
+
+def report(cfg: Mapping[str, Any], rounds: list[dict], coupled: list[dict], profile: dict | None,
+           children: Children, command: str, started: str) -> tuple[str, bool]:
+    """The markdown report, and whether every implied FLOP rate stays below the measured GEMM ceiling."""
+    m = cfg["model"]
+    lines = [
+        f"# Project vs PyTorch peer ({started})", "",
+        "Earlier figures on this page were removed: they did not reproduce when their command was rerun.", "",
+        f"Command: `{command}`  ",
+        f"Machine: {_machine()}; {platform.python_implementation()} {platform.python_version()}  ",
+        "Load average 1/5/15 min: before " + "/".join(f"{x:.2f}" for x in children.loads[0]) + ", after "
+        + "/".join(f"{x:.2f}" for x in children.loads[-1]) + " (this includes the benchmark's own threads); CPU "
+        f"taken by other processes while measuring: at most {max(children.foreign, default=0.0):.2f} cores "
+        f"(mean over each measuring process)",
+        "",
+        f"Model: word {m['word_dim']} + char BiLSTM {m['char_hidden']}×2 (char embedding {m['char_dim']}) → BiLSTM "
+        f"{m['hidden_size']}×2 → Dense({cfg['num_tags']}) → CRF, batch {m['batch_size']}, Adam, clip "
+        f"{m['clip_norm']}, dropout {m['dropout']}; vocabulary {cfg['num_words']} words, {cfg['num_chars']} chars. "
+        f"Data: synthetic, seed {cfg['seed']}, lognormal lengths (median {MEDIAN_LEN}, p90 {P90_LEN}, max "
+        f"{MAX_LEN}).", ""]
+    sane = True
+    if rounds:
+        section, sane = _peer_section(cfg, rounds)
+        lines += section
+    if coupled:
+        lines += _coupled_section(cfg, coupled)
+    if profile:
+        lines += _profile_section(profile)
+    if not sane:
+        lines += ["", "**A figure implies more FLOP/s than the measured GEMM ceiling: the measurement is wrong.**"]
+    return "\n".join(lines) + "\n", sane
+
+
+def main(_: list[str]) -> None:
+    """Prepare the data and plans, run the rounds, print the report; write it when the machine was quiet."""
+    from absl import flags
+
+    f = flags.FLAGS
+    if f.child:
+        cfg = json.loads(Path(f.config).read_text())
+        child = {"project": project_child, "coupled": coupled_child, "profile": profile_child}[f.child]
+        print(json.dumps(child(cfg)))
+        return
+    command = "python -m experiments.bench_peer " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    workdir = Path(f.workdir or tempfile.mkdtemp(prefix="bench_peer."))
+    cfg: dict[str, Any] = {
+        "workdir": str(workdir), "data_dir": str(workdir / "data"), "plan": str(workdir / "plans.npz"),
+        "flagfile": str(ROOT / f.base), "overrides": {"hidden_size": f.hidden_size} if f.hidden_size else {},
+        "seed": f.seed, "vocab": f.vocab, "train_sentences": f.train_sentences, "test_sentences": f.test_sentences,
+        "other_sentences": f.other_sentences, "train_steps": f.train_steps, "coupled_steps": f.coupled_steps}
+    cfg.update(prepare(cfg))
+    config = workdir / "config.json"
+    config.write_text(json.dumps(cfg))
+    children = Children()
+    print(f"load before: {children.loads[0]}; work dir {workdir}", flush=True)
+    measure = {"project": lambda: children.run("experiments.bench_peer", "--child=project", f"--config={config}"),
+               "peer": lambda: children.run("experiments.peer_torch", str(config))}
+    rounds, coupled = [], []
+    for i in range(f.rounds):
+        order = ("project", "peer") if i % 2 == 0 else ("peer", "project")
+        r: dict[str, Any] = {"order": " then ".join(order)}
+        for side in order:
+            r[side] = measure[side]()
+            print(f"round {i + 1} {side}: train " + ", ".join(
+                f"{k} {r[side]['train'][k]['tokens_per_s']:,.0f}" for k in KINDS) + " tok/s; decode " + ", ".join(
+                f"{k} {r[side]['decode'][k]['tokens_per_s']:,.0f}" for k in KINDS)
+                + f" tok/s; others' CPU {children.foreign[-1]:.2f} cores", flush=True)
+        rounds.append(r)
+        if f.coupled_steps:
+            coupled.append(children.run("experiments.bench_peer", "--child=coupled", f"--config={config}"))
+    profile = children.run("experiments.bench_peer", "--child=profile", f"--config={config}") if f.profile else None
+    text, sane = report(cfg, rounds, coupled, profile, children, command, started)
+    print(text)
+    foreign = max(children.foreign, default=0.0)
+    if children.loads[0][0] >= f.max_load or foreign >= f.max_load:
+        print(f"not writing {f.report}: load {children.loads[0][0]:.2f} before the run, other processes took up "
+              f"to {foreign:.2f} cores while measuring (limit --max_load={f.max_load}): these figures would not "
+              "reproduce")
+    elif f.rounds < 2 or not sane:
+        print(f"not writing {f.report}: " + ("fewer than 2 rounds" if f.rounds < 2 else "a figure exceeds the ceiling"))
+    elif f.report:
+        Path(ROOT / f.report).write_text(text, encoding="utf-8")
+        print(f"wrote {f.report}")
+    if not sane:
+        sys.exit(1)
+
+
+def define_flags() -> None:
+    """The command's flags (defined only when run as a script: the peer process imports this module)."""
+    from absl import flags
+
+    flags.DEFINE_integer("rounds", 3, "Rounds; each runs the project and the peer in fresh processes, alternating.")
+    flags.DEFINE_integer("train_steps", 20, "Timed training batches per kind (bucketed, unbucketed) per process.")
+    flags.DEFINE_integer("coupled_steps", 10, "Timed steps of the coupled-step comparison per round (0: skip).")
+    flags.DEFINE_integer("hidden_size", 0, "BiLSTM units per direction (0: the flagfile's, 700 in the paper's).")
+    flags.DEFINE_string("base", "flags/paper.cfg", "The project's flagfile the runs start from (repository-relative).")
+    flags.DEFINE_integer("seed", 1, "Seed of the data, the plans and the models.")
+    flags.DEFINE_integer("vocab", 20000, "Synthetic vocabulary size (every word occurs in A's train split).")
+    flags.DEFINE_integer("train_sentences", 3000, "Training sentences of vertical A.")
+    flags.DEFINE_integer("test_sentences", 640, "Test sentences of vertical A (the decoding set).")
+    flags.DEFINE_integer("other_sentences", 600, "Training sentences of vertical B (coupled comparison only).")
+    flags.DEFINE_boolean("profile", False, "Also time the parts of the project's training step.")
+    flags.DEFINE_string("workdir", "", "Where data, plans and model dirs go (default: a new temporary dir).")
+    flags.DEFINE_string("report", "experiments/results/bench.md", "Report path (written only on a quiet machine).")
+    flags.DEFINE_float("max_load", 0.3, "Write the report only if the 1-minute load stayed below this.")
+    flags.DEFINE_string("child", "", "Internal: run one measuring process (project, coupled or profile).")
+    flags.DEFINE_string("config", "", "Internal: the run's config.json for --child.")
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    define_flags()
+    app.run(main)
