@@ -18,7 +18,7 @@ from mtl_tagger.conll import write_conll
 from mtl_tagger.coupling import COUPLING_SIGNATURE
 from mtl_tagger.files import write_json_atomic
 from mtl_tagger.modeldir import read_history
-from mtl_tagger.optimizer import Adam
+from mtl_tagger.optimizer import Adam, Average
 from mtl_tagger.progress import Progress
 from mtl_tagger.run import Run
 from mtl_tagger.tagger import Tagger, restore
@@ -43,9 +43,11 @@ class Loop:
         with self.strategy.scope():
             self.optimizer = Adam(self.variables, self.p.learning_rate, self.p.clip_norm)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        self.last = tf.train.CheckpointManager(
-            tf.train.Checkpoint(optimizer=self.optimizer, step=self.step, **self.weights), model_dir / "last",
-            max_to_keep=1)
+            self.average = Average(self.variables, self.p.average) if self.p.average else None
+        self.state = {"optimizer": self.optimizer, "step": self.step,
+                      **({"average": self.average} if self.average else {})}
+        self.last = tf.train.CheckpointManager(tf.train.Checkpoint(**self.state, **self.weights), model_dir / "last",
+                                               max_to_keep=1)
         self.best = {t: tf.train.CheckpointManager(tf.train.Checkpoint(**self.weights), model_dir / "best" / t,
                                                    max_to_keep=1) for t in self.names}
         self.history = read_history(model_dir)
@@ -84,15 +86,17 @@ class Loop:
         grads, losses = self.strategy.run(self._gradients, args=(inputs,))
         total = functools.partial(self.strategy.reduce, tf.distribute.ReduceOp.SUM, axis=None)
         grads, losses = [total(g) for g in grads], {k: total(v) for k, v in losses.items()}
-        return {**losses, "grad_norm": self.optimizer.apply(grads, self.variables)}
+        norm = self.optimizer.apply(grads, self.variables)
+        if self.average is not None:
+            self.average.update(self.variables)
+        return {**losses, "grad_norm": norm}
 
     def resume(self) -> int:
         """Restore the last saved state (if any) and return the step to continue from."""
         if self.last.latest_checkpoint is None:
             return 0
         restore(self.run.net, self.last.latest_checkpoint, self.model_dir,
-                {"optimizer": self.optimizer, "step": self.step,
-                 **({"coupler": self.run.coupler} if self.run.coupler is not None else {})})
+                {**self.state, **({"coupler": self.run.coupler} if self.run.coupler is not None else {})})
         start = int(self.step)
         # Evaluations written after the last checkpoint are redone: the run repeats those steps exactly.
         self.history["evaluations"] = [e for e in self.history["evaluations"] if e["step"] <= start]
@@ -122,19 +126,29 @@ class Loop:
         return dev
 
     def evaluate(self, step: int) -> str:
-        """Score dev, keep improved verticals' weights, save the state and history; return the report line."""
-        dev = self.dev_scores()
-        self.history["evaluations"].append({"step": step, "dev": dev})
-        cells = []
-        for t in self.names:
-            best = self.history["best"].get(t)
-            if best is None or dev[t]["macro_f1"] >= best["macro_f1"]:  # a tie goes to the later, longer-trained step
-                self.history["best"][t] = {"step": step, **dev[t]}
-                if self.chief:
-                    self.best[t].save(checkpoint_number=step)
-                cells.append(f"{t} {dev[t]['macro_f1'] * 100:.2f}*")
-            else:
-                cells.append(f"{t} {dev[t]['macro_f1'] * 100:.2f} (best {best['macro_f1'] * 100:.2f} @{best['step']})")
+        """Score dev, keep improved verticals' weights, save the state and history; return the report line.
+
+        With --average, dev is scored and the best checkpoints are written with the averaged weights.
+        """
+        if self.average is not None:
+            self.average.swap(self.variables)
+        try:
+            dev = self.dev_scores()
+            self.history["evaluations"].append({"step": step, "dev": dev})
+            cells = []
+            for t in self.names:
+                best = self.history["best"].get(t)
+                if best is None or dev[t]["macro_f1"] >= best["macro_f1"]:  # a tie goes to the later step
+                    self.history["best"][t] = {"step": step, **dev[t]}
+                    if self.chief:
+                        self.best[t].save(checkpoint_number=step)
+                    cells.append(f"{t} {dev[t]['macro_f1'] * 100:.2f}*")
+                else:
+                    cells.append(f"{t} {dev[t]['macro_f1'] * 100:.2f} (best {best['macro_f1'] * 100:.2f} "
+                                 f"@{best['step']})")
+        finally:
+            if self.average is not None:
+                self.average.swap(self.variables)
         if self.chief:
             self.last.save(checkpoint_number=step)
             write_json_atomic(self.model_dir / "history.json", self.history)

@@ -36,3 +36,33 @@ class Adam(tf.Module):
             var.assign_sub(m * alpha / (tf.sqrt(v) + self.epsilon))
         self.iterations.assign_add(1)
         return norm
+
+
+class Average(tf.Module):
+    """An exponential moving average of variables (Polyak averaging), what dev scoring and checkpoints of the
+    selected steps use: it smooths the step-to-step noise that small dev sets make selection chase.
+
+    The decay grows as min(decay, (1 + n) / (10 + n)) over the first updates, as tf.train.ExponentialMovingAverage
+    does, so the average is not anchored to the initial weights.
+    """
+
+    def __init__(self, variables: Sequence[tf.Variable], decay: float) -> None:
+        super().__init__(name="average")
+        self.decay = decay
+        self.updates = tf.Variable(0, dtype=tf.int64, trainable=False, name="updates")
+        self.shadow = [tf.Variable(v, trainable=False, name="shadow") for v in variables]
+
+    def update(self, variables: Sequence[tf.Variable]) -> None:
+        """Move the average towards the variables' current values."""
+        n = tf.cast(self.updates, tf.float32)
+        decay = tf.minimum(self.decay, (1.0 + n) / (10.0 + n))
+        for s, v in zip(self.shadow, variables):
+            s.assign_sub((s - v) * (1.0 - decay))
+        self.updates.assign_add(1)
+
+    def swap(self, variables: Sequence[tf.Variable]) -> None:
+        """Exchange the variables' values with the average's (twice restores them)."""
+        for s, v in zip(self.shadow, variables):
+            held = tf.identity(v)
+            v.assign(s)
+            s.assign(held)

@@ -61,6 +61,8 @@ class Params:
     batch_size: int = _f(30, "Sentences per vertical minibatch (paper: 30).")
     learning_rate: float = _f(0.001, "Adam learning rate.")
     clip_norm: float = _f(5.0, "Clip the global gradient norm to this (0: no clipping).")
+    average: float = _f(0.0, "Score dev and keep checkpoints with an exponential moving average of the weights of "
+                             "this decay, e.g. 0.99 (0: the weights themselves).")
     epochs: int = _f(30, "Epochs of the largest vertical; the step budget is epochs × its minibatches, "
                          "clipped to [--min_steps, --max_steps].")
     min_steps: int = _f(0, "Train at least this many optimiser steps, however small the verticals.")
@@ -108,7 +110,7 @@ class Params:
                      "case_dim"):
             if getattr(self, name) < 0:
                 raise InputError(f"--{name}={getattr(self, name)}: must be >= 0")
-        for name in ("dropout", "word_dropout"):
+        for name in ("dropout", "word_dropout", "average"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise InputError(f"--{name}={getattr(self, name)}: must be in [0, 1)")
         if self.learning_rate <= 0:

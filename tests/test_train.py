@@ -171,3 +171,13 @@ def test_kill_mid_budget_then_resume_finishes_it_exactly(data_dir: Path, tmp_pat
     whole = tmp_path / "whole"
     assert subprocess.run([*args, f"--model_dir={whole}"], cwd=REPO, capture_output=True, timeout=600).returncode == 0
     assert (out / "metrics.json").read_text() == (whole / "metrics.json").read_text()
+
+
+def test_averaged_weights_resume_exactly(data_dir: Path, tmp_path: Path) -> None:
+    """With --average, a run extended from 12 to 24 steps ends as one trained 24 steps at once."""
+    p = dict(epochs=1, eval_every=6, patience=0, average=0.9)
+    train(smoke_params(data_dir, tmp_path / "m", min_steps=12, max_steps=12, **p))
+    train(smoke_params(data_dir, tmp_path / "m", min_steps=24, max_steps=24, **p))
+    train(smoke_params(data_dir, tmp_path / "whole", min_steps=24, max_steps=24, **p))
+    assert (tmp_path / "m" / "metrics.json").read_text() == (tmp_path / "whole" / "metrics.json").read_text()
+    assert read_history(tmp_path / "m") == read_history(tmp_path / "whole")
