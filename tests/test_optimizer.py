@@ -1,0 +1,48 @@
+"""Our Adam is Keras' Adam with global-norm clipping; the moving average is Polyak averaging."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mtl_tagger.optimizer import Adam, Average
+
+
+def test_adam_equals_keras_adam_with_global_clipping() -> None:
+    rng = np.random.default_rng(0)
+    ours = [tf.Variable(rng.normal(size=(5, 3)).astype(np.float32)), tf.Variable(rng.normal(size=4).astype(np.float32))]
+    theirs = [tf.Variable(v.numpy()) for v in ours]
+    adam = Adam(ours, 0.01, clip_norm=1.0)
+    keras = tf.keras.optimizers.Adam(0.01, global_clipnorm=1.0)
+    for _ in range(6):
+        grads = [tf.constant(rng.normal(scale=3.0, size=v.shape).astype(np.float32)) for v in ours]
+        adam.apply(grads, ours)
+        keras.apply_gradients(zip(grads, theirs))
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a.numpy(), np.asarray(b), atol=1e-6)
+    assert int(adam.iterations) == 6
+
+
+def test_adam_takes_sparse_and_missing_gradients() -> None:
+    table = tf.Variable(np.ones((4, 2), np.float32))
+    other = tf.Variable(np.ones(3, np.float32))
+    adam = Adam([table, other], 0.1)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.gather(table, [1, 1, 3]))
+    grads = tape.gradient(loss, [table, other])
+    assert isinstance(grads[0], tf.IndexedSlices) and grads[1] is None
+    adam.apply(grads, [table, other])
+    moved = np.abs(table.numpy() - 1.0).sum(axis=1) > 0
+    assert moved.tolist() == [False, True, False, True] and np.all(other.numpy() == 1.0)
+
+
+def test_average_tracks_and_swaps() -> None:
+    v = tf.Variable([0.0, 0.0])
+    avg = Average([v], decay=0.5)
+    for value in ([10.0, 10.0], [20.0, 20.0]):
+        v.assign(value)
+        avg.update([v])
+    # decays min(0.5, 1/10) = 0.1, then min(0.5, 2/11): shadow 0 → 9 → 9 + (20 − 9)(9/11)
+    want = 9.0 + 11.0 * 9.0 / 11.0
+    avg.swap([v])
+    assert v.numpy() == pytest.approx([want, want])
+    avg.swap([v])
+    assert v.numpy() == pytest.approx([20.0, 20.0])
