@@ -100,8 +100,8 @@ def report(model_dir: Path) -> str:
     data = load_data(p)
     data.vocab = Vocab.load(model_dir / "vocab.json")
     run = build(p, data, model_dir)
-    plan = run.coupling_plan(FLAGS.batches)
-    batches = [run.coupling.batch(run.table, tf.constant(row)) for row in plan]
+    rows, chosen = run.coupling_plan(FLAGS.batches)
+    batches = [run.coupling.batch(run.table, tf.constant(r), tf.constant(c)) for r, c in zip(rows, chosen)]
     start = measure(run, batches)
     restore(run.net, tf.train.latest_checkpoint(str(model_dir / "last")), model_dir, {"coupler": run.coupler})
     end = measure(run, batches)

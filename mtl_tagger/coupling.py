@@ -26,11 +26,14 @@ from mtl_tagger.shortlist import Contexts
 
 LABEL_DIM = 32
 COUPLING_SIGNATURE = {
-    "sentences_0": BATCH_SIGNATURE, "sentences_1": BATCH_SIGNATURE,  # every sentence once, two length groups
-    # Per anchor (column 0) and neighbour (columns 1…K): which group, row and position its context is at, its
-    # vertical, its gold tag (global id), and its window of word ids.
+    "sentences_0": BATCH_SIGNATURE, "sentences_1": BATCH_SIGNATURE,  # the scored sentences once, two length groups
+    # The scored contexts [S, 1+M]: each anchor (column 0) and the neighbours chosen for it: which group, row and
+    # position its context is at, its vertical and its gold tag (global id).
     **{k: tf.TensorSpec([None, None], tf.int32) for k in ("group", "row", "position", "task", "gold")},
+    "chosen": tf.TensorSpec([None, None], tf.int32),  # [S, M] the chosen neighbours' places in the list, −1 = none
+    # The anchor's whole list L(j,i), over which both attentions normalise: windows [S, 1+K, W] and gold tags.
     "window": tf.TensorSpec([None, None, None], tf.int32),
+    "labels": tf.TensorSpec([None, None], tf.int32),
     "mask": tf.TensorSpec([None, None], tf.bool),  # [S, K] real neighbours
     "direction": tf.TensorSpec([None], tf.int32),
     "pair": tf.TensorSpec([None], tf.int32),
@@ -123,14 +126,17 @@ class CouplingData:
         order = rows[np.lexsort((self.anchor_ctx[rows], rank[group]))]
         return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
 
-    def slots(self, num_tasks: int) -> int:
+    def minibatches(self, num_tasks: int) -> int:
         """Coupling minibatches per step: one per pair up to one per vertical beyond the first, so a step's
         cost grows with the number of verticals, not with the number of pairs."""
         return max(1, min(len(self.pairs), num_tasks - 1))
 
-    def plan(self, batch_size: int, slots: int, seed: int, steps: int) -> np.ndarray:
+    def plan(self, batch_size: int, slots: int, seed: int, steps: int, sample: int = 1
+             ) -> tuple[np.ndarray, np.ndarray]:
         """[steps, slots × batch_size] anchor rows (−1 = none): the pairs take turns slot by slot, each walking
-        its own passes; fixed by (seed, step) like the vertical minibatch plans."""
+        its own passes; and [steps, slots × batch_size, M] the neighbours whose scores each anchor compares:
+        `sample` of its list drawn without replacement (M = sample), or its whole list (sample 0, M = K).
+        Both are fixed by (seed, step) like the vertical minibatch plans."""
         plan = np.full((steps, slots * batch_size), -1, np.int32)
         counts = [-(-len(self.anchors(p)) // batch_size) for p in range(len(self.pairs))]
         passes: dict[tuple[int, int], list[np.ndarray]] = {}
@@ -143,17 +149,38 @@ class CouplingData:
             step, slot = divmod(u, slots)
             batch = passes[(pair, k)][i]
             plan[step, slot * batch_size: slot * batch_size + len(batch)] = batch
-        return plan
+        return plan, self._choose(plan, sample, seed)
 
-    def batch(self, table: SentenceTable, rows: tf.Tensor) -> dict[str, tf.Tensor]:
-        """The coupling minibatch (COUPLING_SIGNATURE) of anchor rows (−1 ignored), in-graph."""
+    def _choose(self, plan: np.ndarray, sample: int, seed: int) -> np.ndarray:
+        """For every planned anchor, the places in its list of the neighbours it is compared with (−1 = none)."""
+        k = self.anchor_neighbors.shape[1]
+        real = np.where(plan >= 0, (self.anchor_neighbors[np.maximum(plan, 0)] >= 0).sum(axis=-1), 0)
+        if sample == 0 or sample >= k:
+            places = np.broadcast_to(np.arange(k), (*plan.shape, k))
+            return np.where(places < real[..., None], places, -1).astype(np.int32)
+        chosen = np.full((*plan.shape, sample), -1, np.int32)
+        for step in range(plan.shape[0]):
+            keys = np.random.default_rng([seed, step, 11]).random((plan.shape[1], k))
+            order = np.argsort(np.where(np.arange(k) < real[step, :, None], keys, 2.0), axis=1)[:, :sample]
+            chosen[step] = np.where(np.arange(sample) < real[step, :, None], order, -1)
+        return chosen
+
+    def batch(self, table: SentenceTable, rows: tf.Tensor, chosen: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The coupling minibatch (COUPLING_SIGNATURE) of anchor rows and chosen places (rows −1 ignored), in-graph.
+
+        Only the anchors' and the chosen neighbours' sentences are encoded; the attention over each anchor's
+        whole list needs only word embeddings and gold tags.
+        """
         t = self._tensors
-        rows = tf.boolean_mask(rows, rows >= 0)
+        real = rows >= 0
+        rows, chosen = tf.boolean_mask(rows, real), tf.boolean_mask(chosen, real)
         anchor = tf.gather(t["anchor_ctx"], rows)
         neighbors = tf.gather(t["anchor_neighbors"], rows)
         mask = neighbors >= 0
-        members = tf.concat([anchor[:, None], tf.where(mask, neighbors, anchor[:, None])], axis=1)  # [S, 1+K]
-        sentence = tf.gather(t["ctx_sentence"], members)
+        listed = tf.concat([anchor[:, None], tf.where(mask, neighbors, anchor[:, None])], axis=1)  # [S, 1+K]
+        picked = tf.gather(neighbors, tf.maximum(chosen, 0), batch_dims=1)
+        scored = tf.concat([anchor[:, None], tf.where(chosen >= 0, picked, anchor[:, None])], axis=1)  # [S, 1+M]
+        sentence = tf.gather(t["ctx_sentence"], scored)
         unique, where = tf.unique(tf.reshape(sentence, [-1]))
         lengths = tf.gather(table.length, unique)
         order = tf.argsort(lengths, stable=True)
@@ -166,16 +193,18 @@ class CouplingData:
         start = tf.minimum(cut, n - 1)  # a lone sentence also fills group 1, which nothing then reads
         rank = tf.gather(tf.math.invert_permutation(order), where)
         group = tf.cast(rank >= cut, tf.int32)
-        shape = tf.shape(members)
+        shape = tf.shape(scored)
         return {
             "sentences_0": table.batch(tf.gather(unique, order[:cut])),
             "sentences_1": table.batch(tf.gather(unique, order[start:])),
             "group": tf.reshape(group, shape),
             "row": tf.reshape(tf.where(group == 1, rank - start, rank), shape),
-            "position": tf.gather(t["ctx_position"], members),
-            "task": tf.gather(t["ctx_task"], members),
-            "gold": tf.gather(t["ctx_gold"], members),
-            "window": tf.gather(t["ctx_window"], members),
+            "position": tf.gather(t["ctx_position"], scored),
+            "task": tf.gather(t["ctx_task"], scored),
+            "gold": tf.gather(t["ctx_gold"], scored),
+            "chosen": chosen,
+            "window": tf.gather(t["ctx_window"], listed),
+            "labels": tf.gather(t["ctx_gold"], listed),
             "mask": mask,
             "direction": tf.gather(t["anchor_direction"], rows),
             "pair": tf.gather(t["anchor_pair"], rows),
@@ -246,18 +275,27 @@ class Coupler(tf.Module):
 
     def loss(self, net: TaggerNet, c: dict[str, tf.Tensor], hs: list[tf.Tensor],
              anchors: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
-        """`__call__` from the encoded length groups `hs`."""
+        """`__call__` from the encoded length groups `hs`.
+
+        An anchor's error is Σ over its list of (A + label attention) × |s − s′|; when only some neighbours are
+        scored (`chosen`), their terms are scaled by (list length / scored neighbours), which keeps the anchor's
+        error unbiased under the uniform draw.
+        """
         s = self.scores(net, c, hs)
         anchor, neighbor = s[:, 0], s[:, 1:]
         if self.stop_lender:
             neighbor = tf.stop_gradient(neighbor)
-        mask = c["mask"]
-        gap = tf.where(mask, tf.abs(anchor[:, None] - neighbor), 0.0)
+        mask, chosen = c["mask"], c["chosen"]
+        scored = chosen >= 0
+        gap = tf.where(scored, tf.abs(anchor[:, None] - neighbor), 0.0)  # [S, M]
         attention = self.context_attention(net, c["window"], mask, c["pair"], c["direction"])
-        labels = self.label_vectors()
-        v = tf.gather(labels, c["gold"])
+        v = tf.gather(self.label_vectors(), c["labels"])
         label_attention = masked_softmax(tf.einsum("sl,skl->sk", v[:, 0], v[:, 1:]), mask)
-        cce, lce = tf.reduce_sum(attention * gap, axis=1), tf.reduce_sum(label_attention * gap, axis=1)
+        place = tf.maximum(chosen, 0)
+        scale = tf.reduce_sum(tf.cast(mask, gap.dtype), axis=1) / tf.maximum(
+            tf.reduce_sum(tf.cast(scored, gap.dtype), axis=1), 1.0)
+        cce = scale * tf.reduce_sum(tf.gather(attention, place, batch_dims=1) * gap, axis=1)
+        lce = scale * tf.reduce_sum(tf.gather(label_attention, place, batch_dims=1) * gap, axis=1)
         if anchors is None:
             anchors = tf.cast(tf.shape(gap)[0], gap.dtype)
         backward = tf.cast(c["direction"], gap.dtype)

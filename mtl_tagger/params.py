@@ -80,6 +80,9 @@ class Params:
     coupling_weight: float = _f(1.0, "Weight of the total coupling error TCE in the loss (coupled mode).")
     coupling_score: str = _f("emission", "Score compared by the coupling loss: emission (the paper's s_i(y|x)), "
                                          "log_softmax (per position over the tags) or marginal (CRF log P(y_i|x)).")
+    coupling_sample: int = _f(1, "Coupling: neighbours per anchor whose scores a step compares (the attention still "
+                                 "normalises over the anchor's whole list): 1 reads the paper's coupling minibatch "
+                                 "of 30 as 30 pairs of L; 0: all of them.")
     coupling_stop_lender: bool = _f(False, "Coupling: stop the gradient through the neighbour's score, so only "
                                            "the anchor's score moves towards it.")
     attention_temperature: float = _f(1.0, "Coupling: divide the attention logits α by this.")
@@ -107,7 +110,7 @@ class Params:
             if getattr(self, name) <= 0:
                 raise InputError(f"--{name}={getattr(self, name)}: must be > 0")
         for name in ("clip_norm", "coupling_weight", "window", "min_steps", "max_steps", "eval_every", "patience",
-                     "case_dim"):
+                     "case_dim", "coupling_sample"):
             if getattr(self, name) < 0:
                 raise InputError(f"--{name}={getattr(self, name)}: must be >= 0")
         for name in ("dropout", "word_dropout", "average"):

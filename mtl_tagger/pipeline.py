@@ -144,12 +144,13 @@ def batch_plan(lengths: np.ndarray, batch_size: int, max_len: int, seed: int, st
 
 
 def step_dataset(table: SentenceTable, plans: dict[str, np.ndarray], offsets: dict[str, int], start: int,
-                 coupling: object | None = None, coupling_plan: np.ndarray | None = None,
+                 coupling: object | None = None, coupling_plan: tuple[np.ndarray, np.ndarray] | None = None,
                  shard: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
     """Step inputs from `start` to the end of the plans: {"step", "count", vertical: padded batch, ["coupling"]}.
 
     `plans` hold each vertical's sentence indices; `offsets` its first row in `table`. `coupling` (a
-    coupling.CouplingData) turns its plan's anchor rows into a coupling minibatch, also in-graph. With
+    coupling.CouplingData) turns its plan's anchor rows and chosen neighbours into a coupling minibatch, also
+    in-graph. With
     `shard` = (worker, workers) this worker gets every workers-th sentence and anchor of each step from its
     own position; "count" holds each whole minibatch's size (per vertical, and "coupling" anchors), which
     the losses divide by, so that the workers' summed gradients are those of one worker on the whole step.
@@ -158,7 +159,7 @@ def step_dataset(table: SentenceTable, plans: dict[str, np.ndarray], offsets: di
     stop = start + len(next(iter(slices.values())))
     slices["step"] = np.arange(start, stop, dtype=np.int64)
     if coupling is not None:
-        slices["coupling"] = coupling_plan[start:]
+        slices["coupling"], slices["chosen"] = (plan[start:] for plan in coupling_plan)
 
     worker, workers = shard
 
@@ -169,9 +170,10 @@ def step_dataset(table: SentenceTable, plans: dict[str, np.ndarray], offsets: di
             out["count"][t] = tf.cast(tf.size(rows), tf.float32)
             out[t] = table.batch(rows[worker::workers] + offsets[t])
         if coupling is not None:
-            anchors = tf.boolean_mask(x["coupling"], x["coupling"] >= 0)
+            real = x["coupling"] >= 0
+            anchors, chosen = tf.boolean_mask(x["coupling"], real), tf.boolean_mask(x["chosen"], real)
             out["count"]["coupling"] = tf.cast(tf.size(anchors), tf.float32)
-            out["coupling"] = coupling.batch(table, anchors[worker::workers])
+            out["coupling"] = coupling.batch(table, anchors[worker::workers], chosen[worker::workers])
         return out
 
     return tf.data.Dataset.from_tensor_slices(slices).map(gather).prefetch(2)

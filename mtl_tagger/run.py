@@ -97,12 +97,14 @@ class Run:
         return {t: pipeline.batch_plan(n, p.batch_size, p.max_len, p.seed, i, steps)
                 for i, (t, n) in enumerate(self.lengths.items())}
 
-    def coupling_plan(self, steps: int) -> np.ndarray | None:
-        """The coupling minibatch plan for steps [0, steps), or None outside coupled mode."""
+    def coupling_plan(self, steps: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The coupling minibatch plan (anchors, chosen neighbours) for steps [0, steps), or None outside coupled
+        mode."""
         if self.coupling is None:
             return None
         p = self.params
-        return self.coupling.plan(p.batch_size, self.coupling.slots(len(p.names)), p.seed, steps)
+        return self.coupling.plan(p.batch_size, self.coupling.minibatches(len(p.names)), p.seed, steps,
+                                  p.coupling_sample)
 
 
 def _fingerprint(*arrays: np.ndarray) -> str:

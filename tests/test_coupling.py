@@ -67,7 +67,7 @@ def _brute_log_marginal(emissions: np.ndarray, transitions: np.ndarray, pos: int
 
 
 def _reference(names: list, tags: dict, examples: dict, data: CouplingData, net: TaggerNet, coupler: Coupler,
-               rows: np.ndarray, kind: str) -> tuple[float, np.ndarray]:
+               rows: np.ndarray, chosen: np.ndarray, kind: str) -> tuple[float, np.ndarray]:
     """TCE anchor by anchor from the formulas; every sentence encoded alone, label vectors from k-gram strings."""
     grams = coupler.label_kgrams.numpy()
 
@@ -93,7 +93,7 @@ def _reference(names: list, tags: dict, examples: dict, data: CouplingData, net:
         return np.concatenate([net.word_embeddings.numpy()[i] * (i > 0) for i in ids])
 
     parts = np.zeros((len(data.pairs), 4))
-    for r in rows:
+    for r, places in zip(rows, chosen):
         anchor, pair, d = data.anchor_ctx[r], data.anchor_pair[r], data.anchor_direction[r]
         nbs = [n for n in data.anchor_neighbors[r] if n >= 0]
         diag = coupler.attention.numpy()[pair, d]
@@ -101,35 +101,38 @@ def _reference(names: list, tags: dict, examples: dict, data: CouplingData, net:
         names_of = [n for t in names for n in tags[t]]
         v = label_vector(names_of[data.ctx_gold[anchor]])
         label = np.array([v @ label_vector(names_of[data.ctx_gold[n]]) for n in nbs])
-        gap = np.abs(score(anchor) - np.array([score(n) for n in nbs]))
-        parts[pair, d] += _softmax(alpha) @ gap
-        parts[pair, 2 + d] += _softmax(label) @ gap
+        places = [k for k in places if k >= 0]  # the neighbours scored; the attentions cover the whole list
+        gap = np.abs(score(anchor) - np.array([score(nbs[k]) for k in places]))
+        scale = len(nbs) / len(places)
+        parts[pair, d] += scale * _softmax(alpha)[places] @ gap
+        parts[pair, 2 + d] += scale * _softmax(label)[places] @ gap
     parts /= len(rows)
     return float(parts.sum()), parts
 
 
-@pytest.mark.parametrize("kind", ["emission", "log_softmax", "marginal"])
-def test_tce_equals_numpy_reference(kind: str) -> None:
+@pytest.mark.parametrize("kind, sample", [("emission", 0), ("log_softmax", 0), ("marginal", 0), ("emission", 1),
+                                          ("marginal", 2)])
+def test_tce_equals_numpy_reference(kind: str, sample: int) -> None:
     names, tags, examples, offsets, table, data, net, coupler = _setup(0, score=kind, temperature=0.7)
-    plan = data.plan(batch_size=6, slots=data.slots(len(names)), seed=0, steps=3)
-    for row in plan:
-        rows = row[row >= 0]
-        out = coupler(net, data.batch(table, tf.constant(row)), seed=None)
-        total, parts = _reference(names, tags, examples, data, net, coupler, rows, kind)
+    plan, chosen = data.plan(batch_size=6, slots=data.minibatches(len(names)), seed=0, steps=3, sample=sample)
+    for row, places in zip(plan, chosen):
+        out = coupler(net, data.batch(table, tf.constant(row), tf.constant(places)), seed=None)
+        total, parts = _reference(names, tags, examples, data, net, coupler, row[row >= 0], places[row >= 0], kind)
         np.testing.assert_allclose(out["parts"].numpy(), parts, rtol=1e-4, atol=1e-5)
         assert float(out["total"]) == pytest.approx(total, rel=1e-4)
 
 
 def test_three_verticals_couple_every_pair() -> None:
     names, tags, examples, offsets, table, data, net, coupler = _setup(1, num_tasks=3)
-    assert data.pairs == [("A", "B"), ("A", "C"), ("B", "C")] and data.slots(3) == 2
-    plan = data.plan(batch_size=4, slots=2, seed=0, steps=3)
+    assert data.pairs == [("A", "B"), ("A", "C"), ("B", "C")] and data.minibatches(3) == 2
+    plan, chosen = data.plan(batch_size=4, slots=2, seed=0, steps=3, sample=0)
     pair_of = [sorted({int(data.anchor_pair[r]) for r in plan[s, k * 4:(k + 1) * 4] if r >= 0})
                for s in range(3) for k in range(2)]
     assert pair_of == [[0], [1], [2], [0], [1], [2]], "the pairs take the slots in turn"
     row = plan[0]
-    out = coupler(net, data.batch(table, tf.constant(row)), seed=None)
-    total, parts = _reference(names, tags, examples, data, net, coupler, row[row >= 0], "emission")
+    out = coupler(net, data.batch(table, tf.constant(row), tf.constant(chosen[0])), seed=None)
+    total, parts = _reference(names, tags, examples, data, net, coupler, row[row >= 0], chosen[0][row >= 0],
+                              "emission")
     np.testing.assert_allclose(out["parts"].numpy(), parts, rtol=1e-4, atol=1e-5)
 
 
@@ -138,7 +141,8 @@ def test_stop_lender_keeps_the_value_and_cuts_the_neighbours_gradient() -> None:
     *_, stopped = _setup(2, stop_lender=True)
     stopped.attention.assign(plain.attention)
     stopped.label_kgrams.assign(plain.label_kgrams)
-    batch = data.batch(table, tf.constant(data.plan(8, 1, 0, 1)[0]))
+    plan, chosen = data.plan(8, 1, 0, 1, sample=0)
+    batch = data.batch(table, tf.constant(plan[0]), tf.constant(chosen[0]))
     grads = []
     for coupler in (plain, stopped):
         with tf.GradientTape() as tape:
@@ -152,7 +156,9 @@ def test_every_anchor_once_per_pass() -> None:
     _, _, _, _, _, data, _, _ = _setup(3)
     rows = data.anchors(0)
     per_pass = -(-len(rows) // 5)
-    plan = data.plan(batch_size=5, slots=1, seed=0, steps=2 * per_pass)
+    plan, chosen = data.plan(batch_size=5, slots=1, seed=0, steps=2 * per_pass)
+    real = (data.anchor_neighbors[np.maximum(plan, 0)] >= 0).sum(axis=-1)
+    assert np.all((chosen[..., 0] >= 0) == (plan >= 0)) and np.all(chosen[..., 0] < np.maximum(real, 1))
     for k in range(2):
         seen = plan[k * per_pass:(k + 1) * per_pass].ravel()
         assert sorted(seen[seen >= 0]) == sorted(rows)

@@ -1,0 +1,94 @@
+"""How a training step scales with the number of verticals, in shared and coupled mode.
+
+    python -m experiments.bench_verticals [--verticals=1,2,4,8] [--steps=20] [--hidden_size=128]
+
+Synthetic verticals (experiments/bench_peer.write_data: Zipf-ish words, 41 tags, lognormal lengths with
+median 30; 300 training sentences each) are trained together with `--tasks=V1,…,VN` at the paper's
+configuration with the given hidden size and random embeddings; coupled runs couple every pair
+(`--couple=all`, N(N−1)/2 pairs, min(pairs, N−1) coupling minibatches per step). Each step time is the median
+of --steps steps after a warm-up step; all runs of one N alternate step by step, so machine load hits them
+alike. The claim to check: a step costs about N single-vertical steps in both modes, not N².
+"""
+import datetime
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from absl import app, flags
+
+from experiments.bench_peer import load_average, write_data
+from mtl_tagger.params import Params, read_flagfile
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("verticals", ["1", "2", "4", "8"], "Numbers of verticals to train together.")
+flags.DEFINE_integer("steps", 20, "Timed steps per run.")
+flags.DEFINE_integer("hidden_size", 128, "BiLSTM units per direction.")
+flags.DEFINE_string("out", "", "Also write the table (with date, load and command) to this markdown file.")
+
+
+def loops(root: Path, n: int) -> dict[str, object]:
+    """Shared and coupled runs of the first n synthetic verticals (a single run for n = 1)."""
+    from mtl_tagger import run
+    from mtl_tagger.loop import Loop
+
+    names = [f"V{i}" for i in range(n)]
+    out = {}
+    for mode in (["single"] if n == 1 else ["shared", "coupled"]):
+        p = Params(**{**read_flagfile("flags/paper.cfg"), "tasks": ",".join(names), "mtl_mode": mode,
+                      "data_dir": str(root / "data"), "word_vectors": "", "hidden_size": FLAGS.hidden_size,
+                      "max_len": 150, "model_dir": str(root / f"{n}.{mode}")}).validate()
+        Path(p.model_dir).mkdir(parents=True)
+        out[mode] = Loop(run.build(p, run.load_data(p), Path(p.model_dir)), Path(p.model_dir))
+    return out
+
+
+def time_steps(runs: dict[str, object]) -> dict[str, float]:
+    """Median seconds per step of each run, the runs alternating step by step."""
+    from mtl_tagger import pipeline
+
+    streams = {}
+    for mode, loop in runs.items():
+        r = loop.run
+        data = pipeline.step_dataset(r.table, r.plans(FLAGS.steps + 1), r.offsets, 0, r.coupling,
+                                     r.coupling_plan(FLAGS.steps + 1))
+        streams[mode] = list(data)
+        loop.train_step(streams[mode][0])  # trace and warm up
+    times: dict[str, list[float]] = {mode: [] for mode in runs}
+    for i in range(1, FLAGS.steps + 1):
+        for mode, loop in runs.items():
+            start = time.perf_counter()
+            float(loop.train_step(streams[mode][i])["loss"])
+            times[mode].append(time.perf_counter() - start)
+    return {mode: statistics.median(t) for mode, t in times.items()}
+
+
+def main(argv: list[str]) -> None:
+    """Time every N and print (and write) the table."""
+    sizes = [int(n) for n in FLAGS.verticals]
+    before = load_average()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_data(root / "data", {f"V{i}": {"train": 300, "dev": 20, "test": 20} for i in range(max(sizes))}, 1,
+                   20000)
+        results = {n: time_steps(loops(root, n)) for n in sizes}
+    single = results[1]["single"] if 1 in results else None
+    lines = ["| verticals | mode | step (ms) | per vertical (ms) | × one vertical's step |",
+             "|---:|---|---:|---:|---:|"]
+    for n, by_mode in results.items():
+        for mode, t in by_mode.items():
+            ratio = f"{t / single:.2f}" if single else "–"
+            lines.append(f"| {n} | {mode} | {t * 1000:.0f} | {t * 1000 / n:.0f} | {ratio} |")
+    table = "\n".join(lines)
+    print(table)
+    if FLAGS.out:
+        command = "python -m experiments.bench_verticals " + " ".join(sys.argv[1:])
+        Path(FLAGS.out).write_text(
+            f"# Step time against the number of verticals\n\nWritten {datetime.date.today().isoformat()} by "
+            f"`{command}` (hidden {FLAGS.hidden_size}, {FLAGS.steps} steps, median); load average before "
+            f"{before[0]:.2f}, after {load_average()[0]:.2f}.\n\n{table}\n")
+
+
+if __name__ == "__main__":
+    app.run(main)
