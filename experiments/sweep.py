@@ -1,6 +1,6 @@
 """Resumable sweep runner over absl flagfiles: one training run per `<sweep_dir>/<name>.cfg`.
 
-    python -m experiments.sweep --sweep_dir=flags/sweeps/table3 [--background] [--only='s1.*']
+    python -m experiments.sweep --sweep_dir=flags/sweeps/table3 [--background] [--only='s1.*'] [--jobs=2]
 
 Each run trains `python -m mtl_tagger.train --flagfile=<name>.cfg --model_dir=<runs_dir>/<name>` and,
 when it succeeds, writes one result file `<results_dir>/<name>.json` (what `mtl_tagger.modeldir.read_run`
@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from absl import app, flags
@@ -31,6 +32,7 @@ flags.DEFINE_string("runs_dir", "runs/sweep", "Where the runs' model dirs and lo
 flags.DEFINE_string("results_dir", "experiments/results/table3", "Where the per-run result files go.")
 flags.DEFINE_string("only", "*", "Glob over run names: run only these.")
 flags.DEFINE_bool("background", False, "Detach and run the sweep in the background.")
+flags.DEFINE_integer("jobs", 1, "Runs at a time; with more than one, each run gets one TensorFlow thread.")
 
 
 def run_one(cfg: Path, runs_dir: Path, results_dir: Path) -> bool:
@@ -39,8 +41,9 @@ def run_one(cfg: Path, runs_dir: Path, results_dir: Path) -> bool:
     model_dir = runs_dir / name
     command = [sys.executable, "-m", "mtl_tagger.train", f"--flagfile={cfg}", f"--model_dir={model_dir}"]
     start = time.time()
+    threads = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"} if FLAGS.jobs > 1 else {}
     with open(runs_dir / f"{name}.log", "a") as log:
-        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT)
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **threads})
     if code != 0:
         print(f"{name}: FAILED (exit {code}); see {runs_dir / (name + '.log')}", flush=True)
         return False
@@ -102,7 +105,9 @@ def main(argv: list[str]) -> None:
     try:
         pending = [c for c in cfgs if not (results_dir / f"{c.stem}.json").is_file()]
         print(f"{len(cfgs)} runs, {len(cfgs) - len(pending)} finished, {len(pending)} to run", flush=True)
-        failed = [c.stem for c in pending if not run_one(c, runs_dir, results_dir)]
+        with ThreadPoolExecutor(FLAGS.jobs) as pool:
+            done = list(pool.map(lambda c: run_one(c, runs_dir, results_dir), pending))
+        failed = [c.stem for c, ok in zip(pending, done) if not ok]
     finally:
         lock.unlink(missing_ok=True)
     if failed:

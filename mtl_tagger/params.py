@@ -1,9 +1,9 @@
 """Run parameters: one dataclass, the single source of truth for flags, params.json and model building.
 
 Every field becomes an absl flag of the same name (see `define_flags`), and the whole record is written
-to `<model_dir>/params.json`, which evaluate/predict/Tagger.load read back and check. The paper's own
-configuration is flags/paper.cfg; the defaults here are the ones BUILD_NOTES "Training that converges"
-measured on small verticals.
+to `<model_dir>/params.json`, which evaluate/predict/Tagger.load read back and check. The defaults are the
+ones BUILD_NOTES "Training that converges" measured on small verticals (flags/sweep.cfg spells them out); the
+paper's own configuration is flags/paper.cfg.
 """
 import dataclasses
 from dataclasses import dataclass, field
@@ -53,22 +53,22 @@ class Params:
     char_hidden: int = _f(25, "Char encoder size per direction (LSTM) or number of filters (CNN).")
     char_encoder: str = _f("lstm", "Character-level word encoder: lstm (Lample et al.) or cnn.")
     max_word_len: int = _f(20, "Characters kept per word for the char encoder (longer words are cut).")
-    case_dim: int = _f(0, "Size of the word-shape feature embedding (casing, digits, punctuation); 0: none.")
-    hidden_size: int = _f(700, "BiLSTM units per direction (paper: 700).")
+    case_dim: int = _f(16, "Size of the word-shape feature embedding (casing, digits, punctuation); 0: none.")
+    hidden_size: int = _f(128, "BiLSTM units per direction (paper: 700, flags/paper.cfg).")
     dropout: float = _f(0.5, "Dropout on the embeddings and on the BiLSTM output, in [0, 1).")
-    word_dropout: float = _f(0.0, "In training, replace a word by the unknown word with this probability (its chars "
+    word_dropout: float = _f(0.1, "In training, replace a word by the unknown word with this probability (its chars "
                                   "stay), so the unknown word's embedding is trained; in [0, 1).")
     batch_size: int = _f(30, "Sentences per vertical minibatch (paper: 30).")
-    learning_rate: float = _f(0.001, "Adam learning rate.")
+    learning_rate: float = _f(0.003, "Adam learning rate.")
     clip_norm: float = _f(5.0, "Clip the global gradient norm to this (0: no clipping).")
     average: float = _f(0.0, "Score dev and keep checkpoints with an exponential moving average of the weights of "
                              "this decay, e.g. 0.99 (0: the weights themselves).")
     epochs: int = _f(30, "Epochs of the largest vertical; the step budget is epochs × its minibatches, "
                          "clipped to [--min_steps, --max_steps].")
-    min_steps: int = _f(0, "Train at least this many optimiser steps, however small the verticals.")
-    max_steps: int = _f(0, "Train at most this many optimiser steps (0: no cap).")
-    eval_every: int = _f(0, "Score dev every this many steps (0: once per epoch of the largest vertical).")
-    patience: int = _f(5, "Stop after this many dev evaluations in which no vertical improved (0: never).")
+    min_steps: int = _f(1000, "Train at least this many optimiser steps, however small the verticals.")
+    max_steps: int = _f(3000, "Train at most this many optimiser steps (0: no cap).")
+    eval_every: int = _f(50, "Score dev every this many steps (0: once per epoch of the largest vertical).")
+    patience: int = _f(10, "Stop after this many dev evaluations in which no vertical improved (0: never).")
     max_len: int = _f(200, "Longer sentences are split into chunks of at most this many tokens.")
     seed: int = _f(42, "Random seed: same seed, data and flags give identical metrics.json.")
     strict_bio: bool = _f(False, "Make an I-x after O or after B-y an error instead of repairing it to B-x.")

@@ -12,7 +12,7 @@ import tensorflow as tf
 from conftest import REPO
 
 FLAGS = ["--flagfile=flags/smoke.cfg", "--tasks=Chain x,Mangal-sutra", "--mtl_mode=coupled", "--dropout=0",
-         "--min_steps=6", "--max_steps=6", "--eval_every=3", "--patience=0"]
+         "--word_dropout=0", "--min_steps=6", "--max_steps=6", "--eval_every=3", "--patience=0"]
 
 
 def _ports(n: int) -> list[int]:
