@@ -22,7 +22,7 @@ def test_sweep_then_collect(data_dir: Path, tmp_path: Path) -> None:
             "s1.single.Mangal-sutra": "--tasks=Mangal-sutra\n--mtl_mode=single\n",
             "s1.shared.Chain x+Mangal-sutra": "--tasks=Chain x,Mangal-sutra\n--mtl_mode=shared\n",
             "s1.coupled.Chain x+Mangal-sutra": "--tasks=Chain x,Mangal-sutra\n",
-            "s1.coupled.Chain x+Mangal-sutra@w1": "--tasks=Chain x,Mangal-sutra\n--window=1\n"}
+            "s1.coupled.Chain x+Mangal-sutra@ls": "--tasks=Chain x,Mangal-sutra\n--coupling_score=log_softmax\n"}
     for name, text in runs.items():
         (sweep / f"{name}.cfg").write_text(base + text)
     args = [f"--sweep_dir={sweep}", f"--runs_dir={tmp_path / 'runs'}", f"--results_dir={tmp_path / 'res'}"]
@@ -45,7 +45,7 @@ def test_sweep_then_collect(data_dir: Path, tmp_path: Path) -> None:
     row = next(line for line in table3.splitlines() if line.startswith("| Chain x | 120 | 50.00 |"))
     assert row.count("(Chain x+Mangal-sutra)") == 4, "best pair on dev and on test, shared and coupled"
     assert "| CRF entity_f1 | 60.00 | 60.00 | 60.00 |" in table3
-    assert "Chain x+Mangal-sutra@w1" not in table3, "variant runs stay out of Table 3"
+    assert "Chain x+Mangal-sutra@ls" not in table3, "variant runs stay out of Table 3"
     table4 = (tmp_path / "out" / "table4.md").read_text()
     assert "## Chain x" in table4 and "## Gain by training frequency" in table4
     fig4 = (tmp_path / "out" / "fig4.md").read_text()
@@ -57,7 +57,14 @@ def test_sweep_then_collect(data_dir: Path, tmp_path: Path) -> None:
              f"--out={compare}")
     assert r.returncode == 0, r.stderr
     rows = [line for line in compare.read_text().splitlines() if line.startswith("| s1.")]
-    assert len(rows) == 2 and all("| window 2→1 |" in line for line in rows), rows
+    assert len(rows) == 2 and all("| coupling_score emission→log_softmax |" in line for line in rows), rows
+
+    variants = tmp_path / "out" / "coupling.md"
+    r = _run("experiments.coupling_variants", f"--baseline_dir={tmp_path / 'res'}", f"--results_dir={tmp_path / 'res'}",
+             f"--data_dir={data_dir}", f"--out={variants}")
+    assert r.returncode == 0, r.stderr
+    text = variants.read_text()
+    assert "| Chain x+Mangal-sutra | Chain x |" in text and "| ls | --coupling_score=log_softmax |" in text
 
     r = _run("experiments.loss_scales", f"--model_dirs={tmp_path / 'runs' / 's1.coupled.Chain x+Mangal-sutra'}")
     assert r.returncode == 0, r.stderr
