@@ -11,9 +11,11 @@ permutation p-value (n is small and rows sharing a borrower are not independent)
 over borrowers with ≥ 3 measured lenders; choosing a lender is a within-borrower question), and how often the
 top-ranked lender is the one that gained most.
 """
+import datetime
 import json
 import math
 import statistics
+import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +26,7 @@ from scipy.stats import rankdata
 
 from mtl_tagger import cli
 from mtl_tagger.errors import InputError
+from mtl_tagger.files import write_text_atomic
 from mtl_tagger.lenders import COMPONENTS, Affinity, load_ranking
 from mtl_tagger.params import Params
 
@@ -62,18 +65,19 @@ def _read_run(path: Path) -> tuple[Params, dict] | None:
         raise InputError(f"holds a bad setting: {e}", path) from None
 
 
-def load_gains(results_dir: Path, mode: str) -> tuple[dict[tuple[str, str], list[float]], list[str]]:
+def load_gains(results_dirs: Sequence[Path], mode: str) -> tuple[dict[tuple[str, str], list[float]], list[str]]:
     """(borrower, lender) → per-seed gains in points from the result files of `mode` pairs and singles.
 
     Variant runs are left out, as in experiments.collect. Also returns a note for each pair run and
     borrower without a single run of the same seed.
     """
-    if not results_dir.is_dir():
-        raise InputError("results dir not found (--results_dir)", results_dir)
+    for results_dir in results_dirs:
+        if not results_dir.is_dir():
+            raise InputError("results dir not found (--results_dir)", results_dir)
     single: dict[tuple[str, int], float] = {}
     paired: dict[tuple[str, str, int], float] = {}
     seen: dict[tuple, Path] = {}
-    for path in sorted(results_dir.glob("*.json")):
+    for path in sorted(path for results_dir in results_dirs for path in results_dir.glob("*.json")):
         if (run := _read_run(path)) is None:
             continue
         p, metrics = run
@@ -149,7 +153,8 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     """The script's flags (defined when run as a program, so tests can import the module)."""
-    flags.DEFINE_string("results_dir", "experiments/results/table3", "Result files of experiments.sweep.")
+    flags.DEFINE_list("results_dir", ["experiments/results/table3"], "Directories of experiments.sweep result files.")
+    flags.DEFINE_string("out", "", "Also write the report (with the command and date) to this markdown file.")
     flags.DEFINE_enum("mode", "shared", ["shared", "coupled"], "Which two-vertical runs give the gains.")
     flags.DEFINE_string("data_dir", Params.data_dir, "Prepared data the runs were trained on.")
     flags.DEFINE_string("word_vectors", Params.word_vectors, "Word vectors for the density component ('': none).")
@@ -159,15 +164,17 @@ def main(argv: list[str]) -> None:
     """Load the gains, rank each borrower's measured lenders, print the report."""
     if len(argv) > 1:
         raise cli.usage_error(argv)
-    gains, notes = load_gains(Path(FLAGS.results_dir), FLAGS.mode)
+    gains, notes = load_gains([Path(d) for d in FLAGS.results_dir], FLAGS.mode)
     lenders: dict[str, list[str]] = defaultdict(list)
     for a, b in sorted(gains):
         lenders[a].append(b)
     p = Params(data_dir=FLAGS.data_dir, word_vectors=FLAGS.word_vectors)
     affinity = {(a, r.lender): r for a, bs in lenders.items() for r in load_ranking(p, a, bs)}
-    print(report(gains, affinity, FLAGS.mode))
-    for note in notes:
-        print(f"- skipped: {note}")
+    text = "\n".join([report(gains, affinity, FLAGS.mode), *(f"- skipped: {note}" for note in notes)])
+    print(text)
+    if FLAGS.out:
+        command = "python -m experiments.lenders_validation " + " ".join(sys.argv[1:])
+        write_text_atomic(FLAGS.out, f"{text}\n\nWritten {datetime.date.today().isoformat()} by `{command}`.\n")
 
 
 if __name__ == "__main__":

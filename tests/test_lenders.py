@@ -122,7 +122,7 @@ def test_validation_on_synthetic_results(verticals: Path, tmp_path: Path) -> Non
     _result(res, "s1.shared.Chain x+Shirt@w1", "Chain x,Shirt", "shared", 1, {"Chain x": 0.0, "Shirt": 0.0})
     _result(res, "s1.coupled.Chain x+Shirt", "Chain x,Shirt", "coupled", 1, {"Chain x": 0.0, "Shirt": 0.0})
     _result(res, "s3.shared.Chain x+Shirt", "Chain x,Shirt", "shared", 3, {"Chain x": 0.0, "Shirt": 0.0})
-    gains, notes = load_gains(res, "shared")
+    gains, notes = load_gains([res], "shared")
     assert gains.keys() == {("Chain x", "Mangal-sutra"), ("Mangal-sutra", "Chain x"), ("Chain x", "Shirt"),
                             ("Shirt", "Chain x"), ("Mangal-sutra", "Shirt"), ("Shirt", "Mangal-sutra")}
     assert gains[("Chain x", "Mangal-sutra")] == pytest.approx([10.0, 20.0])
@@ -138,4 +138,4 @@ def test_validation_on_synthetic_results(verticals: Path, tmp_path: Path) -> Non
     assert score_row.split("|")[3].strip() == "6" and score_row.endswith("| 2/3 |"), score_row
     with pytest.raises(InputError, match="second shared run"):
         _result(res, "copy", "Chain x,Shirt", "shared", 1, {"Chain x": 0.1, "Shirt": 0.1})
-        load_gains(res, "shared")
+        load_gains([res], "shared")

@@ -1,0 +1,75 @@
+"""All twelve verticals in one model beside single-task and each vertical's best pair.
+
+    python -m experiments.all12 [--results_dir=experiments/results/all12] [--table3_dir=experiments/results/table3]
+        [--out=experiments/results/all12.md]
+
+Per vertical, test macro-F1 mean ± std over seeds: single-task and the best pair (chosen on dev) from the Table 3
+sweep, and the twelve-vertical runs in shared mode and in coupled mode with `--couple=auto`; then the pairs
+`auto` coupled (each vertical with its top lender by mtl_tagger.lenders) and the mean over the verticals.
+"""
+import datetime
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from absl import app, flags
+
+from experiments.collect import best_pair, load
+from mtl_tagger.params import Params
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("results_dir", "experiments/results/all12", "Result files of the twelve-vertical runs.")
+flags.DEFINE_string("table3_dir", "experiments/results/table3", "Result files of the Table 3 sweep.")
+flags.DEFINE_string("out", "experiments/results/all12.md", "Markdown file to write.")
+
+
+def _ms(values: list[float]) -> str:
+    if not values:
+        return "–"
+    sd = f" ± {statistics.stdev(values) * 100:.2f}" if len(values) > 1 else ""
+    return f"{statistics.mean(values) * 100:.2f}{sd}"
+
+
+def main(argv: list[str]) -> None:
+    """Write the comparison."""
+    table3 = load(Path(FLAGS.table3_dir))
+    big: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    pairs: set[str] = set()
+    for path in sorted(Path(FLAGS.results_dir).glob("*.json")):
+        r = json.loads(path.read_text())
+        mode = Params.from_json(r["params"]).mode
+        for vertical, m in r["metrics"].items():
+            big[mode][vertical].append(m["macro_f1"])
+        if mode == "coupled":
+            pairs |= {d["pair"] for d in r["analysis"] or []}
+    verticals = sorted(big["shared"] or big["coupled"])
+    lines = ["| vertical | single | best pair, shared | best pair, coupled | all 12, shared | all 12, coupled (auto) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    means: dict[str, list[float]] = defaultdict(list)
+    for v in verticals:
+        cells = {"single": [r["m"]["macro_f1"] for r in table3.get(("single", v), {}).get(v, [])]}
+        for mode in ("shared", "coupled"):
+            pair = best_pair(table3, mode, v, "dev")
+            cells[f"pair {mode}"] = [r["m"]["macro_f1"] for r in table3[(mode, pair)][v]] if pair else []
+            cells[f"all {mode}"] = big[mode][v]
+        for k, xs in cells.items():
+            if xs:
+                means[k].append(statistics.mean(xs))
+        lines.append(f"| {v} | " + " | ".join(_ms(xs) for xs in cells.values()) + " |")
+    lines.append("| mean over the verticals with every cell | " + " | ".join(
+        f"{statistics.mean(x) * 100:.2f} ({len(x)})" if x else "–" for x in means.values()) + " |")
+    command = "python -m experiments.all12 " + " ".join(sys.argv[1:])
+    text = "\n".join([
+        "# All twelve verticals in one model", "",
+        f"Test macro-F1, percent, mean ± std over seeds; the best pair is chosen on dev. Written "
+        f"{datetime.date.today().isoformat()} by `{command}`.", "", *lines, "",
+        f"Pairs coupled by `--couple=auto` (each vertical with its top lender): {', '.join(sorted(pairs)) or '–'}.",
+        ""])
+    Path(FLAGS.out).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    app.run(main)
