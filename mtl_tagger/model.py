@@ -45,9 +45,17 @@ class CharEncoder(tf.Module):
         self.width = 2 * hidden if kind == "lstm" else hidden
 
     def __call__(self, chars: tf.Tensor, words: tf.Tensor) -> tf.Tensor:
-        """[B, T, C] char ids → [B, T, width]; padded word slots (word id 0) stay 0 and cost nothing."""
+        """[B, T, C] char ids → [B, T, width]; padded word slots (word id 0) stay 0 and cost nothing.
+
+        Each distinct word of the batch is encoded once (a word id has one spelling; unknown words, id 1, are
+        each their own), which on catalog text is a fraction of the word slots.
+        """
         where = tf.where(words > 0)
-        real = tf.gather_nd(chars, where)  # [M, C], one row per real word
+        ids = tf.gather_nd(words, where)  # one per real word slot
+        keys = tf.where(ids > UNK_ID, ids, -1 - tf.range(tf.shape(ids)[0]))
+        distinct, slot = tf.unique(keys)
+        first = tf.math.unsorted_segment_min(tf.range(tf.shape(ids)[0]), slot, tf.shape(distinct)[0])
+        real = tf.gather(tf.gather_nd(chars, where), first)  # [D, C], one row per distinct word
         lengths = tf.reduce_sum(tf.cast(real > 0, tf.int32), axis=1)
         x = tf.gather(self.embedding, real)
         if self.kind == "lstm":
@@ -56,7 +64,7 @@ class CharEncoder(tf.Module):
             h = tf.tanh(tf.nn.conv1d(x, self.kernel, 1, "SAME") + self.bias)
             out = tf.reduce_max(tf.where((real > 0)[..., None], h, -1.0), axis=1)  # tanh ≥ −1: padding never wins
         shape = tf.shape(words, out_type=tf.int64)
-        return tf.scatter_nd(where, out, tf.concat([shape, [self.width]], 0))
+        return tf.scatter_nd(where, tf.gather(out, slot), tf.concat([shape, [self.width]], 0))
 
 
 class Encoder(tf.Module):
