@@ -22,10 +22,6 @@ from mtl_tagger.conll import read_conll
 from mtl_tagger.params import Params
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("results_dir", "experiments/results/table3", "Result files written by the sweep.")
-flags.DEFINE_string("crf_dir", "experiments/results/crf", "Result files of experiments/crf_baseline.py.")
-flags.DEFINE_string("out", "experiments/results", "Where the tables go.")
-flags.DEFINE_string("data_dir", "data/flipkart", "Prepared data (for Table 1 and #train per tag).")
 
 BUCKETS = [(1, 10), (11, 50), (51, 200), (201, None)]
 Runs = dict[tuple[str, str], dict[str, list[dict]]]  # (mode, "A" or "A+B") → vertical → one record per seed
@@ -262,5 +258,14 @@ def main(argv: list[str]) -> None:
     print((out / "table3.md").read_text())
 
 
+def define_flags() -> None:
+    """The script's flags (defined when run as a program, so other experiments can import its functions)."""
+    flags.DEFINE_string("results_dir", "experiments/results/table3", "Result files written by the sweep.")
+    flags.DEFINE_string("crf_dir", "experiments/results/crf", "Result files of experiments/crf_baseline.py.")
+    flags.DEFINE_string("out", "experiments/results", "Where the tables go.")
+    flags.DEFINE_string("data_dir", "data/flipkart", "Prepared data (for Table 1 and #train per tag).")
+
+
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -1,8 +1,9 @@
 """Product catalogs from disk: the Flipkart products JSONL (optionally .gz) and the original Kaggle CSV.
 
 Both layouts become the same `Product` (id, name, category path, description, specifications), so the
-rest of the project never sees a file format. The layout is recognised from the first character of
-the (decompressed) file: `{` is JSONL, anything else is the CSV with a header row.
+rest of the project never sees a file format. The layout is recognised from the (decompressed) content: a
+first line naming the Kaggle columns, or a name ending in .csv(.gz), is the CSV; otherwise a file with a line
+starting with `{` is JSONL, so a garbage line is skipped wherever it is, the first line included.
 
 JSONL: one object a line with uniq_id, product_name, category_path (list, top level first), brand,
 description and specifications (list of {"key", "value"}; key may be null).
@@ -177,13 +178,25 @@ def _csv_products(data: bytes, path: Path, skipped: list[str]) -> Iterator[tuple
         start = reader.line_num + 1
 
 
+_FIRST_LINE = re.compile(rb"[^\n]*")
+_OBJECT_LINE = re.compile(rb"^[\xef\xbb\xbf \t\r]*\{", re.MULTILINE)  # a line that starts a JSON object
+
+
+def _is_jsonl(data: bytes, path: Path) -> bool:
+    """False for the Kaggle CSV (its header row, or a .csv name), and for a file with no line starting with `{`:
+    the CSV reader then says which columns are missing."""
+    header = next(csv.reader([_FIRST_LINE.match(data).group().decode("utf-8-sig", errors="replace")]), [])
+    if all(c in header for c in CSV_COLUMNS) or path.name.lower().removesuffix(".gz").endswith(".csv"):
+        return False
+    return _OBJECT_LINE.search(data) is not None
+
+
 def read_catalog(path: str | Path) -> CatalogRead:
     """Read a products JSONL(.gz) or Kaggle CSV(.gz); unreadable records are logged, skipped and counted."""
     path = Path(path)
     data = _open_bytes(path)
     skipped: list[str] = []
-    is_jsonl = data.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] == b"{"
-    reader = _jsonl_products if is_jsonl else _csv_products
+    reader = _jsonl_products if _is_jsonl(data, path) else _csv_products
     products: list[Product] = []
     first_line: dict[str, int] = {}
     for lineno, product in reader(data, path, skipped):

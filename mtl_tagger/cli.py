@@ -3,17 +3,21 @@
 Exit codes: 2 for bad input (InputError, unwritable outputs, bad flags), 130 for Ctrl-C. A closed
 output pipe (`predict | head -1`) ends the command quietly.
 """
+import logging
 import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 from mtl_tagger.errors import InputError, Interrupted
 
 if TYPE_CHECKING:
     from mtl_tagger.tagger import Tagger
+
+LIBRARIES = ("tensorflow", "keras", "tf_keras")  # whose log records the commands drop
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
@@ -29,6 +33,13 @@ def _parse_flags(argv: list[str]) -> list[str]:
         _fail(str(e))
 
 
+def _not_from_libraries(record: logging.LogRecord) -> bool:
+    """False for a log record of TensorFlow's or Keras's own code: their notes (a checkpoint read only in part or
+    not at all, how long a save took) would stand beside the one line that says what is wrong."""
+    dirs = [os.path.dirname(m.__file__) + os.sep for m in map(sys.modules.get, LIBRARIES) if m and m.__file__]
+    return not record.pathname.startswith(tuple(dirs))
+
+
 def _quiet_broken_pipe() -> NoReturn:
     """The reader of our stdout went away: stop without a message (as Unix tools do)."""
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -40,6 +51,7 @@ def run(main: Callable[[list[str]], None]) -> None:
     """absl app.run(main), turning InputError (and unwritable outputs) into one line on stderr, exit code 2."""
 
     def wrapped(argv: list[str]) -> None:
+        absl_logging.get_absl_handler().addFilter(_not_from_libraries)
         try:
             main(argv)
             sys.stdout.flush()

@@ -25,14 +25,28 @@ flags.DEFINE_string("task", None, "Vertical to score (default: the model's first
 flags.DEFINE_string("data", None, "CoNLL file with gold tags (token<TAB>tag).")
 flags.DEFINE_string("output", None, "Write the metrics as JSON here.")
 flags.DEFINE_string("compare", None, "A second (multi-task) model dir to compare --model_dir with.")
-flags.DEFINE_integer("top", 5, "Tags listed by F1 gain in the comparison.")
+flags.DEFINE_integer("top", 5, "Tags listed by F1 gain in the comparison.", lower_bound=0)
+# What the comparison reads of each vertical's results in metrics.json, besides per_tag.
+SCORES = ("macro_precision", "macro_recall", "micro_accuracy", "macro_f1", "macro_f1_mean", "entity_precision",
+          "entity_recall", "entity_f1")
 
 
-def _metrics(model_dir: str) -> dict:
+def _numbers(d: object, keys: tuple[str, ...]) -> bool:
+    return isinstance(d, dict) and all(isinstance(d.get(k), (int, float)) for k in keys)
+
+
+def _metrics(model_dir: str) -> dict[str, dict]:
+    """A model dir's metrics.json, checked: each vertical's scores are numbers, per_tag maps tags to P/R/F1."""
     path = Path(model_dir) / "metrics.json"
     if not path.is_file():
         raise InputError("no metrics.json: train the model to the end first", path)
-    return read_json(path)
+    data = read_json(path)
+    if not isinstance(data, dict) or not all(
+            _numbers(r, SCORES) and isinstance(r.get("per_tag"), dict)
+            and all(_numbers(t, ("precision", "recall", "f1")) for t in r["per_tag"].values()) for r in data.values()):
+        raise InputError("damaged metrics: expected each vertical's scores and per-tag precision, recall and f1 "
+                         "(rerun the training to rewrite it)", path)
+    return data
 
 
 def _train_counts(model_dir: str, task: str) -> dict[str, int] | None:
@@ -65,6 +79,8 @@ def main(argv: list[str]) -> None:
         return
     if not FLAGS.data:
         raise InputError("--data is required (a CoNLL file), or --compare")
+    if FLAGS.output and not Path(FLAGS.output).parent.is_dir():
+        raise InputError(f"--output={FLAGS.output}: no directory {Path(FLAGS.output).parent} to write it in")
     tagger, task = cli.load_tagger(FLAGS.model_dir, FLAGS.task)
     sentences = read_conll(FLAGS.data, strict_bio=tagger.params.strict_bio)
     unseen = sorted({t for s in sentences for t in s.tags} - set(tagger.vocab.tags[task]))

@@ -169,7 +169,11 @@ def read_history(model_dir: str | Path) -> dict:
 
 def best_checkpoint(model_dir: str | Path, task: str) -> str | None:
     """The checkpoint of `task`'s selected step (None when training never evaluated it)."""
-    return tf.train.latest_checkpoint(str(Path(model_dir) / "best" / task))
+    found = tf.train.latest_checkpoint(str(Path(model_dir) / "best" / task))
+    if found is None and (Path(model_dir) / "best" / task / "checkpoint").is_file():
+        raise InputError(f"best/{task}/ names a checkpoint whose files are missing or damaged; retrain the model",
+                         model_dir)
+    return found
 
 
 def read_run(model_dir: str | Path) -> dict:

@@ -1,11 +1,14 @@
 """`python -m mtl_tagger.predict --model_dir=M --task=Necklace < descriptions.txt > values.jsonl`.
 
-One JSON object per input line: the tokens, their tags, and the extracted values
-{"attribute", "value", "start", "end"} with character offsets into that line.
+One JSON object per input line: the text, its tokens and tags, and the extracted values {"attribute", "value",
+"start", "end", "confidence"} with character offsets into that line. Output streams: the records of the lines
+read so far are written and flushed before more input is read, so predict can serve a pipe line by line; lines
+that arrive together are tagged in one batched pass. A record is always exactly one line, for any reader.
 """
 import json
 import sys
-from typing import BinaryIO
+from collections.abc import Iterator
+from io import BufferedReader
 
 from absl import flags
 
@@ -13,39 +16,80 @@ from mtl_tagger import cli
 from mtl_tagger.errors import InputError
 
 FLAGS = flags.FLAGS
-CHUNK = 256  # lines tagged per batched pass
+BATCH = 64  # at most this many already-read lines are tagged in one pass
+READ = 1 << 16  # bytes asked of the input per read; a read returns what is there without waiting for more
+# JSON leaves these raw inside strings, yet str.splitlines() and other readers split lines on them (the line
+# breaks below U+0020 are escaped by json.dumps already).
+LINE_BREAK_ESCAPES = {c: f"\\u{c:04x}" for c in (0x85, 0x2028, 0x2029)}
 flags.DEFINE_string("model_dir", None, "Trained model dir (holds params.json).")
 flags.DEFINE_string("task", None, "Vertical whose attributes to extract (default: the model's first task).")
 flags.DEFINE_string("input", "-", "Text file, one description per line ('-': standard input).")
+flags.DEFINE_float("min_confidence", 0.0, "Leave out values whose confidence (the smallest marginal of their "
+                                          "tokens' tags) is below this, in [0, 1].")
+
+
+def json_line(record: dict) -> str:
+    """`record` as one line of JSON (UTF-8 text kept, every character that some reader takes as a line break
+    escaped) with its newline."""
+    return json.dumps(record, ensure_ascii=False).translate(LINE_BREAK_ESCAPES) + "\n"
+
+
+def read_lines(stream: BufferedReader, name: str) -> Iterator[list[str]]:
+    """The lines of `stream` as they arrive, in batches of at most BATCH of those already read.
+
+    A batch never waits for input beyond what one read returned, so a caller that handles each batch before
+    asking for the next answers every line as soon as it is in. A line that is not UTF-8 is an InputError
+    naming it, raised after the batch of the lines before it.
+    """
+    lineno, parts = 0, []
+    while True:
+        chunk = stream.read1(READ)
+        parts.append(chunk)
+        if chunk and b"\n" not in chunk:
+            continue  # the line goes on: keep reading (joining only once it is complete keeps this linear)
+        *complete, rest = b"".join(parts).split(b"\n")
+        parts = [rest]
+        if not chunk and rest:  # the last line has no newline
+            complete.append(rest)
+        batch: list[str] = []
+        for raw in complete:
+            lineno += 1
+            try:
+                batch.append(raw.removesuffix(b"\r").decode("utf-8"))
+            except UnicodeDecodeError as e:
+                if batch:
+                    yield batch
+                raise InputError(f"not UTF-8 ({e.reason} at byte {e.start + 1} of the line)", name, lineno) from None
+            if len(batch) == BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+        if not chunk:
+            return
 
 
 def main(argv: list[str]) -> None:
-    """Tag every input line and print one JSON record per line."""
+    """Tag every input line and print one JSON record per line, as the lines come in."""
     if len(argv) > 1:
         raise cli.usage_error(argv)
+    if not 0.0 <= FLAGS.min_confidence <= 1.0:
+        raise InputError(f"--min_confidence={FLAGS.min_confidence}: must be in [0, 1]")
     tagger, task = cli.load_tagger(FLAGS.model_dir, FLAGS.task)
     if FLAGS.input == "-":
-        lines = _decoded(sys.stdin.buffer, "<stdin>")
+        stream, name = sys.stdin.buffer, "<stdin>"
     else:
         try:
-            with open(FLAGS.input, "rb") as f:
-                lines = _decoded(f, FLAGS.input)
+            stream, name = open(FLAGS.input, "rb"), FLAGS.input
         except OSError as e:
             raise InputError(f"cannot read input ({e.strerror})", FLAGS.input) from None
-    for start in range(0, len(lines), CHUNK):
-        for record in tagger.extract(lines[start:start + CHUNK], task):
-            print(json.dumps(record, ensure_ascii=False), flush=True)
+    out = sys.stdout.buffer
+    with stream:
+        for lines in read_lines(stream, name):
+            for record in tagger.extract(lines, task, FLAGS.min_confidence):
+                out.write(json_line(record).encode("utf-8"))
+            out.flush()
 
-
-def _decoded(stream: BinaryIO, name: str) -> list[str]:
-    """All lines of `stream` as text; InputError naming the line when one is not UTF-8."""
-    lines = []
-    for lineno, raw in enumerate(stream, 1):
-        try:
-            lines.append(raw.decode("utf-8").rstrip("\r\n"))
-        except UnicodeDecodeError as e:
-            raise InputError(f"not UTF-8 ({e.reason} at byte {e.start})", name, lineno) from None
-    return lines
 
 if __name__ == "__main__":
     cli.run(main)

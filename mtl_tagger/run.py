@@ -30,17 +30,19 @@ class RunData:
     vocab: Vocab
     pretrained: tuple[list[str], np.ndarray] | None  # (words, vectors) of --word_vectors
     provenance: dict  # data fingerprint and stack (modeldir.provenance.json)
+    notes: list[str]  # warnings about the data, for the caller to log once the run is under way
 
 
 def load_data(p: Params) -> RunData:
     """Read and check every vertical's splits and the word vectors, and build the vocabularies."""
     tasks = {t: load_task(p.data_dir, t, p.strict_bio, p.max_len) for t in p.names}
+    notes = []
     for t, data in tasks.items():
         for split in ("dev", "test"):
             unseen = unseen_tags(data.train, getattr(data, split))
             if unseen:
-                logging.warning("%s %s: %d tag(s) never seen in train will count as wrong: %s", t, split,
-                                len(unseen), ", ".join(f"{k} ({v})" for k, v in sorted(unseen.items())))
+                notes.append(f"{t} {split}: {len(unseen)} tag(s) never seen in train will count as wrong: "
+                             + ", ".join(f"{k} ({v})" for k, v in sorted(unseen.items())))
     pretrained = None
     if p.word_vectors:
         pretrained = read_vectors(p.word_vectors)
@@ -55,7 +57,7 @@ def load_data(p: Params) -> RunData:
              for f in sorted((Path(p.data_dir) / t).glob("*.conll"))}
     if p.word_vectors:
         files["word_vectors"] = file_digest(p.word_vectors)
-    return RunData(tasks, vocab, pretrained, {"data": files, "stack": stack()})
+    return RunData(tasks, vocab, pretrained, {"data": files, "stack": stack()}, notes)
 
 
 @dataclass

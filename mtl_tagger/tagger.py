@@ -31,10 +31,11 @@ def restore(net: TaggerNet, checkpoint: str, model_dir: str | Path, extra: dict 
     try:
         status = tf.train.Checkpoint(net=net, **(extra or {})).read(checkpoint)
         status.assert_existing_objects_matched().expect_partial()
-    except (tf.errors.OpError, ValueError, AssertionError) as e:
+    except (tf.errors.OpError, ValueError, AssertionError, IndexError) as e:  # IndexError: a truncated file
         written = read_provenance(model_dir).get("stack")
         by = f"written by {stack_name(written)}, " if written and written != stack() else ""
-        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        text = (e.message if isinstance(e, tf.errors.OpError) else str(e)).strip()
+        reason = text.splitlines()[0][:160] if text else type(e).__name__
         raise InputError(f"cannot restore {checkpoint} ({by}{reason}): the checkpoint is damaged or does not match "
                          "params.json/vocab.json; retrain the model", model_dir) from None
 

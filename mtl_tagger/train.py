@@ -7,6 +7,7 @@ coupled mode, the top lender of every label; every flag is a field of mtl_tagger
 from pathlib import Path
 
 import tensorflow as tf
+from absl import logging
 
 from mtl_tagger import cli, params
 from mtl_tagger.analysis import analyse, format_lenders
@@ -44,11 +45,15 @@ def train(p: Params) -> dict[str, dict]:
     data = load_data(p)  # every input check happens before the model dir is touched
     model_dir = Path(p.model_dir)
     if worker[0] != 0:
+        for note in data.notes:
+            logging.warning(note)
         with strategy.scope():
             loop = Loop(build(p, data, model_dir, write=False), model_dir, strategy, worker)
         loop.fit()
         return loop.test()
     held = claim(p, data.provenance)
+    for note in data.notes:
+        logging.warning(note)
     try:
         if held.resume:
             data.vocab = Vocab.load(model_dir / "vocab.json")  # the ids the checkpoints were trained with
@@ -64,19 +69,23 @@ def train(p: Params) -> dict[str, dict]:
         raise
     held.commit()
     try:
-        loop.fit()
-    except KeyboardInterrupt:
-        saved = loop.last.latest_checkpoint
-        where = f"the last checkpoint is {saved} (step {int(loop.step)})" if saved else "no checkpoint was saved yet"
-        raise Interrupted(f"interrupted: {where}; run the same command again to resume") from None
-    results = loop.test()
-    print(format_table(results), flush=True)
-    if run.coupler is not None:
-        for direction in analyse(run, model_dir, loop.writer):
-            print("\n" + format_lenders(direction), flush=True)
-    loop.writer.close()
-    held.lock.release()
-    return results
+        try:
+            loop.fit()
+        except KeyboardInterrupt:
+            saved = loop.last.latest_checkpoint
+            where = (f"the last checkpoint is {saved} (step {saved.rsplit('-', 1)[-1]})" if saved
+                     else "no checkpoint was saved yet")
+            raise Interrupted(f"interrupted at step {int(loop.step)}: {where}; run the same command again to "
+                              "resume") from None
+        results = loop.test()
+        print(format_table(results), flush=True)
+        if run.coupler is not None:
+            for direction in analyse(run, model_dir, loop.writer):
+                print("\n" + format_lenders(direction), flush=True)
+        return results
+    finally:
+        loop.writer.close()
+        held.lock.release()
 
 
 def main(argv: list[str]) -> None:

@@ -1,6 +1,8 @@
 """Bad input: one clear line naming the file:line or flag, exit code 2, no traceback, nothing half-written."""
 import json
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +17,15 @@ from mtl_tagger.train import train
 from mtl_tagger.vectors import read_vectors, write_vectors
 
 
-def _assert_one_line(r, *words: str) -> None:
+def assert_one_error_line(r: subprocess.CompletedProcess, *words: str, warnings: bool = False) -> str:
+    """Exit code 2 and one stderr line `error: …` holding `words` (beside absl warning lines if `warnings`)."""
     assert r.returncode == 2, (r.stdout, r.stderr)
-    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    lines = [x for x in r.stderr.splitlines() if x.strip() and not (warnings and re.match(r"W\d{4} ", x))]
     assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
     assert "Traceback" not in r.stderr
     for w in words:
         assert w in lines[0], lines[0]
+    return lines[0]
 
 
 @pytest.mark.parametrize("flag, words", [
@@ -34,14 +38,14 @@ def _assert_one_line(r, *words: str) -> None:
 def test_out_of_range_flags_cli(flag: str, words: list[str], data_dir: Path, tmp_path: Path) -> None:
     r = run_cli("train", "--flagfile=flags/smoke.cfg", "--task_a=Chain x", f"--data_dir={data_dir}",
                 f"--model_dir={tmp_path / 'm'}", flag)
-    _assert_one_line(r, *words)
+    assert_one_error_line(r, *words)
     assert not (tmp_path / "m").exists()
 
 
 def test_missing_data_dir_cli(tmp_path: Path) -> None:
     r = run_cli("train", "--flagfile=flags/smoke.cfg", "--task_a=Chain x", f"--data_dir={tmp_path / 'nope'}",
                 f"--model_dir={tmp_path / 'm'}")
-    _assert_one_line(r, str(tmp_path / "nope"), "--data_dir")
+    assert_one_error_line(r, str(tmp_path / "nope"), "--data_dir")
     assert not (tmp_path / "m").exists()
 
 
@@ -67,7 +71,7 @@ def test_malformed_train_line_names_file_and_line_and_leaves_nothing(data_dir: P
     lines[4] = lines[4].replace("\t", " ")
     (d / "V" / "train.conll").write_text("\n".join(lines) + "\n")
     r = run_cli("train", "--flagfile=flags/smoke.cfg", "--task_a=V", f"--data_dir={d}", f"--model_dir={tmp_path / 'm'}")
-    _assert_one_line(r, "train.conll:5:")
+    assert_one_error_line(r, "train.conll:5:")
     assert not (tmp_path / "m").exists()
 
 
@@ -87,10 +91,12 @@ def test_unseen_test_tag_is_warned(data_dir: Path, tmp_path: Path, monkeypatch: 
     shutil.copytree(data_dir / "Chain x", d / "V")
     with open(d / "V" / "test.conll", "a") as f:
         f.write("Acme\tB-brand\nzircon\tB-stone\n\n")
+    assert any("B-stone (1)" in n and "count as wrong" in n for n in load_data(smoke_params(d, tmp_path / "m",
+                                                                                            task_a="V")).notes)
     warnings: list[str] = []
     monkeypatch.setattr(logging, "warning", lambda msg, *a: warnings.append(msg % a))
-    load_data(smoke_params(d, tmp_path / "m", task_a="V"))
-    assert any("B-stone (1)" in w and "count as wrong" in w for w in warnings), warnings
+    train(smoke_params(d, tmp_path / "m", task_a="V", epochs=1))
+    assert any("B-stone (1)" in w for w in warnings), "train logs the note once the model dir is claimed"
 
 
 def test_long_train_sentence_is_split_with_warning(data_dir: Path, tmp_path: Path,
@@ -144,7 +150,7 @@ def test_unknown_task_at_evaluate_and_predict(module: str, data_dir: Path, tmp_p
     if module == "evaluate":
         args.append(f"--data={data_dir / 'Chain x' / 'test.conll'}")
     r = run_cli(module, *args, stdin="gold chain\n")
-    _assert_one_line(r, "--task=Necklace", "Chain x")
+    assert_one_error_line(r, "--task=Necklace", "Chain x")
 
 
 def test_model_dir_of_other_run_is_refused_unless_overwrite(data_dir: Path, tmp_path: Path) -> None:
@@ -171,7 +177,7 @@ def test_non_model_dir_is_refused(data_dir: Path, tmp_path: Path) -> None:
 def test_evaluate_and_predict_on_a_non_model_dir(module: str, tmp_path: Path) -> None:
     extra = [f"--data={tmp_path / 'x.conll'}"] if module == "evaluate" else []
     r = run_cli(module, f"--model_dir={tmp_path}", *extra, stdin="x\n")
-    _assert_one_line(r, "params.json")
+    assert_one_error_line(r, "params.json")
 
 
 @pytest.mark.parametrize("flag, words", [
@@ -182,7 +188,7 @@ def test_evaluate_and_predict_on_a_non_model_dir(module: str, tmp_path: Path) ->
 ])
 def test_flag_parse_errors_are_one_line(flag: str, words: list[str], tmp_path: Path) -> None:
     r = run_cli("train", "--task_a=X", f"--data_dir={tmp_path}", f"--model_dir={tmp_path / 'm'}", flag)
-    _assert_one_line(r, *words)
+    assert_one_error_line(r, *words)
 
 
 def test_damaged_params_json(data_dir: Path, tmp_path: Path) -> None:

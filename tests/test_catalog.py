@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 
 from mtl_tagger.catalog import parse_category_tree, parse_ruby_specifications, read_catalog
 from mtl_tagger.errors import InputError
@@ -101,3 +102,43 @@ def test_unreadable_catalogs_are_input_errors(tmp_path: Path, content: bytes | N
     assert str(e.value).startswith(str(path))
     for w in words:
         assert w in str(e.value)
+
+
+@pytest.mark.parametrize("garbage", [b"garbage", b"\xff\xfe not text", b"uniq_id,description", b"[1, 2]",
+                                     b'{"uniq_id": "cut'])
+def test_garbage_first_line_is_skipped_like_any_other(tmp_path: Path, garbage: bytes) -> None:
+    good = (FIXTURES / "synthetic_catalog.jsonl").read_bytes()
+    path = tmp_path / "products.jsonl"
+    path.write_bytes(garbage + b"\n" + good)
+    read = read_catalog(path)
+    assert read.products == read_catalog(FIXTURES / "synthetic_catalog.jsonl").products
+    assert len(read.skipped) == 1 and read.skipped[0].startswith(f"{path}:1: ")
+
+
+def test_garbage_first_line_through_prepare(tmp_path: Path) -> None:
+    """prepare warns about the line and writes the same data as from the clean catalog."""
+    source = tmp_path / "products.jsonl.gz"
+    source.write_bytes(gzip.compress(b"oops, not a product\n" + (FIXTURES / "synthetic_catalog.jsonl").read_bytes()))
+    mapping = f"--verticals={FIXTURES / 'verticals.json'}"
+    r = run_cli("prepare", f"--source={source}", f"--out={tmp_path / 'dirty'}", mapping)
+    assert r.returncode == 0, r.stderr
+    assert f"{source}:1:" in r.stderr and "error" not in r.stderr
+    clean = run_cli("prepare", f"--source={FIXTURES / 'synthetic_catalog.jsonl'}", f"--out={tmp_path / 'clean'}",
+                    mapping)
+    assert clean.returncode == 0, clean.stderr
+    conll = {d: {p.relative_to(tmp_path / d): p.read_bytes() for p in (tmp_path / d).rglob("*.conll")}
+             for d in ("clean", "dirty")}
+    assert conll["clean"] and conll["dirty"] == conll["clean"]
+
+
+def test_kaggle_csv_is_told_by_its_header_or_name(tmp_path: Path) -> None:
+    """The Kaggle CSV whatever its name; a .csv with a wrong header says which column is missing, even when some of
+    its lines start with `{` (as a JSONL's do)."""
+    csv_text = (FIXTURES / "kaggle.csv").read_bytes()
+    (tmp_path / "products.jsonl").write_bytes(csv_text)
+    assert read_catalog(tmp_path / "products.jsonl").products == read_catalog(FIXTURES / "kaggle.csv").products
+    broken = csv_text.replace(b"product_category_tree", b"category", 1) + b'{"uniq_id": "x"}\n'
+    (tmp_path / "broken.csv").write_bytes(broken)
+    with pytest.raises(InputError, match=r"broken\.csv:1: not a products JSONL, nor a CSV with columns "
+                                         r"product_category_tree"):
+        read_catalog(tmp_path / "broken.csv")
