@@ -399,7 +399,9 @@ def coupled_child(cfg: Mapping[str, Any]) -> dict[str, Any]:
             start = time.perf_counter()
             float(loop.train_step(inputs[name][i])["loss"])
             seconds[name].append(time.perf_counter() - start)
-    encoded = [int(sum(x["coupling"][f"sentences_{g}"]["length"].shape[0] for g in (0, 1)))
+    from mtl_tagger.coupling import GROUPS
+
+    encoded = [int(sum(x["coupling"][f"sentences_{g}"]["length"].shape[0] for g in range(GROUPS)))
                for x in inputs["coupled"]]
     return {"seconds": seconds, "coupling_sentences": encoded}
 

@@ -60,7 +60,7 @@ def measure(run: object, batches: list[dict]) -> dict[str, float]:
     out = {"tce": 0.0, "tce_centred": 0.0}
     sums = {k: [0.0, 0.0] for k in ("head_coupling", "head_crf", "encoder_coupling")}
     for c in batches:
-        hs = [net.encoder(c[f"sentences_{g}"]) for g in (0, 1)]
+        hs = [net.encoder(c[f"sentences_{g}"]) for g in range(coupling.GROUPS)]
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(hs)
             tce = coupler.loss(net, c, hs)["total"]

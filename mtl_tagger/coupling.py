@@ -25,8 +25,9 @@ from mtl_tagger.pipeline import BATCH_SIGNATURE, SentenceTable
 from mtl_tagger.shortlist import Contexts
 
 LABEL_DIM = 32
+GROUPS = 4  # the scored sentences of a coupling minibatch are padded in this many length groups
 COUPLING_SIGNATURE = {
-    "sentences_0": BATCH_SIGNATURE, "sentences_1": BATCH_SIGNATURE,  # the scored sentences once, two length groups
+    **{f"sentences_{g}": BATCH_SIGNATURE for g in range(GROUPS)},  # each scored sentence once, by length group
     # The scored contexts [S, 1+M]: each anchor (column 0) and the neighbours chosen for it: which group, row and
     # position its context is at, its vertical and its gold tag (global id).
     **{k: tf.TensorSpec([None, None], tf.int32) for k in ("group", "row", "position", "task", "gold")},
@@ -47,6 +48,26 @@ def masked_softmax(logits: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     weights = tf.where(mask, tf.exp(tf.where(mask, logits - tf.stop_gradient(peak), 0.0)), 0.0)
     total = tf.reduce_sum(weights, axis=-1, keepdims=True)  # ≥ 1 if the row has a real entry, else 0
     return weights / tf.where(total > 0, total, 1.0)
+
+
+def length_groups(lengths: tf.Tensor, groups: int) -> tf.Tensor:
+    """Cuts [groups + 1] (0 first, n last) of n ascending lengths into runs padded to their longest, chosen
+    greedily: each new cut is the one that saves the most padded slots. Fewer lengths than groups leave empty
+    runs at the end."""
+    n = tf.size(lengths)
+    padded = tf.concat([lengths, [0]], 0)
+    cuts = tf.stack([0, n])
+    candidates = tf.range(1, tf.maximum(n, 1))
+    for _ in range(groups - 1):
+        b = tf.gather(cuts, tf.searchsorted(cuts, candidates, side="right"))
+        a = tf.gather(cuts, tf.searchsorted(cuts, candidates, side="right") - 1)
+        # Cutting the run [a, b) at c saves (c − a) × (its longest − the longest of [a, c)) padded slots.
+        saving = (candidates - a) * (tf.gather(padded, b - 1) - tf.gather(padded, candidates - 1))
+        saving = tf.where(tf.reduce_any(cuts[None, :] == candidates[:, None], axis=1), -1, saving)
+        best = tf.gather(tf.concat([candidates, [n]], 0), tf.argmax(tf.concat([saving, [0]], 0),
+                                                                     output_type=tf.int32))
+        cuts = tf.sort(tf.concat([cuts, [best]], 0))
+    return cuts
 
 
 def context_scores(kind: str, emissions: tf.Tensor, lengths: tf.Tensor, transitions: tf.Tensor) -> tf.Tensor:
@@ -182,23 +203,15 @@ class CouplingData:
         scored = tf.concat([anchor[:, None], tf.where(chosen >= 0, picked, anchor[:, None])], axis=1)  # [S, 1+M]
         sentence = tf.gather(t["ctx_sentence"], scored)
         unique, where = tf.unique(tf.reshape(sentence, [-1]))
-        lengths = tf.gather(table.length, unique)
-        order = tf.argsort(lengths, stable=True)
-        ls = tf.concat([tf.gather(lengths, order), [0]], 0)  # a 0 at the end: no anchor at all is no error
-        n = tf.size(unique)
-        # Group 0 takes the `cut` shortest sentences, group 1 the rest: the cut with the fewest padded slots.
-        cuts = tf.range(1, tf.maximum(n, 2))
-        cost = cuts * tf.gather(ls, cuts - 1) + (n - cuts) * ls[tf.maximum(n - 1, 0)]
-        cut = tf.gather(cuts, tf.argmin(cost, output_type=tf.int32))
-        start = tf.minimum(cut, n - 1)  # a lone sentence also fills group 1, which nothing then reads
+        order = tf.argsort(tf.gather(table.length, unique), stable=True)
+        cuts = length_groups(tf.gather(tf.gather(table.length, unique), order), GROUPS)
         rank = tf.gather(tf.math.invert_permutation(order), where)
-        group = tf.cast(rank >= cut, tf.int32)
+        group = tf.searchsorted(cuts[1:-1], rank, side="right")
         shape = tf.shape(scored)
         return {
-            "sentences_0": table.batch(tf.gather(unique, order[:cut])),
-            "sentences_1": table.batch(tf.gather(unique, order[start:])),
+            **{f"sentences_{g}": table.batch(tf.gather(unique, order[cuts[g]:cuts[g + 1]])) for g in range(GROUPS)},
             "group": tf.reshape(group, shape),
-            "row": tf.reshape(tf.where(group == 1, rank - start, rank), shape),
+            "row": tf.reshape(rank - tf.gather(cuts, group), shape),
             "position": tf.gather(t["ctx_position"], scored),
             "task": tf.gather(t["ctx_task"], scored),
             "gold": tf.gather(t["ctx_gold"], scored),
@@ -256,7 +269,8 @@ class Coupler(tf.Module):
         for i, task in enumerate(self.tasks):
             head = net.heads[task]
             local = c["gold"] - int(self.tag_offsets[i])
-            for g, (h, sentences) in enumerate(zip(hs, (c["sentences_0"], c["sentences_1"]))):
+            for g, h in enumerate(hs):
+                sentences = c[f"sentences_{g}"]
                 table = context_scores(self.score, head.emissions(h), sentences["length"], head.crf.transitions)
                 shape = tf.shape(table)
                 idx = tf.stack([tf.minimum(c["row"], shape[0] - 1), tf.minimum(c["position"], shape[1] - 1),
@@ -270,7 +284,7 @@ class Coupler(tf.Module):
         parts per pair [pairs, 4] (cce, cce′, lce, lce′; summing to TCE), and both attentions [S, K]; the
         sentences are encoded with dropout drawn from `seed`."""
         hs = [net.encoder(c[f"sentences_{g}"], None if seed is None else tf.random.experimental.stateless_fold_in(
-            seed, 1000 + g)) for g in (0, 1)]
+            seed, 1000 + g)) for g in range(GROUPS)]
         return self.loss(net, c, hs, anchors)
 
     def loss(self, net: TaggerNet, c: dict[str, tf.Tensor], hs: list[tf.Tensor],

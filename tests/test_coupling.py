@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from mtl_tagger import crf, pipeline
-from mtl_tagger.coupling import Coupler, CouplingData, PairShortlist, context_scores
+from mtl_tagger.coupling import Coupler, CouplingData, PairShortlist, context_scores, length_groups
 from mtl_tagger.labels import kgram_ids, label_kgrams
 from mtl_tagger.model import TaggerNet
 from mtl_tagger.params import Params
@@ -192,3 +192,18 @@ def test_kgrams_mark_boundaries_and_hash_stably() -> None:
     ids, mask = kgram_ids(["O", "B-color"], 3, 64)
     assert ids.shape == (2, 7) and mask.sum(axis=1).tolist() == [1, 7]
     assert ids[1, 0] == zlib.crc32(b"<B-") % 64
+
+
+def test_length_groups_cut_where_padding_falls_most() -> None:
+    lengths = tf.constant([3, 4, 5, 48, 50])
+    assert length_groups(lengths, 2).numpy().tolist() == [0, 3, 5]
+    ls = sorted(np.random.default_rng(0).integers(1, 150, 30))
+
+    def padded(cuts: np.ndarray) -> int:
+        return sum((b - a) * ls[b - 1] for a, b in zip(cuts, cuts[1:]) if b > a)
+
+    two, four = (length_groups(tf.constant(ls), g).numpy() for g in (2, 4))
+    assert four[0] == 0 and four[-1] == 30 and list(four) == sorted(four)
+    assert padded(four) < padded(two) < 30 * ls[-1], "more groups, less padding"
+    assert length_groups(tf.constant([7]), 4).numpy().tolist() == [0, 1, 1, 1, 1]
+    assert length_groups(tf.constant([], tf.int32), 4).numpy().tolist() == [0, 0, 0, 0, 0]
