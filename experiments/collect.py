@@ -40,10 +40,13 @@ def load(results_dir: Path) -> Runs:
     return runs
 
 
+SEEDS = 3  # the sweeps' seeds (make_sweep --seeds); a cell with fewer names its count
+
+
 def _ms(values: list[float]) -> str:
     mean = statistics.mean(values) * 100
     sd = statistics.stdev(values) * 100 if len(values) > 1 else 0.0
-    return f"{mean:.2f} ± {sd:.2f}"
+    return f"{mean:.2f} ± {sd:.2f}" + (f" (n={len(values)})" if len(values) < SEEDS else "")
 
 
 def _beyond_spread(a: list[float], b: list[float]) -> bool:
@@ -123,6 +126,48 @@ def table3(runs: Runs, crf: dict[str, dict], data_dir: Path) -> str:
                               for mode in ("shared", "coupled"))
             lines.append(f"| {pair} | {v} | " + " | ".join(cells) + f" | {steps} |")
     return "\n".join(lines) + "\n"
+
+
+README_BEGIN, README_END = "<!-- collect: begin -->", "<!-- collect: end -->"
+
+
+def summary(runs: Runs, crf: dict[str, dict], data_dir: Path) -> str:
+    """Per vertical test macro-F1 / entity-F1 of the CRF, single and the pairs chosen on dev, with their means."""
+    verticals = sorted({v for (mode, _), by_v in runs.items() if mode == "single" for v in by_v})
+    models = {"CRF": {v: [crf[v]] for v in verticals if v in crf},
+              "single": {v: [r["m"] for r in runs[("single", v)][v]] for v in verticals}}
+    for mode in ("shared", "coupled"):
+        picked = {v: best_pair(runs, mode, v, "dev") for v in verticals}
+        models[mode] = {v: [r["m"] for r in runs[(mode, pair)][v]] for v, pair in picked.items() if pair}
+    lines = ["| vertical | #train | " + " | ".join(models) + " |", "|---|---:|" + "---:|" * len(models)]
+
+    def cell(ms: list[dict]) -> str:
+        n = f" (n={len(ms)})" if len(ms) < SEEDS and "selected_step" in ms[0] else ""
+        return " / ".join(f"{statistics.mean(m[k] for m in ms) * 100:.1f}" for k in ("macro_f1", "entity_f1")) + n
+    for v in verticals:
+        lines.append(f"| {v} | {_train_size(data_dir, v)} | "
+                     + " | ".join(cell(by_v[v]) if v in by_v else "–" for by_v in models.values()) + " |")
+    common = ([v for v in verticals if all(v in by_v for by_v in models.values())]
+              or [v for v in verticals if v in models["CRF"]])
+    means = [" / ".join(f"{statistics.mean(statistics.mean(m[k] for m in by_v[v]) for v in common) * 100:.1f}"
+                        for k in ("macro_f1", "entity_f1")) if all(v in by_v for v in common) else "–"
+             for by_v in models.values()]
+    lines.append(f"| mean of the {len(common)} verticals with these rows | | " + " | ".join(means) + " |")
+    return (f"Test macro-F1 / entity-F1, mean over seeds (n = seeds where fewer than {SEEDS} have finished); shared "
+            "and coupled at each vertical's best pair chosen on dev. Written by `python -m experiments.collect "
+            f"--readme=README.md` on {datetime.date.today().isoformat()} from "
+            "[table3.md](experiments/results/table3.md), which has the pairs, the seed spreads and the pairs chosen "
+            "on test.\n\n" + "\n".join(lines))
+
+
+def write_readme_block(readme: Path, text: str) -> None:
+    """Replace what lies between the collect markers of `readme` with `text`."""
+    old = readme.read_text(encoding="utf-8")
+    if README_BEGIN not in old or README_END not in old:
+        raise SystemExit(f"error: {readme}: no {README_BEGIN} … {README_END} block to write the summary into")
+    head, rest = old.split(README_BEGIN, 1)
+    readme.write_text(head + README_BEGIN + "\n" + text + "\n" + README_END + rest.split(README_END, 1)[1],
+                      encoding="utf-8")
 
 
 def _train_size(data_dir: Path, vertical: str) -> str:
@@ -248,6 +293,8 @@ def main(argv: list[str]) -> None:
     runs = load(results_dir)
     if not runs:
         raise SystemExit(f"error: {results_dir}: no result files; run experiments.sweep first")
+    if FLAGS.readme:  # first: a README without the block stops the command before any table is written
+        write_readme_block(Path(FLAGS.readme), summary(runs, crf_results(Path(FLAGS.crf_dir)), data_dir))
     out.mkdir(parents=True, exist_ok=True)
     (out / "table3.md").write_text(table3(runs, crf_results(Path(FLAGS.crf_dir)), data_dir))
     (out / "table4.md").write_text(table4(runs, data_dir))
@@ -264,6 +311,7 @@ def define_flags() -> None:
     flags.DEFINE_string("crf_dir", "experiments/results/crf", "Result files of experiments/crf_baseline.py.")
     flags.DEFINE_string("out", "experiments/results", "Where the tables go.")
     flags.DEFINE_string("data_dir", "data/flipkart", "Prepared data (for Table 1 and #train per tag).")
+    flags.DEFINE_string("readme", "", "Also write the per-vertical summary into this file's collect block.")
 
 
 if __name__ == "__main__":

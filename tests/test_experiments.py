@@ -38,9 +38,14 @@ def test_sweep_then_collect(data_dir: Path, tmp_path: Path) -> None:
     crf.mkdir()
     for v in ("Chain x", "Mangal-sutra"):  # a stand-in for experiments/crf_baseline.py's result files
         (crf / f"{v}.json").write_text(json.dumps({"metrics": {"macro_f1": 0.5, "entity_f1": 0.6}}))
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- collect: begin -->\nold\n<!-- collect: end -->\ntail\n")
     r = _run("experiments.collect", f"--results_dir={tmp_path / 'res'}", f"--out={tmp_path / 'out'}",
-             f"--data_dir={data_dir}", f"--crf_dir={crf}")
+             f"--data_dir={data_dir}", f"--crf_dir={crf}", f"--readme={readme}")
     assert r.returncode == 0, r.stderr
+    block = readme.read_text()
+    assert "old" not in block and block.endswith("<!-- collect: end -->\ntail\n")
+    assert "| Chain x | 120 | 50.0 / 60.0 |" in block, "the CRF's cell leads the summary row"
     table3 = (tmp_path / "out" / "table3.md").read_text()
     row = next(line for line in table3.splitlines() if line.startswith("| Chain x | 120 | 50.00 |"))
     assert row.count("(Chain x+Mangal-sutra)") == 4, "best pair on dev and on test, shared and coupled"
