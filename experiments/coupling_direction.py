@@ -10,7 +10,8 @@ dropout), at the initial weights (the same seed rebuilds them exactly) and at th
 
 - TCE with the paper's emission scores, and TCE with each context's emissions centred over its vertical's
   tags (the part of |s − s′| the CRF can see); their fall from start to end, and the share of the raw fall
-  that the centred TCE does not show (what the invariant direction accounts for);
+  that the centred TCE does not show (what the invariant direction accounts for); at the end, how much of the
+  centred gap the raw TCE does not show (the two heads' mean scores offsetting what the CRF sees);
 - the share of the coupling gradient on each head's Dense layer that lies along the all-ones tag vector
   (kernel columns' mean and the bias' mean: a move there shifts every tag alike), beside the same share of
   the CRF loss's gradient (0 up to rounding: marginals minus one-hot sum to 0 at every position);
@@ -110,9 +111,13 @@ def report(model_dir: Path) -> str:
     rows = [f"| {model_dir.name} | {stage} | {m['tce']:.3f} | {m['tce_centred']:.3f} | {m['head_coupling']:.2f} | "
             f"{m['head_crf']:.1e} | {m['encoder_coupling']:.2f} |" for stage, m in (("step 0", start),
                                                                                    (f"step {steps}", end))]
-    share = (fall - fall_centred) / fall if fall > 0 else float("nan")
+    share = (f"{(fall - fall_centred) / fall:.2f}" if fall > 0.1 * start["tce"]
+             else "none: TCE did not fall by a tenth")
+    hidden = end["tce_centred"] - end["tce"]
     rows.append(f"| {model_dir.name} | fall | {fall:.3f} | {fall_centred:.3f} | share of the fall along the "
-                f"invariant direction: {share:.2f} | | |")
+                f"invariant direction: {share} | | |")
+    rows.append(f"| {model_dir.name} | hidden at the end | {hidden:.3f} | | the CRF-visible gap that the invariant "
+                f"direction hides from TCE: {hidden / end['tce_centred']:.0%} of it | | |")
     return "\n".join(rows)
 
 
