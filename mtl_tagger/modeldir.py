@@ -11,6 +11,7 @@ import hashlib
 import os
 import platform
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,9 +55,14 @@ class ModelDirLock:
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "?"
+            holder = ""
+            for _ in range(50):  # the holder writes its pid just after it locks: wait up to a second for it
+                holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip()
+                if holder:
+                    break
+                time.sleep(0.02)
             os.close(self.fd)
-            raise InputError(f"another train command (pid {holder}) is using this model dir; wait for it or "
+            raise InputError(f"another train command (pid {holder or '?'}) is using this model dir; wait for it or "
                              "choose another --model_dir", model_dir) from None
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, str(os.getpid()).encode(), 0)

@@ -49,7 +49,9 @@ def _train_command(data_dir: Path, model_dir: Path, *flags: str) -> list[str]:
 
 
 def _start(command: list[str], **kwargs: object) -> subprocess.Popen:
-    return subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+    """The command as a child whose Ctrl-C works even when the suite runs in the background (which ignores it)."""
+    return subprocess.Popen(command, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
 
 
 def _checkpoint_file(model_dir: Path, suffix: str) -> Path:
