@@ -203,8 +203,9 @@ class CouplingData:
         scored = tf.concat([anchor[:, None], tf.where(chosen >= 0, picked, anchor[:, None])], axis=1)  # [S, 1+M]
         sentence = tf.gather(t["ctx_sentence"], scored)
         unique, where = tf.unique(tf.reshape(sentence, [-1]))
-        order = tf.argsort(tf.gather(table.length, unique), stable=True)
-        cuts = length_groups(tf.gather(tf.gather(table.length, unique), order), GROUPS)
+        lengths = tf.gather(table.length, unique)
+        order = tf.argsort(lengths, stable=True)
+        cuts = length_groups(tf.gather(lengths, order), GROUPS)
         rank = tf.gather(tf.math.invert_permutation(order), where)
         group = tf.searchsorted(cuts[1:-1], rank, side="right")
         shape = tf.shape(scored)
