@@ -1,12 +1,15 @@
 """Shared entry point of the command-line tools: bad input becomes one line on stderr, not a traceback.
 
-Exit codes: 2 for bad input (InputError, unwritable outputs, bad flags), 130 for Ctrl-C. A closed
-output pipe (`predict | head -1`) ends the command quietly.
+Exit codes: 2 for bad input (InputError, unwritable outputs, bad flags), 130 for Ctrl-C, which a training
+step or an extraction chunk finishes first (pressed twice, it interrupts at once). A closed output pipe (`predict | head -1`) ends the command quietly.
 """
+import contextlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, NoReturn
 
 from absl import app, flags
@@ -84,3 +87,25 @@ def load_tagger(model_dir: str | None, task: str | None) -> "tuple[Tagger, str]"
     task = task or tagger.tasks[0]
     tagger.check_task(task)
     return tagger, task
+
+
+@contextlib.contextmanager
+def interrupt_between_steps() -> Iterator[Callable[[], bool]]:
+    """Hold a first Ctrl-C until the current step ends, so it is never swallowed by TensorFlow's cleanup code
+    (a KeyboardInterrupt raised inside a __del__ is only printed); a second Ctrl-C interrupts at once."""
+    pressed = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        if pressed.is_set():
+            raise KeyboardInterrupt
+        pressed.set()
+
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield pressed.is_set  # a caller that set its own handler (or none) keeps it
+        return
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield pressed.is_set
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

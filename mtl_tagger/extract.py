@@ -312,9 +312,14 @@ def extract_catalog(model_dir: str | Path, catalog: str | Path, out: str | Path,
     lines = (local_engine(tagger, todo, min_confidence) if engine == "local"
              else ray_engine(model_dir, todo, min_confidence, workers))
     try:
-        for chunk, text in zip(todo, lines):
-            output.append(text, len(chunk))
-            bar.update(len(chunk))
+        with cli.interrupt_between_steps() as interrupted:
+            for chunk, text in zip(todo, lines):
+                if interrupted():
+                    raise KeyboardInterrupt
+                output.append(text, len(chunk))
+                bar.update(len(chunk))
+            if interrupted():
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: {output.state['products']} of {len(work.items)} products are in {out}; "
                           "run the same command again to go on") from None

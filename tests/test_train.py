@@ -1,6 +1,7 @@
 """End to end on synthetic verticals: train → metrics.json → evaluate → predict → Tagger.load; the step budget,
 the evaluation cadence, per-vertical selection, seeds and resumption."""
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from conftest import REPO, run_cli, smoke_params
 from datagen import write_vertical
 
 from mtl_tagger import Tagger
+from mtl_tagger.cli import interrupt_between_steps
 from mtl_tagger.conll import read_conll
 from mtl_tagger.loop import Loop
 from mtl_tagger.modeldir import best_checkpoint, read_history
@@ -171,6 +173,17 @@ def test_kill_mid_budget_then_resume_finishes_it_exactly(data_dir: Path, tmp_pat
     whole = tmp_path / "whole"
     assert subprocess.run([*args, f"--model_dir={whole}"], cwd=REPO, capture_output=True, timeout=600).returncode == 0
     assert (out / "metrics.json").read_text() == (whole / "metrics.json").read_text()
+
+
+def test_a_first_ctrl_c_waits_for_the_step_and_a_second_interrupts_at_once() -> None:
+    """The first SIGINT only marks the step (so no cleanup code can swallow it); the handler is restored after."""
+    with interrupt_between_steps() as interrupted:
+        assert not interrupted()
+        os.kill(os.getpid(), signal.SIGINT)
+        assert interrupted()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_averaged_weights_resume_exactly(data_dir: Path, tmp_path: Path) -> None:
