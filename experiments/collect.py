@@ -176,14 +176,15 @@ def _train_size(data_dir: Path, vertical: str) -> str:
 
 
 def single_vs_crf(runs: Runs, crf: dict[str, dict], data_dir: Path) -> list[str]:
-    """Mean over the verticals with ≥ 30 training descriptions of single-task and CRF macro-F1 and entity-F1."""
+    """Mean over the verticals with ≥ 30 training descriptions of single-task and CRF macro-F1 and entity-F1, and the
+    entity precision and recall behind the latter (where the two taggers differ in kind)."""
     verticals = [v for (mode, _), by_v in sorted(runs.items()) if mode == "single" for v in by_v
                  if v in crf and _train_size(data_dir, v).isdigit() and int(_train_size(data_dir, v)) >= 30]
     if not verticals:
         return ["(no vertical with ≥ 30 training descriptions and a CRF result)"]
     rows = ["| | " + " | ".join(verticals) + " | mean |", "|---|" + "---:|" * (len(verticals) + 1)]
     zero = []
-    for key in ("macro_f1", "entity_f1"):
+    for key in ("macro_f1", "entity_f1", "entity_precision", "entity_recall"):
         single = [statistics.mean(r["m"][key] for r in runs[("single", v)][v]) for v in verticals]
         rows.append(f"| single {key} | " + " | ".join(f"{x * 100:.2f}" for x in single)
                     + f" | {statistics.mean(single) * 100:.2f} |")

@@ -1,7 +1,8 @@
 """Shared entry point of the command-line tools: bad input becomes one line on stderr, not a traceback.
 
 Exit codes: 2 for bad input (InputError, unwritable outputs, bad flags), 130 for Ctrl-C, which a training
-step or an extraction chunk finishes first (pressed twice, it interrupts at once). A closed output pipe (`predict | head -1`) ends the command quietly.
+step or an extraction chunk finishes first (pressed twice, it interrupts at once). A closed output pipe
+(`predict | head -1`) ends the command quietly.
 """
 import contextlib
 import logging

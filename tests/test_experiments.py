@@ -37,7 +37,8 @@ def test_sweep_then_collect(data_dir: Path, tmp_path: Path) -> None:
     crf = tmp_path / "crf"
     crf.mkdir()
     for v in ("Chain x", "Mangal-sutra"):  # a stand-in for experiments/crf_baseline.py's result files
-        (crf / f"{v}.json").write_text(json.dumps({"metrics": {"macro_f1": 0.5, "entity_f1": 0.6}}))
+        metrics = {"macro_f1": 0.5, "entity_f1": 0.6, "entity_precision": 0.7, "entity_recall": 0.525}
+        (crf / f"{v}.json").write_text(json.dumps({"metrics": metrics}))
     readme = tmp_path / "README.md"
     readme.write_text("# x\n<!-- collect: begin -->\nold\n<!-- collect: end -->\ntail\n")
     r = _run("experiments.collect", f"--results_dir={tmp_path / 'res'}", f"--out={tmp_path / 'out'}",
@@ -50,6 +51,7 @@ def test_sweep_then_collect(data_dir: Path, tmp_path: Path) -> None:
     row = next(line for line in table3.splitlines() if line.startswith("| Chain x | 120 | 50.00 |"))
     assert row.count("(Chain x+Mangal-sutra)") == 4, "best pair on dev and on test, shared and coupled"
     assert "| CRF entity_f1 | 60.00 | 60.00 | 60.00 |" in table3
+    assert "| CRF entity_recall | 52.50 | 52.50 | 52.50 |" in table3
     assert "Chain x+Mangal-sutra@ls" not in table3, "variant runs stay out of Table 3"
     table4 = (tmp_path / "out" / "table4.md").read_text()
     assert "## Chain x" in table4 and "## Gain by training frequency" in table4
