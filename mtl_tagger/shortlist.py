@@ -454,10 +454,10 @@ def build_shortlist(a: Contexts, b: Contexts, embeddings: np.ndarray, threshold:
     shortlist = Shortlist(a_neighbors, b_neighbors, a_cosine, b_cosine)
     all_pairs = len(side_a.windows) * len(side_b.windows)
     logging.info("shortlist built in %.1f s: %d × %d contexts, %d × %d distinct windows, %s plan, %d of %d "
-                 "window products (%d blocks); %s", time.perf_counter() - start, len(a), len(b),
+                 "window products (%d blocks)", time.perf_counter() - start, len(a), len(b),
                  len(side_a.windows), len(side_b.windows),
                  "dense" if plan.tau is None else f"prefix-filter τ={plan.tau:.3f}", plan.products, all_pairs,
-                 len(plan.blocks), shortlist.summary())
+                 len(plan.blocks))
     return shortlist
 
 
@@ -504,7 +504,7 @@ def cached_shortlist(cache_dir: str | Path, key: dict, build: Callable[[], Short
                 if str(data["key"]) == text:
                     shortlist = Shortlist(*(data[f] for f in ("a_neighbors", "b_neighbors", "a_cosine",
                                                               "b_cosine")))
-                    logging.info("shortlist loaded from %s: %s", path, shortlist.summary())
+                    logging.info("shortlist loaded from %s", path)
                     return shortlist
             logging.warning("shortlist cache %s holds another key; rebuilding", path)
         except (OSError, ValueError, KeyError) as e:
