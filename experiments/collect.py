@@ -141,12 +141,12 @@ def summary(runs: Runs, crf: dict[str, dict], data_dir: Path) -> str:
         models[mode] = {v: [r["m"] for r in runs[(mode, pair)][v]] for v, pair in picked.items() if pair}
     lines = ["| vertical | #train | " + " | ".join(models) + " |", "|---|---:|" + "---:|" * len(models)]
 
-    def cell(ms: list[dict]) -> str:
-        n = f" (n={len(ms)})" if len(ms) < SEEDS and "selected_step" in ms[0] else ""
+    def cell(ms: list[dict], model: str) -> str:
+        n = f" (n={len(ms)})" if len(ms) < SEEDS and model != "CRF" else ""  # the CRF is deterministic: no seeds
         return " / ".join(f"{statistics.mean(m[k] for m in ms) * 100:.1f}" for k in ("macro_f1", "entity_f1")) + n
     for v in verticals:
         lines.append(f"| {v} | {_train_size(data_dir, v)} | "
-                     + " | ".join(cell(by_v[v]) if v in by_v else "–" for by_v in models.values()) + " |")
+                     + " | ".join(cell(by_v[v], model) if v in by_v else "–" for model, by_v in models.items()) + " |")
     common = ([v for v in verticals if all(v in by_v for by_v in models.values())]
               or [v for v in verticals if v in models["CRF"]])
     means = [" / ".join(f"{statistics.mean(statistics.mean(m[k] for m in by_v[v]) for v in common) * 100:.1f}"
