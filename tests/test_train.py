@@ -177,13 +177,17 @@ def test_kill_mid_budget_then_resume_finishes_it_exactly(data_dir: Path, tmp_pat
 
 def test_a_first_ctrl_c_waits_for_the_step_and_a_second_interrupts_at_once() -> None:
     """The first SIGINT only marks the step (so no cleanup code can swallow it); the handler is restored after."""
-    with interrupt_between_steps() as interrupted:
-        assert not interrupted()
-        os.kill(os.getpid(), signal.SIGINT)
-        assert interrupted()
-        with pytest.raises(KeyboardInterrupt):
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)  # a suite started with `&` ignores SIGINT
+    try:
+        with interrupt_between_steps() as interrupted:
+            assert not interrupted()
             os.kill(os.getpid(), signal.SIGINT)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+            assert interrupted()
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, outer)
 
 
 def test_averaged_weights_resume_exactly(data_dir: Path, tmp_path: Path) -> None:
