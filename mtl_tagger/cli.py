@@ -4,13 +4,10 @@ Exit codes: 2 for bad input (InputError, unwritable outputs, bad flags), 130 for
 step or an extraction chunk finishes first (pressed twice, it interrupts at once). A closed output pipe
 (`predict | head -1`) ends the command quietly.
 """
-import contextlib
 import logging
 import os
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
 from absl import app, flags
@@ -89,24 +86,3 @@ def load_tagger(model_dir: str | None, task: str | None) -> "tuple[Tagger, str]"
     tagger.check_task(task)
     return tagger, task
 
-
-@contextlib.contextmanager
-def interrupt_between_steps() -> Iterator[Callable[[], bool]]:
-    """Hold a first Ctrl-C until the current step ends, so it is never swallowed by TensorFlow's cleanup code
-    (a KeyboardInterrupt raised inside a __del__ is only printed); a second Ctrl-C interrupts at once."""
-    pressed = threading.Event()
-
-    def handler(signum: int, frame: object) -> None:
-        if pressed.is_set():
-            raise KeyboardInterrupt
-        pressed.set()
-
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield pressed.is_set  # a caller that set its own handler (or none) keeps it
-        return
-    signal.signal(signal.SIGINT, handler)
-    try:
-        yield pressed.is_set
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)

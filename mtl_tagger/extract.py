@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from absl import flags
 
-from mtl_tagger import cli
+from mtl_tagger import cli, interrupt
 from mtl_tagger.catalog import read_catalog
 from mtl_tagger.errors import InputError, Interrupted
 from mtl_tagger.files import read_json, write_json_atomic
@@ -312,19 +312,19 @@ def extract_catalog(model_dir: str | Path, catalog: str | Path, out: str | Path,
     lines = (local_engine(tagger, todo, min_confidence) if engine == "local"
              else ray_engine(model_dir, todo, min_confidence, workers))
     try:
-        with cli.interrupt_between_steps() as interrupted:
-            for chunk, text in zip(todo, lines):
-                if interrupted():
-                    raise KeyboardInterrupt
-                output.append(text, len(chunk))
-                bar.update(len(chunk))
-            if interrupted():
-                raise KeyboardInterrupt
+        with interrupt.between_steps() as pressed:
+            try:
+                for chunk, text in zip(todo, lines):
+                    output.append(text, len(chunk))
+                    bar.update(len(chunk))
+                    if pressed():
+                        raise KeyboardInterrupt
+            finally:
+                lines.close()  # still under the held Ctrl-C: the Ray engine shuts down here
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: {output.state['products']} of {len(work.items)} products are in {out}; "
                           "run the same command again to go on") from None
     finally:
-        lines.close()
         output.close()
     bar.close()
     extracted = Counter(vertical for _, vertical, _ in work.items)

@@ -13,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from mtl_tagger import pipeline
-from mtl_tagger.cli import interrupt_between_steps
+from mtl_tagger import interrupt, pipeline
 from mtl_tagger.conll import write_conll
 from mtl_tagger.coupling import COUPLING_SIGNATURE
 from mtl_tagger.files import write_json_atomic
@@ -166,10 +165,8 @@ class Loop:
                                      self.run.coupling, self.run.coupling_plan(total), self.worker)
         bar = Progress(total, "steps", start=start)
         try:
-            with self.writer.as_default(), interrupt_between_steps() as interrupted:
+            with self.writer.as_default(), interrupt.between_steps() as pressed:
                 for inputs in data:
-                    if interrupted():
-                        raise KeyboardInterrupt
                     out = self.train_step(inputs)
                     step = int(self.step.assign_add(1))
                     loss = float(out["loss"])
@@ -188,8 +185,8 @@ class Loop:
                             bar.line(f"stopping at step {step}: no vertical improved on dev in the last "
                                      f"{self.p.patience} evaluations")
                             break
-                if interrupted():  # pressed during the last step or its evaluation
-                    raise KeyboardInterrupt
+                    if pressed():
+                        raise KeyboardInterrupt
         finally:
             bar.close()
             del data
@@ -217,4 +214,3 @@ class Loop:
             write_conll(pred_dir / f"{t}.test.conll", ((s.tokens, s.tags, tags) for s, tags in zip(test, pred)))
         write_json_atomic(self.model_dir / "metrics.json", results)
         return results
-

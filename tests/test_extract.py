@@ -184,6 +184,28 @@ def test_resume_after_crash_and_torn_write(model_dir: Path, tagger: object, job:
     assert out.read_bytes() == reference.read_bytes()
 
 
+def test_ctrl_c_lets_the_running_chunk_land(model_dir: Path, tagger: object, job: tuple[Path, Path], reference: Path,
+                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SIGINT while chunk 10 is tagged stops the run after that chunk is written, not before."""
+    out = tmp_path / "out.jsonl"
+    real, calls = extract.tag_chunk, []
+
+    def signalled(*args: object) -> str:
+        calls.append(1)
+        if len(calls) == 10:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args)
+
+    monkeypatch.setattr(extract, "tag_chunk", signalled)
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)  # a suite started with `&` ignores SIGINT
+    try:
+        with pytest.raises(Interrupted, match="160 of 500 products"):
+            extract_catalog(model_dir, job[0], out, batch=16, verticals_path=job[1], tagger=tagger)
+    finally:
+        signal.signal(signal.SIGINT, outer)
+    assert out.read_bytes() == b"".join(reference.read_bytes().splitlines(keepends=True)[:160])
+
+
 def test_resume_refuses_other_settings_and_foreign_files(model_dir: Path, tagger: object, job: tuple[Path, Path],
                                                         reference: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"other settings \(batch\)"):

@@ -11,8 +11,7 @@ import pytest
 from conftest import REPO, run_cli, smoke_params
 from datagen import write_vertical
 
-from mtl_tagger import Tagger
-from mtl_tagger.cli import interrupt_between_steps
+from mtl_tagger import Tagger, interrupt
 from mtl_tagger.conll import read_conll
 from mtl_tagger.loop import Loop
 from mtl_tagger.modeldir import best_checkpoint, read_history
@@ -176,16 +175,22 @@ def test_kill_mid_budget_then_resume_finishes_it_exactly(data_dir: Path, tmp_pat
 
 
 def test_a_first_ctrl_c_waits_for_the_step_and_a_second_interrupts_at_once() -> None:
-    """The first SIGINT only marks the step (so no cleanup code can swallow it); the handler is restored after."""
+    """The first SIGINT only marks the step (so no cleanup code can swallow it) and is raised on leaving, a second
+    one at once; a nested block shares the flag; the default handler is back afterwards."""
     outer = signal.signal(signal.SIGINT, signal.default_int_handler)  # a suite started with `&` ignores SIGINT
     try:
-        with interrupt_between_steps() as interrupted:
-            assert not interrupted()
-            os.kill(os.getpid(), signal.SIGINT)
-            assert interrupted()
-            with pytest.raises(KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt):
+            with interrupt.between_steps() as pressed:
+                assert not pressed()
                 os.kill(os.getpid(), signal.SIGINT)
+                assert pressed()
+                with interrupt.between_steps() as inner:
+                    assert inner()
+                with pytest.raises(KeyboardInterrupt):
+                    os.kill(os.getpid(), signal.SIGINT)
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        with interrupt.between_steps() as pressed:
+            assert not pressed(), "a new block starts unpressed"
     finally:
         signal.signal(signal.SIGINT, outer)
 
