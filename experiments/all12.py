@@ -32,6 +32,17 @@ def _ms(values: list[float]) -> str:
     return f"{statistics.mean(values) * 100:.2f}{sd}"
 
 
+def _cells(table3: dict, big: dict[str, dict[str, list[float]]], vertical: str) -> dict[str, list[float]]:
+    """One vertical's test macro-F1 per seed: single, its best pair on dev (shared, coupled), the 12-vertical runs."""
+    cells = {"single": [r["m"]["macro_f1"] for r in table3.get(("single", vertical), {}).get(vertical, [])]}
+    for mode in ("shared", "coupled"):
+        pair = best_pair(table3, mode, vertical, "dev")
+        cells[f"pair {mode}"] = [r["m"]["macro_f1"] for r in table3[(mode, pair)][vertical]] if pair else []
+    for mode in ("shared", "coupled"):
+        cells[f"all {mode}"] = big[mode][vertical]
+    return cells
+
+
 def main(argv: list[str]) -> None:
     """Write the comparison."""
     table3 = load(Path(FLAGS.table3_dir))
@@ -45,21 +56,16 @@ def main(argv: list[str]) -> None:
         if mode == "coupled":
             pairs |= {d["pair"] for d in r["analysis"] or []}
     verticals = sorted(big["shared"] or big["coupled"])
-    lines = ["| vertical | single | best pair, shared | best pair, coupled | all 12, shared | all 12, coupled (auto) |",
-             "|---|---:|---:|---:|---:|---:|"]
-    means: dict[str, list[float]] = defaultdict(list)
-    for v in verticals:
-        cells = {"single": [r["m"]["macro_f1"] for r in table3.get(("single", v), {}).get(v, [])]}
-        for mode in ("shared", "coupled"):
-            pair = best_pair(table3, mode, v, "dev")
-            cells[f"pair {mode}"] = [r["m"]["macro_f1"] for r in table3[(mode, pair)][v]] if pair else []
-            cells[f"all {mode}"] = big[mode][v]
-        for k, xs in cells.items():
-            if xs:
-                means[k].append(statistics.mean(xs))
-        lines.append(f"| {v} | " + " | ".join(_ms(xs) for xs in cells.values()) + " |")
-    lines.append("| mean over the verticals with every cell | " + " | ".join(
-        f"{statistics.mean(x) * 100:.2f} ({len(x)})" if x else "–" for x in means.values()) + " |")
+    columns = {"single": "single", "pair shared": "best pair, shared", "pair coupled": "best pair, coupled",
+               "all shared": "all 12, shared", "all coupled": "all 12, coupled (auto)"}
+    rows = {v: _cells(table3, big, v) for v in verticals}
+    lines = ["| vertical | " + " | ".join(columns.values()) + " |", "|---|" + "---:|" * len(columns)]
+    lines += [f"| {v} | " + " | ".join(_ms(cells[k]) for k in columns) + " |" for v, cells in rows.items()]
+    measured = [k for k in columns if any(cells[k] for cells in rows.values())]
+    common = [v for v, cells in rows.items() if all(cells[k] for k in measured)]
+    means = [f"{statistics.mean(statistics.mean(rows[v][k]) for v in common) * 100:.2f}"
+             if k in measured and common else "–" for k in columns]
+    lines.append(f"| mean over the {len(common)} verticals with every measured cell | " + " | ".join(means) + " |")
     command = "python -m experiments.all12 " + " ".join(sys.argv[1:])
     text = "\n".join([
         "# All twelve verticals in one model", "",

@@ -73,6 +73,19 @@ def test_sweep_then_collect(data_dir: Path, tmp_path: Path) -> None:
     text = variants.read_text()
     assert "| Chain x+Mangal-sutra | Chain x |" in text and "| ls | --coupling_score=log_softmax |" in text
 
+    every = tmp_path / "all"  # a stand-in for the twelve-vertical runs: the shared pair run is one over every vertical
+    every.mkdir()
+    (every / "s1.shared.all.json").write_bytes((tmp_path / "res" / "s1.shared.Chain x+Mangal-sutra.json").read_bytes())
+    r = _run("experiments.all12", f"--table3_dir={tmp_path / 'res'}", f"--results_dir={every}",
+             f"--out={tmp_path / 'out' / 'all12.md'}")
+    assert r.returncode == 0, r.stderr
+    shared = [f"{json.loads((every / 's1.shared.all.json').read_text())['metrics'][v]['macro_f1'] * 100:.2f}"
+              for v in ("Chain x", "Mangal-sutra")]
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in r.stdout.splitlines() if line.startswith("| ")}
+    assert rows["vertical"][2:4] == ["best pair, coupled", "all 12, shared"]
+    assert rows["Chain x"][3] == shared[0] and rows["Mangal-sutra"][3] == shared[1], "each column under its header"
+    assert rows["Chain x"][4] == "– |" and rows["mean over the 2 verticals with every measured cell"][4] == "– |"
+
     r = _run("experiments.loss_scales", f"--model_dirs={tmp_path / 'runs' / 's1.coupled.Chain x+Mangal-sutra'}")
     assert r.returncode == 0, r.stderr
     rows = [line.split("|") for line in r.stdout.splitlines() if line.startswith("| 1–")]
