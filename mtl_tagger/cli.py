@@ -85,4 +85,3 @@ def load_tagger(model_dir: str | None, task: str | None) -> "tuple[Tagger, str]"
     task = task or tagger.tasks[0]
     tagger.check_task(task)
     return tagger, task
-

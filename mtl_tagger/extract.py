@@ -28,6 +28,7 @@ vertical, the attributes each head can tag (what `audit` compares), and the sett
 Engines. local tags in this process. ray runs the chunks through Ray Data (`pip install -e '.[ray]'`): a
 callable class loads the Tagger once per actor (`--workers` actors) and results are written in chunk order.
 """
+import contextlib
 import hashlib
 import json
 import logging
@@ -312,15 +313,13 @@ def extract_catalog(model_dir: str | Path, catalog: str | Path, out: str | Path,
     lines = (local_engine(tagger, todo, min_confidence) if engine == "local"
              else ray_engine(model_dir, todo, min_confidence, workers))
     try:
-        with interrupt.between_steps() as pressed:
-            try:
-                for chunk, text in zip(todo, lines):
-                    output.append(text, len(chunk))
-                    bar.update(len(chunk))
-                    if pressed():
-                        raise KeyboardInterrupt
-            finally:
-                lines.close()  # still under the held Ctrl-C: the Ray engine shuts down here
+        # closing(lines) leaves first, so the Ray engine shuts down while Ctrl-C is still held
+        with interrupt.between_steps() as pressed, contextlib.closing(lines):
+            for chunk, text in zip(todo, lines):
+                output.append(text, len(chunk))
+                bar.update(len(chunk))
+                if pressed():
+                    raise KeyboardInterrupt
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted: {output.state['products']} of {len(work.items)} products are in {out}; "
                           "run the same command again to go on") from None

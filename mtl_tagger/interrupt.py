@@ -21,15 +21,9 @@ def between_steps() -> Iterator[Callable[[], bool]]:
     """Yield `pressed()`, to be checked after each step (raise KeyboardInterrupt when true); a press not yet acted on
     is raised on leaving. Where SIGINT is not Python's default (ignored, another handler) or off the main thread,
     nothing is installed and `pressed()` stays false; nested, the outer block's flag is shared."""
-    if threading.current_thread() is not threading.main_thread():
-        yield lambda: False
-        return
-    handler = signal.getsignal(signal.SIGINT)
-    if handler is _on_sigint:
-        yield _PRESSED.is_set
-        return
+    handler = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
     if handler is not signal.default_int_handler:
-        yield lambda: False
+        yield _PRESSED.is_set if handler is _on_sigint else lambda: False
         return
     _PRESSED.clear()
     signal.signal(signal.SIGINT, _on_sigint)

@@ -1,7 +1,9 @@
 """Shared fixtures: synthetic verticals and one trained smoke model reused by the end-to-end tests."""
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,14 @@ SMOKE = read_flagfile(REPO / "flags" / "smoke.cfg")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two small synthetic verticals: 'Chain x' and 'Mangal-sutra'."""
     return make_data_dir(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture
+def default_sigint() -> Iterator[None]:
+    """Python's own SIGINT handler for one test: a suite started in the background (`&`) inherits SIGINT ignored."""
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, outer)
 
 
 def smoke_params(data_dir: Path | str, model_dir: Path | str, **overrides: object) -> Params:

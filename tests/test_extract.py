@@ -184,6 +184,7 @@ def test_resume_after_crash_and_torn_write(model_dir: Path, tagger: object, job:
     assert out.read_bytes() == reference.read_bytes()
 
 
+@pytest.mark.usefixtures("default_sigint")
 def test_ctrl_c_lets_the_running_chunk_land(model_dir: Path, tagger: object, job: tuple[Path, Path], reference: Path,
                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A SIGINT while chunk 10 is tagged stops the run after that chunk is written, not before."""
@@ -197,12 +198,8 @@ def test_ctrl_c_lets_the_running_chunk_land(model_dir: Path, tagger: object, job
         return real(*args)
 
     monkeypatch.setattr(extract, "tag_chunk", signalled)
-    outer = signal.signal(signal.SIGINT, signal.default_int_handler)  # a suite started with `&` ignores SIGINT
-    try:
-        with pytest.raises(Interrupted, match="160 of 500 products"):
-            extract_catalog(model_dir, job[0], out, batch=16, verticals_path=job[1], tagger=tagger)
-    finally:
-        signal.signal(signal.SIGINT, outer)
+    with pytest.raises(Interrupted, match="160 of 500 products"):
+        extract_catalog(model_dir, job[0], out, batch=16, verticals_path=job[1], tagger=tagger)
     assert out.read_bytes() == b"".join(reference.read_bytes().splitlines(keepends=True)[:160])
 
 

@@ -174,25 +174,22 @@ def test_kill_mid_budget_then_resume_finishes_it_exactly(data_dir: Path, tmp_pat
     assert (out / "metrics.json").read_text() == (whole / "metrics.json").read_text()
 
 
+@pytest.mark.usefixtures("default_sigint")
 def test_a_first_ctrl_c_waits_for_the_step_and_a_second_interrupts_at_once() -> None:
     """The first SIGINT only marks the step (so no cleanup code can swallow it) and is raised on leaving, a second
     one at once; a nested block shares the flag; the default handler is back afterwards."""
-    outer = signal.signal(signal.SIGINT, signal.default_int_handler)  # a suite started with `&` ignores SIGINT
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            with interrupt.between_steps() as pressed:
-                assert not pressed()
-                os.kill(os.getpid(), signal.SIGINT)
-                assert pressed()
-                with interrupt.between_steps() as inner:
-                    assert inner()
-                with pytest.raises(KeyboardInterrupt):
-                    os.kill(os.getpid(), signal.SIGINT)
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(KeyboardInterrupt):
         with interrupt.between_steps() as pressed:
-            assert not pressed(), "a new block starts unpressed"
-    finally:
-        signal.signal(signal.SIGINT, outer)
+            assert not pressed()
+            os.kill(os.getpid(), signal.SIGINT)
+            assert pressed()
+            with interrupt.between_steps() as inner:
+                assert inner()
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with interrupt.between_steps() as pressed:
+        assert not pressed(), "a new block starts unpressed"
 
 
 def test_averaged_weights_resume_exactly(data_dir: Path, tmp_path: Path) -> None:
