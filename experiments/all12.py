@@ -16,20 +16,13 @@ from pathlib import Path
 
 from absl import app, flags
 
-from experiments.collect import best_pair, load
+from experiments.collect import best_pair, load, mean_sd
 from mtl_tagger.params import Params
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("results_dir", "experiments/results/all12", "Result files of the twelve-vertical runs.")
 flags.DEFINE_string("table3_dir", "experiments/results/table3", "Result files of the Table 3 sweep.")
 flags.DEFINE_string("out", "experiments/results/all12.md", "Markdown file to write.")
-
-
-def _ms(values: list[float]) -> str:
-    if not values:
-        return "–"
-    sd = f" ± {statistics.stdev(values) * 100:.2f}" if len(values) > 1 else ""
-    return f"{statistics.mean(values) * 100:.2f}{sd}"
 
 
 def _cells(table3: dict, big: dict[str, dict[str, list[float]]], vertical: str) -> dict[str, list[float]]:
@@ -59,7 +52,7 @@ def main(argv: list[str]) -> None:
                "all shared": "all 12, shared", "all coupled": "all 12, coupled (auto)"}
     rows = {v: _cells(table3, big, v) for v in verticals}
     lines = ["| vertical | " + " | ".join(columns.values()) + " |", "|---|" + "---:|" * len(columns)]
-    lines += [f"| {v} | " + " | ".join(_ms(cells[k]) for k in columns) + " |" for v, cells in rows.items()]
+    lines += [f"| {v} | " + " | ".join(mean_sd(cells[k]) for k in columns) + " |" for v, cells in rows.items()]
     measured = [k for k in columns if any(cells[k] for cells in rows.values())]
     common = [v for v, cells in rows.items() if all(cells[k] for k in measured)]
     means = [f"{statistics.mean(statistics.mean(rows[v][k]) for v in common) * 100:.2f}"

@@ -43,10 +43,12 @@ def load(results_dir: Path) -> Runs:
 SEEDS = 3  # the sweeps' seeds (make_sweep --seeds); a cell with fewer names its count
 
 
-def _ms(values: list[float]) -> str:
-    mean = statistics.mean(values) * 100
-    sd = statistics.stdev(values) * 100 if len(values) > 1 else 0.0
-    return f"{mean:.2f} ± {sd:.2f}" + (f" (n={len(values)})" if len(values) < SEEDS else "")
+def mean_sd(values: list[float]) -> str:
+    """Percent mean ± std over seeds, with (n=k) when fewer than SEEDS seeds went in; – when none did."""
+    if not values:
+        return "–"
+    sd = f" ± {statistics.stdev(values) * 100:.2f}" if len(values) > 1 else ""
+    return f"{statistics.mean(values) * 100:.2f}{sd}" + (f" (n={len(values)})" if len(values) < SEEDS else "")
 
 
 def _beyond_spread(a: list[float], b: list[float]) -> bool:
@@ -87,7 +89,7 @@ def _config(runs: Runs) -> str:
 def _cell(rs: list[dict], key: str, base: list[float] | None, pair: str | None = None) -> str:
     values = [r["m"][key] for r in rs]
     mark = " *" if base is not None and _beyond_spread(values, base) else ""
-    return _ms(values) + mark + (f" ({pair})" if pair else "")
+    return mean_sd(values) + mark + (f" ({pair})" if pair else "")
 
 
 def table3(runs: Runs, crf: dict[str, dict], data_dir: Path) -> str:
@@ -121,7 +123,7 @@ def table3(runs: Runs, crf: dict[str, dict], data_dir: Path) -> str:
             cells = []
             for mode, p in (("single", v), ("shared", pair), ("coupled", pair)):
                 rs = runs.get((mode, p), {}).get(v)
-                cells.append(_ms([r["m"]["macro_f1"] for r in rs]) if rs else "–")
+                cells.append(mean_sd([r["m"]["macro_f1"] for r in rs]) if rs else "–")
             steps = "; ".join(", ".join(str(r["m"]["selected_step"]) for r in runs.get((mode, pair), {}).get(v, []))
                               for mode in ("shared", "coupled"))
             lines.append(f"| {pair} | {v} | " + " | ".join(cells) + f" | {steps} |")
@@ -265,8 +267,8 @@ def fig4(runs: Runs, results_dir: Path, out: Path) -> str:
                        is not None]
             chance = [r["analysis"][i]["alignment_at_1_uniform"] for r in records
                       if r["analysis"][i]["alignment_at_1_uniform"] is not None]
-            lines.append(f"| {d['borrower']} | {d['lender']} | {_ms(learned) if learned else 'n/a'} | "
-                         f"{_ms(chance) if chance else 'n/a'} | {d['alignment_tags']} |")
+            lines.append(f"| {d['borrower']} | {d['lender']} | {mean_sd(learned) if learned else 'n/a'} | "
+                         f"{mean_sd(chance) if chance else 'n/a'} | {d['alignment_tags']} |")
             png = results_dir / f"{records[0]['name']}.{d['borrower']}__{d['lender']}.png"
             if png.is_file():
                 shutil.copyfile(png, out / "fig4" / f"{d['borrower']}__{d['lender']}.png")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from experiments.collect import BUCKETS
+from experiments.collect import BUCKETS, mean_sd
 from mtl_tagger.conll import read_conll
 from mtl_tagger.params import Params
 
@@ -53,11 +53,6 @@ def load(dirs: list[Path]) -> tuple[Models, dict[str, str]]:
     return models, flags_of
 
 
-def _ms(values: list[float]) -> str:
-    return (f"{statistics.mean(values) * 100:.2f} ± {statistics.stdev(values) * 100:.2f}" if len(values) > 1
-            else f"{values[0] * 100:.2f}" if values else "–")
-
-
 def per_seed_means(models: Models, label: str, pairs: list[str]) -> dict[int, float]:
     """Per seed, the mean test macro-F1 over every vertical of the pairs (seeds every pair has)."""
     seeds = set.intersection(*[set(models[label][pair][v]) for pair in pairs for v in pairs_of(pair)])
@@ -77,14 +72,14 @@ def report(models: Models, flags_of: dict[str, str], data_dir: Path) -> str:
              + ") | uniform |", "|---|---|---:|" + "---:|" * len(labels) + "---|---:|"]
     for pair in pairs:
         for v in pairs_of(pair):
-            cells = [_ms([r["m"]["macro_f1"] for r in models[m].get(pair, {}).get(v, {}).values()])
+            cells = [mean_sd([r["m"]["macro_f1"] for r in models[m].get(pair, {}).get(v, {}).values()])
                      for m in ["shared", *labels]]
             at1 = [[r["a"]["alignment_at_1"] for r in models[m].get(pair, {}).get(v, {}).values()
                     if r["a"] and r["a"]["alignment_at_1"] is not None] for m in labels]
             chance = [r["a"]["alignment_at_1_uniform"] for r in models["coupled"][pair][v].values()
                       if r["a"] and r["a"]["alignment_at_1_uniform"] is not None]
-            lines.append(f"| {pair} | {v} | " + " | ".join(cells) + " | " + ", ".join(_ms(a) for a in at1)
-                         + f" | {_ms(chance)} |")
+            lines.append(f"| {pair} | {v} | " + " | ".join(cells) + " | " + ", ".join(mean_sd(a) for a in at1)
+                         + f" | {mean_sd(chance)} |")
     lines += ["", "## Mean over every vertical of the pairs each model has run (one value per seed)", "",
               "Each row against shared on the same pairs and seeds.", "",
               "| model | flags | pairs | seeds | mean ± std over seeds | shared on them | − shared | beyond the two "
@@ -102,7 +97,7 @@ def report(models: Models, flags_of: dict[str, str], data_dir: Path) -> str:
         named = flags_of.get(label, "--coupling_score=emission")
         beyond = ("yes" if abs(diff) > statistics.stdev(values) + statistics.stdev(shared) else "no") \
             if len(seeds) > 1 else "n/a (one seed)"
-        lines.append(f"| {label} | {named} | {len(done)} | {len(seeds)} | {_ms(values)} | {_ms(shared)} | "
+        lines.append(f"| {label} | {named} | {len(done)} | {len(seeds)} | {mean_sd(values)} | {mean_sd(shared)} | "
                      f"{diff * 100:+.2f} | {beyond} |")
     lines += ["", "## F1 change over shared by training frequency (per tag, averaged over seeds, then over tags)", "",
               "| #train | tags | " + " | ".join(f"{m} − shared (tags)" for m in labels) + " |",

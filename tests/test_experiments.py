@@ -79,7 +79,7 @@ def test_sweep_then_collect(data_dir: Path, tmp_path: Path) -> None:
     r = _run("experiments.all12", f"--table3_dir={tmp_path / 'res'}", f"--results_dir={every}",
              f"--out={tmp_path / 'out' / 'all12.md'}")
     assert r.returncode == 0, r.stderr
-    shared = [f"{json.loads((every / 's1.shared.all.json').read_text())['metrics'][v]['macro_f1'] * 100:.2f}"
+    shared = [f"{json.loads((every / 's1.shared.all.json').read_text())['metrics'][v]['macro_f1'] * 100:.2f} (n=1)"
               for v in ("Chain x", "Mangal-sutra")]
     rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in r.stdout.splitlines() if line.startswith("| ")}
     assert rows["vertical"][2:4] == ["best pair, coupled", "all 12, shared"]
