@@ -13,6 +13,7 @@ macro-F1 and entity-F1 beside the CRF baseline's (experiments/crf_baseline.py, r
 import datetime
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from absl import app, flags
 
+from experiments.selection import RULES, picked
 from experiments.variants import parse_variant
 from mtl_tagger.files import write_json_atomic
 
@@ -36,22 +38,6 @@ flags.DEFINE_string("name", "defaults", "Name of the study: results go to experi
 flags.DEFINE_string("runs_dir", "runs", "Model dirs go to <runs_dir>/<name>/ (not committed).")
 flags.DEFINE_string("crf_dir", "experiments/results/crf", "CRF baseline result files (<vertical>.json).")
 flags.DEFINE_integer("jobs", 2, "Runs at a time (each with one TensorFlow thread pool of one thread).")
-
-
-RULES = {  # model-selection rules compared on the traced test curves: name → key of an evaluation
-    "latest best dev macro-F1": lambda e, t: (e["dev"][t]["macro_f1"], e["step"]),
-    "first best dev macro-F1": lambda e, t: (e["dev"][t]["macro_f1"], -e["step"]),
-    "latest best dev (macro-F1 + entity-F1)": lambda e, t: (e["dev"][t]["macro_f1"] + e["dev"][t]["entity_f1"],
-                                                           e["step"]),
-    "last step": lambda e, t: (e["step"],),
-}
-
-
-def picked(result: dict, rule: str) -> dict:
-    """The test metrics at the evaluation a selection rule picks from the run's traced history."""
-    evaluations = result["history"]["evaluations"]
-    best = max(evaluations, key=lambda e: RULES[rule](e, result["vertical"]))
-    return best["test"][result["vertical"]]
 
 
 def run_one(label: str, extra: list[str], vertical: str, seed: str, runs: Path, results: Path) -> dict | None:
@@ -90,13 +76,14 @@ def _mean(values: list[float]) -> str:
 
 
 def table(results: list[dict], variants: list[tuple[str, list[str]]], crf_dir: Path) -> str:
-    """Markdown: per variant the mean over verticals and seeds, and the mean per vertical (macro-F1)."""
+    """Markdown: per variant the mean over verticals and seeds (macro-F1 / entity-F1 under each selection rule),
+    and the mean per vertical (macro-F1)."""
     verticals = FLAGS.verticals
     crf = {v: json.loads((crf_dir / f"{v}.json").read_text())["metrics"] for v in verticals
            if (crf_dir / f"{v}.json").is_file()}
     rules = list(RULES)[1:]
     lines = ["| model | macro-F1 | entity-F1 | verticals with entity-F1 0 | "
-             + " | ".join(f"macro-F1, {r}" for r in rules) + " | " + " | ".join(verticals) + " |",
+             + " | ".join(f"macro-F1 / entity-F1, {r}" for r in rules) + " | " + " | ".join(verticals) + " |",
              "|---|---:|---:|---:|" + "---:|" * (len(rules) + len(verticals))]
     if len(crf) == len(verticals):
         lines.append(f"| CRF | {_mean([m['macro_f1'] for m in crf.values()])} | "
@@ -109,7 +96,8 @@ def table(results: list[dict], variants: list[tuple[str, list[str]]], crf_dir: P
         zeros = sum(statistics.mean(r["selected"]["entity_f1"] for r in by_v[v]) == 0 for v in verticals if by_v[v])
         lines.append(f"| {label} {' '.join(extra)} | {_mean([r['selected']['macro_f1'] for r in rs])} | "
                      f"{_mean([r['selected']['entity_f1'] for r in rs])} | {zeros} | "
-                     + " | ".join(_mean([picked(r, rule)["macro_f1"] for r in rs]) for rule in rules) + " | "
+                     + " | ".join(f"{_mean([picked(r, rule)['macro_f1'] for r in rs])} / "
+                                  f"{_mean([picked(r, rule)['entity_f1'] for r in rs])}" for rule in rules) + " | "
                      + " | ".join(_mean([r['selected']['macro_f1'] for r in by_v[v]]) for v in verticals) + " |")
     return "\n".join(lines)
 
@@ -125,7 +113,7 @@ def main(argv: list[str]) -> None:
     todo = [(label, extra, v, s) for s in FLAGS.seeds for label, extra in variants for v in FLAGS.verticals]
     with ThreadPoolExecutor(FLAGS.jobs) as pool:
         results = list(pool.map(lambda job: run_one(*job, runs, results_dir), todo))
-    command = "python -m experiments.defaults " + " ".join(a for a in sys.argv[1:])
+    command = "python -m experiments.defaults " + shlex.join(sys.argv[1:])
     text = "\n".join([
         f"# {FLAGS.name}: single-task variants against the feature CRF", "",
         f"Test split, percent, mean over verticals and seeds {', '.join(FLAGS.seeds)} "

@@ -100,3 +100,18 @@ def test_make_sweep_variants() -> None:
     assert runs["s2.coupled.Dress+Jean@cw01"].endswith("--seed=2\n--coupling_weight=0.1\n--window=1\n")
     assert len(sweep_runs(["1"], "flags/sweep.cfg")) == 26, "Table 3: 10 singles + 8 pairs × 2 modes per seed"
     assert len(sweep_runs(["1"], "flags/sweep.cfg", singles=("Bangle", "Top"))) == 28
+
+
+def test_selection_rules_pick_their_own_evaluation() -> None:
+    from experiments.selection import picked
+
+    def evaluation(step: int, macro: float, entity: float) -> dict:
+        return {"step": step, "dev": {"V": {"macro_f1": macro, "entity_f1": entity}}, "test": {"V": {"step": step}}}
+    history = [evaluation(50, 0.5, 0.9), evaluation(100, 0.7, 0.6), evaluation(150, 0.7, 0.5),
+               evaluation(200, 0.6, 0.7)]
+    result = {"vertical": "V", "history": {"evaluations": history}}
+    assert picked(result, "latest best dev macro-F1") == {"step": 150}
+    assert picked(result, "first best dev macro-F1") == {"step": 100}
+    assert picked(result, "latest best dev (macro-F1 + entity-F1)") == {"step": 50}
+    assert picked(result, "latest best dev entity-F1") == {"step": 50}
+    assert picked(result, "last step") == {"step": 200}
