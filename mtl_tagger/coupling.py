@@ -265,18 +265,32 @@ class Coupler(tf.Module):
         return masked_softmax(alpha, mask)
 
     def scores(self, net: TaggerNet, c: dict[str, tf.Tensor], hs: list[tf.Tensor]) -> tf.Tensor:
-        """[S, 1+K]: each context's score of its gold tag under its own vertical's head (`--coupling_score`)."""
+        """[S, 1+K]: each context's score of its gold tag under its own vertical's head (`--coupling_score`).
+
+        Each head scores only the sentences its vertical's contexts lie in, from every length group at once, so a
+        CRF forward–backward (`marginal`) runs once per scored sentence and once over the longest.
+        """
         out = tf.zeros(tf.shape(c["gold"]))
         for i, task in enumerate(self.tasks):
             head = net.heads[task]
-            local = c["gold"] - int(self.tag_offsets[i])
+            mine = c["task"] == i
+            place, offset, lengths, vectors = tf.zeros_like(c["row"]), 0, [], []
             for g, h in enumerate(hs):
-                sentences = c[f"sentences_{g}"]
-                table = context_scores(self.score, head.emissions(h), sentences["length"], head.crf.transitions)
-                shape = tf.shape(table)
-                idx = tf.stack([tf.minimum(c["row"], shape[0] - 1), tf.minimum(c["position"], shape[1] - 1),
-                                tf.clip_by_value(local, 0, shape[2] - 1)], axis=-1)
-                out = tf.where((c["task"] == i) & (c["group"] == g), tf.gather_nd(table, idx), out)
+                in_group = mine & (c["group"] == g)
+                ids, at = tf.unique(tf.boolean_mask(c["row"], in_group))
+                # Each of my contexts' row in the table below: its group's offset + its sentence's place in the group.
+                place = tf.tensor_scatter_nd_update(place, tf.where(in_group), at + offset)
+                offset += tf.size(ids)
+                lengths.append(tf.gather(c[f"sentences_{g}"]["length"], ids))
+                vectors.append(tf.gather(h, ids))
+            longest = tf.reduce_max(tf.concat([*lengths, [1]], 0))
+            padded = [tf.pad(v[:, :longest], [[0, 0], [0, longest - tf.minimum(tf.shape(v)[1], longest)], [0, 0]])
+                      for v in vectors]
+            table = context_scores(self.score, head.emissions(tf.concat(padded, 0)), tf.concat(lengths, 0),
+                                   head.crf.transitions)
+            idx = tf.stack([tf.boolean_mask(place, mine), tf.boolean_mask(c["position"], mine),
+                            tf.boolean_mask(c["gold"], mine) - int(self.tag_offsets[i])], axis=-1)
+            out = tf.tensor_scatter_nd_update(out, tf.where(mine), tf.gather_nd(table, idx))
         return out
 
     def __call__(self, net: TaggerNet, c: dict[str, tf.Tensor], seed: tf.Tensor | None,
