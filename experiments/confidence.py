@@ -7,36 +7,83 @@ Every value the tagger extracts from a test sentence (a predicted chunk) gets th
 gives it (the smallest CRF marginal of its tokens' predicted tags); it is correct when the gold tags hold
 the same chunk (attribute, start, end). Values of all given runs are pooled, sorted by confidence and cut
 into ten equal-count deciles; a useful confidence has precision rising with the decile.
+
+With --thresholds it also tables what `--min_confidence` does to the test metrics (mean over the runs' verticals):
+values below each threshold dropped (their tokens tagged O), and a threshold chosen per run on its dev split.
 """
 import datetime
+import shlex
 import sys
 from pathlib import Path
 
 import numpy as np
 from absl import app, flags
 
-from mtl_tagger.conll import chunks
+from mtl_tagger.conll import Sentence, chunks
 from mtl_tagger.corpus import load_task
+from mtl_tagger.metrics import evaluate_tags
 from mtl_tagger.tagger import Tagger
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("model_dirs", None, "Trained model dirs; every vertical of each is scored on its test split.")
 flags.DEFINE_string("out", None, "Also write the table (with the command and date) to this markdown file.")
+flags.DEFINE_list("thresholds", [], "Also table the test metrics with values below each of these dropped.")
 flags.mark_flag_as_required("model_dirs")
 
+Tagged = list[tuple[Sentence, list[str], np.ndarray]]  # gold sentence, predicted tags, per-token confidence
 
-def scored_values(model_dir: str) -> list[tuple[float, bool]]:
-    """(confidence, correct) of every value predicted on the test splits of a model's verticals."""
+
+def tagged(model_dir: str, splits: tuple[str, ...]) -> list[dict[str, Tagged]]:
+    """Per vertical of the model, each split's sentences with the predicted tags and their marginals."""
     tagger = Tagger.load(model_dir)
     p = tagger.params
     out = []
     for task in tagger.tasks:
-        test = load_task(p.data_dir, task, p.strict_bio, p.max_len).test
-        tags, marginals = tagger.tag([s.tokens for s in test], task)
-        for sentence, pred, conf in zip(test, tags, marginals):
-            gold = set(chunks(sentence.tags))
-            out += [(float(np.min(conf[s:e])), (attr, s, e) in gold) for attr, s, e in chunks(pred)]
+        data = load_task(p.data_dir, task, p.strict_bio, p.max_len)
+        by_split = {}
+        for split in splits:
+            sentences = getattr(data, split)
+            tags, marginals = tagger.tag([s.tokens for s in sentences], task)
+            by_split[split] = list(zip(sentences, tags, marginals))
+        out.append(by_split)
     return out
+
+
+def scored_values(split: Tagged) -> list[tuple[float, bool]]:
+    """(confidence, correct) of every value predicted on a split."""
+    out = []
+    for sentence, pred, conf in split:
+        gold = set(chunks(sentence.tags))
+        out += [(float(np.min(conf[s:e])), (attr, s, e) in gold) for attr, s, e in chunks(pred)]
+    return out
+
+
+def thresholded(split: Tagged, threshold: float) -> dict:
+    """The paper's metrics of a split once the values below `threshold` are dropped (tagged O)."""
+    pred = []
+    for _, tags, conf in split:
+        kept = list(tags)
+        for _, s, e in chunks(tags):
+            if np.min(conf[s:e]) < threshold:
+                kept[s:e] = ["O"] * (e - s)
+        pred.append(kept)
+    return evaluate_tags([sentence.tags for sentence, _, _ in split], pred)
+
+
+def threshold_rows(runs: list[dict[str, Tagged]], thresholds: list[float]) -> list[str]:
+    """Markdown rows: test metrics (mean over the verticals) per threshold, and with one chosen on each dev split
+    by entity-F1 (ties to the lowest)."""
+    grid = [0.0, *thresholds]
+    scores = [{split: [thresholded(run[split], t) for t in grid] for split in ("dev", "test")} for run in runs]
+    keys = ("macro_f1", "entity_f1", "entity_precision", "entity_recall")
+    rows = ["| values dropped below | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
+
+    def row(name: str, picked: list[dict]) -> str:
+        return f"| {name} | " + " | ".join(f"{np.mean([m[k] for m in picked]) * 100:.2f}" for k in keys) + " |"
+    rows += [row(f"{t:g}", [s["test"][i] for s in scores]) for i, t in enumerate(grid)]
+    chosen = [int(np.argmax([m["entity_f1"] for m in s["dev"]])) for s in scores]
+    rows.append(row("chosen on dev", [s["test"][i] for s, i in zip(scores, chosen)]))
+    return rows
 
 
 def deciles(values: list[tuple[float, bool]]) -> list[str]:
@@ -53,14 +100,21 @@ def deciles(values: list[tuple[float, bool]]) -> list[str]:
 
 
 def main(argv: list[str]) -> None:
-    """Pool the runs' values and print (and write) the decile table."""
-    values = [v for d in FLAGS.model_dirs for v in scored_values(d)]
+    """Pool the runs' values and print (and write) the decile table (and the threshold table)."""
+    thresholds = [float(t) for t in FLAGS.thresholds]
+    runs = [r for d in FLAGS.model_dirs for r in tagged(d, ("dev", "test") if thresholds else ("test",))]
+    values = [v for run in runs for v in scored_values(run["test"])]
     overall = np.mean([c for _, c in values]) * 100
-    text = "\n".join([*deciles(values), "", f"{len(values)} values, overall precision {overall:.1f}%."])
+    lines = [*deciles(values), "", f"{len(values)} values, overall precision {overall:.1f}%."]
+    if thresholds:
+        lines += ["", f"Test metrics with `--min_confidence` (mean over {len(runs)} vertical runs):", "",
+                  *threshold_rows(runs, thresholds)]
+    text = "\n".join(lines)
     print(text)
     if FLAGS.out:
-        command = "python -m experiments.confidence " + " ".join(sys.argv[1:])
-        Path(FLAGS.out).write_text(f"# Precision of extracted values by confidence decile\n\nTest splits of "
+        command = "python -m experiments.confidence " + shlex.join(sys.argv[1:])
+        title = "Precision of extracted values by confidence decile" + (" and `--min_confidence`" * bool(thresholds))
+        Path(FLAGS.out).write_text(f"# {title}\n\nTest splits of "
                                    f"{', '.join(Path(d).name for d in FLAGS.model_dirs)}; written "
                                    f"{datetime.date.today().isoformat()} by `{command}`.\n\n{text}\n")
 

@@ -91,6 +91,14 @@ def test_sweep_then_collect(data_dir: Path, tmp_path: Path) -> None:
     rows = [line.split("|") for line in r.stdout.splitlines() if line.startswith("| 1–")]
     assert rows and float(rows[0][4]) > 0, "the coupling term was logged and read back"
 
+    single = tmp_path / "runs" / "s1.single.Chain x"
+    r = _run("experiments.confidence", f"--model_dirs={single}", "--thresholds=0.5,1.01")
+    assert r.returncode == 0, r.stderr
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in r.stdout.splitlines() if line.startswith("| ")}
+    test = json.loads((single / "metrics.json").read_text())["Chain x"]
+    assert rows["0"][0] == f"{test['macro_f1'] * 100:.2f}", "nothing dropped: the run's own test score"
+    assert rows["1.01"][1] == "0.00" and "chosen on dev" in rows, "everything dropped: no entity"
+
 
 def test_make_sweep_variants() -> None:
     runs = sweep_runs(["1", "2"], "flags/sweep.cfg", pairs=[("Dress", "Jean")], modes=("coupled",),
