@@ -12,6 +12,7 @@ With --thresholds it also tables what `--min_confidence` does to the test metric
 values below each threshold dropped (their tokens tagged O), and a threshold chosen per run on its dev split.
 """
 import datetime
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -28,19 +29,22 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("model_dirs", None, "Trained model dirs; every vertical of each is scored on its test split.")
 flags.DEFINE_string("out", None, "Also write the table (with the command and date) to this markdown file.")
 flags.DEFINE_list("thresholds", [], "Also table the test metrics with values below each of these dropped.")
+flags.DEFINE_string("crf_dir", "experiments/results/crf", "With --thresholds, the CRF baseline's row from its result "
+                    "files (<vertical>.json) for the same verticals; '' for none.")
 flags.mark_flag_as_required("model_dirs")
 
 Tagged = list[tuple[Sentence, list[str], np.ndarray]]  # gold sentence, predicted tags, per-token confidence
 
 
 def tagged(model_dir: str, splits: tuple[str, ...]) -> list[dict[str, Tagged]]:
-    """Per vertical of the model, each split's sentences with the predicted tags and their marginals."""
+    """Per vertical of the model, each split's sentences with the predicted tags and their marginals (and the
+    vertical's name under "task")."""
     tagger = Tagger.load(model_dir)
     p = tagger.params
     out = []
     for task in tagger.tasks:
         data = load_task(p.data_dir, task, p.strict_bio, p.max_len)
-        by_split = {}
+        by_split: dict = {"task": task}
         for split in splits:
             sentences = getattr(data, split)
             tags, marginals = tagger.tag([s.tokens for s in sentences], task)
@@ -64,16 +68,16 @@ def thresholded(split: Tagged, threshold: float) -> dict:
     for _, tags, conf in split:
         kept = list(tags)
         for _, s, e in chunks(tags):
-            if np.min(conf[s:e]) < threshold:
+            if round(float(np.min(conf[s:e])), 4) < threshold:  # as Tagger.extract compares it
                 kept[s:e] = ["O"] * (e - s)
         pred.append(kept)
     return evaluate_tags([sentence.tags for sentence, _, _ in split], pred)
 
 
-def threshold_rows(runs: list[dict[str, Tagged]], thresholds: list[float]) -> list[str]:
-    """Markdown rows: test metrics (mean over the verticals) per threshold, and with one chosen on each dev split
-    by entity-F1 (ties to the lowest)."""
-    grid = [0.0, *thresholds]
+def threshold_rows(runs: list[dict[str, Tagged]], thresholds: list[float], crf_dir: str) -> list[str]:
+    """Markdown rows: test metrics (mean over the verticals) per threshold, with one chosen on each dev split by
+    entity-F1 (ties to the lowest), and the CRF baseline's on the same verticals."""
+    grid = [0.0, *sorted(thresholds)]
     scores = [{split: [thresholded(run[split], t) for t in grid] for split in ("dev", "test")} for run in runs]
     keys = ("macro_f1", "entity_f1", "entity_precision", "entity_recall")
     rows = ["| values dropped below | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
@@ -83,6 +87,9 @@ def threshold_rows(runs: list[dict[str, Tagged]], thresholds: list[float]) -> li
     rows += [row(f"{t:g}", [s["test"][i] for s in scores]) for i, t in enumerate(grid)]
     chosen = [int(np.argmax([m["entity_f1"] for m in s["dev"]])) for s in scores]
     rows.append(row("chosen on dev", [s["test"][i] for s, i in zip(scores, chosen)]))
+    if crf_dir:
+        rows.append(row("CRF (experiments/crf_baseline.py)",
+                        [json.loads((Path(crf_dir) / f"{run['task']}.json").read_text())["metrics"] for run in runs]))
     return rows
 
 
@@ -108,7 +115,7 @@ def main(argv: list[str]) -> None:
     lines = [*deciles(values), "", f"{len(values)} values, overall precision {overall:.1f}%."]
     if thresholds:
         lines += ["", f"Test metrics with `--min_confidence` (mean over {len(runs)} vertical runs):", "",
-                  *threshold_rows(runs, thresholds)]
+                  *threshold_rows(runs, thresholds, FLAGS.crf_dir)]
     text = "\n".join(lines)
     print(text)
     if FLAGS.out:

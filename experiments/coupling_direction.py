@@ -87,7 +87,7 @@ def measure(run: object, batches: list[dict]) -> dict[str, float]:
                 sums["head_crf"][0] += along
                 sums["head_crf"][1] += total
             for g_h in grads[2 * len(heads):]:
-                change = np.tensordot(np.asarray(g_h), head.kernel.numpy(), 1)  # [R, T, N]
+                change = np.tensordot(tf.convert_to_tensor(g_h).numpy(), head.kernel.numpy(), 1)  # [R, T, N]
                 along, total = _ones_share(change, 2)
                 sums["encoder_coupling"][0] += along
                 sums["encoder_coupling"][1] += total

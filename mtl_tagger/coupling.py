@@ -6,7 +6,7 @@ This module builds the coupling inputs and consumes them, for any number of coup
   *anchor* is a context with at least one neighbour in the other vertical of its pair; direction 0 = anchor
   in the pair's first vertical (CCE with a, LCE), 1 = in its second (CCE′ with a′, LCE′). Its `plan` fixes
   which anchors each step uses, and `batch` gathers a step's anchors, their neighbours and every sentence
-  they lie in, in-graph (each sentence once, padded in two length groups).
+  they lie in, in-graph (each sentence once, padded in GROUPS length groups).
 - `Coupler` holds the attention vectors a, a′ of every pair and the label k-gram table, and turns a
   batch into the loss: scores of the gold tags (`--coupling_score`), the context attention A (Luong,
   α = uᵀ diag(a) u′ over the anchor's neighbours), the label attention (softmax of v·v′) and

@@ -92,12 +92,17 @@ def test_sweep_then_collect(data_dir: Path, tmp_path: Path) -> None:
     assert rows and float(rows[0][4]) > 0, "the coupling term was logged and read back"
 
     single = tmp_path / "runs" / "s1.single.Chain x"
-    r = _run("experiments.confidence", f"--model_dirs={single}", "--thresholds=0.5,1.01")
+    test = json.loads((single / "metrics.json").read_text())["Chain x"]
+    crf = tmp_path / "crf_for_confidence"
+    crf.mkdir()
+    (crf / "Chain x.json").write_text(json.dumps({"metrics": {**test, "entity_f1": 0.125}}))
+    r = _run("experiments.confidence", f"--model_dirs={single}", "--thresholds=1.01,0.5", f"--crf_dir={crf}")
     assert r.returncode == 0, r.stderr
     rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in r.stdout.splitlines() if line.startswith("| ")}
-    test = json.loads((single / "metrics.json").read_text())["Chain x"]
     assert rows["0"][0] == f"{test['macro_f1'] * 100:.2f}", "nothing dropped: the run's own test score"
-    assert rows["1.01"][1] == "0.00" and "chosen on dev" in rows, "everything dropped: no entity"
+    assert rows["1.01"][1] == "0.00", "everything dropped: no entity"
+    assert rows["chosen on dev"] in (rows["0"], rows["0.5"], rows["1.01"]), "the dev choice is one of the grid's"
+    assert rows["CRF (experiments/crf_baseline.py)"][1] == "12.50"
 
 
 def test_make_sweep_variants() -> None:
@@ -116,10 +121,10 @@ def test_selection_rules_pick_their_own_evaluation() -> None:
     def evaluation(step: int, macro: float, entity: float) -> dict:
         return {"step": step, "dev": {"V": {"macro_f1": macro, "entity_f1": entity}}, "test": {"V": {"step": step}}}
     history = [evaluation(50, 0.5, 0.9), evaluation(100, 0.7, 0.6), evaluation(150, 0.7, 0.5),
-               evaluation(200, 0.6, 0.7)]
+               evaluation(200, 0.6, 0.85)]
     result = {"vertical": "V", "history": {"evaluations": history}}
     assert picked(result, "latest best dev macro-F1") == {"step": 150}
     assert picked(result, "first best dev macro-F1") == {"step": 100}
-    assert picked(result, "latest best dev (macro-F1 + entity-F1)") == {"step": 50}
+    assert picked(result, "latest best dev (macro-F1 + entity-F1)") == {"step": 200}
     assert picked(result, "latest best dev entity-F1") == {"step": 50}
     assert picked(result, "last step") == {"step": 200}
