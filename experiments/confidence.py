@@ -12,7 +12,6 @@ With --thresholds it also tables what `--min_confidence` does to the test metric
 values below each threshold dropped (their tokens tagged O), and a threshold chosen per run on its dev split.
 """
 import datetime
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
+from experiments.collect import crf_results
 from mtl_tagger.conll import Sentence, chunks
 from mtl_tagger.corpus import load_task
 from mtl_tagger.metrics import evaluate_tags
@@ -36,20 +36,19 @@ flags.mark_flag_as_required("model_dirs")
 Tagged = list[tuple[Sentence, list[str], np.ndarray]]  # gold sentence, predicted tags, per-token confidence
 
 
-def tagged(model_dir: str, splits: tuple[str, ...]) -> list[dict[str, Tagged]]:
-    """Per vertical of the model, each split's sentences with the predicted tags and their marginals (and the
-    vertical's name under "task")."""
+def tagged(model_dir: str, splits: tuple[str, ...]) -> list[tuple[str, dict[str, Tagged]]]:
+    """Per vertical of the model, its name and each split's sentences with the predicted tags and marginals."""
     tagger = Tagger.load(model_dir)
     p = tagger.params
     out = []
     for task in tagger.tasks:
         data = load_task(p.data_dir, task, p.strict_bio, p.max_len)
-        by_split: dict = {"task": task}
+        by_split = {}
         for split in splits:
             sentences = getattr(data, split)
             tags, marginals = tagger.tag([s.tokens for s in sentences], task)
             by_split[split] = list(zip(sentences, tags, marginals))
-        out.append(by_split)
+        out.append((task, by_split))
     return out
 
 
@@ -74,11 +73,11 @@ def thresholded(split: Tagged, threshold: float) -> dict:
     return evaluate_tags([sentence.tags for sentence, _, _ in split], pred)
 
 
-def threshold_rows(runs: list[dict[str, Tagged]], thresholds: list[float], crf_dir: str) -> list[str]:
+def threshold_rows(runs: list[tuple[str, dict[str, Tagged]]], thresholds: list[float], crf_dir: str) -> list[str]:
     """Markdown rows: test metrics (mean over the verticals) per threshold, with one chosen on each dev split by
     entity-F1 (ties to the lowest), and the CRF baseline's on the same verticals."""
     grid = [0.0, *sorted(thresholds)]
-    scores = [{split: [thresholded(run[split], t) for t in grid] for split in ("dev", "test")} for run in runs]
+    scores = [{split: [thresholded(run[split], t) for t in grid] for split in ("dev", "test")} for _, run in runs]
     keys = ("macro_f1", "entity_f1", "entity_precision", "entity_recall")
     rows = ["| values dropped below | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
 
@@ -88,8 +87,8 @@ def threshold_rows(runs: list[dict[str, Tagged]], thresholds: list[float], crf_d
     chosen = [int(np.argmax([m["entity_f1"] for m in s["dev"]])) for s in scores]
     rows.append(row("chosen on dev", [s["test"][i] for s, i in zip(scores, chosen)]))
     if crf_dir:
-        rows.append(row("CRF (experiments/crf_baseline.py)",
-                        [json.loads((Path(crf_dir) / f"{run['task']}.json").read_text())["metrics"] for run in runs]))
+        crf = crf_results(Path(crf_dir))
+        rows.append(row("CRF (experiments/crf_baseline.py)", [crf[task] for task, _ in runs]))
     return rows
 
 
@@ -110,7 +109,7 @@ def main(argv: list[str]) -> None:
     """Pool the runs' values and print (and write) the decile table (and the threshold table)."""
     thresholds = [float(t) for t in FLAGS.thresholds]
     runs = [r for d in FLAGS.model_dirs for r in tagged(d, ("dev", "test") if thresholds else ("test",))]
-    values = [v for run in runs for v in scored_values(run["test"])]
+    values = [v for _, run in runs for v in scored_values(run["test"])]
     overall = np.mean([c for _, c in values]) * 100
     lines = [*deciles(values), "", f"{len(values)} values, overall precision {overall:.1f}%."]
     if thresholds:
