@@ -10,13 +10,12 @@ sweep, and the twelve-vertical runs in shared mode and in coupled mode with `--c
 import datetime
 import json
 import statistics
-import sys
 from collections import defaultdict
 from pathlib import Path
 
 from absl import app, flags
 
-from experiments.collect import best_pair, load, mean_sd
+from experiments.collect import best_pair, command_line, load, mean_sd
 from mtl_tagger.params import Params
 
 FLAGS = flags.FLAGS
@@ -58,7 +57,7 @@ def main(argv: list[str]) -> None:
     means = [f"{statistics.mean(statistics.mean(rows[v][k]) for v in common) * 100:.2f}"
              if k in measured and common else "–" for k in columns]
     lines.append(f"| mean over the {len(common)} verticals with every measured cell | " + " | ".join(means) + " |")
-    command = "python -m experiments.all12 " + " ".join(sys.argv[1:])
+    command = command_line("experiments.all12")
     text = "\n".join([
         "# All twelve verticals in one model", "",
         f"Test macro-F1, percent, mean ± std over seeds; the best pair is chosen on dev. Written "

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from absl import app, flags
 
+from experiments.collect import command_line
 from mtl_tagger.extract import PROGRESS_SUFFIX, plan, sidecar
 from mtl_tagger.files import read_json, write_text_atomic
 from mtl_tagger.params import Params
@@ -111,7 +112,7 @@ def main(argv: list[str]) -> None:
     if FLAGS.max_load and load_start[0] > FLAGS.max_load * cores:
         raise SystemExit(f"the machine is busy (1-minute load {load_start[0]:.1f} on {cores} cores > --max_load="
                          f"{FLAGS.max_load} per core): wait, or pass --max_load=0 for a rough check")
-    command = "python -m experiments.bench_extract " + " ".join(sys.argv[1:])
+    command = command_line("experiments.bench_extract")
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         catalog = limited_catalog(Path(FLAGS.catalog), FLAGS.limit, tmp)

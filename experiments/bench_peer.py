@@ -26,7 +26,6 @@ import json
 import os
 import platform
 import resource
-import shlex
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from experiments.collect import command_line
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK, OTHER = "A", "B"  # the benchmarked vertical, and the second vertical of the coupled run
@@ -671,7 +672,7 @@ def main(_: list[str]) -> None:
         child = {"project": project_child, "coupled": coupled_child, "profile": profile_child}[f.child]
         print(json.dumps(child(cfg)))
         return
-    command = "python -m experiments.bench_peer " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line("experiments.bench_peer")
     started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     workdir = Path(f.workdir or tempfile.mkdtemp(prefix="bench_peer."))
     cfg: dict[str, Any] = {

@@ -11,7 +11,6 @@ alike. The claim to check: a step costs about N single-vertical steps in both mo
 """
 import datetime
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 from absl import app, flags
 
 from experiments.bench_peer import load_average, write_data
+from experiments.collect import command_line
 from mtl_tagger.params import Params, read_flagfile
 
 FLAGS = flags.FLAGS
@@ -83,7 +83,7 @@ def main(argv: list[str]) -> None:
     table = "\n".join(lines)
     print(table)
     if FLAGS.out:
-        command = "python -m experiments.bench_verticals " + " ".join(sys.argv[1:])
+        command = command_line("experiments.bench_verticals")
         Path(FLAGS.out).write_text(
             f"# Step time against the number of verticals\n\nWritten {datetime.date.today().isoformat()} by "
             f"`{command}` (hidden {FLAGS.hidden_size}, {FLAGS.steps} steps, median); load average before "

@@ -11,8 +11,10 @@ data's statistics, from <data_dir>/stats.md). Each vertical of a run is tested a
 import datetime
 import json
 import re
+import shlex
 import shutil
 import statistics
+import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -49,6 +51,11 @@ def mean_sd(values: list[float]) -> str:
         return "–"
     sd = f" ± {statistics.stdev(values) * 100:.2f}" if len(values) > 1 else ""
     return f"{statistics.mean(values) * 100:.2f}{sd}" + (f" (n={len(values)})" if len(values) < SEEDS else "")
+
+
+def command_line(module: str) -> str:
+    """The shell command that reran `module` with this process's arguments, for a results page's header."""
+    return shlex.join(["python", "-m", module, *sys.argv[1:]])
 
 
 def _beyond_spread(a: list[float], b: list[float]) -> bool:

@@ -9,21 +9,20 @@ the same chunk (attribute, start, end). Values of all given runs are pooled, sor
 into ten equal-count deciles; a useful confidence has precision rising with the decile.
 
 With --thresholds it also tables what `--min_confidence` does to the test metrics (mean over the runs' verticals):
-values below each threshold dropped (their tokens tagged O), and a threshold chosen per run on its dev split.
+values below each threshold dropped (their tokens tagged O), a threshold chosen per run on its dev split, and
+one threshold for all runs chosen on their dev splits together.
 """
 import datetime
-import shlex
-import sys
 from pathlib import Path
 
 import numpy as np
 from absl import app, flags
 
-from experiments.collect import crf_results
+from experiments.collect import command_line, crf_results
 from mtl_tagger.conll import Sentence, chunks
 from mtl_tagger.corpus import load_task
 from mtl_tagger.metrics import evaluate_tags
-from mtl_tagger.tagger import Tagger
+from mtl_tagger.tagger import Tagger, scored_chunks
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("model_dirs", None, "Trained model dirs; every vertical of each is scored on its test split.")
@@ -57,7 +56,7 @@ def scored_values(split: Tagged) -> list[tuple[float, bool]]:
     out = []
     for sentence, pred, conf in split:
         gold = set(chunks(sentence.tags))
-        out += [(float(np.min(conf[s:e])), (attr, s, e) in gold) for attr, s, e in chunks(pred)]
+        out += [(confidence, (attr, s, e) in gold) for attr, s, e, confidence in scored_chunks(pred, conf)]
     return out
 
 
@@ -66,16 +65,17 @@ def thresholded(split: Tagged, threshold: float) -> dict:
     pred = []
     for _, tags, conf in split:
         kept = list(tags)
-        for _, s, e in chunks(tags):
-            if round(float(np.min(conf[s:e])), 4) < threshold:  # as Tagger.extract compares it
+        for _, s, e, confidence in scored_chunks(tags, conf):
+            if confidence < threshold:
                 kept[s:e] = ["O"] * (e - s)
         pred.append(kept)
     return evaluate_tags([sentence.tags for sentence, _, _ in split], pred)
 
 
 def threshold_rows(runs: list[tuple[str, dict[str, Tagged]]], thresholds: list[float], crf_dir: str) -> list[str]:
-    """Markdown rows: test metrics (mean over the verticals) per threshold, with one chosen on each dev split by
-    entity-F1 (ties to the lowest), and the CRF baseline's on the same verticals."""
+    """Markdown rows: test metrics (mean over the verticals) per threshold; a threshold chosen by dev entity-F1
+    (ties to the lowest) for each run on its own dev split, and one for all runs on their mean (tiny dev splits
+    make the per-run choice noisy); and the CRF baseline's on the same verticals."""
     grid = [0.0, *sorted(thresholds)]
     scores = [{split: [thresholded(run[split], t) for t in grid] for split in ("dev", "test")} for _, run in runs]
     keys = ("macro_f1", "entity_f1", "entity_precision", "entity_recall")
@@ -86,6 +86,8 @@ def threshold_rows(runs: list[tuple[str, dict[str, Tagged]]], thresholds: list[f
     rows += [row(f"{t:g}", [s["test"][i] for s in scores]) for i, t in enumerate(grid)]
     chosen = [int(np.argmax([m["entity_f1"] for m in s["dev"]])) for s in scores]
     rows.append(row("chosen on dev", [s["test"][i] for s, i in zip(scores, chosen)]))
+    one = int(np.argmax([np.mean([s["dev"][i]["entity_f1"] for s in scores]) for i in range(len(grid))]))
+    rows.append(row(f"one for all runs, chosen on their dev splits ({grid[one]:g})", [s["test"][one] for s in scores]))
     if crf_dir:
         crf = crf_results(Path(crf_dir))
         rows.append(row("CRF (experiments/crf_baseline.py)", [crf[task] for task, _ in runs]))
@@ -118,7 +120,7 @@ def main(argv: list[str]) -> None:
     text = "\n".join(lines)
     print(text)
     if FLAGS.out:
-        command = "python -m experiments.confidence " + shlex.join(sys.argv[1:])
+        command = command_line("experiments.confidence")
         title = "Precision of extracted values by confidence decile" + (" and `--min_confidence`" * bool(thresholds))
         Path(FLAGS.out).write_text(f"# {title}\n\nTest splits of "
                                    f"{', '.join(Path(d).name for d in FLAGS.model_dirs)}; written "

@@ -19,13 +19,13 @@ dropout), at the initial weights (the same seed rebuilds them exactly) and at th
   (Wᵀ g_h per position) that lies along the all-ones direction.
 """
 import datetime
-import sys
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
+from experiments.collect import command_line
 from mtl_tagger import coupling
 from mtl_tagger.modeldir import read_history
 from mtl_tagger.params import Params
@@ -130,7 +130,7 @@ def main(argv: list[str]) -> None:
     table = "\n".join(lines)
     print(table)
     if FLAGS.out:
-        command = "python -m experiments.coupling_direction " + " ".join(sys.argv[1:])
+        command = command_line("experiments.coupling_direction")
         Path(FLAGS.out).write_text(f"# Coupling gradient along the CRF-invariant direction\n\nWritten "
                                    f"{datetime.date.today().isoformat()} by `{command}` ({FLAGS.batches} coupling "
                                    f"minibatches per run, no dropout). See the module docstring for each column."

@@ -12,13 +12,12 @@ two seed spreads of those means; and the F1 change over shared by tag frequency.
 import datetime
 import json
 import statistics
-import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
 from absl import app, flags
 
-from experiments.collect import BUCKETS, mean_sd
+from experiments.collect import BUCKETS, command_line, mean_sd
 from mtl_tagger.conll import read_conll
 from mtl_tagger.params import Params
 
@@ -130,7 +129,7 @@ def report(models: Models, flags_of: dict[str, str], data_dir: Path) -> str:
 def main(argv: list[str]) -> None:
     """Write the report."""
     models, flags_of = load([Path(FLAGS.baseline_dir), *map(Path, FLAGS.results_dir)])
-    command = "python -m experiments.coupling_variants " + " ".join(sys.argv[1:])
+    command = command_line("experiments.coupling_variants")
     text = (f"# Coupling variants against hard sharing\n\nTest macro-F1 in percent, mean ± std over seeds; each "
             f"vertical at its own selected step. Written {datetime.date.today().isoformat()} by `{command}` from "
             f"{FLAGS.baseline_dir} and {', '.join(FLAGS.results_dir)}.\n\n" + report(models, flags_of,

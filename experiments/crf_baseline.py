@@ -17,8 +17,6 @@ share the best dev macro-F1: on dev splits of a few sentences the choice is ofte
 import datetime
 import math
 import re
-import shlex
-import sys
 import time
 import unicodedata
 from collections.abc import Sequence
@@ -26,6 +24,7 @@ from pathlib import Path
 
 from absl import flags, logging
 
+from experiments.collect import command_line
 from mtl_tagger import cli
 from mtl_tagger.conll import Sentence, write_conll
 from mtl_tagger.corpus import TaskData, load_task
@@ -266,7 +265,7 @@ def main(argv: list[str]) -> None:
     datasets = {t: load_task(FLAGS.data_dir, t, strict_bio=False, max_len=10**9) for t in names}
     out = Path(FLAGS.out)
     out.mkdir(parents=True, exist_ok=True)
-    command = shlex.join(["python", "-m", "experiments.crf_baseline", *sys.argv[1:]])
+    command = command_line("experiments.crf_baseline")
     records, seconds = {}, {}
     start = time.time()
     for name, data in datasets.items():

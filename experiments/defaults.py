@@ -13,7 +13,6 @@ macro-F1 and entity-F1 beside the CRF baseline's (experiments/crf_baseline.py, r
 import datetime
 import json
 import os
-import shlex
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from absl import app, flags
 
+from experiments.collect import command_line, crf_results
 from experiments.selection import RULES, picked
 from experiments.variants import parse_variant
 from mtl_tagger.files import write_json_atomic
@@ -79,8 +79,7 @@ def table(results: list[dict], variants: list[tuple[str, list[str]]], crf_dir: P
     """Markdown: per variant the mean over verticals and seeds (macro-F1 / entity-F1 under each selection rule),
     and the mean per vertical (macro-F1)."""
     verticals = FLAGS.verticals
-    crf = {v: json.loads((crf_dir / f"{v}.json").read_text())["metrics"] for v in verticals
-           if (crf_dir / f"{v}.json").is_file()}
+    crf = {v: m for v, m in crf_results(crf_dir).items() if v in verticals}
     rules = list(RULES)[1:]
     lines = ["| model | macro-F1 | entity-F1 | verticals with entity-F1 0 | "
              + " | ".join(f"macro-F1 / entity-F1, {r}" for r in rules) + " | " + " | ".join(verticals) + " |",
@@ -113,7 +112,7 @@ def main(argv: list[str]) -> None:
     todo = [(label, extra, v, s) for s in FLAGS.seeds for label, extra in variants for v in FLAGS.verticals]
     with ThreadPoolExecutor(FLAGS.jobs) as pool:
         results = list(pool.map(lambda job: run_one(*job, runs, results_dir), todo))
-    command = "python -m experiments.defaults " + shlex.join(sys.argv[1:])
+    command = command_line("experiments.defaults")
     text = "\n".join([
         f"# {FLAGS.name}: single-task variants against the feature CRF", "",
         f"Test split, percent, mean over verticals and seeds {', '.join(FLAGS.seeds)} "

@@ -15,7 +15,6 @@ import datetime
 import json
 import math
 import statistics
-import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 from absl import flags
 from scipy.stats import rankdata
 
+from experiments.collect import command_line
 from mtl_tagger import cli
 from mtl_tagger.errors import InputError
 from mtl_tagger.files import write_text_atomic
@@ -173,7 +173,7 @@ def main(argv: list[str]) -> None:
     text = "\n".join([report(gains, affinity, FLAGS.mode), *(f"- skipped: {note}" for note in notes)])
     print(text)
     if FLAGS.out:
-        command = "python -m experiments.lenders_validation " + " ".join(sys.argv[1:])
+        command = command_line("experiments.lenders_validation")
         write_text_atomic(FLAGS.out, f"{text}\n\nWritten {datetime.date.today().isoformat()} by `{command}`.\n")
 
 

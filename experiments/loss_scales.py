@@ -8,12 +8,12 @@ coupling term (`train/coupling/tce` × --coupling_weight, as it enters the loss)
 the coupling term dominates the objective.
 """
 import datetime
-import sys
 from pathlib import Path
 
 import numpy as np
 from absl import app, flags
 
+from experiments.collect import command_line
 from experiments.events import scalars
 from mtl_tagger.params import Params
 
@@ -47,7 +47,7 @@ def main(argv: list[str]) -> None:
     text = "\n".join(report(Path(d)) for d in FLAGS.model_dirs)
     print(text)
     if FLAGS.out:
-        command = " ".join(["python -m experiments.loss_scales", *sys.argv[1:]])
+        command = command_line("experiments.loss_scales")
         Path(FLAGS.out).write_text(f"# Loss terms over coupled runs\n\nMade {datetime.date.today().isoformat()} by "
                                    f"`{command}`; mean per step over each tenth of the run.\n\n{text}")
 

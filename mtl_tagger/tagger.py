@@ -26,6 +26,11 @@ from mtl_tagger.vocab import Vocab
 EVAL_BATCH = 64
 
 
+def scored_chunks(tags: Sequence[str], marginals: np.ndarray) -> list[tuple[str, int, int, float]]:
+    """Each predicted value (attribute, start, end) with its confidence: its tokens' smallest marginal, to 4 places."""
+    return [(attr, s, e, round(float(np.min(marginals[s:e])), 4)) for attr, s, e in chunks(tags)]
+
+
 def restore(net: TaggerNet, checkpoint: str, model_dir: str | Path, extra: dict | None = None) -> None:
     """Read `checkpoint` into `net` (and `extra` trackables); InputError saying why when it cannot be read."""
     try:
@@ -152,8 +157,7 @@ class Tagger:
         records = []
         for text, sp, tags, conf in zip(texts, spans, tag_lists, conf_lists):
             values = []
-            for attr, s, e in chunks(tags):
-                confidence = round(float(np.min(conf[s:e])), 4)
+            for attr, s, e, confidence in scored_chunks(tags, conf):
                 if confidence >= min_confidence:
                     values.append({"attribute": attr, "value": text[sp[s][1]:sp[e - 1][2]], "start": sp[s][1],
                                    "end": sp[e - 1][2], "confidence": confidence})
