@@ -96,7 +96,7 @@ def threshold_rows(runs: list[tuple[str, dict[str, Tagged]]], thresholds: list[f
 
 def deciles(values: list[tuple[float, bool]]) -> list[str]:
     """Markdown rows: decile, confidence range, values, precision."""
-    ranked = sorted(values)
+    ranked = sorted(values, key=lambda v: v[0])  # ties (equal as extract shows them) stay in extraction order
     rows = ["| decile | confidence | values | precision |", "|---:|---|---:|---:|"]
     for d, part in enumerate(np.array_split(np.arange(len(ranked)), 10), 1):
         if not len(part):
