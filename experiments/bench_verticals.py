@@ -1,11 +1,13 @@
 """How a training step scales with the number of verticals, in shared and coupled mode.
 
-    python -m experiments.bench_verticals [--verticals=1,2,4,8] [--steps=20] [--hidden_size=128]
+    python -m experiments.bench_verticals [--verticals=1,2,4,8] [--steps=20] [--hidden_size=128] \
+        [--coupling_scores=emission,log_softmax,marginal]
 
 Synthetic verticals (experiments/bench_peer.write_data: Zipf-ish words, 41 tags, lognormal lengths with
 median 30; 300 training sentences each) are trained together with `--tasks=V1,…,VN` at the paper's
 configuration with the given hidden size and random embeddings; coupled runs couple every pair
-(`--couple=all`, N(N−1)/2 pairs, min(pairs, N−1) coupling minibatches per step). Each step time is the median
+(`--couple=all`, N(N−1)/2 pairs, min(pairs, N−1) coupling minibatches per step), once per --coupling_scores
+value (`marginal` adds a forward–backward pass per head). Each step time is the median
 of --steps steps after a warm-up step; all runs of one N alternate step by step, so machine load hits them
 alike. The claim to check: a step costs about N single-vertical steps in both modes, not N².
 """
@@ -25,22 +27,27 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("verticals", ["1", "2", "4", "8"], "Numbers of verticals to train together.")
 flags.DEFINE_integer("steps", 20, "Timed steps per run.")
 flags.DEFINE_integer("hidden_size", 128, "BiLSTM units per direction.")
+flags.DEFINE_list("coupling_scores", ["emission"], "Time a coupled run with each of these --coupling_score values.")
 flags.DEFINE_string("out", "", "Also write the table (with date, load and command) to this markdown file.")
 
 
 def loops(root: Path, n: int) -> dict[str, object]:
-    """Shared and coupled runs of the first n synthetic verticals (a single run for n = 1)."""
+    """Shared and coupled runs (one per coupling score) of the first n synthetic verticals (a single run for n = 1)."""
     from mtl_tagger import run
     from mtl_tagger.loop import Loop
 
     names = [f"V{i}" for i in range(n)]
     out = {}
-    for mode in (["single"] if n == 1 else ["shared", "coupled"]):
+    modes = [("single", "emission")] if n == 1 else [("shared", "emission"),
+                                                      *(("coupled", score) for score in FLAGS.coupling_scores)]
+    for mode, score in modes:
+        label = mode if mode != "coupled" or FLAGS.coupling_scores == ["emission"] else f"coupled, {score}"
         p = Params(**{**read_flagfile("flags/paper.cfg"), "tasks": ",".join(names), "mtl_mode": mode,
-                      "data_dir": str(root / "data"), "word_vectors": "", "hidden_size": FLAGS.hidden_size,
-                      "max_len": 150, "model_dir": str(root / f"{n}.{mode}")}).validate()
+                      "coupling_score": score, "data_dir": str(root / "data"), "word_vectors": "",
+                      "hidden_size": FLAGS.hidden_size, "max_len": 150,
+                      "model_dir": str(root / f"{n}.{mode}.{score}")}).validate()
         Path(p.model_dir).mkdir(parents=True)
-        out[mode] = Loop(run.build(p, run.load_data(p), Path(p.model_dir)), Path(p.model_dir))
+        out[label] = Loop(run.build(p, run.load_data(p), Path(p.model_dir)), Path(p.model_dir))
     return out
 
 
