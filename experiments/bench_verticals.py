@@ -38,10 +38,10 @@ def loops(root: Path, n: int) -> dict[str, object]:
 
     names = [f"V{i}" for i in range(n)]
     out = {}
-    modes = [("single", "emission")] if n == 1 else [("shared", "emission"),
-                                                      *(("coupled", score) for score in FLAGS.coupling_scores)]
+    scores = list(dict.fromkeys(FLAGS.coupling_scores))  # a repeated score would reuse its model dir
+    modes = [("single", "emission")] if n == 1 else [("shared", "emission"), *(("coupled", s) for s in scores)]
     for mode, score in modes:
-        label = mode if mode != "coupled" or FLAGS.coupling_scores == ["emission"] else f"coupled, {score}"
+        label = mode if mode != "coupled" or scores == ["emission"] else f"coupled, {score}"
         p = Params(**{**read_flagfile("flags/paper.cfg"), "tasks": ",".join(names), "mtl_mode": mode,
                       "coupling_score": score, "data_dir": str(root / "data"), "word_vectors": "",
                       "hidden_size": FLAGS.hidden_size, "max_len": 150,
@@ -91,8 +91,10 @@ def main(argv: list[str]) -> None:
     print(table)
     if FLAGS.out:
         command = command_line("experiments.bench_verticals")
+        title_scores = "" if set(FLAGS.coupling_scores) == {"emission"} else " and the coupling score"
         Path(FLAGS.out).write_text(
-            f"# Step time against the number of verticals\n\nWritten {datetime.date.today().isoformat()} by "
+            f"# Step time against the number of verticals{title_scores}\n\n"
+            f"Written {datetime.date.today().isoformat()} by "
             f"`{command}` (hidden {FLAGS.hidden_size}, {FLAGS.steps} steps, median); load average before "
             f"{before[0]:.2f}, after {load_average()[0]:.2f}.\n\n{table}\n")
 

@@ -54,7 +54,7 @@ def mean_sd(values: list[float]) -> str:
 
 
 def command_line(module: str) -> str:
-    """The shell command that reran `module` with this process's arguments, for a results page's header."""
+    """The shell command that reruns `module` with this process's arguments, for a results page's header."""
     return shlex.join(["python", "-m", module, *sys.argv[1:]])
 
 

@@ -10,7 +10,7 @@ into ten equal-count deciles; a useful confidence has precision rising with the 
 
 With --thresholds it also tables what `--min_confidence` does to the test metrics (mean over the runs' verticals):
 values below each threshold dropped (their tokens tagged O), a threshold chosen per run on its dev split, and
-one threshold for all runs chosen on their dev splits together.
+one threshold for all runs chosen on the mean of their dev scores.
 """
 import datetime
 from pathlib import Path
@@ -74,8 +74,8 @@ def thresholded(split: Tagged, threshold: float) -> dict:
 
 def threshold_rows(runs: list[tuple[str, dict[str, Tagged]]], thresholds: list[float], crf_dir: str) -> list[str]:
     """Markdown rows: test metrics (mean over the verticals) per threshold; a threshold chosen by dev entity-F1
-    (ties to the lowest) for each run on its own dev split, and one for all runs on their mean (tiny dev splits
-    make the per-run choice noisy); and the CRF baseline's on the same verticals."""
+    (ties to the lowest) for each run on its own dev split, and one for all runs on the mean of their dev scores
+    (small dev splits make the per-run choice noisy); and the CRF baseline's on the same verticals."""
     grid = [0.0, *sorted(thresholds)]
     scores = [{split: [thresholded(run[split], t) for t in grid] for split in ("dev", "test")} for _, run in runs]
     keys = ("macro_f1", "entity_f1", "entity_precision", "entity_recall")
@@ -87,7 +87,8 @@ def threshold_rows(runs: list[tuple[str, dict[str, Tagged]]], thresholds: list[f
     chosen = [int(np.argmax([m["entity_f1"] for m in s["dev"]])) for s in scores]
     rows.append(row("chosen on dev", [s["test"][i] for s, i in zip(scores, chosen)]))
     one = int(np.argmax([np.mean([s["dev"][i]["entity_f1"] for s in scores]) for i in range(len(grid))]))
-    rows.append(row(f"one for all runs, chosen on their dev splits ({grid[one]:g})", [s["test"][one] for s in scores]))
+    rows.append(row(f"one for all runs, chosen on their mean dev score ({grid[one]:g})",
+                    [s["test"][one] for s in scores]))
     if crf_dir:
         crf = crf_results(Path(crf_dir))
         rows.append(row("CRF (experiments/crf_baseline.py)", [crf[task] for task, _ in runs]))
@@ -96,7 +97,7 @@ def threshold_rows(runs: list[tuple[str, dict[str, Tagged]]], thresholds: list[f
 
 def deciles(values: list[tuple[float, bool]]) -> list[str]:
     """Markdown rows: decile, confidence range, values, precision."""
-    ranked = sorted(values, key=lambda v: v[0])  # ties (equal as extract shows them) stay in extraction order
+    ranked = sorted(values, key=lambda v: v[0])  # ties stay in extraction order
     rows = ["| decile | confidence | values | precision |", "|---:|---|---:|---:|"]
     for d, part in enumerate(np.array_split(np.arange(len(ranked)), 10), 1):
         if not len(part):

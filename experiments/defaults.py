@@ -22,7 +22,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from experiments.collect import command_line, crf_results
+from experiments.collect import command_line, crf_results, mean_sd
 from experiments.selection import RULES, picked
 from experiments.variants import parse_variant
 from mtl_tagger.files import write_json_atomic
@@ -75,13 +75,19 @@ def _mean(values: list[float]) -> str:
     return f"{statistics.mean(values) * 100:.2f}" if values else "–"
 
 
+def _over_seeds(rs: list[dict], key: str) -> str:
+    """The selected test `key`, mean ± std over the seeds' means over verticals (the spread a variant's mean has)."""
+    seeds = sorted({r["seed"] for r in rs})
+    return mean_sd([statistics.mean(r["selected"][key] for r in rs if r["seed"] == s) for s in seeds])
+
+
 def table(results: list[dict], variants: list[tuple[str, list[str]]], crf_dir: Path) -> str:
     """Markdown: per variant the mean over verticals and seeds (macro-F1 / entity-F1 under each selection rule),
     and the mean per vertical (macro-F1)."""
     verticals = FLAGS.verticals
     crf = {v: m for v, m in crf_results(crf_dir).items() if v in verticals}
     rules = list(RULES)[1:]
-    lines = ["| model | macro-F1 | entity-F1 | verticals with entity-F1 0 | "
+    lines = ["| model | macro-F1 (± std over seeds) | entity-F1 (± std over seeds) | verticals with entity-F1 0 | "
              + " | ".join(f"macro-F1 / entity-F1, {r}" for r in rules) + " | " + " | ".join(verticals) + " |",
              "|---|---:|---:|---:|" + "---:|" * (len(rules) + len(verticals))]
     if len(crf) == len(verticals):
@@ -93,8 +99,8 @@ def table(results: list[dict], variants: list[tuple[str, list[str]]], crf_dir: P
         rs = [r for r in results if r and r["variant"] == label]
         by_v = {v: [r for r in rs if r["vertical"] == v] for v in verticals}
         zeros = sum(statistics.mean(r["selected"]["entity_f1"] for r in by_v[v]) == 0 for v in verticals if by_v[v])
-        lines.append(f"| {label} {' '.join(extra)} | {_mean([r['selected']['macro_f1'] for r in rs])} | "
-                     f"{_mean([r['selected']['entity_f1'] for r in rs])} | {zeros} | "
+        lines.append(f"| {label} {' '.join(extra)} | {_over_seeds(rs, 'macro_f1')} | "
+                     f"{_over_seeds(rs, 'entity_f1')} | {zeros} | "
                      + " | ".join(f"{_mean([picked(r, rule)['macro_f1'] for r in rs])} / "
                                   f"{_mean([picked(r, rule)['entity_f1'] for r in rs])}" for rule in rules) + " | "
                      + " | ".join(_mean([r['selected']['macro_f1'] for r in by_v[v]]) for v in verticals) + " |")

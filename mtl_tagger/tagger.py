@@ -27,8 +27,8 @@ EVAL_BATCH = 64
 
 
 def scored_chunks(tags: Sequence[str], marginals: np.ndarray) -> list[tuple[str, int, int, float]]:
-    """Each predicted value (attribute, start, end) with its confidence: its tokens' smallest marginal, to 4 places."""
-    return [(attr, s, e, round(float(np.min(marginals[s:e])), 4)) for attr, s, e in chunks(tags)]
+    """Each predicted value (attribute, start, end) with its confidence: the smallest marginal of its tokens."""
+    return [(attr, s, e, float(np.min(marginals[s:e]))) for attr, s, e in chunks(tags)]
 
 
 def restore(net: TaggerNet, checkpoint: str, model_dir: str | Path, extra: dict | None = None) -> None:
@@ -160,6 +160,6 @@ class Tagger:
             for attr, s, e, confidence in scored_chunks(tags, conf):
                 if confidence >= min_confidence:
                     values.append({"attribute": attr, "value": text[sp[s][1]:sp[e - 1][2]], "start": sp[s][1],
-                                   "end": sp[e - 1][2], "confidence": confidence})
+                                   "end": sp[e - 1][2], "confidence": round(confidence, 4)})
             records.append({"text": text, "tokens": [t for t, _, _ in sp], "tags": tags, "values": values})
         return records

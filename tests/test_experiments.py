@@ -102,7 +102,7 @@ def test_sweep_then_collect(data_dir: Path, tmp_path: Path) -> None:
     assert rows["0"][0] == f"{test['macro_f1'] * 100:.2f}", "nothing dropped: the run's own test score"
     assert rows["1.01"][1] == "0.00", "everything dropped: no entity"
     assert rows["chosen on dev"] in (rows["0"], rows["0.5"], rows["1.01"]), "the dev choice is one of the grid's"
-    pooled = [k for k in rows if k.startswith("one for all runs, chosen on their dev splits (")]
+    pooled = [k for k in rows if k.startswith("one for all runs, chosen on their mean dev score (")]
     assert len(pooled) == 1 and rows[pooled[0]] == rows[pooled[0].split("(")[1][:-1]], "the row of the named threshold"
     assert rows["CRF (experiments/crf_baseline.py)"][1] == "12.50"
 
