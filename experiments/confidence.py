@@ -22,7 +22,7 @@ from experiments.collect import command_line, crf_results
 from mtl_tagger.conll import Sentence, chunks
 from mtl_tagger.corpus import load_task
 from mtl_tagger.metrics import evaluate_tags
-from mtl_tagger.tagger import Tagger, scored_chunks
+from mtl_tagger.tagger import Tagger, scored_chunks, shown
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("model_dirs", None, "Trained model dirs; every vertical of each is scored on its test split.")
@@ -66,7 +66,7 @@ def thresholded(split: Tagged, threshold: float) -> dict:
     for _, tags, conf in split:
         kept = list(tags)
         for _, s, e, confidence in scored_chunks(tags, conf):
-            if confidence < threshold:
+            if shown(confidence) < threshold:  # as extract filters
                 kept[s:e] = ["O"] * (e - s)
         pred.append(kept)
     return evaluate_tags([sentence.tags for sentence, _, _ in split], pred)

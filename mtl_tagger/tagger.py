@@ -31,6 +31,12 @@ def scored_chunks(tags: Sequence[str], marginals: np.ndarray) -> list[tuple[str,
     return [(attr, s, e, float(np.min(marginals[s:e]))) for attr, s, e in chunks(tags)]
 
 
+def shown(confidence: float) -> float:
+    """A confidence as extract reports it, and as `min_confidence` is compared with: to 4 places, so filtering on
+    a reported value keeps exactly the values reported at or above it."""
+    return round(confidence, 4)
+
+
 def restore(net: TaggerNet, checkpoint: str, model_dir: str | Path, extra: dict | None = None) -> None:
     """Read `checkpoint` into `net` (and `extra` trackables); InputError saying why when it cannot be read."""
     try:
@@ -158,8 +164,8 @@ class Tagger:
         for text, sp, tags, conf in zip(texts, spans, tag_lists, conf_lists):
             values = []
             for attr, s, e, confidence in scored_chunks(tags, conf):
-                if confidence >= min_confidence:
+                if shown(confidence) >= min_confidence:
                     values.append({"attribute": attr, "value": text[sp[s][1]:sp[e - 1][2]], "start": sp[s][1],
-                                   "end": sp[e - 1][2], "confidence": round(confidence, 4)})
+                                   "end": sp[e - 1][2], "confidence": shown(confidence)})
             records.append({"text": text, "tokens": [t for t, _, _ in sp], "tags": tags, "values": values})
         return records
