@@ -25,7 +25,7 @@ def test_sweep_then_collect(data_dir: Path, tmp_path: Path) -> None:
             "s1.coupled.Chain x+Mangal-sutra@ls": "--tasks=Chain x,Mangal-sutra\n--coupling_score=log_softmax\n"}
     for name, text in runs.items():
         (sweep / f"{name}.cfg").write_text(base + text)
-    args = [f"--sweep_dir={sweep}", f"--runs_dir={tmp_path / 'runs'}", f"--results_dir={tmp_path / 'res'}"]
+    args = [f"--sweep_dir={sweep}", f"--runs_dir={tmp_path / 'runs'}", f"--results_dir={tmp_path / 'res'}", "--jobs=2"]
     r = _run("experiments.sweep", *args)
     assert r.returncode == 0, r.stdout + r.stderr
     assert {p.name for p in (tmp_path / "res").glob("*.json")} == {f"{n}.json" for n in runs}
