@@ -7,8 +7,10 @@ values, so everything compiles under XLA (jit_compile=True).
 """
 import math
 import warnings
+from collections.abc import Iterable, Sequence
 from types import ModuleType
 
+import numpy as np
 import tensorflow as tf
 
 from mtl_tagger.errors import InputError
@@ -163,6 +165,17 @@ def marginals(emissions: tf.Tensor, lengths: tf.Tensor, transitions: tf.Tensor) 
     return tf.where(mask[:, :, None], probs, tf.zeros_like(probs))
 
 
+def bigram_pmi(tag_ids: Iterable[Sequence[int]], num_tags: int) -> np.ndarray:
+    """[N, N] pointwise mutual information log P(y, y′) / (P(y) P(y′)) of adjacent tags in gold sequences, counts
+    add-one smoothed: negative for pairs the data shows less often than chance, most for pairs it never shows."""
+    counts = np.ones((num_tags, num_tags))
+    for tags in tag_ids:
+        tags = np.asarray(tags, np.int64)
+        np.add.at(counts, (tags[:-1], tags[1:]), 1.0)
+    joint = counts / counts.sum()
+    return np.log(joint / joint.sum(1, keepdims=True) / joint.sum(0, keepdims=True)).astype(np.float32)
+
+
 def _import_tfa() -> ModuleType | None:
     """tensorflow_addons if it imports (once, its end-of-life and version UserWarnings silenced), else None."""
     global _tfa_module, _tfa_error
@@ -192,10 +205,14 @@ def _require_tfa() -> ModuleType:
 
 class CRF(tf.Module):
     """One task's transition scores T(y, y′) with likelihood, decoding and marginals; impl="tfa" routes the
-    likelihood and decoding through tensorflow-addons (marginals are always the own ones)."""
+    likelihood and decoding through tensorflow-addons (marginals are always the own ones).
+
+    With `prior`, it also holds a fixed [N, N] score (zero until set, e.g. to a weighted `bigram_pmi`) that
+    decoding and the marginals add to the learned transitions; training's likelihood does not see it.
+    """
 
     def __init__(self, num_tags: int, seed: tuple[int, int] | list[int], impl: str = "own",
-                 name: str | None = None) -> None:
+                 name: str | None = None, prior: bool = False) -> None:
         super().__init__(name=name)
         if impl not in IMPLS:
             raise InputError(f"--crf_impl={impl}: unknown; use one of {', '.join(IMPLS)}")
@@ -209,6 +226,13 @@ class CRF(tf.Module):
                 tf.random.stateless_uniform([num_tags, num_tags], seed=seed, minval=-limit, maxval=limit,
                                             dtype=tf.float32),
                 name="transitions")
+            self.prior = (tf.Variable(tf.zeros([num_tags, num_tags]), trainable=False, name="prior") if prior
+                          else None)
+
+    @property
+    def decoding_transitions(self) -> tf.Tensor | tf.Variable:
+        """The transition scores decoding and the marginals use: the learned ones plus the prior, if any."""
+        return self.transitions if self.prior is None else self.transitions + self.prior
 
     def log_likelihood(self, emissions: tf.Tensor, tags: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
         """log P(tags | x) per sentence, [B]."""
@@ -219,13 +243,13 @@ class CRF(tf.Module):
     def decode(self, emissions: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
         """Viterbi tags, [B, T] int32, 0 past the length."""
         if self.impl == "tfa":
-            return _require_tfa().text.crf_decode(emissions, self.transitions, lengths)[0]
-        return viterbi_decode(emissions, lengths, self.transitions)[0]
+            return _require_tfa().text.crf_decode(emissions, self.decoding_transitions, lengths)[0]
+        return viterbi_decode(emissions, lengths, self.decoding_transitions)[0]
 
     def marginals(self, emissions: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
         """P(y_i = y | x), [B, T, N], 0 past the length."""
-        return marginals(emissions, lengths, self.transitions)
+        return marginals(emissions, lengths, self.decoding_transitions)
 
     def log_marginals(self, emissions: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
         """log P(y_i = y | x), [B, T, N], 0.0 past the length."""
-        return log_marginals(emissions, lengths, self.transitions)
+        return log_marginals(emissions, lengths, self.decoding_transitions)

@@ -103,11 +103,12 @@ class Encoder(tf.Module):
 class Head(tf.Module):
     """One vertical's Dense layer (emission scores s_i(y|x) = W h_i + b) and its CRF."""
 
-    def __init__(self, width: int, num_tags: int, crf_impl: str, seeds: SeedSequence, name: str) -> None:
+    def __init__(self, width: int, num_tags: int, crf_impl: str, seeds: SeedSequence, name: str,
+                 tag_prior: bool = False) -> None:
         super().__init__(name=name)
         self.kernel = tf.Variable(glorot_uniform((width, num_tags), seeds()), name="kernel")
         self.bias = tf.Variable(tf.zeros([num_tags]), name="bias")
-        self.crf = CRF(num_tags, seeds(), impl=crf_impl, name="crf")
+        self.crf = CRF(num_tags, seeds(), impl=crf_impl, name="crf", prior=tag_prior)
 
     def emissions(self, h: tf.Tensor) -> tf.Tensor:
         """s(·|x) for context vectors h [..., width] → [..., num_tags]."""
@@ -121,7 +122,8 @@ class TaggerNet(tf.Module):
         super().__init__(name="tagger_net")
         seeds = SeedSequence(p.seed)
         self.encoder = Encoder(p, num_words, num_chars, seeds)
-        self.heads = {t: Head(self.encoder.width, len(names), p.crf_impl, seeds, name=f"head_{i}")
+        self.heads = {t: Head(self.encoder.width, len(names), p.crf_impl, seeds, name=f"head_{i}",
+                              tag_prior=p.tag_prior > 0)
                       for i, (t, names) in enumerate(tags.items())}
 
     @property

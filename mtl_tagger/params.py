@@ -25,6 +25,8 @@ DISTRIBUTE = ("", "multiworker")
 RESUMABLE = frozenset({"epochs", "min_steps", "max_steps", "patience", "eval_every", "overwrite", "model_dir",
                        "crf_impl", "distribute"})
 PATHS = ("data_dir", "word_vectors")  # compared as resolved paths
+# Fields added after models were first written: the value a params.json without them was trained with.
+LEGACY = {"tag_prior": 0.0}
 
 
 def _f(default: object, help: str) -> object:
@@ -63,6 +65,9 @@ class Params:
     clip_norm: float = _f(5.0, "Clip the global gradient norm to this (0: no clipping).")
     average: float = _f(0.0, "Score dev and keep checkpoints with an exponential moving average of the weights of "
                              "this decay, e.g. 0.99 (0: the weights themselves).")
+    tag_prior: float = _f(0.5, "Weight of a prior added to each vertical's CRF transitions when decoding: the "
+                               "pointwise mutual information of adjacent gold tags in its training split, which "
+                               "penalises tag pairs the data rarely or never shows, such as B-x B-x (0: none).")
     epochs: int = _f(30, "Epochs of the largest vertical; the step budget is epochs × its minibatches, "
                          "clipped to [--min_steps, --max_steps].")
     min_steps: int = _f(1000, "Train at least this many optimiser steps, however small the verticals.")
@@ -109,8 +114,8 @@ class Params:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise InputError(f"--{name}={getattr(self, name)}: must be > 0")
-        for name in ("clip_norm", "coupling_weight", "window", "min_steps", "max_steps", "eval_every", "patience",
-                     "case_dim", "coupling_sample"):
+        for name in ("clip_norm", "tag_prior", "coupling_weight", "window", "min_steps", "max_steps", "eval_every",
+                     "patience", "case_dim", "coupling_sample"):
             if getattr(self, name) < 0:
                 raise InputError(f"--{name}={getattr(self, name)}: must be >= 0")
         for name in ("dropout", "word_dropout", "average"):
@@ -201,10 +206,11 @@ class Params:
 
     @classmethod
     def from_json(cls, data: object, path: str | Path = "params.json") -> "Params":
-        """Params from a params.json value, every known field type-checked; unknown keys are ignored."""
+        """Params from a params.json value, every known field type-checked; unknown keys are ignored, and a
+        missing field takes its LEGACY value if it has one, else its default."""
         if not isinstance(data, dict):
             raise InputError(f"expected a JSON object of flag values, found a {type(data).__name__}", path)
-        values = {}
+        values: dict[str, object] = dict(LEGACY)
         for f in dataclasses.fields(cls):
             if f.name not in data:
                 continue

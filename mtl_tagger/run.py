@@ -14,6 +14,7 @@ from absl import logging
 from mtl_tagger import pipeline, shortlist
 from mtl_tagger.corpus import TaskData, load_task, unseen_tags
 from mtl_tagger.coupling import Coupler, CouplingData, PairShortlist
+from mtl_tagger.crf import bigram_pmi
 from mtl_tagger.errors import InputError
 from mtl_tagger.model import TaggerNet
 from mtl_tagger.modeldir import file_digest, stack
@@ -172,6 +173,8 @@ def build(p: Params, data: RunData, model_dir: Path, write: bool = True) -> Run:
         logging.info("word vectors: %d of %d vocabulary words initialised from %s", found.sum(), len(vocab.words),
                      p.word_vectors)
     examples = {t: pipeline.encode_sentences(d.train, vocab, t, p.max_word_len) for t, d in data.tasks.items()}
+    for t, ex in examples.items() if p.tag_prior else ():
+        net.heads[t].crf.prior.assign(p.tag_prior * bigram_pmi([e["tags"] for e in ex], len(vocab.tags[t])))
     offsets, start = {}, 0
     for t, ex in examples.items():
         offsets[t] = start

@@ -32,6 +32,7 @@ def assert_one_error_line(r: subprocess.CompletedProcess, *words: str, warnings:
     ("--hidden_size=0", ["--hidden_size=0", "> 0"]),
     ("--batch_size=-3", ["--batch_size=-3"]),
     ("--dropout=1.0", ["--dropout=1.0", "[0, 1)"]),
+    ("--tag_prior=-0.5", ["--tag_prior=-0.5", ">= 0"]),
     ("--char_encoder=gru", ["--char_encoder=gru", "lstm, cnn"]),
     ("--task_b=Chain x", ["Chain x", "named twice"]),
 ])
@@ -230,3 +231,10 @@ def test_params_json_round_trip() -> None:
     p = Params(task_a="A", task_b="B", hidden_size=7).validate()
     assert Params.from_json(json.loads(json.dumps(p.to_json()))) == p
     assert p.mode == "coupled" and p.names == ["A", "B"] and p.model_dir == "runs/A+B.coupled"
+
+
+def test_params_json_without_a_newer_field_keeps_the_old_behaviour() -> None:
+    old = Params(task_a="A").validate().to_json()
+    del old["tag_prior"]
+    assert Params.from_json(old).tag_prior == 0.0, "models written before the tag prior decode without one"
+    assert Params.from_json({"tasks": "A"}).hidden_size == Params().hidden_size

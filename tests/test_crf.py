@@ -303,7 +303,7 @@ def test_module_init_is_deterministic_and_glorot() -> None:
     assert not np.array_equal(a.transitions.numpy(), c.transitions.numpy())
     assert a.transitions.shape == (6, 6) and a.transitions.dtype == tf.float32
     assert np.abs(a.transitions.numpy()).max() <= math.sqrt(6 / 12)
-    assert a.trainable_variables == (a.transitions,)
+    assert a.trainable_variables == a.variables == (a.transitions,) and a.prior is None
     assert crf.CRF(3, seed=(0, 0), name="crf_1").transitions.name.startswith("crf_1/")
 
 
@@ -321,6 +321,48 @@ def test_module_methods_call_the_functions() -> None:
                                   crf.marginals(emissions, lengths, t).numpy())
     np.testing.assert_array_equal(module.log_marginals(emissions, lengths).numpy(),
                                   crf.log_marginals(emissions, lengths, t).numpy())
+
+
+def test_module_prior_moves_decoding_not_the_likelihood() -> None:
+    rng = np.random.default_rng(111)
+    lengths, k = [3, 1, 5], 4
+    emissions, tags = _batch(rng, lengths, k)
+    module = crf.CRF(k, seed=(1, 2), prior=True)
+    prior = rng.normal(size=(k, k)).astype(np.float32) * 3
+    module.prior.assign(prior)
+    t, fused = module.transitions, module.transitions + prior
+    assert module.trainable_variables == (module.transitions,)
+    np.testing.assert_array_equal(module.log_likelihood(emissions, tags, lengths).numpy(),
+                                  crf.log_likelihood(emissions, tags, lengths, t).numpy())
+    np.testing.assert_array_equal(module.decode(emissions, lengths).numpy(),
+                                  crf.viterbi_decode(emissions, lengths, fused)[0].numpy())
+    np.testing.assert_array_equal(module.marginals(emissions, lengths).numpy(),
+                                  crf.marginals(emissions, lengths, fused).numpy())
+    np.testing.assert_array_equal(module.log_marginals(emissions, lengths).numpy(),
+                                  crf.log_marginals(emissions, lengths, fused).numpy())
+
+
+def test_prior_of_an_unseen_pair_flips_a_close_decision() -> None:
+    # tags O, B, I; gold data never shows B -> B. Emissions favour B, B by a little: the prior makes it B, I.
+    pmi = crf.bigram_pmi([[0, 1, 2, 0], [1, 2, 2, 0], [0, 0, 1, 2]], 3)
+    assert pmi[1, 1] < 0 < pmi[1, 2]
+    module = crf.CRF(3, seed=(0, 0), prior=True)
+    module.transitions.assign(np.zeros((3, 3), np.float32))
+    emissions = np.array([[[0.0, 2.0, 0.0], [0.0, 1.1, 1.0]]], np.float32)
+    assert module.decode(emissions, [2]).numpy().tolist() == [[1, 1]]
+    module.prior.assign(0.5 * pmi)
+    assert module.decode(emissions, [2]).numpy().tolist() == [[1, 2]]
+
+
+def test_bigram_pmi_is_log_joint_over_marginals_of_add_one_counts() -> None:
+    sequences = [[0, 1, 2, 0], [2], [1, 1]]
+    counts = np.ones((3, 3))
+    for a, b in [(0, 1), (1, 2), (2, 0), (1, 1)]:
+        counts[a, b] += 1
+    joint = counts / counts.sum()
+    expected = np.log(joint / np.outer(joint.sum(1), joint.sum(0)))
+    np.testing.assert_allclose(crf.bigram_pmi(sequences, 3), expected, rtol=1e-6)
+    np.testing.assert_array_equal(crf.bigram_pmi([], 2), np.zeros((2, 2), np.float32))
 
 
 def test_module_tfa_impl_equals_own() -> None:

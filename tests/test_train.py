@@ -7,12 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import REPO, run_cli, smoke_params
 from datagen import write_vertical
 
 from mtl_tagger import Tagger, interrupt
 from mtl_tagger.conll import read_conll
+from mtl_tagger.crf import bigram_pmi
 from mtl_tagger.loop import Loop
 from mtl_tagger.modeldir import best_checkpoint, read_history
 from mtl_tagger.train import train
@@ -88,6 +90,16 @@ def test_tagger_api(model_dir: Path) -> None:
     everything = t.extract("Acme gold plated chain", task="Chain x", min_confidence=0.0)["values"]
     confident = t.extract("Acme gold plated chain", task="Chain x", min_confidence=0.9)["values"]
     assert confident == [v for v in everything if v["confidence"] >= 0.9]
+
+
+def test_the_model_decodes_with_its_training_splits_tag_prior(model_dir: Path, data_dir: Path) -> None:
+    t = Tagger.load(model_dir)
+    assert t.params.tag_prior == 0.5, "flags/smoke.cfg keeps the default"
+    train_split = read_conll(data_dir / "Chain x" / "train.conll", max_len=t.params.max_len)
+    want = 0.5 * bigram_pmi([t.vocab.tag_ids("Chain x", s.tags) for s in train_split], len(t.vocab.tags["Chain x"]))
+    crf = t.nets["Chain x"].heads["Chain x"].crf
+    np.testing.assert_allclose(crf.prior.numpy(), want, rtol=1e-6)
+    assert crf.prior.numpy().min() < 0, "tag pairs the data never shows are penalised"
 
 
 def test_predict_splits_sentences_longer_than_max_len(model_dir: Path) -> None:
