@@ -4,9 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO
+import pytest
+from conftest import REPO, smoke_params
 
 from experiments.make_sweep import runs as sweep_runs
+from experiments.tag_prior import rescored
+from mtl_tagger.train import train
 
 
 def _run(module: str, *args: str) -> subprocess.CompletedProcess:
@@ -130,3 +133,15 @@ def test_selection_rules_pick_their_own_evaluation() -> None:
     assert picked(result, "latest best dev (macro-F1 + entity-F1)") == {"step": 200}
     assert picked(result, "latest best dev entity-F1") == {"step": 50}
     assert picked(result, "last step") == {"step": 200}
+
+
+def test_tag_prior_rescoring_at_weight_0_is_the_model(data_dir: Path, tmp_path: Path) -> None:
+    train(smoke_params(data_dir, tmp_path / "m", epochs=1, tag_prior=0.0))
+    [run] = rescored(str(tmp_path / "m"), [0.0, 2.0], [])
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())["Chain x"]
+    assert run["task"] == "Chain x" and run["scores"][0.0]["test"]["macro_f1"] == pytest.approx(metrics["macro_f1"])
+    assert set(run["scores"][2.0]) == {"dev", "test"}
+    assert rescored(str(tmp_path / "m"), [0.0], ["Mangal-sutra"]) == []
+    train(smoke_params(data_dir, tmp_path / "p", epochs=1))
+    with pytest.raises(ValueError, match="tag_prior=0.5"):
+        rescored(str(tmp_path / "p"), [0.0], [])
