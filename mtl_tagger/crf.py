@@ -165,15 +165,17 @@ def marginals(emissions: tf.Tensor, lengths: tf.Tensor, transitions: tf.Tensor) 
     return tf.where(mask[:, :, None], probs, tf.zeros_like(probs))
 
 
-def bigram_pmi(tag_ids: Iterable[Sequence[int]], num_tags: int) -> np.ndarray:
-    """[N, N] pointwise mutual information log P(y, y′) / (P(y) P(y′)) of adjacent tags in gold sequences, counts
-    add-one smoothed: negative for pairs the data shows less often than chance, most for pairs it never shows."""
-    counts = np.ones((num_tags, num_tags))
-    for tags in tag_ids:
-        tags = np.asarray(tags, np.int64)
-        np.add.at(counts, (tags[:-1], tags[1:]), 1.0)
-    joint = counts / counts.sum()
-    return np.log(joint / joint.sum(1, keepdims=True) / joint.sum(0, keepdims=True)).astype(np.float32)
+def bigram_pmi(tag_ids: Iterable[Sequence[int] | np.ndarray], num_tags: int) -> np.ndarray:
+    """[N, N] log (n(y, y′) + 1) / (E(y, y′) + 1) for adjacent tags in gold sequences: the count of the pair against
+    the count independent tags would give (row total × column total / all pairs). Negative where the data shows a
+    pair less often than chance and has enough of both tags to tell (never seen: log 1 / (E + 1)), near 0 where
+    the tags are too rare to tell, positive where the pair is more common than chance."""
+    counts = np.zeros((num_tags, num_tags))
+    for seq in tag_ids:
+        ids = np.asarray(seq, np.int64)
+        np.add.at(counts, (ids[:-1], ids[1:]), 1.0)
+    expected = np.outer(counts.sum(1), counts.sum(0)) / max(counts.sum(), 1.0)
+    return np.log((counts + 1.0) / (expected + 1.0)).astype(np.float32)
 
 
 def _import_tfa() -> ModuleType | None:

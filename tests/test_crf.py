@@ -354,15 +354,26 @@ def test_prior_of_an_unseen_pair_flips_a_close_decision() -> None:
     assert module.decode(emissions, [2]).numpy().tolist() == [[1, 2]]
 
 
-def test_bigram_pmi_is_log_joint_over_marginals_of_add_one_counts() -> None:
+def test_bigram_pmi_is_log_count_over_independent_count_both_plus_one() -> None:
     sequences = [[0, 1, 2, 0], [2], [1, 1]]
-    counts = np.ones((3, 3))
+    counts = np.zeros((3, 3))
     for a, b in [(0, 1), (1, 2), (2, 0), (1, 1)]:
         counts[a, b] += 1
-    joint = counts / counts.sum()
-    expected = np.log(joint / np.outer(joint.sum(1), joint.sum(0)))
-    np.testing.assert_allclose(crf.bigram_pmi(sequences, 3), expected, rtol=1e-6)
+    expected = np.outer(counts.sum(1), counts.sum(0)) / 4
+    np.testing.assert_allclose(crf.bigram_pmi(sequences, 3), np.log((counts + 1) / (expected + 1)), rtol=1e-6)
     np.testing.assert_array_equal(crf.bigram_pmi([], 2), np.zeros((2, 2), np.float32))
+
+
+def test_bigram_pmi_penalises_unseen_pairs_only_as_far_as_the_data_can_tell() -> None:
+    # tags O, B-a, I-a, B-r: B-a is frequent and never followed by B-a; B-r occurs twice, never after itself.
+    sequences = [[0, 1, 2, 0]] * 50 + [[1, 0, 1, 2]] * 50 + [[0, 3, 0, 3, 0]]
+    pmi = crf.bigram_pmi(sequences, 4)
+    counts = np.zeros((4, 4))
+    for s in sequences:
+        np.add.at(counts, (np.array(s[:-1]), np.array(s[1:])), 1)
+    assert (pmi[counts == 0] <= 0).all(), "a pair the data never shows is never favoured"
+    assert pmi[1, 1] < -2 and -0.1 < pmi[3, 3] <= 0, "frequent B-a B-a: clearly rare; B-r B-r: no evidence"
+    assert pmi[1, 2] > 0
 
 
 def test_module_tfa_impl_equals_own() -> None:
