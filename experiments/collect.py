@@ -16,6 +16,7 @@ import shutil
 import statistics
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
 from absl import app, flags
@@ -29,16 +30,28 @@ BUCKETS = [(1, 10), (11, 50), (51, 200), (201, None)]
 Runs = dict[tuple[str, str], dict[str, list[dict]]]  # (mode, "A" or "A+B") → vertical → one record per seed
 
 
+def one_tag_prior(params: Iterable[Params], where: object) -> None:
+    """Stop unless every run decodes with the same --tag_prior: runs from before it became a default (0) beside
+    newer ones (e.g. a sweep continued after the change) would compare unlike models."""
+    values = sorted({p.tag_prior for p in params})
+    if len(values) > 1:
+        raise SystemExit(f"error: {where}: the runs decode with --tag_prior {' and '.join(map(str, values))}; rerun "
+                         "the older ones, or pin --tag_prior in the sweep's flagfiles")
+
+
 def load(results_dir: Path) -> Runs:
     """Result records grouped by (mode, pair) and vertical; variant runs (`<name>@<label>`) are left out."""
     runs: Runs = defaultdict(lambda: defaultdict(list))
+    seen = []
     for path in sorted(results_dir.glob("*.json")):
         r = json.loads(path.read_text())
         if "@" in r["name"]:
             continue
         p = Params.from_json(r["params"])
+        seen.append(p)
         for vertical, m in r["metrics"].items():
             runs[(p.mode, "+".join(p.names))][vertical].append({**r, "m": m})
+    one_tag_prior(seen, results_dir)
     return runs
 
 
@@ -88,7 +101,8 @@ def _config(runs: Runs) -> str:
             f"({p['word_vectors'] or 'random'}), batch {p['batch_size']}, learning rate {p['learning_rate']}, "
             f"dropout {p['dropout']}, word dropout {p['word_dropout']}, {p['epochs']} epochs of the largest vertical "
             f"clipped to [{p['min_steps']}, {p['max_steps'] or '∞'}] steps, dev every {p['eval_every'] or 'epoch'} "
-            f"steps, patience {p['patience']} evaluations, coupling score {p['coupling_score']}. Runs dated "
+            f"steps, patience {p['patience']} evaluations, coupling score {p['coupling_score']}, tag prior "
+            f"{Params.from_json(p).tag_prior}. Runs dated "
             f"{dates[0]}–{dates[-1]}; regenerate: `python -m experiments.sweep --sweep_dir=flags/sweeps/table3 && "
             f"python -m experiments.collect` (collected {datetime.date.today().isoformat()}).")
 

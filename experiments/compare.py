@@ -13,6 +13,8 @@ from pathlib import Path
 
 from absl import app, flags
 
+from mtl_tagger.params import Params
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list("results_dir", None, "Directories of variant result files (experiments/sweep.py).")
 flags.DEFINE_string("baseline_dir", "experiments/results/table3", "Result files of the baseline runs.")
@@ -44,8 +46,8 @@ def rows(results_dir: Path, baseline_dir: Path) -> list[str]:
         if not base_path.is_file():
             raise SystemExit(f"error: {path}: no baseline result {base_path}")
         b = json.loads(base_path.read_text())
-        changed = ", ".join(f"{k} {b['params'].get(k)}→{x}" for k, x in v["params"].items()
-                            if k not in IGNORED and b["params"].get(k) != x) or "none"
+        bp, vp = Params.from_json(b["params"]).to_json(), Params.from_json(v["params"]).to_json()
+        changed = ", ".join(f"{k} {bp[k]}→{x}" for k, x in vp.items() if k not in IGNORED and bp[k] != x) or "none"
         for vertical, m in v["metrics"].items():
             (b_at1, b_pairs), (v_at1, v_pairs) = _coupling(b, vertical), _coupling(v, vertical)
             fb, fv = b["metrics"][vertical]["macro_f1"] * 100, m["macro_f1"] * 100

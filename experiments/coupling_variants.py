@@ -17,7 +17,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from experiments.collect import BUCKETS, command_line, mean_sd
+from experiments.collect import BUCKETS, command_line, mean_sd, one_tag_prior
 from mtl_tagger.conll import read_conll
 from mtl_tagger.params import Params
 
@@ -34,10 +34,12 @@ def load(dirs: list[Path]) -> tuple[Models, dict[str, str]]:
     """Shared, coupled and variant results of every pair, and each variant label's flags."""
     models: Models = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
     flags_of: dict[str, str] = {}
+    seen = []
     for d in dirs:
         for path in sorted(d.glob("*.json")):
             r = json.loads(path.read_text())
             p = Params.from_json(r["params"])
+            seen.append(p)
             if p.mode == "single":
                 continue
             label = r["name"].split("@")[1] if "@" in r["name"] else p.mode
@@ -49,6 +51,7 @@ def load(dirs: list[Path]) -> tuple[Models, dict[str, str]]:
             for vertical, m in r["metrics"].items():
                 analysis = next((a for a in r["analysis"] or [] if a["borrower"] == vertical), None)
                 models[label]["+".join(p.names)][vertical][p.seed] = {"m": m, "a": analysis}
+    one_tag_prior(seen, ", ".join(map(str, dirs)))
     return models, flags_of
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from absl import flags
 from scipy.stats import rankdata
 
-from experiments.collect import command_line
+from experiments.collect import command_line, one_tag_prior
 from mtl_tagger import cli
 from mtl_tagger.errors import InputError
 from mtl_tagger.files import write_text_atomic
@@ -77,10 +77,10 @@ def load_gains(results_dirs: Sequence[Path], mode: str) -> tuple[dict[tuple[str,
     single: dict[tuple[str, int], float] = {}
     paired: dict[tuple[str, str, int], float] = {}
     seen: dict[tuple, Path] = {}
-    for path in sorted(path for results_dir in results_dirs for path in results_dir.glob("*.json")):
-        if (run := _read_run(path)) is None:
-            continue
-        p, metrics = run
+    read = [(path, run) for path in sorted(path for results_dir in results_dirs for path in results_dir.glob("*.json"))
+            if (run := _read_run(path)) is not None]
+    one_tag_prior([p for _, (p, _) in read], ", ".join(map(str, results_dirs)))
+    for path, (p, metrics) in read:
         key = (p.mode, p.tasks, p.seed)
         if key in seen:
             raise InputError(f"a second {p.mode} run of {p.tasks} with seed {p.seed} (first: {seen[key]})", path)

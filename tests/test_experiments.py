@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 from conftest import REPO, smoke_params
 
+from experiments.collect import one_tag_prior
 from experiments.make_sweep import runs as sweep_runs
 from experiments.tag_prior import rescored
+from mtl_tagger.params import Params
 from mtl_tagger.train import train
 
 
@@ -145,3 +147,10 @@ def test_tag_prior_rescoring_at_weight_0_is_the_model(data_dir: Path, tmp_path: 
     train(smoke_params(data_dir, tmp_path / "p", epochs=1))
     with pytest.raises(ValueError, match="tag_prior=0.5"):
         rescored(str(tmp_path / "p"), [0.0], [])
+
+
+def test_tables_refuse_runs_decoded_with_different_tag_priors() -> None:
+    old = Params.from_json({"tasks": "A"})  # a result file from before the tag prior: no tag_prior field
+    one_tag_prior([old, Params(tasks="B", tag_prior=0.0)], "res")
+    with pytest.raises(SystemExit, match="res: the runs decode with --tag_prior 0.0 and 0.5"):
+        one_tag_prior([old, Params(tasks="B")], "res")
