@@ -74,7 +74,8 @@ def context_scores(kind: str, emissions: tf.Tensor, lengths: tf.Tensor, transiti
     """The score s_i(y|x) the coupling loss compares, for every position and tag [B, T, N].
 
     emission: the head's emission score (the paper's); log_softmax: the emissions normalised over the tags
-    at each position; marginal: the CRF's log P(y_i = y | x). The last two do not move when a constant is
+    at each position; marginal: the CRF's log P(y_i = y | x) under the learned transitions (the tag prior is for
+    decoding, and training does not see it). The last two do not move when a constant is
     added to every tag's emission at a position, which the CRF cannot see either (BUILD_NOTES).
     """
     if kind == "emission":

@@ -3,10 +3,10 @@
 One serving signature per vertical (`DIR/assets.extra/verticals.json` maps each vertical to its key, e.g.
 "Chain x" → `tag_Chain_x`, and lists its tags). Inputs: `tokens` [B, T] string and `lengths` [B] int32 (tokens
 at and past a row's length are ignored). Outputs: `tags` [B, T] string ("" past each length) and `confidence`
-[B, T] float32 (each token's CRF marginal of its tag, 0 past each length). The graph does what `Tagger.tag`
-does: word, character and word-shape ids as `pipeline.encode`, rows cut into max_len pieces, and the vertical's
-own network (its best checkpoint) with its Viterbi decoder. Tokens go in, not raw text: the project's tokenizer
-(Unicode properties, grapheme clusters) has no exact TensorFlow equivalent.
+[B, T] float32 (each token's CRF marginal of its tag, with the tag prior, 0 past each length). The graph does
+what `Tagger.tag` does: word, character and word-shape ids as `pipeline.encode`, rows cut into max_len pieces, and
+the vertical's own network (its best checkpoint) with its Viterbi decoder. Tokens go in, not raw text: the
+project's tokenizer (Unicode properties, grapheme clusters) has no exact TensorFlow equivalent.
 """
 import functools
 import json

@@ -65,9 +65,10 @@ class Params:
     clip_norm: float = _f(5.0, "Clip the global gradient norm to this (0: no clipping).")
     average: float = _f(0.0, "Score dev and keep checkpoints with an exponential moving average of the weights of "
                              "this decay, e.g. 0.99 (0: the weights themselves).")
-    tag_prior: float = _f(0.5, "Weight of a prior added to each vertical's CRF transitions when decoding: the "
-                               "pointwise mutual information of adjacent gold tags in its training split, which "
-                               "penalises tag pairs the data rarely or never shows, such as B-x B-x (0: none).")
+    tag_prior: float = _f(0.5, "Weight of a prior added to each vertical's CRF transitions when decoding: how much "
+                               "more or less often than chance adjacent gold tags follow each other in its training "
+                               "split (crf.bigram_pmi), which penalises pairs the data rarely or never shows, such "
+                               "as B-x B-x, as far as the tags' counts can tell (0: none).")
     epochs: int = _f(30, "Epochs of the largest vertical; the step budget is epochs × its minibatches, "
                          "clipped to [--min_steps, --max_steps].")
     min_steps: int = _f(1000, "Train at least this many optimiser steps, however small the verticals.")

@@ -173,8 +173,10 @@ def build(p: Params, data: RunData, model_dir: Path, write: bool = True) -> Run:
         logging.info("word vectors: %d of %d vocabulary words initialised from %s", found.sum(), len(vocab.words),
                      p.word_vectors)
     examples = {t: pipeline.encode_sentences(d.train, vocab, t, p.max_word_len) for t, d in data.tasks.items()}
-    for t, ex in examples.items() if p.tag_prior else ():
-        net.heads[t].crf.prior.assign(p.tag_prior * bigram_pmi([e["tags"] for e in ex], len(vocab.tags[t])))
+    for t, ex in examples.items():
+        prior = net.heads[t].crf.prior
+        if prior is not None:  # --tag_prior > 0
+            prior.assign(p.tag_prior * bigram_pmi([e["tags"] for e in ex], len(vocab.tags[t])))
     offsets, start = {}, 0
     for t, ex in examples.items():
         offsets[t] = start
