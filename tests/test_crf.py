@@ -307,30 +307,18 @@ def test_module_init_is_deterministic_and_glorot() -> None:
     assert crf.CRF(3, seed=(0, 0), name="crf_1").transitions.name.startswith("crf_1/")
 
 
-def test_module_methods_call_the_functions() -> None:
+@pytest.mark.parametrize("with_prior", [False, True])
+def test_module_methods_call_the_functions(with_prior: bool) -> None:
+    """Decoding and the marginals use the learned transitions plus the prior, if any; the likelihood never sees it."""
     rng = np.random.default_rng(110)
     lengths, k = [3, 1, 5], 4
     emissions, tags = _batch(rng, lengths, k)
-    module = crf.CRF(k, seed=(1, 2))
-    t = module.transitions
-    np.testing.assert_array_equal(module.log_likelihood(emissions, tags, lengths).numpy(),
-                                  crf.log_likelihood(emissions, tags, lengths, t).numpy())
-    np.testing.assert_array_equal(module.decode(emissions, lengths).numpy(),
-                                  crf.viterbi_decode(emissions, lengths, t)[0].numpy())
-    np.testing.assert_array_equal(module.marginals(emissions, lengths).numpy(),
-                                  crf.marginals(emissions, lengths, t).numpy())
-    np.testing.assert_array_equal(module.log_marginals(emissions, lengths).numpy(),
-                                  crf.log_marginals(emissions, lengths, t).numpy())
-
-
-def test_module_prior_moves_decoding_not_the_likelihood() -> None:
-    rng = np.random.default_rng(111)
-    lengths, k = [3, 1, 5], 4
-    emissions, tags = _batch(rng, lengths, k)
-    module = crf.CRF(k, seed=(1, 2), prior=True)
-    prior = rng.normal(size=(k, k)).astype(np.float32) * 3
-    module.prior.assign(prior)
-    t, fused = module.transitions, module.transitions + prior
+    module = crf.CRF(k, seed=(1, 2), prior=with_prior)
+    t = fused = module.transitions
+    if with_prior:
+        prior = rng.normal(size=(k, k)).astype(np.float32) * 3
+        module.prior.assign(prior)
+        fused = t + prior
     assert module.trainable_variables == (module.transitions,)
     np.testing.assert_array_equal(module.log_likelihood(emissions, tags, lengths).numpy(),
                                   crf.log_likelihood(emissions, tags, lengths, t).numpy())
