@@ -82,19 +82,23 @@ def _over_seeds(rs: list[dict], key: str) -> str:
 
 
 def table(results: list[dict], variants: list[tuple[str, list[str]]], crf_dir: Path) -> str:
-    """Markdown: per variant the mean over verticals and seeds (macro-F1 / entity-F1 under each selection rule),
-    and the mean per vertical (macro-F1)."""
+    """Markdown: per variant the mean over verticals and seeds (macro-F1 / entity-F1 under each selection rule,
+    entity precision / recall), and the mean per vertical (macro-F1 / entity-F1)."""
     verticals = FLAGS.verticals
     crf = {v: m for v, m in crf_results(crf_dir).items() if v in verticals}
     rules = list(RULES)[1:]
     lines = ["| model | macro-F1 (± std over seeds) | entity-F1 (± std over seeds) | verticals with entity-F1 0 | "
-             + " | ".join(f"macro-F1 / entity-F1, {r}" for r in rules) + " | " + " | ".join(verticals) + " |",
-             "|---|---:|---:|---:|" + "---:|" * (len(rules) + len(verticals))]
+             + " | ".join(f"macro-F1 / entity-F1, {r}" for r in rules) + " | entity precision / recall | "
+             + " | ".join(verticals) + " |",
+             "|---|---:|---:|---:|" + "---:|" * (len(rules) + 1 + len(verticals))]
     if len(crf) == len(verticals):
         lines.append(f"| CRF | {_mean([m['macro_f1'] for m in crf.values()])} | "
                      f"{_mean([m['entity_f1'] for m in crf.values()])} | "
                      f"{sum(m['entity_f1'] == 0 for m in crf.values())} | " + " | " * len(rules)
-                     + " | ".join(f"{crf[v]['macro_f1'] * 100:.1f}" for v in verticals) + " |")
+                     + f"{_mean([m['entity_precision'] for m in crf.values()])} / "
+                     f"{_mean([m['entity_recall'] for m in crf.values()])} | "
+                     + " | ".join(f"{crf[v]['macro_f1'] * 100:.1f} / {crf[v]['entity_f1'] * 100:.1f}"
+                                  for v in verticals) + " |")
     for label, extra in variants:
         rs = [r for r in results if r and r["variant"] == label]
         by_v = {v: [r for r in rs if r["vertical"] == v] for v in verticals}
@@ -103,7 +107,10 @@ def table(results: list[dict], variants: list[tuple[str, list[str]]], crf_dir: P
                      f"{_over_seeds(rs, 'entity_f1')} | {zeros} | "
                      + " | ".join(f"{_mean([picked(r, rule)['macro_f1'] for r in rs])} / "
                                   f"{_mean([picked(r, rule)['entity_f1'] for r in rs])}" for rule in rules) + " | "
-                     + " | ".join(_mean([r['selected']['macro_f1'] for r in by_v[v]]) for v in verticals) + " |")
+                     + f"{_mean([r['selected']['entity_precision'] for r in rs])} / "
+                     f"{_mean([r['selected']['entity_recall'] for r in rs])} | "
+                     + " | ".join(f"{_mean([r['selected']['macro_f1'] for r in by_v[v]])} / "
+                                  f"{_mean([r['selected']['entity_f1'] for r in by_v[v]])}" for v in verticals) + " |")
     return "\n".join(lines)
 
 
