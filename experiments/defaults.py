@@ -75,6 +75,11 @@ def _mean(values: list[float]) -> str:
     return f"{statistics.mean(values) * 100:.2f}" if values else "–"
 
 
+def _both(metrics: list[dict], a: str = "macro_f1", b: str = "entity_f1") -> str:
+    """`a / b`, each the mean over the metrics dicts: the table's paired cells."""
+    return f"{_mean([m[a] for m in metrics])} / {_mean([m[b] for m in metrics])}"
+
+
 def _over_seeds(rs: list[dict], key: str) -> str:
     """The selected test `key`, mean ± std over the seeds' means over verticals (the spread a variant's mean has)."""
     seeds = sorted({r["seed"] for r in rs})
@@ -95,22 +100,17 @@ def table(results: list[dict], variants: list[tuple[str, list[str]]], crf_dir: P
         lines.append(f"| CRF | {_mean([m['macro_f1'] for m in crf.values()])} | "
                      f"{_mean([m['entity_f1'] for m in crf.values()])} | "
                      f"{sum(m['entity_f1'] == 0 for m in crf.values())} | " + " | " * len(rules)
-                     + f"{_mean([m['entity_precision'] for m in crf.values()])} / "
-                     f"{_mean([m['entity_recall'] for m in crf.values()])} | "
-                     + " | ".join(f"{crf[v]['macro_f1'] * 100:.1f} / {crf[v]['entity_f1'] * 100:.1f}"
-                                  for v in verticals) + " |")
+                     + _both(list(crf.values()), "entity_precision", "entity_recall") + " | "
+                     + " | ".join(_both([crf[v]]) for v in verticals) + " |")
     for label, extra in variants:
         rs = [r for r in results if r and r["variant"] == label]
         by_v = {v: [r for r in rs if r["vertical"] == v] for v in verticals}
         zeros = sum(statistics.mean(r["selected"]["entity_f1"] for r in by_v[v]) == 0 for v in verticals if by_v[v])
         lines.append(f"| {label} {' '.join(extra)} | {_over_seeds(rs, 'macro_f1')} | "
                      f"{_over_seeds(rs, 'entity_f1')} | {zeros} | "
-                     + " | ".join(f"{_mean([picked(r, rule)['macro_f1'] for r in rs])} / "
-                                  f"{_mean([picked(r, rule)['entity_f1'] for r in rs])}" for rule in rules) + " | "
-                     + f"{_mean([r['selected']['entity_precision'] for r in rs])} / "
-                     f"{_mean([r['selected']['entity_recall'] for r in rs])} | "
-                     + " | ".join(f"{_mean([r['selected']['macro_f1'] for r in by_v[v]])} / "
-                                  f"{_mean([r['selected']['entity_f1'] for r in by_v[v]])}" for v in verticals) + " |")
+                     + " | ".join(_both([picked(r, rule) for r in rs]) for rule in rules) + " | "
+                     + _both([r["selected"] for r in rs], "entity_precision", "entity_recall") + " | "
+                     + " | ".join(_both([r["selected"] for r in by_v[v]]) for v in verticals) + " |")
     return "\n".join(lines)
 
 
