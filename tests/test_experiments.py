@@ -8,6 +8,7 @@ import pytest
 from conftest import REPO, smoke_params
 
 from experiments.collect import one_tag_prior
+from experiments.defaults import _both
 from experiments.make_sweep import runs as sweep_runs
 from experiments.tag_prior import rescored
 from mtl_tagger.params import Params
@@ -154,3 +155,12 @@ def test_tables_refuse_runs_decoded_with_different_tag_priors() -> None:
     one_tag_prior([old, Params(tasks="B", tag_prior=0.0)], "res")
     with pytest.raises(SystemExit, match="res: the runs decode with --tag_prior 0.0 and 0.5"):
         one_tag_prior([old, Params(tasks="B")], "res")
+
+
+def test_defaults_paired_cells_are_means_in_percent() -> None:
+    """Each side of a defaults table's `a / b` cell is the mean of its own key; no values give dashes."""
+    ms = [{"macro_f1": 0.5, "entity_f1": 0.8, "entity_recall": 0.1},
+          {"macro_f1": 0.7, "entity_f1": 0.9, "entity_recall": 0.3}]
+    assert _both(ms) == "60.00 / 85.00"
+    assert _both(ms, "entity_recall", "macro_f1") == "20.00 / 60.00"
+    assert _both([]) == "– / –"
