@@ -28,16 +28,6 @@ from experiments.variants import parse_variant
 from mtl_tagger.files import write_json_atomic
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("verticals", [], "Verticals (directory names under --data_dir).")
-flags.DEFINE_list("seeds", ["1", "2"], "Seeds.")
-flags.DEFINE_string("base", "flags/sweep.cfg", "Flagfile every run starts from.")
-flags.DEFINE_string("data_dir", "data/flipkart", "Prepared data.")
-flags.DEFINE_string("word_vectors", None, "Override --word_vectors for every run ('' = random embeddings).")
-flags.DEFINE_multi_string("variant", ["base:"], "label:--flag=value[ --flag=value]; 'label:' for none.")
-flags.DEFINE_string("name", "defaults", "Name of the study: results go to experiments/results/<name>[.md].")
-flags.DEFINE_string("runs_dir", "runs", "Model dirs go to <runs_dir>/<name>/ (not committed).")
-flags.DEFINE_string("crf_dir", "experiments/results/crf", "CRF baseline result files (<vertical>.json).")
-flags.DEFINE_integer("jobs", 2, "Runs at a time (each with one TensorFlow thread pool of one thread).")
 
 
 def run_one(label: str, extra: list[str], vertical: str, seed: str, runs: Path, results: Path) -> dict | None:
@@ -138,5 +128,20 @@ def main(argv: list[str]) -> None:
     print(text)
 
 
+def define_flags() -> None:
+    """The script's flags (defined when run as a program, so tests can import its functions)."""
+    flags.DEFINE_list("verticals", [], "Verticals (directory names under --data_dir).")
+    flags.DEFINE_list("seeds", ["1", "2"], "Seeds.")
+    flags.DEFINE_string("base", "flags/sweep.cfg", "Flagfile every run starts from.")
+    flags.DEFINE_string("data_dir", "data/flipkart", "Prepared data.")
+    flags.DEFINE_string("word_vectors", None, "Override --word_vectors for every run ('' = random embeddings).")
+    flags.DEFINE_multi_string("variant", ["base:"], "label:--flag=value[ --flag=value]; 'label:' for none.")
+    flags.DEFINE_string("name", "defaults", "Name of the study: results go to experiments/results/<name>[.md].")
+    flags.DEFINE_string("runs_dir", "runs", "Model dirs go to <runs_dir>/<name>/ (not committed).")
+    flags.DEFINE_string("crf_dir", "experiments/results/crf", "CRF baseline result files (<vertical>.json).")
+    flags.DEFINE_integer("jobs", 2, "Runs at a time (each with one TensorFlow thread pool of one thread).")
+
+
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
