@@ -15,7 +15,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from experiments.collect import best_pair, command_line, load, mean_sd
+from experiments.collect import best_pair, command_line, load, mean_sd, one_tag_prior
 from mtl_tagger.params import Params
 
 FLAGS = flags.FLAGS
@@ -39,13 +39,16 @@ def main(argv: list[str]) -> None:
     table3 = load(Path(FLAGS.table3_dir))
     big: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     pairs: set[str] = set()
+    seen = [Params.from_json(r["params"]) for cells in table3.values() for rs in cells.values() for r in rs]
     for path in sorted(Path(FLAGS.results_dir).glob("*.json")):
         r = json.loads(path.read_text())
-        mode = Params.from_json(r["params"]).mode
+        p = Params.from_json(r["params"])
+        seen.append(p)
         for vertical, m in r["metrics"].items():
-            big[mode][vertical].append(m["macro_f1"])
-        if mode == "coupled":
+            big[p.mode][vertical].append(m["macro_f1"])
+        if p.mode == "coupled":
             pairs |= {d["pair"] for d in r["analysis"] or []}
+    one_tag_prior(seen, f"{FLAGS.table3_dir}, {FLAGS.results_dir}")
     verticals = sorted(big["shared"] or big["coupled"])
     columns = {"single": "single", "pair shared": "best pair, shared", "pair coupled": "best pair, coupled",
                "all shared": "all 12, shared", "all coupled": "all 12, coupled (auto)"}

@@ -91,6 +91,15 @@ def test_sweep_then_collect(data_dir: Path, tmp_path: Path) -> None:
     assert rows["vertical"][2:4] == ["best pair, coupled", "all 12, shared"]
     assert rows["Chain x"][3] == shared[0] and rows["Mangal-sutra"][3] == shared[1], "each column under its header"
     assert rows["Chain x"][4] == "– |" and rows["mean over the 2 verticals with every measured cell"][4] == "– |"
+    mixed = tmp_path / "mixed"  # twelve-vertical runs decoded with another tag prior than the Table 3 runs
+    mixed.mkdir()
+    other = json.loads((every / "s1.shared.all.json").read_text())
+    other["params"]["tag_prior"] = Params.from_json(other["params"]).tag_prior + 1
+    (mixed / "s1.shared.all.json").write_text(json.dumps(other))
+    r = _run("experiments.all12", f"--table3_dir={tmp_path / 'res'}", f"--results_dir={mixed}",
+             f"--out={tmp_path / 'out' / 'mixed.md'}")
+    assert r.returncode != 0 and "the runs decode with --tag_prior" in r.stderr, r.stderr
+    assert not (tmp_path / "out" / "mixed.md").exists()
 
     r = _run("experiments.loss_scales", f"--model_dirs={tmp_path / 'runs' / 's1.coupled.Chain x+Mangal-sutra'}")
     assert r.returncode == 0, r.stderr
