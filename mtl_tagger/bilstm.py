@@ -106,7 +106,7 @@ def _directions(x: tf.Tensor, lengths: tf.Tensor, fw: LSTMWeights, bw: LSTMWeigh
 
 
 def bilstm(x: tf.Tensor, lengths: tf.Tensor, fw: LSTMWeights, bw: LSTMWeights) -> tf.Tensor:
-    """[B, T, in] padded at the end of each row → [B, T, 2u]: [forward; backward] per position, 0 past lengths."""
+    """[B, T ≥ 1, in] padded at the end of each row → [B, T, 2u]: [forward; backward] per position, 0 past lengths."""
     h_fw, h_bw = _directions(x, lengths, fw, bw)
     h = tf.concat([h_fw, tf.reverse_sequence(h_bw, lengths, seq_axis=0, batch_axis=1)], axis=-1)
     mask = tf.sequence_mask(lengths, tf.shape(x)[1], dtype=h.dtype)
@@ -114,7 +114,7 @@ def bilstm(x: tf.Tensor, lengths: tf.Tensor, fw: LSTMWeights, bw: LSTMWeights) -
 
 
 def bilstm_final(x: tf.Tensor, lengths: tf.Tensor, fw: LSTMWeights, bw: LSTMWeights) -> tf.Tensor:
-    """[B, T, in] → [B, 2u]: each direction's state after reading the whole row (lengths ≥ 1)."""
+    """[B, T ≥ 1, in] → [B, 2u]: each direction's state after reading the whole row (lengths ≥ 1)."""
     h_fw, h_bw = _directions(x, lengths, fw, bw)
     last = tf.stack([tf.maximum(lengths - 1, 0), tf.range(tf.shape(lengths)[0])], axis=1)
     return tf.concat([tf.gather_nd(h_fw, last), tf.gather_nd(h_bw, last)], axis=-1)

@@ -89,10 +89,13 @@ class SentenceTable:
         self.length = tf.constant(lengths)
 
     def batch(self, rows: tf.Tensor) -> dict[str, tf.Tensor]:
-        """The padded batch (BATCH_SIGNATURE) of the given table rows, in-graph; no rows give one padding column."""
+        """The padded batch (BATCH_SIGNATURE) of the given table rows, in-graph, laid out as `pad`: every axis past
+        the rows at least 1 wide, so that no rows give one padding word of one padding character (the BiLSTMs
+        cannot run over zero steps)."""
         def padded(table: tf.RaggedTensor) -> tf.Tensor:
             x = tf.gather(table, rows).to_tensor()
-            return tf.pad(x, [[0, 0], [0, tf.maximum(1 - tf.shape(x)[1], 0)]] + [[0, 0]] * (len(x.shape) - 2))
+            short = tf.maximum(1 - tf.shape(x)[1:], 0)
+            return tf.pad(x, tf.concat([[[0, 0]], tf.stack([tf.zeros_like(short), short], axis=1)], 0))
 
         return {"words": padded(self.words), "chars": padded(self.chars), "case": padded(self.case),
                 "tags": padded(self.tags), "length": tf.gather(self.length, rows)}

@@ -1,5 +1,6 @@
 """Shared fixtures: synthetic verticals and one trained smoke model reused by the end-to-end tests."""
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -7,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from datagen import make_data_dir
+from datagen import make_data_dir, write_vertical
 
 from mtl_tagger.params import Params, read_flagfile
 
@@ -19,6 +20,16 @@ SMOKE = read_flagfile(REPO / "flags" / "smoke.cfg")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two small synthetic verticals: 'Chain x' and 'Mangal-sutra'."""
     return make_data_dir(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def three(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic verticals plus a third, 'Ring': three verticals, three pairs to couple."""
+    root = tmp_path_factory.mktemp("three")
+    for v in ("Chain x", "Mangal-sutra"):
+        shutil.copytree(data_dir / v, root / v)
+    write_vertical(root, "Ring", "ring", {"train": 60, "dev": 15, "test": 20}, seed=5)
+    return root
 
 
 @pytest.fixture

@@ -1,17 +1,31 @@
 """The coupling loss against a plain NumPy reading of paper §3.4, for every --coupling_score; the batches it is
-computed on; and why only log_softmax and marginal scores are blind to what the CRF cannot see."""
+computed on, down to empty and one-sentence length groups; and why only log_softmax and marginal scores are blind
+to what the CRF cannot see."""
+import dataclasses
 import itertools
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import smoke_params
 
 from mtl_tagger import crf, pipeline
-from mtl_tagger.coupling import Coupler, CouplingData, PairShortlist, context_scores, length_groups
+from mtl_tagger.coupling import (
+    COUPLING_SIGNATURE,
+    GROUPS,
+    Coupler,
+    CouplingData,
+    PairShortlist,
+    context_scores,
+    length_groups,
+)
 from mtl_tagger.labels import kgram_ids, label_kgrams
+from mtl_tagger.loop import Loop
 from mtl_tagger.model import TaggerNet
 from mtl_tagger.params import Params
+from mtl_tagger.run import build, load_data
 from mtl_tagger.shortlist import make_contexts
 from mtl_tagger.vocab import Vocab
 
@@ -207,3 +221,89 @@ def test_length_groups_cut_where_padding_falls_most() -> None:
     assert padded(four) < padded(two) < 30 * ls[-1], "more groups, less padding"
     assert length_groups(tf.constant([7]), 4).numpy().tolist() == [0, 1, 1, 1, 1]
     assert length_groups(tf.constant([], tf.int32), 4).numpy().tolist() == [0, 0, 0, 0, 0]
+
+
+def _group_sizes(data: CouplingData, table: pipeline.SentenceTable, anchors: np.ndarray,
+                 chosen: np.ndarray) -> np.ndarray:
+    """[steps, GROUPS]: the sentences in each length group of every planned step's coupling minibatch."""
+    def sizes(rows: tf.Tensor, places: tf.Tensor) -> tf.Tensor:
+        c = data.batch(table, rows, places)
+        return tf.stack([tf.size(c[f"sentences_{g}"]["length"]) for g in range(GROUPS)])
+
+    steps = tf.data.Dataset.from_tensor_slices((anchors, chosen)).map(sizes).batch(len(anchors))
+    return next(iter(steps)).numpy()
+
+
+def _widen(plan: np.ndarray, width: int) -> np.ndarray:
+    """A plan's rows padded with −1 (none) to `width` entries, so plans of several batch sizes stack."""
+    return np.pad(plan, [(0, 0), (0, width - plan.shape[1])] + [(0, 0)] * (plan.ndim - 2), constant_values=-1)
+
+
+@pytest.mark.parametrize("traced", [False, True])
+def test_empty_and_one_sentence_length_groups(traced: bool) -> None:
+    """One anchor of a one-word sentence and its neighbour (two one-sentence groups, two empty ones), and a worker's
+    share with no anchor (every group empty) give the reference TCE and finite gradients, eagerly and traced as the
+    loop traces them."""
+    names, tags, examples, _, table, data, net, coupler = _setup(5)
+    variables = [*net.trainable_variables, *coupler.trainable_variables]
+
+    def loss(c: dict) -> tuple:
+        with tf.GradientTape() as tape:
+            out = coupler(net, c, seed=None, anchors=tf.constant(1.0))  # the whole step's one anchor
+        grads = tape.gradient(out["total"], variables)
+        return out["total"], out["parts"], [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+                                            for g, v in zip(grads, variables)]
+
+    if traced:
+        loss = tf.function(loss, input_signature=[COUPLING_SIGNATURE], autograph=False)
+    anchor = min(data.anchors(0), key=lambda r: table.lengths[data.ctx_sentence[data.anchor_ctx[r]]])
+    assert table.lengths[data.ctx_sentence[data.anchor_ctx[anchor]]] == 1
+    for rows, chosen, groups in ((np.array([anchor]), np.array([[0]]), [1, 1, 0, 0]),
+                                 (np.zeros(0, np.int32), np.zeros((0, 1), np.int32), [0, 0, 0, 0])):
+        c = data.batch(table, tf.constant(rows), tf.constant(chosen, tf.int32))
+        assert [int(tf.size(c[f"sentences_{g}"]["length"])) for g in range(GROUPS)] == groups
+        total, parts, grads = loss(c)
+        want = np.zeros((len(data.pairs), 4))
+        if len(rows):
+            want = _reference(names, tags, examples, data, net, coupler, rows, chosen, "emission")[1]
+        np.testing.assert_allclose(parts.numpy(), want, rtol=1e-4, atol=1e-5)
+        assert float(total) == pytest.approx(want.sum(), rel=1e-4, abs=1e-6)
+        assert all(np.isfinite(g.numpy()).all() for g in grads)
+        assert any(np.any(g.numpy() != 0) for g in grads) == bool(len(rows))
+
+
+def test_every_step_with_an_empty_or_one_sentence_group_trains(three: Path, tmp_path: Path) -> None:
+    """Every pair's step plans at many batch sizes and seeds, each over a whole pass (whose last minibatch may hold
+    one to three anchors in at most three sentences): each distinct pattern of empty / one-sentence / larger length
+    groups they give runs through the loop's traced train step (of the first pair that gives it) to finite losses."""
+    batch_sizes, seeds = range(8, 41), (0, 1)
+    patterns: set[tuple[int, ...]] = set()
+    for a, b in itertools.combinations(["Chain x", "Mangal-sutra", "Ring"], 2):
+        p = smoke_params(three, tmp_path / f"{a}+{b}", task_a=a, task_b=b)
+        run = build(p, load_data(p), Path(p.model_dir), write=False)
+        plans: dict[str, list[np.ndarray]] = {k: [] for k in (*p.names, "anchors", "chosen")}
+        for batch_size, seed in itertools.product(batch_sizes, seeds):
+            variant = dataclasses.replace(run, params=dataclasses.replace(p, batch_size=batch_size, seed=seed))
+            steps = -(-len(run.coupling.anchors(0)) // batch_size) + 1
+            anchors, chosen = variant.coupling_plan(steps)
+            for k, plan in {**variant.plans(steps), "anchors": anchors, "chosen": chosen}.items():
+                plans[k].append(_widen(plan, max(batch_sizes)))
+        rows = {k: np.concatenate(v) for k, v in plans.items()}
+        sizes = _group_sizes(run.coupling, run.table, rows["anchors"], rows["chosen"])
+        first: dict[tuple[int, ...], int] = {}
+        for step in np.flatnonzero(sizes.min(axis=1) <= 1):
+            pattern = tuple(np.minimum(sizes[step], 2).tolist())
+            if pattern not in patterns:
+                first.setdefault(pattern, step)
+        if not first:
+            continue
+        patterns |= set(first)
+        picked = sorted(first.values())
+        loop = Loop(run, Path(p.model_dir))
+        data = pipeline.step_dataset(run.table, {t: rows[t][picked] for t in p.names}, run.offsets, 0, run.coupling,
+                                     (rows["anchors"][picked], rows["chosen"][picked]))
+        for step, inputs in zip(picked, data):
+            out = loop.train_step(inputs)
+            assert all(np.isfinite(v.numpy()) for v in out.values()), (a, b, sizes[step].tolist())
+    assert any(0 in pattern for pattern in patterns), "no plan had a step with an empty length group"
+    assert any(1 in pattern for pattern in patterns), "no plan had a step with a one-sentence length group"

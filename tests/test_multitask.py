@@ -1,13 +1,11 @@
 """Multi-task modes end to end on synthetic verticals: single = one-vertical shared code, shared, coupled with
 N verticals, the Fig. 4 analysis per coupled pair and direction, evaluate --compare, resume."""
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import run_cli, smoke_params
-from datagen import write_vertical
 
 from mtl_tagger.analysis import alignment_at_1, top_lenders
 from mtl_tagger.conll import write_conll
@@ -19,16 +17,6 @@ def test_single_mode_is_the_default_for_one_vertical(data_dir: Path, tmp_path: P
     default = train(smoke_params(data_dir, tmp_path / "a", epochs=1))
     single = train(smoke_params(data_dir, tmp_path / "b", epochs=1, mtl_mode="single"))
     assert default == single
-
-
-@pytest.fixture(scope="module")
-def three(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The synthetic verticals plus a third, 'Ring'."""
-    root = tmp_path_factory.mktemp("three")
-    for v in ("Chain x", "Mangal-sutra"):
-        shutil.copytree(data_dir / v, root / v)
-    write_vertical(root, "Ring", "ring", {"train": 60, "dev": 15, "test": 20}, seed=5)
-    return root
 
 
 @pytest.fixture(scope="module")

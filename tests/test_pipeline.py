@@ -43,6 +43,20 @@ def test_in_graph_batch_equals_numpy_padding() -> None:
         np.testing.assert_array_equal(got[key].numpy(), want[key])
 
 
+def test_in_graph_batch_of_no_rows_or_one_short_word_equals_numpy_padding() -> None:
+    """No rows, and one sentence of one one-letter word, are laid out as `pad` lays them out: at least one word
+    slot of at least one character slot, so the BiLSTMs never run over zero steps."""
+    tokens = [["a"], ["bb", "c"]]
+    examples = pipeline.encode(tokens, Vocab.build(tokens, {"T": [["O"], ["O", "O"]]}), 6, "T", [["O"], ["O", "O"]])
+    table = pipeline.SentenceTable(examples)
+    for rows in ([], [0]):
+        got = table.batch(tf.constant(rows, tf.int32))
+        want = pipeline.pad([examples[r] for r in rows])
+        for key in pipeline.BATCH_KEYS:
+            assert got[key].shape == want[key].shape
+            np.testing.assert_array_equal(got[key].numpy(), want[key])
+
+
 def test_pipeline_from_a_later_step_is_the_tail_of_the_whole() -> None:
     examples = _examples(np.random.default_rng(3), 30)
     table = pipeline.SentenceTable(examples)
