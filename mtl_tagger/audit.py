@@ -3,7 +3,9 @@
     python -m mtl_tagger.audit --extractions=OUT.jsonl --catalog=PATH --out=DIR
 
 Inputs: extract's OUT.jsonl, its OUT.jsonl.summary.json (written when the extraction is complete: the
-attributes each vertical's head can tag, and how the text was prepared) and the catalog it was run on.
+attributes each vertical's head can tag, how the text was prepared, the catalog's SHA-256) and the catalog it
+was run on. A catalog whose SHA-256 is not the one extract recorded is refused (an extraction whose summary
+predates that record is checked against OUT.jsonl.progress.json's, and, without either, audited with a note).
 
 Values are compared the way prepare matches them (`value_tokens`: the value's tokens, case-folded).
 Specification side S: every specification with a key, and the brand column where prepare adds it
@@ -24,7 +26,8 @@ token-aligned matcher): spec_value_in_text (a specification value occurs in the 
 names both, and the model took the other) and overlap (one side's value occurs inside the other's, as in
 "slim" / "slim fit": most likely a span the model cut short or ran on).
 
-Output (each file written atomically): DIR/counts.json (the four counts in total, per vertical, per
+Output (each file written atomically, under a lock on DIR/.lock that refuses a second audit into DIR while
+one writes, and removed after): DIR/counts.json (the four counts in total, per vertical, per
 attribute and per vertical and attribute), DIR/conflicts.jsonl (one row per conflict: id, vertical,
 attribute, description_value, spec_value, snippet, start, end, confidence, spec_value_in_text, overlap) and
 DIR/report.md (totals, per vertical, per attribute, the most frequent conflicts with ids and snippets).
@@ -35,13 +38,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from absl import flags
+from absl import flags, logging
 
 from mtl_tagger import cli
 from mtl_tagger.catalog import Product, read_catalog
 from mtl_tagger.errors import InputError
-from mtl_tagger.extract import SUMMARY_SUFFIX, record_line, sidecar
+from mtl_tagger.extract import PROGRESS_SUFFIX, SUMMARY_SUFFIX, digest, record_line, sidecar
 from mtl_tagger.files import read_json, write_json_atomic, write_text_atomic
+from mtl_tagger.lock import FileLock
 from mtl_tagger.prepare import (
     description_text,
     distant_labels,
@@ -52,6 +56,9 @@ from mtl_tagger.prepare import (
 )
 from mtl_tagger.text import tokenize
 
+LOCK = ".lock"
+SUMMARY_KEYS = ("model_dir", "keep_spec_block", "min_confidence", "tagged", "tagged_per_vertical", "skipped",
+                "attributes")
 CLASSES = ("agrees", "conflicts", "only_in_description", "only_in_specification")
 CLASS_NAMES = {"agrees": "agrees", "conflicts": "conflicts", "only_in_description": "only in description",
                "only_in_specification": "only in specification"}
@@ -141,6 +148,13 @@ def snippet(text: str, start: int, end: int, context: int = SNIPPET_CONTEXT) -> 
     return ("…" if left else "") + " ".join(show.split()) + ("…" if right < len(text) else "")
 
 
+def _is_value(v: object) -> bool:
+    """Whether `v` is one of extract's value records."""
+    return (isinstance(v, dict) and isinstance(v.get("attribute"), str) and isinstance(v.get("value"), str)
+            and isinstance(v.get("start"), int) and isinstance(v.get("end"), int)
+            and isinstance(v.get("confidence"), (int, float)))
+
+
 def _records(path: Path) -> Iterator[tuple[int, dict]]:
     """(line, record) of an extract output; InputError naming the line of a damaged one."""
     try:
@@ -151,11 +165,31 @@ def _records(path: Path) -> Iterator[tuple[int, dict]]:
         for lineno, line in enumerate(f, 1):
             try:
                 record = json.loads(line)
-                if not isinstance(record, dict) or not {"id", "vertical", "values"} <= set(record):
+                if not isinstance(record, dict) or not isinstance(record.get("id"), str) or not isinstance(
+                        record.get("vertical"), str) or not isinstance(record.get("values"), list):
                     raise ValueError("not an extract record (id, vertical, values)")
+                if not all(map(_is_value, record["values"])):
+                    raise ValueError("a value is not an extract value (attribute, value, start, end, confidence)")
             except (ValueError, UnicodeDecodeError) as e:
                 raise InputError(f"damaged extract record ({e})", path, lineno) from None
             yield lineno, record
+
+
+def check_catalog(extractions: Path, summary: dict, catalog: str | Path) -> None:
+    """InputError unless the catalog's SHA-256 is the one extract recorded for the catalog it read (in the
+    summary; in the progress file for summaries written before they held it); a note when neither has it."""
+    settings = summary.get("settings")
+    progress = sidecar(extractions, PROGRESS_SUFFIX)
+    if settings is None and progress.is_file():
+        state = read_json(progress)
+        settings = state.get("settings") if isinstance(state, dict) else None
+    recorded = settings.get("catalog") if isinstance(settings, dict) else None
+    if recorded is None:
+        logging.warning("%s records no SHA-256 of the catalog it was extracted from (an older extract wrote it): "
+                        "not checked that it is %s", extractions, catalog)
+    elif digest([Path(catalog)]) != recorded:
+        raise InputError(f"is not the catalog {extractions} was extracted from (another SHA-256 than extract "
+                         "recorded): pass that catalog, or extract this one into another --out", catalog)
 
 
 def audit(extractions: str | Path, catalog: str | Path) -> Audit:
@@ -167,7 +201,11 @@ def audit(extractions: str | Path, catalog: str | Path) -> Audit:
         raise InputError(f"no {summary_path.name}: the extraction has not finished; run extract again to complete "
                          "it", extractions)
     summary = read_json(summary_path)
+    if not isinstance(summary, dict) or not set(SUMMARY_KEYS) <= set(summary) or not isinstance(
+            summary["attributes"], dict):
+        raise InputError("not a summary of extract", summary_path)
     products = {p.id: p for p in read_catalog(catalog).products}
+    check_catalog(extractions, summary, catalog)
     verdicts: list[Verdict] = []
     not_taggable: Counter = Counter()
     texts: dict[str, str] = {}
@@ -325,10 +363,19 @@ def write_audit(extractions: str | Path, catalog: str | Path, out: str | Path) -
     out.mkdir(parents=True, exist_ok=True)
     table = counts(result)
     rows = [conflict_row(v, result.texts[v.id]) for v in result.verdicts if v.cls == "conflicts"]
-    write_json_atomic(out / "counts.json", table)
-    write_text_atomic(out / "conflicts.jsonl", "".join(record_line(r) for r in rows))
-    write_text_atomic(out / "report.md", report(result, table, rows, extractions, catalog))
+    lock = dir_lock(out)
+    try:
+        write_json_atomic(out / "counts.json", table)
+        write_text_atomic(out / "conflicts.jsonl", "".join(record_line(r) for r in rows))
+        write_text_atomic(out / "report.md", report(result, table, rows, extractions, catalog))
+    finally:
+        lock.release()
     return table
+
+
+def dir_lock(out: Path) -> FileLock:
+    """The lock on DIR that one audit holds while it writes there, so that DIR holds the files of one audit."""
+    return FileLock(out / LOCK, out, "audit", "directory", "--out")
 
 
 FLAGS = flags.FLAGS

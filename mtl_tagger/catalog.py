@@ -15,6 +15,7 @@ A record that cannot be understood (bad JSON, a missing or mistyped field, bytes
 a uniq_id seen before) is skipped and reported with its line; a file that cannot be opened or
 decompressed is an InputError.
 """
+import contextlib
 import csv
 import gzip
 import io
@@ -120,6 +121,17 @@ def _jsonl_products(data: bytes, path: Path, skipped: list[str]) -> Iterator[tup
             skipped.append(f"{path}:{lineno}: {e}")
 
 
+@contextlib.contextmanager
+def _csv_fields_up_to(size: int) -> Iterator[None]:
+    """The csv module's field size limit (process-wide, 128 KiB by default: less than a long description) raised
+    to `size` characters, the length of the text read, for the block."""
+    before = csv.field_size_limit(max(size, csv.field_size_limit()))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(before)
+
+
 _RUBY_ARROW = re.compile(r'"\s*=>\s*')
 
 
@@ -154,28 +166,29 @@ def _csv_products(data: bytes, path: Path, skipped: list[str]) -> Iterator[tuple
     except UnicodeDecodeError as e:
         line = data[:e.start].count(b"\n") + 1
         raise InputError(f"not UTF-8 ({e.reason}); save the CSV as UTF-8", path, line) from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
-    if missing:
-        raise InputError(f"not a products JSONL, nor a CSV with columns {', '.join(missing)}", path, 1)
-    start = reader.line_num + 1
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as e:
-            raise InputError(f"malformed CSV ({e})", path, reader.line_num) from None
-        try:
-            if None in row or any(row[c] is None for c in CSV_COLUMNS):
-                raise ValueError(f"record does not have the header's {len(reader.fieldnames or [])} fields")
-            tree = parse_category_tree(row["product_category_tree"])
-            specs = parse_ruby_specifications(row["product_specifications"])
-            yield start, _product(row["uniq_id"], row["product_name"], tree, row.get("brand"),
-                                  row["description"], specs)
-        except (ValueError, TypeError) as e:
-            skipped.append(f"{path}:{start}: {e}")
+    with _csv_fields_up_to(len(text)):
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise InputError(f"not a products JSONL, nor a CSV with columns {', '.join(missing)}", path, 1)
         start = reader.line_num + 1
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                raise InputError(f"malformed CSV ({e})", path, reader.line_num) from None
+            try:
+                if None in row or any(row[c] is None for c in CSV_COLUMNS):
+                    raise ValueError(f"record does not have the header's {len(reader.fieldnames or [])} fields")
+                tree = parse_category_tree(row["product_category_tree"])
+                specs = parse_ruby_specifications(row["product_specifications"])
+                yield start, _product(row["uniq_id"], row["product_name"], tree, row.get("brand"),
+                                      row["description"], specs)
+            except (ValueError, TypeError) as e:
+                skipped.append(f"{path}:{start}: {e}")
+            start = reader.line_num + 1
 
 
 _FIRST_LINE = re.compile(rb"[^\n]*")
@@ -185,7 +198,9 @@ _OBJECT_LINE = re.compile(rb"^[\xef\xbb\xbf \t\r]*\{", re.MULTILINE)  # a line t
 def _is_jsonl(data: bytes, path: Path) -> bool:
     """False for the Kaggle CSV (its header row, or a .csv name), and for a file with no line starting with `{`:
     the CSV reader then says which columns are missing."""
-    header = next(csv.reader([_FIRST_LINE.match(data).group().decode("utf-8-sig", errors="replace")]), [])
+    first = _FIRST_LINE.match(data).group().decode("utf-8-sig", errors="replace")
+    with _csv_fields_up_to(len(first)):
+        header = next(csv.reader([first]), [])
     if all(c in header for c in CSV_COLUMNS) or path.name.lower().removesuffix(".gz").endswith(".csv"):
         return False
     return _OBJECT_LINE.search(data) is not None

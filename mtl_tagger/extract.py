@@ -17,13 +17,20 @@ OUT.jsonl: one line per tagged product (a product without values too):
     {"id": uniq_id, "vertical": V, "values": [{"attribute", "value", "start", "end", "confidence"}]}
 start/end are character offsets into the text the model saw; U+2028, U+2029 and U+0085 are written as
 \\u escapes, so every reader sees one record per line.
-OUT.jsonl.progress.json: the settings (fingerprints of model, catalog and mapping; batch, confidence, text
-option) and how many chunks, products and bytes of OUT are complete. A chunk is appended to OUT and
-fsync'd, then the progress file is replaced. A new run with the same settings cuts OUT back to the recorded
-bytes (a torn line, or a chunk written but not recorded) and goes on with the next chunk, so a killed run
-loses nothing and writes nothing twice; other settings are refused.
+OUT.jsonl.progress.json: the settings (SHA-256 fingerprints of model, catalog and mapping; batch, confidence,
+text option) and how many chunks, products and bytes of OUT are complete. A chunk is appended to OUT and
+fsync'd, then the progress file is replaced. A new run with the same settings first checks OUT, writing
+nothing: its lines must be the records of the planned products in order, the recorded bytes exactly the
+recorded products' lines, and what follows them the start of the next ones (a chunk written but not
+recorded, a torn line). Only then is that tail cut and the run goes on with the next chunk, so a killed run
+loses nothing and writes nothing twice. Other settings, or an OUT that fails the check, are refused with OUT
+left as it is.
 OUT.jsonl.summary.json (written at the end): products tagged and values per vertical, products skipped per
-vertical, the attributes each head can tag (what `audit` compares), and the settings.
+vertical, the attributes each head can tag (what `audit` compares), and the settings (`audit` checks the
+catalog's fingerprint).
+OUT.jsonl.lock: one extract command at a time writes OUT; it holds a lock on this file (flock, so it goes with
+the process), which is removed when the command ends. A second command on the same OUT is refused in one
+line; a lock file left by a killed command is taken over.
 
 Engines. local tags in this process. ray runs the chunks through Ray Data (`pip install -e '.[ray]'`): a
 callable class loads the Tagger once per actor (`--workers` actors) and results are written in chunk order.
@@ -47,6 +54,7 @@ from mtl_tagger import cli, interrupt
 from mtl_tagger.catalog import read_catalog
 from mtl_tagger.errors import InputError, Interrupted
 from mtl_tagger.files import read_json, write_json_atomic
+from mtl_tagger.lock import FileLock
 from mtl_tagger.prepare import DEFAULT_VERTICALS, description_text, load_verticals, vertical_of
 from mtl_tagger.progress import Progress
 
@@ -56,6 +64,7 @@ if TYPE_CHECKING:
 ENGINES = ("local", "ray")
 PROGRESS_SUFFIX = ".progress.json"
 SUMMARY_SUFFIX = ".summary.json"
+LOCK_SUFFIX = ".lock"
 # Line breaks that json.dumps leaves raw inside strings but str.splitlines and some JSONL readers split on.
 _LINE_BREAK_ESCAPES = {ord("\u2028"): "\\u2028", ord("\u2029"): "\\u2029", ord("\x85"): "\\u0085"}
 
@@ -194,7 +203,7 @@ def ray_engine(model_dir: str | Path, chunks: Sequence[Sequence[Item]], min_conf
             ray.shutdown()
 
 
-def _digest(paths: Sequence[Path]) -> str:
+def digest(paths: Sequence[Path]) -> str:
     """SHA-256 over the bytes of several files (with their lengths, so boundaries count)."""
     h = hashlib.sha256()
     for path in paths:
@@ -210,52 +219,98 @@ def model_fingerprint(model_dir: str | Path, tagger: "Tagger") -> str:
 
     model_dir = Path(model_dir)
     indexes = [Path(f"{best_checkpoint(model_dir, task)}.index") for task in tagger.tasks]
-    return _digest([model_dir / "params.json", model_dir / "vocab.json", *indexes])
+    return digest([model_dir / "params.json", model_dir / "vocab.json", *indexes])
+
+
+def output_lock(out: str | Path) -> FileLock:
+    """The lock of OUT (OUT.lock beside it, its directory made if missing) that one extract command holds."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(sidecar(out, LOCK_SUFFIX), out, "extract", "output", "--out")
+
+
+def is_record_of(line: bytes, item: Item) -> bool:
+    """Whether a line of OUT is the record of `item` or, for a last line without its newline (torn), its start."""
+    pid, vertical, _ = item
+    head = record_line({"id": pid, "vertical": vertical, "values": []}).encode()[:-3]  # up to the values' "["
+    if not line.endswith(b"\n"):
+        return head.startswith(line) or line.startswith(head)
+    try:
+        return line.startswith(head) and isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
 
 
 class Output:
     """OUT.jsonl written chunk by chunk, with the progress file that says how much of it is complete."""
 
-    def __init__(self, out: str | Path, settings: dict) -> None:
-        """Open OUT to go on where an earlier run with the same settings stopped (or to start it)."""
+    def __init__(self, out: str | Path, settings: dict, chunks: Sequence[Sequence[Item]]) -> None:
+        """Open OUT to go on where an earlier run with the same settings stopped (or to start it); `chunks`: the
+        plan's chunks, which say what OUT's lines must be. The caller holds OUT's lock."""
         self.out = Path(out)
         self.progress_path = sidecar(self.out, PROGRESS_SUFFIX)
         self.settings = settings
         if self.progress_path.exists():
-            self.state = self._resumed(read_json(self.progress_path))
+            self.state = self._resumed(read_json(self.progress_path), chunks)
         elif self.out.exists() and (not self.out.is_file() or self.out.stat().st_size):
             raise InputError(f"exists and is not an extract output (no {self.progress_path.name}); not replacing "
                              "it", self.out)
         else:
-            self.out.parent.mkdir(parents=True, exist_ok=True)
             self.out.write_bytes(b"")
             self.state = {"settings": settings, "chunks": 0, "products": 0, "bytes": 0}
             write_json_atomic(self.progress_path, self.state)
         self.file = open(self.out, "ab")
 
-    def _resumed(self, state: object) -> dict:
-        """The recorded state, checked against the settings and OUT, with OUT cut back to what it records."""
-        if not isinstance(state, dict) or not {"settings", "chunks", "products", "bytes"} <= set(state):
+    def _changed(self, what: str, line: int | None = None) -> InputError:
+        """The refusal of an OUT that does not hold what the progress file records (OUT is left as it is)."""
+        return InputError(f"{what}: it is not what {self.progress_path.name} records; delete both to start over, "
+                          "or choose another --out", self.out, line)
+
+    def _resumed(self, state: object, chunks: Sequence[Sequence[Item]]) -> dict:
+        """The recorded state, checked against the settings and OUT; then OUT is cut back to what it records."""
+        counts = ("chunks", "products", "bytes")
+        if not isinstance(state, dict) or not {"settings", *counts} <= set(state) or not isinstance(
+                state["settings"], dict) or not all(isinstance(state[k], int) and state[k] >= 0 for k in counts):
             raise InputError("not a progress file of extract", self.progress_path)
         if state["settings"] != self.settings:
             changed = sorted(k for k in {*state["settings"], *self.settings}
                              if state["settings"].get(k) != self.settings.get(k))
             raise InputError(f"holds an extraction with other settings ({', '.join(changed)}): delete it and "
                              f"{self.progress_path.name}, or choose another --out", self.out)
+        if state["products"] != sum(len(chunk) for chunk in chunks[:state["chunks"]]):
+            raise InputError(f"records {state['products']} products in {state['chunks']} chunks of this "
+                             f"extraction, which hold another number; delete it and {self.out.name} to start over",
+                             self.progress_path)
         if not self.out.is_file():
             raise InputError(f"is missing, but {self.progress_path.name} records {state['products']} products of it: "
                              f"delete {self.progress_path.name} to start over", self.out)
         size = self.out.stat().st_size
         if size < state["bytes"]:
-            raise InputError(f"is shorter than {self.progress_path.name} records ({size} < {state['bytes']} bytes): "
-                             "it was changed by hand; delete both to start over", self.out)
-        with open(self.out, "r+b") as f:
-            f.truncate(state["bytes"])  # a torn line, or a chunk appended but not recorded
-            lines = f.read().count(b"\n")
-        if lines != state["products"]:
-            raise InputError(f"holds {lines} records where {self.progress_path.name} records {state['products']}: "
-                             "it was changed by hand; delete both to start over", self.out)
+            raise self._changed(f"is shorter than {self.progress_path.name} records ({size} < {state['bytes']} "
+                                "bytes)")
+        self._check(state, [item for chunk in chunks for item in chunk])
+        if size > state["bytes"]:
+            with open(self.out, "r+b") as f:
+                f.truncate(state["bytes"])  # the next products' lines, or the start of them, written but not recorded
         return state
+
+    def _check(self, state: dict, items: Sequence[Item]) -> None:
+        """Refuse OUT unless each line is the record of the planned product of its place (a last one may be torn),
+        and the recorded bytes end exactly after the recorded products' lines."""
+        offset, recorded = 0, 0 if state["bytes"] == 0 else None  # recorded: lines in the recorded bytes
+        with open(self.out, "rb") as f:
+            for lineno, line in enumerate(f, 1):
+                if lineno > len(items):
+                    raise self._changed(f"a record after the {len(items)} products of the extraction", lineno)
+                if not is_record_of(line, items[lineno - 1]):
+                    raise self._changed(f"not the record of product {items[lineno - 1][0]!r}, which the extraction "
+                                        "puts here", lineno)
+                offset += len(line)
+                if offset == state["bytes"] and line.endswith(b"\n"):
+                    recorded = lineno
+        if recorded != state["products"]:
+            raise self._changed(f"its first {state['bytes']} bytes do not end after the {state['products']} records "
+                                f"{self.progress_path.name} counts in them")
 
     def append(self, lines: str, products: int) -> None:
         """Add one chunk's lines durably, then record it."""
@@ -282,6 +337,26 @@ def values_per_vertical(out: str | Path) -> Counter:
     return counts
 
 
+def write_chunks(output: Output, todo: Sequence[Sequence[Item]], lines: Iterator[str], total: int) -> None:
+    """Append each chunk's lines to OUT as they come, with a progress bar of the `total` products; Ctrl-C stops
+    after the running chunk (Interrupted)."""
+    bar = Progress(total, "products", start=output.state["products"])
+    try:
+        # closing(lines) leaves first, so the Ray engine shuts down while Ctrl-C is still held
+        with interrupt.between_steps() as pressed, contextlib.closing(lines):
+            for chunk, text in zip(todo, lines):
+                output.append(text, len(chunk))
+                bar.update(len(chunk))
+                if pressed():
+                    raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted: {output.state['products']} of {total} products are in {output.out}; "
+                          "run the same command again to go on") from None
+    finally:
+        output.close()
+    bar.close()
+
+
 def extract_catalog(model_dir: str | Path, catalog: str | Path, out: str | Path, engine: str = "local",
                     workers: int = 1, min_confidence: float = 0.0, batch: int = 256,
                     verticals_path: str | Path = DEFAULT_VERTICALS, keep_spec_block: bool = False,
@@ -301,45 +376,36 @@ def extract_catalog(model_dir: str | Path, catalog: str | Path, out: str | Path,
 
         tagger = Tagger.load(model_dir)
     work = plan(catalog, verticals_path, tagger.tasks, keep_spec_block)
-    settings = {"model": model_fingerprint(model_dir, tagger), "catalog": _digest([Path(catalog)]),
-                "verticals": _digest([Path(verticals_path)]), "keep_spec_block": keep_spec_block,
+    settings = {"model": model_fingerprint(model_dir, tagger), "catalog": digest([Path(catalog)]),
+                "verticals": digest([Path(verticals_path)]), "keep_spec_block": keep_spec_block,
                 "min_confidence": min_confidence, "batch": batch}
-    output = Output(out, settings)
     chunks = [work.items[s:s + batch] for s in range(0, len(work.items), batch)]
-    todo = chunks[output.state["chunks"]:]
-    if todo:
-        sidecar(out, SUMMARY_SUFFIX).unlink(missing_ok=True)  # the summary stands for a complete OUT
-    bar = Progress(len(work.items), "products", start=output.state["products"])
-    lines = (local_engine(tagger, todo, min_confidence) if engine == "local"
-             else ray_engine(model_dir, todo, min_confidence, workers))
+    lock = output_lock(out)
     try:
-        # closing(lines) leaves first, so the Ray engine shuts down while Ctrl-C is still held
-        with interrupt.between_steps() as pressed, contextlib.closing(lines):
-            for chunk, text in zip(todo, lines):
-                output.append(text, len(chunk))
-                bar.update(len(chunk))
-                if pressed():
-                    raise KeyboardInterrupt
-    except KeyboardInterrupt:
-        raise Interrupted(f"interrupted: {output.state['products']} of {len(work.items)} products are in {out}; "
-                          "run the same command again to go on") from None
+        output = Output(out, settings, chunks)
+        todo = chunks[output.state["chunks"]:]
+        if todo:
+            sidecar(out, SUMMARY_SUFFIX).unlink(missing_ok=True)  # the summary stands for a complete OUT
+        lines = (local_engine(tagger, todo, min_confidence) if engine == "local"
+                 else ray_engine(model_dir, todo, min_confidence, workers))
+        write_chunks(output, todo, lines, len(work.items))
+        extracted = Counter(vertical for _, vertical, _ in work.items)
+        values = values_per_vertical(out)
+        summary = {
+            "catalog": str(catalog), "model_dir": str(model_dir), "keep_spec_block": keep_spec_block,
+            "min_confidence": min_confidence, "products_read": work.products_read,
+            "unreadable_records": work.unreadable_records, "tagged": len(work.items),
+            "tagged_per_vertical": {task: extracted[task] for task in tagger.tasks},
+            "values": sum(values.values()), "values_per_vertical": {task: values[task] for task in tagger.tasks},
+            "skipped": sum(work.skipped.values()) + work.no_vertical,
+            "skipped_per_vertical": dict(sorted(work.skipped.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "skipped_no_vertical": work.no_vertical,
+            "attributes": {task: attributes(tagger, task) for task in tagger.tasks},
+            "settings": settings,
+        }
+        write_json_atomic(sidecar(out, SUMMARY_SUFFIX), summary)
     finally:
-        output.close()
-    bar.close()
-    extracted = Counter(vertical for _, vertical, _ in work.items)
-    values = values_per_vertical(out)
-    summary = {
-        "catalog": str(catalog), "model_dir": str(model_dir), "keep_spec_block": keep_spec_block,
-        "min_confidence": min_confidence, "products_read": work.products_read,
-        "unreadable_records": work.unreadable_records, "tagged": len(work.items),
-        "tagged_per_vertical": {task: extracted[task] for task in tagger.tasks},
-        "values": sum(values.values()), "values_per_vertical": {task: values[task] for task in tagger.tasks},
-        "skipped": sum(work.skipped.values()) + work.no_vertical,
-        "skipped_per_vertical": dict(sorted(work.skipped.items(), key=lambda kv: (-kv[1], kv[0]))),
-        "skipped_no_vertical": work.no_vertical,
-        "attributes": {task: attributes(tagger, task) for task in tagger.tasks},
-    }
-    write_json_atomic(sidecar(out, SUMMARY_SUFFIX), summary)
+        lock.release()
     return summary
 
 

@@ -1,16 +1,20 @@
 """audit: the four classes under prepare's value normalisation, lists and placeholders, the output files, and
-extractions that do not belong to the catalog."""
+extractions that do not belong to the catalog (by their records, or by the catalog's SHA-256 extract recorded);
+one audit at a time writes into a DIR."""
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 from conftest import run_cli
+from test_bad_input import assert_one_error_line
 from test_catalog import FIXTURES
 
-from mtl_tagger.audit import audit, classify, judge, snippet, specified
+from mtl_tagger.audit import LOCK, audit, classify, dir_lock, judge, snippet, specified
 from mtl_tagger.catalog import Product
 from mtl_tagger.errors import InputError
-from mtl_tagger.extract import SUMMARY_SUFFIX, record_line, sidecar
+from mtl_tagger.extract import PROGRESS_SUFFIX, SUMMARY_SUFFIX, digest, record_line, sidecar
 
 TEXT_A = "Voylla Gold Plated brass necklace for Girls, in silver. Specifications of Voylla Necklace Color Gold"
 PRODUCTS = [
@@ -38,8 +42,9 @@ def value(text: str, attribute: str, surface: str, nth: int = 0, confidence: flo
             "confidence": confidence}
 
 
-def write_extraction(out: Path, records: list[dict]) -> Path:
-    """OUT.jsonl and the summary beside it, as extract writes them."""
+def write_extraction(out: Path, records: list[dict], catalog: Path | None = None) -> Path:
+    """OUT.jsonl and the summary beside it, as extract writes them (with the SHA-256 of `catalog`; without one,
+    as extract wrote them before it recorded it)."""
     out.write_text("".join(record_line(r) for r in records), encoding="utf-8")
     tagged = {v: sum(r["vertical"] == v for r in records) for v in ATTRIBUTES}
     summary = {"catalog": "c", "model_dir": "m", "keep_spec_block": False, "min_confidence": 0.0,
@@ -47,6 +52,8 @@ def write_extraction(out: Path, records: list[dict]) -> Path:
                "tagged_per_vertical": tagged, "values": sum(len(r["values"]) for r in records),
                "values_per_vertical": {}, "skipped": 1, "skipped_per_vertical": {}, "skipped_no_vertical": 1,
                "attributes": ATTRIBUTES}
+    if catalog is not None:
+        summary["settings"] = {"catalog": digest([catalog])}
     sidecar(out, SUMMARY_SUFFIX).write_text(json.dumps(summary), encoding="utf-8")
     return out
 
@@ -55,7 +62,7 @@ def write_job(root: Path, records: list[dict]) -> tuple[Path, Path]:
     """PRODUCTS as a catalog, and an extraction of it."""
     catalog = root / "catalog.jsonl"
     catalog.write_text("".join(json.dumps(p) + "\n" for p in PRODUCTS), encoding="utf-8")
-    return catalog, write_extraction(root / "out.jsonl", records)
+    return catalog, write_extraction(root / "out.jsonl", records, catalog)
 
 
 def records() -> list[dict]:
@@ -176,3 +183,54 @@ def test_extractions_of_another_catalog_or_unfinished(tmp_path: Path) -> None:
     assert r.returncode == 2 and r.stderr.count("\n") == 1
     assert r.stderr.startswith(f"error: {out}: no out.jsonl.summary.json: the extraction has not finished")
     assert not (tmp_path / "audit").exists()
+
+
+def _audit_cli(out: Path, catalog: Path, audit_dir: Path) -> subprocess.CompletedProcess:
+    return run_cli("audit", f"--extractions={out}", f"--catalog={catalog}", f"--out={audit_dir}")
+
+
+def test_catalog_with_changed_specifications_is_refused(tmp_path: Path) -> None:
+    """Same ids, other specifications: not the catalog the extraction read, refused in one line naming it."""
+    catalog, out = write_job(tmp_path, records())
+    catalog.write_text(catalog.read_text().replace('"Rose Gold"', '"Pink"'), encoding="utf-8")
+    r = _audit_cli(out, catalog, tmp_path / "audit")
+    assert_one_error_line(r, f"error: {catalog}: is not the catalog {out} was extracted from",
+                          "pass that catalog, or extract this one")
+    assert not (tmp_path / "audit").exists()
+
+
+def test_older_extractions_are_checked_by_their_progress_file_or_audited_with_a_note(tmp_path: Path) -> None:
+    """A summary without the catalog's SHA-256: the progress file's is checked; without that either, one note."""
+    catalog, out = write_job(tmp_path, records())
+    old = write_extraction(out, records())
+    sidecar(old, PROGRESS_SUFFIX).write_text(json.dumps({"settings": {"catalog": "0" * 64}}), encoding="utf-8")
+    with pytest.raises(InputError, match="is not the catalog"):
+        audit(old, catalog)
+    sidecar(old, PROGRESS_SUFFIX).write_text(json.dumps({"settings": {"catalog": digest([catalog])}}))
+    assert len(audit(old, catalog).verdicts) == 7
+    sidecar(old, PROGRESS_SUFFIX).unlink()
+    r = _audit_cli(old, catalog, tmp_path / "audit")
+    assert r.returncode == 0, r.stderr
+    notes = r.stderr.strip().splitlines()
+    assert len(notes) == 1 and "records no SHA-256 of the catalog" in notes[0], r.stderr
+
+
+def test_a_second_audit_into_one_dir_is_refused(tmp_path: Path) -> None:
+    """While one audit writes DIR (here: this test holds its lock), another is refused in one line and DIR keeps
+    the first audit's files; the lock file goes with its holder."""
+    catalog, out = write_job(tmp_path, records())
+    audit_dir = tmp_path / "audit"
+    assert _audit_cli(out, catalog, audit_dir).returncode == 0
+    before = {p.name: p.read_bytes() for p in audit_dir.iterdir()}
+    assert sorted(before) == ["conflicts.jsonl", "counts.json", "report.md"]
+    write_extraction(out, records()[:1], catalog)
+    lock = dir_lock(audit_dir)
+    try:
+        r = _audit_cli(out, catalog, audit_dir)
+        assert_one_error_line(r, f"error: {audit_dir}: another audit command (pid {os.getpid()}) is using this "
+                                 "directory", "choose another --out")
+    finally:
+        lock.release()
+    assert {p.name: p.read_bytes() for p in audit_dir.iterdir()} == before
+    assert _audit_cli(out, catalog, audit_dir).returncode == 0 and not (audit_dir / LOCK).exists()
+    assert json.loads((audit_dir / "counts.json").read_text())["products"] == 1

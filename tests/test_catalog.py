@@ -1,5 +1,7 @@
 """Catalog readers: the products JSONL (plain and gzip) and the original Kaggle CSV; bad records skipped by line."""
+import csv
 import gzip
+import io
 import json
 import os
 from pathlib import Path
@@ -142,3 +144,31 @@ def test_kaggle_csv_is_told_by_its_header_or_name(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"broken\.csv:1: not a products JSONL, nor a CSV with columns "
                                          r"product_category_tree"):
         read_catalog(tmp_path / "broken.csv")
+
+
+@pytest.mark.parametrize("layout", ["jsonl", "csv"])
+def test_fields_over_csv_default_limit(tmp_path: Path, layout: str) -> None:
+    """Descriptions longer than the csv module's default field limit (128 KiB), in the first record and in a later
+    one, are read whole, and the process-wide limit is left as it was."""
+    long = "long description without a comma " * 6000  # about 200 KB
+    limit = csv.field_size_limit()
+    if layout == "jsonl":
+        rows = [json.loads(line) for line in (FIXTURES / "synthetic_catalog.jsonl").read_text().splitlines()]
+        for row in rows[0], rows[2]:
+            row["description"] = long
+        path = tmp_path / "products.jsonl"
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+        want = {rows[0]["uniq_id"], rows[2]["uniq_id"]}
+    else:
+        rows = list(csv.reader(io.StringIO((FIXTURES / "kaggle.csv").read_text(encoding="utf-8"), newline="")))
+        column = rows[0].index("description")
+        for row in rows[1], rows[3]:
+            row[column] = long
+        text = io.StringIO(newline="")
+        csv.writer(text).writerows(rows)
+        path = tmp_path / "products.csv"
+        path.write_text(text.getvalue(), encoding="utf-8", newline="")
+        want = {rows[1][0], rows[3][0]}
+    read = read_catalog(path)
+    assert {p.id for p in read.products if p.description == long} == want
+    assert csv.field_size_limit() == limit

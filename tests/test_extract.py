@@ -1,8 +1,10 @@
 """extract: routing and text as prepare does them, the record format, resuming after a crash or SIGKILL with
-byte-identical output, and the Ray engine's output equal to the local one's."""
+byte-identical output, one command at a time on an OUT, an OUT changed since it was written refused untouched, and
+the Ray engine's output equal to the local one's."""
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,18 +12,21 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, smoke_params
+from conftest import REPO, run_cli, smoke_params
 from datagen import BRANDS, COLOURS, MATERIALS, PLATING
+from test_bad_input import assert_one_error_line
 from test_catalog import FIXTURES
 
 from mtl_tagger import extract
 from mtl_tagger.catalog import read_catalog
 from mtl_tagger.errors import InputError, Interrupted
 from mtl_tagger.extract import (
+    LOCK_SUFFIX,
     PROGRESS_SUFFIX,
     SUMMARY_SUFFIX,
     extract_catalog,
     format_summary,
+    output_lock,
     plan,
     record_line,
     sidecar,
@@ -157,26 +162,41 @@ def test_min_confidence_drops_values(model_dir: Path, tagger: object, job: tuple
     assert kept == [v for v in every if v["confidence"] >= 0.9] and len(kept) < len(every)
 
 
-def test_resume_after_crash_and_torn_write(model_dir: Path, tagger: object, job: tuple[Path, Path],
-                                           reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    out = tmp_path / "out.jsonl"
+def _copy(reference: Path, out: Path, data: bytes) -> None:
+    """`data` as OUT, beside a copy of the reference's progress file."""
+    out.write_bytes(data)
+    shutil.copyfile(sidecar(reference, PROGRESS_SUFFIX), sidecar(out, PROGRESS_SUFFIX))
+
+
+def _interrupted_at(n: int, out: Path, model_dir: Path, job: tuple[Path, Path], tagger: object,
+                    monkeypatch: pytest.MonkeyPatch) -> str:
+    """OUT as a run stopped before its `n`th chunk of 16 leaves it; the run's message."""
     real, calls = extract.tag_chunk, []
 
-    def crashing(*args: object) -> str:
+    def stopping(*args: object) -> str:
         calls.append(1)
-        if len(calls) == 10:
+        if len(calls) == n:
             raise KeyboardInterrupt
         return real(*args)
 
-    monkeypatch.setattr(extract, "tag_chunk", crashing)
-    with pytest.raises(Interrupted, match="144 of 500 products"):
-        extract_catalog(model_dir, job[0], out, batch=16, verticals_path=job[1], tagger=tagger)
-    monkeypatch.setattr(extract, "tag_chunk", real)
+    with monkeypatch.context() as m:
+        m.setattr(extract, "tag_chunk", stopping)
+        with pytest.raises(Interrupted) as stopped:
+            extract_catalog(model_dir, job[0], out, batch=16, verticals_path=job[1], tagger=tagger)
+    return str(stopped.value)
+
+
+def test_resume_after_crash_and_torn_write(model_dir: Path, tagger: object, job: tuple[Path, Path],
+                                           reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out.jsonl"
+    assert "144 of 500 products" in _interrupted_at(10, out, model_dir, job, tagger, monkeypatch)
+    real = extract.tag_chunk
     assert not sidecar(out, SUMMARY_SUFFIX).exists(), "no summary until OUT is complete"
     # What a kill between append and the progress update leaves: a whole unrecorded chunk, then a torn line.
+    items = plan(job[0], job[1], tagger.tasks, False).items
     with open(out, "ab") as f:
-        f.write(real(tagger, plan(job[0], job[1], tagger.tasks, False).items[144:160], 0.0).encode())
-        f.write(b'{"id": "p01')
+        f.write(real(tagger, items[144:160], 0.0).encode())
+        f.write(real(tagger, items[160:176], 0.0).encode()[:11])
     extract_catalog(model_dir, job[0], out, batch=16, verticals_path=job[1], tagger=tagger)
     assert out.read_bytes() == reference.read_bytes()
     assert sidecar(out, SUMMARY_SUFFIX).read_text() == sidecar(reference, SUMMARY_SUFFIX).read_text()
@@ -220,6 +240,81 @@ def test_resume_refuses_other_settings_and_foreign_files(model_dir: Path, tagger
     cut.unlink()
     with pytest.raises(InputError, match="is missing, but cut.jsonl.progress.json records 500 products"):
         extract_catalog(model_dir, job[0], cut, batch=16, verticals_path=job[1], tagger=tagger)
+
+
+def test_a_second_extract_on_one_out_is_refused_in_one_line(model_dir: Path, tagger: object, job: tuple[Path, Path],
+                                                            reference: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """While one extract holds OUT (here: this test), another is refused in one line and touches nothing; the lock
+    file goes with its holder, and one left by a killed command is taken over."""
+    out = tmp_path / "out.jsonl"
+    _interrupted_at(5, out, model_dir, job, tagger, monkeypatch)
+    lock = output_lock(out)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    try:
+        r = run_cli("extract", f"--model_dir={model_dir}", f"--catalog={job[0]}", f"--out={out}",
+                    f"--verticals={job[1]}", "--batch=16")
+        assert_one_error_line(r, str(out), f"another extract command (pid {os.getpid()}) is using this output",
+                              "choose another --out")
+        with pytest.raises(InputError, match="another extract command"):
+            extract_catalog(model_dir, job[0], out, batch=16, verticals_path=job[1], tagger=tagger)
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    finally:
+        lock.release()
+    assert not sidecar(out, LOCK_SUFFIX).exists()
+    sidecar(out, LOCK_SUFFIX).write_text("999999")  # what a SIGKILLed command leaves
+    extract_catalog(model_dir, job[0], out, batch=16, verticals_path=job[1], tagger=tagger)
+    assert out.read_bytes() == reference.read_bytes() and not sidecar(out, LOCK_SUFFIX).exists()
+
+
+def test_two_extract_commands_on_one_out(model_dir: Path, job: tuple[Path, Path], reference: Path,
+                                         tmp_path: Path) -> None:
+    """Started together: each either writes OUT or is refused in one line (the second may also start after the
+    first ended, and find OUT complete); OUT holds every product once."""
+    out = tmp_path / "out.jsonl"
+    args = (f"--model_dir={model_dir}", f"--catalog={job[0]}", f"--out={out}", f"--verticals={job[1]}", "--batch=16")
+    procs = [_cli(*args) for _ in range(2)]
+    results = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=300)
+        results.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+    assert sorted(r.returncode for r in results) in ([0, 0], [0, 2]), [r.stderr for r in results]
+    for r in results:
+        if r.returncode == 2:
+            assert_one_error_line(r, str(out), "another extract command (pid ")
+    assert out.read_bytes() == reference.read_bytes() and not sidecar(out, LOCK_SUFFIX).exists()
+
+
+@pytest.mark.parametrize("damage", ["interleaved", "duplicates_after_complete", "duplicates_after_partial",
+                                    "foreign_tail", "progress_beyond_a_record"])
+def test_rerun_refuses_a_changed_out_and_leaves_it(damage: str, model_dir: Path, tagger: object,
+                                                   job: tuple[Path, Path], reference: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """An OUT that is not what its progress file records is refused before anything is written or cut: two
+    commands' chunks interleaved (what two extracts on one OUT used to leave), records written twice after a
+    complete or a partial OUT, a tail that is not the next products' records, recorded bytes that end inside a
+    record."""
+    out = tmp_path / "out.jsonl"
+    lines = reference.read_bytes().splitlines(keepends=True)
+    chunks = [b"".join(lines[s:s + 16]) for s in range(0, len(lines), 16)]
+    if damage == "interleaved":
+        _copy(reference, out, b"".join(c + c for c in chunks))
+    elif damage == "duplicates_after_complete":
+        _copy(reference, out, reference.read_bytes() + chunks[-1])
+    else:
+        _interrupted_at(5, out, model_dir, job, tagger, monkeypatch)
+        if damage == "duplicates_after_partial":
+            out.write_bytes(out.read_bytes() + chunks[3])
+        elif damage == "foreign_tail":
+            out.write_bytes(out.read_bytes() + b"notes\n")
+        else:
+            progress = json.loads(sidecar(out, PROGRESS_SUFFIX).read_text())
+            sidecar(out, PROGRESS_SUFFIX).write_text(json.dumps({**progress, "bytes": progress["bytes"] + 10}))
+            out.write_bytes(out.read_bytes() + chunks[4])
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(InputError, match=r"it is not what out\.jsonl\.progress\.json records; delete both"):
+        extract_catalog(model_dir, job[0], out, batch=16, verticals_path=job[1], tagger=tagger)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 def _cli(*args: str) -> subprocess.Popen:
