@@ -17,6 +17,7 @@ import tensorflow as tf
 from absl import logging
 
 from mtl_tagger.files import write_json_atomic, write_text_atomic
+from mtl_tagger.modeldir import best_checkpoint
 from mtl_tagger.run import Run
 from mtl_tagger.tagger import restore
 
@@ -104,7 +105,7 @@ def _direction(run: Run, pair: int, direction: int, model_dir: Path) -> dict:
     """Fig. 4 of one borrower → lender direction, at the borrower's selected checkpoint."""
     a, b = run.coupling.pairs[pair]
     borrower, lender = (a, b) if direction == 0 else (b, a)
-    restore(run.net, tf.train.latest_checkpoint(str(model_dir / "best" / borrower)), model_dir,
+    restore(run.net, best_checkpoint(model_dir, borrower), model_dir,
             {"coupler": run.coupler})
     tags_a, tags_b = run.vocab.tags[borrower], run.vocab.tags[lender]
     attention, rows = pair_attention(run, pair, direction)

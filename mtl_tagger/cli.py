@@ -23,6 +23,11 @@ LIBRARIES = ("tensorflow", "keras", "tf_keras")  # whose log records the command
 
 def _fail(message: str, code: int = 2) -> NoReturn:
     print(f"error: {message}" if code == 2 else message, file=sys.stderr, flush=True)
+    if code == 130:
+        # Interrupted: every output is closed and on disk by now; skip the interpreter's teardown of TensorFlow's
+        # objects and threads, which takes seconds after the line that says the command stopped.
+        sys.stdout.flush()
+        os._exit(code)
     sys.exit(code)
 
 
@@ -53,6 +58,8 @@ def run(main: Callable[[list[str]], None]) -> None:
 
     def wrapped(argv: list[str]) -> None:
         absl_logging.get_absl_handler().addFilter(_not_from_libraries)
+        for name in LIBRARIES:  # their own handlers too (TensorFlow's notes on unrestored values at exit)
+            logging.getLogger(name).addFilter(_not_from_libraries)
         try:
             main(argv)
             sys.stdout.flush()

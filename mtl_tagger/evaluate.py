@@ -46,6 +46,10 @@ def _metrics(model_dir: str) -> dict[str, dict]:
             and all(_numbers(t, ("precision", "recall", "f1")) for t in r["per_tag"].values()) for r in data.values()):
         raise InputError("damaged metrics: expected each vertical's scores and per-tag precision, recall and f1 "
                          "(rerun the training to rewrite it)", path)
+    strays = [t for t in data if t not in Params.load(model_dir).names]
+    if strays:  # a key is used as a vertical's directory name below
+        raise InputError(f"damaged metrics: {strays[0]!r} is not a vertical of params.json (rerun the training to "
+                         "rewrite it)", path)
     return data
 
 

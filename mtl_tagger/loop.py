@@ -4,7 +4,8 @@ checkpoint (ties to the later step), early stopping, and resumption from the las
 One step = one minibatch of every vertical (+ the coupling minibatches in coupled mode), one summed loss,
 one Adam update. Every `eval_every` steps all verticals are scored on dev; a vertical that improves its
 dev macro-F1 has the weights saved in best/<vertical>/ (so each vertical is tested at its own best step),
-the full state goes to last/, and history.json records the evaluation. Training stops at the step budget,
+history.json records the evaluation, and the full state goes to last/, last: a crash at any point of an
+evaluation resumes from the last complete one and repeats the same steps. Training stops at the step budget,
 or once no vertical has improved for `patience` evaluations and `min_steps` are done.
 """
 import functools
@@ -17,7 +18,7 @@ from mtl_tagger import interrupt, pipeline
 from mtl_tagger.conll import write_conll
 from mtl_tagger.coupling import COUPLING_SIGNATURE
 from mtl_tagger.files import write_json_atomic
-from mtl_tagger.modeldir import read_history
+from mtl_tagger.modeldir import checkpoint_manager, read_history
 from mtl_tagger.optimizer import Adam, Average
 from mtl_tagger.progress import Progress
 from mtl_tagger.run import Run
@@ -46,10 +47,10 @@ class Loop:
             self.average = Average(self.variables, self.p.average) if self.p.average else None
         self.state = {"optimizer": self.optimizer, "step": self.step,
                       **({"average": self.average} if self.average else {})}
-        self.last = tf.train.CheckpointManager(tf.train.Checkpoint(**self.state, **self.weights), model_dir / "last",
-                                               max_to_keep=1)
-        self.best = {t: tf.train.CheckpointManager(tf.train.Checkpoint(**self.weights), model_dir / "best" / t,
-                                                   max_to_keep=1) for t in self.names}
+        self.last = checkpoint_manager(tf.train.Checkpoint(**self.state, **self.weights), model_dir / "last",
+                                       model_dir)
+        self.best = {t: checkpoint_manager(tf.train.Checkpoint(**self.weights), model_dir / "best" / t, model_dir)
+                     for t in self.names}
         self.history = read_history(model_dir)
         self.writer = tf.summary.create_file_writer(str(model_dir / "tensorboard")) if self.chief \
             else tf.summary.create_noop_writer()
@@ -93,11 +94,11 @@ class Loop:
 
     def resume(self) -> int:
         """Restore the last saved state (if any) and return the step to continue from."""
-        if self.last.latest_checkpoint is None:
-            return 0
-        restore(self.run.net, self.last.latest_checkpoint, self.model_dir,
-                {**self.state, **({"coupler": self.run.coupler} if self.run.coupler is not None else {})})
-        start = int(self.step)
+        start = 0
+        if self.last.latest_checkpoint is not None:
+            restore(self.run.net, self.last.latest_checkpoint, self.model_dir,
+                    {**self.state, **({"coupler": self.run.coupler} if self.run.coupler is not None else {})})
+            start = int(self.step)
         # Evaluations written after the last checkpoint are redone: the run repeats those steps exactly.
         self.history["evaluations"] = [e for e in self.history["evaluations"] if e["step"] <= start]
         self.history["best"] = self._best()
@@ -150,8 +151,10 @@ class Loop:
             if self.average is not None:
                 self.average.swap(self.variables)
         if self.chief:
-            self.last.save(checkpoint_number=step)
+            # last/ is the evaluation's commit, written last: a resumed run drops what the history holds past it
+            # and redoes those steps, which also rewrites any best/ saved after it.
             write_json_atomic(self.model_dir / "history.json", self.history)
+            self.last.save(checkpoint_number=step)
         return "dev macro-F1: " + ", ".join(cells)
 
     def fit(self) -> None:
@@ -181,9 +184,11 @@ class Loop:
                             for k, v in m.items():
                                 tf.summary.scalar(f"dev/{t}/{k}", v, step=step)
                         bar.line(f"step {step}/{total}: {line}")
-                        if self._done(step):
-                            bar.line(f"stopping at step {step}: no vertical improved on dev in the last "
-                                     f"{self.p.patience} evaluations")
+                        if step == total:
+                            bar.line(f"stopping at step {step}: the step budget is done")
+                        elif self._done(step):
+                            bar.line(f"stopping early at step {step} of {total}: no vertical improved on dev in "
+                                     f"the last {self.p.patience} evaluations")
                             break
                     if pressed():
                         raise KeyboardInterrupt

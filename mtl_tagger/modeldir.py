@@ -4,14 +4,11 @@ Layout: params.json (every flag), vocab.json, provenance.json (a fingerprint of 
 wrote the run), history.json (every dev evaluation and each vertical's selected step), last/ (the full
 training state), best/<vertical>/ (the weights at that vertical's selected step), tensorboard/,
 metrics.json, predictions/, and for coupled runs shortlist/ and analysis.json with the heatmaps.
-A run holds an exclusive lock on `.lock` for as long as it trains.
+A run holds an exclusive lock on `.lock` for as long as it trains (mtl_tagger.lock).
 """
-import fcntl
 import hashlib
-import os
 import platform
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +16,7 @@ import tensorflow as tf
 
 from mtl_tagger.errors import InputError
 from mtl_tagger.files import read_json, write_json_atomic
+from mtl_tagger.lock import FileLock
 from mtl_tagger.params import Params
 
 LOCK = ".lock"
@@ -46,31 +44,9 @@ def stack_name(info: dict[str, str]) -> str:
     return f"TensorFlow {get('tensorflow', '?')} / Keras {get('keras', '?')} / Python {get('python', '?')}"
 
 
-class ModelDirLock:
-    """An exclusive lock on `<model_dir>/.lock`, held by one process and released when it exits."""
-
-    def __init__(self, model_dir: Path) -> None:
-        self.path = model_dir / LOCK
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = ""
-            for _ in range(50):  # the holder writes its pid just after it locks: wait up to a second for it
-                holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip()
-                if holder:
-                    break
-                time.sleep(0.02)
-            os.close(self.fd)
-            raise InputError(f"another train command (pid {holder or '?'}) is using this model dir; wait for it or "
-                             "choose another --model_dir", model_dir) from None
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
-
-    def release(self) -> None:
-        """Unlock (the process's exit does the same)."""
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
+def model_dir_lock(model_dir: Path) -> FileLock:
+    """The lock one train command holds on a model dir (`<model_dir>/.lock`) while it trains."""
+    return FileLock(model_dir / LOCK, model_dir, "train", "model dir", "--model_dir")
 
 
 @dataclass
@@ -78,7 +54,7 @@ class Claim:
     """A model dir claimed for training: whether it resumes a run, and what --overwrite set aside."""
 
     path: Path
-    lock: ModelDirLock
+    lock: FileLock
     resume: bool
     created: bool
     aside: Path | None = None
@@ -87,6 +63,7 @@ class Claim:
     def abandon(self) -> None:
         """Undo the claim of a run that failed before it started: remove what it wrote, restore what it moved."""
         if self.resume:
+            self.lock.release()
             return
         for child in self.path.iterdir():
             if child.name != LOCK:
@@ -97,7 +74,6 @@ class Claim:
             self.aside.rmdir()
         self.lock.release()
         if self.created:
-            (self.path / LOCK).unlink(missing_ok=True)
             self.path.rmdir()
 
     def commit(self) -> None:
@@ -112,7 +88,7 @@ def claim(p: Params, provenance: dict) -> Claim:
     path = Path(p.model_dir)
     created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
-    lock = ModelDirLock(path)
+    lock = model_dir_lock(path)
     try:
         contents = sorted(c.name for c in path.iterdir() if c.name != LOCK)
         if not contents:
@@ -173,10 +149,43 @@ def read_history(model_dir: str | Path) -> dict:
     return data
 
 
+def checked_checkpoints(directory: Path, model_dir: str | Path) -> str | None:
+    """The newest checkpoint that `directory`'s state file (`checkpoint`) names, None without a state file.
+
+    TensorFlow reads the newest checkpoint a state file lists and deletes the older ones it lists, so every name
+    in it must be a checkpoint of `directory` itself: a name outside it (an absolute path, `..`), from a model dir
+    edited or copied from elsewhere, is refused (InputError) before anything reads or deletes it.
+    """
+    if not (directory / "checkpoint").is_file():
+        return None
+    where = directory.relative_to(model_dir) if directory.is_relative_to(model_dir) else directory
+    try:
+        state = tf.train.get_checkpoint_state(str(directory))
+    except ValueError:
+        state = None
+    if state is None:
+        raise InputError(f"{where}/checkpoint is damaged; retrain the model", model_dir)
+    home = directory.resolve()
+    for name in (state.model_checkpoint_path, *state.all_model_checkpoint_paths):
+        if Path(name).parent.resolve() != home or Path(name).name in ("", ".", ".."):
+            raise InputError(f"{where}/checkpoint names {name!r}, outside {where}/; a model dir's checkpoints must "
+                             "lie in it: retrain the model, or copy it again with its own checkpoint files",
+                             model_dir)
+    return state.model_checkpoint_path
+
+
+def checkpoint_manager(checkpoint: tf.train.Checkpoint, directory: Path, model_dir: str | Path
+                       ) -> tf.train.CheckpointManager:
+    """A manager keeping the newest checkpoint of `directory`, once its state file is checked (the manager
+    deletes what the state file lists)."""
+    checked_checkpoints(directory, model_dir)
+    return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=1)
+
+
 def best_checkpoint(model_dir: str | Path, task: str) -> str | None:
     """The checkpoint of `task`'s selected step (None when training never evaluated it)."""
-    found = tf.train.latest_checkpoint(str(Path(model_dir) / "best" / task))
-    if found is None and (Path(model_dir) / "best" / task / "checkpoint").is_file():
+    found = checked_checkpoints(Path(model_dir) / "best" / task, model_dir)
+    if found is not None and not Path(f"{found}.index").is_file():
         raise InputError(f"best/{task}/ names a checkpoint whose files are missing or damaged; retrain the model",
                          model_dir)
     return found

@@ -145,6 +145,10 @@ class Params:
             raise InputError(f"--mtl_mode={self.mode} needs two or more verticals (--tasks=A,B or --task_b)")
         if self.mode == "single" and len(names) > 1:
             raise InputError("--mtl_mode=single trains one vertical: give only --task_a (or one --tasks)")
+        if self.mode != "coupled" and self.couple != "all":
+            raise InputError(f"--couple={self.couple}: pairs are coupled only in coupled mode, and this run is "
+                             f"{self.mode} ({', '.join(names)}); drop --couple, or train two or more verticals with "
+                             "--mtl_mode=coupled")
         self.couple_pairs()  # checks --couple against the verticals
         if not self.model_dir:
             self.model_dir = str(Path("runs") / f"{'+'.join(names)}.{self.mode}")

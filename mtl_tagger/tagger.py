@@ -69,10 +69,7 @@ class Tagger:
         vocab_path = model_dir / "vocab.json"
         if not vocab_path.is_file():
             raise InputError("no vocab.json: training did not get far enough to save a model", model_dir)
-        vocab = Vocab.load(vocab_path)
-        if list(vocab.tags) != params.names:
-            raise InputError(f"vocab.json has tags for {', '.join(vocab.tags)} but params.json trains "
-                             f"{', '.join(params.names)}", vocab_path)
+        vocab = Vocab.load(vocab_path, params.names)
         nets: dict[str, TaggerNet] = {}
         for task in params.names:
             checkpoint = best_checkpoint(model_dir, task)

@@ -56,14 +56,14 @@ def train(p: Params) -> dict[str, dict]:
         logging.warning(note)
     try:
         if held.resume:
-            data.vocab = Vocab.load(model_dir / "vocab.json")  # the ids the checkpoints were trained with
+            data.vocab = Vocab.load(model_dir / "vocab.json", p.names)  # the ids the checkpoints were trained with
         else:
             data.vocab.save(model_dir / "vocab.json")
             write_provenance(model_dir, data.provenance)
-        write_json_atomic(model_dir / "params.json", p.to_json())  # on resume: the new budget flags
         with strategy.scope():
             run = build(p, data, model_dir)  # may still refuse the input (e.g. an empty shortlist)
-            loop = Loop(run, model_dir, strategy, worker)
+            loop = Loop(run, model_dir, strategy, worker)  # or the model dir's checkpoints
+        write_json_atomic(model_dir / "params.json", p.to_json())  # on resume: the new budget flags
     except BaseException:
         held.abandon()
         raise

@@ -114,8 +114,9 @@ class Vocab:
                                            ensure_ascii=False))
 
     @classmethod
-    def load(cls, path: str | Path) -> "Vocab":
-        """Read and check vocabularies written by `save`; InputError naming the file when they are damaged."""
+    def load(cls, path: str | Path, tasks: Sequence[str] | None = None) -> "Vocab":
+        """Read and check vocabularies written by `save` (for `tasks` in that order, when given); InputError naming
+        the file when they are damaged."""
         data = read_json(path)
         if not isinstance(data, dict) or not {"words", "chars", "tags"} <= set(data):
             raise InputError("damaged vocabulary: expected a JSON object with words, chars and tags", path)
@@ -128,5 +129,14 @@ class Vocab:
         if not isinstance(tags, dict) or not tags or not all(
                 isinstance(v, list) and v[:1] == ["O"] and all(isinstance(t, str) for t in v) for v in tags.values()):
             raise InputError("damaged vocabulary: tags must map each vertical to a list of tags starting with O",
+                             path)
+        for task, names in tags.items():
+            bad = [t for t in names[1:] if not (t[:2] in ("B-", "I-") and len(t) > 2)] + [
+                t for t in names if names.count(t) > 1]
+            if bad:
+                raise InputError(f"damaged vocabulary: tags of {task} list {bad[0]!r}, which is not a tag (O, "
+                                 "B-<attribute> or I-<attribute>) or is listed twice", path)
+        if tasks is not None and list(tags) != list(tasks):
+            raise InputError(f"vocab.json has tags for {', '.join(tags)} but params.json trains {', '.join(tasks)}",
                              path)
         return cls(words=words, chars=chars, tags=tags)

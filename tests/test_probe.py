@@ -22,7 +22,7 @@ from test_bad_input import assert_one_error_line
 
 from mtl_tagger import Tagger
 from mtl_tagger.errors import InputError
-from mtl_tagger.modeldir import ModelDirLock
+from mtl_tagger.modeldir import model_dir_lock
 from mtl_tagger.train import train
 from mtl_tagger.vectors import write_vectors
 
@@ -222,13 +222,13 @@ def test_two_identical_trainings_on_one_model_dir(data_dir: Path, tmp_path: Path
                               f"another train command (pid {winner.pid}) is using this model dir")
         assert winner.poll() is None, "the first run goes on"
         with pytest.raises(InputError, match="another train command"):
-            ModelDirLock(out)
+            model_dir_lock(out)
         winner.kill()
         winner.communicate(timeout=60)
     finally:
         for p in procs:
             p.kill()
-    ModelDirLock(out).release()  # SIGKILL released it
+    model_dir_lock(out).release()  # SIGKILL released it
 
 
 def _files(model_dir: Path) -> dict[str, bytes]:
@@ -251,7 +251,7 @@ def test_resume_on_changed_data_is_refused(data_dir: Path, tmp_path: Path) -> No
     assert_one_error_line(r, str(out), f"trained on other data ({TASK}/test.conll changed)", "--overwrite",
                           warnings=True)  # beside the warning that B-colour is never seen in train
     assert _files(out) == before
-    ModelDirLock(out).release()  # the refused run let go of the lock
+    model_dir_lock(out).release()  # the refused run let go of the lock
 
 
 def test_resume_with_other_word_vectors_is_refused(data_dir: Path, tmp_path: Path) -> None:

@@ -1,0 +1,186 @@
+"""The model dir under faults: a crash at each write of an evaluation, checkpoint state files that name files
+outside the model dir, a damaged vocab.json on resume, flags that would be ignored, metrics.json keys used as paths,
+and the line that says which rule stopped a run."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+from conftest import REPO, run_cli, smoke_params
+from test_bad_input import assert_one_error_line
+
+from mtl_tagger import Tagger, loop
+from mtl_tagger.errors import InputError
+from mtl_tagger.loop import Loop
+from mtl_tagger.modeldir import read_history
+from mtl_tagger.train import train
+
+TASK = "Chain x"
+PAIR = dict(tasks=f"{TASK},Mangal-sutra", task_a="", mtl_mode="shared", epochs=1, min_steps=12, max_steps=12,
+            eval_every=4, patience=0)
+
+
+class Crash(Exception):
+    """Stands for the process dying at that point."""
+
+
+@pytest.fixture(scope="module")
+def model(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished smoke model of one vertical."""
+    out = tmp_path_factory.mktemp("reliability") / "m"
+    train(smoke_params(data_dir, out, epochs=2))
+    return out
+
+
+@pytest.fixture(scope="module")
+def whole(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The two-vertical run of PAIR, uninterrupted."""
+    out = tmp_path_factory.mktemp("whole") / "m"
+    train(smoke_params(data_dir, out, **PAIR))
+    return out
+
+
+@pytest.mark.parametrize("crash_before", range(1, 4))
+def test_a_crash_at_any_write_of_an_evaluation_resumes_to_the_same_run(
+        crash_before: int, data_dir: Path, whole: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first evaluation writes best/ of both verticals, the history and last/; the process dies before the
+    second, third or fourth of those writes, and the rerun ends with the history and metrics of the uninterrupted
+    run."""
+    writes = []
+    save, write = tf.train.CheckpointManager.save, loop.write_json_atomic
+
+    def counted(what: str) -> None:
+        writes.append(what)
+        if len(writes) == crash_before + 1:
+            raise Crash(what)
+
+    def crashing_save(self: tf.train.CheckpointManager, *args: object, **kwargs: object) -> str:
+        counted(self.directory)
+        return save(self, *args, **kwargs)
+
+    def crashing_write(path: Path, data: object) -> None:
+        if path.name == "history.json":
+            counted(path.name)
+        write(path, data)
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", crashing_save)
+    monkeypatch.setattr(loop, "write_json_atomic", crashing_write)
+    out = tmp_path / "m"
+    with pytest.raises(Crash):
+        train(smoke_params(data_dir, out, **PAIR))
+    monkeypatch.undo()
+    assert len(writes) == crash_before + 1 <= 4, "the crash falls inside the first evaluation"
+    train(smoke_params(data_dir, out, **PAIR))
+    assert read_history(out) == read_history(whole)
+    assert (out / "metrics.json").read_text() == (whole / "metrics.json").read_text()
+
+
+def _point_outside(state_file: Path, name: str) -> None:
+    """Make a checkpoint state file list `name` (an absolute path) as its newest checkpoint."""
+    state_file.write_text(f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
+
+
+def test_a_last_checkpoint_outside_the_model_dir_is_refused_and_left_alone(model: Path, data_dir: Path,
+                                                                           tmp_path: Path) -> None:
+    """A resumed run's checkpoint manager deletes the older checkpoints its state file lists: an outside one must
+    be refused before that, and nothing in or outside the model dir changes."""
+    d = tmp_path / "m"
+    shutil.copytree(model, d)
+    victim = tmp_path / "elsewhere" / "ckpt-1"
+    victim.parent.mkdir()
+    for f in (d / "last").glob("ckpt-*"):
+        shutil.copy(f, victim.parent / f.name.replace(f.name.split(".")[0], "ckpt-1"))
+    state = d / "last" / "checkpoint"
+    state.write_text(state.read_text() + f'all_model_checkpoint_paths: "{victim}"\n')
+    before = sorted(p.name for p in victim.parent.iterdir()), (d / "params.json").read_text()
+    r = run_cli("train", "--flagfile=flags/smoke.cfg", f"--task_a={TASK}", f"--data_dir={data_dir}",
+                f"--model_dir={d}", "--epochs=4")
+    assert_one_error_line(r, "last/checkpoint names", str(victim), "outside")
+    assert (sorted(p.name for p in victim.parent.iterdir()), (d / "params.json").read_text()) == before
+
+
+def test_a_best_checkpoint_outside_the_model_dir_is_refused(model: Path, data_dir: Path, tmp_path: Path) -> None:
+    """predict, evaluate, extract and export (all at once: two cores). The outside checkpoint is a real one, so
+    only the check stops a command from loading it."""
+    d = tmp_path / "m"
+    shutil.copytree(model, d)
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(d / "best" / TASK, outside)
+    _point_outside(d / "best" / TASK / "checkpoint", str(next(outside.glob("ckpt-*.index")).with_suffix("")))
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text(json.dumps({"uniq_id": "1", "product_name": "p", "category_path": ["Jewellery"],
+                                   "description": "Acme gold chain", "specifications": []}) + "\n")
+    commands = {"predict": [], "evaluate": [f"--data={data_dir / TASK / 'test.conll'}"],
+                "extract": [f"--catalog={catalog}", f"--out={tmp_path / 'values.jsonl'}"],
+                "export": [f"--out={tmp_path / 'saved'}"]}
+    procs = {c: subprocess.Popen([sys.executable, "-m", f"mtl_tagger.{c}", f"--model_dir={d}", *args], cwd=REPO,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for c, args in commands.items()}
+    for command, proc in procs.items():
+        out, err = proc.communicate("Acme gold chain\n", timeout=600)
+        assert_one_error_line(subprocess.CompletedProcess(command, proc.returncode, out, err),
+                              f"best/{TASK}/checkpoint names", "outside")
+    assert not (tmp_path / "values.jsonl").exists() and not (tmp_path / "saved").exists()
+
+
+def test_tagger_load_refuses_a_relative_name_that_leaves_the_directory(model: Path, tmp_path: Path) -> None:
+    d = tmp_path / "m"
+    shutil.copytree(model, d)
+    name = next((d / "best" / TASK).glob("ckpt-*.index")).stem
+    shutil.copytree(d / "best" / TASK, d / "best" / "other")
+    (d / "best" / TASK / "checkpoint").write_text(f'model_checkpoint_path: "../other/{name}"\n')
+    with pytest.raises(InputError, match="outside"):
+        Tagger.load(d)
+
+
+def test_a_damaged_vocab_on_resume_is_one_line(model: Path, data_dir: Path, tmp_path: Path) -> None:
+    d = tmp_path / "m"
+    shutil.copytree(model, d)
+    vocab = json.loads((d / "vocab.json").read_text())
+    vocab["tags"] = {"Other": vocab["tags"][TASK]}
+    (d / "vocab.json").write_text(json.dumps(vocab))
+    r = run_cli("train", "--flagfile=flags/smoke.cfg", f"--task_a={TASK}", f"--data_dir={data_dir}",
+                f"--model_dir={d}", "--epochs=4")
+    assert_one_error_line(r, "vocab.json", "tags for Other", TASK)
+
+
+@pytest.mark.parametrize("overrides", [dict(couple="auto"), dict(couple="A:B"),
+                                       dict(tasks=f"{TASK},Mangal-sutra", task_a="", mtl_mode="shared",
+                                            couple=f"{TASK}:Mangal-sutra")])
+def test_couple_outside_coupled_mode_is_refused(overrides: dict, data_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="--couple=.*only in coupled mode"):
+        smoke_params(data_dir, tmp_path, **overrides)
+
+
+def test_evaluate_compare_takes_only_the_verticals_of_params_json(model: Path, tmp_path: Path) -> None:
+    """A metrics.json key is a vertical's directory name under the data dir: one naming an outside path is
+    refused, not followed."""
+    outside = tmp_path / "outside"
+    (outside / "x").mkdir(parents=True)
+    (outside / "x" / "train.conll").write_text("a\tB-brand\n")
+    dirs = []
+    for name in ("single", "multi"):
+        d = tmp_path / name
+        shutil.copytree(model, d)
+        metrics = json.loads((d / "metrics.json").read_text())
+        metrics[str(outside / "x")] = metrics[TASK]
+        (d / "metrics.json").write_text(json.dumps(metrics))
+        dirs.append(d)
+    r = run_cli("evaluate", f"--model_dir={dirs[0]}", f"--compare={dirs[1]}")
+    assert_one_error_line(r, "metrics.json", str(outside / "x"), "not a vertical of params.json")
+
+
+def test_the_stop_line_names_the_rule_that_stopped(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    """Dev never improves after the first evaluation: with patience 1 and min_steps 9, a 9-step run still ends by
+    its budget; with min_steps 6 and a budget of 12 steps (one epoch), by patience."""
+    monkeypatch.setattr(Loop, "dev_scores", lambda self: {TASK: {"macro_f1": 1 / int(self.step), "entity_f1": 0.0}})
+    train(smoke_params(data_dir, tmp_path / "a", epochs=1, eval_every=3, min_steps=9, max_steps=9, patience=1))
+    out = capsys.readouterr().out
+    assert "stopping at step 9: the step budget is done" in out and "no vertical improved" not in out
+    train(smoke_params(data_dir, tmp_path / "b", epochs=1, eval_every=3, min_steps=6, max_steps=30, patience=1))
+    out = capsys.readouterr().out
+    assert "stopping early at step 6 of 12: no vertical improved on dev in the last 1 evaluations" in out
