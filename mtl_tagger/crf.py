@@ -1,14 +1,16 @@
 """Linear-chain CRF (paper §3.2) in plain TensorFlow ops, no Keras: C(x, y) = Σ s_i(y_i) + Σ T(y_i, y_{i+1}).
 
 Shapes: emissions [B, T, N] (T ≥ 1), tags [B, T], lengths [B] (0 ≤ length ≤ T), transitions [N, N] with
-transitions[y, y′] scoring y → y′ as in tfa; no start/stop transitions. Positions at or past a length never
-influence a result or gradient. Recursions are `tf.while_loop`s masked by t < length, with no branching on tensor
-values, so everything compiles under XLA (jit_compile=True).
+transitions[y, y′] scoring y → y′ as in tfa; no start/stop transitions (the `CRF` module's decoding adds start
+scores to the first position's emissions). Positions at or past a length never influence a result or gradient.
+Recursions are `tf.while_loop`s masked by t < length, with no branching on tensor values, so everything compiles
+under XLA (jit_compile=True).
 """
 import math
 import warnings
 from collections.abc import Iterable, Sequence
 from types import ModuleType
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -16,6 +18,10 @@ import tensorflow as tf
 from mtl_tagger.errors import InputError
 
 IMPLS = ("own", "tfa")
+
+# The score of a tag pair or start the BIO scheme forbids: finite, so a logsumexp over forbidden paths alone is
+# still a number (-inf there would give NaN), and far beyond what emission and transition scores make up for.
+FORBIDDEN = -1e4
 
 _tfa_module: ModuleType | None = None
 _tfa_error: str | None = None
@@ -178,6 +184,28 @@ def bigram_pmi(tag_ids: Iterable[Sequence[int] | np.ndarray], num_tags: int) -> 
     return np.log((counts + 1.0) / (expected + 1.0)).astype(np.float32)
 
 
+class Penalty(NamedTuple):
+    """Fixed scores decoding adds: `transitions` [N, N] to the transition scores, `start` [N] to the first
+    position's emissions."""
+
+    transitions: np.ndarray
+    start: np.ndarray
+
+
+def bio_penalty(tags: Sequence[str]) -> Penalty:
+    """FORBIDDEN for what the BIO scheme forbids among these tag names, 0 elsewhere: an I-x at the start, or after
+    any tag but B-x and I-x (so an I-x whose B-x is not among the tags is never decoded)."""
+    transitions = np.zeros((len(tags), len(tags)), np.float32)
+    start = np.zeros(len(tags), np.float32)
+    for j, tag in enumerate(tags):
+        if tag.startswith("I-"):
+            start[j] = FORBIDDEN
+            for i, before in enumerate(tags):
+                if before not in ("B" + tag[1:], tag):
+                    transitions[i, j] = FORBIDDEN
+    return Penalty(transitions, start)
+
+
 def _import_tfa() -> ModuleType | None:
     """tensorflow_addons if it imports (once, its end-of-life and version UserWarnings silenced), else None."""
     global _tfa_module, _tfa_error
@@ -210,11 +238,12 @@ class CRF(tf.Module):
     likelihood and decoding through tensorflow-addons (marginals are always the own ones).
 
     With `prior`, it also holds a fixed [N, N] score (zero until set, e.g. to a weighted `bigram_pmi`) that
-    decoding and the marginals add to the learned transitions; training's likelihood does not see it.
+    decoding and the marginals add to the learned transitions; with `penalty` (e.g. `bio_penalty`), decoding and
+    the marginals add its constant scores too. Training's likelihood sees neither.
     """
 
     def __init__(self, num_tags: int, seed: tuple[int, int] | list[int], impl: str = "own",
-                 name: str | None = None, prior: bool = False) -> None:
+                 name: str | None = None, prior: bool = False, penalty: Penalty | None = None) -> None:
         super().__init__(name=name)
         if impl not in IMPLS:
             raise InputError(f"--crf_impl={impl}: unknown; use one of {', '.join(IMPLS)}")
@@ -230,11 +259,24 @@ class CRF(tf.Module):
                 name="transitions")
             self.prior = (tf.Variable(tf.zeros([num_tags, num_tags]), trainable=False, name="prior") if prior
                           else None)
+        # numpy constants, not variables: checkpoints hold what they held without them.
+        self.penalty_transitions = None if penalty is None else penalty.transitions
+        self.penalty_start = None if penalty is None else penalty.start
 
     @property
     def decoding_transitions(self) -> tf.Tensor | tf.Variable:
-        """The transition scores decoding and the marginals use: the learned ones plus the prior, if any."""
-        return self.transitions if self.prior is None else self.transitions + self.prior
+        """The transition scores decoding and the marginals use: the learned ones plus the prior and the penalty,
+        if any."""
+        fused = self.transitions if self.prior is None else self.transitions + self.prior
+        return fused if self.penalty_transitions is None else fused + self.penalty_transitions
+
+    def decoding_emissions(self, emissions: tf.Tensor) -> tf.Tensor:
+        """The emissions decoding and the marginals use: the penalty's start scores, if any, added at the first
+        position."""
+        if self.penalty_start is None:
+            return emissions
+        emissions = tf.convert_to_tensor(emissions)
+        return tf.concat([emissions[:, :1] + tf.cast(self.penalty_start, emissions.dtype), emissions[:, 1:]], 1)
 
     def log_likelihood(self, emissions: tf.Tensor, tags: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
         """log P(tags | x) per sentence, [B]."""
@@ -244,14 +286,15 @@ class CRF(tf.Module):
 
     def decode(self, emissions: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
         """Viterbi tags, [B, T] int32, 0 past the length."""
+        emissions = self.decoding_emissions(emissions)
         if self.impl == "tfa":
             return _require_tfa().text.crf_decode(emissions, self.decoding_transitions, lengths)[0]
         return viterbi_decode(emissions, lengths, self.decoding_transitions)[0]
 
     def marginals(self, emissions: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
         """P(y_i = y | x), [B, T, N], 0 past the length."""
-        return marginals(emissions, lengths, self.decoding_transitions)
+        return marginals(self.decoding_emissions(emissions), lengths, self.decoding_transitions)
 
     def log_marginals(self, emissions: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
         """log P(y_i = y | x), [B, T, N], 0.0 past the length."""
-        return log_marginals(emissions, lengths, self.decoding_transitions)
+        return log_marginals(self.decoding_emissions(emissions), lengths, self.decoding_transitions)

@@ -3,10 +3,10 @@
 One serving signature per vertical (`DIR/assets.extra/verticals.json` maps each vertical to its key, e.g.
 "Chain x" → `tag_Chain_x`, and lists its tags). Inputs: `tokens` [B, T] string and `lengths` [B] int32 (tokens
 at and past a row's length are ignored). Outputs: `tags` [B, T] string ("" past each length) and `confidence`
-[B, T] float32 (each token's CRF marginal of its tag, with the tag prior, 0 past each length). The graph does
-what `Tagger.tag` does: word, character and word-shape ids as `pipeline.encode`, rows cut into max_len pieces, and
-the vertical's own network (its best checkpoint) with its Viterbi decoder. Tokens go in, not raw text: the
-project's tokenizer (Unicode properties, grapheme clusters) has no exact TensorFlow equivalent.
+[B, T] float32 (each token's CRF marginal of its tag, with the tag prior and the BIO constraints, 0 past each
+length). The graph does what `Tagger.tag` does: word, character and word-shape ids as `pipeline.encode`, rows cut
+into max_len pieces, and the vertical's own network (its best checkpoint) with its Viterbi decoder. Tokens go in,
+not raw text: the project's tokenizer (Unicode properties, grapheme clusters) has no exact TensorFlow equivalent.
 """
 import functools
 import json
@@ -199,26 +199,33 @@ def _move_into_place(tmp: Path, out: Path) -> None:
         aside.unlink()
 
 
-def export(model_dir: str | Path, out: str | Path, overwrite: bool = False) -> dict:
-    """Write the SavedModel of a trained model dir to `out` (built in a temp dir beside it, then renamed) and
-    return what `assets.extra/verticals.json` holds: each vertical's signature key and tags."""
-    model_dir, out = Path(model_dir), Path(out)
-    _check_out(out, model_dir, overwrite)
-    tagger = Tagger.load(model_dir)
+def write_saved_model(tagger: Tagger, directory: Path) -> dict:
+    """Write the SavedModel of a tagger's networks as they are and its `assets.extra/verticals.json` into
+    `directory`; return what that file holds: each vertical's signature key and tags."""
     keys = signature_keys(tagger.tasks)
     module = Exported(tagger)
     info = {"inputs": {"tokens": "[B, T] string", "lengths": "[B] int32"},
             "outputs": {"tags": "[B, T] string", "confidence": "[B, T] float32"},
             "max_len": tagger.params.max_len,
             "verticals": {task: {"signature": keys[task], "tags": tagger.vocab.tags[task]} for task in tagger.tasks}}
+    tf.saved_model.save(module, str(directory), signatures={keys[t]: module.signature(t) for t in tagger.tasks})
+    (directory / VERTICALS_JSON).parent.mkdir(exist_ok=True)
+    write_json_atomic(directory / VERTICALS_JSON, info)
+    return info
+
+
+def export(model_dir: str | Path, out: str | Path, overwrite: bool = False) -> dict:
+    """Write the SavedModel of a trained model dir to `out` (built in a temp dir beside it, then renamed) and
+    return what `assets.extra/verticals.json` holds: each vertical's signature key and tags."""
+    model_dir, out = Path(model_dir), Path(out)
+    _check_out(out, model_dir, overwrite)
+    tagger = Tagger.load(model_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        tf.saved_model.save(module, str(tmp), signatures={keys[t]: module.signature(t) for t in tagger.tasks})
-        (tmp / VERTICALS_JSON).parent.mkdir(exist_ok=True)
-        write_json_atomic(tmp / VERTICALS_JSON, info)
+        info = write_saved_model(tagger, tmp)
         _move_into_place(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

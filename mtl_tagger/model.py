@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from mtl_tagger.bilstm import LSTMWeights, bilstm, bilstm_final
-from mtl_tagger.crf import CRF
+from mtl_tagger.crf import CRF, Penalty, bio_penalty
 from mtl_tagger.initializers import SeedSequence, glorot_uniform, uniform
 from mtl_tagger.params import Params
 from mtl_tagger.vocab import SHAPES, UNK_ID
@@ -101,14 +101,15 @@ class Encoder(tf.Module):
 
 
 class Head(tf.Module):
-    """One vertical's Dense layer (emission scores s_i(y|x) = W h_i + b) and its CRF."""
+    """One vertical's Dense layer (emission scores s_i(y|x) = W h_i + b) and its CRF (with the prior and the
+    decoding penalty, if given)."""
 
     def __init__(self, width: int, num_tags: int, crf_impl: str, seeds: SeedSequence, name: str,
-                 tag_prior: bool = False) -> None:
+                 tag_prior: bool = False, penalty: Penalty | None = None) -> None:
         super().__init__(name=name)
         self.kernel = tf.Variable(glorot_uniform((width, num_tags), seeds()), name="kernel")
         self.bias = tf.Variable(tf.zeros([num_tags]), name="bias")
-        self.crf = CRF(num_tags, seeds(), impl=crf_impl, name="crf", prior=tag_prior)
+        self.crf = CRF(num_tags, seeds(), impl=crf_impl, name="crf", prior=tag_prior, penalty=penalty)
 
     def emissions(self, h: tf.Tensor) -> tf.Tensor:
         """s(·|x) for context vectors h [..., width] → [..., num_tags]."""
@@ -116,14 +117,15 @@ class Head(tf.Module):
 
 
 class TaggerNet(tf.Module):
-    """Shared encoder + one (Dense → CRF) head per vertical; everything a checkpoint holds about the model."""
+    """Shared encoder + one (Dense → CRF) head per vertical; everything a checkpoint holds about the model.
+    With --bio_constraints each head decodes only tag sequences the BIO scheme allows (crf.bio_penalty)."""
 
     def __init__(self, p: Params, num_words: int, num_chars: int, tags: dict[str, Sequence[str]]) -> None:
         super().__init__(name="tagger_net")
         seeds = SeedSequence(p.seed)
         self.encoder = Encoder(p, num_words, num_chars, seeds)
         self.heads = {t: Head(self.encoder.width, len(names), p.crf_impl, seeds, name=f"head_{i}",
-                              tag_prior=p.tag_prior > 0)
+                              tag_prior=p.tag_prior > 0, penalty=bio_penalty(names) if p.bio_constraints else None)
                       for i, (t, names) in enumerate(tags.items())}
 
     @property

@@ -26,7 +26,7 @@ RESUMABLE = frozenset({"epochs", "min_steps", "max_steps", "patience", "eval_eve
                        "crf_impl", "distribute"})
 PATHS = ("data_dir", "word_vectors")  # compared as resolved paths
 # Fields added after models were first written: the value a params.json without them was trained with.
-LEGACY = {"tag_prior": 0.0}
+LEGACY = {"tag_prior": 0.0, "bio_constraints": False}
 
 
 def _f(default: object, help: str) -> object:
@@ -69,6 +69,9 @@ class Params:
                                "more or less often than chance adjacent gold tags follow each other in its training "
                                "split (crf.bigram_pmi), which penalises pairs the data rarely or never shows, such "
                                "as B-x B-x, as far as the tags' counts can tell (0: none).")
+    bio_constraints: bool = _f(True, "Decoding forbids the tag pairs the BIO scheme forbids (an I-x at the start or "
+                                     "after anything but B-x/I-x), in Viterbi and in the marginals that give "
+                                     "confidence; training's likelihood is unchanged.")
     epochs: int = _f(30, "Epochs of the largest vertical; the step budget is epochs × its minibatches, "
                          "clipped to [--min_steps, --max_steps].")
     min_steps: int = _f(1000, "Train at least this many optimiser steps, however small the verticals.")

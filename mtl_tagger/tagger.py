@@ -6,7 +6,7 @@
 
 Each vertical is tagged by the weights of its own selected step (a multi-task run keeps one per vertical).
 A value's `confidence` is the smallest CRF marginal P(y_i = predicted tag | x) over its tokens (decoded, as the
-tags are, with the tag prior added to the transitions).
+tags are, with the tag prior added to the transitions and the BIO constraints, if on).
 """
 from collections.abc import Sequence
 from pathlib import Path

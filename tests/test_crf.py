@@ -342,6 +342,62 @@ def test_prior_of_an_unseen_pair_flips_a_close_decision() -> None:
     assert module.decode(emissions, [2]).numpy().tolist() == [[1, 2]]
 
 
+BIO_TAG_SETS = {"two_attributes": ["O", "B-a", "I-a", "B-b", "I-b"], "I_without_B": ["O", "B-a", "I-a", "I-c"]}
+
+
+def _continues_a_value(names: list[str], path: tuple) -> bool:
+    """Whether every I-x of the path follows a B-x or an I-x (the BIO scheme)."""
+    tags = [names[y] for y in path]
+    return all(not t.startswith("I-") or (i > 0 and tags[i - 1] in ("B" + t[1:], t)) for i, t in enumerate(tags))
+
+
+@pytest.mark.parametrize("impl", crf.IMPLS)
+@pytest.mark.parametrize("tag_set", sorted(BIO_TAG_SETS))
+def test_bio_penalty_decodes_the_best_valid_path_and_its_marginals(impl: str, tag_set: str) -> None:
+    """With the BIO penalty, Viterbi is the argmax and the marginals the distribution over the paths BIO allows
+    (C(x, y) under the learned transitions plus the prior); the likelihood and the variables are the plain ones."""
+    if impl == "tfa":
+        _tfa_or_skip()
+    names = BIO_TAG_SETS[tag_set]
+    rng = np.random.default_rng(130)
+    lengths, k = [1, 2, 3, 4, 4, 1], len(names)
+    emissions, tags = _batch(rng, lengths, k, max_len=5)
+    emissions[:, :, [i for i, n in enumerate(names) if n.startswith("I-")]] += 2.0  # tempt an I- everywhere
+    module = crf.CRF(k, seed=(5, 6), impl=impl, prior=True, penalty=crf.bio_penalty(names))
+    assert {id(v) for v in module.variables} == {id(module.transitions), id(module.prior)}, \
+        "the penalty is no variable: checkpoints hold what they held"
+    module.transitions.assign(_transitions(rng, k))
+    module.prior.assign(_transitions(rng, k))
+    fused = (module.transitions + module.prior).numpy().astype(np.float64)
+    np.testing.assert_array_equal(module.log_likelihood(emissions, tags, lengths).numpy(),
+                                  crf.log_likelihood(emissions, tags, lengths, module.transitions).numpy())
+    decoded = module.decode(emissions, lengths).numpy()
+    probs = module.marginals(emissions, lengths).numpy()
+    assert np.all(np.isfinite(module.log_marginals(emissions, lengths).numpy()))
+    unconstrained_invalid = 0
+    for i, n in enumerate(lengths):
+        scores, _ = _brute_force(emissions[i, :n].astype(np.float64), fused)
+        unconstrained_invalid += not _continues_a_value(names, max(scores, key=scores.get))
+        valid = {y: v for y, v in scores.items() if _continues_a_value(names, y)}
+        values = np.array(list(valid.values()))
+        log_z = float(values.max() + np.log(np.exp(values - values.max()).sum()))
+        assert tuple(decoded[i, :n]) == max(valid, key=valid.get) and not decoded[i, n:].any()
+        np.testing.assert_allclose(probs[i, :n], _brute_marginals(valid, log_z, n, k), atol=1e-5)
+    assert unconstrained_invalid, "without the penalty some best path breaks BIO, so this test can fail"
+
+
+def test_bio_penalty_forbids_exactly_what_bio_forbids() -> None:
+    """An I-x only after B-x or I-x and never first; every other pair and start allowed (0)."""
+    names = ["O", "B-a", "I-a", "I-b", "B-a-b", "I-a-b"]
+    penalty = crf.bio_penalty(names)
+    allowed_before = {"I-a": {"B-a", "I-a"}, "I-b": {"I-b"}, "I-a-b": {"B-a-b", "I-a-b"}}  # I-b: never reached
+    for j, tag in enumerate(names):
+        assert penalty.start[j] == (crf.FORBIDDEN if tag.startswith("I-") else 0.0)
+        for i, before in enumerate(names):
+            allowed = before in allowed_before[tag] if tag.startswith("I-") else True
+            assert penalty.transitions[i, j] == (0.0 if allowed else crf.FORBIDDEN), (before, tag)
+
+
 def test_bigram_pmi_is_log_count_over_independent_count_both_plus_one() -> None:
     sequences = [[0, 1, 2, 0], [2], [1, 1]]
     counts = np.zeros((3, 3))
