@@ -291,9 +291,11 @@ class CRF(tf.Module):
             return _require_tfa().text.crf_decode(emissions, self.decoding_transitions, lengths)[0]
         return viterbi_decode(emissions, lengths, self.decoding_transitions)[0]
 
-    def marginals(self, emissions: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
-        """P(y_i = y | x), [B, T, N], 0 past the length."""
-        return marginals(self.decoding_emissions(emissions), lengths, self.decoding_transitions)
+    def marginals(self, emissions: tf.Tensor, lengths: tf.Tensor, temperature: tf.Tensor | float = 1.0) -> tf.Tensor:
+        """P(y_i = y | x), [B, T, N], 0 past the length; with every decoding score divided by `temperature`
+        (calibration: the Viterbi path is the same at any temperature)."""
+        return marginals(self.decoding_emissions(emissions) / temperature, lengths,
+                         self.decoding_transitions / temperature)
 
     def log_marginals(self, emissions: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
         """log P(y_i = y | x), [B, T, N], 0.0 past the length."""

@@ -3,7 +3,8 @@
 One serving signature per vertical (`DIR/assets.extra/verticals.json` maps each vertical to its key, e.g.
 "Chain x" → `tag_Chain_x`, and lists its tags). Inputs: `tokens` [B, T] string and `lengths` [B] int32 (tokens
 at and past a row's length are ignored). Outputs: `tags` [B, T] string ("" past each length) and `confidence`
-[B, T] float32 (each token's CRF marginal of its tag, with the tag prior and the BIO constraints, 0 past each
+[B, T] float32 (each token's CRF marginal of its tag, with the tag prior and the BIO constraints, calibrated as
+calibration.json says where the model has one, so that a value's confidence is its tokens' smallest, 0 past each
 length). The graph does what `Tagger.tag` does: word, character and word-shape ids as `pipeline.encode`, rows cut
 into max_len pieces, and the vertical's own network (its best checkpoint) with its Viterbi decoder. Tokens go in,
 not raw text: the project's tokenizer (Unicode properties, grapheme clusters) has no exact TensorFlow equivalent.
@@ -118,6 +119,7 @@ class Exported(tf.Module):
         self.tags = {task: list(vocab.tags[task]) for task in tagger.tasks}
         self.max_len, self.max_word_len = tagger.params.max_len, tagger.params.max_word_len
         self.nets = {task: tagger.nets[task] for task in tagger.tasks}  # tracked, so their weights are saved
+        self.calibration = dict(tagger.calibration)  # constants of the graph (confidence as Tagger gives it)
         # The maps Vocab.word_ids / char_ids use (the tables are built from them, so ties resolve alike).
         self.word_table = _table(vocab.words, vocab.word_ids(vocab.words), tf.string)
         chars = [c for c in vocab.chars if len(c) == 1]  # not <pad>/<unk>: a code point never equals them
@@ -159,8 +161,14 @@ class Exported(tf.Module):
         starts = tf.tile(tf.range(count) * width, [batch])
         piece_lengths = tf.clip_by_value(tf.repeat(lengths, count) - starts, 0, width)
         live = tf.where(piece_lengths > 0)  # only non-empty pieces are decoded
-        ids, confidence = net.decode_with_marginals(
-            task, self.encode(tf.gather_nd(pieces, live), tf.gather_nd(piece_lengths, live)))
+        calibration = self.calibration.get(task)
+        live_lengths = tf.gather_nd(piece_lengths, live)
+        ids, confidence = net.decode_with_marginals(task, self.encode(tf.gather_nd(pieces, live), live_lengths),
+                                                    calibration.temperature if calibration else 1.0)
+        if calibration is not None and calibration.method == "platt":  # calibration.platt, per token
+            odds = tf.clip_by_value(confidence, 1e-6, 1 - 1e-6)
+            confidence = tf.where(tf.sequence_mask(live_lengths, tf.shape(confidence)[1]), tf.sigmoid(
+                calibration.a * (tf.math.log(odds) - tf.math.log1p(-odds)) + calibration.b), 0.0)
 
         def rows(x: tf.Tensor) -> tf.Tensor:
             """Decoded pieces [live, ≤ width] back into rows [B, T], 0 wherever nothing was decoded."""

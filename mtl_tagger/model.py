@@ -153,10 +153,12 @@ class TaggerNet(tf.Module):
         head = self.heads[task]
         return head.crf.decode(head.emissions(self.encoder(batch)), batch["length"])
 
-    def decode_with_marginals(self, task: str, batch: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
-        """Viterbi tag ids [B, T], and each token's CRF marginal P(y_i = decoded tag | x) [B, T] (0 past lengths)."""
+    def decode_with_marginals(self, task: str, batch: dict[str, tf.Tensor], temperature: tf.Tensor | float = 1.0
+                              ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Viterbi tag ids [B, T], and each token's CRF marginal P(y_i = decoded tag | x) [B, T] (0 past lengths) at
+        `temperature` (calibration.py)."""
         head = self.heads[task]
         scores = head.emissions(self.encoder(batch))
         tags = head.crf.decode(scores, batch["length"])
-        marginals = head.crf.marginals(scores, batch["length"])
+        marginals = head.crf.marginals(scores, batch["length"], temperature)
         return tags, tf.gather(marginals, tags, batch_dims=2)

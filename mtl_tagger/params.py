@@ -11,6 +11,7 @@ from pathlib import Path
 
 from absl import flags
 
+from mtl_tagger.calibration import METHODS as CALIBRATIONS
 from mtl_tagger.errors import InputError
 from mtl_tagger.files import read_json
 
@@ -23,7 +24,7 @@ COUPLING_SCORES = ("emission", "log_softmax", "marginal")
 DISTRIBUTE = ("", "multiworker")
 # Fields that may change when a run resumes in the same model dir (they do not change the model).
 RESUMABLE = frozenset({"epochs", "min_steps", "max_steps", "patience", "eval_every", "overwrite", "model_dir",
-                       "crf_impl", "distribute"})
+                       "crf_impl", "distribute", "calibration"})
 PATHS = ("data_dir", "word_vectors")  # compared as resolved paths
 # Fields added after models were first written: the value a params.json without them was trained with.
 LEGACY = {"tag_prior": 0.0, "bio_constraints": False}
@@ -72,6 +73,9 @@ class Params:
     bio_constraints: bool = _f(True, "Decoding forbids the tag pairs the BIO scheme forbids (an I-x at the start or "
                                      "after anything but B-x/I-x), in Viterbi and in the marginals that give "
                                      "confidence; training's likelihood is unchanged.")
+    calibration: str = _f("platt", "How the end of training calibrates each vertical's confidence on its dev "
+                                   "split (mtl_tagger.calibration): platt (a logistic map of the value's raw "
+                                   "confidence) or temperature (the CRF's scores divided by one fitted number).")
     epochs: int = _f(30, "Epochs of the largest vertical; the step budget is epochs × its minibatches, "
                          "clipped to [--min_steps, --max_steps].")
     min_steps: int = _f(1000, "Train at least this many optimiser steps, however small the verticals.")
@@ -137,6 +141,7 @@ class Params:
             raise InputError(f"--shortlist_threshold={self.shortlist_threshold}: must be in [-1, 1)")
         for name, allowed in (("char_encoder", CHAR_ENCODERS), ("shortlist_contexts", SHORTLIST_CONTEXTS),
                               ("crf_impl", CRF_IMPLS), ("coupling_score", COUPLING_SCORES),
+                              ("calibration", CALIBRATIONS),
                               ("distribute", DISTRIBUTE)):
             if getattr(self, name) not in allowed:
                 raise InputError(f"--{name}={getattr(self, name)}: must be one of {', '.join(allowed)}")

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
+from mtl_tagger.calibration import Calibration, read_calibration
 from mtl_tagger.conll import Sentence, chunks
 from mtl_tagger.errors import InputError
 from mtl_tagger.metrics import evaluate_tags
@@ -55,15 +57,19 @@ def restore(net: TaggerNet, checkpoint: str, model_dir: str | Path, extra: dict 
 class Tagger:
     """A model's vocabularies and networks; tags token lists or raw text for any of its verticals."""
 
-    def __init__(self, params: Params, vocab: Vocab, nets: dict[str, TaggerNet]) -> None:
+    def __init__(self, params: Params, vocab: Vocab, nets: dict[str, TaggerNet],
+                 calibration: dict[str, Calibration] | None = None) -> None:
+        """`calibration`: the verticals whose confidence is calibrated, with their maps (calibration.py)."""
         self.params = params
         self.vocab = vocab
         self.nets = nets
+        self.calibration = calibration or {}
         self._decoders: dict[tuple[str, bool], tf.types.experimental.GenericFunction] = {}
 
     @classmethod
-    def load(cls, model_dir: str | Path) -> "Tagger":
-        """Load params.json, vocab.json and every vertical's selected checkpoint of a trained model dir."""
+    def load(cls, model_dir: str | Path, calibrated: bool = True) -> "Tagger":
+        """Load params.json, vocab.json, every vertical's selected checkpoint of a trained model dir and, with
+        `calibrated`, its calibration.json (a model without one gives raw confidences, and says so once)."""
         model_dir = Path(model_dir)
         params = Params.load(model_dir)
         vocab_path = model_dir / "vocab.json"
@@ -79,7 +85,12 @@ class Tagger:
             net = TaggerNet(params, len(vocab.words), len(vocab.chars), vocab.tags)
             restore(net, checkpoint, model_dir)
             nets[task] = net
-        return cls(params, vocab, nets)
+        calibration = read_calibration(model_dir, params.names) if calibrated else {}
+        if calibrated and calibration is None:
+            logging.warning("%s has no calibration.json: confidences are the raw CRF marginals, over-confident on "
+                            "small data; python -m mtl_tagger.calibration --model_dir=%s calibrates them", model_dir,
+                            model_dir)
+        return cls(params, vocab, nets, calibration)
 
     @property
     def tasks(self) -> list[str]:
@@ -93,17 +104,23 @@ class Tagger:
 
     def decoder(self, task: str, marginals: bool = False) -> tf.types.experimental.GenericFunction:
         """The traced decoding function of `task` for a padded batch (BATCH_SIGNATURE): tags [B, T], and with
-        `marginals` also each token's marginal of its tag."""
+        `marginals` (then it also takes a temperature) each token's marginal of its tag."""
         key = (task, marginals)
         if key not in self._decoders:
             net = self.nets[task]
-            fn = (lambda b: net.decode_with_marginals(task, b)) if marginals else (lambda b: net.decode(task, b))
-            self._decoders[key] = tf.function(fn, input_signature=[BATCH_SIGNATURE], autograph=False)
+            if marginals:
+                self._decoders[key] = tf.function(lambda b, t: net.decode_with_marginals(task, b, t), autograph=False,
+                                                  input_signature=[BATCH_SIGNATURE, tf.TensorSpec([], tf.float32)])
+            else:
+                self._decoders[key] = tf.function(lambda b: net.decode(task, b), input_signature=[BATCH_SIGNATURE],
+                                                  autograph=False)
         return self._decoders[key]
 
-    def tag(self, token_lists: Sequence[Sequence[str]], task: str, marginals: bool = True
-            ) -> tuple[list[list[str]], list[list[float]]]:
-        """Tags and each token's marginal of its tag (empty lists without `marginals`) for tokenised sentences.
+    def tag(self, token_lists: Sequence[Sequence[str]], task: str, marginals: bool = True,
+            temperature: float | None = None) -> tuple[list[list[str]], list[list[float]]]:
+        """Tags and each token's confidence in its tag (empty lists without `marginals`) for tokenised sentences:
+        calibrated where the model has a calibration for `task`, else the CRF marginal; with `temperature`, the
+        raw marginal at that temperature instead.
 
         Sentences longer than max_len are tagged in max_len pieces, as the model was trained.
         """
@@ -120,9 +137,13 @@ class Tagger:
         piece_tags: list[list[str]] = [[] for _ in pieces]
         piece_conf: list[list[float]] = [[] for _ in pieces]
         decode = self.decoder(task, marginals)
+        calibration = self.calibration.get(task) if temperature is None else None
+        at = tf.constant(calibration.temperature if calibration else temperature or 1.0, tf.float32)
         for positions, batch in eval_batches(encode(pieces, self.vocab, self.params.max_word_len), EVAL_BATCH):
-            out = decode(batch)
+            out = decode(batch, at) if marginals else decode(batch)
             ids, conf = (out[0].numpy(), out[1].numpy()) if marginals else (out.numpy(), None)
+            if calibration is not None and conf is not None:
+                conf = calibration.apply(conf)
             for r, (i, n) in enumerate(zip(positions, batch["length"])):
                 piece_tags[i] = self.vocab.tag_names(task, ids[r, :n])
                 if conf is not None:

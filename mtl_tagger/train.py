@@ -11,6 +11,7 @@ from absl import logging
 
 from mtl_tagger import cli, params
 from mtl_tagger.analysis import analyse, format_lenders
+from mtl_tagger.calibration import calibrate
 from mtl_tagger.errors import InputError, Interrupted
 from mtl_tagger.files import write_json_atomic
 from mtl_tagger.loop import Loop
@@ -79,6 +80,8 @@ def train(p: Params) -> dict[str, dict]:
                               "resume") from None
         results = loop.test()
         print(format_table(results), flush=True)
+        for line in calibrate(model_dir, p.calibration, {t: run.data.tasks[t].dev for t in p.names}):
+            print(line, flush=True)
         if run.coupler is not None:
             for direction in analyse(run, model_dir, loop.writer):
                 print("\n" + format_lenders(direction), flush=True)

@@ -1,0 +1,268 @@
+"""Calibration of a value's confidence: what share of values shown with confidence c are right.
+
+A value's raw confidence is the smallest CRF marginal of its tokens' tags; the marginals of a CRF fitted to little
+data are over-confident. Calibration maps it to the precision of values of that confidence, per vertical, fitted on
+the vertical's dev split. Two maps are implemented, both increasing, so they never change which values are
+extracted nor their order:
+
+- temperature (Guo et al., 2017): the marginals are computed from every CRF score divided by T (emissions and the
+  decoding transitions, so the Viterbi path is unchanged); one parameter, chosen on a grid by the dev values' log
+  loss;
+- platt: σ(a · logit(c) + b) of the raw confidence c, a > 0, fitted by the dev values' log loss; applied per
+  token it gives the same value confidence, since an increasing map commutes with the minimum over tokens.
+
+A value is right when a gold value has the same attribute and the same tokens (conlleval's exact match).
+Expected calibration error (ECE): 10 equal-width bins of confidence, Σ (values in bin / values) × |precision −
+mean confidence| over the bins.
+"""
+import io
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from absl import flags
+
+from mtl_tagger import cli
+from mtl_tagger.conll import Sentence, chunks
+from mtl_tagger.errors import InputError
+from mtl_tagger.files import read_json, write_json_atomic
+
+if TYPE_CHECKING:
+    from mtl_tagger.tagger import Tagger  # TensorFlow is imported only where a model is loaded
+
+BINS = 10
+METHODS = ("temperature", "platt")
+FILE = "calibration.json"  # in the model dir: vertical → Calibration.to_json()
+TEMPERATURES = np.geomspace(0.5, 50.0, 47)  # the grid temperature scaling chooses from (1.0 is on it)
+_EPS = 1e-6
+
+
+def value_outcomes(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
+                   token_confidence: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Each predicted value's confidence (the smallest of its tokens') and whether a gold value matches it."""
+    confidence, right = [], []
+    for g, p, c in zip(gold, pred, token_confidence):
+        truth = set(chunks(g))
+        for value in chunks(p):
+            confidence.append(min(c[value[1]:value[2]]))
+            right.append(value in truth)
+    return np.array(confidence, np.float64), np.array(right, bool)
+
+
+def bins(confidence: np.ndarray, right: np.ndarray, count: int = BINS) -> list[dict]:
+    """Per equal-width bin of confidence: its range, how many values, their mean confidence and precision."""
+    index = np.minimum((confidence * count).astype(int), count - 1)
+    out = []
+    for b in range(count):
+        inside = index == b
+        n = int(inside.sum())
+        out.append({"low": b / count, "high": (b + 1) / count, "values": n,
+                    "confidence": float(confidence[inside].mean()) if n else None,
+                    "precision": float(right[inside].mean()) if n else None})
+    return out
+
+
+def ece(confidence: np.ndarray, right: np.ndarray, count: int = BINS) -> float:
+    """Expected calibration error over `count` equal-width bins (0.0 without values)."""
+    if not len(confidence):
+        return 0.0
+    return float(sum(b["values"] * abs(b["precision"] - b["confidence"]) for b in bins(confidence, right, count)
+                     if b["values"]) / len(confidence))
+
+
+def log_loss(confidence: np.ndarray, right: np.ndarray) -> float:
+    """Mean negative log-likelihood of the outcomes under the confidences (clipped away from 0 and 1)."""
+    c = np.clip(confidence, _EPS, 1 - _EPS)
+    return float(-np.mean(np.where(right, np.log(c), np.log1p(-c))))
+
+
+def _logit(c: np.ndarray) -> np.ndarray:
+    c = np.clip(c, _EPS, 1 - _EPS)
+    return np.log(c) - np.log1p(-c)
+
+
+def platt(confidence: np.ndarray, a: float, b: float) -> np.ndarray:
+    """σ(a · logit(c) + b)."""
+    return 1.0 / (1.0 + np.exp(-(a * _logit(confidence) + b)))
+
+
+def fit_platt(confidence: np.ndarray, right: np.ndarray, steps: int = 100) -> tuple[float, float]:
+    """(a, b) minimising the log loss by Newton's method, each step halved until the loss falls, with a small ridge
+    toward the identity map (1, 0), so that a dev split of a few values, or of values all right, still gets a
+    finite, increasing map."""
+    x, y = _logit(confidence), right.astype(np.float64)
+    identity, ridge = np.array([1.0, 0.0]), 1e-2
+
+    def loss(w: np.ndarray) -> float:
+        z = w[0] * x + w[1]
+        return float(np.sum(np.logaddexp(0.0, z) - y * z) + ridge / 2 * np.sum((w - identity) ** 2))
+
+    w = identity.copy()
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-np.clip(w[0] * x + w[1], -500, 500)))
+        grad = np.array([np.sum((p - y) * x), np.sum(p - y)]) + ridge * (w - identity)
+        s = p * (1 - p)
+        hess = np.array([[np.sum(s * x * x), np.sum(s * x)], [np.sum(s * x), np.sum(s)]]) + ridge * np.eye(2)
+        step, before = np.linalg.solve(hess, grad), loss(w)
+        while loss(w - step) > before and np.abs(step).max() > 1e-12:
+            step = step / 2
+        w = w - step
+        if np.abs(step).max() < 1e-9:
+            break
+    return max(float(w[0]), _EPS), float(w[1])
+
+
+def fit_temperature(confidence_at: Callable[[float], np.ndarray], right: np.ndarray) -> float:
+    """The temperature of the grid whose confidences have the smallest log loss (the lowest of equal ones)."""
+    losses = [log_loss(confidence_at(float(t)), right) for t in TEMPERATURES]
+    return float(TEMPERATURES[int(np.argmin(losses))])
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """One vertical's fitted map: its method and parameters, and what it was fitted on."""
+
+    method: str
+    temperature: float = 1.0
+    a: float = 1.0
+    b: float = 0.0
+    dev_values: int = 0
+
+    def apply(self, confidence: np.ndarray) -> np.ndarray:
+        """The calibrated confidence of raw ones (temperature acts inside the CRF: its confidences come in
+        calibrated already)."""
+        return platt(confidence, self.a, self.b) if self.method == "platt" else confidence
+
+    def to_json(self) -> dict:
+        """What calibration.json holds for the vertical."""
+        return {"method": self.method, "temperature": self.temperature, "a": self.a, "b": self.b,
+                "dev_values": self.dev_values}
+
+
+def reliability_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> bytes | None:
+    """A reliability diagram (precision against confidence per bin, the diagonal, ECE in the legend) of one or more
+    curves as PNG bytes; None when matplotlib (the `plots` extra) is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(4.2, 4.2), dpi=100)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    for label, (confidence, right) in curves.items():
+        points = [(b["confidence"], b["precision"], b["values"]) for b in bins(confidence, right) if b["values"]]
+        if points:
+            xs, ys, ns = zip(*points)
+            ax.plot(xs, ys, marker="o", label=f"{label} (ECE {ece(confidence, right):.3f}, {len(confidence)} values)")
+            for x, y, n in zip(xs, ys, ns):
+                ax.annotate(str(n), (x, y), fontsize=6, textcoords="offset points", xytext=(2, -8))
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="confidence", ylabel="precision of the values", title=title)
+    ax.legend(fontsize=7, loc="upper left")
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def read_calibration(model_dir: str | Path, tasks: Sequence[str]) -> dict[str, Calibration] | None:
+    """The model dir's calibration per vertical (None without calibration.json); InputError when it is damaged."""
+    path = Path(model_dir) / FILE
+    if not path.is_file():
+        return None
+    data = read_json(path)
+    if not isinstance(data, dict) or set(data) - set(tasks) or not all(
+            isinstance(c, dict) and c.get("method") in METHODS
+            and all(isinstance(c.get(k), (int, float)) and math.isfinite(c[k]) for k in ("temperature", "a", "b"))
+            and c["temperature"] > 0 and c["a"] > 0 and isinstance(c.get("dev_values"), int) for c in data.values()):
+        raise InputError(f"damaged calibration: expected each vertical's method ({', '.join(METHODS)}) with a positive "
+                         "temperature and a, and b; calibrate again with python -m mtl_tagger.calibration", path)
+    return {task: Calibration(**c) for task, c in data.items()}
+
+
+def outcomes(tagger: "Tagger", sentences: Sequence[Sentence], task: str, temperature: float = 1.0
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """The raw confidence (at `temperature`) of every value the tagger extracts from gold sentences, and whether
+    it is right."""
+    tags, confidence = tagger.tag([s.tokens for s in sentences], task, temperature=temperature)
+    return value_outcomes([s.tags for s in sentences], tags, confidence)
+
+
+def fit(tagger: "Tagger", sentences: Sequence[Sentence], task: str, method: str) -> Calibration:
+    """One vertical's map, fitted on its dev sentences."""
+    raw, right = outcomes(tagger, sentences, task)
+    if method == "platt":
+        a, b = fit_platt(raw, right)
+        return Calibration("platt", a=a, b=b, dev_values=len(raw))
+    temperature = fit_temperature(lambda t: outcomes(tagger, sentences, task, t)[0], right)
+    return Calibration("temperature", temperature=temperature, dev_values=len(raw))
+
+
+def confidences(tagger: "Tagger", sentences: Sequence[Sentence], task: str, calibration: Calibration
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """`outcomes` with the confidences calibrated by `calibration`."""
+    raw, right = outcomes(tagger, sentences, task, calibration.temperature)
+    return calibration.apply(raw), right
+
+
+def calibrate(model_dir: str | Path, method: str, dev: dict[str, Sequence[Sentence]]) -> list[str]:
+    """Fit each vertical's map on its dev sentences and write calibration.json, and calibration/<vertical>.png with
+    the dev values' reliability diagram before and after (also in TensorBoard); returns one report line each."""
+    import tensorflow as tf
+
+    from mtl_tagger.tagger import Tagger
+
+    if method not in METHODS:
+        raise InputError(f"--calibration={method}: must be one of {', '.join(METHODS)}")
+    model_dir = Path(model_dir)
+    tagger = Tagger.load(model_dir, calibrated=False)
+    fitted, lines = {}, []
+    (model_dir / "calibration").mkdir(exist_ok=True)
+    writer = tf.summary.create_file_writer(str(model_dir / "tensorboard"))
+    for task in tagger.tasks:
+        fitted[task] = fit(tagger, dev[task], task, method)
+        before, after = outcomes(tagger, dev[task], task), confidences(tagger, dev[task], task, fitted[task])
+        png = reliability_png({"raw": before, "calibrated": after}, f"{task}: dev values")
+        if png is not None:
+            (model_dir / "calibration" / f"{task}.png").write_bytes(png)
+            with writer.as_default():
+                tf.summary.image(f"calibration/{task}", tf.image.decode_png(png)[None], step=0)
+        lines.append(f"{task}: confidence calibrated on {len(before[0])} dev values ({method}): ECE "
+                     f"{ece(*before):.3f} -> {ece(*after):.3f}")
+    writer.close()
+    write_json_atomic(model_dir / FILE, {task: c.to_json() for task, c in fitted.items()})
+    return lines
+
+
+def main(argv: list[str]) -> None:
+    """CLI: calibrate a trained model dir on its verticals' dev splits (as training does at its end)."""
+    from mtl_tagger.corpus import load_task
+    from mtl_tagger.modeldir import model_dir_lock
+    from mtl_tagger.params import Params
+
+    if len(argv) > 1:
+        raise cli.usage_error(argv)
+    if not FLAGS.model_dir:
+        raise InputError("--model_dir is required")
+    model_dir = Path(FLAGS.model_dir)
+    p = Params.load(model_dir)
+    dev = {t: load_task(p.data_dir, t, p.strict_bio, p.max_len).dev for t in p.names}
+    lock = model_dir_lock(model_dir)
+    try:
+        for line in calibrate(model_dir, FLAGS.method or p.calibration, dev):
+            print(line)
+    finally:
+        lock.release()
+
+
+FLAGS = flags.FLAGS
+
+if __name__ == "__main__":
+    flags.DEFINE_string("model_dir", None, "Trained model dir (holds params.json).")
+    flags.DEFINE_string("method", None, f"One of {', '.join(METHODS)} (default: the model's --calibration).")
+    cli.run(main)
