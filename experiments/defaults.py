@@ -30,16 +30,18 @@ from mtl_tagger.files import write_json_atomic
 FLAGS = flags.FLAGS
 
 
-def run_one(label: str, extra: list[str], vertical: str, seed: str, runs: Path, results: Path) -> dict | None:
-    """Train one run (resuming if it was cut short) and write its result file."""
+def run_one(label: str, extra: list[str], vertical: str, seed: str, runs: Path, results: Path, base: str,
+            data_dir: str, word_vectors: str | None = None) -> dict | None:
+    """Train one run from the flagfile `base` on `data_dir` (resuming if it was cut short) and write its result
+    file; `word_vectors` overrides the flagfile's ('' = random embeddings), and `extra` flags override both."""
     name = f"{label}.{vertical}.s{seed}"
     out = results / f"{name}.json"
     if out.is_file():
         return json.loads(out.read_text())
     model_dir = runs / name
-    command = [sys.executable, "-m", "experiments.traced_train", f"--flagfile={FLAGS.base}", f"--task_a={vertical}",
-               f"--data_dir={FLAGS.data_dir}", f"--seed={seed}", f"--model_dir={model_dir}",
-               *([f"--word_vectors={FLAGS.word_vectors}"] if FLAGS.word_vectors is not None else []), *extra]
+    command = [sys.executable, "-m", "experiments.traced_train", f"--flagfile={base}", f"--task_a={vertical}",
+               f"--data_dir={data_dir}", f"--seed={seed}", f"--model_dir={model_dir}",
+               *([f"--word_vectors={word_vectors}"] if word_vectors is not None else []), *extra]
     env = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
     start = time.time()
     with open(runs / f"{name}.log", "a") as log:
@@ -114,7 +116,8 @@ def main(argv: list[str]) -> None:
     results_dir.mkdir(parents=True, exist_ok=True)
     todo = [(label, extra, v, s) for s in FLAGS.seeds for label, extra in variants for v in FLAGS.verticals]
     with ThreadPoolExecutor(FLAGS.jobs) as pool:
-        results = list(pool.map(lambda job: run_one(*job, runs, results_dir), todo))
+        results = list(pool.map(lambda job: run_one(*job, runs, results_dir, FLAGS.base, FLAGS.data_dir,
+                                                    FLAGS.word_vectors), todo))
     command = command_line("experiments.defaults")
     text = "\n".join([
         f"# {FLAGS.name}: single-task variants against the feature CRF", "",

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 BINS = 10
 METHODS = ("temperature", "platt")
 FILE = "calibration.json"  # in the model dir: vertical → Calibration.to_json()
-TEMPERATURES = np.geomspace(0.5, 50.0, 47)  # the grid temperature scaling chooses from (1.0 is on it)
+TEMPERATURES = np.geomspace(0.5, 64.0, 29)  # the grid temperature scaling chooses from: steps of 2^(1/4), 1.0 on it
 _EPS = 1e-6
 
 

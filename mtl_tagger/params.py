@@ -73,9 +73,10 @@ class Params:
     bio_constraints: bool = _f(True, "Decoding forbids the tag pairs the BIO scheme forbids (an I-x at the start or "
                                      "after anything but B-x/I-x), in Viterbi and in the marginals that give "
                                      "confidence; training's likelihood is unchanged.")
-    calibration: str = _f("platt", "How the end of training calibrates each vertical's confidence on its dev "
-                                   "split (mtl_tagger.calibration): platt (a logistic map of the value's raw "
-                                   "confidence) or temperature (the CRF's scores divided by one fitted number).")
+    calibration: str = _f("temperature", "How the end of training calibrates each vertical's confidence on its "
+                                         "dev split (mtl_tagger.calibration): temperature (the CRF's scores divided "
+                                         "by one fitted number) or platt (a logistic map of the value's raw "
+                                         "confidence).")
     epochs: int = _f(30, "Epochs of the largest vertical; the step budget is epochs × its minibatches, "
                          "clipped to [--min_steps, --max_steps].")
     min_steps: int = _f(1000, "Train at least this many optimiser steps, however small the verticals.")

@@ -8,6 +8,7 @@ Each vertical is tagged by the weights of its own selected step (a multi-task ru
 A value's `confidence` is the smallest CRF marginal P(y_i = predicted tag | x) over its tokens (decoded, as the
 tags are, with the tag prior added to the transitions and the BIO constraints, if on).
 """
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -67,11 +68,12 @@ class Tagger:
         self._decoders: dict[tuple[str, bool], tf.types.experimental.GenericFunction] = {}
 
     @classmethod
-    def load(cls, model_dir: str | Path, calibrated: bool = True) -> "Tagger":
+    def load(cls, model_dir: str | Path, calibrated: bool = True, decoding: dict | None = None) -> "Tagger":
         """Load params.json, vocab.json, every vertical's selected checkpoint of a trained model dir and, with
-        `calibrated`, its calibration.json (a model without one gives raw confidences, and says so once)."""
+        `calibrated`, its calibration.json (a model without one gives raw confidences, and says so once).
+        `decoding`: Params fields to decode with instead of params.json's, e.g. {"bio_constraints": True}."""
         model_dir = Path(model_dir)
-        params = Params.load(model_dir)
+        params = dataclasses.replace(Params.load(model_dir), **(decoding or {}))
         vocab_path = model_dir / "vocab.json"
         if not vocab_path.is_file():
             raise InputError("no vocab.json: training did not get far enough to save a model", model_dir)

@@ -49,7 +49,7 @@ def test_temperature_is_the_grid_point_of_least_log_loss() -> None:
 
 @pytest.fixture(scope="module")
 def model(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A smoke model: training calibrates it at its end (Platt scaling, the default)."""
+    """A smoke model: training calibrates it at its end (temperature scaling, the default)."""
     out = tmp_path_factory.mktemp("calibrated") / "m"
     train(smoke_params(data_dir, out, epochs=3))
     return out
@@ -57,7 +57,7 @@ def model(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_training_writes_the_calibration_and_its_diagram(model: Path) -> None:
     written = json.loads((model / "calibration.json").read_text())
-    assert list(written) == [TASK] and written[TASK]["method"] == "platt" and written[TASK]["dev_values"] > 0
+    assert list(written) == [TASK] and written[TASK]["method"] == "temperature" and written[TASK]["dev_values"] > 0
     assert (model / "calibration" / f"{TASK}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((model / "tensorboard").glob("events.*"))
 

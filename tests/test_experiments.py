@@ -10,7 +10,9 @@ from conftest import REPO, smoke_params
 from experiments.collect import one_tag_prior
 from experiments.defaults import _both
 from experiments.make_sweep import runs as sweep_runs
+from experiments.small_data import subsample
 from experiments.tag_prior import rescored
+from mtl_tagger.conll import read_conll
 from mtl_tagger.params import Params
 from mtl_tagger.train import train
 
@@ -173,3 +175,19 @@ def test_defaults_paired_cells_are_means_in_percent() -> None:
     assert _both(ms) == "60.00 / 85.00"
     assert _both(ms, "entity_recall", "macro_f1") == "20.00 / 60.00"
     assert _both([]) == "– / –"
+
+
+def test_small_data_subsamples_nest_and_leave_dev_and_test_alone(data_dir: Path, tmp_path: Path) -> None:
+    kept = subsample(data_dir, tmp_path, [5, 40, 10**6], seed=1)
+    assert kept == {5: ["Chain x", "Mangal-sutra"], 40: ["Chain x", "Mangal-sutra"], 10**6: []}
+    for v in kept[5]:
+        small, large = (read_conll(tmp_path / f"n{n}" / v / "train.conll") for n in (5, 40))
+        assert len(small) == 5 and len(large) == 40
+        assert {tuple(s.tokens) for s in small} <= {tuple(s.tokens) for s in large}
+        assert {tuple(s.tokens) for s in large} <= {tuple(s.tokens) for s in read_conll(data_dir / v / "train.conll")}
+        for split in ("dev.conll", "test.conll"):
+            assert (tmp_path / "n5" / v / split).read_bytes() == (data_dir / v / split).read_bytes()
+    again = tmp_path / "again"
+    subsample(data_dir, again, [5], seed=1)
+    chain = Path("n5") / "Chain x" / "train.conll"
+    assert (again / chain).read_bytes() == (tmp_path / chain).read_bytes(), "the same seed, the same subsample"

@@ -1,0 +1,85 @@
+"""What the BIO constraints change: the small-data protocol's runs decoded without and with them.
+
+    python -m experiments.bio [--results_dir=experiments/results/small_data] [--runs_dir=runs/small_data]
+
+The protocol's runs were trained and selected without the constraints (--nobio_constraints); each is decoded on its
+vertical's test split as trained and again with `--bio_constraints` (the same weights and selected step), and
+scored with the project's metrics. The table gives, per size and embedding condition and over all runs, the mean
+test macro-F1 and entity precision, recall and F1 of both decodings, and how many test sentences decoded
+without the constraints hold an I- tag that continues no value.
+"""
+import datetime
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from absl import app, flags
+
+from experiments.collect import command_line
+from mtl_tagger.corpus import load_task
+from mtl_tagger.metrics import evaluate_tags
+from mtl_tagger.tagger import Tagger
+
+FLAGS = flags.FLAGS
+KEYS = ("macro_f1", "entity_precision", "entity_recall", "entity_f1")
+
+
+def orphans(tags: list[str]) -> bool:
+    """Whether an I- tag continues no value (after O, at the start, or after another attribute's tag)."""
+    return any(t.startswith("I-") and (i == 0 or tags[i - 1][2:] != t[2:] or tags[i - 1] == "O")
+               for i, t in enumerate(tags))
+
+
+def decoded(model_dir: Path) -> dict:
+    """Test metrics of both decodings and the unconstrained decoding's sentences with an orphan I- tag."""
+    out = {}
+    for on in (False, True):
+        tagger = Tagger.load(model_dir, calibrated=False, decoding={"bio_constraints": on})
+        task = tagger.tasks[0]
+        p = tagger.params
+        test = load_task(p.data_dir, task, p.strict_bio, p.max_len).test
+        pred = tagger.predict([s.tokens for s in test], task)
+        out[on] = evaluate_tags([s.tags for s in test], pred)
+        if not on:
+            out["orphans"] = sum(orphans(t) for t in pred)
+            out["sentences"] = len(pred)
+        else:
+            assert not any(orphans(t) for t in pred), model_dir
+    return out
+
+
+def main(argv: list[str]) -> None:
+    """Decode every finished protocol run both ways and write the table."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    results = sorted(Path(FLAGS.results_dir).glob("*.s[0-9]*.json"))
+    for path in results:
+        result = json.loads(path.read_text())
+        label = result["variant"]
+        size, condition = label.lstrip("abcdefghijklmnopqrstuvwxyz.") or "?", label.rstrip("0123456789")
+        scores = decoded(Path(FLAGS.runs_dir) / result["name"])
+        for key in (f"{size} {condition}", f"all {condition}", "all"):
+            groups[key].append(scores)
+        print(result["name"], scores["orphans"], f"{scores[False]['entity_f1']:.4f} -> {scores[True]['entity_f1']:.4f}",
+              flush=True)
+    lines = ["| runs of | runs | test sentences with an orphan I- (unconstrained) | "
+             + " | ".join(f"{k} without → with" for k in KEYS) + " |", "|---|---:|---:|" + "---:|" * len(KEYS)]
+    for key in sorted(groups, key=lambda k: (k.split()[0] == "all", k)):
+        rs = groups[key]
+        lines.append(f"| {key} | {len(rs)} | {sum(r['orphans'] for r in rs)} of {sum(r['sentences'] for r in rs)} | "
+                     + " | ".join(f"{statistics.mean(r[False][k] for r in rs) * 100:.2f} → "
+                                  f"{statistics.mean(r[True][k] for r in rs) * 100:.2f}" for k in KEYS) + " |")
+    text = "\n".join([
+        "# BIO constraints at decoding: what they change", "",
+        f"The {len(results)} runs of the small-data protocol ({FLAGS.results_dir}, trained and selected without the "
+        "constraints), each decoded on its test split without and with `--bio_constraints`; percent, mean over "
+        f"runs. Written {datetime.date.today().isoformat()} by `{command_line('experiments.bio')}`.", "", *lines, ""])
+    Path(FLAGS.out).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    flags.DEFINE_string("results_dir", "experiments/results/small_data", "The protocol's result files.")
+    flags.DEFINE_string("runs_dir", "runs/small_data", "The protocol's model dirs.")
+    flags.DEFINE_string("out", "experiments/results/bio.md", "The table.")
+    app.run(main)
