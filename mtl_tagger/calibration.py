@@ -31,6 +31,8 @@ from mtl_tagger.errors import InputError
 from mtl_tagger.files import read_json, write_json_atomic
 
 if TYPE_CHECKING:
+    import tensorflow as tf
+
     from mtl_tagger.tagger import Tagger  # TensorFlow is imported only where a model is loaded
 
 BINS = 10
@@ -210,9 +212,11 @@ def confidences(tagger: "Tagger", sentences: Sequence[Sentence], task: str, cali
     return calibration.apply(raw), right
 
 
-def calibrate(model_dir: str | Path, method: str, dev: dict[str, Sequence[Sentence]]) -> list[str]:
+def calibrate(model_dir: str | Path, method: str, dev: dict[str, Sequence[Sentence]],
+              writer: "tf.summary.SummaryWriter | None" = None) -> list[str]:
     """Fit each vertical's map on its dev sentences and write calibration.json, and calibration/<vertical>.png with
-    the dev values' reliability diagram before and after (also in TensorBoard); returns one report line each."""
+    the dev values' reliability diagram before and after (also in TensorBoard: `writer`, the training's, or one of
+    its own); returns one report line each."""
     import tensorflow as tf
 
     from mtl_tagger.tagger import Tagger
@@ -223,7 +227,8 @@ def calibrate(model_dir: str | Path, method: str, dev: dict[str, Sequence[Senten
     tagger = Tagger.load(model_dir, calibrated=False)
     fitted, lines = {}, []
     (model_dir / "calibration").mkdir(exist_ok=True)
-    writer = tf.summary.create_file_writer(str(model_dir / "tensorboard"))
+    own = writer is None
+    writer = tf.summary.create_file_writer(str(model_dir / "tensorboard")) if own else writer
     for task in tagger.tasks:
         fitted[task] = fit(tagger, dev[task], task, method)
         before, after = outcomes(tagger, dev[task], task), confidences(tagger, dev[task], task, fitted[task])
@@ -234,7 +239,8 @@ def calibrate(model_dir: str | Path, method: str, dev: dict[str, Sequence[Senten
                 tf.summary.image(f"calibration/{task}", tf.image.decode_png(png)[None], step=0)
         lines.append(f"{task}: confidence calibrated on {len(before[0])} dev values ({method}): ECE "
                      f"{ece(*before):.3f} -> {ece(*after):.3f}")
-    writer.close()
+    if own:
+        writer.close()
     write_json_atomic(model_dir / FILE, {task: c.to_json() for task, c in fitted.items()})
     return lines
 

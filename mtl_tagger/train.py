@@ -80,7 +80,7 @@ def train(p: Params) -> dict[str, dict]:
                               "resume") from None
         results = loop.test()
         print(format_table(results), flush=True)
-        for line in calibrate(model_dir, p.calibration, {t: run.data.tasks[t].dev for t in p.names}):
+        for line in calibrate(model_dir, p.calibration, {t: run.data.tasks[t].dev for t in p.names}, loop.writer):
             print(line, flush=True)
         if run.coupler is not None:
             for direction in analyse(run, model_dir, loop.writer):
