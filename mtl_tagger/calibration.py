@@ -164,7 +164,8 @@ def reliability_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str
             for x, y, n in zip(xs, ys, ns):
                 ax.annotate(str(n), (x, y), fontsize=6, textcoords="offset points", xytext=(2, -8))
     ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="confidence", ylabel="precision of the values", title=title)
-    ax.legend(fontsize=7, loc="upper left")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7, loc="upper left")
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png")
