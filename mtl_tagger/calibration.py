@@ -197,8 +197,10 @@ def outcomes(tagger: "Tagger", sentences: Sequence[Sentence], task: str, tempera
 
 
 def fit(tagger: "Tagger", sentences: Sequence[Sentence], task: str, method: str) -> Calibration:
-    """One vertical's map, fitted on its dev sentences."""
+    """One vertical's map, fitted on its dev sentences (the identity when they give no value to fit on)."""
     raw, right = outcomes(tagger, sentences, task)
+    if not len(raw):
+        return Calibration(method)
     if method == "platt":
         a, b = fit_platt(raw, right)
         return Calibration("platt", a=a, b=b, dev_values=len(raw))

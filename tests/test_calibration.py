@@ -41,6 +41,13 @@ def test_platt_recovers_a_known_map_and_stays_increasing() -> None:
     assert np.all(np.diff(calibration.platt(grid, a, b)) > 0)
 
 
+def test_no_dev_value_gives_the_identity(model: Path) -> None:
+    """A dev split on which the model extracts nothing (here: no sentence) leaves the confidence as it is."""
+    tagger = Tagger.load(model, calibrated=False)
+    for method in calibration.METHODS:
+        assert calibration.fit(tagger, [], TASK, method) == calibration.Calibration(method)
+
+
 def test_temperature_is_the_grid_point_of_least_log_loss() -> None:
     right = np.array([True, True, False, True])
     chosen = calibration.fit_temperature(lambda t: np.full(4, 1 - 0.2 * t / 10), right)
