@@ -9,14 +9,13 @@ test macro-F1 and entity precision, recall and F1 of both decodings, and how man
 without the constraints hold an I- tag that continues no value.
 """
 import datetime
-import json
 import statistics
-from collections import defaultdict
 from pathlib import Path
 
 from absl import app, flags
 
 from experiments.collect import command_line
+from experiments.small_data import define_scoring_flags, scored_runs
 from mtl_tagger.corpus import load_task
 from mtl_tagger.metrics import evaluate_tags
 from mtl_tagger.tagger import Tagger
@@ -51,27 +50,16 @@ def decoded(model_dir: Path) -> dict:
 
 def main(argv: list[str]) -> None:
     """Decode every finished protocol run both ways and write the table."""
-    groups: dict[str, list[dict]] = defaultdict(list)
-    results = sorted(Path(FLAGS.results_dir).glob("*.s[0-9]*.json"))
-    for path in results:
-        result = json.loads(path.read_text())
-        label = result["variant"]
-        size, condition = label.lstrip("abcdefghijklmnopqrstuvwxyz.") or "?", label.rstrip("0123456789")
-        scores = decoded(Path(FLAGS.runs_dir) / result["name"])
-        for key in (f"{size} {condition}", f"all {condition}", "all"):
-            groups[key].append(scores)
-        print(result["name"], scores["orphans"], f"{scores[False]['entity_f1']:.4f} -> {scores[True]['entity_f1']:.4f}",
-              flush=True)
+    runs, groups = scored_runs(decoded)
     lines = ["| runs of | runs | test sentences with an orphan I- (unconstrained) | "
              + " | ".join(f"{k} without → with" for k in KEYS) + " |", "|---|---:|---:|" + "---:|" * len(KEYS)]
-    for key in sorted(groups, key=lambda k: (k.split()[0] == "all", k)):
-        rs = groups[key]
+    for key, rs in groups.items():
         lines.append(f"| {key} | {len(rs)} | {sum(r['orphans'] for r in rs)} of {sum(r['sentences'] for r in rs)} | "
                      + " | ".join(f"{statistics.mean(r[False][k] for r in rs) * 100:.2f} → "
                                   f"{statistics.mean(r[True][k] for r in rs) * 100:.2f}" for k in KEYS) + " |")
     text = "\n".join([
         "# BIO constraints at decoding: what they change", "",
-        f"The {len(results)} runs of the small-data protocol ({FLAGS.results_dir}, trained and selected without the "
+        f"The {runs} runs of the small-data protocol ({FLAGS.results_dir}, trained and selected without the "
         "constraints), each decoded on its test split without and with `--bio_constraints`; percent, mean over "
         f"runs. Written {datetime.date.today().isoformat()} by `{command_line('experiments.bio')}`.", "", *lines, ""])
     Path(FLAGS.out).write_text(text)
@@ -79,7 +67,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    flags.DEFINE_string("results_dir", "experiments/results/small_data", "The protocol's result files.")
-    flags.DEFINE_string("runs_dir", "runs/small_data", "The protocol's model dirs.")
-    flags.DEFINE_string("out", "experiments/results/bio.md", "The table.")
+    define_scoring_flags("experiments/results/bio.md")
     app.run(main)

@@ -11,9 +11,7 @@ equal-width bins) and the log loss of the raw and of each calibrated confidence,
 own ECE.
 """
 import datetime
-import json
 import statistics
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ from absl import app, flags
 from sklearn.isotonic import IsotonicRegression
 
 from experiments.collect import command_line
+from experiments.small_data import define_scoring_flags, scored_runs
 from mtl_tagger import calibration
 from mtl_tagger.corpus import load_task
 from mtl_tagger.tagger import Tagger
@@ -52,31 +51,21 @@ def run_outcomes(model_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 def main(argv: list[str]) -> None:
     """Score every finished protocol run and write the table."""
-    groups: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]] = defaultdict(lambda: defaultdict(list))
-    results = sorted(Path(FLAGS.results_dir).glob("*.s[0-9]*.json"))
-    for path in results:
-        result = json.loads(path.read_text())
-        label = result["variant"]
-        size, condition = label.lstrip("abcdefghijklmnopqrstuvwxyz.") or "?", label.rstrip("0123456789")
-        outcomes = run_outcomes(Path(FLAGS.runs_dir) / result["name"])
-        for key in (f"{size} {condition}", f"all {condition}", "all"):
-            for method, values in outcomes.items():
-                groups[key][method].append(values)
-        print(result["name"], " ".join(f"{m} {calibration.ece(*outcomes[m]):.3f}" for m in METHODS), flush=True)
+    runs, groups = scored_runs(run_outcomes)
     lines = ["| test values of | values | " + " | ".join(f"ECE {m}" for m in METHODS) + " | "
              + " | ".join(f"log loss {m}" for m in METHODS) + " | " + " | ".join(f"mean run ECE {m}" for m in METHODS)
              + " |", "|---|---:|" + "---:|" * (3 * len(METHODS))]
-    for key in sorted(groups, key=lambda k: (k.split()[0] == "all", k)):
-        pooled = {m: (np.concatenate([c for c, _ in v]), np.concatenate([r for _, r in v])) for m, v in
-                  groups[key].items()}
+    for key, outcomes in groups.items():
+        pooled = {m: (np.concatenate([o[m][0] for o in outcomes]), np.concatenate([o[m][1] for o in outcomes]))
+                  for m in METHODS}
         lines.append(f"| {key} | {len(pooled['raw'][0])} | "
                      + " | ".join(f"{calibration.ece(*pooled[m]):.3f}" for m in METHODS) + " | "
                      + " | ".join(f"{calibration.log_loss(*pooled[m]):.3f}" for m in METHODS) + " | "
-                     + " | ".join(f"{statistics.mean(calibration.ece(*v) for v in groups[key][m]):.3f}"
+                     + " | ".join(f"{statistics.mean(calibration.ece(*o[m]) for o in outcomes):.3f}"
                                   for m in METHODS) + " |")
     text = "\n".join([
         "# Calibration of confidence on small dev splits", "",
-        f"The {len(results)} runs of the small-data protocol ({FLAGS.results_dir}): each method fitted on the run's "
+        f"The {runs} runs of the small-data protocol ({FLAGS.results_dir}): each method fitted on the run's "
         "dev values, scored on its test values; value-level ECE over 10 equal-width bins and log loss. Written "
         f"{datetime.date.today().isoformat()} by `{command_line('experiments.calibration')}`.", "", *lines, ""])
     Path(FLAGS.out).write_text(text)
@@ -84,7 +73,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    flags.DEFINE_string("results_dir", "experiments/results/small_data", "The protocol's result files.")
-    flags.DEFINE_string("runs_dir", "runs/small_data", "The protocol's model dirs.")
-    flags.DEFINE_string("out", "experiments/results/calibration.md", "The table.")
+    define_scoring_flags("experiments/results/calibration.md")
     app.run(main)

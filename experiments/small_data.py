@@ -19,12 +19,16 @@ precision, recall and F1, beside the CRF's, with the tagger's margins over the C
 for; then each vertical's test macro-F1 / entity-F1. Result files in experiments/results/small_data/.
 """
 import datetime
+import json
 import statistics
 import subprocess
 import sys
 import zlib
+from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from absl import app, flags
@@ -38,6 +42,7 @@ FLAGS = flags.FLAGS
 CONDITIONS = {"rand": "", "glove": None}  # --word_vectors per condition (None: the flagfile's in-domain vectors)
 NAME = "small_data"
 RESULTS = Path("experiments/results") / NAME
+T = TypeVar("T")
 
 
 def subsample(data_dir: Path, out_data: Path, sizes: list[int], seed: int) -> dict[int, list[str]]:
@@ -56,6 +61,29 @@ def subsample(data_dir: Path, out_data: Path, sizes: list[int], seed: int) -> di
                 (target / f"{split}.conll").write_bytes((data_dir / vertical / f"{split}.conll").read_bytes())
             kept[n].append(vertical)
     return kept
+
+
+def scored_runs(score: Callable[[Path], T]) -> tuple[int, dict[str, list[T]]]:
+    """`score` of every finished run's model dir (--results_dir, --runs_dir), grouped by '<size> <condition>', then
+    'all <condition>' and 'all', in that order; and how many runs there were. For the studies that decode them."""
+    groups: dict[str, list[T]] = defaultdict(list)
+    results = sorted(Path(FLAGS.results_dir).glob("*.s[0-9]*.json"))
+    for path in results:
+        result = json.loads(path.read_text())
+        label = result["variant"]
+        size, condition = label.lstrip("abcdefghijklmnopqrstuvwxyz.") or "?", label.rstrip("0123456789")
+        value = score(Path(FLAGS.runs_dir) / result["name"])
+        print(result["name"], flush=True)
+        for key in (f"{size} {condition}", f"all {condition}", "all"):
+            groups[key].append(value)
+    return len(results), {k: groups[k] for k in sorted(groups, key=lambda k: (k.split()[0] == "all", k))}
+
+
+def define_scoring_flags(out: str) -> None:
+    """The flags of a study that decodes the protocol's runs (scored_runs) and writes the table `out`."""
+    flags.DEFINE_string("results_dir", str(RESULTS), "The protocol's result files.")
+    flags.DEFINE_string("runs_dir", f"runs/{NAME}", "The protocol's model dirs.")
+    flags.DEFINE_string("out", out, "The table.")
 
 
 def run_crf(size: int) -> Path:
