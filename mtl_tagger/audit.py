@@ -29,8 +29,10 @@ names both, and the model took the other) and overlap (one side's value occurs i
 Output (each file written atomically, under a lock on DIR/.lock that refuses a second audit into DIR while
 one writes, and removed after): DIR/counts.json (the four counts in total, per vertical, per
 attribute and per vertical and attribute), DIR/conflicts.jsonl (one row per conflict: id, vertical,
-attribute, description_value, spec_value, snippet, start, end, confidence, spec_value_in_text, overlap) and
-DIR/report.md (totals, per vertical, per attribute, the most frequent conflicts with ids and snippets).
+attribute, description_value, spec_value, snippet, start, end, confidence, spec_value_in_text, overlap), ranked
+by the model's confidence in its value, highest first (calibrated where the model is: a conflict whose value the
+model is sure of is more likely the seller's error than the model's), and DIR/report.md (totals, per vertical,
+per attribute, the conflicts the model is most sure of, the most frequent conflicts with ids and snippets).
 """
 import json
 from collections import Counter, defaultdict
@@ -277,6 +279,25 @@ def conflict_row(v: Verdict, text: str) -> dict:
             "spec_value_in_text": v.spec_in_text, "overlap": v.overlap}
 
 
+def ranked_rows(rows: list[dict]) -> list[dict]:
+    """Conflict rows by the model's confidence in its value, highest first (ties: id, attribute)."""
+    return sorted(rows, key=lambda r: (-r["confidence"], r["id"], r["attribute"]))
+
+
+def confidence_note(summary: dict) -> str:
+    """What the extractions' confidences are, from extract's summary: calibrated per vertical, or raw."""
+    kinds = summary.get("confidence")
+    if not isinstance(kinds, dict):
+        return ("extract did not record whether its confidences are calibrated (an older extract): rerun extract "
+                "into a new --out to know")
+    raw = sorted(v for v, kind in kinds.items() if kind == "raw")
+    if not raw:
+        return ("confidences are calibrated on each vertical's dev split: the probability that the model's value "
+                "is right")
+    return (f"confidences of {', '.join(raw)} are raw CRF marginals (the model has no calibration for them; "
+            "`python -m mtl_tagger.calibration` makes one), over-confident on small data")
+
+
 def _shown(values: set[tuple[str, ...]]) -> str:
     return " | ".join(sorted(" ".join(v) for v in values))
 
@@ -300,8 +321,8 @@ def _count_row(c: dict[str, int]) -> list[object]:
 
 
 def report(result: Audit, table: dict, rows: list[dict], extractions: str | Path, catalog: str | Path) -> str:
-    """report.md: totals, per vertical, per attribute, then the most frequent conflicts with examples
-    (`rows`: the conflict rows, in the order of the conflict verdicts)."""
+    """report.md: totals, per vertical, per attribute, the conflicts the model is most sure of, then the most
+    frequent conflicts with examples (`rows`: the conflict rows, ranked)."""
     summary = result.summary
     header = [*(CLASS_NAMES[c] for c in CLASSES), "agreement (agrees / (agrees + conflicts))"]
     total = table["total"]
@@ -334,10 +355,18 @@ def report(result: Audit, table: dict, rows: list[dict], extractions: str | Path
         *_table(["attribute", *header],
                 [[_cell(a), *_count_row(c)] for a, c in
                  sorted(table["per_attribute"].items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))]),
+        "", f"## The {TOP_CONFLICTS} conflicts the model is most sure of", "",
+        f"conflicts.jsonl lists all {len(rows)} in this order; {confidence_note(summary)}.", "",
+        *_table(["#", "confidence", "vertical", "attribute", "description says", "specification says", "id",
+                 "snippet"],
+                [[n, f"{r['confidence']:.3f}", _cell(r["vertical"]), _cell(r["attribute"]),
+                  _cell(r["description_value"]), _cell(r["spec_value"]), f"`{r['id']}`", _cell(r["snippet"])]
+                 for n, r in enumerate(rows[:TOP_CONFLICTS], 1)]),
         "", f"## The {TOP_CONFLICTS} most frequent conflicts", "",
         "Grouped by vertical, attribute and the normalised values on both sides; the example is the first product.",
         "",
     ]
+    snippets = {(r["id"], r["attribute"]): r["snippet"] for r in rows}
     groups: dict[tuple, list[int]] = defaultdict(list)
     conflicts = [v for v in result.verdicts if v.cls == "conflicts"]
     for i, v in enumerate(conflicts):
@@ -349,7 +378,7 @@ def report(result: Audit, table: dict, rows: list[dict], extractions: str | Path
                      "ids", "example snippet"],
                     [[n, _cell(vertical), _cell(attr), _cell(d), _cell(s), len(idx),
                       ", ".join(f"`{conflicts[i].id}`" for i in idx[:3]) + (" …" if len(idx) > 3 else ""),
-                      _cell(rows[idx[0]]["snippet"])]
+                      _cell(snippets[conflicts[idx[0]].id, conflicts[idx[0]].attribute])]
                      for n, ((vertical, attr, d, s), idx) in enumerate(ranked, 1)])
     return "\n".join(lines) + "\n"
 
@@ -362,7 +391,7 @@ def write_audit(extractions: str | Path, catalog: str | Path, out: str | Path) -
         raise InputError("is not a directory", out)
     out.mkdir(parents=True, exist_ok=True)
     table = counts(result)
-    rows = [conflict_row(v, result.texts[v.id]) for v in result.verdicts if v.cls == "conflicts"]
+    rows = ranked_rows([conflict_row(v, result.texts[v.id]) for v in result.verdicts if v.cls == "conflicts"])
     lock = dir_lock(out)
     try:
         write_json_atomic(out / "counts.json", table)

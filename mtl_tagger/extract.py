@@ -26,7 +26,8 @@ recorded, a torn line). Only then is that tail cut and the run goes on with the 
 loses nothing and writes nothing twice. Other settings, or an OUT that fails the check, are refused with OUT
 left as it is.
 OUT.jsonl.summary.json (written at the end): products tagged and values per vertical, products skipped per
-vertical, the attributes each head can tag (what `audit` compares), and the settings (`audit` checks the
+vertical, the attributes each head can tag (what `audit` compares), what each head's confidences are (its
+calibration method, or raw), and the settings (`audit` checks the
 catalog's fingerprint).
 OUT.jsonl.lock: one extract command at a time writes OUT; it holds a lock on this file (flock, so it goes with
 the process), which is removed when the command ends. A second command on the same OUT is refused in one
@@ -96,6 +97,12 @@ def record_line(record: dict) -> str:
 def attributes(tagger: "Tagger", task: str) -> list[str]:
     """The attributes `task`'s head can tag (its B-/I- tags without the prefix), sorted."""
     return sorted({tag[2:] for tag in tagger.vocab.tags[task] if tag != "O"})
+
+
+def confidence_kind(tagger: "Tagger", task: str) -> str:
+    """What a vertical's confidences are: its calibration method, or "raw" (the CRF marginal, uncalibrated)."""
+    calibration = tagger.calibration.get(task)
+    return calibration.method if calibration is not None else "raw"
 
 
 def plan(catalog: str | Path, verticals_path: str | Path, tasks: Sequence[str], keep_spec_block: bool) -> Plan:
@@ -213,13 +220,16 @@ def digest(paths: Sequence[Path]) -> str:
 
 
 def model_fingerprint(model_dir: str | Path, tagger: "Tagger") -> str:
-    """Identifies a trained model: params.json, vocab.json and each head's checkpoint index (which holds a
-    checksum of every tensor), so a model retrained in the same dir is another model."""
+    """Identifies a trained model: params.json, vocab.json, each head's checkpoint index (which holds a
+    checksum of every tensor) and calibration.json where there is one, so a model retrained or recalibrated in
+    the same dir is another model."""
+    from mtl_tagger.calibration import FILE as CALIBRATION_FILE
     from mtl_tagger.modeldir import best_checkpoint
 
     model_dir = Path(model_dir)
     indexes = [Path(f"{best_checkpoint(model_dir, task)}.index") for task in tagger.tasks]
-    return digest([model_dir / "params.json", model_dir / "vocab.json", *indexes])
+    calibration = [model_dir / CALIBRATION_FILE] if (model_dir / CALIBRATION_FILE).is_file() else []
+    return digest([model_dir / "params.json", model_dir / "vocab.json", *indexes, *calibration])
 
 
 def output_lock(out: str | Path) -> FileLock:
@@ -401,6 +411,7 @@ def extract_catalog(model_dir: str | Path, catalog: str | Path, out: str | Path,
             "skipped_per_vertical": dict(sorted(work.skipped.items(), key=lambda kv: (-kv[1], kv[0]))),
             "skipped_no_vertical": work.no_vertical,
             "attributes": {task: attributes(tagger, task) for task in tagger.tasks},
+            "confidence": {task: confidence_kind(tagger, task) for task in tagger.tasks},
             "settings": settings,
         }
         write_json_atomic(sidecar(out, SUMMARY_SUFFIX), summary)

@@ -157,6 +157,29 @@ def test_output_files(tmp_path: Path) -> None:
     assert "| 1 | Necklace | color | silver | gold | 1 | `a` | Voylla Gold Plated" in report
 
 
+def test_conflicts_are_ranked_by_confidence(tmp_path: Path) -> None:
+    a = TEXT_A[:TEXT_A.index("Specifications of")]
+    b = PRODUCTS[1]["description"]
+    catalog, out = write_job(tmp_path, [
+        {"id": "a", "vertical": "Necklace", "values": [value(a, "color", "silver", confidence=0.55)]},
+        {"id": "b", "vertical": "Necklace", "values": [value(b, "color", "white", confidence=0.97)]}])
+    summary = json.loads(sidecar(out, SUMMARY_SUFFIX).read_text())
+    for kinds, note in ((None, "did not record whether"), ({"Necklace": "raw"}, "of Necklace are raw"),
+                        ({"Necklace": "temperature"}, "calibrated on each vertical's dev split")):
+        if kinds is not None:
+            summary["confidence"] = kinds
+            sidecar(out, SUMMARY_SUFFIX).write_text(json.dumps(summary), encoding="utf-8")
+        r = run_cli("audit", f"--extractions={out}", f"--catalog={catalog}", f"--out={tmp_path / 'audit'}")
+        assert r.returncode == 0, r.stderr
+        rows = [json.loads(line) for line in (tmp_path / "audit" / "conflicts.jsonl").read_text().splitlines()]
+        assert [(row["id"], row["confidence"]) for row in rows] == [("b", 0.97), ("a", 0.55)]
+        report = (tmp_path / "audit" / "report.md").read_text()
+        sure = report[report.index("conflicts the model is most sure of"):report.index("most frequent conflicts")]
+        assert note in sure
+        assert sure.index("| 1 | 0.970 | Necklace | color | white | Rose Gold \\| Pink | `b` |") < sure.index(
+            "| 2 | 0.550 | Necklace | color | silver | Gold | `a` |")
+
+
 def test_kaggle_csv_catalog(tmp_path: Path) -> None:
     text = "Acme Gold Plated Brass Necklace.\nMade of brass, gold plated."
     out = write_extraction(tmp_path / "out.jsonl", [{"id": "k001", "vertical": "Necklace", "values": [

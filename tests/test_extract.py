@@ -26,6 +26,7 @@ from mtl_tagger.extract import (
     SUMMARY_SUFFIX,
     extract_catalog,
     format_summary,
+    model_fingerprint,
     output_lock,
     plan,
     record_line,
@@ -147,6 +148,8 @@ def test_records_summary_and_offsets(reference: Path, job: tuple[Path, Path], ta
     assert summary["tagged_per_vertical"] == {"Chain x": 300, "Mangal-sutra": 200} and summary["values"] == values
     assert summary["skipped_per_vertical"] == {"Ring": 100} and summary["skipped_no_vertical"] == 100
     assert "brand" in summary["attributes"]["Chain x"]
+    assert summary["confidence"] == {"Chain x": "temperature", "Mangal-sutra": "temperature"}, \
+        "training calibrates each head, and the summary says how the confidences were made"
     assert format_summary(summary, reference).splitlines()[1] == (
         "skipped 200 products (of no vertical 100; of verticals the model has no head for: Ring 100)")
     progress = json.loads(sidecar(reference, PROGRESS_SUFFIX).read_text())
@@ -240,6 +243,19 @@ def test_resume_refuses_other_settings_and_foreign_files(model_dir: Path, tagger
     cut.unlink()
     with pytest.raises(InputError, match="is missing, but cut.jsonl.progress.json records 500 products"):
         extract_catalog(model_dir, job[0], cut, batch=16, verticals_path=job[1], tagger=tagger)
+
+
+def test_a_recalibrated_model_is_another_model(model_dir: Path, tagger: object, tmp_path: Path) -> None:
+    copy = tmp_path / "m"
+    shutil.copytree(model_dir, copy)
+    calibrated = model_fingerprint(copy, tagger)
+    calibration = json.loads((copy / "calibration.json").read_text())
+    calibration["Chain x"]["temperature"] *= 2
+    (copy / "calibration.json").write_text(json.dumps(calibration))
+    recalibrated = model_fingerprint(copy, tagger)
+    (copy / "calibration.json").unlink()
+    assert len({calibrated, recalibrated, model_fingerprint(copy, tagger)}) == 3, \
+        "a resumed extract must not mix confidences of two calibrations"
 
 
 def test_a_second_extract_on_one_out_is_refused_in_one_line(model_dir: Path, tagger: object, job: tuple[Path, Path],
