@@ -1,12 +1,16 @@
-"""Is `confidence` informative? Precision of extracted values by confidence decile on test splits.
+"""Is `confidence` informative, and does it mean what it says? Precision of extracted values by confidence decile
+and by calibrated-confidence bin on test splits.
 
     python -m experiments.confidence --model_dirs=runs/table3/s1.single.Necklace[,...] \
         [--out=experiments/results/confidence.md]
 
 Every value the tagger extracts from a test sentence (a predicted chunk) gets the confidence Tagger.extract
-gives it (the smallest CRF marginal of its tokens' predicted tags); it is correct when the gold tags hold
-the same chunk (attribute, start, end). Values of all given runs are pooled, sorted by confidence and cut
-into ten equal-count deciles; a useful confidence has precision rising with the decile.
+gives it (the smallest CRF marginal of its tokens' predicted tags, calibrated where the model dir has a
+calibration.json); it is correct when the gold tags hold the same chunk (attribute, start, end). Values of all
+given runs are pooled, sorted by confidence and cut into ten equal-count deciles; a useful confidence has
+precision rising with the decile. Then the calibration: value-level ECE (10 equal-width bins) of the raw
+marginals and of the calibrated confidence, pooled and per vertical, and the calibrated values' bins (a
+calibrated confidence has each bin's precision near its mean confidence).
 
 With --thresholds it also tables what `--min_confidence` does to the test metrics (mean over the runs' verticals):
 values below each threshold dropped (their tokens tagged O), a threshold chosen per run on its dev split, and
@@ -19,6 +23,7 @@ import numpy as np
 from absl import app, flags
 
 from experiments.collect import command_line, crf_results
+from mtl_tagger import calibration
 from mtl_tagger.conll import Sentence, chunks
 from mtl_tagger.corpus import load_task
 from mtl_tagger.metrics import evaluate_tags
@@ -33,19 +38,21 @@ flags.DEFINE_string("crf_dir", "experiments/results/crf", "With --thresholds, th
 flags.mark_flag_as_required("model_dirs")
 
 Tagged = list[tuple[Sentence, list[str], np.ndarray]]  # gold sentence, predicted tags, per-token confidence
+RAW = "raw test"  # the split key of the test split's raw (uncalibrated) marginals
 
 
 def tagged(model_dir: str, splits: tuple[str, ...]) -> list[tuple[str, dict[str, Tagged]]]:
-    """Per vertical of the model, its name and each split's sentences with the predicted tags and marginals."""
+    """Per vertical of the model, its name and each split's sentences with the predicted tags and (calibrated)
+    confidences, and under RAW the test split's raw marginals."""
     tagger = Tagger.load(model_dir)
     p = tagger.params
     out = []
     for task in tagger.tasks:
         data = load_task(p.data_dir, task, p.strict_bio, p.max_len)
         by_split = {}
-        for split in splits:
-            sentences = getattr(data, split)
-            tags, marginals = tagger.tag([s.tokens for s in sentences], task)
+        for split, temperature in [*((s, None) for s in splits), (RAW, 1.0)]:
+            sentences = data.test if split == RAW else getattr(data, split)
+            tags, marginals = tagger.tag([s.tokens for s in sentences], task, temperature=temperature)
             by_split[split] = list(zip(sentences, tags, marginals))
         out.append((task, by_split))
     return out
@@ -95,6 +102,31 @@ def threshold_rows(runs: list[tuple[str, dict[str, Tagged]]], thresholds: list[f
     return rows
 
 
+def arrays(values: list[tuple[float, bool]]) -> tuple[np.ndarray, np.ndarray]:
+    """(confidence, right) arrays of scored values, as mtl_tagger.calibration takes them."""
+    return np.array([c for c, _ in values], np.float64), np.array([r for _, r in values], bool)
+
+
+def calibration_rows(runs: list[tuple[str, dict[str, Tagged]]]) -> list[str]:
+    """Markdown rows: value-level ECE of the raw and the calibrated confidence, pooled and per vertical (each
+    vertical's values pooled over the runs), then the calibrated values' equal-width bins."""
+    raw = {task: [] for task, _ in runs}
+    calibrated = {task: [] for task, _ in runs}
+    for task, run in runs:
+        raw[task] += scored_values(run[RAW])
+        calibrated[task] += scored_values(run["test"])
+    rows = ["| test values of | values | ECE raw | ECE calibrated |", "|---|---:|---:|---:|"]
+    for name, tasks in [("all", list(raw)), *((task, [task]) for task in raw)]:
+        r, c = [v for t in tasks for v in raw[t]], [v for t in tasks for v in calibrated[t]]
+        rows.append(f"| {name} | {len(c)} | {calibration.ece(*arrays(r)):.3f} | {calibration.ece(*arrays(c)):.3f} |")
+    rows += ["", "| calibrated confidence | values | mean confidence | precision |", "|---|---:|---:|---:|"]
+    for b in calibration.bins(*arrays([v for vs in calibrated.values() for v in vs])):
+        if b["values"]:
+            rows.append(f"| {b['low']:.1f}–{b['high']:.1f} | {b['values']} | {b['confidence']:.3f} | "
+                        f"{b['precision'] * 100:.1f}% |")
+    return rows
+
+
 def deciles(values: list[tuple[float, bool]]) -> list[str]:
     """Markdown rows: decile, confidence range, values, precision."""
     ranked = sorted(values, key=lambda v: v[0])  # ties stay in extraction order
@@ -114,7 +146,9 @@ def main(argv: list[str]) -> None:
     runs = [r for d in FLAGS.model_dirs for r in tagged(d, ("dev", "test") if thresholds else ("test",))]
     values = [v for _, run in runs for v in scored_values(run["test"])]
     overall = np.mean([c for _, c in values]) * 100
-    lines = [*deciles(values), "", f"{len(values)} values, overall precision {overall:.1f}%."]
+    lines = [*deciles(values), "", f"{len(values)} values, overall precision {overall:.1f}%.", "",
+             "Calibration (value-level ECE over 10 equal-width bins; raw: the CRF marginals before calibration):", "",
+             *calibration_rows(runs)]
     if thresholds:
         lines += ["", f"Test metrics with `--min_confidence` (mean over {len(runs)} vertical runs):", "",
                   *threshold_rows(runs, thresholds, FLAGS.crf_dir)]
@@ -122,7 +156,8 @@ def main(argv: list[str]) -> None:
     print(text)
     if FLAGS.out:
         command = command_line("experiments.confidence")
-        title = "Precision of extracted values by confidence decile" + (" and `--min_confidence`" * bool(thresholds))
+        title = ("Precision of extracted values by confidence decile, and their calibration"
+                 + (" and `--min_confidence`" * bool(thresholds)))
         Path(FLAGS.out).write_text(f"# {title}\n\nTest splits of "
                                    f"{', '.join(Path(d).name for d in FLAGS.model_dirs)}; written "
                                    f"{datetime.date.today().isoformat()} by `{command}`.\n\n{text}\n")
