@@ -7,7 +7,8 @@ attributes each vertical's head can tag, how the text was prepared, the catalog'
 was run on. A catalog whose SHA-256 is not the one extract recorded is refused (an extraction whose summary
 predates that record is checked against OUT.jsonl.progress.json's, and, without either, audited with a note).
 
-Values are compared the way prepare matches them (`value_tokens`: the value's tokens, case-folded).
+Values are compared by one function, `classify`, on their tokens as prepare matches them (`value_tokens`: case-
+folded), with `&` read as `and`.
 Specification side S: every specification with a key, and the brand column where prepare adds it
 (`label_specifications`); the key names the attribute (`normalise_key`: "Base Material" is base_material)
 and a value is the set of its list items (`value_variants`: "Women, Girls" is {women, girls}; placeholders
@@ -17,22 +18,25 @@ the values extract found for the attribute (several are pooled too).
 For each product and each attribute its vertical's head can tag:
   agrees                 D and S share a value (naming one item of a list agrees; an extra description
                          value next to a shared one, e.g. a second colour, is not flagged)
-  conflicts              D and S both non-empty and without a value in common
+  partially_agrees       no shared value, but a value of one side lies inside one of the other, token-aligned:
+                         slim / slim fit, Sterling Silver / Silver, a value the model split in two or ran on
+  conflicts              D and S both non-empty, and no value equal to or inside one of the other
   only_in_description    D non-empty, S empty (no specification, or a placeholder): an enrichment
   only_in_specification  S non-empty, D empty
 Specified attributes that the head cannot tag get no verdict; counts.json counts them as not_taggable.
-Two flags on a conflict row help tell a seller's inconsistency from a model error (both use prepare's
-token-aligned matcher): spec_value_in_text (a specification value occurs in the text anyway: the description
-names both, and the model took the other) and overlap (one side's value occurs inside the other's, as in
-"slim" / "slim fit": most likely a span the model cut short or ran on).
+A flag on a conflict row helps tell a seller's inconsistency from a model error (prepare's token-aligned
+matcher): spec_value_in_text (a specification value occurs in the text anyway: the description names both, and
+the model took the other).
 
-Output (each file written atomically, under a lock on DIR/.lock that refuses a second audit into DIR while
-one writes, and removed after): DIR/counts.json (the four counts in total, per vertical, per
-attribute and per vertical and attribute), DIR/conflicts.jsonl (one row per conflict: id, vertical,
-attribute, description_value, spec_value, snippet, start, end, confidence, spec_value_in_text, overlap), ranked
-by the model's confidence in its value, highest first (calibrated where the model is: a conflict whose value the
-model is sure of is more likely the seller's error than the model's), and DIR/report.md (totals, per vertical,
-per attribute, the conflicts the model is most sure of, the most frequent conflicts with ids and snippets).
+Output (each file written atomically, report.md last, under a lock on DIR/.lock that refuses a second audit
+into DIR while one writes, and removed after; a DIR without report.md holds an unfinished audit):
+DIR/counts.json (the five counts in total, per vertical, per attribute and per vertical and attribute),
+DIR/<class>.jsonl per class (one row per (product, attribute): id, vertical, attribute, description_value,
+spec_value, snippet, start, end, confidence; conflicts also spec_value_in_text), ranked by the model's
+confidence in its value, highest first (calibrated where the model is: a conflict whose value the model is sure
+of is more likely the seller's error than the model's; rows without a description value last), and
+DIR/report.md (totals, per vertical, per attribute, the conflicts the model is most sure of, the most frequent
+conflicts with ids and snippets).
 """
 import json
 from collections import Counter, defaultdict
@@ -59,11 +63,12 @@ from mtl_tagger.prepare import (
 from mtl_tagger.text import tokenize
 
 LOCK = ".lock"
+REPORT = "report.md"
 SUMMARY_KEYS = ("model_dir", "keep_spec_block", "min_confidence", "tagged", "tagged_per_vertical", "skipped",
                 "attributes")
-CLASSES = ("agrees", "conflicts", "only_in_description", "only_in_specification")
-CLASS_NAMES = {"agrees": "agrees", "conflicts": "conflicts", "only_in_description": "only in description",
-               "only_in_specification": "only in specification"}
+CLASSES = ("agrees", "partially_agrees", "conflicts", "only_in_description", "only_in_specification")
+CLASS_NAMES = {"agrees": "agrees", "partially_agrees": "partially agrees", "conflicts": "conflicts",
+               "only_in_description": "only in description", "only_in_specification": "only in specification"}
 SNIPPET_CONTEXT = 60  # characters of text shown on each side of a value
 TOP_CONFLICTS = 20
 
@@ -79,13 +84,12 @@ class Verdict:
     description: tuple[dict, ...]  # extract's value records, in text order
     spec: tuple[str, ...]  # the seller's values as written
     spec_in_text: bool = False
-    overlap: bool = False
 
 
 @dataclass
 class Audit:
     """What audit found: the verdicts, extract's summary, the specified attributes no head can tag (per
-    vertical and attribute) and the text of each product with a conflict (for snippets)."""
+    vertical and attribute) and the text of each judged product (for snippets)."""
 
     verdicts: list[Verdict]
     summary: dict
@@ -112,10 +116,26 @@ def contains(outer: str, inner: str) -> bool:
     return bool(distant_labels([t for t, _, _ in tokenize(outer)], [("value", inner)])[1])
 
 
+def _read_and(value: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple("and" if t == "&" else t for t in value)
+
+
+def _inside(inner: tuple[str, ...], outer: tuple[str, ...]) -> bool:
+    """Whether `inner` is a contiguous run of `outer`'s tokens."""
+    return any(outer[i:i + len(inner)] == inner for i in range(len(outer) - len(inner) + 1))
+
+
 def classify(description: set[tuple[str, ...]], spec: set[tuple[str, ...]]) -> str | None:
-    """The class of a (product, attribute) from its normalised values on both sides (None: neither has one)."""
+    """The class of a (product, attribute) from its values' tokens on both sides (None: neither has one). The
+    audit's one comparison of values: `&` is `and`; equal values agree; a value inside one of the other side
+    (token-aligned: slim / slim fit, Sterling Silver / Silver) agrees partially; anything else conflicts."""
+    description, spec = {_read_and(v) for v in description}, {_read_and(v) for v in spec}
     if description and spec:
-        return "agrees" if description & spec else "conflicts"
+        if description & spec:
+            return "agrees"
+        if any(_inside(d, s) or _inside(s, d) for d in description for s in spec):
+            return "partially_agrees"
+        return "conflicts"
     if description:
         return "only_in_description"
     return "only_in_specification" if spec else None
@@ -133,13 +153,9 @@ def judge(record: dict, product: Product, text: str, taggable: list[str]) -> tup
         cls = classify({value_tokens(v["value"]) for v in found[attr]} - {()}, items)
         if cls is None:
             continue
-        in_text = overlap = False
-        if cls == "conflicts":
-            in_text = any(contains(text, v) for v in raw)
-            overlap = any(contains(d["value"], v) or contains(v, d["value"])
-                          for d in found[attr] for r in raw for v in value_variants(r))
+        in_text = cls == "conflicts" and any(contains(text, v) for v in raw)
         verdicts.append(Verdict(record["id"], record["vertical"], attr, cls, tuple(found[attr]), tuple(raw),
-                                in_text, overlap))
+                                in_text))
     return verdicts, Counter(attr for attr in spec if attr not in taggable)
 
 
@@ -230,7 +246,7 @@ def audit(extractions: str | Path, catalog: str | Path) -> Audit:
         found, missing = judge(record, product, text, taggable)
         verdicts += found
         not_taggable.update({(record["vertical"], a): n for a, n in missing.items()})
-        if any(v.cls == "conflicts" for v in found):
+        if found:
             texts[record["id"]] = text
     if count != summary["tagged"]:
         raise InputError(f"holds {count} records but {summary_path.name} says {summary['tagged']} products were "
@@ -269,19 +285,24 @@ def counts(result: Audit) -> dict:
     }
 
 
-def conflict_row(v: Verdict, text: str) -> dict:
-    """One conflicts.jsonl row: the values of both sides and a snippet around the first description value."""
-    first = v.description[0]
+def verdict_row(v: Verdict, text: str) -> dict:
+    """One row of a class's JSONL: the values of both sides and a snippet around the first description value
+    (no snippet, offsets or confidence without one)."""
+    first = v.description[0] if v.description else None
     surface = list(dict.fromkeys(d["value"] for d in v.description))
-    return {"id": v.id, "vertical": v.vertical, "attribute": v.attribute, "description_value": " | ".join(surface),
-            "spec_value": " | ".join(v.spec), "snippet": snippet(text, first["start"], first["end"]),
-            "start": first["start"], "end": first["end"], "confidence": max(d["confidence"] for d in v.description),
-            "spec_value_in_text": v.spec_in_text, "overlap": v.overlap}
+    row = {"id": v.id, "vertical": v.vertical, "attribute": v.attribute, "description_value": " | ".join(surface),
+           "spec_value": " | ".join(v.spec), "snippet": snippet(text, first["start"], first["end"]) if first else None,
+           "start": first["start"] if first else None, "end": first["end"] if first else None,
+           "confidence": max(d["confidence"] for d in v.description) if first else None}
+    if v.cls == "conflicts":
+        row["spec_value_in_text"] = v.spec_in_text
+    return row
 
 
 def ranked_rows(rows: list[dict]) -> list[dict]:
-    """Conflict rows by the model's confidence in its value, highest first (ties: id, attribute)."""
-    return sorted(rows, key=lambda r: (-r["confidence"], r["id"], r["attribute"]))
+    """Rows by the model's confidence in its value, highest first, then rows without a description value; ties
+    by id and attribute."""
+    return sorted(rows, key=lambda r: (r["confidence"] is None, -(r["confidence"] or 0.0), r["id"], r["attribute"]))
 
 
 def confidence_note(summary: dict) -> str:
@@ -316,15 +337,16 @@ def _table(header: list[str], rows: list[list[object]]) -> list[str]:
 
 
 def _count_row(c: dict[str, int]) -> list[object]:
-    judged = c["agrees"] + c["conflicts"]
-    return [*(c[k] for k in CLASSES), f"{100 * c['agrees'] / judged:.0f}%" if judged else "–"]
+    agree = c["agrees"] + c["partially_agrees"]
+    judged = agree + c["conflicts"]
+    return [*(c[k] for k in CLASSES), f"{100 * agree / judged:.0f}%" if judged else "–"]
 
 
 def report(result: Audit, table: dict, rows: list[dict], extractions: str | Path, catalog: str | Path) -> str:
     """report.md: totals, per vertical, per attribute, the conflicts the model is most sure of, then the most
     frequent conflicts with examples (`rows`: the conflict rows, ranked)."""
     summary = result.summary
-    header = [*(CLASS_NAMES[c] for c in CLASSES), "agreement (agrees / (agrees + conflicts))"]
+    header = [*(CLASS_NAMES[c] for c in CLASSES), "agreement ((agrees + partially) / (those + conflicts))"]
     total = table["total"]
     pairs = sum(total.values())
     lines = [
@@ -335,16 +357,16 @@ def report(result: Audit, table: dict, rows: list[dict], extractions: str | Path
         "model has no head for.", "",
         "Each (product, attribute) that the vertical's head can tag gets one class: **agrees** (the description "
         "and the specification share a value, compared as prepare matches values: tokens, case-folded; a list "
-        "specification \"A, B\" holds A and B), **conflicts** (both have values, none in common), **only in "
-        "description** (no real specification value: an enrichment), **only in specification** (the model "
-        "found no value in the text). See `python -m mtl_tagger.audit --help` / the module docstring.", "",
+        "specification \"A, B\" holds A and B; `&` is `and`), **partially agrees** (a value of one side lies "
+        "inside one of the other: slim / slim fit, Sterling Silver / Silver, or a value the model cut short or ran "
+        "on), **conflicts** (both have values, none equal or inside the other), **only in description** (no real "
+        "specification value: an enrichment), **only in specification** (the model found no value in the text). "
+        "Each class's rows are in `<class>.jsonl` beside this report. See the module docstring of "
+        "`mtl_tagger.audit`.", "",
         "## Totals", "",
         *_table(["pairs", *header], [[pairs, *_count_row(total)]]), "",
-        f"Flags on the {len(rows)} conflicts: {sum(r['spec_value_in_text'] for r in rows)} have a specification "
-        "value in the text as well (the description names both; the model took the other); "
-        f"{sum(r['overlap'] for r in rows)} have one side's value inside the other's (e.g. slim / slim fit: "
-        "most likely a span the model cut short or ran on); "
-        f"{sum(not r['spec_value_in_text'] and not r['overlap'] for r in rows)} have neither.",
+        f"Of the {len(rows)} conflicts, {sum(r['spec_value_in_text'] for r in rows)} have a specification value in "
+        "the text as well (the description names both; the model took the other).",
         f"Specified attributes the heads cannot tag (not judged): "
         f"{sum(sum(a.values()) for a in table['not_taggable'].values())}.", "",
         "## Per vertical", "",
@@ -384,19 +406,22 @@ def report(result: Audit, table: dict, rows: list[dict], extractions: str | Path
 
 
 def write_audit(extractions: str | Path, catalog: str | Path, out: str | Path) -> dict:
-    """Audit and write DIR/counts.json, DIR/conflicts.jsonl and DIR/report.md; returns the counts."""
+    """Audit and write DIR/counts.json, DIR/<class>.jsonl and DIR/report.md; returns the counts."""
     result = audit(extractions, catalog)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError("is not a directory", out)
     out.mkdir(parents=True, exist_ok=True)
     table = counts(result)
-    rows = ranked_rows([conflict_row(v, result.texts[v.id]) for v in result.verdicts if v.cls == "conflicts"])
+    rows = {c: ranked_rows([verdict_row(v, result.texts[v.id]) for v in result.verdicts if v.cls == c])
+            for c in CLASSES}
     lock = dir_lock(out)
     try:
+        (out / REPORT).unlink(missing_ok=True)  # written last: a DIR without it holds an unfinished audit
         write_json_atomic(out / "counts.json", table)
-        write_text_atomic(out / "conflicts.jsonl", "".join(record_line(r) for r in rows))
-        write_text_atomic(out / "report.md", report(result, table, rows, extractions, catalog))
+        for c in CLASSES:
+            write_text_atomic(out / f"{c}.jsonl", "".join(record_line(r) for r in rows[c]))
+        write_text_atomic(out / REPORT, report(result, table, rows["conflicts"], extractions, catalog))
     finally:
         lock.release()
     return table
@@ -414,7 +439,7 @@ def define_flags() -> None:
     """The CLI's flags (defined when run as a program, so importing this module next to other CLIs is safe)."""
     flags.DEFINE_string("extractions", None, "extract's OUT.jsonl (its OUT.jsonl.summary.json beside it).")
     flags.DEFINE_string("catalog", None, "The catalog extract was run on.")
-    flags.DEFINE_string("out", None, "Directory for counts.json, conflicts.jsonl and report.md.")
+    flags.DEFINE_string("out", None, "Directory for counts.json, <class>.jsonl and report.md.")
 
 
 def main(argv: list[str]) -> None:
@@ -424,7 +449,7 @@ def main(argv: list[str]) -> None:
     if not FLAGS.extractions or not FLAGS.catalog or not FLAGS.out:
         raise InputError("--extractions, --catalog and --out are required")
     table = write_audit(FLAGS.extractions, FLAGS.catalog, FLAGS.out)
-    print(", ".join(f"{CLASS_NAMES[c]} {n}" for c, n in table["total"].items()) + f": {Path(FLAGS.out) / 'report.md'}")
+    print(", ".join(f"{CLASS_NAMES[c]} {n}" for c, n in table["total"].items()) + f": {Path(FLAGS.out) / REPORT}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from conftest import run_cli
 from test_bad_input import assert_one_error_line
 from test_catalog import FIXTURES
 
-from mtl_tagger.audit import LOCK, audit, classify, dir_lock, judge, snippet, specified
+from mtl_tagger.audit import CLASSES, LOCK, audit, classify, dir_lock, judge, snippet, specified, write_audit
 from mtl_tagger.catalog import Product
 from mtl_tagger.errors import InputError
 from mtl_tagger.extract import PROGRESS_SUFFIX, SUMMARY_SUFFIX, digest, record_line, sidecar
@@ -82,7 +82,15 @@ def records() -> list[dict]:
     ({("gold",), ("white",)}, {("gold",)}, "agrees"),
     ({("girls",)}, {("women",), ("girls",)}, "agrees"),
     ({("silver",)}, {("gold",)}, "conflicts"),
-    ({("yellow", "gold")}, {("gold",)}, "conflicts"),
+    ({("gold",)}, {("yellow",)}, "conflicts"),
+    ({("krishna", "pearls", "&", "jewellers")}, {("krishna", "pearls", "and", "jewellers")}, "agrees"),
+    ({("yellow", "gold")}, {("gold",)}, "partially_agrees"),  # more specific
+    ({("slim",)}, {("slim", "fit")}, "partially_agrees"),  # cut short
+    ({("galz4ever", "fine")}, {("galz4ever",)}, "partially_agrees"),  # run on
+    ({("baby",), ("boy's",)}, {("baby", "boy's")}, "partially_agrees"),  # split in two
+    ({("krishna", "pearls")}, {("krishna", "pearls", "and", "jewellers")}, "partially_agrees"),
+    ({("gold", "plated")}, {("plated", "gold")}, "conflicts"),  # token-aligned runs, not bags of words
+    ({("pearls", "and")}, {("pearls", "&", "x")}, "partially_agrees"),  # & is and on both sides
     ({("brass",)}, set(), "only_in_description"),
     (set(), {("gold",)}, "only_in_specification"),
     (set(), set(), None),
@@ -130,27 +138,38 @@ def test_conflict_flags() -> None:
     record = {"id": "r", "vertical": "Ring", "values": [value(text, "brand", "Malabar"),
                                                           value(text, "ideal_for", "Women")]}
     verdicts, _ = judge(record, ring, text, ["brand", "ideal_for"])
-    flags = {v.attribute: (v.cls, v.spec_in_text, v.overlap) for v in verdicts}
-    assert flags == {"brand": ("conflicts", True, True), "ideal_for": ("conflicts", False, False)}
+    flags = {v.attribute: (v.cls, v.spec_in_text) for v in verdicts}
+    assert flags == {"brand": ("partially_agrees", False), "ideal_for": ("conflicts", False)}
 
 
 def test_output_files(tmp_path: Path) -> None:
     catalog, out = write_job(tmp_path, records())
     r = run_cli("audit", f"--extractions={out}", f"--catalog={catalog}", f"--out={tmp_path / 'audit'}")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("agrees 3, conflicts 1, only in description 1, only in specification 2: ")
+    assert r.stdout.startswith("agrees 3, partially agrees 0, conflicts 1, only in description 1, only in "
+                               "specification 2: ")
     table = json.loads((tmp_path / "audit" / "counts.json").read_text())
-    assert table["total"] == {"agrees": 3, "conflicts": 1, "only_in_description": 1, "only_in_specification": 2}
+    assert table["total"] == {"agrees": 3, "partially_agrees": 0, "conflicts": 1, "only_in_description": 1,
+                              "only_in_specification": 2}
     assert table["per_vertical"]["Necklace"] == table["total"]
-    assert table["per_attribute"]["color"] == {"agrees": 1, "conflicts": 1, "only_in_description": 0,
-                                               "only_in_specification": 0}
+    assert table["per_attribute"]["color"] == {"agrees": 1, "partially_agrees": 0, "conflicts": 1,
+                                               "only_in_description": 0, "only_in_specification": 0}
     assert table["per_vertical_attribute"]["Necklace"]["plating"]["only_in_specification"] == 1
     assert table["not_taggable"] == {"Necklace": {"model_number": 1}}
     rows = [json.loads(line) for line in (tmp_path / "audit" / "conflicts.jsonl").read_text().splitlines()]
     assert rows == [{"id": "a", "vertical": "Necklace", "attribute": "color", "description_value": "silver",
                      "spec_value": "Gold", "snippet": "Voylla Gold Plated brass necklace for Girls, in «silver».",
-                     "start": 48, "end": 54, "confidence": 0.9, "spec_value_in_text": True,
-                     "overlap": False}]
+                     "start": 48, "end": 54, "confidence": 0.9, "spec_value_in_text": True}]
+    listed = {c: [json.loads(line) for line in (tmp_path / "audit" / f"{c}.jsonl").read_text().splitlines()]
+              for c in CLASSES}
+    assert {c: [(row["id"], row["attribute"]) for row in rows] for c, rows in listed.items()} == {
+        "agrees": [("a", "brand"), ("a", "ideal_for"), ("b", "color")], "partially_agrees": [],
+        "conflicts": [("a", "color")], "only_in_description": [("a", "base_material")],
+        "only_in_specification": [("a", "plating"), ("b", "brand")]}, "ranked by confidence, then id"
+    assert listed["only_in_specification"][0] == {
+        "id": "a", "vertical": "Necklace", "attribute": "plating", "description_value": "", "spec_value": "Gold",
+        "snippet": None, "start": None, "end": None, "confidence": None}
+    assert listed["only_in_description"][0]["snippet"] == "Voylla Gold Plated «brass» necklace for Girls, in silver."
     report = (tmp_path / "audit" / "report.md").read_text()
     for heading in ("## Totals", "## Per vertical", "## Per attribute", "most frequent conflicts"):
         assert heading in report
@@ -245,7 +264,7 @@ def test_a_second_audit_into_one_dir_is_refused(tmp_path: Path) -> None:
     audit_dir = tmp_path / "audit"
     assert _audit_cli(out, catalog, audit_dir).returncode == 0
     before = {p.name: p.read_bytes() for p in audit_dir.iterdir()}
-    assert sorted(before) == ["conflicts.jsonl", "counts.json", "report.md"]
+    assert sorted(before) == sorted(["counts.json", "report.md", *(f"{c}.jsonl" for c in CLASSES)])
     write_extraction(out, records()[:1], catalog)
     lock = dir_lock(audit_dir)
     try:
@@ -257,3 +276,21 @@ def test_a_second_audit_into_one_dir_is_refused(tmp_path: Path) -> None:
     assert {p.name: p.read_bytes() for p in audit_dir.iterdir()} == before
     assert _audit_cli(out, catalog, audit_dir).returncode == 0 and not (audit_dir / LOCK).exists()
     assert json.loads((audit_dir / "counts.json").read_text())["products"] == 1
+
+
+def test_an_interrupted_audit_leaves_no_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """report.md is written last and removed first, so a DIR with one holds one whole audit."""
+    catalog, out = write_job(tmp_path, records())
+    audit_dir = tmp_path / "audit"
+    write_audit(out, catalog, audit_dir)
+    assert (audit_dir / "report.md").is_file()
+
+    def crash(path: Path, text: str) -> None:
+        if path.name == "conflicts.jsonl":
+            raise OSError("disk full")
+        path.write_text(text)
+
+    monkeypatch.setattr("mtl_tagger.audit.write_text_atomic", crash)
+    with pytest.raises(OSError):
+        write_audit(out, catalog, audit_dir)
+    assert not (audit_dir / "report.md").exists() and not (audit_dir / LOCK).exists()
