@@ -60,7 +60,7 @@ from mtl_tagger.prepare import (
     value_tokens,
     value_variants,
 )
-from mtl_tagger.text import tokenize
+from mtl_tagger.text import snippet, tokenize
 
 LOCK = ".lock"
 REPORT = "report.md"
@@ -69,7 +69,6 @@ SUMMARY_KEYS = ("model_dir", "keep_spec_block", "min_confidence", "tagged", "tag
 CLASSES = ("agrees", "partially_agrees", "conflicts", "only_in_description", "only_in_specification")
 CLASS_NAMES = {"agrees": "agrees", "partially_agrees": "partially agrees", "conflicts": "conflicts",
                "only_in_description": "only in description", "only_in_specification": "only in specification"}
-SNIPPET_CONTEXT = 60  # characters of text shown on each side of a value
 TOP_CONFLICTS = 20
 
 
@@ -157,13 +156,6 @@ def judge(record: dict, product: Product, text: str, taggable: list[str]) -> tup
         verdicts.append(Verdict(record["id"], record["vertical"], attr, cls, tuple(found[attr]), tuple(raw),
                                 in_text))
     return verdicts, Counter(attr for attr in spec if attr not in taggable)
-
-
-def snippet(text: str, start: int, end: int, context: int = SNIPPET_CONTEXT) -> str:
-    """The text around [start, end) on one line, the value marked «like this»."""
-    left, right = max(0, start - context), min(len(text), end + context)
-    show = f"{text[left:start]}«{text[start:end]}»{text[end:right]}"
-    return ("…" if left else "") + " ".join(show.split()) + ("…" if right < len(text) else "")
 
 
 def _is_value(v: object) -> bool:

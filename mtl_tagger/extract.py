@@ -14,12 +14,13 @@ padding), cut into chunks of --batch products. A chunk is the unit of tagging, w
 both engines tag exactly these chunks with `tag_chunk`, so their outputs are the same bytes.
 
 OUT.jsonl: one line per tagged product (a product without values too):
-    {"id": uniq_id, "vertical": V, "values": [{"attribute", "value", "start", "end", "confidence"}]}
-start/end are character offsets into the text the model saw; U+2028, U+2029 and U+0085 are written as
-\\u escapes, so every reader sees one record per line.
-OUT.jsonl.progress.json: the settings (SHA-256 fingerprints of model, catalog and mapping; batch, confidence,
-text option) and how many chunks, products and bytes of OUT are complete. A chunk is appended to OUT and
-fsync'd, then the progress file is replaced. A new run with the same settings first checks OUT, writing
+    {"id": uniq_id, "vertical": V, "values": [{"attribute", "value", "start", "end", "confidence", "context"}]}
+start/end are character offsets into the text the model saw; context is that text around the value on one
+line, the value marked «like this», so a reviewer reads it without the catalog; U+2028, U+2029 and U+0085 are
+written as \\u escapes, so every reader sees one record per line.
+OUT.jsonl.progress.json: the settings (the record format; SHA-256 fingerprints of model, catalog and mapping;
+batch, confidence, text option) and how many chunks, products and bytes of OUT are complete. A chunk is appended
+to OUT and fsync'd, then the progress file is replaced. A new run with the same settings first checks OUT, writing
 nothing: its lines must be the records of the planned products in order, the recorded bytes exactly the
 recorded products' lines, and what follows them the start of the next ones (a chunk written but not
 recorded, a torn line). Only then is that tail cut and the run goes on with the next chunk, so a killed run
@@ -58,6 +59,7 @@ from mtl_tagger.files import read_json, write_json_atomic
 from mtl_tagger.lock import FileLock
 from mtl_tagger.prepare import DEFAULT_VERTICALS, description_text, load_verticals, vertical_of
 from mtl_tagger.progress import Progress
+from mtl_tagger.text import snippet
 
 if TYPE_CHECKING:
     from mtl_tagger.tagger import Tagger  # TensorFlow is imported only where a model is loaded
@@ -65,6 +67,7 @@ if TYPE_CHECKING:
 ENGINES = ("local", "ray")
 PROGRESS_SUFFIX = ".progress.json"
 SUMMARY_SUFFIX = ".summary.json"
+RECORD_FORMAT = 2  # of OUT's lines; 2: values carry their context (an OUT of another format is not resumed)
 LOCK_SUFFIX = ".lock"
 # Line breaks that json.dumps leaves raw inside strings but str.splitlines and some JSONL readers split on.
 _LINE_BREAK_ESCAPES = {ord("\u2028"): "\\u2028", ord("\u2029"): "\\u2029", ord("\x85"): "\\u0085"}
@@ -134,8 +137,9 @@ def tag_chunk(tagger: "Tagger", chunk: Sequence[Item], min_confidence: float) ->
         records = tagger.extract([chunk[i][2] for i in positions], vertical, min_confidence)
         for i, record in zip(positions, records):
             values[i] = record["values"]
-    return "".join(record_line({"id": pid, "vertical": vertical, "values": vals})
-                   for (pid, vertical, _), vals in zip(chunk, values))
+    return "".join(record_line({"id": pid, "vertical": vertical,
+                                "values": [{**v, "context": snippet(text, v["start"], v["end"])} for v in vals]})
+                   for (pid, vertical, text), vals in zip(chunk, values))
 
 
 def local_engine(tagger: "Tagger", chunks: Sequence[Sequence[Item]], min_confidence: float) -> Iterator[str]:
@@ -386,7 +390,8 @@ def extract_catalog(model_dir: str | Path, catalog: str | Path, out: str | Path,
 
         tagger = Tagger.load(model_dir)
     work = plan(catalog, verticals_path, tagger.tasks, keep_spec_block)
-    settings = {"model": model_fingerprint(model_dir, tagger), "catalog": digest([Path(catalog)]),
+    settings = {"record": RECORD_FORMAT, "model": model_fingerprint(model_dir, tagger),
+                "catalog": digest([Path(catalog)]),
                 "verticals": digest([Path(verticals_path)]), "keep_spec_block": keep_spec_block,
                 "min_confidence": min_confidence, "batch": batch}
     chunks = [work.items[s:s + batch] for s in range(0, len(work.items), batch)]

@@ -39,6 +39,7 @@ _TOKEN = regex.compile(rf"{_KEYCAP}|{_WORD}|{_SYMBOL}", regex.V1)
 _DANGLING_JOINERS = regex.compile(rf"(?<![{_VIRAMA}{_JOINERS}])[{_JOINERS}]+\Z", regex.V1)
 # _TOKEN restricted to ASCII, where there are no marks, format characters or clusters of several characters.
 _ASCII_TOKEN = re.compile(r"[A-Za-z0-9]+(?:['./\-][A-Za-z0-9]+)*|[!-~]")
+CONTEXT = 60  # characters shown on each side of a value in its snippet
 
 
 def tokenize(text: str) -> list[tuple[str, int, int]]:
@@ -57,3 +58,11 @@ def _drop_dangling_joiners(token: str, start: int, end: int) -> tuple[str, int, 
     if dangling is None:
         return token, start, end
     return token[:dangling.start()], start, start + dangling.start()
+
+
+def snippet(text: str, start: int, end: int, context: int = CONTEXT) -> str:
+    """The text around [start, end) on one line (whitespace runs as one space), the value marked «like this»:
+    how extract and audit show a value in its context."""
+    left, right = max(0, start - context), min(len(text), end + context)
+    show = f"{text[left:start]}«{text[start:end]}»{text[end:right]}"
+    return ("…" if left else "") + " ".join(show.split()) + ("…" if right < len(text) else "")

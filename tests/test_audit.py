@@ -11,7 +11,7 @@ from conftest import run_cli
 from test_bad_input import assert_one_error_line
 from test_catalog import FIXTURES
 
-from mtl_tagger.audit import CLASSES, LOCK, audit, classify, dir_lock, judge, snippet, specified, write_audit
+from mtl_tagger.audit import CLASSES, LOCK, audit, classify, dir_lock, judge, specified, write_audit
 from mtl_tagger.catalog import Product
 from mtl_tagger.errors import InputError
 from mtl_tagger.extract import PROGRESS_SUFFIX, SUMMARY_SUFFIX, digest, record_line, sidecar
@@ -106,12 +106,6 @@ def test_specified_normalises_keys_splits_lists_pools_and_drops_placeholders() -
     assert got == {"ideal_for": (["Women, Girls"], {("women",), ("girls",)}),
                    "color": (["Rose  GOLD", "Pink, NA"], {("rose", "gold"), ("pink",)}),
                    "brand": (["Voylla"], {("voylla",)})}, "the brand column counts as prepare labels it"
-
-
-def test_snippet_marks_the_value_on_one_line() -> None:
-    text = "x" * 100 + "Gold\u2028plated brass" + "y" * 100
-    assert snippet(text, 100, 111, context=5) == "…xxxxx«Gold plated» bras…"
-    assert snippet("in silver", 3, 9) == "in «silver»"
 
 
 def test_verdicts_per_product_and_attribute(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from mtl_tagger.extract import (
     sidecar,
 )
 from mtl_tagger.prepare import strip_spec_block
+from mtl_tagger.text import snippet
 from mtl_tagger.train import train
 
 KINDS = {"Chain x": ("Jewellery", "Chains"), "Mangal-sutra": ("Jewellery", "Mangalsutras"),
@@ -140,8 +141,10 @@ def test_records_summary_and_offsets(reference: Path, job: tuple[Path, Path], ta
         assert list(r) == ["id", "vertical", "values"]
         text = strip_spec_block(products[r["id"]].description)
         for v in r["values"]:
-            assert list(v) == ["attribute", "value", "start", "end", "confidence"]
+            assert list(v) == ["attribute", "value", "start", "end", "confidence", "context"]
             assert text[v["start"]:v["end"]] == v["value"] and 0.0 <= v["confidence"] <= 1.0
+            assert v["context"] == snippet(text, v["start"], v["end"])
+            assert "«" + " ".join(v["value"].split()) + "»" in v["context"]
         values += len(r["values"])
     assert values > 500, "the smoke model finds brands, platings and materials"
     summary = json.loads(sidecar(reference, SUMMARY_SUFFIX).read_text())

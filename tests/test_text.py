@@ -6,7 +6,7 @@ import unicodedata
 import pytest
 import regex
 
-from mtl_tagger.text import tokenize
+from mtl_tagger.text import snippet, tokenize
 
 
 @pytest.mark.parametrize("text, tokens", [
@@ -160,3 +160,9 @@ def test_ascii_fast_path_agrees_with_the_full_pattern() -> None:
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
         # A non-ASCII tail sends the same text through the full `regex` pattern.
         assert tokenize(text + " é") == [*tokenize(text), ("é", len(text) + 1, len(text) + 2)], text
+
+
+def test_snippet_marks_the_value_on_one_line() -> None:
+    text = "x" * 100 + "Gold\u2028plated brass" + "y" * 100
+    assert snippet(text, 100, 111, context=5) == "…xxxxx«Gold plated» bras…"
+    assert snippet("in silver", 3, 9) == "in «silver»"
