@@ -216,6 +216,10 @@ def audit(extractions: str | Path, catalog: str | Path) -> Audit:
         raise InputError("not a summary of extract", summary_path)
     products = {p.id: p for p in read_catalog(catalog).products}
     check_catalog(extractions, summary, catalog)
+    boilerplate = summary.get("boilerplate", [])  # absent from summaries written before extract cut it
+    if not isinstance(boilerplate, list) or not all(isinstance(b, str) for b in boilerplate):
+        raise InputError("not a summary of extract (boilerplate is not a list of sentences)", summary_path)
+    boilerplate = frozenset(boilerplate)
     verdicts: list[Verdict] = []
     not_taggable: Counter = Counter()
     texts: dict[str, str] = {}
@@ -229,7 +233,7 @@ def audit(extractions: str | Path, catalog: str | Path) -> Audit:
         taggable = summary["attributes"].get(record["vertical"])
         if taggable is None:
             raise InputError(f"vertical {record['vertical']!r} is not in {summary_path.name}", extractions, lineno)
-        text = description_text(product, summary["keep_spec_block"])
+        text = description_text(product, summary["keep_spec_block"], boilerplate)
         for v in record["values"]:
             if text[v["start"]:v["end"]] != v["value"]:
                 raise InputError(f"value {v['value']!r} is not at [{v['start']}, {v['end']}) of product "

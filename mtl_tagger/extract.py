@@ -1,11 +1,12 @@
 """Attribute values of every product of a catalog, with the head of its vertical.
 
     python -m mtl_tagger.extract --model_dir=M --catalog=PATH --out=OUT.jsonl [--engine=local|ray] [--workers=N]
-        [--min_confidence=X] [--batch=256] [--verticals=flags/verticals.json] [--keep_spec_block]
+        [--min_confidence=X] [--batch=256] [--verticals=flags/verticals.json] [--keep_spec_block] [--keep_boilerplate]
 
 Input. Any catalog `prepare` reads (products JSONL(.gz), Kaggle CSV). Each product goes to its vertical by
 prepare's mapping (`--verticals`, default flags/verticals.json) and is tagged on prepare's text of it
-(`description_text`: the description cut at "Specifications of" unless --keep_spec_block), so the model sees
+(`description_text`: the description cut at "Specifications of" unless --keep_spec_block, without the sentences
+that this catalog repeats across many products and verticals unless --keep_boilerplate), so the model sees
 what it was trained on. Products of a vertical the model has no head for, or of no vertical, are skipped and
 counted.
 
@@ -28,7 +29,8 @@ loses nothing and writes nothing twice. Other settings, or an OUT that fails the
 left as it is.
 OUT.jsonl.summary.json (written at the end): products tagged and values per vertical, products skipped per
 vertical, the attributes each head can tag (what `audit` compares), what each head's confidences are (its
-calibration method, or raw), and the settings (`audit` checks the
+calibration method, or raw), the boilerplate sentences left out of the text (audit cuts the same), and the
+settings (`audit` checks the
 catalog's fingerprint).
 OUT.jsonl.lock: one extract command at a time writes OUT; it holds a lock on this file (flock, so it goes with
 the process), which is removed when the command ends. A second command on the same OUT is refused in one
@@ -57,7 +59,7 @@ from mtl_tagger.catalog import read_catalog
 from mtl_tagger.errors import InputError, Interrupted
 from mtl_tagger.files import read_json, write_json_atomic
 from mtl_tagger.lock import FileLock
-from mtl_tagger.prepare import DEFAULT_VERTICALS, description_text, load_verticals, vertical_of
+from mtl_tagger.prepare import DEFAULT_VERTICALS, catalog_boilerplate, description_text, load_verticals, vertical_of
 from mtl_tagger.progress import Progress
 from mtl_tagger.text import snippet
 
@@ -84,6 +86,7 @@ class Plan:
     no_vertical: int
     products_read: int
     unreadable_records: int
+    boilerplate: list[str]  # the sentence keys left out of every text (prepare.find_boilerplate)
 
 
 def sidecar(out: str | Path, suffix: str) -> Path:
@@ -108,23 +111,27 @@ def confidence_kind(tagger: "Tagger", task: str) -> str:
     return calibration.method if calibration is not None else "raw"
 
 
-def plan(catalog: str | Path, verticals_path: str | Path, tasks: Sequence[str], keep_spec_block: bool) -> Plan:
-    """Read the catalog and route every product as prepare does; vertical-major order (see the docstring)."""
+def plan(catalog: str | Path, verticals_path: str | Path, tasks: Sequence[str], keep_spec_block: bool,
+         keep_boilerplate: bool = False) -> Plan:
+    """Read the catalog and route every product and cut its text as prepare does; vertical-major order (see the
+    docstring)."""
     verticals = load_verticals(verticals_path)
     read = read_catalog(catalog)
+    boilerplate = [] if keep_boilerplate else list(catalog_boilerplate(read.products, verticals, keep_spec_block))
+    cut = frozenset(boilerplate)
     by_task: dict[str, list[Item]] = {task: [] for task in tasks}
     skipped: Counter = Counter()
     no_vertical = 0
     for product in read.products:
         vertical = vertical_of(product, verticals)
         if vertical in by_task:
-            by_task[vertical].append((product.id, vertical, description_text(product, keep_spec_block)))
+            by_task[vertical].append((product.id, vertical, description_text(product, keep_spec_block, cut)))
         elif vertical is None:
             no_vertical += 1
         else:
             skipped[vertical] += 1
     items = [item for task in tasks for item in by_task[task]]
-    return Plan(items, skipped, no_vertical, len(read.products), len(read.skipped))
+    return Plan(items, skipped, no_vertical, len(read.products), len(read.skipped), boilerplate)
 
 
 def tag_chunk(tagger: "Tagger", chunk: Sequence[Item], min_confidence: float) -> str:
@@ -374,6 +381,7 @@ def write_chunks(output: Output, todo: Sequence[Sequence[Item]], lines: Iterator
 def extract_catalog(model_dir: str | Path, catalog: str | Path, out: str | Path, engine: str = "local",
                     workers: int = 1, min_confidence: float = 0.0, batch: int = 256,
                     verticals_path: str | Path = DEFAULT_VERTICALS, keep_spec_block: bool = False,
+                    keep_boilerplate: bool = False,
                     tagger: "Tagger | None" = None) -> dict:
     """Tag the catalog into OUT (resuming an earlier run of the same settings) and return the summary it
     writes to OUT.summary.json. `tagger`: the model of `model_dir`, when the caller has it loaded already."""
@@ -389,10 +397,11 @@ def extract_catalog(model_dir: str | Path, catalog: str | Path, out: str | Path,
         from mtl_tagger.tagger import Tagger
 
         tagger = Tagger.load(model_dir)
-    work = plan(catalog, verticals_path, tagger.tasks, keep_spec_block)
+    work = plan(catalog, verticals_path, tagger.tasks, keep_spec_block, keep_boilerplate)
     settings = {"record": RECORD_FORMAT, "model": model_fingerprint(model_dir, tagger),
                 "catalog": digest([Path(catalog)]),
                 "verticals": digest([Path(verticals_path)]), "keep_spec_block": keep_spec_block,
+                "keep_boilerplate": keep_boilerplate,
                 "min_confidence": min_confidence, "batch": batch}
     chunks = [work.items[s:s + batch] for s in range(0, len(work.items), batch)]
     lock = output_lock(out)
@@ -408,6 +417,7 @@ def extract_catalog(model_dir: str | Path, catalog: str | Path, out: str | Path,
         values = values_per_vertical(out)
         summary = {
             "catalog": str(catalog), "model_dir": str(model_dir), "keep_spec_block": keep_spec_block,
+            "boilerplate": work.boilerplate,
             "min_confidence": min_confidence, "products_read": work.products_read,
             "unreadable_records": work.unreadable_records, "tagged": len(work.items),
             "tagged_per_vertical": {task: extracted[task] for task in tagger.tasks},
@@ -455,6 +465,8 @@ def define_flags() -> None:
                         "(the one prepare used).")
     flags.DEFINE_bool("keep_spec_block", False, "Keep the 'Specifications of …' block in the text (as prepare did "
                       "with --keep_spec_block).")
+    flags.DEFINE_bool("keep_boilerplate", False, "Keep the sentences the catalog repeats across many products and "
+                      "verticals in the text (as prepare did with --keep_boilerplate).")
 
 
 def main(argv: list[str]) -> None:
@@ -464,7 +476,8 @@ def main(argv: list[str]) -> None:
     if not FLAGS.model_dir or not FLAGS.catalog or not FLAGS.out:
         raise InputError("--model_dir, --catalog and --out are required")
     summary = extract_catalog(FLAGS.model_dir, FLAGS.catalog, FLAGS.out, FLAGS.engine, FLAGS.workers,
-                              FLAGS.min_confidence, FLAGS.batch, FLAGS.verticals, FLAGS.keep_spec_block)
+                              FLAGS.min_confidence, FLAGS.batch, FLAGS.verticals, FLAGS.keep_spec_block,
+                              FLAGS.keep_boilerplate)
     print(format_summary(summary, FLAGS.out))
 
 

@@ -11,8 +11,12 @@ product is an error.
 
 Text. The description without its trailing "Specifications of <product> …" block (cut at the first
 "Specifications of"), since that block repeats the specifications as text and would make every
-label trivial; --keep_spec_block keeps it. Tokens come from mtl_tagger.text.tokenize, the tokenizer
-`predict` uses on raw text.
+label trivial; --keep_spec_block keeps it. Then without the catalog's boilerplate: sentences (cut after
+. ! ? before a space, and at line breaks; compared with case and spacing ignored) that the catalog repeats in at
+least 1% of its products (and at least 20) of at least 3 verticals (products of no vertical count as one), such
+as "Only Genuine Products. 30 Day Replacement Guarantee. Free Shipping."; found from the catalog itself, listed
+in stats.md and boilerplate.json; --keep_boilerplate keeps them. Tokens come from mtl_tagger.text.tokenize, the
+tokenizer `predict` uses on raw text.
 
 Labels. Every specification with a key and a real value (see `is_placeholder`) tags each token-
 aligned, case-insensitive occurrence of the value as B-<attr> I-<attr>…, attr = normalise_key(key).
@@ -31,6 +35,7 @@ Output (written to a temporary directory, then renamed over DATA_DIR):
   DATA_DIR/<Vertical>/{train,dev,test}.conll              token<TAB>tag, one description per sentence
   DATA_DIR/<Vertical>/{train,dev,test}.provenance.jsonl   line i = sentence i: id, name, tagged spans
   DATA_DIR/stats.md                                       the paper's Table 1 for this data, and counts
+  DATA_DIR/boilerplate.json                               the boilerplate sentences left out (see Text)
 Products whose text gets no tag are left out (counted; --keep_unmatched writes them all-O). An empty
 split gets no files (a CoNLL file holds at least one sentence); stats.md lists them.
 """
@@ -40,7 +45,7 @@ import os
 import re
 import shutil
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +68,8 @@ _PLACEHOLDER = re.compile(
     r"|(?:n/?a|0+(?:\.0+)?)(?:\s*-\s*(?:n/?a|0+(?:\.0+)?))?(?:\s+[^\W\d_]+\.?)?)",
     re.IGNORECASE)
 _VERTICAL_NAME = re.compile(r"[^./\\\x00-\x1f][^/\\\x00-\x1f]*")
+_SENTENCE_END = re.compile(r"[.!?]+(?=\s)|\n")
+BOILERPLATE_SHARE, BOILERPLATE_PRODUCTS, BOILERPLATE_VERTICALS = 0.01, 20, 3  # see the docstring's Text
 
 
 @dataclass(frozen=True)
@@ -130,6 +137,7 @@ class Dataset:
     skipped_records: int
     unmapped: int
     settings: dict[str, str] = field(default_factory=dict)
+    boilerplate: dict[str, tuple[int, int]] = field(default_factory=dict)  # find_boilerplate's
 
 
 def _compile(pattern: object, where: str, path: Path) -> re.Pattern:
@@ -185,9 +193,49 @@ def strip_spec_block(description: str) -> str:
     return description if m is None else description[:m.start()]
 
 
-def description_text(product: Product, keep_spec_block: bool = False) -> str:
-    """The text that is labelled and tagged for a product: its description, spec block cut unless kept."""
-    return product.description if keep_spec_block else strip_spec_block(product.description)
+def sentences(text: str) -> list[tuple[int, int]]:
+    """The [start, end) spans of the text's sentences, without the whitespace before them (see the docstring's
+    Text)."""
+    cuts = [0, *(m.end() for m in _SENTENCE_END.finditer(text)), len(text)]
+    spans = [(a + len(text[a:b]) - len(text[a:b].lstrip()), b) for a, b in zip(cuts, cuts[1:])]
+    return [(a, b) for a, b in spans if a < b]
+
+
+def sentence_key(sentence: str) -> str:
+    """A sentence with case and spacing ignored, as boilerplate is compared."""
+    return " ".join(sentence.split()).casefold()
+
+
+def find_boilerplate(texts: Iterable[tuple[str | None, str]]) -> dict[str, tuple[int, int]]:
+    """The boilerplate of a catalog given as (vertical, text) per product: sentence key → (products, verticals)."""
+    products: Counter = Counter()
+    verticals: dict[str, set] = {}
+    total = 0
+    for vertical, text in texts:
+        total += 1
+        for key in {sentence_key(text[a:b]) for a, b in sentences(text)}:
+            products[key] += 1
+            verticals.setdefault(key, set()).add(vertical)
+    least = max(BOILERPLATE_PRODUCTS, BOILERPLATE_SHARE * total)
+    return {key: (n, len(verticals[key])) for key, n in products.most_common()
+            if n >= least and len(verticals[key]) >= BOILERPLATE_VERTICALS}
+
+
+def strip_boilerplate(text: str, boilerplate: Collection[str]) -> str:
+    """The text without its sentences whose key is in `boilerplate`, each with the whitespace after it."""
+    cut = [(a, b) for a, b in sentences(text) if sentence_key(text[a:b]) in boilerplate] if boilerplate else []
+    kept, start = [], 0
+    for a, b in cut:
+        kept.append(text[start:a])
+        start = b + len(text[b:]) - len(text[b:].lstrip())
+    return "".join(kept) + text[start:]
+
+
+def description_text(product: Product, keep_spec_block: bool = False, boilerplate: Collection[str] = ()) -> str:
+    """The text that is labelled and tagged for a product: its description, spec block cut unless kept, without
+    the catalog's `boilerplate` sentences (their keys)."""
+    text = product.description if keep_spec_block else strip_spec_block(product.description)
+    return strip_boilerplate(text, boilerplate)
 
 
 def is_placeholder(value: str) -> bool:
@@ -278,8 +326,10 @@ def _text_key(text: str) -> str:
 
 
 def build_dataset(products: Sequence[Product], verticals: Sequence[Vertical], keep_spec_block: bool = False,
-                  keep_unmatched: bool = False) -> tuple[list[Instance], dict[str, VerticalCounts], int]:
-    """Instances of every vertical, per-vertical counts, and how many products fell in no vertical.
+                  keep_unmatched: bool = False, boilerplate: Collection[str] = ()
+                  ) -> tuple[list[Instance], dict[str, VerticalCounts], int]:
+    """Instances of every vertical (texts without the `boilerplate` sentences), per-vertical counts, and how many
+    products fell in no vertical.
 
     InputError when a vertical gets no product, or none of its products gets a tag.
     """
@@ -288,7 +338,7 @@ def build_dataset(products: Sequence[Product], verticals: Sequence[Vertical], ke
     for product in products:
         name = vertical_of(product, verticals)
         if name is not None:
-            text = description_text(product, keep_spec_block)
+            text = description_text(product, keep_spec_block, boilerplate)
             placed.append((name, product, text))
             counts[name].products += 1
     for name, c in counts.items():
@@ -368,6 +418,12 @@ def stats_markdown(data: Dataset) -> str:
         "of train as dev)." if empty_splits else "Every split of every vertical has sentences.", "",
         "## Products and description lengths (tokens) per vertical", "",
         *per_vertical, "",
+        "## Boilerplate left out of every text", "",
+        "Sentences the catalog repeats across many products and verticals (prepare's docstring); boilerplate.json "
+        "lists them.", "",
+        *(["| sentence (case and spacing ignored) | products | verticals |", "|---|---:|---:|",
+           *("| " + key.replace("|", "\\|") + f" | {n} | {v} |" for key, (n, v) in data.boilerplate.items()), ""]
+          if data.boilerplate else ["None.", ""]),
         "## Train descriptions per label", "",
         *details, ""])
 
@@ -402,6 +458,8 @@ def write_dataset(out: str | Path, data: Dataset) -> None:
                 (tmp / name / f"{split}.provenance.jsonl").write_text(
                     "".join(_provenance(i) + "\n" for i in chosen), encoding="utf-8")
         (tmp / "stats.md").write_text(stats_markdown(data), encoding="utf-8")
+        (tmp / "boilerplate.json").write_text(json.dumps(sorted(data.boilerplate), ensure_ascii=False, indent=0),
+                                              encoding="utf-8")
         if out.exists():
             out.rename(old)
         tmp.rename(out)
@@ -410,16 +468,25 @@ def write_dataset(out: str | Path, data: Dataset) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def catalog_boilerplate(products: Sequence[Product], verticals: Sequence[Vertical], keep_spec_block: bool
+                        ) -> dict[str, tuple[int, int]]:
+    """find_boilerplate over every product of a catalog, routed to its vertical (None for none)."""
+    return find_boilerplate((vertical_of(p, verticals), description_text(p, keep_spec_block)) for p in products)
+
+
 def prepare(source: str | Path, out: str | Path, verticals_path: str | Path = DEFAULT_VERTICALS,
-            keep_spec_block: bool = False, keep_unmatched: bool = False) -> Dataset:
+            keep_spec_block: bool = False, keep_unmatched: bool = False, keep_boilerplate: bool = False) -> Dataset:
     """Read the catalog, label and split every vertical, and write DATA_DIR; returns what was written."""
     verticals = load_verticals(verticals_path)
     catalog = read_catalog(source)
-    instances, counts, unmapped = build_dataset(catalog.products, verticals, keep_spec_block, keep_unmatched)
+    boilerplate = {} if keep_boilerplate else catalog_boilerplate(catalog.products, verticals, keep_spec_block)
+    instances, counts, unmapped = build_dataset(catalog.products, verticals, keep_spec_block, keep_unmatched,
+                                                boilerplate)
     data = Dataset(instances, counts, len(catalog.products), len(catalog.skipped), unmapped, {
         "source": str(source), "verticals": str(verticals_path),
         "spec block": "kept" if keep_spec_block else "stripped",
-        "unmatched": "kept" if keep_unmatched else "left out"})
+        "unmatched": "kept" if keep_unmatched else "left out",
+        "boilerplate": "kept" if keep_boilerplate else f"{len(boilerplate)} sentences left out"}, boilerplate)
     write_dataset(out, data)
     return data
 
@@ -434,6 +501,8 @@ def define_flags() -> None:
     flags.DEFINE_string("verticals", str(DEFAULT_VERTICALS), "JSON mapping vertical -> category-path rules.")
     flags.DEFINE_bool("keep_spec_block", False, "Keep the trailing 'Specifications of …' block in the text.")
     flags.DEFINE_bool("keep_unmatched", False, "Write products whose text gets no tag (all O), not drop them.")
+    flags.DEFINE_bool("keep_boilerplate", False, "Keep the sentences the catalog repeats across many products and "
+                      "verticals (see the module docstring) in the text.")
 
 
 def main(argv: list[str]) -> None:
@@ -442,7 +511,8 @@ def main(argv: list[str]) -> None:
         raise cli.usage_error(argv)
     if not FLAGS.source or not FLAGS.out:
         raise InputError("--source and --out are required")
-    prepare(FLAGS.source, FLAGS.out, FLAGS.verticals, FLAGS.keep_spec_block, FLAGS.keep_unmatched)
+    prepare(FLAGS.source, FLAGS.out, FLAGS.verticals, FLAGS.keep_spec_block, FLAGS.keep_unmatched,
+            FLAGS.keep_boilerplate)
     print((Path(FLAGS.out) / "stats.md").read_text(encoding="utf-8"))
 
 

@@ -193,6 +193,24 @@ def test_conflicts_are_ranked_by_confidence(tmp_path: Path) -> None:
             "| 2 | 0.550 | Necklace | color | silver | Gold | `a` |")
 
 
+def test_boilerplate_that_extract_cut_is_cut_again(tmp_path: Path) -> None:
+    """Offsets point into the text without the boilerplate extract recorded in its summary."""
+    products = [dict(PRODUCTS[0], description="Only Genuine Products. " + TEXT_A)]
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text("".join(json.dumps(p) + "\n" for p in products), encoding="utf-8")
+    a = TEXT_A[:TEXT_A.index("Specifications of")]
+    out = write_extraction(tmp_path / "out.jsonl", [{"id": "a", "vertical": "Necklace", "values": [
+        value(a, "color", "silver")]}], catalog)
+    summary = json.loads(sidecar(out, SUMMARY_SUFFIX).read_text())
+    with pytest.raises(InputError, match="is not at"):
+        audit(out, catalog)
+    sidecar(out, SUMMARY_SUFFIX).write_text(json.dumps({**summary, "boilerplate": ["only genuine products."]}))
+    assert {(v.attribute, v.cls) for v in audit(out, catalog).verdicts} >= {("color", "conflicts")}
+    sidecar(out, SUMMARY_SUFFIX).write_text(json.dumps({**summary, "boilerplate": "only genuine products."}))
+    with pytest.raises(InputError, match="boilerplate is not a list"):
+        audit(out, catalog)
+
+
 def test_kaggle_csv_catalog(tmp_path: Path) -> None:
     text = "Acme Gold Plated Brass Necklace.\nMade of brass, gold plated."
     out = write_extraction(tmp_path / "out.jsonl", [{"id": "k001", "vertical": "Necklace", "values": [

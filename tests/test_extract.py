@@ -123,6 +123,20 @@ def test_plan_routes_and_cuts_text_as_prepare(job: tuple[Path, Path]) -> None:
     assert kept.skipped == {"Ring": 100, "Mangal-sutra": 200}
 
 
+def test_plan_cuts_the_catalogs_boilerplate_as_prepare(job: tuple[Path, Path], tmp_path: Path) -> None:
+    products = [json.loads(line) for line in job[0].read_text(encoding="utf-8").split("\n") if line]
+    for product in products:
+        product["description"] = "Free  Shipping! " + product["description"]
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text("".join(json.dumps(p) + "\n" for p in products), encoding="utf-8")
+    by_id = {p["uniq_id"]: p["description"] for p in products}
+    work = plan(catalog, job[1], ["Chain x"], keep_spec_block=False)
+    assert work.boilerplate == ["free shipping!"]
+    assert all(text == strip_spec_block(by_id[pid])[len("Free  Shipping! "):] for pid, _, text in work.items)
+    kept = plan(catalog, job[1], ["Chain x"], keep_spec_block=False, keep_boilerplate=True)
+    assert kept.boilerplate == [] and all(text == strip_spec_block(by_id[pid]) for pid, _, text in kept.items)
+
+
 def test_plan_reads_the_kaggle_csv() -> None:
     work = plan(FIXTURES / "kaggle.csv", FIXTURES / "verticals.json", ["Necklace"], keep_spec_block=False)
     assert [pid for pid, _, _ in work.items] == ["k001"] and work.unreadable_records == 1

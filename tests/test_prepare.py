@@ -17,12 +17,15 @@ from mtl_tagger.prepare import (
     bucket_of,
     build_dataset,
     distant_labels,
+    find_boilerplate,
     is_placeholder,
     label_specifications,
     load_verticals,
     normalise_key,
     prepare,
+    sentences,
     split_of,
+    strip_boilerplate,
     strip_spec_block,
     vertical_of,
 )
@@ -185,7 +188,7 @@ def test_cli_writes_conll_provenance_and_stats(tmp_path: Path) -> None:
     assert f"{source}:3:" in r.stderr  # the malformed line is reported with its number
     stats = (out / "stats.md").read_text(encoding="utf-8")
     assert "skipped as unreadable: 1" in stats and "| Necklace |" in r.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["Chain", "Necklace", "Top", "stats.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["Chain", "Necklace", "Top", "boilerplate.json", "stats.md"]
     total = 0
     assert not (out / "Chain" / "test.conll").exists() and "Chain/test.conll" in stats  # an empty split
     for split in ("train", "dev", "test"):
@@ -258,3 +261,49 @@ def test_full_sample_has_every_vertical_and_the_papers_skew(tmp_path: Path) -> N
     assert sum(1 for n in necklace_train.values() if n <= 10) >= 10  # … and a long tail with 1-10
     stats = (tmp_path / "data" / "stats.md").read_text(encoding="utf-8")
     assert re.search(r"\| Necklace \| \d+ \| \d+ \| \d+ \| \d+, 1 \|", stats)
+
+
+def test_sentences_end_at_punctuation_before_space_and_at_line_breaks() -> None:
+    text = "Buy at Flipkart.com. Only Genuine Products!! 30 Day\nFree Shipping.  "
+    assert [text[a:b] for a, b in sentences(text)] == [
+        "Buy at Flipkart.com.", "Only Genuine Products!!", "30 Day\n", "Free Shipping."]
+
+
+def test_boilerplate_is_repeated_across_many_products_and_verticals() -> None:
+    """At least 1% of the products and 20 of them, in at least 3 verticals (no vertical counts as one)."""
+    def catalog(repeats: int, verticals: list) -> list[tuple]:
+        texts = [(v, f"Product {i} is red. Free  SHIPPING.") for i, v in zip(range(repeats), verticals * repeats)]
+        return texts + [("A", f"Product {i} is blue.") for i in range(100 - repeats)]
+
+    assert find_boilerplate(catalog(20, ["A", "B", None])) == {"free shipping.": (20, 3)}
+    assert find_boilerplate(catalog(19, ["A", "B", None])) == {}, "fewer than 20 products"
+    assert find_boilerplate(catalog(60, ["A", "B"])) == {}, "two verticals"
+    many = catalog(40, ["A", "B", "C"]) * 60  # 6,000 products: 1% is 60, so 40 × 60 = 2,400 copies qualify
+    assert set(find_boilerplate(many)) >= {"free shipping."}
+    assert find_boilerplate(catalog(20, ["A", "B", "C"]) + [("A", "x")] * 2000) == {}, "under 1% of products"
+
+
+def test_strip_boilerplate_cuts_whole_sentences_only() -> None:
+    text = "Gold plated ring. Free Shipping. Free size ring. Cash On Delivery!"
+    assert strip_boilerplate(text, {"free shipping.", "cash on delivery!"}) == "Gold plated ring. Free size ring. "
+    assert strip_boilerplate(text, set()) == text
+    assert strip_boilerplate("Free Shipping.\n  Gold ring", {"free shipping."}) == "Gold ring"
+
+
+def test_flipkart_boilerplate_is_gone_from_every_vertical(tmp_path: Path) -> None:
+    data = prepare(shared_file("data/flipkart/products.jsonl.gz"), tmp_path / "data")
+    listed = json.loads((tmp_path / "data" / "boilerplate.json").read_text(encoding="utf-8"))
+    assert {"only genuine products.", "30 day replacement guarantee.", "free shipping.",
+            "cash on delivery!"} <= set(listed) == set(data.boilerplate)
+    assert "| free shipping. |" in (tmp_path / "data" / "stats.md").read_text(encoding="utf-8")
+    phrases = [tuple(t for t, _, _ in tokenize(s)) for s in ("Free Shipping.", "Only Genuine Products.",
+                                                            "30 Day Replacement Guarantee.", "Cash On Delivery!")]
+    for vertical in {i.vertical for i in data.instances}:
+        for split in ("train", "dev", "test"):
+            path = tmp_path / "data" / vertical / f"{split}.conll"
+            for sentence in read_conll(path) if path.is_file() else []:
+                tokens = tuple(sentence.tokens)
+                for phrase in phrases:
+                    assert not any(tokens[i:i + len(phrase)] == phrase for i in range(len(tokens))), (path, phrase)
+    kept = prepare(shared_file("data/flipkart/products.jsonl.gz"), tmp_path / "kept", keep_boilerplate=True)
+    assert not kept.boilerplate and "Shipping" in {t for i in kept.instances for t in i.tokens}
