@@ -255,8 +255,18 @@ def _class_counts(verdicts: list[Verdict]) -> dict[str, int]:
     return {c: got[c] for c in CLASSES}
 
 
+def seen_ids(summary: dict) -> set[str] | None:
+    """The judged products that the model trained on, as extract recorded them (empty when they were held out;
+    None when the extraction does not say)."""
+    if summary.get("held_out"):
+        return set()
+    trained = summary.get("trained_on")
+    return set(trained) if isinstance(trained, list) else None
+
+
 def counts(result: Audit) -> dict:
-    """counts.json: the four classes in total, per vertical, per attribute and per vertical and attribute."""
+    """counts.json: the classes in total, for held-out and seen products (when the extraction says which the model
+    trained on), per vertical, per attribute and per vertical and attribute."""
     verdicts, summary = result.verdicts, result.summary
     by_vertical: dict[str, list[Verdict]] = defaultdict(list)
     by_attribute: dict[str, list[Verdict]] = defaultdict(list)
@@ -268,11 +278,16 @@ def counts(result: Audit) -> dict:
     not_taggable: dict[str, dict[str, int]] = defaultdict(dict)
     for (vertical, attr), n in sorted(result.not_taggable.items()):
         not_taggable[vertical][attr] = n
+    seen = seen_ids(summary)
+    by_training = None if seen is None else {
+        "held_out": _class_counts([v for v in verdicts if v.id not in seen]),
+        "seen": _class_counts([v for v in verdicts if v.id in seen])}
     return {
         "classes": list(CLASSES),
         "products": summary["tagged"],
         "products_per_vertical": summary["tagged_per_vertical"],
         "total": _class_counts(verdicts),
+        "by_training": by_training,
         "per_vertical": {v: _class_counts(by_vertical[v]) for v in summary["tagged_per_vertical"]},
         "per_attribute": {a: _class_counts(by_attribute[a]) for a in sorted(by_attribute)},
         "per_vertical_attribute": {v: {a: _class_counts(vs) for a, vs in sorted(attrs.items())}
@@ -313,6 +328,21 @@ def confidence_note(summary: dict) -> str:
                 "is right")
     return (f"confidences of {', '.join(raw)} are raw CRF marginals (the model has no calibration for them; "
             "`python -m mtl_tagger.calibration` makes one), over-confident on small data")
+
+
+def held_out_note(summary: dict) -> str:
+    """Whether the model that tagged the products had trained on them: what a reviewer must know first."""
+    if summary.get("held_out"):
+        return f"Every product was extracted by a model that did not train on it: {summary['held_out']}."
+    seen = seen_ids(summary)
+    if seen is None:
+        return ("The extraction does not record which products the model trained on: agreement on them measures "
+                "the model's memory, not the catalog. `python -m mtl_tagger.crossfit` extracts every product with a "
+                "model that did not train on it.")
+    return (f"{len(seen)} of the {summary['tagged']} products were in the model's training split: agreement on "
+            "them measures the model's memory, not the catalog, so the held-out and seen products are counted "
+            "apart below. `python -m mtl_tagger.crossfit` extracts every product with a model that did not train "
+            "on it.")
 
 
 def _shown(values: set[tuple[str, ...]]) -> str:
@@ -360,7 +390,11 @@ def report(result: Audit, table: dict, rows: list[dict], extractions: str | Path
         "Each class's rows are in `<class>.jsonl` beside this report. See the module docstring of "
         "`mtl_tagger.audit`.", "",
         "## Totals", "",
+        held_out_note(summary), "",
         *_table(["pairs", *header], [[pairs, *_count_row(total)]]), "",
+        *(_table(["products", "pairs", *header], [[name.replace("_", " "), sum(c.values()), *_count_row(c)]
+                                                  for name, c in table["by_training"].items() if sum(c.values())])
+          + [""] if table["by_training"] else []),
         f"Of the {len(rows)} conflicts, {sum(r['spec_value_in_text'] for r in rows)} have a specification value in "
         "the text as well (the description names both; the model took the other).",
         f"Specified attributes the heads cannot tag (not judged): "

@@ -29,9 +29,9 @@ loses nothing and writes nothing twice. Other settings, or an OUT that fails the
 left as it is.
 OUT.jsonl.summary.json (written at the end): products tagged and values per vertical, products skipped per
 vertical, the attributes each head can tag (what `audit` compares), what each head's confidences are (its
-calibration method, or raw), the boilerplate sentences left out of the text (audit cuts the same), and the
-settings (`audit` checks the
-catalog's fingerprint).
+calibration method, or raw), the boilerplate sentences left out of the text (audit cuts the same), which of
+the tagged products the model trained on (`trained_on`: the ids in its data dir's train split; or `held_out`,
+how a caller such as crossfit held them out), and the settings (`audit` checks the catalog's fingerprint).
 OUT.jsonl.lock: one extract command at a time writes OUT; it holds a lock on this file (flock, so it goes with
 the process), which is removed when the command ends. A second command on the same OUT is refused in one
 line; a lock file left by a killed command is taken over.
@@ -45,7 +45,7 @@ import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -87,6 +87,7 @@ class Plan:
     products_read: int
     unreadable_records: int
     boilerplate: list[str]  # the sentence keys left out of every text (prepare.find_boilerplate)
+    not_selected: int = 0  # products of the model's verticals left out by `only`
 
 
 def sidecar(out: str | Path, suffix: str) -> Path:
@@ -111,27 +112,42 @@ def confidence_kind(tagger: "Tagger", task: str) -> str:
     return calibration.method if calibration is not None else "raw"
 
 
+def trained_on(tagger: "Tagger", ids: set[str]) -> list[str] | None:
+    """Those of `ids` in the model's training data (its data dir's train provenance files, as prepare writes
+    them), sorted; None when a vertical's file is missing, so that cannot be told."""
+    found: set[str] = set()
+    for task in tagger.tasks:
+        path = Path(tagger.params.data_dir) / task / "train.provenance.jsonl"
+        try:
+            found |= {json.loads(line)["id"] for line in path.read_text(encoding="utf-8").splitlines()}
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+    return sorted(found & ids)
+
+
 def plan(catalog: str | Path, verticals_path: str | Path, tasks: Sequence[str], keep_spec_block: bool,
-         keep_boilerplate: bool = False) -> Plan:
+         keep_boilerplate: bool = False, only: Collection[str] | None = None) -> Plan:
     """Read the catalog and route every product and cut its text as prepare does; vertical-major order (see the
-    docstring)."""
+    docstring). `only`: the ids of the products to tag (None: all)."""
     verticals = load_verticals(verticals_path)
     read = read_catalog(catalog)
     boilerplate = [] if keep_boilerplate else list(catalog_boilerplate(read.products, verticals, keep_spec_block))
     cut = frozenset(boilerplate)
     by_task: dict[str, list[Item]] = {task: [] for task in tasks}
     skipped: Counter = Counter()
-    no_vertical = 0
+    no_vertical = not_selected = 0
     for product in read.products:
         vertical = vertical_of(product, verticals)
-        if vertical in by_task:
+        if vertical in by_task and only is not None and product.id not in only:
+            not_selected += 1
+        elif vertical in by_task:
             by_task[vertical].append((product.id, vertical, description_text(product, keep_spec_block, cut)))
         elif vertical is None:
             no_vertical += 1
         else:
             skipped[vertical] += 1
     items = [item for task in tasks for item in by_task[task]]
-    return Plan(items, skipped, no_vertical, len(read.products), len(read.skipped), boilerplate)
+    return Plan(items, skipped, no_vertical, len(read.products), len(read.skipped), boilerplate, not_selected)
 
 
 def tag_chunk(tagger: "Tagger", chunk: Sequence[Item], min_confidence: float) -> str:
@@ -381,10 +397,12 @@ def write_chunks(output: Output, todo: Sequence[Sequence[Item]], lines: Iterator
 def extract_catalog(model_dir: str | Path, catalog: str | Path, out: str | Path, engine: str = "local",
                     workers: int = 1, min_confidence: float = 0.0, batch: int = 256,
                     verticals_path: str | Path = DEFAULT_VERTICALS, keep_spec_block: bool = False,
-                    keep_boilerplate: bool = False,
+                    keep_boilerplate: bool = False, only: Collection[str] | None = None, held_out: str | None = None,
                     tagger: "Tagger | None" = None) -> dict:
     """Tag the catalog into OUT (resuming an earlier run of the same settings) and return the summary it
-    writes to OUT.summary.json. `tagger`: the model of `model_dir`, when the caller has it loaded already."""
+    writes to OUT.summary.json. `only`: the ids of the products to tag (None: all); `held_out`: how they were held
+    out of the model's training, for the summary (None: the summary lists those the model trained on).
+    `tagger`: the model of `model_dir`, when the caller has it loaded already."""
     if engine not in ENGINES:
         raise InputError(f"--engine={engine}: must be one of {', '.join(ENGINES)}")
     if workers < 1 or batch < 1:
@@ -397,11 +415,12 @@ def extract_catalog(model_dir: str | Path, catalog: str | Path, out: str | Path,
         from mtl_tagger.tagger import Tagger
 
         tagger = Tagger.load(model_dir)
-    work = plan(catalog, verticals_path, tagger.tasks, keep_spec_block, keep_boilerplate)
+    work = plan(catalog, verticals_path, tagger.tasks, keep_spec_block, keep_boilerplate, only)
     settings = {"record": RECORD_FORMAT, "model": model_fingerprint(model_dir, tagger),
                 "catalog": digest([Path(catalog)]),
                 "verticals": digest([Path(verticals_path)]), "keep_spec_block": keep_spec_block,
                 "keep_boilerplate": keep_boilerplate,
+                "only": None if only is None else hashlib.sha256("\n".join(sorted(only)).encode()).hexdigest(),
                 "min_confidence": min_confidence, "batch": batch}
     chunks = [work.items[s:s + batch] for s in range(0, len(work.items), batch)]
     lock = output_lock(out)
@@ -425,6 +444,8 @@ def extract_catalog(model_dir: str | Path, catalog: str | Path, out: str | Path,
             "skipped": sum(work.skipped.values()) + work.no_vertical,
             "skipped_per_vertical": dict(sorted(work.skipped.items(), key=lambda kv: (-kv[1], kv[0]))),
             "skipped_no_vertical": work.no_vertical,
+            "not_selected": work.not_selected, "held_out": held_out,
+            "trained_on": None if held_out else trained_on(tagger, {pid for pid, _, _ in work.items}),
             "attributes": {task: attributes(tagger, task) for task in tagger.tasks},
             "confidence": {task: confidence_kind(tagger, task) for task in tagger.tasks},
             "settings": settings,

@@ -325,6 +325,22 @@ def _text_key(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
+def copy_groups(texts: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Each product id (of (id, text) pairs) → its copy group: the smallest id among the products whose text is
+    the same with case and spacing ignored. Splits and folds keep a group together."""
+    pairs = list(texts)
+    smallest: dict[str, str] = {}
+    for pid, text in pairs:
+        key = _text_key(text)
+        smallest[key] = min(smallest.get(key, pid), pid)
+    return {pid: smallest[_text_key(text)] for pid, text in pairs}
+
+
+def fold_of(group: str, folds: int) -> int:
+    """The cross-fitting fold (0 … folds-1) of a copy group, by a SHA-256 of its id independent of its split."""
+    return int.from_bytes(hashlib.sha256(f"fold:{group}".encode("utf-8")).digest()[:8], "big") % folds
+
+
 def build_dataset(products: Sequence[Product], verticals: Sequence[Vertical], keep_spec_block: bool = False,
                   keep_unmatched: bool = False, boilerplate: Collection[str] = ()
                   ) -> tuple[list[Instance], dict[str, VerticalCounts], int]:
@@ -344,10 +360,7 @@ def build_dataset(products: Sequence[Product], verticals: Sequence[Vertical], ke
     for name, c in counts.items():
         if not c.products:
             raise InputError(f"vertical {name} matches no product of the source; fix its rules or remove it")
-    group_id: dict[str, str] = {}
-    for _, product, text in placed:
-        key = _text_key(text)
-        group_id[key] = min(group_id.get(key, product.id), product.id)
+    group_id = copy_groups((product.id, text) for _, product, text in placed)
     labelled = []
     for name, product, text in placed:
         tokens = [t for t, _, _ in tokenize(text)]
@@ -360,7 +373,7 @@ def build_dataset(products: Sequence[Product], verticals: Sequence[Vertical], ke
             if not keep_unmatched:
                 continue
         counts[name].kept += 1
-        labelled.append((name, product, group_id[_text_key(text)], tokens, tags, spans))
+        labelled.append((name, product, group_id[product.id], tokens, tags, spans))
     for name, c in counts.items():
         if not c.kept:
             raise InputError(f"vertical {name}: none of its {c.products} products has a tagged value")
@@ -475,13 +488,16 @@ def catalog_boilerplate(products: Sequence[Product], verticals: Sequence[Vertica
 
 
 def prepare(source: str | Path, out: str | Path, verticals_path: str | Path = DEFAULT_VERTICALS,
-            keep_spec_block: bool = False, keep_unmatched: bool = False, keep_boilerplate: bool = False) -> Dataset:
-    """Read the catalog, label and split every vertical, and write DATA_DIR; returns what was written."""
+            keep_spec_block: bool = False, keep_unmatched: bool = False, keep_boilerplate: bool = False,
+            leave_out: Collection[str] = ()) -> Dataset:
+    """Read the catalog, label and split every vertical, and write DATA_DIR; returns what was written.
+    `leave_out`: ids of products to leave out of every split (a cross-fitting fold; the boilerplate is still
+    found over the whole catalog)."""
     verticals = load_verticals(verticals_path)
     catalog = read_catalog(source)
     boilerplate = {} if keep_boilerplate else catalog_boilerplate(catalog.products, verticals, keep_spec_block)
-    instances, counts, unmapped = build_dataset(catalog.products, verticals, keep_spec_block, keep_unmatched,
-                                                boilerplate)
+    kept = [product for product in catalog.products if product.id not in leave_out] if leave_out else catalog.products
+    instances, counts, unmapped = build_dataset(kept, verticals, keep_spec_block, keep_unmatched, boilerplate)
     data = Dataset(instances, counts, len(catalog.products), len(catalog.skipped), unmapped, {
         "source": str(source), "verticals": str(verticals_path),
         "spec block": "kept" if keep_spec_block else "stripped",

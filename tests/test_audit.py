@@ -306,3 +306,24 @@ def test_an_interrupted_audit_leaves_no_report(tmp_path: Path, monkeypatch: pyte
     with pytest.raises(OSError):
         write_audit(out, catalog, audit_dir)
     assert not (audit_dir / "report.md").exists() and not (audit_dir / LOCK).exists()
+
+
+def test_seen_and_held_out_products_are_counted_apart(tmp_path: Path) -> None:
+    catalog, out = write_job(tmp_path, records())
+    assert audit_counts(out, catalog)["by_training"] is None
+    report = (tmp_path / "audit" / "report.md").read_text()
+    assert "does not record which products the model trained on" in report
+    summary = json.loads(sidecar(out, SUMMARY_SUFFIX).read_text())
+    sidecar(out, SUMMARY_SUFFIX).write_text(json.dumps({**summary, "trained_on": ["a"]}))
+    table = audit_counts(out, catalog)
+    assert table["by_training"]["seen"] == {"agrees": 2, "partially_agrees": 0, "conflicts": 1,
+                                            "only_in_description": 1, "only_in_specification": 1}
+    assert table["by_training"]["held_out"]["agrees"] == 1
+    report = (tmp_path / "audit" / "report.md").read_text()
+    assert "1 of the 2 products were in the model's training split" in report
+    assert "| seen | 5 | 2 | 0 | 1 | 1 | 1 | 67% |" in report
+
+
+def audit_counts(out: Path, catalog: Path) -> dict:
+    """The counts of an audit into out's sibling audit/."""
+    return write_audit(out, catalog, out.parent / "audit")

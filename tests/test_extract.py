@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from conftest import REPO, run_cli, smoke_params
@@ -31,6 +32,7 @@ from mtl_tagger.extract import (
     plan,
     record_line,
     sidecar,
+    trained_on,
 )
 from mtl_tagger.prepare import strip_spec_block
 from mtl_tagger.text import snippet
@@ -135,6 +137,17 @@ def test_plan_cuts_the_catalogs_boilerplate_as_prepare(job: tuple[Path, Path], t
     assert all(text == strip_spec_block(by_id[pid])[len("Free  Shipping! "):] for pid, _, text in work.items)
     kept = plan(catalog, job[1], ["Chain x"], keep_spec_block=False, keep_boilerplate=True)
     assert kept.boilerplate == [] and all(text == strip_spec_block(by_id[pid]) for pid, _, text in kept.items)
+
+
+def test_trained_on_reads_the_models_train_provenance(tmp_path: Path) -> None:
+    tagger = SimpleNamespace(tasks=["A", "B"], params=SimpleNamespace(data_dir=str(tmp_path)))
+    for task, ids in (("A", ["p1", "p2"]), ("B", ["p3"])):
+        (tmp_path / task).mkdir()
+        (tmp_path / task / "train.provenance.jsonl").write_text("".join(
+            json.dumps({"id": i, "name": "n", "spans": []}) + "\n" for i in ids))
+    assert trained_on(tagger, {"p2", "p3", "p9"}) == ["p2", "p3"]
+    (tmp_path / "B" / "train.provenance.jsonl").unlink()
+    assert trained_on(tagger, {"p2"}) is None, "a data dir without provenance cannot tell"
 
 
 def test_plan_reads_the_kaggle_csv() -> None:
