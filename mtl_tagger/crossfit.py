@@ -9,13 +9,15 @@ description is the same, case and spacing ignored), so copies of a description n
 For each fold k, under DIR/fold<k>/:
   data/         prepare of the catalog without fold k's products (their own train/dev/test splits)
   model/        train on that data: the train flags given (--flagfile, …), --tasks defaulting to every vertical of
-                the data (one shared model over them), its data_dir and model_dir set here
+                the data with all three splits (one shared model over them; a vertical too small to have them
+                goes untagged in that fold, counted as skipped), its data_dir and model_dir set here
   values.jsonl  extract of fold k's products only, by that model
 Then DIR/values.jsonl (+ .summary.json): the folds' records, fold by fold, with a summary saying how they were
 held out; and DIR/audit/: the audit of them (mtl_tagger.audit). A rerun goes on where a stopped one ended: prepare
 is deterministic, train resumes (or says it is complete), extract resumes; the merge and the audit are redone.
 """
 import dataclasses
+from collections import Counter
 from pathlib import Path
 
 from absl import flags
@@ -29,6 +31,7 @@ from mtl_tagger.files import read_json, write_json_atomic, write_text_atomic
 from mtl_tagger.params import Params
 from mtl_tagger.prepare import (
     DEFAULT_VERTICALS,
+    SPLITS,
     catalog_boilerplate,
     copy_groups,
     description_text,
@@ -51,21 +54,29 @@ def folds_of(catalog: str | Path, verticals_path: str | Path, folds: int, keep_s
     return out
 
 
+def trainable(data_dir: Path) -> list[str]:
+    """The verticals of a fold's data with all three splits (a vertical of a few products may lack one in a fold:
+    its products there go untagged, counted as skipped)."""
+    return sorted(p.name for p in data_dir.iterdir() if all((p / f"{s}.conll").is_file() for s in SPLITS))
+
+
 def merge(parts: list[Path], out: Path, held_out: str) -> dict:
     """OUT and its summary from the folds' extractions: their records one after the other, their counts summed,
     the attributes of each vertical's heads pooled, and `held_out` saying how."""
     summaries = [read_json(sidecar(part, SUMMARY_SUFFIX)) for part in parts]
-    first = summaries[0]
-    summed = ("products_read", "unreadable_records", "skipped", "skipped_no_vertical")
-    summary = {**first, "held_out": held_out, "trained_on": None, "not_selected": 0,
-               "tagged": sum(s["tagged"] for s in summaries), "values": sum(s["values"] for s in summaries),
-               **{k: first[k] for k in summed},
-               "tagged_per_vertical": {v: sum(s["tagged_per_vertical"].get(v, 0) for s in summaries)
-                                       for v in first["tagged_per_vertical"]},
-               "values_per_vertical": {v: sum(s["values_per_vertical"].get(v, 0) for s in summaries)
-                                       for v in first["values_per_vertical"]},
-               "attributes": {v: sorted({a for s in summaries for a in s["attributes"].get(v, [])})
-                              for v in first["attributes"]},
+    verticals = list(dict.fromkeys(v for s in summaries for v in s["tagged_per_vertical"]))
+
+    def pooled(key: str) -> dict:
+        return {v: sum(s[key].get(v, 0) for s in summaries) for v in verticals}
+
+    skipped: Counter = sum((Counter(s["skipped_per_vertical"]) for s in summaries), Counter())
+    summary = {**summaries[0], "held_out": held_out, "trained_on": None, "not_selected": 0,
+               **{k: sum(s[k] for s in summaries) for k in ("tagged", "values", "skipped", "skipped_no_vertical")},
+               "tagged_per_vertical": pooled("tagged_per_vertical"),
+               "values_per_vertical": pooled("values_per_vertical"),
+               "skipped_per_vertical": dict(sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0]))),
+               "attributes": {v: sorted({a for s in summaries for a in s["attributes"].get(v, [])}) for v in verticals},
+               "confidence": {v: kind for s in summaries for v, kind in s["confidence"].items()},
                "model_dir": ", ".join(s["model_dir"] for s in summaries)}
     write_text_atomic(out, "".join(part.read_text(encoding="utf-8") for part in parts))
     write_json_atomic(sidecar(out, SUMMARY_SUFFIX), summary)
@@ -90,7 +101,7 @@ def crossfit(catalog: str | Path, out: str | Path, folds: int, base: Params,
         print(f"fold {k + 1} of {folds}: {len(ids)} products held out; preparing the others", flush=True)
         prepare(catalog, fold / "data", verticals_path, keep_spec_block, keep_boilerplate=keep_boilerplate,
                 leave_out=ids)
-        tasks = given or ",".join(sorted(p.name for p in (fold / "data").iterdir() if (p / "train.conll").is_file()))
+        tasks = given or ",".join(trainable(fold / "data"))
         p = dataclasses.replace(base, tasks=tasks, task_a="", task_b="", data_dir=str(fold / "data"),
                                 model_dir=str(fold / "model"), mtl_mode=mode).validate()
         train(p)

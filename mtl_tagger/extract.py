@@ -87,7 +87,7 @@ class Plan:
     products_read: int
     unreadable_records: int
     boilerplate: list[str]  # the sentence keys left out of every text (prepare.find_boilerplate)
-    not_selected: int = 0  # products of the model's verticals left out by `only`
+    not_selected: int = 0  # products left out by `only` (not counted anywhere else)
 
 
 def sidecar(out: str | Path, suffix: str) -> Path:
@@ -137,10 +137,11 @@ def plan(catalog: str | Path, verticals_path: str | Path, tasks: Sequence[str], 
     skipped: Counter = Counter()
     no_vertical = not_selected = 0
     for product in read.products:
-        vertical = vertical_of(product, verticals)
-        if vertical in by_task and only is not None and product.id not in only:
+        if only is not None and product.id not in only:
             not_selected += 1
-        elif vertical in by_task:
+            continue
+        vertical = vertical_of(product, verticals)
+        if vertical in by_task:
             by_task[vertical].append((product.id, vertical, description_text(product, keep_spec_block, cut)))
         elif vertical is None:
             no_vertical += 1
