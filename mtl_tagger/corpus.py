@@ -28,8 +28,9 @@ def _held_out(sentence: Sentence) -> bool:
     return zlib.crc32("\n".join(sentence.tokens).encode("utf-8")) % 10 == 0
 
 
-def load_task(data_dir: str | Path, task: str, strict_bio: bool, max_len: int) -> TaskData:
-    """Read and validate one vertical's splits; InputError names what is missing or malformed."""
+def load_task(data_dir: str | Path, task: str, strict_bio: bool, max_len: int, with_test: bool = True) -> TaskData:
+    """Read and validate one vertical's splits; InputError names what is missing or malformed. Without `with_test`,
+    test.conll is neither needed nor read (the test split is empty): lender ranking reads the training split alone."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise InputError("data dir not found (--data_dir)", data_dir)
@@ -37,7 +38,7 @@ def load_task(data_dir: str | Path, task: str, strict_bio: bool, max_len: int) -
     if not task_dir.is_dir():
         known = sorted(p.name for p in data_dir.iterdir() if p.is_dir())
         raise InputError(f"no vertical {task!r} here; found: {', '.join(known) or 'none'}", data_dir)
-    for split in ("train", "test"):
+    for split in ("train", "test") if with_test else ("train",):
         if not (task_dir / f"{split}.conll").is_file():
             raise InputError(f"missing {split}.conll", task_dir)
 
@@ -47,7 +48,7 @@ def load_task(data_dir: str | Path, task: str, strict_bio: bool, max_len: int) -
         return read_conll(task_dir / f"{split}.conll", strict_bio=strict_bio,
                           max_len=max_len if split == "train" else None)
 
-    train, test = read("train"), read("test")
+    train, test = read("train"), read("test") if with_test else []
     if (task_dir / "dev.conll").is_file():
         return TaskData(task, train, read("dev"), test)
     dev = [s for s in train if _held_out(s)]

@@ -15,7 +15,7 @@ from absl import flags, logging
 from mtl_tagger import cli
 from mtl_tagger.conll import read_conll
 from mtl_tagger.errors import InputError
-from mtl_tagger.files import read_json, write_json_atomic
+from mtl_tagger.files import check_output_file, read_json, write_json_atomic
 from mtl_tagger.metrics import compare_table, format_table
 from mtl_tagger.params import Params
 
@@ -83,8 +83,8 @@ def main(argv: list[str]) -> None:
         return
     if not FLAGS.data:
         raise InputError("--data is required (a CoNLL file), or --compare")
-    if FLAGS.output and not Path(FLAGS.output).parent.is_dir():
-        raise InputError(f"--output={FLAGS.output}: no directory {Path(FLAGS.output).parent} to write it in")
+    if FLAGS.output:
+        check_output_file(FLAGS.output, "--output")
     tagger, task = cli.load_tagger(FLAGS.model_dir, FLAGS.task)
     sentences = read_conll(FLAGS.data, strict_bio=tagger.params.strict_bio)
     unseen = sorted({t for s in sentences for t in s.tags} - set(tagger.vocab.tags[task]))

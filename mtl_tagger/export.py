@@ -8,10 +8,12 @@ calibration.json says where the model has one, so that a value's confidence is i
 length). The graph does what `Tagger.tag` does: word, character and word-shape ids as `pipeline.encode`, rows cut
 into max_len pieces, and the vertical's own network (its best checkpoint) with its Viterbi decoder. Tokens go in,
 not raw text: the project's tokenizer (Unicode properties, grapheme clusters) has no exact TensorFlow equivalent.
+
+DIR is built in `.DIR.tmp` beside it and renamed into place, by one export at a time (a lock on `.DIR.lock`, removed
+when it ends), which also clears what a killed export left there. DIR may not be the model dir, lie in it or hold it.
 """
 import functools
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -26,6 +28,7 @@ from absl import flags, logging
 from mtl_tagger import cli
 from mtl_tagger.errors import InputError
 from mtl_tagger.files import write_json_atomic
+from mtl_tagger.lock import FileLock
 from mtl_tagger.model import TaggerNet
 from mtl_tagger.tagger import Tagger
 
@@ -180,13 +183,19 @@ class Exported(tf.Module):
 
 
 def _check_out(out: Path, model_dir: Path, overwrite: bool) -> None:
-    """InputError unless `out` may be written: it is absent or an empty dir, or --overwrite is given (and `out`
-    is not the model dir or one holding it)."""
+    """InputError unless `out` may be written: it is absent or an empty dir, or --overwrite is given; and it is
+    neither the model dir, nor in it, nor one holding it (replacing it would destroy the model)."""
     target, model = out.resolve(), model_dir.resolve()
-    if target == model or target in model.parents:
-        raise InputError(f"--out would replace the model dir {model_dir}; choose another directory", out)
+    if target == model or target in model.parents or model in target.parents:
+        raise InputError(f"--out is the model dir {model_dir}, lies in it or holds it: writing it would destroy the "
+                         "model; choose a directory outside the model dir", out)
     if out.exists() and not (out.is_dir() and not any(out.iterdir())) and not overwrite:
         raise InputError("--out exists and is not empty; pass --overwrite to replace it", out)
+
+
+def _sidecar(out: Path, kind: str) -> Path:
+    """`.<out name>.<kind>` beside `out`: the export's lock, its temp dir, what --overwrite sets aside."""
+    return out.with_name(f".{out.name}.{kind}")
 
 
 def _move_into_place(tmp: Path, out: Path) -> None:
@@ -194,17 +203,22 @@ def _move_into_place(tmp: Path, out: Path) -> None:
     if not out.exists() or (out.is_dir() and not any(out.iterdir())):
         tmp.replace(out)
         return
-    aside = out.with_name(f".{out.name}.{os.getpid()}.replaced")
+    aside = _sidecar(out, "replaced")
     out.rename(aside)
     try:
         tmp.rename(out)
     except BaseException:
         aside.rename(out)
         raise
-    if aside.is_dir() and not aside.is_symlink():
-        shutil.rmtree(aside)
+    _remove(aside)
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, a link (not what it points to) or a directory tree at `path`, if there is one."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
     else:
-        aside.unlink()
+        path.unlink(missing_ok=True)
 
 
 def write_saved_model(tagger: Tagger, directory: Path) -> dict:
@@ -229,15 +243,21 @@ def export(model_dir: str | Path, out: str | Path, overwrite: bool = False) -> d
     _check_out(out, model_dir, overwrite)
     tagger = Tagger.load(model_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    lock = FileLock(_sidecar(out, "lock"), out, "export", "output", "--out")
     try:
-        info = write_saved_model(tagger, tmp)
-        _move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _check_out(out, model_dir, overwrite)  # again under the lock: another export may have written `out` since
+        for leftover in ("tmp", "replaced"):  # of a killed export (only the lock's holder writes them)
+            _remove(_sidecar(out, leftover))
+        tmp = _sidecar(out, "tmp")
+        tmp.mkdir()
+        try:
+            info = write_saved_model(tagger, tmp)
+            _move_into_place(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    finally:
+        lock.release()
     return info
 
 

@@ -1,17 +1,42 @@
 """Atomic file writes (a crash or a bad input never leaves a half-written output) and checked JSON reads."""
 import json
 import os
+import stat
 from pathlib import Path
 
 from mtl_tagger.errors import InputError
 
 
+def check_output_file(path: str | Path, flag: str) -> None:
+    """InputError naming `flag` unless `path` is a file an atomic write may put in place: nothing there yet or a
+    regular file, in an existing directory (the rename would replace a link, FIFO or device, and fails on a
+    directory)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise InputError(f"{flag}={path}: no directory {path.parent} to write it in")
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(mode):
+        raise InputError(f"{flag}={path} is a directory; give the path of a file to write")
+    if not stat.S_ISREG(mode):
+        kind = "a symbolic link" if stat.S_ISLNK(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise InputError(f"{flag}={path} is {kind}, not a regular file, and writing would replace it; give the path "
+                         "of a regular file or of a new one")
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write `text` to a temp file beside `path`, then rename it into place."""
+    """Write `text` to a temp file beside `path`, then rename it into place (the temp file is removed if either
+    step fails)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_json_atomic(path: str | Path, data: object) -> None:

@@ -163,7 +163,8 @@ def verticals(data_dir: str | Path) -> list[str]:
 
 
 def load_ranking(p: Params, task: str, candidates: list[str]) -> list[Affinity]:
-    """Read the borrower's and the candidates' splits from p.data_dir and rank the candidates."""
+    """Read the borrower's and the candidates' training splits from p.data_dir (as training holds out dev when there
+    is no dev.conll) and rank the candidates."""
     if task in candidates:
         raise InputError(f"--candidates: {task} is the borrower itself")
     known = verticals(p.data_dir)
@@ -172,7 +173,7 @@ def load_ranking(p: Params, task: str, candidates: list[str]) -> list[Affinity]:
         raise InputError(f"no vertical {', '.join(map(repr, unknown))} with a train.conll here; found: "
                          f"{', '.join(known) or 'none'}", p.data_dir)
     p = Params(**{**p.to_json(), "tasks": ",".join([task, *candidates]), "mtl_mode": ""}).validate()
-    tasks = {t: load_task(p.data_dir, t, p.strict_bio, p.max_len) for t in p.names}
+    tasks = {t: load_task(p.data_dir, t, p.strict_bio, p.max_len, with_test=False) for t in p.names}
     return rank_lenders(p, tasks, task, candidates)
 
 

@@ -51,9 +51,7 @@ class Loop:
                                        model_dir)
         self.best = {t: checkpoint_manager(tf.train.Checkpoint(**self.weights), model_dir / "best" / t, model_dir)
                      for t in self.names}
-        self.history = read_history(model_dir)
-        self.writer = tf.summary.create_file_writer(str(model_dir / "tensorboard")) if self.chief \
-            else tf.summary.create_noop_writer()
+        self.history = read_history(model_dir, self.names)
         self.tagger = Tagger(self.p, run.vocab, {t: run.net for t in self.names})
         counted = [*self.names, *(["coupling"] if run.coupling is not None else [])]
         signature = {"step": tf.TensorSpec([], tf.int64), "count": {k: tf.TensorSpec([], tf.float32) for k in counted},
@@ -61,6 +59,12 @@ class Loop:
         if run.coupling is not None:
             signature["coupling"] = COUPLING_SIGNATURE
         self.train_step = tf.function(self._step, input_signature=[signature], autograph=False)
+
+    @functools.cached_property
+    def writer(self) -> tf.summary.SummaryWriter:
+        """TensorBoard's writer of the model dir, made on first use: a run refused or already complete writes none."""
+        return tf.summary.create_file_writer(str(self.model_dir / "tensorboard")) if self.chief \
+            else tf.summary.create_noop_writer()
 
     def _gradients(self, inputs: dict) -> tuple[list[tf.Tensor], dict[str, tf.Tensor]]:
         """This worker's share of the step's loss terms and gradients (dropout drawn from (seed, step))."""
@@ -157,12 +161,12 @@ class Loop:
             self.last.save(checkpoint_number=step)
         return "dev macro-F1: " + ", ".join(cells)
 
-    def fit(self) -> None:
-        """Train from the last checkpoint to the step budget or until patience runs out."""
-        start, total, every = self.resume(), self.run.budget(), self.run.eval_every()
+    def fit(self, start: int) -> None:
+        """Train from `start` (what `resume` returned) to the step budget or until patience runs out."""
+        total, every = self.run.budget(), self.run.eval_every()
         if start:
             print(f"resuming {self.model_dir} at step {start} of {total}", flush=True)
-        if start >= total or self._done(start):
+        if self.stop_rule(start):
             return
         data = pipeline.step_dataset(self.run.table, self.run.plans(total), self.run.offsets, start,
                                      self.run.coupling, self.run.coupling_plan(total), self.worker)
@@ -184,11 +188,10 @@ class Loop:
                             for k, v in m.items():
                                 tf.summary.scalar(f"dev/{t}/{k}", v, step=step)
                         bar.line(f"step {step}/{total}: {line}")
-                        if step == total:
-                            bar.line(f"stopping at step {step}: the step budget is done")
-                        elif self._done(step):
-                            bar.line(f"stopping early at step {step} of {total}: no vertical improved on dev in "
-                                     f"the last {self.p.patience} evaluations")
+                        rule = self.stop_rule(step)
+                        if rule:
+                            bar.line(f"stopping at step {step}: {rule}" if step == total
+                                     else f"stopping early at step {step} of {total}: {rule}")
                             break
                     if pressed():
                         raise KeyboardInterrupt
@@ -197,14 +200,20 @@ class Loop:
             del data
             self.writer.flush()
 
-    def _done(self, step: int) -> bool:
-        """True once patience has run out for every vertical (and the minimum steps are done)."""
+    def stop_rule(self, step: int) -> str | None:
+        """The rule that ends training at `step` (the step budget, or patience run out for every vertical once the
+        minimum steps are done), None while training goes on."""
+        if step >= self.run.budget():
+            return "the step budget is done"
         if not self.p.patience or step < self.p.min_steps or not self.history["evaluations"]:
-            return False
-        return all(self._stale(t) >= self.p.patience for t in self.names)
+            return None
+        if all(self._stale(t) >= self.p.patience for t in self.names):
+            return f"no vertical improved on dev in the last {self.p.patience} evaluations"
+        return None
 
     def test(self) -> dict[str, dict]:
-        """Score each vertical's best checkpoint on its test split; write predictions/ and metrics.json."""
+        """Score each vertical's best checkpoint on its test split, write predictions/ and return the metrics
+        (metrics.json is the caller's to write, last)."""
         results: dict[str, dict] = {}
         if not self.chief:
             return results
@@ -217,5 +226,4 @@ class Loop:
             metrics, pred = self.tagger.evaluate(test, t)
             results[t] = {"split": "test", "selected_step": best["step"], "dev_macro_f1": best["macro_f1"], **metrics}
             write_conll(pred_dir / f"{t}.test.conll", ((s.tokens, s.tags, tags) for s, tags in zip(test, pred)))
-        write_json_atomic(self.model_dir / "metrics.json", results)
         return results

@@ -3,12 +3,14 @@
 Layout: params.json (every flag), vocab.json, provenance.json (a fingerprint of the data and the stack that
 wrote the run), history.json (every dev evaluation and each vertical's selected step), last/ (the full
 training state), best/<vertical>/ (the weights at that vertical's selected step), tensorboard/,
-metrics.json, predictions/, and for coupled runs shortlist/ and analysis.json with the heatmaps.
+predictions/, for coupled runs shortlist/ and analysis.json with the heatmaps, and metrics.json, written last:
+a model dir with metrics.json holds a finished run.
 A run holds an exclusive lock on `.lock` for as long as it trains (mtl_tagger.lock).
 """
 import hashlib
 import platform
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,12 +142,31 @@ def data_changes(old: dict, new: dict) -> str:
                      for f in changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
 
 
-def read_history(model_dir: str | Path) -> dict:
-    """history.json: {"evaluations": [{"step", "dev": {vertical: {metric: value}}}], "best": {vertical: {...}}}."""
+def _evaluation_fault(e: object, verticals: Sequence[str]) -> str:
+    """What is wrong with one entry of history.json's evaluations ('' when it is what Loop writes)."""
+    if not isinstance(e, dict):
+        return "is not an object"
+    if not isinstance(e.get("step"), int) or isinstance(e["step"], bool) or e["step"] < 0:
+        return f"has step {e.get('step')!r}, not a step number"
+    dev = e.get("dev")
+    if not isinstance(dev, dict) or not all(isinstance(m, dict) and "macro_f1" in m and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in m.values()) for m in dev.values()):
+        return 'has no dev scores ({vertical: {"macro_f1": number, …}})'
+    missing = [t for t in verticals if t not in dev]
+    return f"has no dev scores of {missing[0]}" if missing else ""
+
+
+def read_history(model_dir: str | Path, verticals: Sequence[str] = ()) -> dict:
+    """history.json: {"evaluations": [{"step", "dev": {vertical: {metric: value}}}], "best": {vertical: {...}}};
+    InputError naming the first evaluation that is not a step with numeric dev scores (of each of `verticals`)."""
     path = Path(model_dir) / "history.json"
     data = read_json(path) if path.is_file() else {"evaluations": [], "best": {}}
     if not isinstance(data, dict) or not isinstance(data.get("evaluations"), list):
         raise InputError("damaged history: expected evaluations", path)
+    for i, e in enumerate(data["evaluations"]):
+        fault = _evaluation_fault(e, verticals)
+        if fault:
+            raise InputError(f"damaged history: evaluation {i + 1} {fault}; retrain with --overwrite", path)
     return data
 
 
@@ -153,19 +174,23 @@ def checked_checkpoints(directory: Path, model_dir: str | Path) -> str | None:
     """The newest checkpoint that `directory`'s state file (`checkpoint`) names, None without a state file.
 
     TensorFlow reads the newest checkpoint a state file lists and deletes the older ones it lists, so every name
-    in it must be a checkpoint of `directory` itself: a name outside it (an absolute path, `..`), from a model dir
-    edited or copied from elsewhere, is refused (InputError) before anything reads or deletes it.
+    in it must be a checkpoint of `directory` itself, and `directory` (in the model dir) no link to elsewhere: a
+    name outside it (an absolute path, `..`) or a directory that resolves to another place (a symlink), from a
+    model dir edited or copied from elsewhere, is refused (InputError) before anything reads, writes or deletes.
     """
+    where = directory.relative_to(model_dir)
+    home = directory.resolve()
+    if home != Path(model_dir).resolve() / where:
+        raise InputError(f"{where}/ resolves to {home}, not to a directory of the model dir's own; a model dir's "
+                         "checkpoints must lie in it: retrain the model, or copy it again without links", model_dir)
     if not (directory / "checkpoint").is_file():
         return None
-    where = directory.relative_to(model_dir) if directory.is_relative_to(model_dir) else directory
     try:
         state = tf.train.get_checkpoint_state(str(directory))
     except ValueError:
         state = None
     if state is None:
         raise InputError(f"{where}/checkpoint is damaged; retrain the model", model_dir)
-    home = directory.resolve()
     for name in (state.model_checkpoint_path, *state.all_model_checkpoint_paths):
         if Path(name).parent.resolve() != home or Path(name).name in ("", ".", ".."):
             raise InputError(f"{where}/checkpoint names {name!r}, outside {where}/; a model dir's checkpoints must "
@@ -200,5 +225,5 @@ def read_run(model_dir: str | Path) -> dict:
     if not path.is_file():
         raise InputError("no metrics.json: the run has not finished", model_dir)
     analysis = model_dir / "analysis.json"
-    return {"params": params.to_json(), "metrics": read_json(path), "history": read_history(model_dir),
+    return {"params": params.to_json(), "metrics": read_json(path), "history": read_history(model_dir, params.names),
             "analysis": read_json(analysis)["directions"] if analysis.is_file() else None}

@@ -5,7 +5,7 @@
 coupled mode, every coupled pair's shortlist (cached in the model dir) and the coupling loss.
 """
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -73,11 +73,18 @@ class Run:
     lengths: dict[str, np.ndarray]  # training sentence lengths per vertical
     coupling: CouplingData | None = None
     coupler: Coupler | None = None
+    uncached: list[tuple[dict, shortlist.Shortlist]] = field(default_factory=list)  # shortlists made, not yet cached
 
     @property
     def vocab(self) -> Vocab:
         """The run's vocabularies."""
         return self.data.vocab
+
+    def cache_shortlists(self, model_dir: Path) -> None:
+        """Store the shortlists `build` made (rather than read from the model dir's cache) in that cache."""
+        for key, found in self.uncached:
+            shortlist.save_shortlist(model_dir / "shortlist", key, found)
+        self.uncached.clear()
 
     def steps_per_epoch(self) -> int:
         """Optimiser steps in one epoch: the largest vertical's number of minibatches."""
@@ -119,8 +126,9 @@ def _fingerprint(*arrays: np.ndarray) -> str:
 
 
 def _shortlists(p: Params, data: RunData, net: TaggerNet, examples: dict[str, list[pipeline.Example]],
-                cache: Path | None) -> tuple[dict, dict, list[PairShortlist]]:
-    """Each vertical's contexts and gold tags, and every coupled pair's shortlist L (cached in `cache` if given)."""
+                cache: Path) -> tuple[dict, dict, list[PairShortlist], list[tuple[dict, shortlist.Shortlist]]]:
+    """Each vertical's contexts and gold tags, every coupled pair's shortlist L (read from `cache` where it is
+    there), and the ones made here with their cache keys."""
     if data.pretrained is not None:
         init, found = embedding_matrix(data.vocab.words, *data.pretrained, p.seed)
         vectors = init * found[:, None]  # words without a pretrained vector count as padding
@@ -141,7 +149,7 @@ def _shortlists(p: Params, data: RunData, net: TaggerNet, examples: dict[str, li
 
         ranking = {t: [r.lender for r in rank_lenders(p, data.tasks, t, [o for o in p.names if o != t]) if r.score > 0]
                    for t in p.names}  # a lender with affinity 0 shares no tagged word: nothing to couple
-    pairs = []
+    pairs, made = [], []
     if not p.couple_pairs(ranking):
         raise InputError(f"--couple={p.couple}: no two of {', '.join(p.names)} share a tagged word; train them "
                          "--mtl_mode=shared instead")
@@ -149,22 +157,23 @@ def _shortlists(p: Params, data: RunData, net: TaggerNet, examples: dict[str, li
         key = {"tasks": [a, b], "window": p.window, "threshold": p.shortlist_threshold,
                "max_neighbors": p.shortlist_max_neighbors, "contexts": p.shortlist_contexts,
                "data": _fingerprint(vectors, contexts[a].windows, contexts[b].windows, gold[a], gold[b])}
-        def make(a: str = a, b: str = b) -> shortlist.Shortlist:
-            return shortlist.build_shortlist(contexts[a], contexts[b], vectors, p.shortlist_threshold,
-                                             p.shortlist_max_neighbors)
-
-        found = shortlist.cached_shortlist(cache, key, make) if cache is not None else make()
+        found = shortlist.load_shortlist(cache, key)
+        if found is None:
+            found = shortlist.build_shortlist(contexts[a], contexts[b], vectors, p.shortlist_threshold,
+                                              p.shortlist_max_neighbors)
+            made.append((key, found))
         if found.num_pairs == 0:
             raise InputError(f"--shortlist_threshold={p.shortlist_threshold}: the shortlist of {a} and {b} is empty; "
                              + shortlist.threshold_hint(contexts[a], contexts[b], vectors))
         logging.info("shortlist %s:%s: %s", a, b, found.summary())
         pairs.append(PairShortlist(a, b, found.a_neighbors, found.b_neighbors))
-    return contexts, gold, pairs
+    return contexts, gold, pairs, made
 
 
 def build(p: Params, data: RunData, model_dir: Path, write: bool = True) -> Run:
     """The network (initialised from the pretrained vectors), the training table, and the coupling parts;
-    shortlists are cached in the model dir unless `write` is False (a worker that is not the chief)."""
+    shortlists are read from the model dir's cache, and those made here are cached there unless `write` is False
+    (a worker that is not the chief, or a run that checks its model dir first: `Run.cache_shortlists` then)."""
     vocab = data.vocab
     net = TaggerNet(p, len(vocab.words), len(vocab.chars), vocab.tags)
     if data.pretrained is not None:
@@ -185,9 +194,11 @@ def build(p: Params, data: RunData, model_dir: Path, write: bool = True) -> Run:
     lengths = {t: np.array([int(e["length"]) for e in ex], np.int32) for t, ex in examples.items()}
     run = Run(p, data, net, table, offsets, lengths)
     if p.mode == "coupled":
-        contexts, gold, pairs = _shortlists(p, data, net, examples, model_dir / "shortlist" if write else None)
+        contexts, gold, pairs, run.uncached = _shortlists(p, data, net, examples, model_dir / "shortlist")
         tag_offsets = dict(zip(vocab.tags, np.cumsum([0] + [len(v) for v in vocab.tags.values()])[:-1].tolist()))
         run.coupling = CouplingData(p.names, contexts, gold, offsets, tag_offsets, pairs)
         run.coupler = Coupler(vocab.tags, len(pairs), (2 * p.window + 1) * p.word_dim, p.label_kgram,
                               (p.seed, 10_000), p.coupling_score, p.coupling_stop_lender, p.attention_temperature)
+    if write:
+        run.cache_shortlists(model_dir)
     return run

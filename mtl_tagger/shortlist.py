@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -490,32 +490,38 @@ def threshold_hint(a: Contexts, b: Contexts, embeddings: np.ndarray, sample: int
             f"--shortlist_threshold={suggest:.2f} (about half of the anchors would get a neighbour)")
 
 
-def cached_shortlist(cache_dir: str | Path, key: dict, build: Callable[[], Shortlist]) -> Shortlist:
-    """Load the shortlist stored under `key` (data fingerprint + flags) in cache_dir, or build and store it.
-
-    The file name is a hash of the JSON key; the key is stored inside and checked, so a collision or a
-    damaged file means a rebuild. Written atomically (tmp file + rename).
-    """
+def _cache_file(cache_dir: str | Path, key: dict) -> tuple[Path, str]:
+    """The file of `key` in cache_dir (named by a hash of the JSON key) and the key's JSON, which it holds."""
     text = json.dumps(key, sort_keys=True)
-    path = Path(cache_dir) / f"shortlist-{hashlib.sha256(text.encode()).hexdigest()[:16]}.npz"
-    if path.is_file():
-        try:
-            with np.load(path) as data:
-                if str(data["key"]) == text:
-                    shortlist = Shortlist(*(data[f] for f in ("a_neighbors", "b_neighbors", "a_cosine",
-                                                              "b_cosine")))
-                    logging.info("shortlist loaded from %s", path)
-                    return shortlist
-            logging.warning("shortlist cache %s holds another key; rebuilding", path)
-        except (OSError, ValueError, KeyError) as e:
-            logging.warning("shortlist cache %s unreadable (%s); rebuilding", path, e)
-    start = time.perf_counter()
-    shortlist = build()
+    return Path(cache_dir) / f"shortlist-{hashlib.sha256(text.encode()).hexdigest()[:16]}.npz", text
+
+
+def load_shortlist(cache_dir: str | Path, key: dict) -> Shortlist | None:
+    """The shortlist stored under `key` (data fingerprint + flags) in cache_dir; None when there is none.
+
+    The key is stored inside and checked, so a collision or a damaged file counts as none (and is logged).
+    """
+    path, text = _cache_file(cache_dir, key)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as data:
+            if str(data["key"]) == text:
+                logging.info("shortlist loaded from %s", path)
+                return Shortlist(*(data[f] for f in ("a_neighbors", "b_neighbors", "a_cosine", "b_cosine")))
+        logging.warning("shortlist cache %s holds another key; rebuilding", path)
+    except (OSError, ValueError, KeyError) as e:
+        logging.warning("shortlist cache %s unreadable (%s); rebuilding", path, e)
+    return None
+
+
+def save_shortlist(cache_dir: str | Path, key: dict, shortlist: Shortlist) -> None:
+    """Store a shortlist under `key` in cache_dir, atomically (tmp file + rename), for `load_shortlist`."""
+    path, text = _cache_file(cache_dir, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
         np.savez(f, key=np.array(text), a_neighbors=shortlist.a_neighbors, b_neighbors=shortlist.b_neighbors,
                  a_cosine=shortlist.a_cosine, b_cosine=shortlist.b_cosine)
     tmp.replace(path)
-    logging.info("shortlist cached in %s after %.1f s", path, time.perf_counter() - start)
-    return shortlist
+    logging.info("shortlist cached in %s", path)

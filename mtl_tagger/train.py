@@ -13,7 +13,7 @@ from mtl_tagger import cli, params
 from mtl_tagger.analysis import analyse, format_lenders
 from mtl_tagger.calibration import calibrate
 from mtl_tagger.errors import InputError, Interrupted
-from mtl_tagger.files import write_json_atomic
+from mtl_tagger.files import read_json, write_json_atomic
 from mtl_tagger.loop import Loop
 from mtl_tagger.metrics import format_table
 from mtl_tagger.modeldir import claim, write_provenance
@@ -38,8 +38,9 @@ def multiworker() -> tuple[tf.distribute.Strategy, tuple[int, int]]:
 def train(p: Params) -> dict[str, dict]:
     """Train (or resume) the run `p` describes and return its test metrics, keyed by vertical.
 
-    With --distribute=multiworker every worker runs this; only the chief (worker 0) claims and writes the model
-    dir, which the others must also see (a shared file system) to resume.
+    Everything that may refuse the input or the model dir is checked before anything is written to it; a run
+    already complete only says so. With --distribute=multiworker every worker runs this; only the chief
+    (worker 0) claims and writes the model dir, which the others must also see (a shared file system) to resume.
     """
     strategy, worker = multiworker() if p.distribute == "multiworker" else (tf.distribute.get_strategy(), (0, 1))
     tf.config.experimental.enable_op_determinism()
@@ -50,28 +51,38 @@ def train(p: Params) -> dict[str, dict]:
             logging.warning(note)
         with strategy.scope():
             loop = Loop(build(p, data, model_dir, write=False), model_dir, strategy, worker)
-        loop.fit()
+        loop.fit(loop.resume())
         return loop.test()
     held = claim(p, data.provenance)
     for note in data.notes:
         logging.warning(note)
+    metrics = model_dir / "metrics.json"
     try:
         if held.resume:
             data.vocab = Vocab.load(model_dir / "vocab.json", p.names)  # the ids the checkpoints were trained with
-        else:
-            data.vocab.save(model_dir / "vocab.json")
-            write_provenance(model_dir, data.provenance)
         with strategy.scope():
-            run = build(p, data, model_dir)  # may still refuse the input (e.g. an empty shortlist)
-            loop = Loop(run, model_dir, strategy, worker)  # or the model dir's checkpoints
-        write_json_atomic(model_dir / "params.json", p.to_json())  # on resume: the new budget flags
+            run = build(p, data, model_dir, write=False)  # may still refuse the input (e.g. an empty shortlist)
+            loop = Loop(run, model_dir, strategy, worker)  # or the model dir's checkpoints and history
+        start = loop.resume()  # or its last checkpoint: the last check; only now is anything written
+        done = loop.stop_rule(start) if held.resume and metrics.is_file() else None
+        if not done:
+            if not held.resume:
+                data.vocab.save(model_dir / "vocab.json")
+                write_provenance(model_dir, data.provenance)
+            run.cache_shortlists(model_dir)
+            write_json_atomic(model_dir / "params.json", p.to_json())  # on resume: the new budget flags
     except BaseException:
         held.abandon()
         raise
+    if done:
+        held.lock.release()
+        print(f"{model_dir} is already complete: it stopped at step {start} ({done}); its test metrics are in "
+              f"{metrics}", flush=True)
+        return read_json(metrics)
     held.commit()
     try:
         try:
-            loop.fit()
+            loop.fit(start)
         except KeyboardInterrupt:
             saved = loop.last.latest_checkpoint
             where = (f"the last checkpoint is {saved} (step {saved.rsplit('-', 1)[-1]})" if saved
@@ -85,6 +96,7 @@ def train(p: Params) -> dict[str, dict]:
         if run.coupler is not None:
             for direction in analyse(run, model_dir, loop.writer):
                 print("\n" + format_lenders(direction), flush=True)
+        write_json_atomic(metrics, results)  # last: a model dir with metrics.json holds a finished run
         return results
     finally:
         loop.writer.close()

@@ -2,6 +2,7 @@
 import itertools
 import json
 import random
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from mtl_tagger.conll import read_conll, write_conll
 from mtl_tagger.corpus import load_task
 from mtl_tagger.errors import InputError
 from mtl_tagger.lenders import load_ranking, rank_lenders
+from mtl_tagger.lenders import verticals as lenders_verticals
 from mtl_tagger.params import Params
 from mtl_tagger.vectors import write_vectors
 
@@ -89,6 +91,18 @@ def test_bad_input_in_process(verticals: Path, tmp_path: Path) -> None:
         load_ranking(Params(data_dir=str(verticals)), "Chain x", ["Chain x"])
     with pytest.raises(InputError, match="'Top'"):
         load_ranking(Params(data_dir=str(verticals), word_vectors=""), "Chain x", ["Shirt", "Top"])
+
+
+def test_a_vertical_is_ranked_from_its_train_conll_alone(verticals: Path, tmp_path: Path) -> None:
+    """The candidates are the dirs with a train.conll, and ranking reads nothing else (dev held out as training
+    does when dev.conll is missing)."""
+    root = tmp_path / "data"
+    shutil.copytree(verticals, root)
+    for split in ("test", "dev"):
+        (root / "Shirt" / f"{split}.conll").unlink()
+    assert lenders_verticals(root) == ["Chain x", "Mangal-sutra", "Shirt"]
+    ranking = load_ranking(Params(data_dir=str(root), word_vectors=""), "Chain x", ["Shirt", "Mangal-sutra"])
+    assert [r.lender for r in ranking] == ["Mangal-sutra", "Shirt"]
 
 
 def test_spearman_equals_scipy() -> None:

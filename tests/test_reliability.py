@@ -1,7 +1,10 @@
 """The model dir under faults: a crash at each write of an evaluation, checkpoint state files that name files
-outside the model dir, a damaged vocab.json on resume, flags that would be ignored, metrics.json keys used as paths,
-and the line that says which rule stopped a run."""
+outside the model dir or dirs linked there, a damaged vocab.json or history.json on resume, flags that would be
+ignored, metrics.json keys used as paths, the line that says which rule stopped a run or that it is complete, a
+refused resume that writes nothing, outputs of evaluate and export that are not theirs to replace, and export's
+lock."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +17,9 @@ from test_bad_input import assert_one_error_line
 
 from mtl_tagger import Tagger, loop
 from mtl_tagger.errors import InputError
+from mtl_tagger.export import export
+from mtl_tagger.files import write_json_atomic
+from mtl_tagger.lock import FileLock
 from mtl_tagger.loop import Loop
 from mtl_tagger.modeldir import read_history
 from mtl_tagger.train import train
@@ -184,3 +190,121 @@ def test_the_stop_line_names_the_rule_that_stopped(data_dir: Path, tmp_path: Pat
     train(smoke_params(data_dir, tmp_path / "b", epochs=1, eval_every=3, min_steps=6, max_steps=30, patience=1))
     out = capsys.readouterr().out
     assert "stopping early at step 6 of 12: no vertical improved on dev in the last 1 evaluations" in out
+
+
+def _snapshot(d: Path) -> dict[str, tuple[int, int] | None]:
+    """Every directory under `d`, and every file (links as themselves) with its size and modification time."""
+    return {str(f.relative_to(d)): None if f.is_dir() and not f.is_symlink() else (f.lstat().st_size,
+                                                                                   f.lstat().st_mtime_ns)
+            for f in sorted(d.rglob("*"))}
+
+
+@pytest.mark.parametrize("damage, words", [(lambda e: e.pop("dev"), "evaluation 1 has no dev scores"),
+                                           (lambda e: e.update(step="12"), "evaluation 1 has step '12'")])
+def test_a_damaged_history_on_resume_is_one_error(damage: object, words: str, model: Path, data_dir: Path,
+                                                  tmp_path: Path) -> None:
+    d = tmp_path / "m"
+    shutil.copytree(model, d)
+    history = json.loads((d / "history.json").read_text())
+    damage(history["evaluations"][0])
+    (d / "history.json").write_text(json.dumps(history))
+    before = _snapshot(d)
+    with pytest.raises(InputError, match=f"^{d / 'history.json'}: damaged history: {words}"):
+        train(smoke_params(data_dir, d, epochs=4))
+    assert _snapshot(d) == before
+
+
+@pytest.mark.parametrize("kind", ["link", "fifo", "directory"])
+def test_evaluate_output_that_is_not_a_regular_file_is_refused(kind: str, model: Path, data_dir: Path,
+                                                               tmp_path: Path) -> None:
+    """The atomic rename would replace a link, FIFO or device by a regular file, and fails on a directory."""
+    (tmp_path / "target").write_text("keep")
+    out = tmp_path / "out"
+    {"link": lambda: out.symlink_to("target"), "fifo": lambda: os.mkfifo(out), "directory": out.mkdir}[kind]()
+    before = _snapshot(tmp_path)
+    r = run_cli("evaluate", f"--model_dir={model}", f"--data={data_dir / TASK / 'test.conll'}", f"--output={out}")
+    assert_one_error_line(r, f"--output={out} is a")
+    assert _snapshot(tmp_path) == before
+
+
+def test_a_failed_atomic_write_leaves_no_temp_file(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    with pytest.raises(IsADirectoryError):
+        write_json_atomic(tmp_path / "d", {})
+    assert [p.name for p in tmp_path.iterdir()] == ["d"]
+
+
+@pytest.mark.parametrize("out", ["best/" + TASK, ".", ".."])
+def test_export_refuses_the_model_dir_anything_in_it_or_holding_it(out: str, model: Path, tmp_path: Path) -> None:
+    d = tmp_path / "m"
+    shutil.copytree(model, d)
+    before = _snapshot(tmp_path)
+    with pytest.raises(InputError, match="--out is the model dir .*, lies in it or holds it"):
+        export(d, d / out, overwrite=True)
+    assert _snapshot(tmp_path) == before
+
+
+def test_export_holds_a_lock_and_takes_over_what_a_killed_export_left(model: Path, tmp_path: Path) -> None:
+    """While another export holds the lock, its temp dir is left alone; once it is gone, its leftovers are cleared."""
+    out = tmp_path / "saved"
+    for leftover in (".saved.tmp", ".saved.replaced"):
+        (tmp_path / leftover).mkdir()
+        (tmp_path / leftover / "half").write_text("written by a killed export")
+    other = FileLock(tmp_path / ".saved.lock", out, "export", "output", "--out")
+    before = _snapshot(tmp_path)
+    with pytest.raises(InputError, match=f"another export command \\(pid {os.getpid()}\\) is using this output"):
+        export(model, out)
+    assert _snapshot(tmp_path) == before
+    other.release()
+    export(model, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["saved"] and (out / "saved_model.pb").is_file()
+
+
+@pytest.mark.parametrize("linked", ["last", f"best/{TASK}"])
+def test_a_checkpoint_dir_linked_outside_the_model_dir_is_refused(linked: str, model: Path, data_dir: Path,
+                                                                  tmp_path: Path) -> None:
+    """A resumed run would save there and delete the older checkpoints; Tagger.load would read them."""
+    d = tmp_path / "m"
+    shutil.copytree(model, d)
+    outside = tmp_path / "outside"
+    shutil.move(d / linked, outside)
+    (d / linked).symlink_to(outside, target_is_directory=True)
+    before = _snapshot(tmp_path)
+    with pytest.raises(InputError, match=f"{linked}/ resolves to {outside}, not to a directory of the model dir"):
+        train(smoke_params(data_dir, d, epochs=4))
+    if linked != "last":
+        with pytest.raises(InputError, match="resolves to"):
+            Tagger.load(d)
+    assert _snapshot(tmp_path) == before
+
+
+def test_a_refused_resume_writes_nothing(whole: Path, data_dir: Path, tmp_path: Path) -> None:
+    """params.json edited to coupled mode: the resume builds the shortlists and the coupler, then the last
+    checkpoint (of a shared run) refuses to restore; no params.json, events file or shortlist/ is written."""
+    d = tmp_path / "m"
+    shutil.copytree(whole, d)
+    params = json.loads((d / "params.json").read_text())
+    (d / "params.json").write_text(json.dumps({**params, "mtl_mode": "coupled"}))
+    before = _snapshot(d)
+    with pytest.raises(InputError, match="cannot restore .*does not match params.json"):
+        train(smoke_params(data_dir, d, **{**PAIR, "mtl_mode": "coupled"}))
+    assert _snapshot(d) == before
+
+
+def test_a_complete_run_says_so_and_writes_nothing(model: Path, data_dir: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    """A rerun of a finished run prints one line; one that died before metrics.json (its last write) ends it."""
+    d = tmp_path / "m"
+    shutil.copytree(model, d)
+    step = read_history(d)["evaluations"][-1]["step"]
+    before = _snapshot(d)
+    assert train(smoke_params(data_dir, d, epochs=2)) == json.loads((d / "metrics.json").read_text())
+    assert capsys.readouterr().out.splitlines() == [
+        f"{d} is already complete: it stopped at step {step} (the step budget is done); its test metrics are in "
+        f"{d / 'metrics.json'}"]
+    assert _snapshot(d) == before
+    (d / "metrics.json").unlink()
+    train(smoke_params(data_dir, d, epochs=2))
+    out = capsys.readouterr().out
+    assert out.startswith(f"resuming {d} at step {step} of {step}\n") and "Ent-F1" in out and f"step {step}/" not in out
+    assert (d / "metrics.json").read_text() == (model / "metrics.json").read_text()

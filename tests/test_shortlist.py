@@ -7,8 +7,9 @@ from mtl_tagger.shortlist import (
     Contexts,
     Shortlist,
     build_shortlist,
-    cached_shortlist,
+    load_shortlist,
     make_contexts,
+    save_shortlist,
     threshold_hint,
 )
 
@@ -138,25 +139,19 @@ def test_threshold_hint_suggests_a_threshold_that_gives_pairs() -> None:
     assert has.mean() >= 0.5
 
 
-def test_cache_builds_once_per_key_and_survives_damage(tmp_path) -> None:
+def test_cache_is_keyed_and_survives_damage(tmp_path) -> None:
     a, b, emb = _data(2)
-    calls = []
-
-    def build() -> Shortlist:
-        calls.append(1)
-        return build_shortlist(a, b, emb, 0.5, 3)
-
+    first = build_shortlist(a, b, emb, 0.5, 3)
     key = {"data": "abc", "threshold": 0.5}
-    first = cached_shortlist(tmp_path, key, build)
-    second = cached_shortlist(tmp_path, dict(reversed(key.items())), build)  # same key, other order
-    assert len(calls) == 1
-    _assert_same(second, first)
-    cached_shortlist(tmp_path, {**key, "threshold": 0.6}, build)
-    assert len(calls) == 2
+    assert load_shortlist(tmp_path, key) is None and not list(tmp_path.iterdir())
+    save_shortlist(tmp_path, key, first)
+    _assert_same(load_shortlist(tmp_path, dict(reversed(key.items()))), first)  # same key, other order
+    assert load_shortlist(tmp_path, {**key, "threshold": 0.6}) is None
+    save_shortlist(tmp_path, {**key, "threshold": 0.6}, first)
     files = sorted(tmp_path.iterdir())
     assert len(files) == 2 and all(f.suffix == ".npz" for f in files)
     for f in files:
         f.write_bytes(b"damaged")
-    _assert_same(cached_shortlist(tmp_path, key, build), first)
-    cached_shortlist(tmp_path, key, build)
-    assert len(calls) == 3
+    assert load_shortlist(tmp_path, key) is None
+    save_shortlist(tmp_path, key, first)
+    _assert_same(load_shortlist(tmp_path, key), first)
