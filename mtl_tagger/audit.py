@@ -32,7 +32,8 @@ Output (each file written atomically, report.md last, under a lock on DIR/.lock 
 into DIR while one writes, and removed after; a DIR without report.md holds an unfinished audit):
 DIR/counts.json (the five counts in total, per vertical, per attribute and per vertical and attribute),
 DIR/<class>.jsonl per class (one row per (product, attribute): id, vertical, attribute, description_value,
-spec_value, snippet, start, end, confidence; conflicts also spec_value_in_text), ranked by the model's
+spec_value, snippet, sentence (the whole sentence of the first value), start, end, confidence; conflicts also
+spec_value_in_text), ranked by the model's
 confidence in its value, highest first (calibrated where the model is: a conflict whose value the model is sure
 of is more likely the seller's error than the model's; rows without a description value last), and
 DIR/report.md (totals, per vertical, per attribute, the conflicts the model is most sure of, the most frequent
@@ -57,6 +58,7 @@ from mtl_tagger.prepare import (
     distant_labels,
     label_specifications,
     normalise_key,
+    sentences,
     value_tokens,
     value_variants,
 )
@@ -296,6 +298,13 @@ def counts(result: Audit) -> dict:
     }
 
 
+def sentence_of(text: str, start: int, end: int) -> str:
+    """The sentences (prepare's) that [start, end) lies in, on one line with the value marked «like this»."""
+    spans = [(a, b) for a, b in sentences(text) if a < end and start < b] or [(start, end)]
+    a, b = spans[0][0], spans[-1][1]
+    return " ".join(f"{text[a:start]}«{text[start:end]}»{text[end:b]}".split())
+
+
 def verdict_row(v: Verdict, text: str) -> dict:
     """One row of a class's JSONL: the values of both sides and a snippet around the first description value
     (no snippet, offsets or confidence without one)."""
@@ -303,6 +312,7 @@ def verdict_row(v: Verdict, text: str) -> dict:
     surface = list(dict.fromkeys(d["value"] for d in v.description))
     row = {"id": v.id, "vertical": v.vertical, "attribute": v.attribute, "description_value": " | ".join(surface),
            "spec_value": " | ".join(v.spec), "snippet": snippet(text, first["start"], first["end"]) if first else None,
+           "sentence": sentence_of(text, first["start"], first["end"]) if first else None,
            "start": first["start"] if first else None, "end": first["end"] if first else None,
            "confidence": max(d["confidence"] for d in v.description) if first else None}
     if v.cls == "conflicts":

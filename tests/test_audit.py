@@ -11,7 +11,17 @@ from conftest import run_cli
 from test_bad_input import assert_one_error_line
 from test_catalog import FIXTURES
 
-from mtl_tagger.audit import CLASSES, LOCK, audit, classify, dir_lock, judge, specified, write_audit
+from mtl_tagger.audit import (
+    CLASSES,
+    LOCK,
+    audit,
+    classify,
+    dir_lock,
+    judge,
+    sentence_of,
+    specified,
+    write_audit,
+)
 from mtl_tagger.catalog import Product
 from mtl_tagger.errors import InputError
 from mtl_tagger.extract import PROGRESS_SUFFIX, SUMMARY_SUFFIX, digest, record_line, sidecar
@@ -153,6 +163,7 @@ def test_output_files(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in (tmp_path / "audit" / "conflicts.jsonl").read_text().splitlines()]
     assert rows == [{"id": "a", "vertical": "Necklace", "attribute": "color", "description_value": "silver",
                      "spec_value": "Gold", "snippet": "Voylla Gold Plated brass necklace for Girls, in «silver».",
+                     "sentence": "Voylla Gold Plated brass necklace for Girls, in «silver».",
                      "start": 48, "end": 54, "confidence": 0.9, "spec_value_in_text": True}]
     listed = {c: [json.loads(line) for line in (tmp_path / "audit" / f"{c}.jsonl").read_text().splitlines()]
               for c in CLASSES}
@@ -162,12 +173,19 @@ def test_output_files(tmp_path: Path) -> None:
         "only_in_specification": [("a", "plating"), ("b", "brand")]}, "ranked by confidence, then id"
     assert listed["only_in_specification"][0] == {
         "id": "a", "vertical": "Necklace", "attribute": "plating", "description_value": "", "spec_value": "Gold",
-        "snippet": None, "start": None, "end": None, "confidence": None}
+        "snippet": None, "sentence": None, "start": None, "end": None, "confidence": None}
     assert listed["only_in_description"][0]["snippet"] == "Voylla Gold Plated «brass» necklace for Girls, in silver."
     report = (tmp_path / "audit" / "report.md").read_text()
     for heading in ("## Totals", "## Per vertical", "## Per attribute", "most frequent conflicts"):
         assert heading in report
     assert "| 1 | Necklace | color | silver | gold | 1 | `a` | Voylla Gold Plated" in report
+
+
+def test_sentence_of_a_value() -> None:
+    text = "Gold ring. Made of 925  Sterling\nSilver by Voylla. Free size."
+    start = text.index("Sterling")
+    assert sentence_of(text, start, start + len("Sterling\nSilver")) == "Made of 925 «Sterling Silver» by Voylla."
+    assert sentence_of(text, 0, len("Gold ring. Made")) == "«Gold ring. Made» of 925 Sterling", "across sentences"
 
 
 def test_conflicts_are_ranked_by_confidence(tmp_path: Path) -> None:
