@@ -1,51 +1,56 @@
-"""Extract the Flipkart sample with the catalog model, audit it, and write the commit-ready audit results.
+"""The catalog audit of the Flipkart sample with held-out extraction, and a seeded sample of its conflicts for the
+hand check.
 
-    python -m experiments.audit_sample [--model_dir=runs/catalog] [--catalog=../shared/data/flipkart/products.jsonl.gz]
-        [--work_dir=runs/audit] [--results_dir=experiments/results/audit] [--sample=30] [--seed=0]
+    python -m experiments.audit_sample [--catalog=../shared/data/flipkart/products.jsonl.gz] [--work_dir=runs/crossfit]
+        [--folds=2] [--base=flags/sweep.cfg] [--results_dir=experiments/results/audit] [--sample=30] [--seed=0]
 
-The model (a shared model of the ten verticals with enough data):
-    python -m mtl_tagger.train --tasks=Necklace,Ring,Bangle,Bracelet,Earring,JewellerySet,Jean,Trouser,Dress,Top \\
-        --mtl_mode=shared --hidden_size=128 --epochs=15 --eval_every=200 --patience=0 --model_dir=runs/catalog
+Runs (or resumes) `python -m mtl_tagger.crossfit --catalog=… --out=WORK_DIR --folds=… --flagfile=BASE`: every
+product is tagged by a model trained without its fold (one shared model over the verticals, the defaults a plain
+`train` gets). RESULTS_DIR gets report.md, counts.json, extract_summary.json and conflicts_sample.jsonl: --sample
+conflict rows drawn with --seed from the audit's conflicts.jsonl, in that file's order (ranked by confidence); the
+rows hand_check.md judges by the verdict rules below, which it repeats.
 
-The extraction (resumable) goes to WORK_DIR/extract.jsonl and the full audit to WORK_DIR/audit/; RESULTS_DIR
-gets report.md, counts.json, extract_summary.json and conflicts_sample.jsonl: --sample conflict rows drawn
-with --seed, in file order (the rows hand_check.md checks by hand).
+Verdict rules (one row at a time, reading the whole text the model saw and every specification of the product):
+  real        the description and the specification disagree on that attribute of that product, whatever the
+              model extracted (e.g. the text says "Rose Gold" and the specification "Yellow Gold").
+  not real    they agree, or the text says nothing about the attribute, and the row is the model's error: a value cut
+              short, run on or split; a word of another attribute (the metal read as the colour); a value the text
+              does not hold; or the two sides say the same in other words.
+A row is counted real only if the rule holds on the text itself, not only on the extracted value.
 """
-import json
 import random
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from absl import app, flags
 
-from mtl_tagger.audit import write_audit
-from mtl_tagger.extract import SUMMARY_SUFFIX, extract_catalog, format_summary, sidecar
+from mtl_tagger.extract import SUMMARY_SUFFIX, sidecar
 from mtl_tagger.files import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", "runs/catalog", "Trained model of the catalog's verticals.")
-flags.DEFINE_string("catalog", "../shared/data/flipkart/products.jsonl.gz",
-                    "Catalog file (run from the repository root).")
-flags.DEFINE_string("work_dir", "runs/audit", "Where the extraction and the full audit go (not committed).")
+flags.DEFINE_string("catalog", "../shared/data/flipkart/products.jsonl.gz", "Catalog file (run from the repository "
+                    "root).")
+flags.DEFINE_string("work_dir", "runs/crossfit", "crossfit's --out: folds, models, extractions, audit (not committed).")
+flags.DEFINE_integer("folds", 2, "Cross-fitting folds.")
+flags.DEFINE_string("base", "flags/sweep.cfg", "Flagfile of the folds' models.")
 flags.DEFINE_string("results_dir", str(ROOT / "experiments/results/audit"), "Commit-ready results.")
 flags.DEFINE_integer("sample", 30, "Conflict rows drawn for the hand check.")
 flags.DEFINE_integer("seed", 0, "Seed of the draw.")
 
 
 def main(argv: list[str]) -> None:
-    """Extract (or finish an interrupted extraction), audit, and copy the results with a drawn conflict sample."""
+    """Cross-fit and audit (or finish an interrupted run), and copy the results with a drawn conflict sample."""
     del argv
     work, results = Path(FLAGS.work_dir), Path(FLAGS.results_dir)
-    out = work / "extract.jsonl"
-    summary = extract_catalog(FLAGS.model_dir, FLAGS.catalog, out)
-    print(format_summary(summary, out))
-    table = write_audit(out, FLAGS.catalog, work / "audit")
-    print(json.dumps(table["total"]))
+    subprocess.run([sys.executable, "-m", "mtl_tagger.crossfit", f"--catalog={FLAGS.catalog}", f"--out={work}",
+                    f"--folds={FLAGS.folds}", f"--flagfile={FLAGS.base}"], check=True)
     results.mkdir(parents=True, exist_ok=True)
     for name in ("report.md", "counts.json"):
         shutil.copyfile(work / "audit" / name, results / name)
-    shutil.copyfile(sidecar(out, SUMMARY_SUFFIX), results / "extract_summary.json")
+    shutil.copyfile(sidecar(work / "values.jsonl", SUMMARY_SUFFIX), results / "extract_summary.json")
     rows = (work / "audit" / "conflicts.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
     drawn = sorted(random.Random(FLAGS.seed).sample(range(len(rows)), min(FLAGS.sample, len(rows))))
     write_text_atomic(results / "conflicts_sample.jsonl", "".join(rows[i] for i in drawn))
