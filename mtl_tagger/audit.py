@@ -170,13 +170,13 @@ def _is_value(v: object) -> bool:
 def _records(path: Path) -> Iterator[tuple[int, dict]]:
     """(line, record) of an extract output; InputError naming the line of a damaged one."""
     try:
-        f = open(path, encoding="utf-8")
+        f = open(path, "rb")
     except OSError as e:
         raise InputError(f"cannot read ({e.strerror})", path) from None
     with f:
         for lineno, line in enumerate(f, 1):
             try:
-                record = json.loads(line)
+                record = json.loads(line.decode("utf-8"))
                 if not isinstance(record, dict) or not isinstance(record.get("id"), str) or not isinstance(
                         record.get("vertical"), str) or not isinstance(record.get("values"), list):
                     raise ValueError("not an extract record (id, vertical, values)")
@@ -185,6 +185,20 @@ def _records(path: Path) -> Iterator[tuple[int, dict]]:
             except (ValueError, UnicodeDecodeError) as e:
                 raise InputError(f"damaged extract record ({e})", path, lineno) from None
             yield lineno, record
+
+
+def is_summary(summary: object) -> bool:
+    """Whether `summary` has the shape of extract's summary, in the fields audit reads."""
+    def counts(d: object) -> bool:
+        return isinstance(d, dict) and all(isinstance(k, str) and isinstance(n, int) for k, n in d.items())
+
+    return (isinstance(summary, dict) and set(SUMMARY_KEYS) <= set(summary)
+            and isinstance(summary["tagged"], int) and isinstance(summary["skipped"], int)
+            and isinstance(summary["keep_spec_block"], bool) and counts(summary["tagged_per_vertical"])
+            and isinstance(summary["attributes"], dict)
+            and all(isinstance(a, list) and all(isinstance(x, str) for x in a) for a in summary["attributes"].values())
+            and (summary.get("trained_on") is None or isinstance(summary["trained_on"], list))
+            and (summary.get("confidence") is None or isinstance(summary["confidence"], dict)))
 
 
 def check_catalog(extractions: Path, summary: dict, catalog: str | Path) -> None:
@@ -213,9 +227,9 @@ def audit(extractions: str | Path, catalog: str | Path) -> Audit:
         raise InputError(f"no {summary_path.name}: the extraction has not finished; run extract again to complete "
                          "it", extractions)
     summary = read_json(summary_path)
-    if not isinstance(summary, dict) or not set(SUMMARY_KEYS) <= set(summary) or not isinstance(
-            summary["attributes"], dict):
-        raise InputError("not a summary of extract", summary_path)
+    if not is_summary(summary):
+        raise InputError("not a summary of extract (or a damaged one): run extract again into a new --out",
+                         summary_path)
     products = {p.id: p for p in read_catalog(catalog).products}
     check_catalog(extractions, summary, catalog)
     boilerplate = summary.get("boilerplate", [])  # absent from summaries written before extract cut it

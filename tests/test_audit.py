@@ -345,3 +345,23 @@ def test_seen_and_held_out_products_are_counted_apart(tmp_path: Path) -> None:
 def audit_counts(out: Path, catalog: Path) -> dict:
     """The counts of an audit into out's sibling audit/."""
     return write_audit(out, catalog, out.parent / "audit")
+
+
+@pytest.mark.parametrize("key, bad", [("attributes", {"Necklace": "brand"}), ("tagged", "2"),
+                                      ("tagged_per_vertical", {"Necklace": "x"}), ("trained_on", "a")])
+def test_a_damaged_summary_is_one_error(key: str, bad: object, tmp_path: Path) -> None:
+    catalog, out = write_job(tmp_path, records())
+    summary = json.loads(sidecar(out, SUMMARY_SUFFIX).read_text())
+    summary[key] = bad
+    sidecar(out, SUMMARY_SUFFIX).write_text(json.dumps(summary))
+    r = _audit_cli(out, catalog, tmp_path / "audit")
+    assert_one_error_line(r, f"error: {sidecar(out, SUMMARY_SUFFIX)}: not a summary of extract")
+    assert not (tmp_path / "audit").exists()
+
+
+def test_a_line_that_is_not_utf8_is_one_error(tmp_path: Path) -> None:
+    catalog, out = write_job(tmp_path, records())
+    lines = out.read_bytes().split(b"\n")
+    out.write_bytes(lines[0] + b"\n" + lines[1].replace(b"rose", b"r\xffse") + b"\n")
+    r = _audit_cli(out, catalog, tmp_path / "audit")
+    assert_one_error_line(r, f"error: {out}:2: damaged extract record")
