@@ -20,12 +20,13 @@ start/end are character offsets into the text the model saw; context is that tex
 line, the value marked «like this», so a reviewer reads it without the catalog; U+2028, U+2029 and U+0085 are
 written as \\u escapes, so every reader sees one record per line.
 OUT.jsonl.progress.json: the settings (the record format; SHA-256 fingerprints of model, catalog and mapping;
-batch, confidence, text option) and how many chunks, products and bytes of OUT are complete. A chunk is appended
-to OUT and fsync'd, then the progress file is replaced. A new run with the same settings first checks OUT, writing
-nothing: its lines must be the records of the planned products in order, the recorded bytes exactly the
-recorded products' lines, and what follows them the start of the next ones (a chunk written but not
-recorded, a torn line). Only then is that tail cut and the run goes on with the next chunk, so a killed run
-loses nothing and writes nothing twice. Other settings, or an OUT that fails the check, are refused with OUT
+batch, confidence, text option) and how many chunks, products and bytes of OUT are complete, with those bytes'
+SHA-256. A chunk is appended to OUT and fsync'd, then the progress file is replaced. A new run with the same
+settings first checks OUT, writing nothing: its lines must be the records of the planned products in order, the
+recorded bytes exactly the recorded products' lines and of the recorded SHA-256, and what follows them the start
+of the next ones (a chunk written but not recorded, a torn line). Only then is that tail cut and the run goes on
+with the next chunk, so a killed run loses nothing and writes nothing twice. Other settings, or an OUT that fails
+the check, are refused with OUT
 left as it is.
 OUT.jsonl.summary.json (written at the end): products tagged and values per vertical, products skipped per
 vertical, the attributes each head can tag (what `audit` compares), what each head's confidences are (its
@@ -57,7 +58,7 @@ from absl import flags
 from mtl_tagger import cli, interrupt
 from mtl_tagger.catalog import read_catalog
 from mtl_tagger.errors import InputError, Interrupted
-from mtl_tagger.files import read_json, write_json_atomic
+from mtl_tagger.files import check_output_file, read_json, write_json_atomic
 from mtl_tagger.lock import FileLock
 from mtl_tagger.prepare import DEFAULT_VERTICALS, catalog_boilerplate, description_text, load_verticals, vertical_of
 from mtl_tagger.progress import Progress
@@ -295,7 +296,9 @@ class Output:
                              "it", self.out)
         else:
             self.out.write_bytes(b"")
-            self.state = {"settings": settings, "chunks": 0, "products": 0, "bytes": 0}
+            self.digest = hashlib.sha256()
+            self.state = {"settings": settings, "chunks": 0, "products": 0, "bytes": 0,
+                          "sha256": self.digest.hexdigest()}
             write_json_atomic(self.progress_path, self.state)
         self.file = open(self.out, "ab")
 
@@ -307,7 +310,7 @@ class Output:
     def _resumed(self, state: object, chunks: Sequence[Sequence[Item]]) -> dict:
         """The recorded state, checked against the settings and OUT; then OUT is cut back to what it records."""
         counts = ("chunks", "products", "bytes")
-        if not isinstance(state, dict) or not {"settings", *counts} <= set(state) or not isinstance(
+        if not isinstance(state, dict) or not {"settings", "sha256", *counts} <= set(state) or not isinstance(
                 state["settings"], dict) or not all(isinstance(state[k], int) and state[k] >= 0 for k in counts):
             raise InputError("not a progress file of extract", self.progress_path)
         if state["settings"] != self.settings:
@@ -334,8 +337,10 @@ class Output:
 
     def _check(self, state: dict, items: Sequence[Item]) -> None:
         """Refuse OUT unless each line is the record of the planned product of its place (a last one may be torn),
-        and the recorded bytes end exactly after the recorded products' lines."""
+        the recorded bytes end exactly after the recorded products' lines, and they are the bytes that were written
+        (their SHA-256); keeps that hash going in self.digest."""
         offset, recorded = 0, 0 if state["bytes"] == 0 else None  # recorded: lines in the recorded bytes
+        self.digest = hashlib.sha256()
         with open(self.out, "rb") as f:
             for lineno, line in enumerate(f, 1):
                 if lineno > len(items):
@@ -343,12 +348,17 @@ class Output:
                 if not is_record_of(line, items[lineno - 1]):
                     raise self._changed(f"not the record of product {items[lineno - 1][0]!r}, which the extraction "
                                         "puts here", lineno)
+                if offset < state["bytes"]:
+                    self.digest.update(line[:state["bytes"] - offset])
                 offset += len(line)
                 if offset == state["bytes"] and line.endswith(b"\n"):
                     recorded = lineno
         if recorded != state["products"]:
             raise self._changed(f"its first {state['bytes']} bytes do not end after the {state['products']} records "
                                 f"{self.progress_path.name} counts in them")
+        if self.digest.hexdigest() != state["sha256"]:
+            raise self._changed(f"its first {state['bytes']} bytes were edited since they were written (another "
+                                "SHA-256)")
 
     def append(self, lines: str, products: int) -> None:
         """Add one chunk's lines durably, then record it."""
@@ -356,8 +366,10 @@ class Output:
         self.file.write(data)
         self.file.flush()
         os.fsync(self.file.fileno())
+        self.digest.update(data)
         self.state = {**self.state, "chunks": self.state["chunks"] + 1,
-                      "products": self.state["products"] + products, "bytes": self.state["bytes"] + len(data)}
+                      "products": self.state["products"] + products, "bytes": self.state["bytes"] + len(data),
+                      "sha256": self.digest.hexdigest()}
         write_json_atomic(self.progress_path, self.state)
 
     def close(self) -> None:
@@ -410,6 +422,8 @@ def extract_catalog(model_dir: str | Path, catalog: str | Path, out: str | Path,
         raise InputError("--workers and --batch must be at least 1")
     if not 0.0 <= min_confidence <= 1.0:
         raise InputError(f"--min_confidence={min_confidence}: must be in [0, 1]")
+    if os.path.lexists(out):  # a missing OUT's directory is made below
+        check_output_file(out, "--out")
     if engine == "ray":
         require_ray()  # before any output is touched
     if tagger is None:

@@ -8,9 +8,9 @@ from mtl_tagger.errors import InputError
 
 
 def check_output_file(path: str | Path, flag: str) -> None:
-    """InputError naming `flag` unless `path` is a file an atomic write may put in place: nothing there yet or a
-    regular file, in an existing directory (the rename would replace a link, FIFO or device, and fails on a
-    directory)."""
+    """InputError naming `flag` unless `path` is a file an output may be written to: nothing there yet or a regular
+    file with one name, in an existing directory (a rename would replace a link, FIFO or device, and fails on a
+    directory; a lock beside one name does not guard another)."""
     path = Path(path)
     if not path.parent.is_dir():
         raise InputError(f"{flag}={path}: no directory {path.parent} to write it in")
@@ -24,6 +24,9 @@ def check_output_file(path: str | Path, flag: str) -> None:
         kind = "a symbolic link" if stat.S_ISLNK(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
         raise InputError(f"{flag}={path} is {kind}, not a regular file, and writing would replace it; give the path "
                          "of a regular file or of a new one")
+    if path.lstat().st_nlink > 1:
+        raise InputError(f"{flag}={path} has other names (hard links), which a second command could write through; "
+                         "give the path of a file with one name")
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

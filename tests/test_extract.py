@@ -288,6 +288,19 @@ def test_a_recalibrated_model_is_another_model(model_dir: Path, tagger: object, 
         "a resumed extract must not mix confidences of two calibrations"
 
 
+@pytest.mark.parametrize("kind", ["symlink", "hardlink"])
+def test_an_out_with_another_name_is_refused(kind: str, model_dir: Path, tagger: object, job: tuple[Path, Path],
+                                             reference: Path, tmp_path: Path) -> None:
+    """A lock beside one name of OUT would not guard the other: two commands could append the same records."""
+    real, other = tmp_path / "out.jsonl", tmp_path / "other.jsonl"
+    _copy(reference, real, reference.read_bytes())
+    other.symlink_to(real) if kind == "symlink" else os.link(real, other)
+    before = real.read_bytes()
+    with pytest.raises(InputError, match="symbolic link" if kind == "symlink" else "hard links"):
+        extract_catalog(model_dir, job[0], other, batch=16, verticals_path=job[1], tagger=tagger)
+    assert real.read_bytes() == before and not sidecar(other, PROGRESS_SUFFIX).exists()
+
+
 def test_a_second_extract_on_one_out_is_refused_in_one_line(model_dir: Path, tagger: object, job: tuple[Path, Path],
                                                             reference: Path, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
@@ -332,14 +345,14 @@ def test_two_extract_commands_on_one_out(model_dir: Path, job: tuple[Path, Path]
 
 
 @pytest.mark.parametrize("damage", ["interleaved", "duplicates_after_complete", "duplicates_after_partial",
-                                    "foreign_tail", "progress_beyond_a_record"])
+                                    "foreign_tail", "progress_beyond_a_record", "same_length_edit"])
 def test_rerun_refuses_a_changed_out_and_leaves_it(damage: str, model_dir: Path, tagger: object,
                                                    job: tuple[Path, Path], reference: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """An OUT that is not what its progress file records is refused before anything is written or cut: two
     commands' chunks interleaved (what two extracts on one OUT used to leave), records written twice after a
     complete or a partial OUT, a tail that is not the next products' records, recorded bytes that end inside a
-    record."""
+    record, a record edited in place."""
     out = tmp_path / "out.jsonl"
     lines = reference.read_bytes().splitlines(keepends=True)
     chunks = [b"".join(lines[s:s + 16]) for s in range(0, len(lines), 16)]
@@ -353,6 +366,11 @@ def test_rerun_refuses_a_changed_out_and_leaves_it(damage: str, model_dir: Path,
             out.write_bytes(out.read_bytes() + chunks[3])
         elif damage == "foreign_tail":
             out.write_bytes(out.read_bytes() + b"notes\n")
+        elif damage == "same_length_edit":  # a value's first letter in another case: every record still parses
+            data = bytearray(out.read_bytes())
+            at = data.index(b'"value": "') + len(b'"value": "')
+            data[at:at + 1] = bytes(data[at:at + 1]).swapcase()
+            out.write_bytes(bytes(data))
         else:
             progress = json.loads(sidecar(out, PROGRESS_SUFFIX).read_text())
             sidecar(out, PROGRESS_SUFFIX).write_text(json.dumps({**progress, "bytes": progress["bytes"] + 10}))
