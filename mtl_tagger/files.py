@@ -1,4 +1,6 @@
-"""Atomic file writes (a crash or a bad input never leaves a half-written output) and checked JSON reads."""
+"""Atomic file writes (a crash or a bad input never leaves a half-written output), checked JSON reads and file
+fingerprints."""
+import hashlib
 import json
 import os
 import stat
@@ -55,3 +57,12 @@ def read_json(path: str | Path) -> object:
         raise InputError(f"damaged JSON ({e.msg})", path, e.lineno) from None
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read ({getattr(e, 'strerror', None) or e})", path) from None
+
+
+def sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in blocks (data fingerprints, the GloVe cache's source)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -18,7 +18,6 @@ Cache: FILE.meta.json records the source's SHA-256 and the settings; when FILE e
 matches, the build is skipped. A FILE built otherwise (or without meta) is replaced only with
 --overwrite.
 """
-import hashlib
 import json
 import time
 from collections import Counter
@@ -32,7 +31,7 @@ from absl import flags, logging
 from mtl_tagger import cli
 from mtl_tagger.catalog import read_catalog
 from mtl_tagger.errors import InputError
-from mtl_tagger.files import write_json_atomic
+from mtl_tagger.files import sha256, write_json_atomic
 from mtl_tagger.text import tokenize
 from mtl_tagger.vectors import write_vectors
 
@@ -121,15 +120,6 @@ def train_glove(rows: np.ndarray, cols: np.ndarray, counts: np.ndarray, vocab_si
     return (weights[0] + weights[1]).numpy()
 
 
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes (identifies the source in the cache meta)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def build_vectors(texts: Iterable[str], dim: int, min_count: int = 5, window: int = 10, epochs: int = 50,
                   x_max: float = 100.0, alpha: float = 0.75, learning_rate: float = 0.05,
                   batch_size: int = 16384, seed: int = 0) -> tuple[list[str], np.ndarray]:
@@ -179,7 +169,7 @@ def main(argv: list[str]) -> None:
     meta_path = out.with_name(out.name + ".meta.json")
     if not source.is_file():
         raise InputError("catalog file not found (--source)", source)
-    wanted = {"format_version": FORMAT_VERSION, "source_sha256": file_sha256(source),
+    wanted = {"format_version": FORMAT_VERSION, "source_sha256": sha256(source),
               **{name: getattr(FLAGS, name) for name in _SETTINGS}}
     if out.exists() and not FLAGS.overwrite:
         try:

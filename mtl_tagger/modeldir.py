@@ -7,7 +7,6 @@ predictions/, for coupled runs shortlist/ and analysis.json with the heatmaps, a
 a model dir with metrics.json holds a finished run.
 A run holds an exclusive lock on `.lock` for as long as it trains (mtl_tagger.lock).
 """
-import hashlib
 import platform
 import shutil
 from collections.abc import Sequence
@@ -22,15 +21,6 @@ from mtl_tagger.lock import FileLock
 from mtl_tagger.params import Params
 
 LOCK = ".lock"
-
-
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file's bytes (the data fingerprint's unit)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def stack() -> dict[str, str]:

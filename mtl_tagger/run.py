@@ -16,8 +16,9 @@ from mtl_tagger.corpus import TaskData, load_task, unseen_tags
 from mtl_tagger.coupling import Coupler, CouplingData, PairShortlist
 from mtl_tagger.crf import bigram_pmi
 from mtl_tagger.errors import InputError
+from mtl_tagger.files import sha256
 from mtl_tagger.model import TaggerNet
-from mtl_tagger.modeldir import file_digest, stack
+from mtl_tagger.modeldir import stack
 from mtl_tagger.params import Params
 from mtl_tagger.vectors import embedding_matrix, read_vectors
 from mtl_tagger.vocab import Vocab
@@ -54,10 +55,10 @@ def load_data(p: Params) -> RunData:
         {t: [s.tags for s in data.train] for t, data in tasks.items()},
         pretrained[0] if pretrained else (),
     )
-    files = {f"{t}/{f.name}": file_digest(f) for t in p.names
+    files = {f"{t}/{f.name}": sha256(f) for t in p.names
              for f in sorted((Path(p.data_dir) / t).glob("*.conll"))}
     if p.word_vectors:
-        files["word_vectors"] = file_digest(p.word_vectors)
+        files["word_vectors"] = sha256(p.word_vectors)
     return RunData(tasks, vocab, pretrained, {"data": files, "stack": stack()}, notes)
 
 
