@@ -89,13 +89,17 @@ def train(p: Params) -> dict[str, dict]:
                      else "no checkpoint was saved yet")
             raise Interrupted(f"interrupted at step {int(loop.step)}: {where}; run the same command again to "
                               "resume") from None
-        results = loop.test()
-        print(format_table(results), flush=True)
-        for line in calibrate(model_dir, p.calibration, {t: run.data.tasks[t].dev for t in p.names}, loop.writer):
-            print(line, flush=True)
-        if run.coupler is not None:
-            for direction in analyse(run, model_dir, loop.writer):
-                print("\n" + format_lenders(direction), flush=True)
+        try:
+            results = loop.test()
+            print(format_table(results), flush=True)
+            for line in calibrate(model_dir, p.calibration, {t: run.data.tasks[t].dev for t in p.names}, loop.writer):
+                print(line, flush=True)
+            if run.coupler is not None:
+                for direction in analyse(run, model_dir, loop.writer):
+                    print("\n" + format_lenders(direction), flush=True)
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted after training, while testing, calibrating or analysing: the trained model "
+                              "is saved; run the same command again to finish these without training") from None
         write_json_atomic(metrics, results)  # last: a model dir with metrics.json holds a finished run
         return results
     finally:

@@ -16,7 +16,7 @@ from conftest import REPO, run_cli, smoke_params
 from test_bad_input import assert_one_error_line
 
 from mtl_tagger import Tagger, loop
-from mtl_tagger.errors import InputError
+from mtl_tagger.errors import InputError, Interrupted
 from mtl_tagger.export import export
 from mtl_tagger.files import write_json_atomic
 from mtl_tagger.lock import FileLock
@@ -307,4 +307,25 @@ def test_a_complete_run_says_so_and_writes_nothing(model: Path, data_dir: Path, 
     train(smoke_params(data_dir, d, epochs=2))
     out = capsys.readouterr().out
     assert out.startswith(f"resuming {d} at step {step} of {step}\n") and "Ent-F1" in out and f"step {step}/" not in out
+    assert (d / "metrics.json").read_text() == (model / "metrics.json").read_text()
+
+
+def test_ctrl_c_in_the_end_stage_says_what_is_left(model: Path, data_dir: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C after the last step (in test, calibration or analysis) says the model is trained and that a rerun
+    finishes the rest without training; the rerun does."""
+    d = tmp_path / "m"
+    shutil.copytree(model, d)
+    (d / "metrics.json").unlink()
+
+    def interrupted(*args: object, **kwargs: object) -> list[str]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("mtl_tagger.train.calibrate", interrupted)
+    with pytest.raises(Interrupted, match="after training, while testing, calibrating or analysing: the trained model "
+                                          "is saved; run the same command again to finish these without training"):
+        train(smoke_params(data_dir, d, epochs=2))
+    assert not (d / "metrics.json").exists()
+    monkeypatch.undo()
+    train(smoke_params(data_dir, d, epochs=2))
     assert (d / "metrics.json").read_text() == (model / "metrics.json").read_text()
