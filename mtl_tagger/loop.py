@@ -3,10 +3,10 @@ checkpoint (ties to the later step), early stopping, and resumption from the las
 
 One step = one minibatch of every vertical (+ the coupling minibatches in coupled mode), one summed loss,
 one Adam update. Every `eval_every` steps all verticals are scored on dev; a vertical that improves its
-dev macro-F1 has the weights saved in best/<vertical>/ (so each vertical is tested at its own best step),
-history.json records the evaluation, and the full state goes to last/, last: a crash at any point of an
-evaluation resumes from the last complete one and repeats the same steps. Training stops at the step budget,
-or once no vertical has improved for `patience` evaluations and `min_steps` are done.
+dev score (--selection, macro-F1 by default) has the weights saved in best/<vertical>/ (so each vertical is
+tested at its own best step), history.json records the evaluation, and the full state goes to last/, last: a
+crash at any point of an evaluation resumes from the last complete one and repeats the same steps. Training
+stops at the step budget, or once no vertical has improved for `patience` evaluations and `min_steps` are done.
 """
 import functools
 from pathlib import Path
@@ -113,7 +113,7 @@ class Loop:
         best: dict[str, dict] = {}
         for e in self.history["evaluations"]:
             for t, m in e["dev"].items():
-                if t not in best or m["macro_f1"] >= best[t]["macro_f1"]:
+                if t not in best or m[self.p.selection] >= best[t][self.p.selection]:
                     best[t] = {"step": e["step"], **m}
         return best
 
@@ -140,17 +140,16 @@ class Loop:
         try:
             dev = self.dev_scores()
             self.history["evaluations"].append({"step": step, "dev": dev})
-            cells = []
+            cells, key = [], self.p.selection
             for t in self.names:
                 best = self.history["best"].get(t)
-                if best is None or dev[t]["macro_f1"] >= best["macro_f1"]:  # a tie goes to the later step
+                if best is None or dev[t][key] >= best[key]:  # a tie goes to the later step
                     self.history["best"][t] = {"step": step, **dev[t]}
                     if self.chief:
                         self.best[t].save(checkpoint_number=step)
-                    cells.append(f"{t} {dev[t]['macro_f1'] * 100:.2f}*")
+                    cells.append(f"{t} {dev[t][key] * 100:.2f}*")
                 else:
-                    cells.append(f"{t} {dev[t]['macro_f1'] * 100:.2f} (best {best['macro_f1'] * 100:.2f} "
-                                 f"@{best['step']})")
+                    cells.append(f"{t} {dev[t][key] * 100:.2f} (best {best[key] * 100:.2f} @{best['step']})")
         finally:
             if self.average is not None:
                 self.average.swap(self.variables)
@@ -159,7 +158,7 @@ class Loop:
             # and redoes those steps, which also rewrites any best/ saved after it.
             write_json_atomic(self.model_dir / "history.json", self.history)
             self.last.save(checkpoint_number=step)
-        return "dev macro-F1: " + ", ".join(cells)
+        return f"dev {key.replace('_f1', '-F1')}: " + ", ".join(cells)
 
     def fit(self, start: int) -> None:
         """Train from `start` (what `resume` returned) to the step budget or until patience runs out."""

@@ -22,6 +22,7 @@ CRF_IMPLS = ("own", "tfa")
 SHORTLIST_CONTEXTS = ("tagged", "all")
 COUPLING_SCORES = ("emission", "log_softmax", "marginal")
 DISTRIBUTE = ("", "multiworker")
+SELECTIONS = ("macro_f1", "entity_f1")  # dev scores that can select a vertical's best step
 # Fields that may change when a run resumes in the same model dir (they do not change the model).
 RESUMABLE = frozenset({"epochs", "min_steps", "max_steps", "patience", "eval_every", "overwrite", "model_dir",
                        "crf_impl", "distribute", "calibration"})
@@ -73,6 +74,8 @@ class Params:
     bio_constraints: bool = _f(True, "Decoding forbids the tag pairs the BIO scheme forbids (an I-x at the start or "
                                      "after anything but B-x/I-x), in Viterbi and in the marginals that give "
                                      "confidence; training's likelihood is unchanged.")
+    selection: str = _f("macro_f1", "The dev score that selects each vertical's best step: macro_f1 (the paper's "
+                                    "mean F1 over B-/I- tags) or entity_f1 (conlleval's F1 over whole values).")
     calibration: str = _f("temperature", "How the end of training calibrates each vertical's confidence on its "
                                          "dev split (mtl_tagger.calibration): temperature (the CRF's scores divided "
                                          "by one fitted number) or platt (a logistic map of the value's raw "
@@ -142,7 +145,7 @@ class Params:
             raise InputError(f"--shortlist_threshold={self.shortlist_threshold}: must be in [-1, 1)")
         for name, allowed in (("char_encoder", CHAR_ENCODERS), ("shortlist_contexts", SHORTLIST_CONTEXTS),
                               ("crf_impl", CRF_IMPLS), ("coupling_score", COUPLING_SCORES),
-                              ("calibration", CALIBRATIONS),
+                              ("calibration", CALIBRATIONS), ("selection", SELECTIONS),
                               ("distribute", DISTRIBUTE)):
             if getattr(self, name) not in allowed:
                 raise InputError(f"--{name}={getattr(self, name)}: must be one of {', '.join(allowed)}")

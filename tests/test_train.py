@@ -15,6 +15,7 @@ from datagen import write_vertical
 from mtl_tagger import Tagger, interrupt
 from mtl_tagger.conll import read_conll
 from mtl_tagger.crf import bigram_pmi
+from mtl_tagger.errors import InputError
 from mtl_tagger.loop import Loop
 from mtl_tagger.modeldir import best_checkpoint, read_history
 from mtl_tagger.train import train
@@ -154,6 +155,21 @@ def test_each_vertical_is_selected_at_its_own_best_step(data_dir: Path, tmp_path
     for task, m in results.items():
         got, _ = tagger.evaluate(read_conll(data_dir / task / "test.conll"), task)
         assert got["macro_f1"] == pytest.approx(m["macro_f1"])
+
+
+def test_selection_is_the_dev_score_it_names(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture) -> None:
+    """--selection=entity_f1 picks the step with the best dev entity-F1, where macro-F1 would pick another."""
+    script = {2: (0.9, 0.5), 4: (0.6, 0.8), 6: (0.7, 0.7)}
+    monkeypatch.setattr(Loop, "dev_scores", lambda self: {"Chain x": dict(zip(("macro_f1", "entity_f1"),
+                                                                              script[int(self.step)]))})
+    for selection, step in (("macro_f1", 2), ("entity_f1", 4)):
+        results = train(smoke_params(data_dir, tmp_path / selection, epochs=1, max_steps=6, min_steps=6, eval_every=2,
+                                     patience=0, selection=selection))
+        assert results["Chain x"]["selected_step"] == step, selection
+    assert "dev entity-F1: Chain x 80.00*" in capsys.readouterr().out
+    with pytest.raises(InputError, match="--selection=micro: must be one of macro_f1, entity_f1"):
+        smoke_params(data_dir, tmp_path / "x", selection="micro")
 
 
 def test_tasks_list_equals_task_a_task_b(data_dir: Path, tmp_path: Path) -> None:
