@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from mtl_tagger import crf
 from mtl_tagger.labels import HASH_BUCKETS, kgram_ids
-from mtl_tagger.model import TaggerNet
+from mtl_tagger.model import TaggerNet, fold_in
 from mtl_tagger.pipeline import BATCH_SIGNATURE, SentenceTable
 from mtl_tagger.shortlist import Contexts
 
@@ -299,8 +299,7 @@ class Coupler(tf.Module):
         """The coupling minibatch's TCE (summed per anchor, divided by `anchors`, default the batch's anchors), its
         parts per pair [pairs, 4] (cce, cce′, lce, lce′; summing to TCE), and both attentions [S, K]; the
         sentences are encoded with dropout drawn from `seed`."""
-        hs = [net.encoder(c[f"sentences_{g}"], None if seed is None else tf.random.experimental.stateless_fold_in(
-            seed, 1000 + g)) for g in range(GROUPS)]
+        hs = [net.encoder(c[f"sentences_{g}"], fold_in(seed, 1000 + g)) for g in range(GROUPS)]
         return self.loss(net, c, hs, anchors)
 
     def loss(self, net: TaggerNet, c: dict[str, tf.Tensor], hs: list[tf.Tensor],

@@ -16,8 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from mtl_tagger.errors import InputError
-
-IMPLS = ("own", "tfa")
+from mtl_tagger.params import CRF_IMPLS as IMPLS
 
 # The score of a tag pair or start the BIO scheme forbids: finite, so a logsumexp over forbidden paths alone is
 # still a number (-inf there would give NaN), and far beyond what emission and transition scores make up for.

@@ -18,15 +18,12 @@ from mtl_tagger import interrupt, pipeline
 from mtl_tagger.conll import write_conll
 from mtl_tagger.coupling import COUPLING_SIGNATURE
 from mtl_tagger.files import write_json_atomic
+from mtl_tagger.model import fold_in
 from mtl_tagger.modeldir import checkpoint_manager, read_history
 from mtl_tagger.optimizer import Adam, Average
 from mtl_tagger.progress import Progress
 from mtl_tagger.run import Run
 from mtl_tagger.tagger import Tagger, restore
-
-
-def _fold(seed: tf.Tensor, k: int) -> tf.Tensor:
-    return tf.random.experimental.stateless_fold_in(seed, k)
 
 
 class Loop:
@@ -71,11 +68,11 @@ class Loop:
         seed = tf.stack([tf.constant(self.p.seed, tf.int64), inputs["step"]])
         count = inputs["count"]
         with tf.GradientTape() as tape:
-            losses = {f"crf/{t}": self.run.net.crf_loss(t, inputs[t], _fold(seed, i), count[t])
+            losses = {f"crf/{t}": self.run.net.crf_loss(t, inputs[t], fold_in(seed, i), count[t])
                       for i, t in enumerate(self.names)}
             loss = tf.add_n(list(losses.values()))
             if self.run.coupler is not None:
-                out = self.run.coupler(self.run.net, inputs["coupling"], _fold(seed, len(self.names)),
+                out = self.run.coupler(self.run.net, inputs["coupling"], fold_in(seed, len(self.names)),
                                        count["coupling"])
                 loss += self.p.coupling_weight * out["total"]
                 losses["coupling/tce"] = out["total"]

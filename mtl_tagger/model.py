@@ -24,8 +24,8 @@ def dropout(x: tf.Tensor, rate: float, seed: tf.Tensor | None) -> tf.Tensor:
     return tf.where(keep, x / (1.0 - rate), 0.0)
 
 
-def _fold(seed: tf.Tensor | None, k: int) -> tf.Tensor | None:
-    """A distinct seed for the k-th random draw of one call."""
+def fold_in(seed: tf.Tensor | None, k: int) -> tf.Tensor | None:
+    """A distinct seed for the k-th random draw of one call (None: no randomness)."""
     return None if seed is None else tf.random.experimental.stateless_fold_in(seed, k)
 
 
@@ -90,14 +90,14 @@ class Encoder(tf.Module):
         """Context vectors h [B, T, 2·hidden] of a padded batch, 0 past each length; dropout when `seed` is given."""
         words = batch["words"]
         if seed is not None and self.word_rate:
-            unknown = tf.random.stateless_uniform(tf.shape(words), _fold(seed, 2)) < self.word_rate
+            unknown = tf.random.stateless_uniform(tf.shape(words), fold_in(seed, 2)) < self.word_rate
             words = tf.where(unknown & (words > 0), UNK_ID, words)
         parts = [tf.gather(self.word_embedding, words), self.chars(batch["chars"], batch["words"])]
         if self.shape_embedding is not None:
             parts.append(tf.gather(self.shape_embedding, batch["case"]))
-        x = dropout(tf.concat(parts, axis=-1), self.rate, _fold(seed, 0))
+        x = dropout(tf.concat(parts, axis=-1), self.rate, fold_in(seed, 0))
         h = bilstm(x, batch["length"], self.forward, self.backward)
-        return dropout(h, self.rate, _fold(seed, 1))
+        return dropout(h, self.rate, fold_in(seed, 1))
 
 
 class Head(tf.Module):

@@ -127,11 +127,13 @@ def _fingerprint(*arrays: np.ndarray) -> str:
 
 
 def _shortlists(p: Params, data: RunData, net: TaggerNet, examples: dict[str, list[pipeline.Example]],
-                cache: Path) -> tuple[dict, dict, list[PairShortlist], list[tuple[dict, shortlist.Shortlist]]]:
+                cache: Path, pretrained: tuple[np.ndarray, np.ndarray] | None
+                ) -> tuple[dict, dict, list[PairShortlist], list[tuple[dict, shortlist.Shortlist]]]:
     """Each vertical's contexts and gold tags, every coupled pair's shortlist L (read from `cache` where it is
-    there), and the ones made here with their cache keys."""
-    if data.pretrained is not None:
-        init, found = embedding_matrix(data.vocab.words, *data.pretrained, p.seed)
+    there), and the ones made here with their cache keys. `pretrained`: the embedding matrix build initialised
+    the network with, and which of its words had a vector (None without --word_vectors)."""
+    if pretrained is not None:
+        init, found = pretrained
         vectors = init * found[:, None]  # words without a pretrained vector count as padding
         vectors[0] = 0.0
     else:
@@ -177,8 +179,9 @@ def build(p: Params, data: RunData, model_dir: Path, write: bool = True) -> Run:
     (a worker that is not the chief, or a run that checks its model dir first: `Run.cache_shortlists` then)."""
     vocab = data.vocab
     net = TaggerNet(p, len(vocab.words), len(vocab.chars), vocab.tags)
-    if data.pretrained is not None:
-        init, found = embedding_matrix(vocab.words, *data.pretrained, p.seed)
+    pretrained = embedding_matrix(vocab.words, *data.pretrained, p.seed) if data.pretrained is not None else None
+    if pretrained is not None:
+        init, found = pretrained
         net.word_embeddings.assign(init)
         logging.info("word vectors: %d of %d vocabulary words initialised from %s", found.sum(), len(vocab.words),
                      p.word_vectors)
@@ -195,7 +198,7 @@ def build(p: Params, data: RunData, model_dir: Path, write: bool = True) -> Run:
     lengths = {t: np.array([int(e["length"]) for e in ex], np.int32) for t, ex in examples.items()}
     run = Run(p, data, net, table, offsets, lengths)
     if p.mode == "coupled":
-        contexts, gold, pairs, run.uncached = _shortlists(p, data, net, examples, model_dir / "shortlist")
+        contexts, gold, pairs, run.uncached = _shortlists(p, data, net, examples, model_dir / "shortlist", pretrained)
         tag_offsets = dict(zip(vocab.tags, np.cumsum([0] + [len(v) for v in vocab.tags.values()])[:-1].tolist()))
         run.coupling = CouplingData(p.names, contexts, gold, offsets, tag_offsets, pairs)
         run.coupler = Coupler(vocab.tags, len(pairs), (2 * p.window + 1) * p.word_dim, p.label_kgram,
