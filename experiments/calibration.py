@@ -5,7 +5,8 @@
 Every run of the small-data protocol (experiments/small_data.py, whose model dirs are under --runs_dir) is decoded
 on its vertical's dev and test splits with its raw confidence (the smallest CRF marginal of a value's tokens); each
 calibration method is fitted per run on its dev values (mtl_tagger.calibration: temperature, platt; and isotonic
-regression of the value-level score, for comparison only) and applied to its test values. Decoded values never
+regression of the value-level score, and temperature scaling allowed to sharpen (T < 1), for comparison only) and
+applied to its test values. Decoded values never
 change. The table pools the test values of each size and embedding condition (and of all) and gives the ECE (10
 equal-width bins) and the log loss of the raw and of each calibrated confidence, and the mean over runs of each run's
 own ECE.
@@ -25,7 +26,8 @@ from mtl_tagger.corpus import load_task
 from mtl_tagger.tagger import Tagger
 
 FLAGS = flags.FLAGS
-METHODS = ("raw", *calibration.METHODS, "isotonic")
+METHODS = ("raw", *calibration.METHODS, "sharpening", "isotonic")
+SHARPENING = np.geomspace(0.5, 64.0, 29)  # temperature scaling's grid with T < 1 allowed, as Guo et al. fit it
 
 
 def run_outcomes(model_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -40,6 +42,8 @@ def run_outcomes(model_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     for method in calibration.METHODS:
         fitted = calibration.fit(tagger, data.dev, task, method)
         out[method] = calibration.confidences(tagger, data.test, task, fitted)
+    fitted = calibration.fit(tagger, data.dev, task, "temperature", SHARPENING)
+    out["sharpening"] = calibration.confidences(tagger, data.test, task, fitted)
     isotonic = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip", increasing=True)
     if len(dev_raw):
         isotonic.fit(dev_raw, dev_right.astype(float))

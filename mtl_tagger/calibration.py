@@ -38,7 +38,9 @@ if TYPE_CHECKING:
 BINS = 10
 METHODS = ("temperature", "platt")
 FILE = "calibration.json"  # in the model dir: vertical → Calibration.to_json()
-TEMPERATURES = np.geomspace(0.5, 64.0, 29)  # the grid temperature scaling chooses from: steps of 2^(1/4), 1.0 on it
+# The grid temperature scaling chooses from: steps of 2^(1/4) from 1, so calibration only ever softens the CRF. A dev
+# split of a few values, all right by chance, would otherwise pick T < 1 and make an over-confident model more so.
+TEMPERATURES = np.geomspace(1.0, 64.0, 25)
 _EPS = 1e-6
 
 
@@ -117,10 +119,11 @@ def fit_platt(confidence: np.ndarray, right: np.ndarray, steps: int = 100) -> tu
     return max(float(w[0]), _EPS), float(w[1])
 
 
-def fit_temperature(confidence_at: Callable[[float], np.ndarray], right: np.ndarray) -> float:
+def fit_temperature(confidence_at: Callable[[float], np.ndarray], right: np.ndarray,
+                    grid: np.ndarray = TEMPERATURES) -> float:
     """The temperature of the grid whose confidences have the smallest log loss (the lowest of equal ones)."""
-    losses = [log_loss(confidence_at(float(t)), right) for t in TEMPERATURES]
-    return float(TEMPERATURES[int(np.argmin(losses))])
+    losses = [log_loss(confidence_at(float(t)), right) for t in grid]
+    return float(grid[int(np.argmin(losses))])
 
 
 @dataclass(frozen=True)
@@ -196,15 +199,17 @@ def outcomes(tagger: "Tagger", sentences: Sequence[Sentence], task: str, tempera
     return value_outcomes([s.tags for s in sentences], tags, confidence)
 
 
-def fit(tagger: "Tagger", sentences: Sequence[Sentence], task: str, method: str) -> Calibration:
-    """One vertical's map, fitted on its dev sentences (the identity when they give no value to fit on)."""
+def fit(tagger: "Tagger", sentences: Sequence[Sentence], task: str, method: str, grid: np.ndarray = TEMPERATURES
+        ) -> Calibration:
+    """One vertical's map, fitted on its dev sentences (the identity when they give no value to fit on); `grid`:
+    the temperatures to choose from."""
     raw, right = outcomes(tagger, sentences, task)
     if not len(raw):
         return Calibration(method)
     if method == "platt":
         a, b = fit_platt(raw, right)
         return Calibration("platt", a=a, b=b, dev_values=len(raw))
-    temperature = fit_temperature(lambda t: outcomes(tagger, sentences, task, t)[0], right)
+    temperature = fit_temperature(lambda t: outcomes(tagger, sentences, task, t)[0], right, grid)
     return Calibration("temperature", temperature=temperature, dev_values=len(raw))
 
 

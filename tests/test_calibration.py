@@ -54,6 +54,15 @@ def test_temperature_is_the_grid_point_of_least_log_loss() -> None:
     assert chosen == pytest.approx(min(calibration.TEMPERATURES, key=lambda t: abs(0.2 * t / 10 - 0.25)), rel=0.2)
 
 
+def test_temperature_never_sharpens() -> None:
+    """Dev values all right would pull the log loss toward T < 1, a sharper, more over-confident CRF: the grid stops
+    at 1."""
+    right = np.ones(30, bool)
+    assert calibration.fit_temperature(lambda t: np.full(30, 0.9 ** t), right) == 1.0
+    assert calibration.fit_temperature(lambda t: np.full(30, 0.9 ** t), right, np.geomspace(0.5, 64, 29)) == 0.5
+    assert min(calibration.TEMPERATURES) == 1.0
+
+
 @pytest.fixture(scope="module")
 def model(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A smoke model: training calibrates it at its end (temperature scaling, the default)."""
@@ -78,6 +87,9 @@ def test_calibration_changes_no_tag_and_maps_every_confidence(method: str, model
     shutil.copytree(model, d)
     r = run_cli("calibration", f"--model_dir={d}", f"--method={method}")
     assert r.returncode == 0 and f"({method}): ECE" in r.stdout, r.stderr
+    if method == "temperature":  # the under-confident smoke model keeps T = 1 (the grid never sharpens): soften it
+        written = json.loads((d / calibration.FILE).read_text())
+        (d / calibration.FILE).write_text(json.dumps({TASK: {**written[TASK], "temperature": 2.0}}))
     fitted = calibration.read_calibration(d, [TASK])[TASK]
     sentences = [s.tokens for s in read_conll(data_dir / TASK / "test.conll")]
     raw, calibrated = Tagger.load(d, calibrated=False), Tagger.load(d)
@@ -86,8 +98,6 @@ def test_calibration_changes_no_tag_and_maps_every_confidence(method: str, model
     assert tags == raw_tags == raw.predict(sentences, TASK)
     flat, flat_raw = np.concatenate([np.array(c) for c in conf]), np.concatenate([np.array(c) for c in raw_conf])
     np.testing.assert_allclose(flat, fitted.apply(flat_raw), rtol=1e-6)
-    if method == "temperature":
-        assert fitted.temperature != 1.0, "the smoke model is over-confident"
     assert not np.allclose(flat, np.concatenate([np.array(c) for c in raw.tag(sentences, TASK)[1]]))
 
 
