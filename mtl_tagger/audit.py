@@ -20,21 +20,23 @@ For each product and each attribute its vertical's head can tag:
                          value next to a shared one, e.g. a second colour, is not flagged)
   partially_agrees       no shared value, but a value of one side lies inside one of the other, token-aligned:
                          slim / slim fit, Sterling Silver / Silver, a value the model split in two or ran on
-  conflicts              D and S both non-empty, and no value equal to or inside one of the other
+  conflicts              D and S both non-empty, and no value equal to or inside one of the other, claimed only
+                         when the text does not name a specification value too and the model's (calibrated)
+                         confidence in its value is at least --min_conflict_confidence
+  unconfirmed            such a disagreement that is not claimed (its `why`): the description names both, and
+                         the model took the other; or the model is not sure enough of its value. Hand checks found
+                         these to be the model's errors almost always
   only_in_description    D non-empty, S empty (no specification, or a placeholder): an enrichment
   only_in_specification  S non-empty, D empty
 Specified attributes that the head cannot tag get no verdict; counts.json counts them as not_taggable.
-A flag on a conflict row helps tell a seller's inconsistency from a model error (prepare's token-aligned
-matcher): spec_value_in_text (a specification value occurs in the text anyway: the description names both, and
-the model took the other).
 
 Output (each file written atomically, report.md last, under a lock on DIR/.lock that refuses a second audit
 into DIR while one writes, and removed after; a DIR without report.md holds an unfinished audit):
-DIR/counts.json (the five counts in total, per vertical, per attribute and per vertical and attribute),
-DIR/<class>.jsonl per class (one row per (product, attribute): id, vertical, attribute, description_value,
-spec_value, snippet, sentence (the whole sentence of the first value), start, end, confidence; conflicts also
-spec_value_in_text), ranked by the model's
-confidence in its value, highest first (calibrated where the model is: a conflict whose value the model is sure
+DIR/counts.json (the classes in total, per vertical, per attribute and per vertical and attribute, and the
+--min_conflict_confidence they were made with), DIR/<class>.jsonl per class (one row per (product, attribute):
+id, vertical, attribute, description_value, spec_value, snippet, sentence (the whole sentence of the first
+value), start, end, confidence; unconfirmed rows also why), ranked by the model's confidence in its value,
+highest first (calibrated where the model is: a conflict whose value the model is sure
 of is more likely the seller's error than the model's; rows without a description value last), and
 DIR/report.md (totals, per vertical, per attribute, the conflicts the model is most sure of, the most frequent
 conflicts with ids and snippets).
@@ -68,9 +70,12 @@ LOCK = ".lock"
 REPORT = "report.md"
 SUMMARY_KEYS = ("model_dir", "keep_spec_block", "min_confidence", "tagged", "tagged_per_vertical", "skipped",
                 "attributes")
-CLASSES = ("agrees", "partially_agrees", "conflicts", "only_in_description", "only_in_specification")
+CLASSES = ("agrees", "partially_agrees", "conflicts", "unconfirmed", "only_in_description", "only_in_specification")
 CLASS_NAMES = {"agrees": "agrees", "partially_agrees": "partially agrees", "conflicts": "conflicts",
-               "only_in_description": "only in description", "only_in_specification": "only in specification"}
+               "unconfirmed": "unconfirmed", "only_in_description": "only in description",
+               "only_in_specification": "only in specification"}
+MIN_CONFLICT_CONFIDENCE = 0.5  # a conflict is claimed when the model's value is more likely right than wrong
+NAMES_BOTH = "the text names the specification value too"
 TOP_CONFLICTS = 20
 
 
@@ -84,7 +89,7 @@ class Verdict:
     cls: str
     description: tuple[dict, ...]  # extract's value records, in text order
     spec: tuple[str, ...]  # the seller's values as written
-    spec_in_text: bool = False
+    why: str = ""  # of an unconfirmed disagreement
 
 
 @dataclass
@@ -96,6 +101,7 @@ class Audit:
     summary: dict
     not_taggable: Counter
     texts: dict[str, str]
+    min_conflict_confidence: float = MIN_CONFLICT_CONFIDENCE
 
 
 def specified(product: Product) -> dict[str, tuple[list[str], set[tuple[str, ...]]]]:
@@ -142,7 +148,8 @@ def classify(description: set[tuple[str, ...]], spec: set[tuple[str, ...]]) -> s
     return "only_in_specification" if spec else None
 
 
-def judge(record: dict, product: Product, text: str, taggable: list[str]) -> tuple[list[Verdict], Counter]:
+def judge(record: dict, product: Product, text: str, taggable: list[str],
+          min_conflict_confidence: float = MIN_CONFLICT_CONFIDENCE) -> tuple[list[Verdict], Counter]:
     """The verdicts of one extracted product, and its specified attributes that the head cannot tag."""
     found: dict[str, list[dict]] = defaultdict(list)
     for value in record["values"]:
@@ -154,9 +161,15 @@ def judge(record: dict, product: Product, text: str, taggable: list[str]) -> tup
         cls = classify({value_tokens(v["value"]) for v in found[attr]} - {()}, items)
         if cls is None:
             continue
-        in_text = cls == "conflicts" and any(contains(text, v) for v in raw)
-        verdicts.append(Verdict(record["id"], record["vertical"], attr, cls, tuple(found[attr]), tuple(raw),
-                                in_text))
+        why = ""
+        if cls == "conflicts":
+            confidence = max(v["confidence"] for v in found[attr])
+            if any(contains(text, v) for v in raw):
+                why = NAMES_BOTH
+            elif confidence < min_conflict_confidence:
+                why = f"the model's confidence in its value is below {min_conflict_confidence:g}"
+            cls = "unconfirmed" if why else cls
+        verdicts.append(Verdict(record["id"], record["vertical"], attr, cls, tuple(found[attr]), tuple(raw), why))
     return verdicts, Counter(attr for attr in spec if attr not in taggable)
 
 
@@ -218,9 +231,12 @@ def check_catalog(extractions: Path, summary: dict, catalog: str | Path) -> None
                          "recorded): pass that catalog, or extract this one into another --out", catalog)
 
 
-def audit(extractions: str | Path, catalog: str | Path) -> Audit:
+def audit(extractions: str | Path, catalog: str | Path, min_conflict_confidence: float = MIN_CONFLICT_CONFIDENCE
+          ) -> Audit:
     """Verdicts for every extracted product; InputError when the extraction is unfinished or was not made
     from this catalog."""
+    if not 0.0 <= min_conflict_confidence <= 1.0:
+        raise InputError(f"--min_conflict_confidence={min_conflict_confidence}: must be in [0, 1]")
     extractions = Path(extractions)
     summary_path = sidecar(extractions, SUMMARY_SUFFIX)
     if not summary_path.is_file():
@@ -255,7 +271,7 @@ def audit(extractions: str | Path, catalog: str | Path) -> Audit:
                 raise InputError(f"value {v['value']!r} is not at [{v['start']}, {v['end']}) of product "
                                  f"{record['id']}'s text: were the extractions made from this catalog?",
                                  extractions, lineno)
-        found, missing = judge(record, product, text, taggable)
+        found, missing = judge(record, product, text, taggable, min_conflict_confidence)
         verdicts += found
         not_taggable.update({(record["vertical"], a): n for a, n in missing.items()})
         if found:
@@ -263,7 +279,7 @@ def audit(extractions: str | Path, catalog: str | Path) -> Audit:
     if count != summary["tagged"]:
         raise InputError(f"holds {count} records but {summary_path.name} says {summary['tagged']} products were "
                          "tagged", extractions)
-    return Audit(verdicts, summary, not_taggable, texts)
+    return Audit(verdicts, summary, not_taggable, texts, min_conflict_confidence)
 
 
 def _class_counts(verdicts: list[Verdict]) -> dict[str, int]:
@@ -300,6 +316,8 @@ def counts(result: Audit) -> dict:
         "seen": _class_counts([v for v in verdicts if v.id in seen])}
     return {
         "classes": list(CLASSES),
+        "min_conflict_confidence": result.min_conflict_confidence,
+        "names_both": sum(v.why == NAMES_BOTH for v in verdicts),
         "products": summary["tagged"],
         "products_per_vertical": summary["tagged_per_vertical"],
         "total": _class_counts(verdicts),
@@ -329,8 +347,8 @@ def verdict_row(v: Verdict, text: str) -> dict:
            "sentence": sentence_of(text, first["start"], first["end"]) if first else None,
            "start": first["start"] if first else None, "end": first["end"] if first else None,
            "confidence": max(d["confidence"] for d in v.description) if first else None}
-    if v.cls == "conflicts":
-        row["spec_value_in_text"] = v.spec_in_text
+    if v.why:
+        row["why"] = v.why
     return row
 
 
@@ -409,7 +427,10 @@ def report(result: Audit, table: dict, rows: list[dict], extractions: str | Path
         "and the specification share a value, compared as prepare matches values: tokens, case-folded; a list "
         "specification \"A, B\" holds A and B; `&` is `and`), **partially agrees** (a value of one side lies "
         "inside one of the other: slim / slim fit, Sterling Silver / Silver, or a value the model cut short or ran "
-        "on), **conflicts** (both have values, none equal or inside the other), **only in description** (no real "
+        "on), **conflicts** (both have values, none equal or inside the other, the text does not name the "
+        "specification value too, and the model's confidence in its value is at least "
+        f"{result.min_conflict_confidence:g}), **unconfirmed** (such a disagreement without those two: most "
+        "likely the model's error), **only in description** (no real "
         "specification value: an enrichment), **only in specification** (the model found no value in the text). "
         "Each class's rows are in `<class>.jsonl` beside this report. See the module docstring of "
         "`mtl_tagger.audit`.", "",
@@ -419,8 +440,9 @@ def report(result: Audit, table: dict, rows: list[dict], extractions: str | Path
         *(_table(["products", "pairs", *header], [[name.replace("_", " "), sum(c.values()), *_count_row(c)]
                                                   for name, c in table["by_training"].items() if sum(c.values())])
           + [""] if table["by_training"] else []),
-        f"Of the {len(rows)} conflicts, {sum(r['spec_value_in_text'] for r in rows)} have a specification value in "
-        "the text as well (the description names both; the model took the other).",
+        f"Unconfirmed: {table['total']['unconfirmed']}, of which {table['names_both']} because the text names the "
+        "specification value too (the model took another word), the others because the model is not sure enough "
+        "of its value.",
         f"Specified attributes the heads cannot tag (not judged): "
         f"{sum(sum(a.values()) for a in table['not_taggable'].values())}.", "",
         "## Per vertical", "",
@@ -459,9 +481,10 @@ def report(result: Audit, table: dict, rows: list[dict], extractions: str | Path
     return "\n".join(lines) + "\n"
 
 
-def write_audit(extractions: str | Path, catalog: str | Path, out: str | Path) -> dict:
+def write_audit(extractions: str | Path, catalog: str | Path, out: str | Path,
+                min_conflict_confidence: float = MIN_CONFLICT_CONFIDENCE) -> dict:
     """Audit and write DIR/counts.json, DIR/<class>.jsonl and DIR/report.md; returns the counts."""
-    result = audit(extractions, catalog)
+    result = audit(extractions, catalog, min_conflict_confidence)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError("is not a directory", out)
@@ -494,6 +517,8 @@ def define_flags() -> None:
     flags.DEFINE_string("extractions", None, "extract's OUT.jsonl (its OUT.jsonl.summary.json beside it).")
     flags.DEFINE_string("catalog", None, "The catalog extract was run on.")
     flags.DEFINE_string("out", None, "Directory for counts.json, <class>.jsonl and report.md.")
+    flags.DEFINE_float("min_conflict_confidence", MIN_CONFLICT_CONFIDENCE, "Claim a disagreement as a conflict only "
+                       "when the model's (calibrated) confidence in its value is at least this; below, unconfirmed.")
 
 
 def main(argv: list[str]) -> None:
@@ -502,7 +527,7 @@ def main(argv: list[str]) -> None:
         raise cli.usage_error(argv)
     if not FLAGS.extractions or not FLAGS.catalog or not FLAGS.out:
         raise InputError("--extractions, --catalog and --out are required")
-    table = write_audit(FLAGS.extractions, FLAGS.catalog, FLAGS.out)
+    table = write_audit(FLAGS.extractions, FLAGS.catalog, FLAGS.out, FLAGS.min_conflict_confidence)
     print(", ".join(f"{CLASS_NAMES[c]} {n}" for c, n in table["total"].items()) + f": {Path(FLAGS.out) / REPORT}")
 
 

@@ -1,6 +1,7 @@
 """A catalog audit in which no product is tagged by a model that trained on it: K-fold cross-fitting.
 
     python -m mtl_tagger.crossfit --catalog=PATH --out=DIR [--folds=2] [--flagfile=flags/sweep.cfg] [--tasks=…]
+        [--min_conflict_confidence=0.5]
         [--verticals=flags/verticals.json] [--keep_spec_block] [--keep_boilerplate] [any train flag]
 
 Folds. Each product of the catalog goes to fold `prepare.fold_of` of its copy group (the products whose
@@ -23,7 +24,7 @@ from pathlib import Path
 from absl import flags
 
 from mtl_tagger import cli, params
-from mtl_tagger.audit import CLASS_NAMES, REPORT, write_audit
+from mtl_tagger.audit import CLASS_NAMES, MIN_CONFLICT_CONFIDENCE, REPORT, write_audit
 from mtl_tagger.catalog import read_catalog
 from mtl_tagger.errors import InputError
 from mtl_tagger.extract import SUMMARY_SUFFIX, extract_catalog, sidecar
@@ -85,7 +86,7 @@ def merge(parts: list[Path], out: Path, held_out: str) -> dict:
 
 def crossfit(catalog: str | Path, out: str | Path, folds: int, base: Params,
              verticals_path: str | Path = DEFAULT_VERTICALS, keep_spec_block: bool = False,
-             keep_boilerplate: bool = False) -> dict:
+             keep_boilerplate: bool = False, min_conflict_confidence: float = MIN_CONFLICT_CONFIDENCE) -> dict:
     """Prepare, train and extract every fold, merge and audit (see the docstring); returns the audit's counts."""
     from mtl_tagger.train import train  # TensorFlow is imported only once there is work for it
 
@@ -112,7 +113,7 @@ def crossfit(catalog: str | Path, out: str | Path, folds: int, base: Params,
     held_out = (f"{folds}-fold cross-fitting (mtl_tagger.crossfit): the catalog's products were cut into {folds} "
                 "folds by copy group, and each fold was tagged by a model trained without it")
     merge(parts, out / "values.jsonl", held_out)
-    return write_audit(out / "values.jsonl", catalog, out / "audit")
+    return write_audit(out / "values.jsonl", catalog, out / "audit", min_conflict_confidence)
 
 
 FLAGS = flags.FLAGS
@@ -127,6 +128,8 @@ def define_flags() -> None:
     flags.DEFINE_string("verticals", str(DEFAULT_VERTICALS), "JSON mapping vertical -> category-path rules.")
     flags.DEFINE_bool("keep_spec_block", False, "Keep the 'Specifications of …' block in the text.")
     flags.DEFINE_bool("keep_boilerplate", False, "Keep the catalog's boilerplate sentences in the text.")
+    flags.DEFINE_float("min_conflict_confidence", MIN_CONFLICT_CONFIDENCE, "The audit's: claim a conflict only when "
+                       "the model's confidence in its value is at least this.")
 
 
 def main(argv: list[str]) -> None:
@@ -137,7 +140,7 @@ def main(argv: list[str]) -> None:
         raise InputError("--catalog and --out are required")
     base = Params(**{f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(Params)})
     table = crossfit(FLAGS.catalog, FLAGS.out, FLAGS.folds, base, FLAGS.verticals, FLAGS.keep_spec_block,
-                     FLAGS.keep_boilerplate)
+                     FLAGS.keep_boilerplate, FLAGS.min_conflict_confidence)
     print(", ".join(f"{CLASS_NAMES[c]} {n}" for c, n in table["total"].items())
           + f": {Path(FLAGS.out) / 'audit' / REPORT}")
 

@@ -14,6 +14,7 @@ from test_catalog import FIXTURES
 from mtl_tagger.audit import (
     CLASSES,
     LOCK,
+    NAMES_BOTH,
     audit,
     classify,
     dir_lock,
@@ -124,15 +125,15 @@ def test_verdicts_per_product_and_attribute(tmp_path: Path) -> None:
     got = {(v.id, v.attribute): v.cls for v in result.verdicts}
     assert got == {
         ("a", "brand"): "agrees",  # the brand column
-        ("a", "color"): "conflicts",  # silver in the text, Gold in the specification
+        ("a", "color"): "unconfirmed",  # silver in the text, Gold in the specification and in the text too
         ("a", "ideal_for"): "agrees",  # one item of the list "Women, Girls"
         ("a", "base_material"): "only_in_description",  # "NA" is no value
         ("a", "plating"): "only_in_specification",
         ("b", "brand"): "only_in_specification",
         ("b", "color"): "agrees",  # "rose  gold" is "Rose Gold"; the extra "white" is not flagged
     }
-    conflict = next(v for v in result.verdicts if v.cls == "conflicts")
-    assert conflict.spec_in_text, "'Gold' occurs in 'Gold Plated' before the spec block"
+    unconfirmed = next(v for v in result.verdicts if v.cls == "unconfirmed")
+    assert unconfirmed.why == NAMES_BOTH, "'Gold' occurs in 'Gold Plated' before the spec block"
     assert result.not_taggable == {("Necklace", "model_number"): 1}
 
 
@@ -142,34 +143,39 @@ def test_conflict_flags() -> None:
     record = {"id": "r", "vertical": "Ring", "values": [value(text, "brand", "Malabar"),
                                                           value(text, "ideal_for", "Women")]}
     verdicts, _ = judge(record, ring, text, ["brand", "ideal_for"])
-    flags = {v.attribute: (v.cls, v.spec_in_text) for v in verdicts}
-    assert flags == {"brand": ("partially_agrees", False), "ideal_for": ("conflicts", False)}
+    assert {v.attribute: (v.cls, v.why) for v in verdicts} == {"brand": ("partially_agrees", ""),
+                                                               "ideal_for": ("conflicts", "")}
+    record["values"][1]["confidence"] = 0.49
+    verdicts, _ = judge(record, ring, text, ["brand", "ideal_for"])
+    assert verdicts[1].cls == "unconfirmed" and verdicts[1].why == "the model's confidence in its value is below 0.5"
+    verdicts, _ = judge(record, ring, text, ["brand", "ideal_for"], min_conflict_confidence=0.4)
+    assert verdicts[1].cls == "conflicts"
 
 
 def test_output_files(tmp_path: Path) -> None:
     catalog, out = write_job(tmp_path, records())
     r = run_cli("audit", f"--extractions={out}", f"--catalog={catalog}", f"--out={tmp_path / 'audit'}")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("agrees 3, partially agrees 0, conflicts 1, only in description 1, only in "
-                               "specification 2: ")
+    assert r.stdout.startswith("agrees 3, partially agrees 0, conflicts 0, unconfirmed 1, only in description 1, "
+                               "only in specification 2: ")
     table = json.loads((tmp_path / "audit" / "counts.json").read_text())
-    assert table["total"] == {"agrees": 3, "partially_agrees": 0, "conflicts": 1, "only_in_description": 1,
-                              "only_in_specification": 2}
+    assert table["total"] == {"agrees": 3, "partially_agrees": 0, "conflicts": 0, "unconfirmed": 1,
+                              "only_in_description": 1, "only_in_specification": 2}
     assert table["per_vertical"]["Necklace"] == table["total"]
-    assert table["per_attribute"]["color"] == {"agrees": 1, "partially_agrees": 0, "conflicts": 1,
+    assert table["per_attribute"]["color"] == {"agrees": 1, "partially_agrees": 0, "conflicts": 0, "unconfirmed": 1,
                                                "only_in_description": 0, "only_in_specification": 0}
     assert table["per_vertical_attribute"]["Necklace"]["plating"]["only_in_specification"] == 1
     assert table["not_taggable"] == {"Necklace": {"model_number": 1}}
-    rows = [json.loads(line) for line in (tmp_path / "audit" / "conflicts.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "audit" / "unconfirmed.jsonl").read_text().splitlines()]
     assert rows == [{"id": "a", "vertical": "Necklace", "attribute": "color", "description_value": "silver",
                      "spec_value": "Gold", "snippet": "Voylla Gold Plated brass necklace for Girls, in «silver».",
                      "sentence": "Voylla Gold Plated brass necklace for Girls, in «silver».",
-                     "start": 48, "end": 54, "confidence": 0.9, "spec_value_in_text": True}]
+                     "start": 48, "end": 54, "confidence": 0.9, "why": NAMES_BOTH}]
     listed = {c: [json.loads(line) for line in (tmp_path / "audit" / f"{c}.jsonl").read_text().splitlines()]
               for c in CLASSES}
     assert {c: [(row["id"], row["attribute"]) for row in rows] for c, rows in listed.items()} == {
-        "agrees": [("a", "brand"), ("a", "ideal_for"), ("b", "color")], "partially_agrees": [],
-        "conflicts": [("a", "color")], "only_in_description": [("a", "base_material")],
+        "agrees": [("a", "brand"), ("a", "ideal_for"), ("b", "color")], "partially_agrees": [], "conflicts": [],
+        "unconfirmed": [("a", "color")], "only_in_description": [("a", "base_material")],
         "only_in_specification": [("a", "plating"), ("b", "brand")]}, "ranked by confidence, then id"
     assert listed["only_in_specification"][0] == {
         "id": "a", "vertical": "Necklace", "attribute": "plating", "description_value": "", "spec_value": "Gold",
@@ -178,7 +184,7 @@ def test_output_files(tmp_path: Path) -> None:
     report = (tmp_path / "audit" / "report.md").read_text()
     for heading in ("## Totals", "## Per vertical", "## Per attribute", "most frequent conflicts"):
         assert heading in report
-    assert "| 1 | Necklace | color | silver | gold | 1 | `a` | Voylla Gold Plated" in report
+    assert "Unconfirmed: 1, of which 1 because the text names the specification value too" in report
 
 
 def test_sentence_of_a_value() -> None:
@@ -189,11 +195,15 @@ def test_sentence_of_a_value() -> None:
 
 
 def test_conflicts_are_ranked_by_confidence(tmp_path: Path) -> None:
-    a = TEXT_A[:TEXT_A.index("Specifications of")]
-    b = PRODUCTS[1]["description"]
-    catalog, out = write_job(tmp_path, [
-        {"id": "a", "vertical": "Necklace", "values": [value(a, "color", "silver", confidence=0.55)]},
-        {"id": "b", "vertical": "Necklace", "values": [value(b, "color", "white", confidence=0.97)]}])
+    texts = {"p": "A blue necklace", "q": "A green necklace", "r": "A pink necklace"}
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text("".join(json.dumps({"uniq_id": i, "product_name": "n", "category_path": ["J"], "brand": "",
+                                           "description": t, "specifications": [{"key": "Color", "value": "Red"}]})
+                               + "\n" for i, t in texts.items()), encoding="utf-8")
+    confidence = {"p": 0.55, "q": 0.97, "r": 0.3}
+    out = write_extraction(tmp_path / "out.jsonl", [
+        {"id": i, "vertical": "Necklace", "values": [value(t, "color", t.split()[1], confidence=confidence[i])]}
+        for i, t in texts.items()], catalog)
     summary = json.loads(sidecar(out, SUMMARY_SUFFIX).read_text())
     for kinds, note in ((None, "did not record whether"), ({"Necklace": "raw"}, "of Necklace are raw"),
                         ({"Necklace": "temperature"}, "calibrated on each vertical's dev split")):
@@ -203,12 +213,17 @@ def test_conflicts_are_ranked_by_confidence(tmp_path: Path) -> None:
         r = run_cli("audit", f"--extractions={out}", f"--catalog={catalog}", f"--out={tmp_path / 'audit'}")
         assert r.returncode == 0, r.stderr
         rows = [json.loads(line) for line in (tmp_path / "audit" / "conflicts.jsonl").read_text().splitlines()]
-        assert [(row["id"], row["confidence"]) for row in rows] == [("b", 0.97), ("a", 0.55)]
+        assert [(row["id"], row["confidence"]) for row in rows] == [("q", 0.97), ("p", 0.55)]
         report = (tmp_path / "audit" / "report.md").read_text()
         sure = report[report.index("conflicts the model is most sure of"):report.index("most frequent conflicts")]
         assert note in sure
-        assert sure.index("| 1 | 0.970 | Necklace | color | white | Rose Gold \\| Pink | `b` |") < sure.index(
-            "| 2 | 0.550 | Necklace | color | silver | Gold | `a` |")
+        assert sure.index("| 1 | 0.970 | Necklace | color | green | Red | `q` |") < sure.index(
+            "| 2 | 0.550 | Necklace | color | blue | Red | `p` |")
+    unconfirmed = (tmp_path / "audit" / "unconfirmed.jsonl").read_text()
+    assert json.loads(unconfirmed)["why"] == "the model's confidence in its value is below 0.5"
+    r = run_cli("audit", f"--extractions={out}", f"--catalog={catalog}", f"--out={tmp_path / 'audit'}",
+                "--min_conflict_confidence=0.6")
+    assert r.returncode == 0 and "conflicts 1, unconfirmed 2" in r.stdout, r.stderr
 
 
 def test_boilerplate_that_extract_cut_is_cut_again(tmp_path: Path) -> None:
@@ -223,7 +238,7 @@ def test_boilerplate_that_extract_cut_is_cut_again(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="is not at"):
         audit(out, catalog)
     sidecar(out, SUMMARY_SUFFIX).write_text(json.dumps({**summary, "boilerplate": ["only genuine products."]}))
-    assert {(v.attribute, v.cls) for v in audit(out, catalog).verdicts} >= {("color", "conflicts")}
+    assert {(v.attribute, v.cls) for v in audit(out, catalog).verdicts} >= {("color", "unconfirmed")}
     sidecar(out, SUMMARY_SUFFIX).write_text(json.dumps({**summary, "boilerplate": "only genuine products."}))
     with pytest.raises(InputError, match="boilerplate is not a list"):
         audit(out, catalog)
@@ -334,12 +349,12 @@ def test_seen_and_held_out_products_are_counted_apart(tmp_path: Path) -> None:
     summary = json.loads(sidecar(out, SUMMARY_SUFFIX).read_text())
     sidecar(out, SUMMARY_SUFFIX).write_text(json.dumps({**summary, "trained_on": ["a"]}))
     table = audit_counts(out, catalog)
-    assert table["by_training"]["seen"] == {"agrees": 2, "partially_agrees": 0, "conflicts": 1,
+    assert table["by_training"]["seen"] == {"agrees": 2, "partially_agrees": 0, "conflicts": 0, "unconfirmed": 1,
                                             "only_in_description": 1, "only_in_specification": 1}
     assert table["by_training"]["held_out"]["agrees"] == 1
     report = (tmp_path / "audit" / "report.md").read_text()
     assert "1 of the 2 products were in the model's training split" in report
-    assert "| seen | 5 | 2 | 0 | 1 | 1 | 1 | 67% |" in report
+    assert "| seen | 5 | 2 | 0 | 0 | 1 | 1 | 1 | 100% |" in report
 
 
 def audit_counts(out: Path, catalog: Path) -> dict:
