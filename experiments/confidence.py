@@ -10,7 +10,8 @@ calibration.json); it is correct when the gold tags hold the same chunk (attribu
 given runs are pooled, sorted by confidence and cut into ten equal-count deciles; a useful confidence has
 precision rising with the decile. Then the calibration: value-level ECE (10 equal-width bins) of the raw
 marginals and of the calibrated confidence, pooled and per vertical, and the calibrated values' bins (a
-calibrated confidence has each bin's precision near its mean confidence).
+calibrated confidence has each bin's precision near its mean confidence); with --out, the pooled values'
+reliability diagram, raw and calibrated, beside it as a PNG.
 
 With --thresholds it also tables what `--min_confidence` does to the test metrics (mean over the runs' verticals):
 values below each threshold dropped (their tokens tagged O), a threshold chosen per run on its dev split, and
@@ -107,6 +108,17 @@ def arrays(values: list[tuple[float, bool]]) -> tuple[np.ndarray, np.ndarray]:
     return np.array([c for c, _ in values], np.float64), np.array([r for _, r in values], bool)
 
 
+def reliability(runs: list[tuple[str, dict[str, Tagged]]], path: Path) -> bool:
+    """The pooled test values' reliability diagram, raw and calibrated, as a PNG at `path` (False without the plots
+    extra)."""
+    curves = {name: arrays([v for _, run in runs for v in scored_values(run[split])])
+              for name, split in (("raw", RAW), ("calibrated", "test"))}
+    png = calibration.reliability_png(curves, "test values")
+    if png is not None:
+        path.write_bytes(png)
+    return png is not None
+
+
 def calibration_rows(runs: list[tuple[str, dict[str, Tagged]]]) -> list[str]:
     """Markdown rows: value-level ECE of the raw and the calibrated confidence, pooled and per vertical (each
     vertical's values pooled over the runs), then the calibrated values' equal-width bins."""
@@ -152,6 +164,8 @@ def main(argv: list[str]) -> None:
     if thresholds:
         lines += ["", f"Test metrics with `--min_confidence` (mean over {len(runs)} vertical runs):", "",
                   *threshold_rows(runs, thresholds, FLAGS.crf_dir)]
+    if FLAGS.out and reliability(runs, Path(FLAGS.out).with_suffix(".png")):
+        lines += ["", f"![reliability diagram of the test values]({Path(FLAGS.out).with_suffix('.png').name})"]
     text = "\n".join(lines)
     print(text)
     if FLAGS.out:
