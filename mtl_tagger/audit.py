@@ -156,7 +156,7 @@ def judge(record: dict, product: Product, text: str, taggable: list[str],
         found[value["attribute"]].append(value)
     spec = specified(product)
     verdicts = []
-    for attr in sorted(set(taggable) | set(found)):
+    for attr in sorted(taggable):  # a value of another attribute (one fold's head of a cross-fit) is not judged
         raw, items = spec.get(attr, ([], set()))
         cls = classify({value_tokens(v["value"]) for v in found[attr]} - {()}, items)
         if cls is None:
@@ -210,7 +210,8 @@ def is_summary(summary: object) -> bool:
             and isinstance(summary["keep_spec_block"], bool) and counts(summary["tagged_per_vertical"])
             and isinstance(summary["attributes"], dict)
             and all(isinstance(a, list) and all(isinstance(x, str) for x in a) for a in summary["attributes"].values())
-            and (summary.get("trained_on") is None or isinstance(summary["trained_on"], list))
+            and (summary.get("trained_on") is None or isinstance(summary["trained_on"], list)
+                 and all(isinstance(i, str) for i in summary["trained_on"]))
             and (summary.get("confidence") is None or isinstance(summary["confidence"], dict)))
 
 

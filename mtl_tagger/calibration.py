@@ -6,8 +6,8 @@ the vertical's dev split. Two maps are implemented, both increasing, so they nev
 extracted nor their order:
 
 - temperature (Guo et al., 2017): the marginals are computed from every CRF score divided by T (emissions and the
-  decoding transitions, so the Viterbi path is unchanged); one parameter, chosen on a grid by the dev values' log
-  loss;
+  decoding transitions, so the Viterbi path is unchanged); one parameter, chosen on a grid from 1 to 64 by the dev
+  values' log loss (never below 1: a small dev split all right by chance would sharpen an over-confident CRF);
 - platt: σ(a · logit(c) + b) of the raw confidence c, a > 0, fitted by the dev values' log loss; applied per
   token it gives the same value confidence, since an increasing map commutes with the minimum over tokens.
 

@@ -10,8 +10,9 @@ description is the same, case and spacing ignored), so copies of a description n
 For each fold k, under DIR/fold<k>/:
   data/         prepare of the catalog without fold k's products (their own train/dev/test splits)
   model/        train on that data: the train flags given (--flagfile, …), --tasks defaulting to every vertical of
-                the data with all three splits (one shared model over them; a vertical too small to have them
-                goes untagged in that fold, counted as skipped), its data_dir and model_dir set here
+                the data with all three splits (one shared model over them, --mtl_mode=shared unless given; a
+                vertical too small to have them goes untagged in that fold, counted as skipped), its data_dir and
+                model_dir set here
   values.jsonl  extract of fold k's products only, by that model
 Then DIR/values.jsonl (+ .summary.json): the folds' records, fold by fold, with a summary saying how they were
 held out; and DIR/audit/: the audit of them (mtl_tagger.audit). A rerun goes on where a stopped one ended: prepare
@@ -63,7 +64,8 @@ def trainable(data_dir: Path) -> list[str]:
 
 def merge(parts: list[Path], out: Path, held_out: str) -> dict:
     """OUT and its summary from the folds' extractions: their records one after the other, their counts summed,
-    the attributes of each vertical's heads pooled, and `held_out` saying how."""
+    each vertical's attributes those every fold's head can tag (the others count as not taggable, as for one
+    model), its confidence kind(s), and `held_out` saying how."""
     summaries = [read_json(sidecar(part, SUMMARY_SUFFIX)) for part in parts]
     verticals = list(dict.fromkeys(v for s in summaries for v in s["tagged_per_vertical"]))
 
@@ -71,13 +73,21 @@ def merge(parts: list[Path], out: Path, held_out: str) -> dict:
         return {v: sum(s[key].get(v, 0) for s in summaries) for v in verticals}
 
     skipped: Counter = sum((Counter(s["skipped_per_vertical"]) for s in summaries), Counter())
+
+    def common(v: str) -> list[str]:  # what every fold's head of v can tag: the audit judges the same for all
+        heads = [set(s["attributes"][v]) for s in summaries if v in s["attributes"]]
+        return sorted(set.intersection(*heads))
+
+    def kind(v: str) -> str:
+        return ", ".join(sorted({s["confidence"][v] for s in summaries if v in s.get("confidence", {})})) or "raw"
+
     summary = {**summaries[0], "held_out": held_out, "trained_on": None, "not_selected": 0,
                **{k: sum(s[k] for s in summaries) for k in ("tagged", "values", "skipped", "skipped_no_vertical")},
                "tagged_per_vertical": pooled("tagged_per_vertical"),
                "values_per_vertical": pooled("values_per_vertical"),
                "skipped_per_vertical": dict(sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0]))),
-               "attributes": {v: sorted({a for s in summaries for a in s["attributes"].get(v, [])}) for v in verticals},
-               "confidence": {v: kind for s in summaries for v, kind in s["confidence"].items()},
+               "attributes": {v: common(v) for v in verticals}, "confidence": {v: kind(v) for v in verticals},
+               "settings": {k: v for k, v in summaries[0]["settings"].items() if k not in ("model", "only")},
                "model_dir": ", ".join(s["model_dir"] for s in summaries)}
     write_text_atomic(out, "".join(part.read_text(encoding="utf-8") for part in parts))
     write_json_atomic(sidecar(out, SUMMARY_SUFFIX), summary)

@@ -310,6 +310,9 @@ class Output:
     def _resumed(self, state: object, chunks: Sequence[Sequence[Item]]) -> dict:
         """The recorded state, checked against the settings and OUT; then OUT is cut back to what it records."""
         counts = ("chunks", "products", "bytes")
+        if isinstance(state, dict) and {"settings", *counts} <= set(state) and "sha256" not in state:
+            raise InputError(f"was written by an older extract, whose output this one does not resume: delete it and "
+                             f"{self.out.name} to start over", self.progress_path)
         if not isinstance(state, dict) or not {"settings", "sha256", *counts} <= set(state) or not isinstance(
                 state["settings"], dict) or not all(isinstance(state[k], int) and state[k] >= 0 for k in counts):
             raise InputError("not a progress file of extract", self.progress_path)

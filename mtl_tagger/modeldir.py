@@ -139,9 +139,9 @@ def _evaluation_fault(e: object, verticals: Sequence[str]) -> str:
     if not isinstance(e.get("step"), int) or isinstance(e["step"], bool) or e["step"] < 0:
         return f"has step {e.get('step')!r}, not a step number"
     dev = e.get("dev")
-    if not isinstance(dev, dict) or not all(isinstance(m, dict) and "macro_f1" in m and all(
+    if not isinstance(dev, dict) or not all(isinstance(m, dict) and {"macro_f1", "entity_f1"} <= set(m) and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in m.values()) for m in dev.values()):
-        return 'has no dev scores ({vertical: {"macro_f1": number, …}})'
+        return 'has no dev scores ({vertical: {"macro_f1": number, "entity_f1": number}})'
     missing = [t for t in verticals if t not in dev]
     return f"has no dev scores of {missing[0]}" if missing else ""
 

@@ -342,12 +342,13 @@ def fold_of(group: str, folds: int) -> int:
 
 
 def build_dataset(products: Sequence[Product], verticals: Sequence[Vertical], keep_spec_block: bool = False,
-                  keep_unmatched: bool = False, boilerplate: Collection[str] = ()
+                  keep_unmatched: bool = False, boilerplate: Collection[str] = (), drop_empty: bool = False
                   ) -> tuple[list[Instance], dict[str, VerticalCounts], int]:
     """Instances of every vertical (texts without the `boilerplate` sentences), per-vertical counts, and how many
     products fell in no vertical.
 
-    InputError when a vertical gets no product, or none of its products gets a tag.
+    InputError when a vertical gets no product, or none of its products gets a tag; with `drop_empty` (products
+    were left out on purpose) such a vertical is left out instead.
     """
     counts = {v.name: VerticalCounts() for v in verticals}
     placed = []
@@ -357,8 +358,10 @@ def build_dataset(products: Sequence[Product], verticals: Sequence[Vertical], ke
             text = description_text(product, keep_spec_block, boilerplate)
             placed.append((name, product, text))
             counts[name].products += 1
-    for name, c in counts.items():
-        if not c.products:
+    for name, c in list(counts.items()):
+        if not c.products and drop_empty:
+            del counts[name]
+        elif not c.products:
             raise InputError(f"vertical {name} matches no product of the source; fix its rules or remove it")
     group_id = copy_groups((product.id, text) for _, product, text in placed)
     labelled = []
@@ -374,8 +377,10 @@ def build_dataset(products: Sequence[Product], verticals: Sequence[Vertical], ke
                 continue
         counts[name].kept += 1
         labelled.append((name, product, group_id[product.id], tokens, tags, spans))
-    for name, c in counts.items():
-        if not c.kept:
+    for name, c in list(counts.items()):
+        if not c.kept and drop_empty:
+            del counts[name]
+        elif not c.kept:
             raise InputError(f"vertical {name}: none of its {c.products} products has a tagged value")
     splits = {name: assign_splits(g for n, _, g, *_ in labelled if n == name) for name in counts}
     instances = [Instance(p.id, p.name, name, splits[name][g], tuple(tokens), tuple(tags), tuple(spans))
@@ -497,12 +502,15 @@ def prepare(source: str | Path, out: str | Path, verticals_path: str | Path = DE
     catalog = read_catalog(source)
     boilerplate = {} if keep_boilerplate else catalog_boilerplate(catalog.products, verticals, keep_spec_block)
     kept = [product for product in catalog.products if product.id not in leave_out] if leave_out else catalog.products
-    instances, counts, unmapped = build_dataset(kept, verticals, keep_spec_block, keep_unmatched, boilerplate)
+    instances, counts, unmapped = build_dataset(kept, verticals, keep_spec_block, keep_unmatched, boilerplate,
+                                                drop_empty=bool(leave_out))
     data = Dataset(instances, counts, len(catalog.products), len(catalog.skipped), unmapped, {
         "source": str(source), "verticals": str(verticals_path),
         "spec block": "kept" if keep_spec_block else "stripped",
         "unmatched": "kept" if keep_unmatched else "left out",
-        "boilerplate": "kept" if keep_boilerplate else f"{len(boilerplate)} sentences left out"}, boilerplate)
+        "boilerplate": "kept" if keep_boilerplate else f"{len(boilerplate)} sentences left out",
+        **({"left out": f"{len(catalog.products) - len(kept)} products (a cross-fitting fold)"} if leave_out else {})},
+        boilerplate)
     write_dataset(out, data)
     return data
 

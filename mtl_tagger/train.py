@@ -66,6 +66,7 @@ def train(p: Params) -> dict[str, dict]:
         start = loop.resume()  # or its last checkpoint: the last check; only now is anything written
         done = loop.stop_rule(start) if held.resume and metrics.is_file() else None
         if not done:
+            metrics.unlink(missing_ok=True)  # a finished run trained further: its old test metrics no longer hold
             if not held.resume:
                 data.vocab.save(model_dir / "vocab.json")
                 write_provenance(model_dir, data.provenance)

@@ -363,7 +363,8 @@ def audit_counts(out: Path, catalog: Path) -> dict:
 
 
 @pytest.mark.parametrize("key, bad", [("attributes", {"Necklace": "brand"}), ("tagged", "2"),
-                                      ("tagged_per_vertical", {"Necklace": "x"}), ("trained_on", "a")])
+                                      ("tagged_per_vertical", {"Necklace": "x"}), ("trained_on", "a"),
+                                      ("trained_on", [{}])])
 def test_a_damaged_summary_is_one_error(key: str, bad: object, tmp_path: Path) -> None:
     catalog, out = write_job(tmp_path, records())
     summary = json.loads(sidecar(out, SUMMARY_SUFFIX).read_text())

@@ -8,10 +8,12 @@ from conftest import SMOKE, run_cli
 from test_bad_input import assert_one_error_line
 from test_extract import write_catalog
 
+from mtl_tagger.catalog import read_catalog
 from mtl_tagger.crossfit import crossfit, folds_of
 from mtl_tagger.errors import InputError
 from mtl_tagger.extract import SUMMARY_SUFFIX, sidecar
 from mtl_tagger.params import Params
+from mtl_tagger.prepare import prepare
 
 
 def ids_in(path: Path) -> list[str]:
@@ -44,6 +46,9 @@ def test_every_product_is_tagged_by_a_model_that_did_not_train_on_it(job: tuple)
     summary = json.loads(sidecar(out / "values.jsonl", SUMMARY_SUFFIX).read_text())
     assert summary["tagged"] == len(tagged) == sum(summary["tagged_per_vertical"].values()) == 172
     assert summary["held_out"].startswith("2-fold cross-fitting")
+    folds = [json.loads(sidecar(out / f"fold{k}" / "values.jsonl", SUMMARY_SUFFIX).read_text()) for k in range(2)]
+    assert summary["attributes"] == {v: sorted(set(folds[0]["attributes"][v]) & set(folds[1]["attributes"][v]))
+                                     for v in summary["attributes"]}, "judged alike whichever fold tagged it"
 
 
 def test_the_audit_says_the_products_were_held_out(job: tuple) -> None:
@@ -72,3 +77,13 @@ def test_bad_flags_are_refused_before_anything_is_written(tmp_path: Path) -> Non
                 "--flagfile=flags/smoke.cfg", "--learning_rate=-1")
     assert_one_error_line(r, "error: --learning_rate=-1.0: must be > 0")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_vertical_left_out_whole_is_dropped_from_that_fold(tmp_path: Path) -> None:
+    """A fold holding every product of a vertical leaves it out of the rest's data instead of stopping."""
+    catalog, mapping = write_catalog(tmp_path, 70)
+    products = read_catalog(catalog).products
+    mangalsutras = {p.id for p in products if "Mangalsutras" in " ".join(p.category_path)}
+    data = prepare(catalog, tmp_path / "data", mapping, leave_out=mangalsutras)
+    assert "Mangal-sutra" not in data.counts and {i.vertical for i in data.instances} == {"Chain x", "Ring"}
+    assert f"left out: {len(mangalsutras)} products" in (tmp_path / "data" / "stats.md").read_text(encoding="utf-8")

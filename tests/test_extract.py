@@ -265,6 +265,12 @@ def test_resume_refuses_other_settings_and_foreign_files(model_dir: Path, tagger
     with pytest.raises(InputError, match="not an extract output"):
         extract_catalog(model_dir, job[0], foreign, batch=16, verticals_path=job[1], tagger=tagger)
     assert foreign.read_text() == "mine\n"
+    older = tmp_path / "older.jsonl"
+    _copy(reference, older, reference.read_bytes())
+    progress = json.loads(sidecar(older, PROGRESS_SUFFIX).read_text())
+    sidecar(older, PROGRESS_SUFFIX).write_text(json.dumps({k: v for k, v in progress.items() if k != "sha256"}))
+    with pytest.raises(InputError, match="written by an older extract"):
+        extract_catalog(model_dir, job[0], older, batch=16, verticals_path=job[1], tagger=tagger)
     cut = tmp_path / "cut.jsonl"
     cut.write_bytes(reference.read_bytes()[:100])
     sidecar(cut, PROGRESS_SUFFIX).write_bytes(sidecar(reference, PROGRESS_SUFFIX).read_bytes())

@@ -329,3 +329,7 @@ def test_ctrl_c_in_the_end_stage_says_what_is_left(model: Path, data_dir: Path, 
     monkeypatch.undo()
     train(smoke_params(data_dir, d, epochs=2))
     assert (d / "metrics.json").read_text() == (model / "metrics.json").read_text()
+    monkeypatch.setattr("mtl_tagger.train.calibrate", interrupted)  # a finished run trained further, stopped late
+    with pytest.raises(Interrupted):
+        train(smoke_params(data_dir, d, epochs=3))
+    assert not (d / "metrics.json").exists(), "the old metrics would pass for the longer run's"
