@@ -52,8 +52,8 @@ from absl import flags, logging
 from mtl_tagger import cli
 from mtl_tagger.catalog import Product, read_catalog
 from mtl_tagger.errors import InputError
-from mtl_tagger.extract import PROGRESS_SUFFIX, SUMMARY_SUFFIX, digest, record_line, sidecar
-from mtl_tagger.files import read_json, write_json_atomic, write_text_atomic
+from mtl_tagger.extract import PROGRESS_SUFFIX, SUMMARY_SUFFIX, record_line, sidecar
+from mtl_tagger.files import digest, read_json, write_json_atomic, write_text_atomic
 from mtl_tagger.lock import FileLock
 from mtl_tagger.prepare import (
     description_text,

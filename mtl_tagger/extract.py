@@ -58,7 +58,7 @@ from absl import flags
 from mtl_tagger import cli, interrupt
 from mtl_tagger.catalog import read_catalog
 from mtl_tagger.errors import InputError, Interrupted
-from mtl_tagger.files import check_output_file, read_json, write_json_atomic
+from mtl_tagger.files import check_output_file, digest, read_json, write_json_atomic
 from mtl_tagger.lock import FileLock
 from mtl_tagger.prepare import DEFAULT_VERTICALS, catalog_boilerplate, description_text, load_verticals, vertical_of
 from mtl_tagger.progress import Progress
@@ -237,15 +237,6 @@ def ray_engine(model_dir: str | Path, chunks: Sequence[Sequence[Item]], min_conf
         data_logger.setLevel(level)
         if started:
             ray.shutdown()
-
-
-def digest(paths: Sequence[Path]) -> str:
-    """SHA-256 over the bytes of several files (with their lengths, so boundaries count)."""
-    h = hashlib.sha256()
-    for path in paths:
-        data = path.read_bytes()
-        h.update(len(data).to_bytes(8, "big") + data)
-    return h.hexdigest()
 
 
 def model_fingerprint(model_dir: str | Path, tagger: "Tagger") -> str:

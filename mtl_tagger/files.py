@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 from mtl_tagger.errors import InputError
@@ -59,10 +60,24 @@ def read_json(path: str | Path) -> object:
         raise InputError(f"cannot read ({getattr(e, 'strerror', None) or e})", path) from None
 
 
-def sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes, read in blocks (data fingerprints, the GloVe cache's source)."""
-    h = hashlib.sha256()
+def _hash_file(h: "hashlib._Hash", path: str | Path) -> None:
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
+
+
+def sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in blocks (data fingerprints, the GloVe cache's source)."""
+    h = hashlib.sha256()
+    _hash_file(h, path)
+    return h.hexdigest()
+
+
+def digest(paths: Sequence[str | Path]) -> str:
+    """Hex SHA-256 over several files, each preceded by its length so that boundaries count (extract's catalog
+    and model fingerprints)."""
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(Path(path).stat().st_size.to_bytes(8, "big"))
+        _hash_file(h, path)
     return h.hexdigest()
