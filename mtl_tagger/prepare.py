@@ -201,9 +201,9 @@ def sentences(text: str) -> list[tuple[int, int]]:
     return [(a, b) for a, b in spans if a < b]
 
 
-def sentence_key(sentence: str) -> str:
-    """A sentence with case and spacing ignored, as boilerplate is compared."""
-    return " ".join(sentence.split()).casefold()
+def text_key(text: str) -> str:
+    """A text with case and spacing ignored: how copies of a description and boilerplate sentences are compared."""
+    return " ".join(text.casefold().split())
 
 
 def find_boilerplate(texts: Iterable[tuple[str | None, str]]) -> dict[str, tuple[int, int]]:
@@ -213,7 +213,7 @@ def find_boilerplate(texts: Iterable[tuple[str | None, str]]) -> dict[str, tuple
     total = 0
     for vertical, text in texts:
         total += 1
-        for key in {sentence_key(text[a:b]) for a, b in sentences(text)}:
+        for key in {text_key(text[a:b]) for a, b in sentences(text)}:
             products[key] += 1
             verticals.setdefault(key, set()).add(vertical)
     least = max(BOILERPLATE_PRODUCTS, BOILERPLATE_SHARE * total)
@@ -223,7 +223,7 @@ def find_boilerplate(texts: Iterable[tuple[str | None, str]]) -> dict[str, tuple
 
 def strip_boilerplate(text: str, boilerplate: Collection[str]) -> str:
     """The text without its sentences whose key is in `boilerplate`, each with the whitespace after it."""
-    cut = [(a, b) for a, b in sentences(text) if sentence_key(text[a:b]) in boilerplate] if boilerplate else []
+    cut = [(a, b) for a, b in sentences(text) if text_key(text[a:b]) in boilerplate] if boilerplate else []
     kept, start = [], 0
     for a, b in cut:
         kept.append(text[start:a])
@@ -320,20 +320,14 @@ def assign_splits(group_ids: Iterable[str]) -> dict[str, str]:
     return split
 
 
-def _text_key(text: str) -> str:
-    """Description text with case and spacing ignored, to find copies of one description."""
-    return " ".join(text.casefold().split())
-
-
 def copy_groups(texts: Iterable[tuple[str, str]]) -> dict[str, str]:
     """Each product id (of (id, text) pairs) → its copy group: the smallest id among the products whose text is
     the same with case and spacing ignored. Splits and folds keep a group together."""
-    pairs = list(texts)
+    keys = {pid: text_key(text) for pid, text in texts}
     smallest: dict[str, str] = {}
-    for pid, text in pairs:
-        key = _text_key(text)
+    for pid, key in keys.items():
         smallest[key] = min(smallest.get(key, pid), pid)
-    return {pid: smallest[_text_key(text)] for pid, text in pairs}
+    return {pid: smallest[key] for pid, key in keys.items()}
 
 
 def fold_of(group: str, folds: int) -> int:
