@@ -148,9 +148,8 @@ def main(argv: list[str]) -> None:
         raise cli.usage_error(argv)
     if not FLAGS.catalog or not FLAGS.out:
         raise InputError("--catalog and --out are required")
-    base = Params(**{f.name: getattr(FLAGS, f.name) for f in dataclasses.fields(Params)})
-    table = crossfit(FLAGS.catalog, FLAGS.out, FLAGS.folds, base, FLAGS.verticals, FLAGS.keep_spec_block,
-                     FLAGS.keep_boilerplate, FLAGS.min_conflict_confidence)
+    table = crossfit(FLAGS.catalog, FLAGS.out, FLAGS.folds, params.from_flags(validate=False), FLAGS.verticals,
+                     FLAGS.keep_spec_block, FLAGS.keep_boilerplate, FLAGS.min_conflict_confidence)
     print(", ".join(f"{CLASS_NAMES[c]} {n}" for c, n in table["total"].items())
           + f": {Path(FLAGS.out) / 'audit' / REPORT}")
 

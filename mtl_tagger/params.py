@@ -274,9 +274,11 @@ def define_flags() -> None:
             definers[type(f.default)](f.name, f.default, f.metadata["help"])
 
 
-def from_flags() -> Params:
-    """Params from the parsed absl flags, validated."""
-    return Params(**{f.name: getattr(flags.FLAGS, f.name) for f in dataclasses.fields(Params)}).validate()
+def from_flags(validate: bool = True) -> Params:
+    """Params from the parsed absl flags, validated unless the caller completes them first (crossfit sets the
+    verticals, data and model dir of each fold)."""
+    p = Params(**{f.name: getattr(flags.FLAGS, f.name) for f in dataclasses.fields(Params)})
+    return p.validate() if validate else p
 
 
 def read_flagfile(path: str | Path) -> dict[str, object]:
