@@ -8,7 +8,8 @@ was run on. A catalog whose SHA-256 is not the one extract recorded is refused (
 predates that record is checked against OUT.jsonl.progress.json's, and, without either, audited with a note).
 
 Values are compared by one function, `classify`, on their tokens as prepare matches them (`value_tokens`: case-
-folded), with `&` read as `and`.
+folded), with `&` read as `and`, a hyphenated word as its parts, and a word spelt another way (`same_word`:
+Plazo / Palazzo, Glod / Gold) as the same word.
 Specification side S: every specification with a key, and the brand column where prepare adds it
 (`label_specifications`); the key names the attribute (`normalise_key`: "Base Material" is base_material)
 and a value is the set of its list items (`value_variants`: "Women, Girls" is {women, girls}; placeholders
@@ -19,13 +20,17 @@ For each product and each attribute its vertical's head can tag:
   agrees                 D and S share a value (naming one item of a list agrees; an extra description
                          value next to a shared one, e.g. a second colour, is not flagged)
   partially_agrees       no shared value, but a value of one side lies inside one of the other, token-aligned:
-                         slim / slim fit, Sterling Silver / Silver, a value the model split in two or ran on
+                         slim / slim fit, Sterling Silver / Silver, a value the model split in two or ran on; or
+                         S says multicolour (Multicolor, Multi Colour) and D names colours
   conflicts              D and S both non-empty, and no value equal to or inside one of the other, claimed only
-                         when the text does not name a specification value too and the model's (calibrated)
-                         confidence in its value is at least --min_conflict_confidence
+                         when the text does not name a specification value too, not every value of D is explained
+                         otherwise, and the model's (calibrated) confidence in its value is at least
+                         --min_conflict_confidence
   unconfirmed            such a disagreement that is not claimed (its `why`): the description names both, and
-                         the model took the other; or the model is not sure enough of its value. Hand checks found
-                         these to be the model's errors almost always
+                         the model took the other; every value of D lies inside the product's (short) value of
+                         another attribute the head tags (the plating Gold read as the colour) or is a piece of a
+                         longer number (the 1 of a price 1,499); or the model is not sure enough of its value. Hand
+                         checks found these to be the model's errors almost always
   only_in_description    D non-empty, S empty (no specification, or a placeholder): an enrichment
   only_in_specification  S non-empty, D empty
 Specified attributes that the head cannot tag get no verdict; counts.json counts them as not_taggable.
@@ -42,6 +47,7 @@ DIR/report.md (totals, per vertical, per attribute, the conflicts the model is m
 conflicts with ids and snippets).
 """
 import json
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -76,6 +82,12 @@ CLASS_NAMES = {"agrees": "agrees", "partially_agrees": "partially agrees", "conf
                "only_in_specification": "only in specification"}
 MIN_CONFLICT_CONFIDENCE = 0.5  # a conflict is claimed when the model's value is more likely right than wrong
 NAMES_BOTH = "the text names the specification value too"
+EXPLAINED = "the text's value is "
+WHY_KINDS = {"names_both": "because the text names the specification value too (the model took another word)",
+             "explained_otherwise": "because every value the model found is another attribute's value of the "
+                                    "product or a piece of a longer number",
+             "not_sure": "because the model is not sure enough of its value"}
+NAME_TOKENS = 6  # a longer specification value is free text (other_features), not a value the model could take
 TOP_CONFLICTS = 20
 
 
@@ -123,29 +135,93 @@ def contains(outer: str, inner: str) -> bool:
     return bool(distant_labels([t for t, _, _ in tokenize(outer)], [("value", inner)])[1])
 
 
-def _read_and(value: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple("and" if t == "&" else t for t in value)
+def _normal(value: tuple[str, ...]) -> tuple[str, ...]:
+    """A value's tokens as classify compares them: `&` is `and`, a hyphenated word is its parts (Hook-and-Eye)."""
+    return tuple("and" if t == "&" else t for token in value for t in (token.split("-") if "-" in token[1:-1]
+                                                                       else [token]))
 
 
-def _inside(inner: tuple[str, ...], outer: tuple[str, ...]) -> bool:
-    """Whether `inner` is a contiguous run of `outer`'s tokens."""
-    return any(outer[i:i + len(inner)] == inner for i in range(len(outer) - len(inner) + 1))
+def same_word(a: str, b: str) -> bool:
+    """Whether two case-folded tokens are one word spelt two ways: equal, two neighbouring letters swapped (Glod /
+    Gold), or the shorter one the longer with letters left out (Plazo / Palazzo, Yello / Yellow), same first
+    letter, at least four letters and 70% of the longer. Substitutions are not counted: Black / Block differ."""
+    if a == b:
+        return True
+    short, long = sorted((a, b), key=len)
+    if len(short) < 4 or short[0] != long[0]:
+        return False
+    if len(short) == len(long):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
+    rest = iter(long)
+    return len(short) >= 0.7 * len(long) and all(c in rest for c in short)
+
+
+def _inside(inner: tuple[str, ...], outer: tuple[str, ...], same=str.__eq__) -> bool:
+    """Whether `inner` is a contiguous run of `outer`'s tokens (token by token equal under `same`)."""
+    return any(all(map(same, inner, outer[i:i + len(inner)])) for i in range(len(outer) - len(inner) + 1))
+
+
+def is_multicolour(value: tuple[str, ...]) -> bool:
+    """Whether a specification value says "several colours" (Multicolor, Multi Colour, Multi): any colour the text
+    names is one of them."""
+    return re.fullmatch(r"multi(?: ?colou?r(?:ed|s)?)?", " ".join(value)) is not None
 
 
 def classify(description: set[tuple[str, ...]], spec: set[tuple[str, ...]]) -> str | None:
     """The class of a (product, attribute) from its values' tokens on both sides (None: neither has one). The
-    audit's one comparison of values: `&` is `and`; equal values agree; a value inside one of the other side
-    (token-aligned: slim / slim fit, Sterling Silver / Silver) agrees partially; anything else conflicts."""
-    description, spec = {_read_and(v) for v in description}, {_read_and(v) for v in spec}
+    audit's one comparison of values: `&` is `and` and a hyphenated word its parts; equal values agree; a value
+    inside one of the other side (token-aligned: slim / slim fit, Sterling Silver / Silver), the same words spelt
+    another way (`same_word`: Plazo / Palazzo) or any value against a multicolour specification agrees partially;
+    anything else conflicts."""
+    description, spec = {_normal(v) for v in description}, {_normal(v) for v in spec}
     if description and spec:
         if description & spec:
             return "agrees"
-        if any(_inside(d, s) or _inside(s, d) for d in description for s in spec):
+        if any(_inside(d, s, same_word) or _inside(s, d, same_word) for d in description for s in spec) or any(
+                map(is_multicolour, spec)):
             return "partially_agrees"
         return "conflicts"
     if description:
         return "only_in_description"
     return "only_in_specification" if spec else None
+
+
+def _number_piece(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] is digits that a thousands separator joins to more digits ("1" of "1,499")."""
+    return text[start:end].isdigit() and (re.match(r",\d", text[end:end + 2]) is not None
+                                          or re.search(r"\d,\Z", text[max(0, start - 2):start]) is not None)
+
+
+def _explained(value: dict, others: list[tuple[str, tuple[str, ...]]], text: str) -> str:
+    """What a disagreeing description value is instead of this attribute's ("": nothing known): inside the product's
+    short value of another attribute the head tags (the model confused the two), or a piece of a longer number."""
+    if _number_piece(text, value["start"], value["end"]):
+        return "a piece of a longer number"
+    tokens = _normal(value_tokens(value["value"]))
+    return next((f"the product's {a} (another attribute)" for a, s in others if _inside(tokens, s, same_word)), "")
+
+
+def why_kind(why: str) -> str:
+    """The kind of an unconfirmed row's reason (a key of WHY_KINDS)."""
+    return ("names_both" if why == NAMES_BOTH else "explained_otherwise" if why.startswith(EXPLAINED)
+            else "not_sure")
+
+
+def unconfirmed_why(values: list[dict], attr: str, spec: dict, taggable: list[str], text: str,
+                    min_conflict_confidence: float) -> str:
+    """Why a disagreement is not claimed as a conflict ("" when it is): the text names the specification value too;
+    every value the model found is explained otherwise (`_explained`); or the model is not sure enough of it."""
+    if any(contains(text, v) for v in spec[attr][0]):
+        return NAMES_BOTH
+    others = [(a, _normal(s)) for a in taggable if a != attr and a in spec for s in sorted(spec[a][1])
+              if len(s) <= NAME_TOKENS]
+    explained = [_explained(v, others, text) for v in values]
+    if all(explained):
+        return EXPLAINED + "; ".join(dict.fromkeys(explained))
+    if max(v["confidence"] for v in values) < min_conflict_confidence:
+        return f"the model's confidence in its value is below {min_conflict_confidence:g}"
+    return ""
 
 
 def judge(record: dict, product: Product, text: str, taggable: list[str],
@@ -161,14 +237,9 @@ def judge(record: dict, product: Product, text: str, taggable: list[str],
         cls = classify({value_tokens(v["value"]) for v in found[attr]} - {()}, items)
         if cls is None:
             continue
-        why = ""
-        if cls == "conflicts":
-            confidence = max(v["confidence"] for v in found[attr])
-            if any(contains(text, v) for v in raw):
-                why = NAMES_BOTH
-            elif confidence < min_conflict_confidence:
-                why = f"the model's confidence in its value is below {min_conflict_confidence:g}"
-            cls = "unconfirmed" if why else cls
+        why = unconfirmed_why(found[attr], attr, spec, taggable, text, min_conflict_confidence) if (
+            cls == "conflicts") else ""
+        cls = "unconfirmed" if why else cls
         verdicts.append(Verdict(record["id"], record["vertical"], attr, cls, tuple(found[attr]), tuple(raw), why))
     return verdicts, Counter(attr for attr in spec if attr not in taggable)
 
@@ -318,7 +389,7 @@ def counts(result: Audit) -> dict:
     return {
         "classes": list(CLASSES),
         "min_conflict_confidence": result.min_conflict_confidence,
-        "names_both": sum(v.why == NAMES_BOTH for v in verdicts),
+        "unconfirmed_why": dict(Counter(why_kind(v.why) for v in verdicts if v.cls == "unconfirmed")),
         "products": summary["tagged"],
         "products_per_vertical": summary["tagged_per_vertical"],
         "total": _class_counts(verdicts),
@@ -428,9 +499,11 @@ def report(result: Audit, table: dict, rows: list[dict], extractions: str | Path
         "and the specification share a value, compared as prepare matches values: tokens, case-folded; a list "
         "specification \"A, B\" holds A and B; `&` is `and`), **partially agrees** (a value of one side lies "
         "inside one of the other: slim / slim fit, Sterling Silver / Silver, or a value the model cut short or ran "
-        "on), **conflicts** (both have values, none equal or inside the other, the text does not name the "
-        "specification value too, and the model's confidence in its value is at least "
-        f"{result.min_conflict_confidence:g}), **unconfirmed** (such a disagreement without those two: most "
+        "on; the same word spelt another way: Plazo / Palazzo; colours against a multicolour specification), "
+        "**conflicts** (both have values, none equal or inside the other, the text does not name the "
+        "specification value too, the model's values are not another attribute's value of the product or pieces "
+        "of a longer number, and the model's confidence in its value is at least "
+        f"{result.min_conflict_confidence:g}), **unconfirmed** (such a disagreement that fails one of those: most "
         "likely the model's error), **only in description** (no real "
         "specification value: an enrichment), **only in specification** (the model found no value in the text). "
         "Each class's rows are in `<class>.jsonl` beside this report. See the module docstring of "
@@ -441,9 +514,8 @@ def report(result: Audit, table: dict, rows: list[dict], extractions: str | Path
         *(_table(["products", "pairs", *header], [[name.replace("_", " "), sum(c.values()), *_count_row(c)]
                                                   for name, c in table["by_training"].items() if sum(c.values())])
           + [""] if table["by_training"] else []),
-        f"Unconfirmed: {table['total']['unconfirmed']}, of which {table['names_both']} because the text names the "
-        "specification value too (the model took another word), the others because the model is not sure enough "
-        "of its value.",
+        f"Unconfirmed: {table['total']['unconfirmed']}: "
+        + "; ".join(f"{n} {WHY_KINDS[k]}" for k, n in sorted(table["unconfirmed_why"].items())) + ".",
         f"Specified attributes the heads cannot tag (not judged): "
         f"{sum(sum(a.values()) for a in table['not_taggable'].values())}.", "",
         "## Per vertical", "",

@@ -26,6 +26,7 @@ from mtl_tagger.audit import (
 from mtl_tagger.catalog import Product
 from mtl_tagger.errors import InputError
 from mtl_tagger.extract import PROGRESS_SUFFIX, SUMMARY_SUFFIX, digest, record_line, sidecar
+from mtl_tagger.prepare import normalise_key
 
 TEXT_A = "Voylla Gold Plated brass necklace for Girls, in silver. Specifications of Voylla Necklace Color Gold"
 PRODUCTS = [
@@ -102,6 +103,13 @@ def records() -> list[dict]:
     ({("krishna", "pearls")}, {("krishna", "pearls", "and", "jewellers")}, "partially_agrees"),
     ({("gold", "plated")}, {("plated", "gold")}, "conflicts"),  # token-aligned runs, not bags of words
     ({("pearls", "and")}, {("pearls", "&", "x")}, "partially_agrees"),  # & is and on both sides
+    ({("hook",), ("eye", "clasp")}, {("hook-and-eye",)}, "partially_agrees"),  # a hyphenated word is its parts
+    ({("plazo",)}, {("palazzo",)}, "partially_agrees"),  # spelt another way: letters left out
+    ({("glod",)}, {("gold",)}, "partially_agrees"),  # two letters swapped
+    ({("black",)}, {("block",)}, "conflicts"),  # a substitution is another word
+    ({("red",)}, {("rd",)}, "conflicts"),  # too short to tell a spelling from another word
+    ({("yellow",), ("white",)}, {("multicolor",)}, "partially_agrees"),  # colours of a multicolour product
+    ({("multicolor",)}, {("gold",)}, "conflicts"),  # the text says several colours, the seller one
     ({("brass",)}, set(), "only_in_description"),
     (set(), {("gold",)}, "only_in_specification"),
     (set(), set(), None),
@@ -152,6 +160,25 @@ def test_conflict_flags() -> None:
     assert verdicts[1].cls == "conflicts"
 
 
+@pytest.mark.parametrize("text, spec, attr, found, why", [
+    ("Gold plated ring", (("Plating", "Gold"), ("Color", "Red")), "color", "Gold",
+     "the text's value is the product's plating (another attribute)"),
+    ("By Leo n Babes", (("Brand", "Leo n Babes"), ("Ideal For", "Baby Girl's")), "ideal_for", "Babes",
+     "the text's value is the product's brand (another attribute)"),
+    ("Price Rs 1,499 pack", (("Pack of", "3"),), "pack_of", "1", "the text's value is a piece of a longer number"),
+    ("Price Rs 25,213 only", (("Pack of", "3"),), "pack_of", "213", "the text's value is a piece of a longer number"),
+    ("Pack of 1, for gifts", (("Pack of", "3"),), "pack_of", "1", ""),  # a number of its own: claimed
+    ("Diameter 5 Cms", (("Diameter", "Free Size"), ("Other Features", "Size:- Diameter: 5 Cms Warranty:- 5 Months")),
+     "diameter", "5 Cms", ""),  # free text of another attribute is not a value the model could take
+])
+def test_disagreements_explained_otherwise(text: str, spec: tuple, attr: str, found: str, why: str) -> None:
+    product = Product("p", "n", ("A",), "", text, spec)
+    record = {"id": "p", "vertical": "V", "values": [value(text, attr, found, confidence=0.9)]}
+    verdicts, _ = judge(record, product, text, [normalise_key(k) for k, _ in spec])
+    verdict = next(v for v in verdicts if v.attribute == attr)
+    assert (verdict.cls, verdict.why) == ("unconfirmed" if why else "conflicts", why)
+
+
 def test_output_files(tmp_path: Path) -> None:
     catalog, out = write_job(tmp_path, records())
     r = run_cli("audit", f"--extractions={out}", f"--catalog={catalog}", f"--out={tmp_path / 'audit'}")
@@ -184,7 +211,7 @@ def test_output_files(tmp_path: Path) -> None:
     report = (tmp_path / "audit" / "report.md").read_text()
     for heading in ("## Totals", "## Per vertical", "## Per attribute", "most frequent conflicts"):
         assert heading in report
-    assert "Unconfirmed: 1, of which 1 because the text names the specification value too" in report
+    assert "Unconfirmed: 1: 1 because the text names the specification value too" in report
 
 
 def test_sentence_of_a_value() -> None:
