@@ -268,12 +268,12 @@ def _params(cfg: Mapping[str, Any], tasks: str, mode: str = "") -> Any:
 def _loop(cfg: Mapping[str, Any], tasks: str, mode: str = "") -> Any:
     """A built run of the given verticals and its training loop (in a fresh model dir under the work dir)."""
     from mtl_tagger import run
-    from mtl_tagger.loop import Loop
+    from mtl_tagger.train import make_loop
 
     p = _params(cfg, tasks, mode)
     model_dir = Path(p.model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    return Loop(run.build(p, run.load_data(p), model_dir), model_dir)
+    return make_loop(run.build(p, run.load_data(p), model_dir), model_dir)[0]
 
 
 def prepare(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -344,7 +344,7 @@ def project_child(cfg: Mapping[str, Any]) -> dict[str, Any]:
     import tensorflow as tf
 
     from mtl_tagger import pipeline
-    from mtl_tagger.tagger import EVAL_BATCH
+    from mtl_tagger.tagger import EVAL_BATCH, Tagger
 
     loop = _loop(cfg, TASK)
     plans = dict(np.load(cfg["plan"]))
@@ -361,7 +361,7 @@ def project_child(cfg: Mapping[str, Any]) -> dict[str, Any]:
     padded = {"bucketed": [b for _, b in bucketed],
               "unbucketed": [pipeline.pad([examples[i] for i in row[row >= 0]])
                              for row in plans["plan_decode_unbucketed"]]}
-    decode = loop.tagger.decoder(TASK, False)  # the Tagger's compiled Viterbi decoder (no marginals)
+    decode = Tagger(loop.p, loop.run.vocab, {TASK: loop.run.net}).decoder(TASK, False)  # compiled Viterbi, no marginals
     for kind in KINDS:
         plan = plans[f"plan_decode_{kind}"]
         for i, b in enumerate(padded[kind]):

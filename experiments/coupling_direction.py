@@ -27,10 +27,9 @@ from absl import app, flags
 
 from experiments.collect import command_line
 from mtl_tagger import coupling
-from mtl_tagger.modeldir import read_history
+from mtl_tagger.modeldir import read_history, restore
 from mtl_tagger.params import Params
 from mtl_tagger.run import build, load_data
-from mtl_tagger.tagger import restore
 from mtl_tagger.vocab import Vocab
 
 FLAGS = flags.FLAGS

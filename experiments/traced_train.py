@@ -4,26 +4,35 @@ evaluation (history.json's evaluations get a "test" entry), for studying model-s
 Selection itself still reads dev alone; the test curve shows what each rule would have picked.
 """
 from mtl_tagger import cli, params
-from mtl_tagger.files import write_json_atomic
-from mtl_tagger.loop import Loop
-from mtl_tagger.train import main
+from mtl_tagger.hooks import Hook
+from mtl_tagger.loop import Evaluated, Loop
+from mtl_tagger.tagger import Tagger
+from mtl_tagger.train import train
 
-_evaluate = Loop.evaluate
+
+class TestCurve(Hook):
+    """At every evaluation, the test macro-F1 and entity-F1 of every vertical, into the history's evaluation."""
+
+    def __init__(self) -> None:
+        self.tagger: Tagger | None = None
+
+    def evaluated(self, loop: Loop, event: Evaluated) -> None:
+        self.tagger = self.tagger or Tagger(loop.p, loop.run.vocab, {t: loop.run.net for t in loop.names})
+        test = {}
+        with loop.evaluated_weights():
+            for t in loop.names:
+                m, _ = self.tagger.evaluate(loop.run.data.tasks[t].test, t)
+                test[t] = {k: round(m[k], 6) for k in ("macro_f1", "entity_f1")}
+        loop.history["evaluations"][-1]["test"] = test
 
 
-def evaluate_with_test(self: Loop, step: int) -> str:
-    """Loop.evaluate, then the test macro-F1 and entity-F1 of every vertical at this step."""
-    line = _evaluate(self, step)
-    test = {}
-    for t in self.names:
-        m, _ = self.tagger.evaluate(self.run.data.tasks[t].test, t)
-        test[t] = {k: round(m[k], 6) for k in ("macro_f1", "entity_f1")}
-    self.history["evaluations"][-1]["test"] = test
-    write_json_atomic(self.model_dir / "history.json", self.history)
-    return line
+def main(argv: list[str]) -> None:
+    """Parse the train flags and train with the test curve."""
+    if len(argv) > 1:
+        raise cli.usage_error(argv)
+    train(params.from_flags(), [TestCurve()])
 
 
 if __name__ == "__main__":
-    Loop.evaluate = evaluate_with_test
     params.define_flags()
     cli.run(main)

@@ -17,9 +17,8 @@ import tensorflow as tf
 from absl import logging
 
 from mtl_tagger.files import write_json_atomic, write_text_atomic
-from mtl_tagger.modeldir import best_checkpoint
+from mtl_tagger.modeldir import best_checkpoint, restore
 from mtl_tagger.run import Run
-from mtl_tagger.tagger import restore
 
 BATCH = 512
 

@@ -217,3 +217,17 @@ def read_run(model_dir: str | Path) -> dict:
     analysis = model_dir / "analysis.json"
     return {"params": params.to_json(), "metrics": read_json(path), "history": read_history(model_dir, params.names),
             "analysis": read_json(analysis)["directions"] if analysis.is_file() else None}
+
+
+def restore(net: tf.Module, checkpoint: str, model_dir: str | Path, extra: dict | None = None) -> None:
+    """Read `checkpoint` into `net` (and `extra` trackables); InputError saying why when it cannot be read."""
+    try:
+        status = tf.train.Checkpoint(net=net, **(extra or {})).read(checkpoint)
+        status.assert_existing_objects_matched().expect_partial()
+    except (tf.errors.OpError, ValueError, AssertionError, IndexError) as e:  # IndexError: a truncated file
+        written = read_provenance(model_dir).get("stack")
+        by = f"written by {stack_name(written)}, " if written and written != stack() else ""
+        text = (e.message if isinstance(e, tf.errors.OpError) else str(e)).strip()
+        reason = text.splitlines()[0][:160] if text else type(e).__name__
+        raise InputError(f"cannot restore {checkpoint} ({by}{reason}): the checkpoint is damaged or does not match "
+                         "params.json/vocab.json; retrain the model", model_dir) from None

@@ -21,7 +21,7 @@ from mtl_tagger.conll import Sentence, chunks
 from mtl_tagger.errors import InputError
 from mtl_tagger.metrics import evaluate_tags
 from mtl_tagger.model import TaggerNet
-from mtl_tagger.modeldir import best_checkpoint, read_provenance, stack, stack_name
+from mtl_tagger.modeldir import best_checkpoint, restore
 from mtl_tagger.params import Params
 from mtl_tagger.pipeline import BATCH_SIGNATURE, encode, eval_batches
 from mtl_tagger.text import tokenize
@@ -39,20 +39,6 @@ def shown(confidence: float) -> float:
     """A confidence as extract reports it, and as `min_confidence` is compared with: to 4 places, so filtering on
     a reported value keeps exactly the values reported at or above it."""
     return round(confidence, 4)
-
-
-def restore(net: TaggerNet, checkpoint: str, model_dir: str | Path, extra: dict | None = None) -> None:
-    """Read `checkpoint` into `net` (and `extra` trackables); InputError saying why when it cannot be read."""
-    try:
-        status = tf.train.Checkpoint(net=net, **(extra or {})).read(checkpoint)
-        status.assert_existing_objects_matched().expect_partial()
-    except (tf.errors.OpError, ValueError, AssertionError, IndexError) as e:  # IndexError: a truncated file
-        written = read_provenance(model_dir).get("stack")
-        by = f"written by {stack_name(written)}, " if written and written != stack() else ""
-        text = (e.message if isinstance(e, tf.errors.OpError) else str(e)).strip()
-        reason = text.splitlines()[0][:160] if text else type(e).__name__
-        raise InputError(f"cannot restore {checkpoint} ({by}{reason}): the checkpoint is damaged or does not match "
-                         "params.json/vocab.json; retrain the model", model_dir) from None
 
 
 class Tagger:

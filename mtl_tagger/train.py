@@ -4,6 +4,8 @@ Trains (or resumes) a single- or multi-task tagger, then prints every vertical's
 coupled mode, the top lender of every label; every flag is a field of mtl_tagger.params.Params (see
 --helpfull, flags/paper.cfg and flags/sweep.cfg).
 """
+import functools
+from collections.abc import Sequence
 from pathlib import Path
 
 import tensorflow as tf
@@ -12,13 +14,17 @@ from absl import logging
 from mtl_tagger import cli, params
 from mtl_tagger.analysis import analyse, format_lenders
 from mtl_tagger.calibration import calibrate
+from mtl_tagger.conll import write_conll
+from mtl_tagger.corpus import TaskData
 from mtl_tagger.errors import InputError, Interrupted
 from mtl_tagger.files import read_json, write_json_atomic
+from mtl_tagger.hooks import Checkpoints, Hook, Interruption, ProgressBar, TensorBoard, fit
 from mtl_tagger.loop import Loop
 from mtl_tagger.metrics import format_table
-from mtl_tagger.modeldir import claim, write_provenance
+from mtl_tagger.modeldir import claim, read_history, write_provenance
 from mtl_tagger.params import Params
-from mtl_tagger.run import build, load_data
+from mtl_tagger.run import Run, build, load_data
+from mtl_tagger.tagger import Tagger
 from mtl_tagger.vocab import Vocab
 
 
@@ -35,8 +41,44 @@ def multiworker() -> tuple[tf.distribute.Strategy, tuple[int, int]]:
     return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver), (index, workers)
 
 
-def train(p: Params) -> dict[str, dict]:
-    """Train (or resume) the run `p` describes and return its test metrics, keyed by vertical.
+def dev_score(tagger: Tagger, tasks: dict[str, TaskData], task: str) -> dict[str, float]:
+    """The selection scores of `task` on its dev split with the network's current weights."""
+    metrics, _ = tagger.evaluate(tasks[task].dev, task)
+    return {k: metrics[k] for k in ("macro_f1", "entity_f1")}
+
+
+def test(loop: Loop, checkpoints: Checkpoints, tagger: Tagger, model_dir: Path) -> dict[str, dict]:
+    """Score each vertical's best checkpoint on its test split, write predictions/ and return the metrics
+    (metrics.json is the caller's to write, last)."""
+    results: dict[str, dict] = {}
+    pred_dir = model_dir / "predictions"
+    pred_dir.mkdir(exist_ok=True)
+    for t in loop.names:
+        best = loop.history["best"][t]
+        checkpoints.restore_best(loop, t)
+        sentences = loop.run.data.tasks[t].test
+        metrics, pred = tagger.evaluate(sentences, t)
+        results[t] = {"split": "test", "selected_step": best["step"], "dev_macro_f1": best["macro_f1"], **metrics}
+        write_conll(pred_dir / f"{t}.test.conll", ((s.tokens, s.tags, tags) for s, tags in zip(sentences, pred)))
+    return results
+
+
+def make_loop(run: Run, model_dir: Path, strategy: tf.distribute.Strategy | None = None,
+              worker: tuple[int, int] = (0, 1)) -> tuple[Loop, Checkpoints, Tagger]:
+    """The loop of a built run (its history from the model dir), its checkpoints, and the Tagger dev and test are
+    scored with; may refuse the model dir's history or checkpoints (InputError)."""
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        tagger = Tagger(run.params, run.vocab, {t: run.net for t in run.params.names})
+        loop = Loop(run, read_history(model_dir, run.params.names), functools.partial(dev_score, tagger,
+                                                                                        run.data.tasks),
+                    strategy, worker)
+    return loop, Checkpoints(loop, model_dir, write=worker[0] == 0), tagger
+
+
+def train(p: Params, hooks: Sequence[Hook] = ()) -> dict[str, dict]:
+    """Train (or resume) the run `p` describes and return its test metrics, keyed by vertical; `hooks` act on the
+    loop's events before the checkpoints are written (an experiment's additions to the history, say).
 
     Everything that may refuse the input or the model dir is checked before anything is written to it; a run
     already complete only says so. With --distribute=multiworker every worker runs this; only the chief
@@ -50,9 +92,10 @@ def train(p: Params) -> dict[str, dict]:
         for note in data.notes:
             logging.warning(note)
         with strategy.scope():
-            loop = Loop(build(p, data, model_dir, write=False), model_dir, strategy, worker)
-        loop.fit(loop.resume())
-        return loop.test()
+            run = build(p, data, model_dir, write=False)
+        loop, checkpoints, _ = make_loop(run, model_dir, strategy, worker)
+        fit(loop, checkpoints.resume(loop), [checkpoints])
+        return {}
     held = claim(p, data.provenance)
     for note in data.notes:
         logging.warning(note)
@@ -62,8 +105,8 @@ def train(p: Params) -> dict[str, dict]:
             data.vocab = Vocab.load(model_dir / "vocab.json", p.names)  # the ids the checkpoints were trained with
         with strategy.scope():
             run = build(p, data, model_dir, write=False)  # may still refuse the input (e.g. an empty shortlist)
-            loop = Loop(run, model_dir, strategy, worker)  # or the model dir's checkpoints and history
-        start = loop.resume()  # or its last checkpoint: the last check; only now is anything written
+        loop, checkpoints, tagger = make_loop(run, model_dir, strategy, worker)  # or the model dir's history
+        start = checkpoints.resume(loop)  # or its last checkpoint: the last check; only now is anything written
         done = loop.stop_rule(start) if held.resume and metrics.is_file() else None
         if not done:
             metrics.unlink(missing_ok=True)  # a finished run trained further: its old test metrics no longer hold
@@ -81,22 +124,25 @@ def train(p: Params) -> dict[str, dict]:
               f"{metrics}", flush=True)
         return read_json(metrics)
     held.commit()
+    board = TensorBoard(model_dir)
     try:
+        if start:
+            print(f"resuming {model_dir} at step {start} of {run.budget()}", flush=True)
         try:
-            loop.fit(start)
+            fit(loop, start, [*hooks, checkpoints, board, ProgressBar(), Interruption()])
         except KeyboardInterrupt:
-            saved = loop.last.latest_checkpoint
+            saved = checkpoints.last.latest_checkpoint
             where = (f"the last checkpoint is {saved} (step {saved.rsplit('-', 1)[-1]})" if saved
                      else "no checkpoint was saved yet")
             raise Interrupted(f"interrupted at step {int(loop.step)}: {where}; run the same command again to "
                               "resume") from None
         try:
-            results = loop.test()
+            results = test(loop, checkpoints, tagger, model_dir)
             print(format_table(results), flush=True)
-            for line in calibrate(model_dir, p.calibration, {t: run.data.tasks[t].dev for t in p.names}, loop.writer):
+            for line in calibrate(model_dir, p.calibration, {t: run.data.tasks[t].dev for t in p.names}, board.writer):
                 print(line, flush=True)
             if run.coupler is not None:
-                for direction in analyse(run, model_dir, loop.writer):
+                for direction in analyse(run, model_dir, board.writer):
                     print("\n" + format_lenders(direction), flush=True)
         except KeyboardInterrupt:
             raise Interrupted("interrupted after training, while testing, calibrating or analysing: the trained model "
@@ -104,7 +150,7 @@ def train(p: Params) -> dict[str, dict]:
         write_json_atomic(metrics, results)  # last: a model dir with metrics.json holds a finished run
         return results
     finally:
-        loop.writer.close()
+        board.writer.close()
         held.lock.release()
 
 

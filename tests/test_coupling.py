@@ -22,11 +22,11 @@ from mtl_tagger.coupling import (
     length_groups,
 )
 from mtl_tagger.labels import kgram_ids, label_kgrams
-from mtl_tagger.loop import Loop
 from mtl_tagger.model import TaggerNet
 from mtl_tagger.params import Params
 from mtl_tagger.run import build, load_data
 from mtl_tagger.shortlist import make_contexts
+from mtl_tagger.train import make_loop
 from mtl_tagger.vocab import Vocab
 
 TAGS = {"A": ["O", "B-color", "I-color", "B-material"], "B": ["O", "B-color", "B-brand"]}
@@ -299,7 +299,7 @@ def test_every_step_with_an_empty_or_one_sentence_group_trains(three: Path, tmp_
             continue
         patterns |= set(first)
         picked = sorted(first.values())
-        loop = Loop(run, Path(p.model_dir))
+        loop, _, _ = make_loop(run, Path(p.model_dir))
         data = pipeline.step_dataset(run.table, {t: rows[t][picked] for t in p.names}, run.offsets, 0, run.coupling,
                                      (rows["anchors"][picked], rows["chosen"][picked]))
         for step, inputs in zip(picked, data):

@@ -15,7 +15,7 @@ import tensorflow as tf
 from conftest import REPO, run_cli, smoke_params
 from test_bad_input import assert_one_error_line
 
-from mtl_tagger import Tagger, loop
+from mtl_tagger import Tagger, hooks
 from mtl_tagger.errors import InputError, Interrupted
 from mtl_tagger.export import export
 from mtl_tagger.files import write_json_atomic
@@ -56,7 +56,7 @@ def test_a_crash_at_any_write_of_an_evaluation_resumes_to_the_same_run(
     second, third or fourth of those writes, and the rerun ends with the history and metrics of the uninterrupted
     run."""
     writes = []
-    save, write = tf.train.CheckpointManager.save, loop.write_json_atomic
+    save, write = tf.train.CheckpointManager.save, hooks.write_json_atomic
 
     def counted(what: str) -> None:
         writes.append(what)
@@ -73,7 +73,7 @@ def test_a_crash_at_any_write_of_an_evaluation_resumes_to_the_same_run(
         write(path, data)
 
     monkeypatch.setattr(tf.train.CheckpointManager, "save", crashing_save)
-    monkeypatch.setattr(loop, "write_json_atomic", crashing_write)
+    monkeypatch.setattr(hooks, "write_json_atomic", crashing_write)
     out = tmp_path / "m"
     with pytest.raises(Crash):
         train(smoke_params(data_dir, out, **PAIR))
