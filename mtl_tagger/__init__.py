@@ -12,9 +12,18 @@ warnings.filterwarnings("ignore", message=r"\s*TensorFlow Addons", category=User
 __all__ = ["Tagger"]
 
 
+def _command() -> str | None:
+    """The package's command this process runs (`python -m mtl_tagger.train …`: "mtl_tagger.train"), if any."""
+    argv = getattr(sys, "orig_argv", [])
+    i = argv.index("-m") if "-m" in argv else -1
+    name = argv[i + 1] if 0 <= i < len(argv) - 1 else ""
+    return name if name.startswith(f"{__name__}.") else None
+
+
 class _QuietLoader(importlib.abc.Loader):
     """Loads TensorFlow with stderr (fd 2) closed: TensorFlow >= 2.16 writes C++ start-up notes there before any
-    setting can silence them, and a command's only stderr line should be its own."""
+    setting can silence them, and a command's only stderr lines should be its own. On a terminal, a command shows
+    that it is loading TensorFlow (seconds) on a status line it clears when done."""
 
     def __init__(self, loader: importlib.abc.Loader) -> None:
         self.loader = loader
@@ -23,6 +32,9 @@ class _QuietLoader(importlib.abc.Loader):
         return self.loader.create_module(spec)
 
     def exec_module(self, module: object) -> None:
+        command = _command() if sys.stderr.isatty() else None
+        if command:
+            sys.stderr.write(f"{command}: loading TensorFlow…\r")
         saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
         sys.stderr.flush()
         os.dup2(devnull, 2)
@@ -32,6 +44,9 @@ class _QuietLoader(importlib.abc.Loader):
             os.dup2(saved, 2)
             os.close(saved)
             os.close(devnull)
+            if command:
+                sys.stderr.write("\033[K")  # the status line goes: what follows is the command's own
+                sys.stderr.flush()
 
 
 class _QuietTensorFlow(importlib.abc.MetaPathFinder):

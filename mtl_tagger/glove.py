@@ -32,6 +32,7 @@ from mtl_tagger import cli
 from mtl_tagger.catalog import read_catalog
 from mtl_tagger.errors import InputError
 from mtl_tagger.files import sha256, write_json_atomic
+from mtl_tagger.progress import Progress
 from mtl_tagger.text import tokenize
 from mtl_tagger.vectors import write_vectors
 
@@ -112,11 +113,13 @@ def train_glove(rows: np.ndarray, cols: np.ndarray, counts: np.ndarray, vocab_si
             adagrad(param, square, index, grad)
         return 0.5 * tf.reduce_sum(fdiff * diff)
 
-    for epoch in range(epochs):
+    bar = Progress(epochs, "epochs")
+    for _ in range(epochs):
         order = rng.permutation(len(counts)).astype(np.int32)
         cost = sum(float(step(tf.constant(order[s:s + batch_size])))
                    for s in range(0, len(order), batch_size))
-        logging.info("glove epoch %d/%d: cost %.4f", epoch + 1, epochs, cost / len(counts))
+        bar.update(1, cost=cost / len(counts))
+    bar.close()
     return (weights[0] + weights[1]).numpy()
 
 

@@ -519,19 +519,27 @@ def define_flags() -> None:
     flags.DEFINE_string("verticals", str(DEFAULT_VERTICALS), "JSON mapping vertical -> category-path rules.")
     flags.DEFINE_bool("keep_spec_block", False, "Keep the trailing 'Specifications of …' block in the text.")
     flags.DEFINE_bool("keep_unmatched", False, "Write products whose text gets no tag (all O), not drop them.")
+    flags.DEFINE_bool("show_stats", False, "Print stats.md also when it is what the last prepare into --out wrote.")
     flags.DEFINE_bool("keep_boilerplate", False, "Keep the sentences the catalog repeats across many products and "
                       "verticals (see the module docstring) in the text.")
 
 
 def main(argv: list[str]) -> None:
-    """CLI: prepare DATA_DIR and print its stats.md."""
+    """CLI: prepare DATA_DIR and print its stats.md (when it changed, or with --show_stats)."""
     if len(argv) > 1:
         raise cli.usage_error(argv)
     if not FLAGS.source or not FLAGS.out:
         raise InputError("--source and --out are required")
-    prepare(FLAGS.source, FLAGS.out, FLAGS.verticals, FLAGS.keep_spec_block, FLAGS.keep_unmatched,
-            FLAGS.keep_boilerplate)
-    print((Path(FLAGS.out) / "stats.md").read_text(encoding="utf-8"))
+    stats = Path(FLAGS.out) / "stats.md"
+    before = stats.read_text(encoding="utf-8") if stats.is_file() else None
+    data = prepare(FLAGS.source, FLAGS.out, FLAGS.verticals, FLAGS.keep_spec_block, FLAGS.keep_unmatched,
+                   FLAGS.keep_boilerplate)
+    after = stats.read_text(encoding="utf-8")
+    if after == before and not FLAGS.show_stats:
+        print(f"{FLAGS.out}: {len(data.counts)} verticals, {len(data.instances)} sentences, as the last prepare made "
+              f"them; the table is in {stats} (--show_stats prints it)")
+    else:
+        print(after)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,12 @@ import sys
 import time
 
 
+def clock(seconds: float) -> str:
+    """A duration as a reader takes it in: 42s, 3m05s, 1h02m."""
+    s = int(round(seconds))
+    return f"{s}s" if s < 60 else f"{s // 60}m{s % 60:02d}s" if s < 3600 else f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
 class Progress:
     """Counts work done out of `total` (None: unknown) and shows the rate in `unit`s per second."""
 
@@ -29,7 +35,9 @@ class Progress:
         else:
             head = f"{self.done}"
         tail = "".join(f" · {k} {v:.4g}" for k, v in self.values.items())
-        return f"{head} {self.unit} · {self.rate():.1f} {self.unit}/s{tail}"
+        rate = self.rate()
+        left = f" · {clock((self.total - self.done) / rate)} left" if self.total and rate > 0 else ""
+        return f"{head} {self.unit} · {rate:.1f} {self.unit}/s{left}{tail}"
 
     def update(self, n: int = 1, **values: float) -> None:
         """Count `n` more units and show the bar if it is time."""

@@ -189,6 +189,11 @@ def test_cli_writes_conll_provenance_and_stats(tmp_path: Path) -> None:
     stats = (out / "stats.md").read_text(encoding="utf-8")
     assert "skipped as unreadable: 1" in stats and "| Necklace |" in r.stdout
     assert sorted(p.name for p in out.iterdir()) == ["Chain", "Necklace", "Top", "boilerplate.json", "stats.md"]
+    again = run_cli("prepare", f"--source={source}", f"--out={out}", f"--verticals={MAPPING}")
+    assert again.returncode == 0 and "| Necklace |" not in again.stdout, "an unchanged table is not printed again"
+    assert again.stdout.startswith(f"{out}: 3 verticals, ") and "--show_stats prints it" in again.stdout
+    shown = run_cli("prepare", f"--source={source}", f"--out={out}", f"--verticals={MAPPING}", "--show_stats")
+    assert shown.stdout == r.stdout
     total = 0
     assert not (out / "Chain" / "test.conll").exists() and "Chain/test.conll" in stats  # an empty split
     for split in ("train", "dev", "test"):
