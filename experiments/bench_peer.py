@@ -400,7 +400,7 @@ def coupled_child(cfg: Mapping[str, Any]) -> dict[str, Any]:
             start = time.perf_counter()
             float(loop.train_step(inputs[name][i])["loss"])
             seconds[name].append(time.perf_counter() - start)
-    from mtl_tagger.coupling import GROUPS
+    from mtl_tagger.pipeline import GROUPS
 
     encoded = [int(sum(x["coupling"][f"sentences_{g}"]["length"].shape[0] for g in range(GROUPS)))
                for x in inputs["coupled"]]

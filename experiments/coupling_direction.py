@@ -26,7 +26,8 @@ import tensorflow as tf
 from absl import app, flags
 
 from experiments.collect import command_line
-from mtl_tagger import coupling
+from mtl_tagger import loss as step_losses
+from mtl_tagger import pipeline
 from mtl_tagger.modeldir import read_history, restore
 from mtl_tagger.params import Params
 from mtl_tagger.run import build, load_data
@@ -38,7 +39,7 @@ flags.DEFINE_integer("batches", 20, "Coupling minibatches (the first of each run
 flags.DEFINE_string("out", None, "Also write the table (with the command and date) to this markdown file.")
 flags.mark_flag_as_required("model_dirs")
 
-_scores = coupling.context_scores
+_scores = step_losses.context_scores
 
 
 def _centred(kind: str, emissions: tf.Tensor, lengths: tf.Tensor, transitions: tf.Tensor) -> tf.Tensor:
@@ -60,16 +61,16 @@ def measure(run: object, batches: list[dict]) -> dict[str, float]:
     out = {"tce": 0.0, "tce_centred": 0.0}
     sums = {k: [0.0, 0.0] for k in ("head_coupling", "head_crf", "encoder_coupling")}
     for c in batches:
-        hs = [net.encoder(c[f"sentences_{g}"]) for g in range(coupling.GROUPS)]
+        hs = [net.encoder(c[f"sentences_{g}"]) for g in range(pipeline.GROUPS)]
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(hs)
             tce = coupler.loss(net, c, hs)["total"]
         out["tce"] += float(tce) / len(batches)
-        coupling.context_scores = _centred
+        step_losses.context_scores = _centred
         try:
             out["tce_centred"] += float(coupler.loss(net, c, hs)["total"]) / len(batches)
         finally:
-            coupling.context_scores = _scores
+            step_losses.context_scores = _scores
         grads = tape.gradient(tce, [v for h in heads for v in (h.kernel, h.bias)] + hs)
         for i, head in enumerate(heads):
             for g, axis in ((grads[2 * i], 1), (grads[2 * i + 1], 0)):

@@ -18,9 +18,9 @@ import numpy as np
 import tensorflow as tf
 
 from mtl_tagger import pipeline
-from mtl_tagger.coupling import COUPLING_SIGNATURE
 from mtl_tagger.loss import step_loss
 from mtl_tagger.optimizer import Adam, Average
+from mtl_tagger.pipeline import COUPLING_SIGNATURE
 from mtl_tagger.run import Run
 
 

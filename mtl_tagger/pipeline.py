@@ -5,13 +5,22 @@ sentences are shuffled per epoch, bucketed by length (padding falls from ~68% to
 on catalog descriptions) and cut into minibatches, epoch after epoch. The tf.data pipeline walks the plan
 from any step (so a resumed run sees exactly the batches an uninterrupted one would) and gathers and pads
 the sentences in-graph from one `SentenceTable`; nothing in it is a Python generator, so nothing outlives it.
+
+Coupled mode adds a coupling minibatch per step: `CouplingData` holds every coupled pair's shortlist L as
+gather tables over one run's contexts. An *anchor* is a context with at least one neighbour in the other
+vertical of its pair; direction 0 = anchor in the pair's first vertical (CCE with a, LCE), 1 = in its second
+(CCE′ with a′, LCE′). Its `plan` fixes which anchors each step uses, and `batch` gathers a step's anchors, their
+neighbours and every sentence they lie in, in-graph (each sentence once, padded in GROUPS length groups); the
+loss module (mtl_tagger.loss) consumes it.
 """
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
 
 from mtl_tagger.conll import Sentence
+from mtl_tagger.shortlist import Contexts
 from mtl_tagger.vocab import Vocab
 
 Example = dict[str, np.ndarray]
@@ -147,12 +156,12 @@ def batch_plan(lengths: np.ndarray, batch_size: int, max_len: int, seed: int, st
 
 
 def step_dataset(table: SentenceTable, plans: dict[str, np.ndarray], offsets: dict[str, int], start: int,
-                 coupling: object | None = None, coupling_plan: tuple[np.ndarray, np.ndarray] | None = None,
+                 coupling: "CouplingData | None" = None, coupling_plan: tuple[np.ndarray, np.ndarray] | None = None,
                  shard: tuple[int, int] = (0, 1)) -> tf.data.Dataset:
     """Step inputs from `start` to the end of the plans: {"step", "count", vertical: padded batch, ["coupling"]}.
 
     `plans` hold each vertical's sentence indices; `offsets` its first row in `table`. `coupling` (a
-    coupling.CouplingData) turns its plan's anchor rows and chosen neighbours into a coupling minibatch, also
+    CouplingData) turns its plan's anchor rows and chosen neighbours into a coupling minibatch, also
     in-graph. With
     `shard` = (worker, workers) this worker gets every workers-th sentence and anchor of each step from its
     own position; "count" holds each whole minibatch's size (per vertical, and "coupling" anchors), which
@@ -180,3 +189,180 @@ def step_dataset(table: SentenceTable, plans: dict[str, np.ndarray], offsets: di
         return out
 
     return tf.data.Dataset.from_tensor_slices(slices).map(gather).prefetch(2)
+
+
+GROUPS = 4  # the scored sentences of a coupling minibatch are padded in this many length groups
+COUPLING_SIGNATURE = {
+    **{f"sentences_{g}": BATCH_SIGNATURE for g in range(GROUPS)},  # each scored sentence once, by length group
+    # The scored contexts [S, 1+M]: each anchor (column 0) and the neighbours chosen for it: which group, row and
+    # position its context is at, its vertical and its gold tag (global id).
+    **{k: tf.TensorSpec([None, None], tf.int32) for k in ("group", "row", "position", "task", "gold")},
+    "chosen": tf.TensorSpec([None, None], tf.int32),  # [S, M] the chosen neighbours' places in the list, −1 = none
+    # The anchor's whole list L(j,i), over which both attentions normalise: windows [S, 1+K, W] and gold tags.
+    "window": tf.TensorSpec([None, None, None], tf.int32),
+    "labels": tf.TensorSpec([None, None], tf.int32),
+    "mask": tf.TensorSpec([None, None], tf.bool),  # [S, K] real neighbours
+    "direction": tf.TensorSpec([None], tf.int32),
+    "pair": tf.TensorSpec([None], tf.int32),
+}
+
+
+def length_groups(lengths: tf.Tensor, groups: int) -> tf.Tensor:
+    """Cuts [groups + 1] (0 first, n last) of n ascending lengths into runs padded to their longest, chosen
+    greedily: each new cut is the one that saves the most padded slots. Fewer lengths than groups leave empty
+    runs at the end."""
+    n = tf.size(lengths)
+    padded = tf.concat([lengths, [0]], 0)
+    cuts = tf.stack([0, n])
+    candidates = tf.range(1, tf.maximum(n, 1))
+    for _ in range(groups - 1):
+        b = tf.gather(cuts, tf.searchsorted(cuts, candidates, side="right"))
+        a = tf.gather(cuts, tf.searchsorted(cuts, candidates, side="right") - 1)
+        # Cutting the run [a, b) at c saves (c − a) × (its longest − the longest of [a, c)) padded slots.
+        saving = (candidates - a) * (tf.gather(padded, b - 1) - tf.gather(padded, candidates - 1))
+        saving = tf.where(tf.reduce_any(cuts[None, :] == candidates[:, None], axis=1), -1, saving)
+        best = tf.gather(tf.concat([candidates, [n]], 0), tf.argmax(tf.concat([saving, [0]], 0),
+                                                                     output_type=tf.int32))
+        cuts = tf.sort(tf.concat([cuts, [best]], 0))
+    return cuts
+
+
+@dataclass
+class PairShortlist:
+    """One coupled pair (a, b) and both directions of its L: neighbours as indices into the other's contexts."""
+
+    a: str
+    b: str
+    a_neighbors: np.ndarray  # [Na, K] int, −1 = padding
+    b_neighbors: np.ndarray  # [Nb, K]
+
+
+class CouplingData:
+    """Every coupled pair's shortlist over the run's contexts, as numpy tables (plans, analysis) and tensors."""
+
+    def __init__(self, tasks: Sequence[str], contexts: dict[str, Contexts], gold: dict[str, np.ndarray],
+                 sentence_offsets: dict[str, int], tag_offsets: dict[str, int], pairs: Sequence[PairShortlist]) -> None:
+        self.tasks = list(tasks)
+        self.pairs = [(p.a, p.b) for p in pairs]
+        offset, ctx_offset = 0, {}
+        for t in self.tasks:
+            ctx_offset[t] = offset
+            offset += len(contexts[t])
+        order = self.tasks
+        self.ctx_task = np.concatenate([np.full(len(contexts[t]), i, np.int32) for i, t in enumerate(order)])
+        self.ctx_sentence = np.concatenate([contexts[t].sentence + sentence_offsets[t] for t in order]).astype(np.int32)
+        self.ctx_position = np.concatenate([contexts[t].position for t in order]).astype(np.int32)
+        self.ctx_window = np.concatenate([contexts[t].windows for t in order]).astype(np.int32)
+        self.ctx_local_gold = np.concatenate([gold[t] for t in order]).astype(np.int32)
+        self.ctx_gold = np.concatenate([gold[t] + tag_offsets[t] for t in order]).astype(np.int32)
+        rows: list[tuple[np.ndarray, ...]] = []
+        for p, pair in enumerate(pairs):
+            for d, (mine, other, table) in enumerate(((pair.a, pair.b, pair.a_neighbors),
+                                                      (pair.b, pair.a, pair.b_neighbors))):
+                ids = np.flatnonzero(table[:, 0] >= 0)
+                nb = np.where(table[ids] >= 0, table[ids] + ctx_offset[other], -1)
+                rows.append((ids + ctx_offset[mine], nb, np.full(len(ids), p), np.full(len(ids), d)))
+        k = max(pair.a_neighbors.shape[1] for pair in pairs)
+        self.anchor_ctx = np.concatenate([r[0] for r in rows]).astype(np.int32)
+        self.anchor_neighbors = np.concatenate(
+            [np.pad(r[1], ((0, 0), (0, k - r[1].shape[1])), constant_values=-1) for r in rows]).astype(np.int32)
+        self.anchor_pair = np.concatenate([r[2] for r in rows]).astype(np.int32)
+        self.anchor_direction = np.concatenate([r[3] for r in rows]).astype(np.int32)
+        self._tensors = {name: tf.constant(getattr(self, name)) for name in (
+            "ctx_task", "ctx_sentence", "ctx_position", "ctx_window", "ctx_gold", "anchor_ctx", "anchor_neighbors",
+            "anchor_pair", "anchor_direction")}
+
+    def anchors(self, pair: int, direction: int | None = None) -> np.ndarray:
+        """Anchor rows of one pair (and direction)."""
+        keep = self.anchor_pair == pair
+        if direction is not None:
+            keep &= self.anchor_direction == direction
+        return np.flatnonzero(keep).astype(np.int32)
+
+    def _pass(self, pair: int, batch_size: int, seed: int, k: int) -> list[np.ndarray]:
+        """The k-th pass over one pair's anchors: every anchor once, the anchors of one (direction, sentence)
+        kept together, so a minibatch's anchors lie in a few sentences (BUILD_NOTES "Coupling minibatches")."""
+        rows = self.anchors(pair)
+        key = self.anchor_direction[rows].astype(np.int64) * (1 + int(self.ctx_sentence.max())) \
+            + self.ctx_sentence[self.anchor_ctx[rows]]
+        _, group = np.unique(key, return_inverse=True)
+        rank = np.random.default_rng([seed, pair, k, 7]).permutation(int(group.max()) + 1)
+        order = rows[np.lexsort((self.anchor_ctx[rows], rank[group]))]
+        return [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+
+    def minibatches(self, num_tasks: int) -> int:
+        """Coupling minibatches per step: one per pair up to one per vertical beyond the first, so a step's
+        cost grows with the number of verticals, not with the number of pairs."""
+        return max(1, min(len(self.pairs), num_tasks - 1))
+
+    def plan(self, batch_size: int, slots: int, seed: int, steps: int, sample: int = 1
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """[steps, slots × batch_size] anchor rows (−1 = none): the pairs take turns slot by slot, each walking
+        its own passes; and [steps, slots × batch_size, M] the neighbours whose scores each anchor compares:
+        `sample` of its list drawn without replacement (M = sample), or its whole list (sample 0, M = K).
+        Both are fixed by (seed, step) like the vertical minibatch plans."""
+        plan = np.full((steps, slots * batch_size), -1, np.int32)
+        counts = [-(-len(self.anchors(p)) // batch_size) for p in range(len(self.pairs))]
+        passes: dict[tuple[int, int], list[np.ndarray]] = {}
+        for u in range(steps * slots):
+            pair, use = u % len(self.pairs), u // len(self.pairs)
+            k, i = divmod(use, counts[pair])
+            if (pair, k) not in passes:
+                passes.pop((pair, k - 1), None)
+                passes[(pair, k)] = self._pass(pair, batch_size, seed, k)
+            step, slot = divmod(u, slots)
+            batch = passes[(pair, k)][i]
+            plan[step, slot * batch_size: slot * batch_size + len(batch)] = batch
+        return plan, self._choose(plan, sample, seed)
+
+    def _choose(self, plan: np.ndarray, sample: int, seed: int) -> np.ndarray:
+        """For every planned anchor, the places in its list of the neighbours it is compared with (−1 = none)."""
+        k = self.anchor_neighbors.shape[1]
+        real = np.where(plan >= 0, (self.anchor_neighbors[np.maximum(plan, 0)] >= 0).sum(axis=-1), 0)
+        if sample == 0 or sample >= k:
+            places = np.broadcast_to(np.arange(k), (*plan.shape, k))
+            return np.where(places < real[..., None], places, -1).astype(np.int32)
+        chosen = np.full((*plan.shape, sample), -1, np.int32)
+        for step in range(plan.shape[0]):
+            keys = np.random.default_rng([seed, step, 11]).random((plan.shape[1], k))
+            order = np.argsort(np.where(np.arange(k) < real[step, :, None], keys, 2.0), axis=1)[:, :sample]
+            chosen[step] = np.where(np.arange(sample) < real[step, :, None], order, -1)
+        return chosen
+
+    def batch(self, table: SentenceTable, rows: tf.Tensor, chosen: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The coupling minibatch (COUPLING_SIGNATURE) of anchor rows and chosen places (rows −1 ignored), in-graph.
+
+        Only the anchors' and the chosen neighbours' sentences are encoded; the attention over each anchor's
+        whole list needs only word embeddings and gold tags.
+        """
+        t = self._tensors
+        real = rows >= 0
+        rows, chosen = tf.boolean_mask(rows, real), tf.boolean_mask(chosen, real)
+        anchor = tf.gather(t["anchor_ctx"], rows)
+        neighbors = tf.gather(t["anchor_neighbors"], rows)
+        mask = neighbors >= 0
+        listed = tf.concat([anchor[:, None], tf.where(mask, neighbors, anchor[:, None])], axis=1)  # [S, 1+K]
+        picked = tf.gather(neighbors, tf.maximum(chosen, 0), batch_dims=1)
+        scored = tf.concat([anchor[:, None], tf.where(chosen >= 0, picked, anchor[:, None])], axis=1)  # [S, 1+M]
+        sentence = tf.gather(t["ctx_sentence"], scored)
+        unique, where = tf.unique(tf.reshape(sentence, [-1]))
+        lengths = tf.gather(table.length, unique)
+        order = tf.argsort(lengths, stable=True)
+        cuts = length_groups(tf.gather(lengths, order), GROUPS)
+        rank = tf.gather(tf.math.invert_permutation(order), where)
+        group = tf.searchsorted(cuts[1:-1], rank, side="right")
+        shape = tf.shape(scored)
+        return {
+            **{f"sentences_{g}": table.batch(tf.gather(unique, order[cuts[g]:cuts[g + 1]])) for g in range(GROUPS)},
+            "group": tf.reshape(group, shape),
+            "row": tf.reshape(rank - tf.gather(cuts, group), shape),
+            "position": tf.gather(t["ctx_position"], scored),
+            "task": tf.gather(t["ctx_task"], scored),
+            "gold": tf.gather(t["ctx_gold"], scored),
+            "chosen": chosen,
+            "window": tf.gather(t["ctx_window"], listed),
+            "labels": tf.gather(t["ctx_gold"], listed),
+            "mask": mask,
+            "direction": tf.gather(t["anchor_direction"], rows),
+            "pair": tf.gather(t["anchor_pair"], rows),
+        }

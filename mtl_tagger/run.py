@@ -13,13 +13,14 @@ from absl import logging
 
 from mtl_tagger import pipeline, shortlist
 from mtl_tagger.corpus import TaskData, load_task, unseen_tags
-from mtl_tagger.coupling import Coupler, CouplingData, PairShortlist
 from mtl_tagger.crf import bigram_pmi
 from mtl_tagger.errors import InputError
 from mtl_tagger.files import sha256
+from mtl_tagger.loss import Coupler
 from mtl_tagger.model import TaggerNet
 from mtl_tagger.modeldir import stack
 from mtl_tagger.params import Params
+from mtl_tagger.pipeline import CouplingData, PairShortlist
 from mtl_tagger.vectors import embedding_matrix, read_vectors
 from mtl_tagger.vocab import Vocab
 

@@ -12,18 +12,11 @@ import tensorflow as tf
 from conftest import smoke_params
 
 from mtl_tagger import crf, pipeline
-from mtl_tagger.coupling import (
-    COUPLING_SIGNATURE,
-    GROUPS,
-    Coupler,
-    CouplingData,
-    PairShortlist,
-    context_scores,
-    length_groups,
-)
 from mtl_tagger.labels import kgram_ids, label_kgrams
+from mtl_tagger.loss import Coupler, context_scores
 from mtl_tagger.model import TaggerNet
 from mtl_tagger.params import Params
+from mtl_tagger.pipeline import COUPLING_SIGNATURE, GROUPS, CouplingData, PairShortlist, length_groups
 from mtl_tagger.run import build, load_data
 from mtl_tagger.shortlist import make_contexts
 from mtl_tagger.train import make_loop
