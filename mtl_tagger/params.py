@@ -6,6 +6,7 @@ ones BUILD_NOTES "Training that converges" measured on small verticals (flags/sw
 paper's own configuration is flags/paper.cfg.
 """
 import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,8 +32,37 @@ PATHS = ("data_dir", "word_vectors")  # compared as resolved paths
 LEGACY = {"tag_prior": 0.0, "bio_constraints": False}
 
 
-def _f(default: object, help: str) -> object:
-    return field(default=default, metadata={"help": help})
+Check = Callable[[object], str]  # a field's constraint: "" when its value is fine, else what it must be
+
+
+def positive(v: float) -> str:
+    """The check of a size or rate."""
+    return "" if v > 0 else "must be > 0"
+
+
+def non_negative(v: float) -> str:
+    """The check of a count or weight where 0 means none (or no cap)."""
+    return "" if v >= 0 else "must be >= 0"
+
+
+def fraction(v: float) -> str:
+    """The check of a probability that must leave something: [0, 1)."""
+    return "" if 0.0 <= v < 1.0 else "must be in [0, 1)"
+
+
+def within(low: float, high: float, shown: str) -> Check:
+    """The check of a value in [low, high), `shown` as the message writes that range."""
+    return lambda v: "" if low <= v < high else f"must be in {shown}"
+
+
+def one_of(allowed: Sequence[str], empty: bool = False) -> Check:
+    """The check of a choice among `allowed` (or "" with `empty`)."""
+    return lambda v: "" if v in allowed or (empty and not v) else f"must be one of {', '.join(allowed)}"
+
+
+def _f(default: object, help: str, check: Check | None = None) -> object:
+    """A field with its flag's help and the check `Params.validate` applies to it."""
+    return field(default=default, metadata={"help": help, "check": check})
 
 
 @dataclass
@@ -43,71 +73,79 @@ class Params:
                         "--task_a/--task_b is the two-task spelling.")
     task_a: str = _f("", "Vertical to train (a directory name under --data_dir).")
     task_b: str = _f("", "Second vertical for two-task training (empty: single-task).")
-    mtl_mode: str = _f("", "single | shared | coupled (default: coupled with several verticals, else single).")
+    mtl_mode: str = _f("", "single | shared | coupled (default: coupled with several verticals, else single).",
+                       one_of(MODES, empty=True))
     couple: str = _f("all", "Coupled mode: the pairs to couple: all, auto (each vertical with its top "
                             "--lenders_k lenders, python -m mtl_tagger.lenders) or A:B,C:D.")
-    lenders_k: int = _f(1, "With --couple=auto: lenders per vertical.")
+    lenders_k: int = _f(1, "With --couple=auto: lenders per vertical.", positive)
     data_dir: str = _f("data/flipkart", "Directory holding <Vertical>/{train,dev,test}.conll.")
     model_dir: str = _f("", "Where checkpoints, params.json, metrics.json and TensorBoard logs go "
                             "(default: runs/<A>[+<B>…].<mode>).")
     word_vectors: str = _f(DEFAULT_VECTORS, "GloVe-format text file to initialise word embeddings (empty: random; "
                                             "build the default with python -m mtl_tagger.glove).")
-    word_dim: int = _f(300, "Word embedding size (must match --word_vectors).")
-    char_dim: int = _f(25, "Character embedding size.")
-    char_hidden: int = _f(25, "Char encoder size per direction (LSTM) or number of filters (CNN).")
-    char_encoder: str = _f("lstm", "Character-level word encoder: lstm (Lample et al.) or cnn.")
-    max_word_len: int = _f(20, "Characters kept per word for the char encoder (longer words are cut).")
-    case_dim: int = _f(16, "Size of the word-shape feature embedding (casing, digits, punctuation); 0: none.")
-    hidden_size: int = _f(128, "BiLSTM units per direction (paper: 700, flags/paper.cfg).")
-    dropout: float = _f(0.5, "Dropout on the embeddings and on the BiLSTM output, in [0, 1).")
+    word_dim: int = _f(300, "Word embedding size (must match --word_vectors).", positive)
+    char_dim: int = _f(25, "Character embedding size.", positive)
+    char_hidden: int = _f(25, "Char encoder size per direction (LSTM) or number of filters (CNN).", positive)
+    char_encoder: str = _f("lstm", "Character-level word encoder: lstm (Lample et al.) or cnn.", one_of(CHAR_ENCODERS))
+    max_word_len: int = _f(20, "Characters kept per word for the char encoder (longer words are cut).", positive)
+    case_dim: int = _f(16, "Size of the word-shape feature embedding (casing, digits, punctuation); 0: none.",
+                       non_negative)
+    hidden_size: int = _f(128, "BiLSTM units per direction (paper: 700, flags/paper.cfg).", positive)
+    dropout: float = _f(0.5, "Dropout on the embeddings and on the BiLSTM output, in [0, 1).", fraction)
     word_dropout: float = _f(0.1, "In training, replace a word by the unknown word with this probability (its chars "
-                                  "stay), so the unknown word's embedding is trained; in [0, 1).")
-    batch_size: int = _f(30, "Sentences per vertical minibatch (paper: 30).")
-    learning_rate: float = _f(0.003, "Adam learning rate.")
-    clip_norm: float = _f(5.0, "Clip the global gradient norm to this (0: no clipping).")
+                                  "stay), so the unknown word's embedding is trained; in [0, 1).", fraction)
+    batch_size: int = _f(30, "Sentences per vertical minibatch (paper: 30).", positive)
+    learning_rate: float = _f(0.003, "Adam learning rate.", positive)
+    clip_norm: float = _f(5.0, "Clip the global gradient norm to this (0: no clipping).", non_negative)
     average: float = _f(0.0, "Score dev and keep checkpoints with an exponential moving average of the weights of "
-                             "this decay, e.g. 0.99 (0: the weights themselves).")
+                             "this decay, e.g. 0.99 (0: the weights themselves).", fraction)
     tag_prior: float = _f(0.5, "Weight of a prior added to each vertical's CRF transitions when decoding: how much "
                                "more or less often than chance adjacent gold tags follow each other in its training "
                                "split (crf.bigram_pmi), which penalises pairs the data rarely or never shows, such "
-                               "as B-x B-x, as far as the tags' counts can tell (0: none).")
+                               "as B-x B-x, as far as the tags' counts can tell (0: none).", non_negative)
     bio_constraints: bool = _f(True, "Decoding forbids the tag pairs the BIO scheme forbids (an I-x at the start or "
                                      "after anything but B-x/I-x), in Viterbi and in the marginals that give "
                                      "confidence; training's likelihood is unchanged.")
     selection: str = _f("macro_f1", "The dev score that selects each vertical's best step: macro_f1 (the paper's "
-                                    "mean F1 over B-/I- tags) or entity_f1 (conlleval's F1 over whole values).")
+                                    "mean F1 over B-/I- tags) or entity_f1 (conlleval's F1 over whole values).",
+                                    one_of(SELECTIONS))
     calibration: str = _f("temperature", "How the end of training calibrates each vertical's confidence on its "
                                          "dev split (mtl_tagger.calibration): temperature (the CRF's scores divided "
                                          "by one fitted number) or platt (a logistic map of the value's raw "
-                                         "confidence).")
+                                         "confidence).", one_of(CALIBRATIONS))
     epochs: int = _f(30, "Epochs of the largest vertical; the step budget is epochs × its minibatches, "
-                         "clipped to [--min_steps, --max_steps].")
-    min_steps: int = _f(1000, "Train at least this many optimiser steps, however small the verticals.")
-    max_steps: int = _f(3000, "Train at most this many optimiser steps (0: no cap).")
-    eval_every: int = _f(50, "Score dev every this many steps (0: once per epoch of the largest vertical).")
-    patience: int = _f(10, "Stop after this many dev evaluations in which no vertical improved (0: never).")
-    max_len: int = _f(200, "Longer sentences are split into chunks of at most this many tokens.")
-    seed: int = _f(42, "Random seed: same seed, data and flags give identical metrics.json.")
+                         "clipped to [--min_steps, --max_steps].", positive)
+    min_steps: int = _f(1000, "Train at least this many optimiser steps, however small the verticals.", non_negative)
+    max_steps: int = _f(3000, "Train at most this many optimiser steps (0: no cap).", non_negative)
+    eval_every: int = _f(50, "Score dev every this many steps (0: once per epoch of the largest vertical).",
+                         non_negative)
+    patience: int = _f(10, "Stop after this many dev evaluations in which no vertical improved (0: never).",
+                       non_negative)
+    max_len: int = _f(200, "Longer sentences are split into chunks of at most this many tokens.", positive)
+    seed: int = _f(42, "Random seed: same seed, data and flags give identical metrics.json.",
+                   within(0, 2**31, "[0, 2**31)"))
     strict_bio: bool = _f(False, "Make an I-x after O or after B-y an error instead of repairing it to B-x.")
     overwrite: bool = _f(False, "Replace a model dir that holds a model of other verticals, flags or data.")
     distribute: str = _f("", "multiworker: train on the workers TF_CONFIG lists (MultiWorkerMirroredStrategy; "
-                             "README); empty: this process alone.")
+                             "README); empty: this process alone.", one_of(DISTRIBUTE))
     crf_impl: str = _f("own", "CRF implementation: own (mtl_tagger.crf) or tfa (tensorflow-addons, paper stack "
-                              "only; the same function).")
-    coupling_weight: float = _f(1.0, "Weight of the total coupling error TCE in the loss (coupled mode).")
+                              "only; the same function).", one_of(CRF_IMPLS))
+    coupling_weight: float = _f(1.0, "Weight of the total coupling error TCE in the loss (coupled mode).", non_negative)
     coupling_score: str = _f("emission", "Score compared by the coupling loss: emission (the paper's s_i(y|x)), "
-                                         "log_softmax (per position over the tags) or marginal (CRF log P(y_i|x)).")
+                                         "log_softmax (per position over the tags) or marginal (CRF log P(y_i|x)).",
+                                         one_of(COUPLING_SCORES))
     coupling_sample: int = _f(1, "Coupling: neighbours per anchor whose scores a step compares (the attention still "
                                  "normalises over the anchor's whole list): 1 reads the paper's coupling minibatch "
-                                 "of 30 as 30 pairs of L; 0: all of them.")
+                                 "of 30 as 30 pairs of L; 0: all of them.", non_negative)
     coupling_stop_lender: bool = _f(False, "Coupling: stop the gradient through the neighbour's score, so only "
                                            "the anchor's score moves towards it.")
-    attention_temperature: float = _f(1.0, "Coupling: divide the attention logits α by this.")
-    window: int = _f(2, "Context window half-width w for the shortlist and attention vectors.")
-    shortlist_threshold: float = _f(0.5, "Keep context pairs with cosine above this.")
-    shortlist_max_neighbors: int = _f(10, "At most this many neighbours per anchor context.")
-    shortlist_contexts: str = _f("tagged", "tagged: both contexts carry a non-O gold tag; all: every token.")
-    label_kgram: int = _f(3, "k of the character k-grams that embed label names (label coupling error).")
+    attention_temperature: float = _f(1.0, "Coupling: divide the attention logits α by this.", positive)
+    window: int = _f(2, "Context window half-width w for the shortlist and attention vectors.", non_negative)
+    shortlist_threshold: float = _f(0.5, "Keep context pairs with cosine above this.", within(-1.0, 1.0, "[-1, 1)"))
+    shortlist_max_neighbors: int = _f(10, "At most this many neighbours per anchor context.", positive)
+    shortlist_contexts: str = _f("tagged", "tagged: both contexts carry a non-O gold tag; all: every token.",
+                                 one_of(SHORTLIST_CONTEXTS))
+    label_kgram: int = _f(3, "k of the character k-grams that embed label names (label coupling error).", positive)
 
     @property
     def names(self) -> list[str]:
@@ -121,36 +159,12 @@ class Params:
 
     def validate(self) -> "Params":
         """Check every flag (InputError naming the first bad one) and spell the verticals as --tasks."""
-        positive = ("word_dim", "char_dim", "char_hidden", "max_word_len", "hidden_size", "batch_size",
-                    "epochs", "max_len", "shortlist_max_neighbors", "label_kgram", "lenders_k")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise InputError(f"--{name}={getattr(self, name)}: must be > 0")
-        for name in ("clip_norm", "tag_prior", "coupling_weight", "window", "min_steps", "max_steps", "eval_every",
-                     "patience", "case_dim", "coupling_sample"):
-            if getattr(self, name) < 0:
-                raise InputError(f"--{name}={getattr(self, name)}: must be >= 0")
-        for name in ("dropout", "word_dropout", "average"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise InputError(f"--{name}={getattr(self, name)}: must be in [0, 1)")
-        if self.learning_rate <= 0:
-            raise InputError(f"--learning_rate={self.learning_rate}: must be > 0")
-        if self.attention_temperature <= 0:
-            raise InputError(f"--attention_temperature={self.attention_temperature}: must be > 0")
+        for f in dataclasses.fields(self):
+            fault = f.metadata["check"](getattr(self, f.name)) if f.metadata.get("check") else ""
+            if fault:
+                raise InputError(f"--{f.name}={getattr(self, f.name)}: {fault}")
         if self.max_steps and self.min_steps > self.max_steps:
             raise InputError(f"--min_steps={self.min_steps}: must not exceed --max_steps={self.max_steps}")
-        if not 0 <= self.seed < 2**31:
-            raise InputError(f"--seed={self.seed}: must be in [0, 2**31)")
-        if not -1.0 <= self.shortlist_threshold < 1.0:
-            raise InputError(f"--shortlist_threshold={self.shortlist_threshold}: must be in [-1, 1)")
-        for name, allowed in (("char_encoder", CHAR_ENCODERS), ("shortlist_contexts", SHORTLIST_CONTEXTS),
-                              ("crf_impl", CRF_IMPLS), ("coupling_score", COUPLING_SCORES),
-                              ("calibration", CALIBRATIONS), ("selection", SELECTIONS),
-                              ("distribute", DISTRIBUTE)):
-            if getattr(self, name) not in allowed:
-                raise InputError(f"--{name}={getattr(self, name)}: must be one of {', '.join(allowed)}")
-        if self.mtl_mode and self.mtl_mode not in MODES:
-            raise InputError(f"--mtl_mode={self.mtl_mode}: must be one of {', '.join(MODES)}")
         self._canonical_tasks()
         names = self.names
         if self.mode != "single" and len(names) < 2:
