@@ -4,7 +4,6 @@ Every problem in a file is reported as an InputError naming `file:line`, so a us
 BIO slips (an `I-x` that cannot continue a chunk) are repaired by default and counted, since
 distantly supervised data has them and the paper's models only need well-formed BIO.
 """
-import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from pathlib import Path
 from absl import logging
 
 from mtl_tagger.errors import InputError
+from mtl_tagger.files import atomic_file
 
 _TAG = re.compile(r"([BI])-(\S+)")
 _BOM = b"\xef\xbb\xbf"
@@ -210,19 +210,13 @@ def write_conll(path: str | Path, columns: Iterable[Sequence[Sequence[str]]]) ->
     A blank line follows every sentence. Cells must be non-blank and hold no tab or newline, so
     that the file reads back unchanged.
     """
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            for n, cols in enumerate(columns):
-                lengths = {len(c) for c in cols}
-                if len(lengths) != 1 or 0 in lengths:
-                    raise ValueError(f"sentence {n}: columns must be non-empty, of one length: {lengths}")
-                for row in zip(*cols):
-                    if any(not cell.strip() or "\t" in cell or "\n" in cell or "\r" in cell for cell in row):
-                        raise ValueError(f"sentence {n}: cell blank or holding a tab/newline in {row!r}")
-                    f.write("\t".join(row) + "\n")
-                f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_file(path) as f:
+        for n, cols in enumerate(columns):
+            lengths = {len(c) for c in cols}
+            if len(lengths) != 1 or 0 in lengths:
+                raise ValueError(f"sentence {n}: columns must be non-empty, of one length: {lengths}")
+            for row in zip(*cols):
+                if any(not cell.strip() or "\t" in cell or "\n" in cell or "\r" in cell for cell in row):
+                    raise ValueError(f"sentence {n}: cell blank or holding a tab/newline in {row!r}")
+                f.write("\t".join(row) + "\n")
+            f.write("\n")

@@ -1,11 +1,13 @@
 """Atomic file writes (a crash or a bad input never leaves a half-written output), checked JSON reads and file
 fingerprints."""
+import contextlib
 import hashlib
 import json
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import IO
 
 from mtl_tagger.errors import InputError
 
@@ -32,17 +34,24 @@ def check_output_file(path: str | Path, flag: str) -> None:
                          "give the path of a file with one name")
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write `text` to a temp file beside `path`, then rename it into place (the temp file is removed if either
-    step fails)."""
+@contextlib.contextmanager
+def atomic_file(path: str | Path, mode: str = "w") -> Iterator[IO]:
+    """The one way the package writes a file whole: an open temp file beside `path` (named by the process, so two
+    writers never share one) that replaces `path` when the block ends, and is removed if it fails."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8", "newline": "\n"})) as f:
+            yield f
         tmp.replace(path)
-    except BaseException:
+    finally:
         tmp.unlink(missing_ok=True)
-        raise
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """`atomic_file` holding `text`."""
+    with atomic_file(path) as f:
+        f.write(text)
 
 
 def write_json_atomic(path: str | Path, data: object) -> None:

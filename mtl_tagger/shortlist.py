@@ -10,7 +10,6 @@ remaining products run as blocked float32 GEMMs with a bounded pool of the best 
 """
 import hashlib
 import json
-import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ import numpy as np
 from absl import logging
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+
+from mtl_tagger.files import atomic_file
 
 # Word-similarity levels τ tried by the prefix filter, as fractions of the threshold (see _plan).
 _TAU_FRACTIONS = (0.5, 0.7, 0.8, 0.9)
@@ -516,12 +517,10 @@ def load_shortlist(cache_dir: str | Path, key: dict) -> Shortlist | None:
 
 
 def save_shortlist(cache_dir: str | Path, key: dict, shortlist: Shortlist) -> None:
-    """Store a shortlist under `key` in cache_dir, atomically (tmp file + rename), for `load_shortlist`."""
+    """Store a shortlist under `key` in cache_dir, atomically, for `load_shortlist`."""
     path, text = _cache_file(cache_dir, key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_file(path, "wb") as f:
         np.savez(f, key=np.array(text), a_neighbors=shortlist.a_neighbors, b_neighbors=shortlist.b_neighbors,
                  a_cosine=shortlist.a_cosine, b_cosine=shortlist.b_cosine)
-    tmp.replace(path)
     logging.info("shortlist cached in %s", path)

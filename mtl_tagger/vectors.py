@@ -4,20 +4,18 @@ from pathlib import Path
 import numpy as np
 
 from mtl_tagger.errors import InputError
+from mtl_tagger.files import atomic_file
 
 
 def write_vectors(path: str | Path, words: list[str], matrix: np.ndarray) -> None:
-    """Write `words` with their rows of `matrix` in GloVe text format, atomically (tmp file + rename)."""
+    """Write `words` with their rows of `matrix` in GloVe text format, atomically."""
     if len(words) != len(matrix):
         raise ValueError(f"{len(words)} words but {len(matrix)} vectors")
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(path) as f:
         for word, row in zip(words, matrix):
             if not word or any(c.isspace() for c in word):
                 raise ValueError(f"word {word!r} is empty or holds whitespace")
             f.write(word + " " + " ".join(f"{x:.6g}" for x in row) + "\n")
-    tmp.replace(path)
 
 
 def read_vectors(path: str | Path, dim: int | None = None) -> tuple[list[str], np.ndarray]:
