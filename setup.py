@@ -23,7 +23,7 @@ setup(
         "scikit-learn",
         "scipy",  # shortlist.py's word-cluster components; already a dependency of scikit-learn
         "tensorboard",  # tf.summary; TensorFlow >= 2.16 no longer installs it
-        "regex",  # text.py: Unicode properties (\p{M}) and grapheme clusters (\X) that `re` lacks
+        "regex>=2023.10.3",  # text.py: Unicode properties (\p{M}) and grapheme clusters (\X) that `re` lacks
     ],
     extras_require={
         "paper": [f"tensorflow-cpu==2.15.1; {TF_CPU}", f"tensorflow==2.15.1; {TF_ANY}", "tensorflow-addons==0.23.0",

@@ -1,13 +1,22 @@
 """`python -m mtl_tagger.export --model_dir=M --out=DIR [--overwrite]`: a SavedModel that tags with TensorFlow alone.
 
-One serving signature per vertical (`DIR/assets.extra/verticals.json` maps each vertical to its key, e.g.
-"Chain x" → `tag_Chain_x`, and lists its tags). Inputs: `tokens` [B, T] string and `lengths` [B] int32 (tokens
-at and past a row's length are ignored). Outputs: `tags` [B, T] string ("" past each length) and `confidence`
-[B, T] float32 (each token's CRF marginal of its tag, with the tag prior and the BIO constraints, calibrated as
-calibration.json says where the model has one, so that a value's confidence is its tokens' smallest, 0 past each
-length). The graph does what `Tagger.tag` does: word, character and word-shape ids as `pipeline.encode`, rows cut
-into max_len pieces, and the vertical's own network (its best checkpoint) with its Viterbi decoder. Tokens go in,
-not raw text: the project's tokenizer (Unicode properties, grapheme clusters) has no exact TensorFlow equivalent.
+Two serving signatures per vertical (`DIR/assets.extra/verticals.json` maps each vertical to their keys, e.g.
+"Chain x" → `tag_Chain_x` and `extract_Chain_x`, and lists its tags).
+
+`tag_<vertical>` takes tokens: `tokens` [B, T] string and `lengths` [B] int32 (tokens at and past a row's length
+are ignored). Outputs: `tags` [B, T] string ("" past each length) and `confidence` [B, T] float32 (each token's CRF
+marginal of its tag, with the tag prior and the BIO constraints, calibrated as calibration.json says where the model
+has one, so that a value's confidence is its tokens' smallest, 0 past each length). The graph does what `Tagger.tag`
+does: word, character and word-shape ids as `pipeline.encode`, rows cut into max_len pieces, and the vertical's own
+network (its best checkpoint) with its Viterbi decoder.
+
+`extract_<vertical>` takes raw text and gives what `Tagger.extract` gives: `text` [B] string (UTF-8) and
+`min_confidence` [] float64 (values below it are left out; 0 keeps all) in; out, with V the most values and N the
+most tokens of a row: `attribute`, `value` [B, V] string, `start`, `end` [B, V] int32 (character offsets, in code
+points as Python's str indices: text[start:end] == value), `confidence` [B, V] float32 (to 4 places, as extract
+shows it), `count` [B] int32 (the row's values; "" and 0 past them), and `tokens`, `tags` [B, N] string ("" past the
+row's tokens). The tokenizer runs in the graph (graph_text: text.tokenize's rules, with the Unicode tables of the
+exporting environment's `regex`).
 
 DIR is built in `.DIR.tmp` beside it and renamed into place, by one export at a time (a lock on `.DIR.lock`, removed
 when it ends), which also clears what a killed export left there. DIR may not be the model dir, lie in it or hold it.
@@ -28,12 +37,15 @@ from absl import flags, logging
 from mtl_tagger import cli
 from mtl_tagger.errors import InputError
 from mtl_tagger.files import write_json_atomic
+from mtl_tagger.graph_text import GraphTokenizer
 from mtl_tagger.lock import FileLock
 from mtl_tagger.model import TaggerNet
 from mtl_tagger.tagger import Tagger
 
 SIGNATURE_INPUTS = (tf.TensorSpec([None, None], tf.string, name="tokens"),
                     tf.TensorSpec([None], tf.int32, name="lengths"))
+EXTRACT_INPUTS = (tf.TensorSpec([None], tf.string, name="text"), tf.TensorSpec([], tf.float64, name="min_confidence"))
+EXTRACT_VALUES = {"attribute": "string", "value": "string", "start": "int32", "end": "int32", "confidence": "float32"}
 VERTICALS_JSON = Path("assets.extra") / "verticals.json"
 
 
@@ -107,6 +119,15 @@ def shape_ids(tokens: tf.Tensor) -> tf.Tensor:
     return tf.where(matches("number") & digit, 5, ids)
 
 
+def _chunking(tags: Sequence[str]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """What conll.chunks reads in a vertical's tags: its attributes, and per tag id its attribute's index (-1 for
+    O) and whether it is an I- tag."""
+    attributes = sorted({tag[2:] for tag in tags if tag != "O"})
+    index = [attributes.index(tag[2:]) if tag != "O" else -1 for tag in tags]
+    return (tf.constant(attributes, tf.string), tf.constant(index, tf.int32),
+            tf.constant([tag.startswith("I-") for tag in tags]))
+
+
 def _table(keys: Sequence, values: np.ndarray, key_dtype: tf.DType) -> tf.lookup.StaticHashTable:
     """An in-graph map keys → int32 values, 1 (unknown) for any other key."""
     init = tf.lookup.KeyValueTensorInitializer(tf.constant(keys, key_dtype), tf.constant(values, tf.int32))
@@ -127,11 +148,19 @@ class Exported(tf.Module):
         self.word_table = _table(vocab.words, vocab.word_ids(vocab.words), tf.string)
         chars = [c for c in vocab.chars if len(c) == 1]  # not <pad>/<unk>: a code point never equals them
         self.char_table = _table([ord(c) for c in chars], vocab.char_ids(chars, 1)[:, 0], tf.int32)
+        self.tokenizer = GraphTokenizer()
+        self.chunking = {task: _chunking(self.tags[task]) for task in tagger.tasks}
 
     def signature(self, task: str) -> tf.types.experimental.ConcreteFunction:
         """The serving function of one vertical: (tokens, lengths) → {"tags", "confidence"}."""
         fn = tf.function(lambda tokens, lengths: self.tag(task, tokens, lengths), input_signature=SIGNATURE_INPUTS,
                          autograph=False)
+        return fn.get_concrete_function()
+
+    def extract_signature(self, task: str) -> tf.types.experimental.ConcreteFunction:
+        """The raw-text serving function of one vertical: (text, min_confidence) → values, tokens and tags."""
+        fn = tf.function(lambda text, min_confidence: self.extract(task, text, min_confidence),
+                         input_signature=EXTRACT_INPUTS, autograph=False)
         return fn.get_concrete_function()
 
     def encode(self, tokens: tf.Tensor, lengths: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -150,7 +179,52 @@ class Exported(tf.Module):
         }
 
     def tag(self, task: str, tokens: tf.Tensor, lengths: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Tags and confidences [B, T] of a token batch, each row decoded in max_len pieces as Tagger.tag does."""
+        """Tags ("" past each length) and confidences [B, T] of a token batch."""
+        ids, confidence = self.decode(task, tokens, lengths)
+        return {"tags": self.tag_names(task, ids, lengths), "confidence": confidence}
+
+    def tag_names(self, task: str, ids: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+        """The names of tag ids [B, T], "" past each length."""
+        names = tf.gather(tf.constant(self.tags[task]), ids)
+        return tf.where(tf.sequence_mask(lengths, tf.shape(ids)[1]), names, "")
+
+    def extract(self, task: str, text: tf.Tensor, min_confidence: tf.Tensor) -> dict[str, tf.Tensor]:
+        """What Tagger.extract gives for texts [B]: their values at or above min_confidence, tokens and tags, padded
+        as the module docstring says."""
+        tokens, starts, ends = self.tokenizer(text)
+        lengths = tf.cast(tokens.row_lengths(), tf.int32)
+        ids, confidence = self.decode(task, tokens.to_tensor(), lengths)
+        every = self.values(task, ids, confidence)
+        rows, first, last, attribute, shown = (tf.boolean_mask(x, every[-1] >= min_confidence) for x in every)
+        start = tf.gather_nd(starts.to_tensor(), tf.stack([rows, first], 1))
+        end = tf.gather_nd(ends.to_tensor(), tf.stack([rows, last], 1))
+        value = tf.strings.substr(tf.gather(text, rows), start, end - start, unit="UTF8_CHAR")
+        batch = tf.shape(text)[0]
+        found = {"attribute": attribute, "value": value, "start": start, "end": end, "confidence": shown}
+        out = {name: tf.RaggedTensor.from_value_rowids(tf.cast(found[name], kind), rows, tf.cast(batch, tf.int64))
+               .to_tensor() for name, kind in EXTRACT_VALUES.items()}
+        out["count"] = tf.math.bincount(tf.cast(rows, tf.int32), minlength=batch, maxlength=batch, dtype=tf.int32)
+        return {**out, "tokens": tokens.to_tensor(), "tags": self.tag_names(task, ids, lengths)}
+
+    def values(self, task: str, ids: tf.Tensor, confidence: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        """The values of tag ids [B, T] as conll.chunks reads them, in order: each one's row, first and last token,
+        attribute, and confidence (its tokens' smallest, to 4 places as tagger.shown gives it; float64)."""
+        attributes, attribute_of, inner = self.chunking[task]
+        attribute = tf.gather(attribute_of, ids)  # -1 for O, as past each length (tag id 0)
+        before = tf.pad(attribute[:, :-1], [[0, 0], [1, 0]], constant_values=-1)
+        begins = (attribute >= 0) & ~(tf.gather(inner, ids) & (attribute == before))  # I-x after x continues it
+        firsts = tf.where(begins)  # [values, 2]: (row, token), row-major
+        count = tf.shape(firsts)[0]
+        number = tf.reshape(tf.cumsum(tf.reshape(tf.cast(begins, tf.int32), [-1])), tf.shape(ids)) - 1
+        value = tf.where(attribute >= 0, number, count)  # count: in no value
+        token = tf.broadcast_to(tf.range(tf.shape(ids, tf.int64)[1]), tf.shape(ids, tf.int64))
+        last = tf.math.unsorted_segment_max(token, value, count + 1)[:count]
+        lowest = tf.math.unsorted_segment_min(confidence, value, count + 1)[:count]
+        shown = tf.round(tf.cast(lowest, tf.float64) * 1e4) / 1e4  # exact: a float32 times 1e4 fits a float64
+        return firsts[:, 0], firsts[:, 1], last, tf.gather(attributes, tf.gather_nd(attribute, firsts)), shown
+
+    def decode(self, task: str, tokens: tf.Tensor, lengths: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Tag ids and confidences [B, T] of a token batch, each row decoded in max_len pieces as Tagger.tag does."""
         net: TaggerNet = self.nets[task]
         batch, time = tf.shape(tokens)[0], tf.shape(tokens)[1]
         checks = [tf.debugging.assert_equal(tf.shape(lengths)[0], batch, message="lengths: one per row of tokens"),
@@ -178,8 +252,7 @@ class Exported(tf.Module):
             x = tf.pad(x, [[0, 0], [0, width - tf.shape(x)[1]]])
             return tf.reshape(tf.scatter_nd(live, x, [batch * count, width]), [batch, count * width])[:, :time]
 
-        names = tf.gather(tf.constant(self.tags[task]), rows(ids))
-        return {"tags": tf.where(tf.sequence_mask(lengths, time), names, ""), "confidence": rows(confidence)}
+        return rows(ids), rows(confidence)
 
 
 def _check_out(out: Path, model_dir: Path, overwrite: bool) -> None:
@@ -223,14 +296,21 @@ def _remove(path: Path) -> None:
 
 def write_saved_model(tagger: Tagger, directory: Path) -> dict:
     """Write the SavedModel of a tagger's networks as they are and its `assets.extra/verticals.json` into
-    `directory`; return what that file holds: each vertical's signature key and tags."""
+    `directory`; return what that file holds: each vertical's signature keys and tags."""
     keys = signature_keys(tagger.tasks)
+    extract_keys = {task: "extract_" + key.removeprefix("tag_") for task, key in keys.items()}
     module = Exported(tagger)
     info = {"inputs": {"tokens": "[B, T] string", "lengths": "[B] int32"},
             "outputs": {"tags": "[B, T] string", "confidence": "[B, T] float32"},
+            "extract_inputs": {"text": "[B] string", "min_confidence": "[] float64"},
+            "extract_outputs": {**{name: "[B, V] " + kind for name, kind in EXTRACT_VALUES.items()},
+                                "count": "[B] int32", "tokens": "[B, N] string", "tags": "[B, N] string"},
             "max_len": tagger.params.max_len,
-            "verticals": {task: {"signature": keys[task], "tags": tagger.vocab.tags[task]} for task in tagger.tasks}}
-    tf.saved_model.save(module, str(directory), signatures={keys[t]: module.signature(t) for t in tagger.tasks})
+            "verticals": {task: {"signature": keys[task], "extract_signature": extract_keys[task],
+                                 "tags": tagger.vocab.tags[task]} for task in tagger.tasks}}
+    signatures = {keys[t]: module.signature(t) for t in tagger.tasks}
+    signatures.update({extract_keys[t]: module.extract_signature(t) for t in tagger.tasks})
+    tf.saved_model.save(module, str(directory), signatures=signatures)
     (directory / VERTICALS_JSON).parent.mkdir(exist_ok=True)
     write_json_atomic(directory / VERTICALS_JSON, info)
     return info

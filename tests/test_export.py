@@ -1,6 +1,8 @@
 """export: SavedModels that, loaded by TensorFlow alone in a fresh process, tag as Tagger.tag does (tags and
-marginals) for every vertical, incl. rows longer than max_len, unknown words and characters and tiny rows; the
-in-graph word shapes equal vocab.shape; the CLI's output and its refusals."""
+marginals) for every vertical, incl. rows longer than max_len, unknown words and characters and tiny rows, and
+extract from raw text as Tagger.extract does (tokens, tags, values, offsets, confidences, min_confidence) on every
+test description and on text in other scripts, with emoji sequences and invisible characters; the in-graph word
+shapes equal vocab.shape; the CLI's output and its refusals."""
 import json
 import os
 import random
@@ -17,34 +19,49 @@ from mtl_tagger import Tagger
 from mtl_tagger.conll import read_conll
 from mtl_tagger.errors import InputError
 from mtl_tagger.export import VERTICALS_JSON, export, shape_ids, signature_keys
+from mtl_tagger.tagger import scored_chunks
 from mtl_tagger.train import train
 from mtl_tagger.vocab import shape
 
 FAST = {"epochs": 1, "learning_rate": 0.05}  # one quick epoch that already tags more than O
 PAD = "gold"  # what fills the batch past each row's length: a known word, so ignoring it is tested
+TEXTS = [  # besides every test description: other scripts, emoji sequences, invisibles, values after astral characters
+    "Sukkhi gold plated brass chain बहुत सुंदर 😀",
+    "👨‍👩‍👧‍👦 Voylla rhodium plated alloy chain 🇮🇳",
+    "सोने की चेन: Zaveri Pearls silver plated copper chain in rose gold 👍🏽",
+    "क्\u200dष Acme silver plated metal chain, क्\u200cष ১২ 🏴󠁧󠁢󠁥󠁮󠁧󠁿 #️⃣1⃣ in black",
+    "🏳️‍🌈 Jewel Box\u200bgold plated\xadbrass chain 👩🏽‍💻 in yellow",
+    "iPhone手机 🇺🇸🇮🇳🇬 Voylla gold plated sterling silver chain with pearl ❤️",
+    "",
+    " \u200d\ufe0f ",
+]
+MIN_CONFIDENCE = 0.5  # the threshold tried besides 0: it keeps some values of each vertical, not all
+VALUE_FIELDS = ("attribute", "value", "start", "end", "confidence")  # of a value in Tagger.extract's records
 
 # Runs in a fresh interpreter (-I: no PYTHONPATH, no script dir) that must never import mtl_tagger.
 FRESH = r"""
 import json, os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import tensorflow as tf
+def plain(x):
+    return [plain(y) for y in x] if isinstance(x, list) else x.decode() if isinstance(x, bytes) else x
 out = []
 for job in json.load(sys.stdin):
     model = tf.saved_model.load(job["dir"])
     out.append({"signatures": sorted(model.signatures), "results": []})
     for call in job["calls"]:
-        r = model.signatures[call["signature"]](tokens=tf.constant(call["tokens"], tf.string),
-                                                lengths=tf.constant(call["lengths"], tf.int32))
-        out[-1]["results"].append({"tags": [[t.decode() for t in row] for row in r["tags"].numpy()],
-                                   "confidence": r["confidence"].numpy().tolist()})
+        fn = model.signatures[call["signature"]]
+        specs = fn.structured_input_signature[1]
+        r = fn(**{name: tf.constant(value, specs[name].dtype) for name, value in call["inputs"].items()})
+        out[-1]["results"].append({name: plain(value.numpy().tolist()) for name, value in r.items()})
 assert "mtl_tagger" not in sys.modules
 json.dump(out, sys.stdout)
 """
 
 
 def tag_fresh(jobs: list[dict]) -> list[dict]:
-    """Per job {"dir", "calls": [{"signature", "tokens", "lengths"}]}: {"signatures", "results"} from one
-    TensorFlow-only process (one, as each start of TensorFlow costs seconds)."""
+    """Per job {"dir", "calls": [{"signature", "inputs": {name: value}}]}: {"signatures", "results": [{output name:
+    value}]} from one TensorFlow-only process (one, as each start of TensorFlow costs seconds)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     r = subprocess.run([sys.executable, "-I", "-c", FRESH], input=json.dumps(jobs), text=True, capture_output=True,
                        env=env, cwd=Path(jobs[0]["dir"]).parent, timeout=600)
@@ -114,27 +131,61 @@ def _job(model_dir: Path, saved: Path, data_dir: Path) -> tuple[dict, list[tuple
                       ["gold"], []]
         tokens, lengths = padded(sentences)
         key = info["verticals"][task]["signature"]
-        calls += [{"signature": key, "tokens": tokens, "lengths": lengths},
-                  {"signature": key, "tokens": [[""]], "lengths": [0]}]  # nothing to decode at all
+        calls += [{"signature": key, "inputs": {"tokens": tokens, "lengths": lengths}},
+                  {"signature": key, "inputs": {"tokens": [[""]], "lengths": [0]}}]  # nothing to decode at all
         expected.append((sentences, *tagger.tag(sentences, task)))
         assert tagger.predict(sentences, task) == expected[-1][1]
         assert len({t for s in expected[-1][1] for t in s}) > 3, "a model that tags all O would prove little"
     return {"dir": str(saved), "calls": calls}, expected
 
 
+def _text_calls(model_dir: Path, saved: Path, data_dir: Path) -> tuple[list[dict], list[tuple]]:
+    """The text signature's calls on every vertical's test descriptions (tokens joined by spaces), one of them
+    longer than 2·max_len tokens, and TEXTS, at min_confidence 0 and MIN_CONFIDENCE; and per call (vertical,
+    min_confidence, Tagger.extract's records, per text its values' confidences before rounding, min_confidence 0)."""
+    tagger = Tagger.load(model_dir)
+    info = json.loads((saved / VERTICALS_JSON).read_text())
+    calls, expected = [], []
+    for task in tagger.tasks:
+        sentences = [s.tokens for s in read_conll(data_dir / task / "test.conll")]
+        texts = [" ".join(s) for s in sentences] + [" ".join(t for s in sentences for t in s)[:1500]] + TEXTS
+        records = tagger.extract(texts, task)
+        assert len(records[len(sentences)]["tokens"]) > 2 * tagger.params.max_len
+        tags, confidence = tagger.tag([r["tokens"] for r in records], task)
+        raw = [[c for *_, c in scored_chunks(t, c)] for t, c in zip(tags, confidence)]
+        assert any(ord(c) > 0xFFFF for r in records for v in r["values"] for c in r["text"][:v["start"]]), \
+            "no value after an astral character: offsets in code points would be untested"
+        confident = tagger.extract(texts, task, MIN_CONFIDENCE)
+        assert 0 < sum(len(r["values"]) for r in confident) < sum(len(r["values"]) for r in records)
+        for least, extracted in ((0.0, records), (MIN_CONFIDENCE, confident)):
+            calls.append({"signature": info["verticals"][task]["extract_signature"],
+                          "inputs": {"text": texts, "min_confidence": least}})
+            expected.append((task, least, extracted, raw))
+    return calls, expected
+
+
 @pytest.fixture(scope="module")
 def fresh(single: tuple[Path, Path], double: tuple[Path, Path, str], data_dir: Path) -> dict[str, tuple]:
-    """Per model: (verticals.json, Tagger.tag's results, the fresh process's results)."""
-    jobs = {"single": _job(*single, data_dir), "double": _job(*double[:2], data_dir)}
-    results = tag_fresh([job for job, _ in jobs.values()])
-    return {which: (json.loads((Path(job["dir"]) / VERTICALS_JSON).read_text()), expected, got)
-            for (which, (job, expected)), got in zip(jobs.items(), results)}
+    """Per model: (verticals.json, Tagger.tag's results, the fresh process's results of the token signatures,
+    Tagger.extract's results, the fresh process's results of the text signatures)."""
+    jobs = {}
+    for which, (model_dir, saved) in {"single": single, "double": double[:2]}.items():
+        (job, expected), (calls, extracted) = _job(model_dir, saved, data_dir), _text_calls(model_dir, saved, data_dir)
+        jobs[which] = ({**job, "calls": job["calls"] + calls}, expected, extracted)
+    results = tag_fresh([job for job, _, _ in jobs.values()])
+    out = {}
+    for (which, (job, expected, extracted)), got in zip(jobs.items(), results):
+        tagged = 2 * len(expected)  # the token signatures' results come first, two per vertical
+        out[which] = (json.loads((Path(job["dir"]) / VERTICALS_JSON).read_text()), expected,
+                      {**got, "results": got["results"][:tagged]}, extracted, got["results"][tagged:])
+    return out
 
 
 @pytest.mark.parametrize("which", ["single", "double"])
 def test_saved_model_tags_as_tagger(which: str, fresh: dict[str, tuple]) -> None:
-    info, expected, got = fresh[which]
-    assert got["signatures"] == sorted(v["signature"] for v in info["verticals"].values())
+    info, expected, got, _, _ = fresh[which]
+    assert got["signatures"] == sorted(key for v in info["verticals"].values()
+                                       for key in (v["signature"], v["extract_signature"]))
     worst = 0.0
     for (sentences, tags, conf), result, empty in zip(expected, got["results"][::2], got["results"][1::2]):
         for i, sentence in enumerate(sentences):
@@ -148,6 +199,50 @@ def test_saved_model_tags_as_tagger(which: str, fresh: dict[str, tuple]) -> None
     print(f"{which}: {sum(len(e[0]) for e in expected)} rows equal; max confidence difference {worst:.2e}")
 
 
+def _records(result: dict) -> list[dict]:
+    """A text signature's padded outputs as Tagger.extract's records (without the text), after checking the
+    padding."""
+    records = []
+    for i, count in enumerate(result["count"]):
+        tokens = [t for t in result["tokens"][i] if t]  # a token is never empty
+        assert result["tokens"][i][len(tokens):] == result["tags"][i][len(tokens):] == [""] * (
+            len(result["tokens"][i]) - len(tokens))
+        assert not any(x for name in VALUE_FIELDS for x in result[name][i][count:])
+        values = [{name: result[name][i][j] for name in VALUE_FIELDS} for j in range(count)]
+        records.append({"tokens": tokens, "tags": result["tags"][i][:len(tokens)], "values": values})
+    return records
+
+
+def near_tie(confidence: float) -> bool:
+    """Whether a confidence lies within 1e-6 of a tie of rounding to 4 places: there the graph and Tagger, whose
+    marginals differ by a few 1e-7 (other batch shapes), may round it apart, by 1e-4."""
+    return abs(confidence * 1e4 % 1 - 0.5) < 1e-2
+
+
+@pytest.mark.parametrize("which", ["single", "double"])
+def test_text_signature_extracts_as_tagger(which: str, fresh: dict[str, tuple]) -> None:
+    _, _, _, extracted, results = fresh[which]
+    worst, ties, values = 0.0, 0, 0
+    for (task, least, records, raw), result in zip(extracted, results, strict=True):
+        got = _records(result)
+        assert len(got) == len(records)
+        for mine, theirs, unrounded in zip(got, records, raw):
+            assert (mine["tokens"], mine["tags"]) == (theirs["tokens"], theirs["tags"]), (task, theirs["text"])
+            assert [{**v, "confidence": 0} for v in mine["values"]] == [
+                {**v, "confidence": 0} for v in theirs["values"]], (task, least, theirs["text"])
+            kept = [c for c in unrounded if round(c, 4) >= least]  # the values extract kept, unrounded
+            for v, w, c in zip(mine["values"], theirs["values"], kept, strict=True):
+                gap = abs(v["confidence"] - w["confidence"])
+                if gap >= 1e-5 and near_tie(c):
+                    ties += 1
+                    assert gap < 1.1e-4, (task, theirs["text"], v, w)
+                else:
+                    worst = max(worst, gap)
+            values += len(theirs["values"])
+    assert worst < 1e-5
+    print(f"{which}: {values} values equal; max confidence difference {worst:.2e}, {ties} rounded apart at a tie")
+
+
 def test_lengths_are_checked(single: tuple[Path, Path]) -> None:
     fn = tf.saved_model.load(str(single[1])).signatures["tag_Chain_x"]
     with pytest.raises(tf.errors.InvalidArgumentError, match="lengths must be <= the width of tokens"):
@@ -158,12 +253,14 @@ def test_cli_prints_verticals_and_signatures(double: tuple[Path, Path, str]) -> 
     model_dir, saved, stdout = double
     info = json.loads((saved / VERTICALS_JSON).read_text())
     tags = Tagger.load(model_dir).vocab.tags
-    assert {v: (d["signature"], d["tags"]) for v, d in info["verticals"].items()} == {
-        "Chain x": ("tag_Chain_x", tags["Chain x"]), "Mangal-sutra": ("tag_Mangal_sutra", tags["Mangal-sutra"])}
+    assert {v: (d["signature"], d["extract_signature"], d["tags"]) for v, d in info["verticals"].items()} == {
+        "Chain x": ("tag_Chain_x", "extract_Chain_x", tags["Chain x"]),
+        "Mangal-sutra": ("tag_Mangal_sutra", "extract_Mangal_sutra", tags["Mangal-sutra"])}
     assert '"signature": "tag_Mangal_sutra"' in stdout
-    for key in ("tag_Chain_x", "tag_Mangal_sutra"):
+    for key in ("tag_Chain_x", "tag_Mangal_sutra", "extract_Chain_x", "extract_Mangal_sutra"):
         assert f"signature_def['{key}']:" in stdout
     assert "outputs['confidence'] tensor_info:" in stdout and "inputs['lengths'] tensor_info:" in stdout
+    assert "inputs['min_confidence'] tensor_info:" in stdout and "outputs['attribute'] tensor_info:" in stdout
     assert not [p.name for p in saved.parent.iterdir() if p.name.startswith(".")], "a temp dir was left behind"
 
 
