@@ -22,10 +22,8 @@ DIR is built in `.DIR.tmp` beside it and renamed into place, by one export at a 
 when it ends), which also clears what a killed export left there. DIR may not be the model dir, lie in it or hold it.
 """
 import functools
-import json
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -342,13 +340,7 @@ def export(model_dir: str | Path, out: str | Path, overwrite: bool = False) -> d
 
 
 def signature_summary(out: str | Path) -> str:
-    """`saved_model_cli show --dir out --all` of this environment; without that tool, each signature's inputs and
-    outputs as tf.saved_model.load sees them."""
-    tool = Path(sys.executable).with_name("saved_model_cli")
-    if tool.is_file():
-        r = subprocess.run([str(tool), "show", "--dir", str(out), "--all"], capture_output=True, text=True)
-        if r.returncode == 0:
-            return r.stdout
+    """Each signature's input and output tensors as tf.saved_model.load sees them (--show_signatures)."""
     lines = []
     for key, fn in sorted(tf.saved_model.load(str(out)).signatures.items()):
         lines.append(f"signature_def['{key}']:")
@@ -357,8 +349,23 @@ def signature_summary(out: str | Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def export_summary(out: str | Path, info: dict) -> str:
+    """What export prints: each vertical's two signatures with their inputs and outputs, and where the rest is."""
+    def shape(signature: dict) -> str:
+        return ", ".join(f"{name} {kind}" for name, kind in signature.items())
+
+    width = max(len(v) for v in info["verticals"])
+    lines = [f"wrote {out}: {len(info['verticals'])} vertical(s), two signatures each",
+             f"  tag_<vertical>:     {shape(info['inputs'])} -> {', '.join(info['outputs'])}",
+             f"  extract_<vertical>: {shape(info['extract_inputs'])} -> {', '.join(info['extract_outputs'])}"]
+    lines += [f"  {v:<{width}}  {d['signature']}, {d['extract_signature']}" for v, d in info["verticals"].items()]
+    lines.append(f"shapes and tags: {Path(out) / VERTICALS_JSON}; --show_signatures lists every signature's tensors")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str]) -> None:
-    """Export --model_dir to --out, then print the vertical → signature map and the SavedModel's signatures."""
+    """Export --model_dir to --out and say which signature serves which vertical (with --show_signatures, every
+    signature's tensors too)."""
     if len(argv) > 1:
         raise cli.usage_error(argv)
     FLAGS = flags.FLAGS
@@ -368,14 +375,14 @@ def main(argv: list[str]) -> None:
         raise InputError("--out is required (the SavedModel directory to write)")
     logging.set_verbosity(logging.WARNING)  # writing a SavedModel logs each asset, renamed input and shard at INFO
     info = export(FLAGS.model_dir, FLAGS.out, FLAGS.overwrite)
-    print(f"wrote {FLAGS.out}; {VERTICALS_JSON}:")
-    print(json.dumps(info, indent=2, ensure_ascii=False))
-    print(f"\nsaved_model_cli show --dir {FLAGS.out} --all")
-    print(signature_summary(FLAGS.out), end="", flush=True)
+    print(export_summary(FLAGS.out, info), end="", flush=True)
+    if FLAGS.show_signatures:
+        print(signature_summary(FLAGS.out), end="", flush=True)
 
 
 if __name__ == "__main__":
     flags.DEFINE_string("model_dir", None, "Trained model dir (holds params.json).")
     flags.DEFINE_string("out", None, "SavedModel directory to write.")
     flags.DEFINE_bool("overwrite", False, "Replace --out when it exists and is not empty.")
+    flags.DEFINE_bool("show_signatures", False, "Also print every signature's input and output tensors.")
     cli.run(main)

@@ -18,7 +18,7 @@ from conftest import run_cli, smoke_params
 from mtl_tagger import Tagger
 from mtl_tagger.conll import read_conll
 from mtl_tagger.errors import InputError
-from mtl_tagger.export import VERTICALS_JSON, export, shape_ids, signature_keys
+from mtl_tagger.export import VERTICALS_JSON, export, shape_ids, signature_keys, signature_summary
 from mtl_tagger.tagger import scored_chunks
 from mtl_tagger.train import train
 from mtl_tagger.vocab import shape
@@ -256,11 +256,16 @@ def test_cli_prints_verticals_and_signatures(double: tuple[Path, Path, str]) -> 
     assert {v: (d["signature"], d["extract_signature"], d["tags"]) for v, d in info["verticals"].items()} == {
         "Chain x": ("tag_Chain_x", "extract_Chain_x", tags["Chain x"]),
         "Mangal-sutra": ("tag_Mangal_sutra", "extract_Mangal_sutra", tags["Mangal-sutra"])}
-    assert '"signature": "tag_Mangal_sutra"' in stdout
+    assert stdout.startswith(f"wrote {saved}: 2 vertical(s), two signatures each\n"), stdout
+    assert "  Mangal-sutra  tag_Mangal_sutra, extract_Mangal_sutra\n" in stdout
+    assert "tag_<vertical>:     tokens [B, T] string, lengths [B] int32 -> tags, confidence" in stdout
+    assert "extract_<vertical>: text [B] string, min_confidence [] float64 -> attribute, value" in stdout
+    assert len(stdout.splitlines()) == 6, "quiet by default: no tensor dump"
+    tensors = signature_summary(saved)  # what --show_signatures adds
     for key in ("tag_Chain_x", "tag_Mangal_sutra", "extract_Chain_x", "extract_Mangal_sutra"):
-        assert f"signature_def['{key}']:" in stdout
-    assert "outputs['confidence'] tensor_info:" in stdout and "inputs['lengths'] tensor_info:" in stdout
-    assert "inputs['min_confidence'] tensor_info:" in stdout and "outputs['attribute'] tensor_info:" in stdout
+        assert f"signature_def['{key}']:" in tensors
+    assert "  input lengths: int32 (None,)" in tensors and "  output confidence: float32 (None, None)" in tensors
+    assert "  input min_confidence: float64 ()" in tensors and "  output attribute: string (None, None)" in tensors
     assert not [p.name for p in saved.parent.iterdir() if p.name.startswith(".")], "a temp dir was left behind"
 
 
