@@ -8,20 +8,25 @@ sweep, and the twelve-vertical runs in shared mode and in coupled mode with `--c
 `auto` coupled (each vertical with its top lender by mtl_tagger.lenders) and the mean over the verticals.
 """
 import datetime
-import json
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
-from experiments.collect import best_pair, command_line, load, mean_sd, one_tag_prior
+from experiments.collect import best_pair, load
+from experiments.common import command_line, mean_sd, one_tag_prior, read_result
+from mtl_tagger import cli
 from mtl_tagger.params import Params
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("results_dir", "experiments/results/all12", "Result files of the twelve-vertical runs.")
-flags.DEFINE_string("table3_dir", "experiments/results/table3", "Result files of the Table 3 sweep.")
-flags.DEFINE_string("out", "experiments/results/all12.md", "Markdown file to write.")
+
+
+def define_flags() -> None:
+    """The script's flags (defined when run as a program, so that importing the module defines none)."""
+    flags.DEFINE_string("results_dir", "experiments/results/all12", "Result files of the twelve-vertical runs.")
+    flags.DEFINE_string("table3_dir", "experiments/results/table3", "Result files of the Table 3 sweep.")
+    flags.DEFINE_string("out", "experiments/results/all12.md", "Markdown file to write.")
 
 
 def _cells(table3: dict, big: dict[str, dict[str, list[float]]], vertical: str) -> dict[str, list[float]]:
@@ -41,7 +46,7 @@ def main(argv: list[str]) -> None:
     pairs: set[str] = set()
     seen = [Params.from_json(r["params"]) for cells in table3.values() for rs in cells.values() for r in rs]
     for path in sorted(Path(FLAGS.results_dir).glob("*.json")):
-        r = json.loads(path.read_text())
+        r = read_result(path)
         p = Params.from_json(r["params"])
         seen.append(p)
         for vertical, m in r["metrics"].items():
@@ -72,4 +77,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    define_flags()
+    cli.run(main)

@@ -24,21 +24,27 @@ import subprocess
 import sys
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
+from mtl_tagger import cli
 from mtl_tagger.extract import SUMMARY_SUFFIX, sidecar
 from mtl_tagger.files import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAGS = flags.FLAGS
-flags.DEFINE_string("catalog", "../shared/data/flipkart/products.jsonl.gz", "Catalog file (run from the repository "
-                    "root).")
-flags.DEFINE_string("work_dir", "runs/crossfit", "crossfit's --out: folds, models, extractions, audit (not committed).")
-flags.DEFINE_integer("folds", 2, "Cross-fitting folds.")
-flags.DEFINE_string("base", "flags/sweep.cfg", "Flagfile of the folds' models.")
-flags.DEFINE_string("results_dir", str(ROOT / "experiments/results/audit"), "Commit-ready results.")
-flags.DEFINE_integer("sample", 30, "Conflict rows drawn for the hand check.")
-flags.DEFINE_integer("seed", 2, "Seed of the draw (seeds 0 and 1 drew the hand checks of earlier audits).")
+
+
+def define_flags() -> None:
+    """The script's flags (defined when run as a program, so that importing the module defines none)."""
+    flags.DEFINE_string("catalog", "../shared/data/flipkart/products.jsonl.gz", "Catalog file (run from the "
+                        "repository root).")
+    flags.DEFINE_string("work_dir", "runs/crossfit", "crossfit's --out: folds, models, extractions, audit (not "
+                        "committed).")
+    flags.DEFINE_integer("folds", 2, "Cross-fitting folds.")
+    flags.DEFINE_string("base", "flags/sweep.cfg", "Flagfile of the folds' models.")
+    flags.DEFINE_string("results_dir", str(ROOT / "experiments/results/audit"), "Commit-ready results.")
+    flags.DEFINE_integer("sample", 30, "Conflict rows drawn for the hand check.")
+    flags.DEFINE_integer("seed", 2, "Seed of the draw (seeds 0 and 1 drew the hand checks of earlier audits).")
 
 
 def main(argv: list[str]) -> None:
@@ -59,4 +65,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    define_flags()
+    cli.run(main)

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.collect import command_line
+from experiments.common import command_line
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK, OTHER = "A", "B"  # the benchmarked vertical, and the second vertical of the coupled run
@@ -740,7 +740,7 @@ def define_flags() -> None:
 
 
 if __name__ == "__main__":
-    from absl import app
+    from mtl_tagger import cli
 
     define_flags()
-    app.run(main)
+    cli.run(main)

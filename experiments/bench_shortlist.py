@@ -21,30 +21,34 @@ import time
 from pathlib import Path
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from mtl_tagger import shortlist
+from mtl_tagger import cli, shortlist
 from mtl_tagger.shortlist import Contexts, Shortlist, build_shortlist, make_contexts
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAGS = flags.FLAGS
-flags.DEFINE_list("sizes", ["1000", "10000", "100000"], "Contexts per side.")
-flags.DEFINE_list("runs", ["5", "3", "3"], "Timed runs per size (median reported).")
-flags.DEFINE_float("threshold", 0.9, "Cosine threshold (the training default).")
-flags.DEFINE_integer("max_neighbors", 10, "Neighbours per anchor (the training default).")
-flags.DEFINE_integer("window", 2, "Window half-width.")
-flags.DEFINE_integer("vocab", 20000, "Synthetic vocabulary size.")
-flags.DEFINE_integer("dim", 300, "Word-vector dimension.")
-flags.DEFINE_integer("check_max", 10000, "Check exactness (auto plan == dense plan) up to this size.")
-flags.DEFINE_integer("iid_size", 100000, "Also time i.i.d. Zipf words (no templates, every token) at this "
-                     "size; 0 to skip. The least repetitive case: few identical windows.")
-flags.DEFINE_list("real_pairs", ["Dress:Jean", "Trouser:Jean", "Mangalsutra:Chain", "Necklace:Chain",
-                                 "Bangle:Bracelet", "Necklace:Ring"],
-                  "Vertical pairs for the real-data figures (skipped when their train.conll is missing).")
-flags.DEFINE_string("data_dir", str(ROOT / "data/flipkart"), "Prepared data: <dir>/<Vertical>/train.conll.")
-flags.DEFINE_string("vectors", str(ROOT / "cache/glove.flipkart.300d.txt"), "Word vectors for real data.")
-flags.DEFINE_string("report", "", "Also write the markdown report to this path.")
-flags.DEFINE_string("child", None, "Internal: run one measurement described by this JSON and print JSON.")
+
+
+def define_flags() -> None:
+    """The script's flags (defined when run as a program, so that importing the module defines none)."""
+    flags.DEFINE_list("sizes", ["1000", "10000", "100000"], "Contexts per side.")
+    flags.DEFINE_list("runs", ["5", "3", "3"], "Timed runs per size (median reported).")
+    flags.DEFINE_float("threshold", 0.9, "Cosine threshold (the training default).")
+    flags.DEFINE_integer("max_neighbors", 10, "Neighbours per anchor (the training default).")
+    flags.DEFINE_integer("window", 2, "Window half-width.")
+    flags.DEFINE_integer("vocab", 20000, "Synthetic vocabulary size.")
+    flags.DEFINE_integer("dim", 300, "Word-vector dimension.")
+    flags.DEFINE_integer("check_max", 10000, "Check exactness (auto plan == dense plan) up to this size.")
+    flags.DEFINE_integer("iid_size", 100000, "Also time i.i.d. Zipf words (no templates, every token) at this "
+                         "size; 0 to skip. The least repetitive case: few identical windows.")
+    flags.DEFINE_list("real_pairs", ["Dress:Jean", "Trouser:Jean", "Mangalsutra:Chain", "Necklace:Chain",
+                                     "Bangle:Bracelet", "Necklace:Ring"],
+                      "Vertical pairs for the real-data figures (skipped when their train.conll is missing).")
+    flags.DEFINE_string("data_dir", str(ROOT / "data/flipkart"), "Prepared data: <dir>/<Vertical>/train.conll.")
+    flags.DEFINE_string("vectors", str(ROOT / "cache/glove.flipkart.300d.txt"), "Word vectors for real data.")
+    flags.DEFINE_string("report", "", "Also write the markdown report to this path.")
+    flags.DEFINE_string("child", None, "Internal: run one measurement described by this JSON and print JSON.")
 
 
 def synthetic_vectors(rng: np.random.Generator, vocab: int, dim: int) -> np.ndarray:
@@ -242,4 +246,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    define_flags()
+    cli.run(main)

@@ -17,18 +17,23 @@ import tempfile
 import time
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
 from experiments.bench_peer import load_average, write_data
-from experiments.collect import command_line
+from experiments.common import command_line
+from mtl_tagger import cli
 from mtl_tagger.params import Params, read_flagfile
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("verticals", ["1", "2", "4", "8"], "Numbers of verticals to train together.")
-flags.DEFINE_integer("steps", 20, "Timed steps per run.")
-flags.DEFINE_integer("hidden_size", 128, "BiLSTM units per direction.")
-flags.DEFINE_list("coupling_scores", ["emission"], "Time a coupled run with each of these --coupling_score values.")
-flags.DEFINE_string("out", "", "Also write the table (with date, load and command) to this markdown file.")
+
+
+def define_flags() -> None:
+    """The script's flags (defined when run as a program, so that importing the module defines none)."""
+    flags.DEFINE_list("verticals", ["1", "2", "4", "8"], "Numbers of verticals to train together.")
+    flags.DEFINE_integer("steps", 20, "Timed steps per run.")
+    flags.DEFINE_integer("hidden_size", 128, "BiLSTM units per direction.")
+    flags.DEFINE_list("coupling_scores", ["emission"], "Time a coupled run with each of these --coupling_score values.")
+    flags.DEFINE_string("out", "", "Also write the table (with date, load and command) to this markdown file.")
 
 
 def loops(root: Path, n: int, scores: list[str]) -> dict[str, object]:
@@ -102,4 +107,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    define_flags()
+    cli.run(main)

@@ -12,10 +12,11 @@ import datetime
 import statistics
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
-from experiments.collect import command_line
-from experiments.small_data import define_scoring_flags, scored_runs
+from experiments import small_data
+from experiments.common import command_line
+from mtl_tagger import cli
 from mtl_tagger.corpus import load_task
 from mtl_tagger.metrics import evaluate_tags
 from mtl_tagger.tagger import Tagger
@@ -50,7 +51,7 @@ def decoded(model_dir: Path) -> dict:
 
 def main(argv: list[str]) -> None:
     """Decode every finished protocol run both ways and write the table."""
-    runs, groups = scored_runs(decoded)
+    runs, groups = small_data.scored_runs(decoded)
     lines = ["| runs of | runs | test sentences with an orphan I- (unconstrained) | "
              + " | ".join(f"{k} without → with" for k in KEYS) + " |", "|---|---:|---:|" + "---:|" * len(KEYS)]
     for key, rs in groups.items():
@@ -66,6 +67,12 @@ def main(argv: list[str]) -> None:
     print(text)
 
 
+def define_flags() -> None:
+    """The script's flags: the small-data protocol's (listed by --helpshort as this script's) and the table."""
+    small_data.define_scoring_flags("experiments/results/bio.md")
+    flags.adopt_module_key_flags(small_data)
+
+
 if __name__ == "__main__":
-    define_scoring_flags("experiments/results/bio.md")
-    app.run(main)
+    define_flags()
+    cli.run(main)

@@ -16,12 +16,12 @@ import statistics
 from pathlib import Path
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 from sklearn.isotonic import IsotonicRegression
 
-from experiments.collect import command_line
-from experiments.small_data import define_scoring_flags, scored_runs
-from mtl_tagger import calibration
+from experiments import small_data
+from experiments.common import command_line
+from mtl_tagger import calibration, cli
 from mtl_tagger.corpus import load_task
 from mtl_tagger.tagger import Tagger
 
@@ -55,7 +55,7 @@ def run_outcomes(model_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 def main(argv: list[str]) -> None:
     """Score every finished protocol run and write the table."""
-    runs, groups = scored_runs(run_outcomes)
+    runs, groups = small_data.scored_runs(run_outcomes)
     lines = ["| test values of | values | " + " | ".join(f"ECE {m}" for m in METHODS) + " | "
              + " | ".join(f"log loss {m}" for m in METHODS) + " | " + " | ".join(f"mean run ECE {m}" for m in METHODS)
              + " |", "|---|---:|" + "---:|" * (3 * len(METHODS))]
@@ -76,6 +76,12 @@ def main(argv: list[str]) -> None:
     print(text)
 
 
+def define_flags() -> None:
+    """The script's flags: the small-data protocol's (listed by --helpshort as this script's) and the table."""
+    small_data.define_scoring_flags("experiments/results/calibration.md")
+    flags.adopt_module_key_flags(small_data)
+
+
 if __name__ == "__main__":
-    define_scoring_flags("experiments/results/calibration.md")
-    app.run(main)
+    define_flags()
+    cli.run(main)

@@ -9,34 +9,32 @@ lender per tag, alignment_at_1 beside uniform attention, per pair and direction)
 data's statistics, from <data_dir>/stats.md). Each vertical of a run is tested at its own selected step.
 """
 import datetime
-import json
 import re
-import shlex
 import shutil
 import statistics
-import sys
-from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections import defaultdict
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
+from experiments.common import (
+    BUCKETS,
+    SEEDS,
+    bucket,
+    command_line,
+    crf_results,
+    mean_sd,
+    one_tag_prior,
+    read_result,
+    train_counts,
+)
+from mtl_tagger import cli
 from mtl_tagger.conll import read_conll
 from mtl_tagger.params import Params
 
 FLAGS = flags.FLAGS
 
-BUCKETS = [(1, 10), (11, 50), (51, 200), (201, None)]
 Runs = dict[tuple[str, str], dict[str, list[dict]]]  # (mode, "A" or "A+B") → vertical → one record per seed
-
-
-def one_tag_prior(params: Iterable[Params], where: object) -> None:
-    """Stop unless every run decodes with the same --tag_prior: runs from before it became a default (0) beside
-    newer ones (e.g. a sweep continued after the change) would compare unlike models."""
-    values = sorted({p.tag_prior for p in params})
-    if len(values) > 1:
-        raise SystemExit(f"error: {where}: the runs decode with --tag_prior {' and '.join(map(str, values))}; rerun "
-                         "the older ones, or pin --tag_prior in the sweep's flagfiles")
 
 
 def load(results_dir: Path) -> Runs:
@@ -44,7 +42,7 @@ def load(results_dir: Path) -> Runs:
     runs: Runs = defaultdict(lambda: defaultdict(list))
     seen = []
     for path in sorted(results_dir.glob("*.json")):
-        r = json.loads(path.read_text())
+        r = read_result(path)
         if "@" in r["name"]:
             continue
         p = Params.from_json(r["params"])
@@ -53,22 +51,6 @@ def load(results_dir: Path) -> Runs:
             runs[(p.mode, "+".join(p.names))][vertical].append({**r, "m": m})
     one_tag_prior(seen, results_dir)
     return runs
-
-
-SEEDS = 3  # the sweeps' seeds (make_sweep --seeds); a cell with fewer names its count
-
-
-def mean_sd(values: list[float]) -> str:
-    """Percent mean ± std over seeds, with (n=k) when fewer than SEEDS seeds went in; – when none did."""
-    if not values:
-        return "–"
-    sd = f" ± {statistics.stdev(values) * 100:.2f}" if len(values) > 1 else ""
-    return f"{statistics.mean(values) * 100:.2f}{sd}" + (f" (n={len(values)})" if len(values) < SEEDS else "")
-
-
-def command_line(module: str) -> str:
-    """The shell command that reruns `module` with this process's arguments, for a results page's header."""
-    return shlex.join(["python", "-m", module, *sys.argv[1:]])
 
 
 def _beyond_spread(a: list[float], b: list[float]) -> bool:
@@ -88,11 +70,6 @@ def best_pair(runs: Runs, mode: str, vertical: str, on: str) -> str | None:
     return max(sorted(cands), key=lambda pair: statistics.mean(r["m"][key] for r in cands[pair]))
 
 
-def crf_results(crf_dir: Path) -> dict[str, dict]:
-    """The CRF baseline's test metrics per vertical."""
-    return {p.stem: json.loads(p.read_text())["metrics"] for p in sorted(crf_dir.glob("*.json"))}
-
-
 def _config(runs: Runs) -> str:
     records = [r for by_v in runs.values() for rs in by_v.values() for r in rs]
     p = records[0]["params"]
@@ -104,7 +81,7 @@ def _config(runs: Runs) -> str:
             f"steps, patience {p['patience']} evaluations, coupling score {p['coupling_score']}, tag prior "
             f"{Params.from_json(p).tag_prior}. Runs dated "
             f"{dates[0]}–{dates[-1]}; regenerate: `python -m experiments.sweep --sweep_dir=flags/sweeps/table3 && "
-            f"python -m experiments.collect` (collected {datetime.date.today().isoformat()}).")
+            f"{command_line('experiments.collect')}` (collected {datetime.date.today().isoformat()}).")
 
 
 def _cell(rs: list[dict], key: str, base: list[float] | None, pair: str | None = None) -> str:
@@ -177,8 +154,8 @@ def summary(runs: Runs, crf: dict[str, dict], data_dir: Path) -> str:
              for by_v in models.values()]
     lines.append(f"| mean of the {len(common)} verticals with these rows | | " + " | ".join(means) + " |")
     return (f"Test macro-F1 / entity-F1, mean over seeds (n = seeds where fewer than {SEEDS} have finished); shared "
-            "and coupled at each vertical's best pair chosen on dev. Written by `python -m experiments.collect "
-            f"--readme=README.md` on {datetime.date.today().isoformat()} from "
+            "and coupled at each vertical's best pair chosen on dev. Written by "
+            f"`{command_line('experiments.collect')}` on {datetime.date.today().isoformat()} from "
             "[table3.md](experiments/results/table3.md), which has the pairs, the seed spreads and the pairs chosen "
             "on test.\n\n" + "\n".join(lines))
 
@@ -220,11 +197,6 @@ def single_vs_crf(runs: Runs, crf: dict[str, dict], data_dir: Path) -> list[str]
                        f"{', '.join(zero) or 'none'}."]
 
 
-def _train_counts(data_dir: Path, vertical: str) -> Counter:
-    path = data_dir / vertical / "train.conll"
-    return Counter(t for s in read_conll(path) for t in s.tags) if path.is_file() else Counter()
-
-
 def table4(runs: Runs, data_dir: Path, top: int = 5) -> str:
     """Per vertical the `top` tags by F1 gain of coupled (best pair by dev) over single; gain by tag frequency."""
     lines = ["# Table 4: tags with the largest F1 gain, and the gain by training frequency", "", _config(runs), "",
@@ -232,7 +204,7 @@ def table4(runs: Runs, data_dir: Path, top: int = 5) -> str:
              "#train = training tokens of the tag.", ""]
     cells: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for v in sorted({v for (mode, _), by_v in runs.items() if mode == "single" for v in by_v}):
-        counts = _train_counts(data_dir, v)
+        counts = train_counts(data_dir, v)
         models = {"single": runs[("single", v)][v]}
         for mode in ("shared", "coupled"):
             pair = best_pair(runs, mode, v, "dev")
@@ -242,11 +214,10 @@ def table4(runs: Runs, data_dir: Path, top: int = 5) -> str:
         f1 = {mode: {t: statistics.mean(r["m"]["per_tag"].get(t, {}).get("f1", 0.0) for r in rs) for t in tags}
               for mode, rs in models.items()}
         for t in tags:
-            bucket = next(b for b in BUCKETS if b[0] <= counts.get(t, 0) and (b[1] is None or counts[t] <= b[1])) \
-                if counts.get(t, 0) else None
-            if bucket:
+            band = bucket(counts[t])
+            if band:
                 for mode in models:
-                    cells[bucket][mode].append(f1[mode][t])
+                    cells[band][mode].append(f1[mode][t])
         if "coupled" not in models:
             continue
         ranked = sorted(tags, key=lambda t: (f1["single"][t] - f1["coupled"][t], t))[:top]
@@ -340,4 +311,4 @@ def define_flags() -> None:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -21,22 +21,27 @@ import datetime
 from pathlib import Path
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from experiments.collect import command_line, crf_results
-from mtl_tagger import calibration
+from experiments.common import command_line, crf_results
+from mtl_tagger import calibration, cli
 from mtl_tagger.conll import Sentence, chunks
 from mtl_tagger.corpus import load_task
 from mtl_tagger.metrics import evaluate_tags
 from mtl_tagger.tagger import Tagger, scored_chunks, shown
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("model_dirs", None, "Trained model dirs; every vertical of each is scored on its test split.")
-flags.DEFINE_string("out", None, "Also write the table (with the command and date) to this markdown file.")
-flags.DEFINE_list("thresholds", [], "Also table the test metrics with values below each of these dropped.")
-flags.DEFINE_string("crf_dir", "experiments/results/crf", "With --thresholds, the CRF baseline's row from its result "
-                    "files (<vertical>.json) for the same verticals; '' for none.")
-flags.mark_flag_as_required("model_dirs")
+
+
+def define_flags() -> None:
+    """The script's flags (defined when run as a program, so that importing the module defines none)."""
+    flags.DEFINE_list("model_dirs", None, "Trained model dirs; every vertical of each is scored on its test split.")
+    flags.DEFINE_string("out", None, "Also write the table (with the command and date) to this markdown file.")
+    flags.DEFINE_list("thresholds", [], "Also table the test metrics with values below each of these dropped.")
+    flags.DEFINE_string("crf_dir", "experiments/results/crf", "With --thresholds, the CRF baseline's row from its "
+                        "result files (<vertical>.json) for the same verticals; '' for none.")
+    flags.mark_flag_as_required("model_dirs")
+
 
 Tagged = list[tuple[Sentence, list[str], np.ndarray]]  # gold sentence, predicted tags, per-token confidence
 RAW = "raw test"  # the split key of the test split's raw (uncalibrated) marginals
@@ -178,4 +183,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    define_flags()
+    cli.run(main)

@@ -23,21 +23,26 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
-from experiments.collect import command_line
+from experiments.common import command_line
+from mtl_tagger import cli, pipeline
 from mtl_tagger import loss as step_losses
-from mtl_tagger import pipeline
 from mtl_tagger.modeldir import read_history, restore
 from mtl_tagger.params import Params
 from mtl_tagger.run import build, load_data
 from mtl_tagger.vocab import Vocab
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("model_dirs", None, "Model dirs of finished coupled runs.")
-flags.DEFINE_integer("batches", 20, "Coupling minibatches (the first of each run's plan) to measure on.")
-flags.DEFINE_string("out", None, "Also write the table (with the command and date) to this markdown file.")
-flags.mark_flag_as_required("model_dirs")
+
+
+def define_flags() -> None:
+    """The script's flags (defined when run as a program, so that importing the module defines none)."""
+    flags.DEFINE_list("model_dirs", None, "Model dirs of finished coupled runs.")
+    flags.DEFINE_integer("batches", 20, "Coupling minibatches (the first of each run's plan) to measure on.")
+    flags.DEFINE_string("out", None, "Also write the table (with the command and date) to this markdown file.")
+    flags.mark_flag_as_required("model_dirs")
+
 
 _scores = step_losses.context_scores
 
@@ -138,4 +143,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    define_flags()
+    cli.run(main)

@@ -10,22 +10,26 @@ chance level; the mean over all pairs' verticals per seed, and whether a model b
 two seed spreads of those means; and the F1 change over shared by tag frequency.
 """
 import datetime
-import json
 import statistics
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
-from experiments.collect import BUCKETS, command_line, mean_sd, one_tag_prior
-from mtl_tagger.conll import read_conll
+from experiments.common import BUCKETS, bucket, command_line, mean_sd, one_tag_prior, read_result, train_counts
+from mtl_tagger import cli
 from mtl_tagger.params import Params
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("baseline_dir", "experiments/results/table3", "Result files of the Table 3 sweep.")
-flags.DEFINE_list("results_dir", ["experiments/results/coupling"], "Result files of the variant runs.")
-flags.DEFINE_string("data_dir", "data/flipkart", "Prepared data (#train per tag).")
-flags.DEFINE_string("out", "experiments/results/coupling.md", "Markdown file to write.")
+
+
+def define_flags() -> None:
+    """The script's flags (defined when run as a program, so that importing the module defines none)."""
+    flags.DEFINE_string("baseline_dir", "experiments/results/table3", "Result files of the Table 3 sweep.")
+    flags.DEFINE_list("results_dir", ["experiments/results/coupling"], "Result files of the variant runs.")
+    flags.DEFINE_string("data_dir", "data/flipkart", "Prepared data (#train per tag).")
+    flags.DEFINE_string("out", "experiments/results/coupling.md", "Markdown file to write.")
+
 
 Models = dict[str, dict[str, dict[str, dict[int, dict]]]]  # model → pair → vertical → seed → result
 
@@ -37,7 +41,7 @@ def load(dirs: list[Path]) -> tuple[Models, dict[str, str]]:
     seen = []
     for d in dirs:
         for path in sorted(d.glob("*.json")):
-            r = json.loads(path.read_text())
+            r = read_result(path)
             p = Params.from_json(r["params"])
             seen.append(p)
             if p.mode == "single":
@@ -107,20 +111,18 @@ def report(models: Models, flags_of: dict[str, str], data_dir: Path) -> str:
     cells: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for pair in pairs:
         for v in pairs_of(pair):
-            path = data_dir / v / "train.conll"
-            counts = Counter(t for s in read_conll(path) for t in s.tags) if path.is_file() else Counter()
+            counts = train_counts(data_dir, v)
             runs = {m: list(models[m].get(pair, {}).get(v, {}).values()) for m in ["shared", *labels]}
             tags = {t for rs in runs.values() for r in rs for t in r["m"]["per_tag"]}
             for t in tags:
-                n = counts.get(t, 0)
-                bucket = next((b for b in BUCKETS if b[0] <= n and (b[1] is None or n <= b[1])), None)
-                if bucket is None:
+                band = bucket(counts[t])
+                if band is None:
                     continue
                 f1 = {m: statistics.mean(r["m"]["per_tag"].get(t, {}).get("f1", 0.0) for r in rs)
                       for m, rs in runs.items() if rs}
                 for m in labels:
                     if m in f1:
-                        cells[bucket][m].append(f1[m] - f1["shared"])
+                        cells[band][m].append(f1[m] - f1["shared"])
     for lo, hi in BUCKETS:
         if (lo, hi) in cells:
             c = cells[(lo, hi)]
@@ -142,4 +144,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    define_flags()
+    cli.run(main)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from absl import flags, logging
 
-from experiments.collect import command_line
+from experiments.common import command_line
 from mtl_tagger import cli
 from mtl_tagger.conll import Sentence, write_conll
 from mtl_tagger.corpus import TaskData, load_task

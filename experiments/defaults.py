@@ -3,64 +3,52 @@
     python -m experiments.defaults --verticals=Bracelet,Dress,Earring,Jean,JewellerySet,Trouser --seeds=1,2 \
         --word_vectors= --variant='base:' --variant='lr3:--learning_rate=0.003' --name=defaults
 
-Each (variant, vertical, seed) trains `python -m mtl_tagger.train --flagfile=<base> --task_a=V --seed=S
-<variant flags>` into <runs_dir>/<name>/, two at a time; a run whose result file exists is not run again.
-Runs go through experiments/traced_train.py, which also scores test at every dev evaluation, so the table can
-show what other model-selection rules would have picked. The result file holds metrics.json's test metrics
-(the trainer's rule) and the traced history. experiments/results/<name>.md tables every variant's mean test
-macro-F1 and entity-F1 beside the CRF baseline's (experiments/crf_baseline.py, read from --crf_dir).
+Each (variant, vertical, seed) trains `python -m experiments.traced_train --flagfile=<base> --task_a=V --seed=S
+<variant flags>` into <runs_dir>/<name>/ through experiments.sweep.run_one, two at a time; a run whose result file
+exists is not run again. experiments/traced_train.py also scores test at every dev evaluation, so the table can
+show what other model-selection rules (RULES, replayed on that traced history) would have picked; the result file
+(the one schema of experiments.sweep, labelled with the variant) holds the test metrics at the trainer's selected
+step and that history. experiments/results/<name>.md tables every variant's mean test macro-F1 and entity-F1
+beside the CRF baseline's (experiments/crf_baseline.py, read from --crf_dir).
 """
 import datetime
-import json
-import os
 import statistics
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from absl import app, flags
 
-from experiments.collect import command_line, crf_results, mean_sd
-from experiments.selection import RULES, picked
-from experiments.variants import parse_variant
-from mtl_tagger.files import write_json_atomic
+from experiments.common import command_line, crf_results, mean_sd, parse_variant, single
+from experiments.sweep import run_one
+from mtl_tagger import cli
 
 FLAGS = flags.FLAGS
 
+RULES = {  # model-selection rules compared on the traced test curves: name → key of an evaluation
+    "latest best dev macro-F1": lambda e, t: (e["dev"][t]["macro_f1"], e["step"]),
+    "first best dev macro-F1": lambda e, t: (e["dev"][t]["macro_f1"], -e["step"]),
+    "latest best dev (macro-F1 + entity-F1)": lambda e, t: (e["dev"][t]["macro_f1"] + e["dev"][t]["entity_f1"],
+                                                           e["step"]),
+    "latest best dev entity-F1": lambda e, t: (e["dev"][t]["entity_f1"], e["step"]),
+    "last step": lambda e, t: (e["step"],),
+}
 
-def run_one(label: str, extra: list[str], vertical: str, seed: str, runs: Path, results: Path, base: str,
-            data_dir: str, word_vectors: str | None = None) -> dict | None:
-    """Train one run from the flagfile `base` on `data_dir` (resuming if it was cut short) and write its result
-    file; `word_vectors` overrides the flagfile's ('' = random embeddings), and `extra` flags override both."""
-    name = f"{label}.{vertical}.s{seed}"
-    out = results / f"{name}.json"
-    if out.is_file():
-        return json.loads(out.read_text())
-    model_dir = runs / name
-    command = [sys.executable, "-m", "experiments.traced_train", f"--flagfile={base}", f"--task_a={vertical}",
-               f"--data_dir={data_dir}", f"--seed={seed}", f"--model_dir={model_dir}",
-               *([f"--word_vectors={word_vectors}"] if word_vectors is not None else []), *extra]
-    env = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
-    start = time.time()
-    with open(runs / f"{name}.log", "a") as log:
-        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    if code != 0:
-        print(f"{name}: FAILED (exit {code}); see {runs / (name + '.log')}", flush=True)
-        return None
-    selected = json.loads((model_dir / "metrics.json").read_text())[vertical]
-    history = json.loads((model_dir / "history.json").read_text())
-    result = {"name": name, "variant": label, "vertical": vertical, "seed": int(seed), "flags": extra,
-              "command": " ".join(command[1:]), "date": datetime.date.today().isoformat(),
-              "wall_seconds": round(time.time() - start, 1), "steps": history["evaluations"][-1]["step"],
-              "selected": selected, "history": history}
-    write_json_atomic(out, result)
-    last = picked(result, "last step")["macro_f1"]
-    print(f"{name}: macro-F1 {selected['macro_f1'] * 100:.2f} (last step {last * 100:.2f}),"
-          f" entity-F1 {selected['entity_f1'] * 100:.2f}, step {selected['selected_step']}/{result['steps']}, "
-          f"{result['wall_seconds']:.0f} s", flush=True)
-    return result
+
+def picked(result: dict, rule: str) -> dict:
+    """The test metrics at the evaluation a selection rule picks from a traced single-task run's history."""
+    vertical, _ = single(result)
+    best = max(result["history"]["evaluations"], key=lambda e: RULES[rule](e, vertical))
+    return best["test"][vertical]
+
+
+def traced_run(label: str, extra: list[str], vertical: str, seed: str, runs: Path, results: Path, base: str,
+               data_dir: str, word_vectors: str | None, one_thread: bool) -> dict | None:
+    """The single-task run `<label>.<vertical>.s<seed>` of a study, traced: from the flagfile `base` on
+    `data_dir`; `word_vectors` overrides the flagfile's ('' = random embeddings; None keeps it), and `extra`
+    flags override both. Trained and recorded by experiments.sweep.run_one (None when training failed)."""
+    args = [f"--flagfile={base}", f"--task_a={vertical}", f"--data_dir={data_dir}", f"--seed={seed}",
+            *([f"--word_vectors={word_vectors}"] if word_vectors is not None else []), *extra]
+    return run_one(f"{label}.{vertical}.s{seed}", args, runs, results, one_thread, "experiments.traced_train", label)
 
 
 def _mean(values: list[float]) -> str:
@@ -74,8 +62,8 @@ def _both(metrics: list[dict], a: str = "macro_f1", b: str = "entity_f1") -> str
 
 def _over_seeds(rs: list[dict], key: str) -> str:
     """The selected test `key`, mean ± std over the seeds' means over verticals (the spread a variant's mean has)."""
-    seeds = sorted({r["seed"] for r in rs})
-    return mean_sd([statistics.mean(r["selected"][key] for r in rs if r["seed"] == s) for s in seeds])
+    seeds = sorted({r["params"]["seed"] for r in rs})
+    return mean_sd([statistics.mean(single(r)[1][key] for r in rs if r["params"]["seed"] == s) for s in seeds])
 
 
 def table(results: list[dict], variants: list[tuple[str, list[str]]], crf_dir: Path) -> str:
@@ -96,13 +84,13 @@ def table(results: list[dict], variants: list[tuple[str, list[str]]], crf_dir: P
                      + " | ".join(_both([crf[v]]) for v in verticals) + " |")
     for label, extra in variants:
         rs = [r for r in results if r and r["variant"] == label]
-        by_v = {v: [r for r in rs if r["vertical"] == v] for v in verticals}
-        zeros = sum(statistics.mean(r["selected"]["entity_f1"] for r in by_v[v]) == 0 for v in verticals if by_v[v])
+        by_v = {v: [single(r)[1] for r in rs if single(r)[0] == v] for v in verticals}
+        zeros = sum(statistics.mean(m["entity_f1"] for m in by_v[v]) == 0 for v in verticals if by_v[v])
         lines.append(f"| {label} {' '.join(extra)} | {_over_seeds(rs, 'macro_f1')} | "
                      f"{_over_seeds(rs, 'entity_f1')} | {zeros} | "
                      + " | ".join(_both([picked(r, rule) for r in rs]) for rule in rules) + " | "
-                     + _both([r["selected"] for r in rs], "entity_precision", "entity_recall") + " | "
-                     + " | ".join(_both([r["selected"] for r in by_v[v]]) for v in verticals) + " |")
+                     + _both([single(r)[1] for r in rs], "entity_precision", "entity_recall") + " | "
+                     + " | ".join(_both(by_v[v]) for v in verticals) + " |")
     return "\n".join(lines)
 
 
@@ -116,8 +104,8 @@ def main(argv: list[str]) -> None:
     results_dir.mkdir(parents=True, exist_ok=True)
     todo = [(label, extra, v, s) for s in FLAGS.seeds for label, extra in variants for v in FLAGS.verticals]
     with ThreadPoolExecutor(FLAGS.jobs) as pool:
-        results = list(pool.map(lambda job: run_one(*job, runs, results_dir, FLAGS.base, FLAGS.data_dir,
-                                                    FLAGS.word_vectors), todo))
+        results = list(pool.map(lambda job: traced_run(*job, runs, results_dir, FLAGS.base, FLAGS.data_dir,
+                                                       FLAGS.word_vectors, FLAGS.jobs > 1), todo))
     command = command_line("experiments.defaults")
     text = "\n".join([
         f"# {FLAGS.name}: single-task variants against the feature CRF", "",
@@ -142,9 +130,9 @@ def define_flags() -> None:
     flags.DEFINE_string("name", "defaults", "Name of the study: results go to experiments/results/<name>[.md].")
     flags.DEFINE_string("runs_dir", "runs", "Model dirs go to <runs_dir>/<name>/ (not committed).")
     flags.DEFINE_string("crf_dir", "experiments/results/crf", "CRF baseline result files (<vertical>.json).")
-    flags.DEFINE_integer("jobs", 2, "Runs at a time (each with one TensorFlow thread pool of one thread).")
+    flags.DEFINE_integer("jobs", 2, "Runs at a time; with more than one, each run gets one TensorFlow thread.")
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -9,22 +9,27 @@ import time
 from pathlib import Path
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
+from mtl_tagger import cli
 from mtl_tagger.catalog import read_catalog
 from mtl_tagger.glove import build_vectors
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAGS = flags.FLAGS
-flags.DEFINE_string("source", str(ROOT.parent / "shared/data/flipkart/products.jsonl.gz"), "Catalog file.")
-flags.DEFINE_integer("dim", 300, "Vector dimension.")
-flags.DEFINE_integer("min_count", 5, "Minimum word count.")
-flags.DEFINE_integer("epochs", 50, "GloVe epochs.")
-flags.DEFINE_integer("top", 8, "Neighbours per word.")
 WORDS = ["gold", "silver", "cotton", "slim", "plated", "necklace", "blue", "brass", "denim", "women's",
          "casual", "zircon"]
-flags.DEFINE_list("words", WORDS, "Query words.")
-flags.DEFINE_string("report", str(ROOT / "experiments/results/glove_neighbours.md"), "Markdown report path.")
+
+
+def define_flags() -> None:
+    """The script's flags (defined when run as a program, so that importing the module defines none)."""
+    flags.DEFINE_string("source", str(ROOT.parent / "shared/data/flipkart/products.jsonl.gz"), "Catalog file.")
+    flags.DEFINE_integer("dim", 300, "Vector dimension.")
+    flags.DEFINE_integer("min_count", 5, "Minimum word count.")
+    flags.DEFINE_integer("epochs", 50, "GloVe epochs.")
+    flags.DEFINE_integer("top", 8, "Neighbours per word.")
+    flags.DEFINE_list("words", WORDS, "Query words.")
+    flags.DEFINE_string("report", str(ROOT / "experiments/results/glove_neighbours.md"), "Markdown report path.")
 
 
 def neighbours(words: list[str], matrix: np.ndarray, query: str, top: int) -> list[tuple[str, float]]:
@@ -59,4 +64,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    define_flags()
+    cli.run(main)

@@ -12,7 +12,6 @@ over borrowers with ≥ 3 measured lenders; choosing a lender is a within-borrow
 top-ranked lender is the one that gained most.
 """
 import datetime
-import json
 import math
 import statistics
 from collections import defaultdict
@@ -23,7 +22,7 @@ import numpy as np
 from absl import flags
 from scipy.stats import rankdata
 
-from experiments.collect import command_line, one_tag_prior
+from experiments.common import command_line, one_tag_prior, read_result
 from mtl_tagger import cli
 from mtl_tagger.errors import InputError
 from mtl_tagger.files import write_text_atomic
@@ -52,7 +51,7 @@ def permutation_p(x: Sequence[float], y: Sequence[float], rounds: int = PERMUTAT
 def _read_run(path: Path) -> tuple[Params, dict] | None:
     """A result file's validated flags and test metrics; None for a variant run (`<name>@<label>`)."""
     try:
-        r = json.loads(path.read_text(encoding="utf-8"))
+        r = read_result(path)
         name, params, metrics = r["name"], r["params"], r["metrics"]
     except (ValueError, KeyError, TypeError) as e:
         raise InputError(f"not a result file of experiments.sweep ({type(e).__name__}: {e})", path) from None

@@ -5,25 +5,31 @@
 
 Runs: every vertical of the chosen pairs (and of --singles) alone, and every pair in shared and coupled mode.
 A --variant adds its flags after the run's own and appends `@label` to the run name, so a variant run
-is compared with the Table 3 run of the same name before the `@` (experiments/compare.py).
+is compared with the Table 3 run of the same name before the `@` (experiments/coupling_variants.py).
 File names sort seed first, so a partial sweep has whole seeds.
 """
 from pathlib import Path
 
 from absl import app, flags
 
-from experiments.variants import parse_variant
+from experiments.common import parse_variant
+from mtl_tagger import cli
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("out", "flags/sweeps/table3", "Directory of run flagfiles to (re)write.")
-flags.DEFINE_list("seeds", ["1", "2", "3"], "Seeds.")
-flags.DEFINE_string("base", "flags/sweep.cfg", "Flagfile every run starts from.")
-flags.DEFINE_list("pairs", [], "Pairs as A+B (default: all of PAIRS).")
-flags.DEFINE_list("singles", [], "Verticals trained alone besides those of the pairs (single mode).")
-flags.DEFINE_list("modes", ["single", "shared", "coupled"], "Modes to write.")
-flags.DEFINE_multi_string("variant", [], "label:--flag=value[ --flag=value ...]; one sweep per variant.")
 
-# Issue 5's pairs (task_a borrows from task_b): the paper's Table 2 analogues, then pairs with more data.
+
+def define_flags() -> None:
+    """The script's flags (defined when run as a program, so that importing the module defines none)."""
+    flags.DEFINE_string("out", "flags/sweeps/table3", "Directory of run flagfiles to (re)write.")
+    flags.DEFINE_list("seeds", ["1", "2", "3"], "Seeds.")
+    flags.DEFINE_string("base", "flags/sweep.cfg", "Flagfile every run starts from.")
+    flags.DEFINE_list("pairs", [], "Pairs as A+B (default: all of PAIRS).")
+    flags.DEFINE_list("singles", [], "Verticals trained alone besides those of the pairs (single mode).")
+    flags.DEFINE_list("modes", ["single", "shared", "coupled"], "Modes to write.")
+    flags.DEFINE_multi_string("variant", [], "label:--flag=value[ --flag=value ...]; one sweep per variant.")
+
+
+# The Table 3 pairs (task_a borrows from task_b): the paper's Table 2 analogues, then pairs with more data.
 PAIRS = [("Dress", "Jean"), ("Trouser", "Jean"), ("Mangalsutra", "Necklace"), ("Chain", "Necklace"),
          ("Mangalsutra", "Chain"), ("JewellerySet", "Necklace"), ("Earring", "Ring"), ("Bracelet", "Ring")]
 
@@ -67,4 +73,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    define_flags()
+    cli.run(main)

@@ -8,7 +8,7 @@ Subsamples. For each vertical of --data_dir with at least n training description
 permutation of its train split (seeded by --sample_seed and the vertical's name, so the sizes nest: the 50 are
 among the 100), written to <--out_data>/n<n>/<vertical>/train.conll beside the untouched dev.conll and test.conll.
 
-Runs. Every (--variant, condition, size, vertical, seed) trains through experiments.defaults.run_one from
+Runs. Every (--variant, condition, size, vertical, seed) trains through experiments.defaults.traced_run from
 --base (flags/sweep.cfg: the defaults a plain `train` gets) into <--runs_dir>/small_data/, two at a time; a run
 whose result file exists is not run again. Conditions: `rand` (--word_vectors=, what users without vectors get)
 and `glove` (the in-domain vectors). The CRF (experiments/crf_baseline.py) runs once per size on the same data.
@@ -19,7 +19,6 @@ precision, recall and F1, beside the CRF's, with the tagger's margins over the C
 for; then each vertical's test macro-F1 / entity-F1. Result files in experiments/results/small_data/.
 """
 import datetime
-import json
 import statistics
 import subprocess
 import sys
@@ -31,11 +30,11 @@ from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from experiments.collect import command_line, crf_results, mean_sd
-from experiments.defaults import run_one
-from experiments.variants import parse_variant
+from experiments.common import command_line, crf_results, mean_sd, parse_variant, read_result, single
+from experiments.defaults import traced_run
+from mtl_tagger import cli
 from mtl_tagger.conll import read_conll, write_conll
 
 FLAGS = flags.FLAGS
@@ -69,7 +68,7 @@ def scored_runs(score: Callable[[Path], T]) -> tuple[int, dict[str, list[T]]]:
     groups: dict[str, list[T]] = defaultdict(list)
     results = sorted(Path(FLAGS.results_dir).glob("*.s[0-9]*.json"))
     for path in results:
-        result = json.loads(path.read_text())
+        result = read_result(path)
         label = result["variant"]
         size, condition = label.lstrip("abcdefghijklmnopqrstuvwxyz.") or "?", label.rstrip("0123456789")
         value = score(Path(FLAGS.runs_dir) / result["name"])
@@ -101,7 +100,7 @@ def _mean(rows: list[dict], key: str) -> float:
 
 def _dev(result: dict) -> dict:
     """The dev scores at the run's selected step."""
-    return result["history"]["best"][result["vertical"]]
+    return result["history"]["best"][single(result)[0]]
 
 
 def size_rows(size: int, runs: dict[str, list[dict]], crf: dict[str, dict]) -> list[str]:
@@ -110,12 +109,13 @@ def size_rows(size: int, runs: dict[str, list[dict]], crf: dict[str, dict]) -> l
              + " | ".join(f"{_mean(list(crf.values()), k) * 100:.2f}" for k in ("entity_precision", "entity_recall",
                                                                                   "entity_f1")) + " | – |"]
     for label, rs in runs.items():
-        test = [r["selected"] for r in rs]
-        seeds = sorted({r["seed"] for r in rs})
-        macro = mean_sd([statistics.mean(r["selected"]["macro_f1"] for r in rs if r["seed"] == s) for s in seeds])
-        margins = [(_mean(test, k) - _mean([crf[r["vertical"]] for r in rs], k)) * 100
+        test = [single(r)[1] for r in rs]
+        seeds = sorted({r["params"]["seed"] for r in rs})
+        macro = mean_sd([statistics.mean(single(r)[1]["macro_f1"] for r in rs if r["params"]["seed"] == s)
+                         for s in seeds])
+        margins = [(_mean(test, k) - _mean([crf[single(r)[0]] for r in rs], k)) * 100
                    for k in ("entity_precision", "entity_f1", "macro_f1")]
-        lines.append(f"| {size} | {label} | {len({r['vertical'] for r in rs})} | "
+        lines.append(f"| {size} | {label} | {len({single(r)[0] for r in rs})} | "
                      f"{_mean([_dev(r) for r in rs], 'macro_f1') * 100:.2f} / "
                      f"{_mean([_dev(r) for r in rs], 'entity_f1') * 100:.2f} | {macro} | "
                      + " | ".join(f"{_mean(test, k) * 100:.2f}" for k in ("entity_precision", "entity_recall",
@@ -130,7 +130,7 @@ def vertical_rows(size: int, verticals: list[str], runs: dict[str, list[dict]], 
         return f"{_mean(ms, 'macro_f1') * 100:.2f} / {_mean(ms, 'entity_f1') * 100:.2f}" if ms else "–"
 
     return [f"| {size} | {v} | {cell([crf[v]])} | "
-            + " | ".join(cell([r["selected"] for r in rs if r["vertical"] == v]) for rs in runs.values()) + " |"
+            + " | ".join(cell([single(r)[1] for r in rs if single(r)[0] == v]) for rs in runs.values()) + " |"
             for v in verticals]
 
 
@@ -148,8 +148,8 @@ def main(argv: list[str]) -> None:
 
     def one(job: tuple) -> dict | None:
         label, extra, vertical, seed, n, cond = job
-        return run_one(label, extra, vertical, seed, runs_dir, RESULTS, FLAGS.base, str(Path(FLAGS.out_data) / f"n{n}"),
-                       CONDITIONS[cond])
+        return traced_run(label, extra, vertical, seed, runs_dir, RESULTS, FLAGS.base,
+                          str(Path(FLAGS.out_data) / f"n{n}"), CONDITIONS[cond], FLAGS.jobs > 1)
 
     with ThreadPoolExecutor(FLAGS.jobs) as pool:
         results = [r for r in pool.map(one, todo) if r]
@@ -187,9 +187,9 @@ def define_flags() -> None:
     flags.DEFINE_string("out_data", "data/small", "Where the subsampled data dirs go (n<size>/<vertical>/).")
     flags.DEFINE_multi_string("variant", ["base:"], "label:--flag=value[ --flag=value]; 'base:' for the defaults.")
     flags.DEFINE_string("runs_dir", "runs", "Model dirs go to <runs_dir>/small_data/ (not committed).")
-    flags.DEFINE_integer("jobs", 2, "Runs at a time (each with one TensorFlow thread pool of one thread).")
+    flags.DEFINE_integer("jobs", 2, "Runs at a time; with more than one, each run gets one TensorFlow thread.")
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -3,13 +3,15 @@
     python -m experiments.sweep --sweep_dir=flags/sweeps/table3 [--background] [--only='s1.*'] [--jobs=2]
 
 Each run trains `python -m mtl_tagger.train --flagfile=<name>.cfg --model_dir=<runs_dir>/<name>` and,
-when it succeeds, writes one result file `<results_dir>/<name>.json` (what `mtl_tagger.modeldir.read_run`
-reads back: flags, test metrics and selected step of every vertical, the dev history, the Fig. 4 analysis;
-plus wall time, date, command) and the attention heatmaps `<name>.<borrower>__<lender>.png` of coupled runs.
-A run with a result file is never run again; an interrupted one is started again with the same
-model dir, and the trainer resumes it from its last evaluation. --background detaches the sweep (its log
-goes to <runs_dir>/sweep.log) so it survives the terminal; a lock file keeps two sweeps apart.
-`python -m experiments.collect` builds the tables from the result files.
+when it succeeds, writes one result file `<results_dir>/<name>.json` and the attention heatmaps
+`<name>.<borrower>__<lender>.png` of coupled runs. `run_one` is the experiments' one run-writer (the studies of
+experiments.defaults and experiments.small_data train through it too), and a result file has one schema (read
+by experiments.common.read_result): what `mtl_tagger.modeldir.read_run` reads back (flags, test metrics and
+selected step of every vertical, the dev history, the Fig. 4 analysis) plus name, date, commit, command, wall
+time and, for a study's runs, their variant label. A run with a result file is never run again; an interrupted
+one is started again with the same model dir, and the trainer resumes it from its last evaluation. --background
+detaches the sweep (its log goes to <runs_dir>/sweep.log) so it survives the terminal; a lock file keeps two
+sweeps apart. `python -m experiments.collect` builds the tables from the result files.
 """
 import datetime
 import fnmatch
@@ -21,34 +23,47 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
+from experiments.common import read_result
+from mtl_tagger import cli
 from mtl_tagger.files import write_json_atomic
 from mtl_tagger.modeldir import read_run
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("sweep_dir", "flags/sweeps/table3", "Directory of run flagfiles (<name>.cfg).")
-flags.DEFINE_string("runs_dir", "runs/sweep", "Where the runs' model dirs and logs go (not committed).")
-flags.DEFINE_string("results_dir", "experiments/results/table3", "Where the per-run result files go.")
-flags.DEFINE_string("only", "*", "Glob over run names: run only these.")
-flags.DEFINE_bool("background", False, "Detach and run the sweep in the background.")
-flags.DEFINE_integer("jobs", 1, "Runs at a time; with more than one, each run gets one TensorFlow thread.")
 
 
-def run_one(cfg: Path, runs_dir: Path, results_dir: Path) -> bool:
-    """Train one run (resuming if its model dir exists) and write its result file; True on success."""
-    name = cfg.stem
+def define_flags() -> None:
+    """The script's flags (defined when run as a program, so that other scripts can import run_one)."""
+    flags.DEFINE_string("sweep_dir", "flags/sweeps/table3", "Directory of run flagfiles (<name>.cfg).")
+    flags.DEFINE_string("runs_dir", "runs/sweep", "Where the runs' model dirs and logs go (not committed).")
+    flags.DEFINE_string("results_dir", "experiments/results/table3", "Where the per-run result files go.")
+    flags.DEFINE_string("only", "*", "Glob over run names: run only these.")
+    flags.DEFINE_bool("background", False, "Detach and run the sweep in the background.")
+    flags.DEFINE_integer("jobs", 1, "Runs at a time; with more than one, each run gets one TensorFlow thread.")
+
+
+def run_one(name: str, train_args: list[str], runs_dir: Path, results_dir: Path, one_thread: bool,
+            module: str = "mtl_tagger.train", variant: str | None = None) -> dict | None:
+    """Train the run `name` (`python -m <module> <train_args> --model_dir=<runs_dir>/<name>`, which resumes a run
+    cut short) and write its result file, labelled with the study's `variant` if given; the result (read back
+    when the file exists already, and then not trained again), or None when training failed. `one_thread` gives
+    TensorFlow one thread, for runs trained side by side."""
+    path = results_dir / f"{name}.json"
+    if path.is_file():
+        return read_result(path)
     model_dir = runs_dir / name
-    command = [sys.executable, "-m", "mtl_tagger.train", f"--flagfile={cfg}", f"--model_dir={model_dir}"]
+    command = [sys.executable, "-m", module, *train_args, f"--model_dir={model_dir}"]
     start = time.time()
-    threads = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"} if FLAGS.jobs > 1 else {}
+    threads = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"} if one_thread else {}
     with open(runs_dir / f"{name}.log", "a") as log:
         code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **threads})
     if code != 0:
         print(f"{name}: FAILED (exit {code}); see {runs_dir / (name + '.log')}", flush=True)
-        return False
+        return None
     result = {
         "name": name,
+        **({"variant": variant} if variant is not None else {}),
         "date": datetime.date.today().isoformat(),
         "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                  text=True).stdout.strip(),
@@ -58,10 +73,10 @@ def run_one(cfg: Path, runs_dir: Path, results_dir: Path) -> bool:
     }
     for png in sorted((model_dir / "attention").glob("*.png")):
         shutil.copyfile(png, results_dir / f"{name}.{png.stem}.png")
-    write_json_atomic(results_dir / f"{name}.json", result)
-    f1 = ", ".join(f"{v} {m['macro_f1'] * 100:.2f}" for v, m in result["metrics"].items())
+    write_json_atomic(path, result)
+    f1 = ", ".join(f"{v} {m['macro_f1'] * 100:.2f} (step {m['selected_step']})" for v, m in result["metrics"].items())
     print(f"{name}: done in {result['wall_seconds']:.0f} s; test macro-F1 {f1}", flush=True)
-    return True
+    return result
 
 
 def _lock(runs_dir: Path) -> Path:
@@ -106,8 +121,9 @@ def main(argv: list[str]) -> None:
         pending = [c for c in cfgs if not (results_dir / f"{c.stem}.json").is_file()]
         print(f"{len(cfgs)} runs, {len(cfgs) - len(pending)} finished, {len(pending)} to run", flush=True)
         with ThreadPoolExecutor(FLAGS.jobs) as pool:
-            done = list(pool.map(lambda c: run_one(c, runs_dir, results_dir), pending))
-        failed = [c.stem for c, ok in zip(pending, done) if not ok]
+            done = list(pool.map(lambda c: run_one(c.stem, [f"--flagfile={c}"], runs_dir, results_dir,
+                                                   FLAGS.jobs > 1), pending))
+        failed = [c.stem for c, result in zip(pending, done) if result is None]
     finally:
         lock.unlink(missing_ok=True)
     if failed:
@@ -115,4 +131,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    define_flags()
+    cli.run(main)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from absl import app, flags
 
-from experiments.collect import command_line, crf_results, mean_sd
+from experiments.common import command_line, crf_results, mean_sd
+from mtl_tagger import cli
 from mtl_tagger.corpus import load_task
 from mtl_tagger.crf import bigram_pmi
 from mtl_tagger.tagger import Tagger
@@ -105,4 +106,4 @@ def define_flags() -> None:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)
