@@ -1,4 +1,4 @@
-"""Shared fixtures: synthetic verticals and one trained smoke model reused by the end-to-end tests."""
+"""Shared fixtures: synthetic verticals and the trained smoke models reused by the end-to-end tests."""
 import os
 import shutil
 import signal
@@ -11,9 +11,11 @@ import pytest
 from datagen import make_data_dir, write_vertical
 
 from mtl_tagger.params import Params, read_flagfile
+from mtl_tagger.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = read_flagfile(REPO / "flags" / "smoke.cfg")
+CHAIN_FLAGS = ("--flagfile=flags/smoke.cfg", "--task_a=Chain x", "--epochs=3")  # train flags of `chain_model`
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +34,29 @@ def three(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def chain_model(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smoke model of 'Chain x' trained three epochs (enough to tag values) by the train command with CHAIN_FLAGS.
+
+    Trained once for the suite: the end-to-end tests read it, and a test that changes a model dir (damages it,
+    resumes or recalibrates it) works on a copy.
+    """
+    out = tmp_path_factory.mktemp("chain") / "m"
+    r = run_cli("train", *CHAIN_FLAGS, f"--data_dir={data_dir}", f"--model_dir={out}")
+    assert r.returncode == 0, r.stderr
+    assert "step 36/36" in r.stdout and "Vertical" in r.stdout
+    return out
+
+
+@pytest.fixture(scope="session")
+def chain_epoch(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smoke model of 'Chain x' after one epoch (`train(smoke_params(data_dir, m, epochs=1))`), for tests that
+    need some finished run (to refuse, compare with or evaluate); read it or copy it, never train into it."""
+    out = tmp_path_factory.mktemp("chain_epoch") / "m"
+    train(smoke_params(data_dir, out, epochs=1))
+    return out
+
+
 @pytest.fixture
 def default_sigint() -> Iterator[None]:
     """Python's own SIGINT handler for one test: a suite started in the background (`&`) inherits SIGINT ignored."""
@@ -44,7 +69,6 @@ def smoke_params(data_dir: Path | str, model_dir: Path | str, **overrides: objec
     """The smoke configuration (flags/smoke.cfg) for a run on the synthetic data."""
     return Params(**{**SMOKE, "task_a": "Chain x", "data_dir": str(data_dir), "model_dir": str(model_dir),
                      **overrides}).validate()
-
 
 
 def run_cli(module: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

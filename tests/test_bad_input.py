@@ -145,17 +145,16 @@ def test_word_vectors_initialise_embeddings(data_dir: Path, tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("module", ["evaluate", "predict"])
-def test_unknown_task_at_evaluate_and_predict(module: str, data_dir: Path, tmp_path: Path) -> None:
-    train(smoke_params(data_dir, tmp_path / "m", epochs=1))
-    args = [f"--model_dir={tmp_path / 'm'}", "--task=Necklace"]
+def test_unknown_task_at_evaluate_and_predict(module: str, chain_epoch: Path, data_dir: Path) -> None:
+    args = [f"--model_dir={chain_epoch}", "--task=Necklace"]
     if module == "evaluate":
         args.append(f"--data={data_dir / 'Chain x' / 'test.conll'}")
     r = run_cli(module, *args, stdin="gold chain\n")
     assert_one_error_line(r, "--task=Necklace", "Chain x")
 
 
-def test_model_dir_of_other_run_is_refused_unless_overwrite(data_dir: Path, tmp_path: Path) -> None:
-    train(smoke_params(data_dir, tmp_path / "m", epochs=1))
+def test_model_dir_of_other_run_is_refused_unless_overwrite(chain_epoch: Path, data_dir: Path, tmp_path: Path) -> None:
+    shutil.copytree(chain_epoch, tmp_path / "m")
     before = (tmp_path / "m" / "params.json").read_text()
     with pytest.raises(InputError, match=r"other verticals or flags.*tasks: 'Chain x' -> 'Mangal-sutra'.*--overwrite"):
         train(smoke_params(data_dir, tmp_path / "m", task_a="Mangal-sutra", epochs=1))
@@ -213,8 +212,8 @@ def test_same_run_spelled_differently_resumes(data_dir: Path, tmp_path: Path) ->
     assert implicit.differences(Params(task_a="A", task_b="B", mtl_mode="coupled").validate()) == []
 
 
-def test_overwrite_that_fails_gives_the_old_run_back(data_dir: Path, tmp_path: Path) -> None:
-    train(smoke_params(data_dir, tmp_path / "m", epochs=1))
+def test_overwrite_that_fails_gives_the_old_run_back(chain_epoch: Path, data_dir: Path, tmp_path: Path) -> None:
+    shutil.copytree(chain_epoch, tmp_path / "m")
     before = (tmp_path / "m" / "metrics.json").read_text()
     d = tmp_path / "data"
     d.mkdir()

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli, smoke_params
+from conftest import run_cli
 from test_bad_input import assert_one_error_line
 
 from mtl_tagger import Tagger, calibration
 from mtl_tagger.conll import read_conll
-from mtl_tagger.train import train
 
 TASK = "Chain x"
 
@@ -41,9 +40,9 @@ def test_platt_recovers_a_known_map_and_stays_increasing() -> None:
     assert np.all(np.diff(calibration.platt(grid, a, b)) > 0)
 
 
-def test_no_dev_value_gives_the_identity(model: Path) -> None:
+def test_no_dev_value_gives_the_identity(chain_model: Path) -> None:
     """A dev split on which the model extracts nothing (here: no sentence) leaves the confidence as it is."""
-    tagger = Tagger.load(model, calibrated=False)
+    tagger = Tagger.load(chain_model, calibrated=False)
     for method in calibration.METHODS:
         assert calibration.fit(tagger, [], TASK, method) == calibration.Calibration(method)
 
@@ -63,28 +62,20 @@ def test_temperature_never_sharpens() -> None:
     assert min(calibration.TEMPERATURES) == 1.0
 
 
-@pytest.fixture(scope="module")
-def model(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A smoke model: training calibrates it at its end (temperature scaling, the default)."""
-    out = tmp_path_factory.mktemp("calibrated") / "m"
-    train(smoke_params(data_dir, out, epochs=3))
-    return out
-
-
-def test_training_writes_the_calibration_and_its_diagram(model: Path) -> None:
-    written = json.loads((model / "calibration.json").read_text())
+def test_training_writes_the_calibration_and_its_diagram(chain_model: Path) -> None:
+    written = json.loads((chain_model / "calibration.json").read_text())
     assert list(written) == [TASK] and written[TASK]["method"] == "temperature" and written[TASK]["dev_values"] > 0
-    assert (model / "calibration" / f"{TASK}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert list((model / "tensorboard").glob("events.*"))
+    assert (chain_model / "calibration" / f"{TASK}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list((chain_model / "tensorboard").glob("events.*"))
 
 
 @pytest.mark.parametrize("method", calibration.METHODS)
-def test_calibration_changes_no_tag_and_maps_every_confidence(method: str, model: Path, data_dir: Path,
+def test_calibration_changes_no_tag_and_maps_every_confidence(method: str, chain_model: Path, data_dir: Path,
                                                               tmp_path: Path) -> None:
     """Over every test sentence: the calibrated model's tags are the raw model's, and each confidence is the
     stored map of the raw one (temperature: the marginals at that temperature)."""
     d = tmp_path / "m"
-    shutil.copytree(model, d)
+    shutil.copytree(chain_model, d)
     r = run_cli("calibration", f"--model_dir={d}", f"--method={method}")
     assert r.returncode == 0 and f"({method}): ECE" in r.stdout, r.stderr
     if method == "temperature":  # the under-confident smoke model keeps T = 1 (the grid never sharpens): soften it
@@ -101,24 +92,24 @@ def test_calibration_changes_no_tag_and_maps_every_confidence(method: str, model
     assert not np.allclose(flat, np.concatenate([np.array(c) for c in raw.tag(sentences, TASK)[1]]))
 
 
-def test_a_model_without_calibration_decodes_as_before_and_says_so_once(model: Path, tmp_path: Path) -> None:
+def test_a_model_without_calibration_decodes_as_before_and_says_so_once(chain_model: Path, tmp_path: Path) -> None:
     d = tmp_path / "m"
-    shutil.copytree(model, d)
+    shutil.copytree(chain_model, d)
     (d / "calibration.json").unlink()
     r = run_cli("predict", f"--model_dir={d}", stdin="Acme gold plated brass chain\nAcme chain\n")
     assert r.returncode == 0
     notes = [line for line in r.stderr.splitlines() if "calibration.json" in line]
     assert len(notes) == 1 and "raw CRF marginals" in notes[0]
     got = [v["confidence"] for line in r.stdout.splitlines() for v in json.loads(line)["values"]]
-    tagger = Tagger.load(model, calibrated=False)
+    tagger = Tagger.load(chain_model, calibrated=False)
     want = [v["confidence"] for rec in tagger.extract(["Acme gold plated brass chain", "Acme chain"], TASK)
             for v in rec["values"]]
     assert got == want and got
 
 
-def test_a_damaged_calibration_is_one_line(model: Path, tmp_path: Path) -> None:
+def test_a_damaged_calibration_is_one_line(chain_model: Path, tmp_path: Path) -> None:
     d = tmp_path / "m"
-    shutil.copytree(model, d)
+    shutil.copytree(chain_model, d)
     (d / "calibration.json").write_text(json.dumps({TASK: {"method": "platt", "a": -1.0, "b": 0.0,
                                                            "temperature": 1.0, "dev_values": 3}}))
     r = run_cli("predict", f"--model_dir={d}", stdin="Acme chain\n")

@@ -1,5 +1,8 @@
-"""The sweep runner and the collector on synthetic verticals: results per run, resumability, tables."""
+"""The sweep runner and the collector on synthetic verticals: results per run, resumability, tables; the scripts'
+shared conventions: one result schema, no flags defined at import, every results page listed with its command."""
 import json
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -7,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, smoke_params
 
-from experiments.collect import one_tag_prior
-from experiments.defaults import _both
+from experiments.common import one_tag_prior, read_result, single
+from experiments.defaults import _both, picked, traced_run
 from experiments.make_sweep import runs as sweep_runs
 from experiments.small_data import subsample
 from experiments.tag_prior import rescored
@@ -67,13 +70,6 @@ def test_sweep_then_collect(data_dir: Path, tmp_path: Path) -> None:
     assert "| Chain x | Mangal-sutra |" in fig4 and "| Mangal-sutra | Chain x |" in fig4
     assert (tmp_path / "out" / "fig4" / "Chain x__Mangal-sutra.png").is_file()
 
-    compare = tmp_path / "out" / "why.md"
-    r = _run("experiments.compare", f"--results_dir={tmp_path / 'res'}", f"--baseline_dir={tmp_path / 'res'}",
-             f"--out={compare}")
-    assert r.returncode == 0, r.stderr
-    rows = [line for line in compare.read_text().splitlines() if line.startswith("| s1.")]
-    assert len(rows) == 2 and all("| coupling_score emission→log_softmax |" in line for line in rows), rows
-
     variants = tmp_path / "out" / "coupling.md"
     r = _run("experiments.coupling_variants", f"--baseline_dir={tmp_path / 'res'}", f"--results_dir={tmp_path / 'res'}",
              f"--data_dir={data_dir}", f"--out={variants}")
@@ -103,11 +99,6 @@ def test_sweep_then_collect(data_dir: Path, tmp_path: Path) -> None:
     assert r.returncode != 0 and "the runs decode with --tag_prior" in r.stderr, r.stderr
     assert not (tmp_path / "out" / "mixed.md").exists()
 
-    r = _run("experiments.loss_scales", f"--model_dirs={tmp_path / 'runs' / 's1.coupled.Chain x+Mangal-sutra'}")
-    assert r.returncode == 0, r.stderr
-    rows = [line.split("|") for line in r.stdout.splitlines() if line.startswith("| 1–")]
-    assert rows and float(rows[0][4]) > 0, "the coupling term was logged and read back"
-
     single = tmp_path / "runs" / "s1.single.Chain x"
     test = json.loads((single / "metrics.json").read_text())["Chain x"]
     crf = tmp_path / "crf_for_confidence"
@@ -135,13 +126,11 @@ def test_make_sweep_variants() -> None:
 
 
 def test_selection_rules_pick_their_own_evaluation() -> None:
-    from experiments.selection import picked
-
     def evaluation(step: int, macro: float, entity: float) -> dict:
         return {"step": step, "dev": {"V": {"macro_f1": macro, "entity_f1": entity}}, "test": {"V": {"step": step}}}
     history = [evaluation(50, 0.5, 0.9), evaluation(100, 0.7, 0.6), evaluation(150, 0.7, 0.5),
                evaluation(200, 0.6, 0.85)]
-    result = {"vertical": "V", "history": {"evaluations": history}}
+    result = {"metrics": {"V": {}}, "history": {"evaluations": history}}
     assert picked(result, "latest best dev macro-F1") == {"step": 150}
     assert picked(result, "first best dev macro-F1") == {"step": 100}
     assert picked(result, "latest best dev (macro-F1 + entity-F1)") == {"step": 200}
@@ -149,16 +138,15 @@ def test_selection_rules_pick_their_own_evaluation() -> None:
     assert picked(result, "last step") == {"step": 200}
 
 
-def test_tag_prior_rescoring_at_weight_0_is_the_model(data_dir: Path, tmp_path: Path) -> None:
+def test_tag_prior_rescoring_at_weight_0_is_the_model(chain_epoch: Path, data_dir: Path, tmp_path: Path) -> None:
     train(smoke_params(data_dir, tmp_path / "m", epochs=1, tag_prior=0.0))
     [run] = rescored(str(tmp_path / "m"), [0.0, 2.0], [])
     metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())["Chain x"]
     assert run["task"] == "Chain x" and run["scores"][0.0]["test"]["macro_f1"] == pytest.approx(metrics["macro_f1"])
     assert set(run["scores"][2.0]) == {"dev", "test"}
     assert rescored(str(tmp_path / "m"), [0.0], ["Mangal-sutra"]) == []
-    train(smoke_params(data_dir, tmp_path / "p", epochs=1))
     with pytest.raises(ValueError, match="tag_prior=0.5"):
-        rescored(str(tmp_path / "p"), [0.0], [])
+        rescored(str(chain_epoch), [0.0], [])
 
 
 def test_tables_refuse_runs_decoded_with_different_tag_priors() -> None:
@@ -191,3 +179,103 @@ def test_small_data_subsamples_nest_and_leave_dev_and_test_alone(data_dir: Path,
     subsample(data_dir, again, [5], seed=1)
     chain = Path("n5") / "Chain x" / "train.conll"
     assert (again / chain).read_bytes() == (tmp_path / chain).read_bytes(), "the same seed, the same subsample"
+
+
+def test_study_runs_go_through_the_one_run_writer(data_dir: Path, tmp_path: Path) -> None:
+    """A study's traced run is written by sweep.run_one in the sweep's schema, labelled, with the test curve."""
+    runs, results = tmp_path / "runs", tmp_path / "res"
+    runs.mkdir()
+    results.mkdir()
+    r = traced_run("base", ["--epochs=1"], "Chain x", "2", runs, results, "flags/smoke.cfg", str(data_dir), "", False)
+    assert r is not None, (runs / "base.Chain x.s2.log").read_text()
+    assert r == read_result(results / "base.Chain x.s2.json"), "the result it returns is the file it wrote"
+    assert r["variant"] == "base" and r["params"]["seed"] == 2 and r["params"]["word_vectors"] == ""
+    vertical, metrics = single(r)
+    assert vertical == "Chain x" and metrics["selected_step"] == r["history"]["best"]["Chain x"]["step"]
+    assert picked(r, "last step").keys() == {"macro_f1", "entity_f1"}, "the traced history scores test"
+    again = traced_run("base", ["--epochs=1"], "Chain x", "2", runs, results, "flags/smoke.cfg", str(data_dir), "",
+                       False)
+    assert again == r, "a run with a result file is read back, not trained again"
+
+
+def test_study_files_of_the_old_schema_read_as_the_one_schema(tmp_path: Path) -> None:
+    history = {"evaluations": [{"step": 50, "dev": {"V": {"macro_f1": 0.5}}}], "best": {"V": {"step": 50}}}
+    old = {"name": "rand50.V.s3", "variant": "rand50", "vertical": "V", "seed": 3, "flags": ["--word_vectors="],
+           "command": "-m experiments.traced_train --task_a=V", "date": "2026-11-29", "wall_seconds": 1.0,
+           "steps": 50, "selected": {"macro_f1": 0.25, "selected_step": 50}, "history": history}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    r = read_result(tmp_path / "old.json")
+    assert single(r) == ("V", old["selected"]) and r["params"]["seed"] == 3 and r["variant"] == "rand50"
+    assert r["history"] == history and r["analysis"] is None
+    new = {**r, "commit": "abc", "params": {"tasks": "V", "seed": 3}}
+    (tmp_path / "new.json").write_text(json.dumps(new))
+    assert read_result(tmp_path / "new.json") == new, "a file of the one schema is read as it is"
+
+
+_SCRIPT_FLAGS = """
+import importlib, json, pathlib
+import tensorflow
+from absl import app, flags
+library = set(flags.FLAGS)  # what absl and TensorFlow define, before any script is imported
+modules = [p.stem for p in sorted(pathlib.Path("experiments").glob("*.py")) if p.stem != "__init__"]
+loaded = {}
+for m in modules:
+    try:
+        loaded[m] = importlib.import_module("experiments." + m)
+    except ModuleNotFoundError as e:  # an optional extra (the peer's torch)
+        if e.name.startswith("experiments"):
+            raise
+at_import = sorted(set(flags.FLAGS) - library)
+defined = {}
+for m, module in loaded.items():
+    if hasattr(module, "define_flags"):
+        before = set(flags.FLAGS)
+        module.define_flags()
+        defined[m] = sorted(set(flags.FLAGS) - before)
+        for name in defined[m]:
+            delattr(flags.FLAGS, name)
+print(json.dumps({"at_import": at_import, "defined": defined, "modules": modules}))
+"""
+
+
+@pytest.fixture(scope="module")
+def script_flags() -> dict:
+    """Every experiments script imported in one process: the flags defined at import, and each one's define_flags."""
+    r = subprocess.run([sys.executable, "-c", _SCRIPT_FLAGS], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.splitlines()[-1])
+
+
+def test_scripts_define_flags_only_when_run(script_flags: dict) -> None:
+    assert script_flags["at_import"] == [], "importing a script defines no flags (so scripts can import each other)"
+    assert "sweep" in script_flags["defined"] and "collect" in script_flags["defined"]
+
+
+def _readme_commands() -> list[list[str]]:
+    """The commands of experiments/results/README.md's code blocks, as argv lists (continuation lines joined)."""
+    text = (REPO / "experiments" / "results" / "README.md").read_text(encoding="utf-8")
+    commands = []
+    for block in re.findall(r"```\n(.*?)```", text, re.S):
+        for line in re.sub(r"\\\n\s*", "", block).splitlines():
+            if line.strip():
+                commands.append(shlex.split(line, comments=True))
+    return commands
+
+
+def test_results_readme_lists_every_page_with_a_command_that_exists(script_flags: dict) -> None:
+    results = REPO / "experiments" / "results"
+    readme = (results / "README.md").read_text(encoding="utf-8")
+    listed = "\n".join(line for line in readme.splitlines() if re.match(r"\d+\. \*\*", line.strip()) or
+                       line.startswith("   ") and "**" in line)
+    for entry in sorted(p.name for p in results.iterdir() if p.name != "README.md"):
+        assert re.search(rf"[`\[(]{re.escape(entry)}[`/\])*]", listed), f"{entry}: no entry of the list names it"
+    commands = _readme_commands()
+    assert len(commands) >= 25
+    for argv in commands:
+        assert argv[:2] == ["python", "-m"] and argv[2].startswith("experiments."), argv
+        script = argv[2].removeprefix("experiments.")
+        assert script in script_flags["modules"], f"{script}: no such script"
+        defined = set(script_flags["defined"].get(script, []))
+        for arg in argv[3:]:
+            name = arg[2:].split("=", 1)[0]
+            assert name in defined or name.removeprefix("no") in defined, f"{' '.join(argv[:3])}: no flag --{name}"

@@ -1,6 +1,7 @@
 """Multi-task modes end to end on synthetic verticals: single = one-vertical shared code, shared, coupled with
 N verticals, the Fig. 4 analysis per coupled pair and direction, evaluate --compare, resume."""
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +14,40 @@ from mtl_tagger.errors import InputError
 from mtl_tagger.train import train
 
 
-def test_single_mode_is_the_default_for_one_vertical(data_dir: Path, tmp_path: Path) -> None:
-    default = train(smoke_params(data_dir, tmp_path / "a", epochs=1))
+def test_single_mode_is_the_default_for_one_vertical(chain_epoch: Path, data_dir: Path, tmp_path: Path) -> None:
+    """`chain_epoch` is trained without --mtl_mode."""
     single = train(smoke_params(data_dir, tmp_path / "b", epochs=1, mtl_mode="single"))
-    assert default == single
+    assert json.loads((chain_epoch / "metrics.json").read_text()) == single
+
+
+THREE = dict(task_a="", tasks="Chain x,Mangal-sutra,Ring")
+
+
+def evaluations(model_dir: Path) -> list[dict]:
+    """The dev evaluations of a model dir's history."""
+    return json.loads((model_dir / "history.json").read_text())["evaluations"]
+
+
+def assert_continues(first: list[dict], model_dir: Path) -> None:
+    """The run in `model_dir`, resumed from `first` (its first epoch's evaluations) to two epochs, continued it."""
+    history = evaluations(model_dir)
+    assert history[:len(first)] == first and len(history) == 2 * len(first), "the second epoch continues the first"
+    assert set(json.loads((model_dir / "metrics.json").read_text())) == {"Chain x", "Mangal-sutra", "Ring"}
 
 
 @pytest.fixture(scope="module")
-def coupled_dir(three: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def first_epoch(three: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict]]:
+    """A coupled run of the three verticals trained one epoch, and its evaluations; `coupled_dir` resumes it."""
     out = tmp_path_factory.mktemp("coupled") / "m"
+    train(smoke_params(three, out, epochs=1, mtl_mode="coupled", **THREE))
+    return out, evaluations(out)
+
+
+@pytest.fixture(scope="module")
+def coupled_dir(first_epoch: tuple[Path, list[dict]], three: Path) -> Path:
+    """`first_epoch`'s run finished by the train command (smoke budget: two epochs). Resuming it, rather than
+    training a second coupled run from scratch, also makes it the second half of the coupled resume test."""
+    out = first_epoch[0]
     r = run_cli("train", "--flagfile=flags/smoke.cfg", "--tasks=Chain x,Mangal-sutra,Ring", f"--data_dir={three}",
                 f"--model_dir={out}")
     assert r.returncode == 0, r.stderr
@@ -58,25 +84,24 @@ def test_evaluate_compare_on_an_n_vertical_run(coupled_dir: Path, three: Path, t
 
 
 def test_couple_lists_pairs(three: Path, tmp_path: Path) -> None:
-    train(smoke_params(three, tmp_path / "m", task_a="", tasks="Chain x,Mangal-sutra,Ring", epochs=1,
-                       couple="Ring:Chain x"))
+    train(smoke_params(three, tmp_path / "m", epochs=1, couple="Ring:Chain x", **THREE))
     directions = json.loads((tmp_path / "m" / "analysis.json").read_text())["directions"]
     assert [(d["borrower"], d["lender"]) for d in directions] == [("Ring", "Chain x"), ("Chain x", "Ring")]
 
 
-@pytest.mark.parametrize("mode", ["shared", "coupled"])
-def test_resume_with_n_verticals(mode: str, three: Path, tmp_path: Path) -> None:
-    p = dict(task_a="", tasks="Chain x,Mangal-sutra,Ring", mtl_mode=mode)
-    train(smoke_params(three, tmp_path / "m", epochs=1, **p))
-    first = json.loads((tmp_path / "m" / "history.json").read_text())["evaluations"]
-    results = train(smoke_params(three, tmp_path / "m", epochs=2, **p))
-    history = json.loads((tmp_path / "m" / "history.json").read_text())["evaluations"]
-    assert history[:len(first)] == first and len(history) == 2 * len(first), "the second epoch continues the first"
-    assert set(results) == {"Chain x", "Mangal-sutra", "Ring"}
+def test_resume_with_n_verticals_shared(three: Path, tmp_path: Path) -> None:
+    train(smoke_params(three, tmp_path / "m", epochs=1, mtl_mode="shared", **THREE))
+    first = evaluations(tmp_path / "m")
+    train(smoke_params(three, tmp_path / "m", epochs=2, mtl_mode="shared", **THREE))
+    assert_continues(first, tmp_path / "m")
 
 
-def test_incompatible_model_dir(data_dir: Path, tmp_path: Path) -> None:
-    train(smoke_params(data_dir, tmp_path / "m", epochs=1))
+def test_resume_with_n_verticals_coupled(first_epoch: tuple[Path, list[dict]], coupled_dir: Path) -> None:
+    assert_continues(first_epoch[1], coupled_dir)
+
+
+def test_incompatible_model_dir(chain_epoch: Path, data_dir: Path, tmp_path: Path) -> None:
+    shutil.copytree(chain_epoch, tmp_path / "m")
     with pytest.raises(InputError, match=r"tasks: 'Chain x' -> 'Chain x,Mangal-sutra'"):
         train(smoke_params(data_dir, tmp_path / "m", epochs=1, task_b="Mangal-sutra"))
 

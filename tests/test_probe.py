@@ -31,14 +31,6 @@ PROGRESS = re.compile(r"\[[=>.]*\] \d+/\d+ steps")  # the training progress bar'
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
 
-@pytest.fixture(scope="module")
-def model(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A smoke model of 'Chain x' (three epochs: enough to tag values)."""
-    out = tmp_path_factory.mktemp("probe") / "m"
-    train(smoke_params(data_dir, out, epochs=3))
-    return out
-
-
 def _command(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", f"mtl_tagger.{module}", *args]
 
@@ -94,19 +86,19 @@ def _damaged(model: Path, tmp_path: Path, case: str) -> Path:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_damaged_model_dir_is_an_input_error_of_tagger_load(case: str, model: Path, tmp_path: Path) -> None:
-    d = _damaged(model, tmp_path, case)
+def test_damaged_model_dir_is_an_input_error_of_tagger_load(case: str, chain_model: Path, tmp_path: Path) -> None:
+    d = _damaged(chain_model, tmp_path, case)
     with pytest.raises(InputError) as e:
         Tagger.load(d)
     assert str(d) in str(e.value) and DAMAGE[case][1] in str(e.value)
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_damaged_model_dir_is_one_error_line_from_predict_and_evaluate(case: str, model: Path, data_dir: Path,
+def test_damaged_model_dir_is_one_error_line_from_predict_and_evaluate(case: str, chain_model: Path, data_dir: Path,
                                                                       tmp_path: Path) -> None:
     """predict for every fault; evaluate too where TensorFlow reads the checkpoint and may log lines of its own
     (the other faults are found by cli.load_tagger, the same for both commands, before any checkpoint is read)."""
-    d = _damaged(model, tmp_path, case)
+    d = _damaged(chain_model, tmp_path, case)
     commands = [_command("predict", f"--model_dir={d}")]
     if case in READ_BY_TENSORFLOW:
         commands.append(_command("evaluate", f"--model_dir={d}", f"--data={data_dir / TASK / 'test.conll'}"))
@@ -117,8 +109,8 @@ def test_damaged_model_dir_is_one_error_line_from_predict_and_evaluate(case: str
         assert out == ""
 
 
-def test_tagger_refuses_text_where_tokens_belong_and_bytes(model: Path) -> None:
-    t = Tagger.load(model)
+def test_tagger_refuses_text_where_tokens_belong_and_bytes(chain_model: Path) -> None:
+    t = Tagger.load(chain_model)
     for bad in (["Sukkhi chain"], "Sukkhi chain", [b"Sukkhi", b"chain"], [["Sukkhi", 3]]):
         with pytest.raises(InputError, match="tokenised sentences"):
             t.predict(bad, task=TASK)
@@ -130,12 +122,12 @@ def test_tagger_refuses_text_where_tokens_belong_and_bytes(model: Path) -> None:
     assert [len(tags) for tags in t.predict([["Sukkhi", "chain"]], task=TASK)] == [2]
 
 
-def test_predict_streams_one_line_per_record_and_stops_at_bad_bytes(model: Path) -> None:
+def test_predict_streams_one_line_per_record_and_stops_at_bad_bytes(chain_model: Path) -> None:
     """Each record comes back while stdin stays open; every character str.splitlines() breaks on stays inside
     its record's line; a line that is not UTF-8 ends the run with one error line, after the earlier records."""
     breaks = "".join(c for c in map(chr, range(0x110000)) if len(f"a{c}b".splitlines()) == 2 and c != "\n")
     assert {"\r", "\x85", "\u2028", "\u2029"} <= set(breaks)
-    proc = _start(_command("predict", f"--model_dir={model}"), stdin=subprocess.PIPE)
+    proc = _start(_command("predict", f"--model_dir={chain_model}"), stdin=subprocess.PIPE)
     lines: queue.Queue[bytes] = queue.Queue()
     threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True).start()
     try:
@@ -156,9 +148,9 @@ def test_predict_streams_one_line_per_record_and_stops_at_bad_bytes(model: Path)
     assert lines.empty()
 
 
-def test_predict_into_a_closed_pipe_ends_quietly(model: Path, tmp_path: Path) -> None:
+def test_predict_into_a_closed_pipe_ends_quietly(chain_model: Path, tmp_path: Path) -> None:
     err = tmp_path / "stderr"
-    predict = shlex.join(_command("predict", f"--model_dir={model}"))
+    predict = shlex.join(_command("predict", f"--model_dir={chain_model}"))
     script = f"yes 'Acme gold chain' | head -1000 | {predict} 2>{shlex.quote(str(err))} | head -1; " \
              "exit ${PIPESTATUS[2]}"
     r = subprocess.run(["bash", "-c", script], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
@@ -167,20 +159,21 @@ def test_predict_into_a_closed_pipe_ends_quietly(model: Path, tmp_path: Path) ->
     assert err.read_text() == ""
 
 
-def test_predict_input_file_and_min_confidence_match_extract(model: Path, tmp_path: Path) -> None:
+def test_predict_input_file_and_min_confidence_match_extract(chain_model: Path, tmp_path: Path) -> None:
     """--input and --min_confidence give Tagger.extract's records, line for line."""
     texts = ["Acme gold plated brass chain in rose gold", "", "Voylla silver plated alloy chain .",
              "Sukkhi rhodium plated copper chain with pearl", "Jewel Box gold plated metal chain for parties"]
-    everything = Tagger.load(model).extract(texts, TASK)
+    everything = Tagger.load(chain_model).extract(texts, TASK)
     confidences = sorted(v["confidence"] for r in everything for v in r["values"])
     threshold = confidences[len(confidences) // 2]
     assert confidences[0] < threshold, "the threshold must leave some values out"
     (tmp_path / "in.txt").write_bytes("\r\n".join(texts).encode())  # CRLF line ends, none after the last line
-    r = run_cli("predict", f"--model_dir={model}", f"--input={tmp_path / 'in.txt'}", f"--min_confidence={threshold}")
+    r = run_cli("predict", f"--model_dir={chain_model}", f"--input={tmp_path / 'in.txt'}",
+                f"--min_confidence={threshold}")
     assert r.returncode == 0, r.stderr
     got = [json.loads(x) for x in r.stdout.splitlines()]
     assert got == [{**rec, "values": [v for v in rec["values"] if v["confidence"] >= threshold]} for rec in everything]
-    assert_one_error_line(run_cli("predict", f"--model_dir={model}", "--min_confidence=1.5"),
+    assert_one_error_line(run_cli("predict", f"--model_dir={chain_model}", "--min_confidence=1.5"),
                           "--min_confidence=1.5", "[0, 1]")
 
 
@@ -266,19 +259,19 @@ def test_resume_with_other_word_vectors_is_refused(data_dir: Path, tmp_path: Pat
 
 
 @pytest.mark.parametrize("metrics", ["[1, 2]", '{"Chain x": [1]}', '{"Chain x": {"macro_f1": 1}}'])
-def test_evaluate_compare_with_damaged_metrics_json(metrics: str, model: Path, tmp_path: Path) -> None:
+def test_evaluate_compare_with_damaged_metrics_json(metrics: str, chain_model: Path, tmp_path: Path) -> None:
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "metrics.json").write_text(metrics)
-    r = run_cli("evaluate", f"--model_dir={model}", f"--compare={tmp_path / 'other'}")
+    r = run_cli("evaluate", f"--model_dir={chain_model}", f"--compare={tmp_path / 'other'}")
     assert_one_error_line(r, f"{tmp_path / 'other' / 'metrics.json'}: damaged metrics")
 
 
 @pytest.mark.parametrize("flag, words", [("--output=/nonexistent/m.json", ["--output=/nonexistent/m.json",
                                                                           "no directory /nonexistent"]),
                                          ("--top=-1", ["--top=-1"])])
-def test_evaluate_bad_output_or_top_is_refused_before_any_work(flag: str, words: list[str], model: Path,
+def test_evaluate_bad_output_or_top_is_refused_before_any_work(flag: str, words: list[str], chain_model: Path,
                                                                data_dir: Path) -> None:
-    r = run_cli("evaluate", f"--model_dir={model}", f"--compare={model}" if flag.startswith("--top") else
+    r = run_cli("evaluate", f"--model_dir={chain_model}", f"--compare={chain_model}" if flag.startswith("--top") else
                 f"--data={data_dir / TASK / 'test.conll'}", flag)
     assert_one_error_line(r, *words)
     assert r.stdout == ""

@@ -34,14 +34,6 @@ class Crash(Exception):
 
 
 @pytest.fixture(scope="module")
-def model(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished smoke model of one vertical."""
-    out = tmp_path_factory.mktemp("reliability") / "m"
-    train(smoke_params(data_dir, out, epochs=2))
-    return out
-
-
-@pytest.fixture(scope="module")
 def whole(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The two-vertical run of PAIR, uninterrupted."""
     out = tmp_path_factory.mktemp("whole") / "m"
@@ -89,12 +81,12 @@ def _point_outside(state_file: Path, name: str) -> None:
     state_file.write_text(f'model_checkpoint_path: "{name}"\nall_model_checkpoint_paths: "{name}"\n')
 
 
-def test_a_last_checkpoint_outside_the_model_dir_is_refused_and_left_alone(model: Path, data_dir: Path,
+def test_a_last_checkpoint_outside_the_model_dir_is_refused_and_left_alone(chain_model: Path, data_dir: Path,
                                                                            tmp_path: Path) -> None:
     """A resumed run's checkpoint manager deletes the older checkpoints its state file lists: an outside one must
     be refused before that, and nothing in or outside the model dir changes."""
     d = tmp_path / "m"
-    shutil.copytree(model, d)
+    shutil.copytree(chain_model, d)
     victim = tmp_path / "elsewhere" / "ckpt-1"
     victim.parent.mkdir()
     for f in (d / "last").glob("ckpt-*"):
@@ -108,11 +100,11 @@ def test_a_last_checkpoint_outside_the_model_dir_is_refused_and_left_alone(model
     assert (sorted(p.name for p in victim.parent.iterdir()), (d / "params.json").read_text()) == before
 
 
-def test_a_best_checkpoint_outside_the_model_dir_is_refused(model: Path, data_dir: Path, tmp_path: Path) -> None:
+def test_a_best_checkpoint_outside_the_model_dir_is_refused(chain_model: Path, data_dir: Path, tmp_path: Path) -> None:
     """predict, evaluate, extract and export (all at once: two cores). The outside checkpoint is a real one, so
     only the check stops a command from loading it."""
     d = tmp_path / "m"
-    shutil.copytree(model, d)
+    shutil.copytree(chain_model, d)
     outside = tmp_path / "elsewhere"
     shutil.copytree(d / "best" / TASK, outside)
     _point_outside(d / "best" / TASK / "checkpoint", str(next(outside.glob("ckpt-*.index")).with_suffix("")))
@@ -132,9 +124,9 @@ def test_a_best_checkpoint_outside_the_model_dir_is_refused(model: Path, data_di
     assert not (tmp_path / "values.jsonl").exists() and not (tmp_path / "saved").exists()
 
 
-def test_tagger_load_refuses_a_relative_name_that_leaves_the_directory(model: Path, tmp_path: Path) -> None:
+def test_tagger_load_refuses_a_relative_name_that_leaves_the_directory(chain_model: Path, tmp_path: Path) -> None:
     d = tmp_path / "m"
-    shutil.copytree(model, d)
+    shutil.copytree(chain_model, d)
     name = next((d / "best" / TASK).glob("ckpt-*.index")).stem
     shutil.copytree(d / "best" / TASK, d / "best" / "other")
     (d / "best" / TASK / "checkpoint").write_text(f'model_checkpoint_path: "../other/{name}"\n')
@@ -142,9 +134,9 @@ def test_tagger_load_refuses_a_relative_name_that_leaves_the_directory(model: Pa
         Tagger.load(d)
 
 
-def test_a_damaged_vocab_on_resume_is_one_line(model: Path, data_dir: Path, tmp_path: Path) -> None:
+def test_a_damaged_vocab_on_resume_is_one_line(chain_model: Path, data_dir: Path, tmp_path: Path) -> None:
     d = tmp_path / "m"
-    shutil.copytree(model, d)
+    shutil.copytree(chain_model, d)
     vocab = json.loads((d / "vocab.json").read_text())
     vocab["tags"] = {"Other": vocab["tags"][TASK]}
     (d / "vocab.json").write_text(json.dumps(vocab))
@@ -161,7 +153,7 @@ def test_couple_outside_coupled_mode_is_refused(overrides: dict, data_dir: Path,
         smoke_params(data_dir, tmp_path, **overrides)
 
 
-def test_evaluate_compare_takes_only_the_verticals_of_params_json(model: Path, tmp_path: Path) -> None:
+def test_evaluate_compare_takes_only_the_verticals_of_params_json(chain_model: Path, tmp_path: Path) -> None:
     """A metrics.json key is a vertical's directory name under the data dir: one naming an outside path is
     refused, not followed."""
     outside = tmp_path / "outside"
@@ -170,7 +162,7 @@ def test_evaluate_compare_takes_only_the_verticals_of_params_json(model: Path, t
     dirs = []
     for name in ("single", "multi"):
         d = tmp_path / name
-        shutil.copytree(model, d)
+        shutil.copytree(chain_model, d)
         metrics = json.loads((d / "metrics.json").read_text())
         metrics[str(outside / "x")] = metrics[TASK]
         (d / "metrics.json").write_text(json.dumps(metrics))
@@ -201,10 +193,10 @@ def _snapshot(d: Path) -> dict[str, tuple[int, int] | None]:
 
 @pytest.mark.parametrize("damage, words", [(lambda e: e.pop("dev"), "evaluation 1 has no dev scores"),
                                            (lambda e: e.update(step="12"), "evaluation 1 has step '12'")])
-def test_a_damaged_history_on_resume_is_one_error(damage: object, words: str, model: Path, data_dir: Path,
+def test_a_damaged_history_on_resume_is_one_error(damage: object, words: str, chain_model: Path, data_dir: Path,
                                                   tmp_path: Path) -> None:
     d = tmp_path / "m"
-    shutil.copytree(model, d)
+    shutil.copytree(chain_model, d)
     history = json.loads((d / "history.json").read_text())
     damage(history["evaluations"][0])
     (d / "history.json").write_text(json.dumps(history))
@@ -215,14 +207,14 @@ def test_a_damaged_history_on_resume_is_one_error(damage: object, words: str, mo
 
 
 @pytest.mark.parametrize("kind", ["link", "fifo", "directory"])
-def test_evaluate_output_that_is_not_a_regular_file_is_refused(kind: str, model: Path, data_dir: Path,
+def test_evaluate_output_that_is_not_a_regular_file_is_refused(kind: str, chain_model: Path, data_dir: Path,
                                                                tmp_path: Path) -> None:
     """The atomic rename would replace a link, FIFO or device by a regular file, and fails on a directory."""
     (tmp_path / "target").write_text("keep")
     out = tmp_path / "out"
     {"link": lambda: out.symlink_to("target"), "fifo": lambda: os.mkfifo(out), "directory": out.mkdir}[kind]()
     before = _snapshot(tmp_path)
-    r = run_cli("evaluate", f"--model_dir={model}", f"--data={data_dir / TASK / 'test.conll'}", f"--output={out}")
+    r = run_cli("evaluate", f"--model_dir={chain_model}", f"--data={data_dir / TASK / 'test.conll'}", f"--output={out}")
     assert_one_error_line(r, f"--output={out} is a")
     assert _snapshot(tmp_path) == before
 
@@ -235,16 +227,16 @@ def test_a_failed_atomic_write_leaves_no_temp_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("out", ["best/" + TASK, ".", ".."])
-def test_export_refuses_the_model_dir_anything_in_it_or_holding_it(out: str, model: Path, tmp_path: Path) -> None:
+def test_export_refuses_the_model_dir_anything_in_it_or_holding_it(out: str, chain_model: Path, tmp_path: Path) -> None:
     d = tmp_path / "m"
-    shutil.copytree(model, d)
+    shutil.copytree(chain_model, d)
     before = _snapshot(tmp_path)
     with pytest.raises(InputError, match="--out is the model dir .*, lies in it or holds it"):
         export(d, d / out, overwrite=True)
     assert _snapshot(tmp_path) == before
 
 
-def test_export_holds_a_lock_and_takes_over_what_a_killed_export_left(model: Path, tmp_path: Path) -> None:
+def test_export_holds_a_lock_and_takes_over_what_a_killed_export_left(chain_model: Path, tmp_path: Path) -> None:
     """While another export holds the lock, its temp dir is left alone; once it is gone, its leftovers are cleared."""
     out = tmp_path / "saved"
     for leftover in (".saved.tmp", ".saved.replaced"):
@@ -253,19 +245,19 @@ def test_export_holds_a_lock_and_takes_over_what_a_killed_export_left(model: Pat
     other = FileLock(tmp_path / ".saved.lock", out, "export", "output", "--out")
     before = _snapshot(tmp_path)
     with pytest.raises(InputError, match=f"another export command \\(pid {os.getpid()}\\) is using this output"):
-        export(model, out)
+        export(chain_model, out)
     assert _snapshot(tmp_path) == before
     other.release()
-    export(model, out)
+    export(chain_model, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["saved"] and (out / "saved_model.pb").is_file()
 
 
 @pytest.mark.parametrize("linked", ["last", f"best/{TASK}"])
-def test_a_checkpoint_dir_linked_outside_the_model_dir_is_refused(linked: str, model: Path, data_dir: Path,
+def test_a_checkpoint_dir_linked_outside_the_model_dir_is_refused(linked: str, chain_model: Path, data_dir: Path,
                                                                   tmp_path: Path) -> None:
     """A resumed run would save there and delete the older checkpoints; Tagger.load would read them."""
     d = tmp_path / "m"
-    shutil.copytree(model, d)
+    shutil.copytree(chain_model, d)
     outside = tmp_path / "outside"
     shutil.move(d / linked, outside)
     (d / linked).symlink_to(outside, target_is_directory=True)
@@ -291,31 +283,31 @@ def test_a_refused_resume_writes_nothing(whole: Path, data_dir: Path, tmp_path: 
     assert _snapshot(d) == before
 
 
-def test_a_complete_run_says_so_and_writes_nothing(model: Path, data_dir: Path, tmp_path: Path,
+def test_a_complete_run_says_so_and_writes_nothing(chain_model: Path, data_dir: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture) -> None:
     """A rerun of a finished run prints one line; one that died before metrics.json (its last write) ends it."""
     d = tmp_path / "m"
-    shutil.copytree(model, d)
+    shutil.copytree(chain_model, d)
     step = read_history(d)["evaluations"][-1]["step"]
     before = _snapshot(d)
-    assert train(smoke_params(data_dir, d, epochs=2)) == json.loads((d / "metrics.json").read_text())
+    assert train(smoke_params(data_dir, d, epochs=3)) == json.loads((d / "metrics.json").read_text())
     assert capsys.readouterr().out.splitlines() == [
         f"{d} is already complete: it stopped at step {step} (the step budget is done); its test metrics are in "
         f"{d / 'metrics.json'}"]
     assert _snapshot(d) == before
     (d / "metrics.json").unlink()
-    train(smoke_params(data_dir, d, epochs=2))
+    train(smoke_params(data_dir, d, epochs=3))
     out = capsys.readouterr().out
     assert out.startswith(f"resuming {d} at step {step} of {step}\n") and "Ent-F1" in out and f"step {step}/" not in out
-    assert (d / "metrics.json").read_text() == (model / "metrics.json").read_text()
+    assert (d / "metrics.json").read_text() == (chain_model / "metrics.json").read_text()
 
 
-def test_ctrl_c_in_the_end_stage_says_what_is_left(model: Path, data_dir: Path, tmp_path: Path,
+def test_ctrl_c_in_the_end_stage_says_what_is_left(chain_model: Path, data_dir: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C after the last step (in test, calibration or analysis) says the model is trained and that a rerun
     finishes the rest without training; the rerun does."""
     d = tmp_path / "m"
-    shutil.copytree(model, d)
+    shutil.copytree(chain_model, d)
     (d / "metrics.json").unlink()
 
     def interrupted(*args: object, **kwargs: object) -> list[str]:
@@ -324,12 +316,12 @@ def test_ctrl_c_in_the_end_stage_says_what_is_left(model: Path, data_dir: Path, 
     monkeypatch.setattr("mtl_tagger.train.calibrate", interrupted)
     with pytest.raises(Interrupted, match="after training, while testing, calibrating or analysing: the trained model "
                                           "is saved; run the same command again to finish these without training"):
-        train(smoke_params(data_dir, d, epochs=2))
+        train(smoke_params(data_dir, d, epochs=3))
     assert not (d / "metrics.json").exists()
     monkeypatch.undo()
-    train(smoke_params(data_dir, d, epochs=2))
-    assert (d / "metrics.json").read_text() == (model / "metrics.json").read_text()
+    train(smoke_params(data_dir, d, epochs=3))
+    assert (d / "metrics.json").read_text() == (chain_model / "metrics.json").read_text()
     monkeypatch.setattr("mtl_tagger.train.calibrate", interrupted)  # a finished run trained further, stopped late
     with pytest.raises(Interrupted):
-        train(smoke_params(data_dir, d, epochs=3))
+        train(smoke_params(data_dir, d, epochs=4))
     assert not (d / "metrics.json").exists(), "the old metrics would pass for the longer run's"

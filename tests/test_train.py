@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, run_cli, smoke_params
+from conftest import CHAIN_FLAGS, REPO, run_cli, smoke_params
 from datagen import write_vertical
 
 from mtl_tagger import Tagger, interrupt
@@ -24,50 +24,39 @@ KEYS = {"split", "selected_step", "dev_macro_f1", "macro_precision", "macro_reca
         "micro_accuracy", "entity_precision", "entity_recall", "entity_f1", "per_tag"}
 
 
-@pytest.fixture(scope="module")
-def model_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One smoke model trained through the CLI with flags/smoke.cfg."""
-    out = tmp_path_factory.mktemp("model") / "m"
-    r = run_cli("train", "--flagfile=flags/smoke.cfg", "--task_a=Chain x", f"--data_dir={data_dir}",
-                f"--model_dir={out}", "--epochs=3")
-    assert r.returncode == 0, r.stderr
-    assert "step 36/36" in r.stdout and "Vertical" in r.stdout
-    return out
-
-
-def test_train_writes_metrics_predictions_params_history(model_dir: Path, data_dir: Path) -> None:
-    metrics = json.loads((model_dir / "metrics.json").read_text())
+def test_train_writes_metrics_predictions_params_history(chain_model: Path, data_dir: Path) -> None:
+    metrics = json.loads((chain_model / "metrics.json").read_text())
     assert list(metrics) == ["Chain x"]
     m = metrics["Chain x"]
     assert set(m) == KEYS and m["split"] == "test"
     assert all(0.0 <= m[k] <= 1.0 for k in KEYS - {"split", "per_tag", "selected_step"})
     assert {"B-brand", "I-plating"} <= set(m["per_tag"])
     assert m["macro_f1"] > 0.3, "three epochs on templated data must learn something"
-    rows = (model_dir / "predictions" / "Chain x.test.conll").read_text().split("\n\n")
+    rows = (chain_model / "predictions" / "Chain x.test.conll").read_text().split("\n\n")
     assert len([r for r in rows if r.strip()]) == len(read_conll(data_dir / "Chain x" / "test.conll"))
     assert all(len(line.split("\t")) == 3 for line in rows[0].splitlines())
-    params = json.loads((model_dir / "params.json").read_text())
+    params = json.loads((chain_model / "params.json").read_text())
     assert params["hidden_size"] == 16 and params["tasks"] == "Chain x" and params["task_a"] == ""
-    history = read_history(model_dir)
+    history = read_history(chain_model)
     assert [e["step"] for e in history["evaluations"]] == [12, 24, 36]  # once per epoch of 12 minibatches
     assert history["best"]["Chain x"]["step"] == m["selected_step"]
-    assert (model_dir / "best" / "Chain x").is_dir() and (model_dir / "provenance.json").is_file()
+    assert (chain_model / "best" / "Chain x").is_dir() and (chain_model / "provenance.json").is_file()
 
 
-def test_evaluate_cli_matches_metrics_json(model_dir: Path, data_dir: Path, tmp_path: Path) -> None:
+def test_evaluate_cli_matches_metrics_json(chain_model: Path, data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.json"
-    r = run_cli("evaluate", f"--model_dir={model_dir}", "--task=Chain x",
+    r = run_cli("evaluate", f"--model_dir={chain_model}", "--task=Chain x",
                 f"--data={data_dir / 'Chain x' / 'test.conll'}", f"--output={out}")
     assert r.returncode == 0, r.stderr
     got = json.loads(out.read_text())["Chain x"]
-    want = json.loads((model_dir / "metrics.json").read_text())["Chain x"]
+    want = json.loads((chain_model / "metrics.json").read_text())["Chain x"]
     assert got["macro_f1"] == pytest.approx(want["macro_f1"]) and got["per_tag"] == want["per_tag"]
     assert "Chain x" in r.stdout
 
 
-def test_predict_cli_extracts_values_with_offsets_and_confidence(model_dir: Path) -> None:
+def test_predict_cli_extracts_values_with_offsets_and_confidence(chain_model: Path) -> None:
     lines = ["Acme gold plated brass chain in rose gold", "", "Voylla   silver plated alloy chain ."]
-    r = run_cli("predict", f"--model_dir={model_dir}", "--task=Chain x", stdin="\n".join(lines) + "\n")
+    r = run_cli("predict", f"--model_dir={chain_model}", "--task=Chain x", stdin="\n".join(lines) + "\n")
     assert r.returncode == 0, r.stderr
     records = [json.loads(x) for x in r.stdout.splitlines()]
     assert len(records) == 3
@@ -80,8 +69,8 @@ def test_predict_cli_extracts_values_with_offsets_and_confidence(model_dir: Path
     assert any(v["attribute"] == "plating" for v in records[0]["values"])
 
 
-def test_tagger_api(model_dir: Path) -> None:
-    t = Tagger.load(model_dir)
+def test_tagger_api(chain_model: Path) -> None:
+    t = Tagger.load(chain_model)
     assert t.tasks == ["Chain x"]
     tags = t.predict([["Acme", "gold", "plated", "chain"], ["brass"]], task="Chain x")
     assert [len(x) for x in tags] == [4, 1]
@@ -93,8 +82,8 @@ def test_tagger_api(model_dir: Path) -> None:
     assert confident == [v for v in everything if v["confidence"] >= 0.9]
 
 
-def test_the_model_decodes_with_its_training_splits_tag_prior(model_dir: Path, data_dir: Path) -> None:
-    t = Tagger.load(model_dir)
+def test_the_model_decodes_with_its_training_splits_tag_prior(chain_model: Path, data_dir: Path) -> None:
+    t = Tagger.load(chain_model)
     assert t.params.tag_prior == 0.5, "flags/smoke.cfg keeps the default"
     train_split = read_conll(data_dir / "Chain x" / "train.conll", max_len=t.params.max_len)
     want = 0.5 * bigram_pmi([t.vocab.tag_ids("Chain x", s.tags) for s in train_split], len(t.vocab.tags["Chain x"]))
@@ -103,17 +92,17 @@ def test_the_model_decodes_with_its_training_splits_tag_prior(model_dir: Path, d
     assert want.min() < 0 < want.max(), "the prior favours some tag pairs and penalises others"
 
 
-def test_predict_splits_sentences_longer_than_max_len(model_dir: Path) -> None:
-    t = Tagger.load(model_dir)
+def test_predict_splits_sentences_longer_than_max_len(chain_model: Path) -> None:
+    t = Tagger.load(chain_model)
     long = ["Acme", "gold", "plated", "brass", "chain"] * 30  # 150 tokens > max_len 60
     assert len(t.predict([long], task="Chain x")[0]) == 150
 
 
-def test_same_seed_same_metrics(data_dir: Path, tmp_path: Path) -> None:
-    a = train(smoke_params(data_dir, tmp_path / "a", epochs=1))
+def test_same_seed_same_metrics(chain_epoch: Path, data_dir: Path, tmp_path: Path) -> None:
+    """A second run of `chain_epoch`'s flags (same seed) gives its metrics, in the file and as returned."""
     b = train(smoke_params(data_dir, tmp_path / "b", epochs=1))
-    assert (tmp_path / "a" / "metrics.json").read_text() == (tmp_path / "b" / "metrics.json").read_text()
-    assert a == b
+    assert (chain_epoch / "metrics.json").read_text() == (tmp_path / "b" / "metrics.json").read_text()
+    assert json.loads((chain_epoch / "metrics.json").read_text()) == b
 
 
 def test_min_steps_hold_for_a_tiny_vertical(tmp_path: Path) -> None:
@@ -179,11 +168,11 @@ def test_tasks_list_equals_task_a_task_b(data_dir: Path, tmp_path: Path) -> None
     assert pair == listed and pair.names == ["Chain x", "Mangal-sutra"] and pair.task_b == ""
 
 
-def test_kill_mid_budget_then_resume_finishes_it_exactly(data_dir: Path, tmp_path: Path) -> None:
-    """SIGKILL after the first evaluation; the rerun resumes there and ends as an uninterrupted run does."""
+def test_kill_mid_budget_then_resume_finishes_it_exactly(chain_model: Path, data_dir: Path, tmp_path: Path) -> None:
+    """SIGKILL after the first evaluation; the rerun resumes there and ends as the uninterrupted run of the same
+    command (`chain_model`) does."""
     out = tmp_path / "m"
-    args = [sys.executable, "-u", "-m", "mtl_tagger.train", "--flagfile=flags/smoke.cfg", "--task_a=Chain x",
-            f"--data_dir={data_dir}", "--epochs=3", "--patience=0"]
+    args = [sys.executable, "-u", "-m", "mtl_tagger.train", *CHAIN_FLAGS, f"--data_dir={data_dir}"]
     proc = subprocess.Popen([*args, f"--model_dir={out}"], cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     for line in proc.stdout:
@@ -197,9 +186,7 @@ def test_kill_mid_budget_then_resume_finishes_it_exactly(data_dir: Path, tmp_pat
     assert "resuming" in r.stdout and "at step 12 of 36" in r.stdout
     assert "step 12/36" not in r.stdout and "step 36/36" in r.stdout
     assert [e["step"] for e in read_history(out)["evaluations"]] == [12, 24, 36]
-    whole = tmp_path / "whole"
-    assert subprocess.run([*args, f"--model_dir={whole}"], cwd=REPO, capture_output=True, timeout=600).returncode == 0
-    assert (out / "metrics.json").read_text() == (whole / "metrics.json").read_text()
+    assert (out / "metrics.json").read_text() == (chain_model / "metrics.json").read_text()
 
 
 @pytest.mark.usefixtures("default_sigint")
