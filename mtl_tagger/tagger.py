@@ -7,9 +7,16 @@
 Each vertical is tagged by the weights of its own selected step (a multi-task run keeps one per vertical).
 A value's `confidence` is the smallest CRF marginal P(y_i = predicted tag | x) over its tokens (decoded, as the
 tags are, with the tag prior added to the transitions and the BIO constraints, if on).
+
+Batches are decoded on a few threads at once (`decoding_threads`), each exactly as it would be alone, so the
+results do not depend on the threads; `extract_ahead` queues texts on them, so that a caller makes one part's
+records while the model works on the next part.
 """
+import contextlib
 import dataclasses
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -23,16 +30,49 @@ from mtl_tagger.metrics import evaluate_tags
 from mtl_tagger.model import TaggerNet
 from mtl_tagger.modeldir import best_checkpoint, restore
 from mtl_tagger.params import Params
-from mtl_tagger.pipeline import BATCH_SIGNATURE, encode, eval_batches
+from mtl_tagger.pipeline import BATCH_SIGNATURE, encode, eval_batches, pad
 from mtl_tagger.text import tokenize
 from mtl_tagger.vocab import Vocab
 
 EVAL_BATCH = 64
+THREADS = os.cpu_count() or 1
+_POOL: ThreadPoolExecutor | None = None
 
 
-def scored_chunks(tags: Sequence[str], marginals: np.ndarray) -> list[tuple[str, int, int, float]]:
+def decoding_threads() -> ThreadPoolExecutor:
+    """The THREADS threads every Tagger of the process runs its batches on, started at first use: a traced call is
+    mostly loops of small ops, so batches side by side keep the cores busier than one batch at a time."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(THREADS, thread_name_prefix="decode")
+    return _POOL
+
+
+def one_thread_per_op() -> None:
+    """Give each TensorFlow op one thread, for a process that decodes many batches on the decoding threads: they keep
+    the cores busy, and cutting each small matrix product across the cores as well costs more than it gives. The
+    setting is process-wide and taken only where TensorFlow has not started yet (elsewhere this does nothing); the
+    decoded numbers are the same (extract's tests compare the command's output with an in-process run's)."""
+    with contextlib.suppress(RuntimeError):
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+
+
+def scored_chunks(tags: Sequence[str], marginals: Sequence[float]) -> list[tuple[str, int, int, float]]:
     """Each predicted value (attribute, start, end) with its confidence: the smallest marginal of its tokens."""
-    return [(attr, s, e, float(np.min(marginals[s:e]))) for attr, s, e in chunks(tags)]
+    return [(attr, s, e, float(min(marginals[s:e]))) for attr, s, e in chunks(tags)]
+
+
+@dataclasses.dataclass
+class Decoding:
+    """Sentences on their way through one head: the sentence each max_len piece is of, the padded batches with
+    their pieces' positions, each batch's future (tag ids, and marginals or None) and the calibration to apply."""
+
+    task: str
+    sentences: int
+    owner: list[int]
+    batches: list[tuple[np.ndarray, dict[str, np.ndarray]]]
+    results: list[Future]
+    calibration: Calibration | None
 
 
 def shown(confidence: float) -> float:
@@ -52,6 +92,7 @@ class Tagger:
         self.nets = nets
         self.calibration = calibration or {}
         self._decoders: dict[tuple[str, bool], tf.types.experimental.GenericFunction] = {}
+        self._ahead: dict[tuple, tuple[list[list[tuple[str, int, int]]], Decoding]] = {}  # extract_ahead's texts
 
     @classmethod
     def load(cls, model_dir: str | Path, calibrated: bool = True, decoding: dict | None = None) -> "Tagger":
@@ -104,6 +145,13 @@ class Tagger:
                                                   autograph=False)
         return self._decoders[key]
 
+    def warm(self, tasks: Iterable[str]) -> None:
+        """Trace the decoders (with marginals) of these verticals and run each once on a one-word sentence, so that a
+        long run pays for each head's tracing before its first batch, not inside it."""
+        batch = pad(encode([["."]], self.vocab, self.params.max_word_len))
+        for task in tasks:
+            self.decoder(task, marginals=True)(batch, tf.constant(1.0, tf.float32))
+
     def tag(self, token_lists: Sequence[Sequence[str]], task: str, marginals: bool = True,
             temperature: float | None = None) -> tuple[list[list[str]], list[list[float]]]:
         """Tags and each token's confidence in its tag (empty lists without `marginals`) for tokenised sentences:
@@ -116,29 +164,50 @@ class Tagger:
         if isinstance(token_lists, (str, bytes)) or any(
                 isinstance(s, (str, bytes)) or not all(isinstance(t, str) for t in s) for s in token_lists):
             raise InputError("predict takes tokenised sentences (lists of token strings); for raw text use extract")
+        return self._finish(self._start(token_lists, task, marginals, temperature))
+
+    def _start(self, token_lists: Sequence[Sequence[str]], task: str, marginals: bool = True,
+               temperature: float | None = None) -> Decoding:
+        """Cut the sentences into max_len pieces, batch them in length order and queue the batches on the decoding
+        threads, longest first (a long batch started last would keep one core busy alone at the end). Each batch
+        is computed as it would be alone, so the results do not depend on the threads."""
         step = self.params.max_len
         pieces, owner = [], []
         for i, tokens in enumerate(token_lists):
             for s in range(0, len(tokens), step):
                 pieces.append(list(tokens[s:s + step]))
                 owner.append(i)
-        piece_tags: list[list[str]] = [[] for _ in pieces]
-        piece_conf: list[list[float]] = [[] for _ in pieces]
-        decode = self.decoder(task, marginals)
         calibration = self.calibration.get(task) if temperature is None else None
         at = tf.constant(calibration.temperature if calibration else temperature or 1.0, tf.float32)
-        for positions, batch in eval_batches(encode(pieces, self.vocab, self.params.max_word_len), EVAL_BATCH):
-            out = decode(batch, at) if marginals else decode(batch)
-            ids, conf = (out[0].numpy(), out[1].numpy()) if marginals else (out.numpy(), None)
-            if calibration is not None and conf is not None:
-                conf = calibration.apply(conf)
+        decode = self.decoder(task, marginals)
+
+        def run(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+            if not marginals:
+                return decode(batch).numpy(), None
+            ids, conf = decode(batch, at)
+            return ids.numpy(), conf.numpy()
+
+        batches = eval_batches(encode(pieces, self.vocab, self.params.max_word_len), EVAL_BATCH)
+        queued = {k: decoding_threads().submit(run, batches[k][1])
+                  for k in sorted(range(len(batches)), key=lambda k: -batches[k][1]["words"].size)}
+        return Decoding(task, len(token_lists), owner, batches, [queued[k] for k in range(len(batches))],
+                        calibration)
+
+    def _finish(self, decoding: Decoding) -> tuple[list[list[str]], list[list[float]]]:
+        """Wait for a Decoding's batches: each sentence's tags and confidences, its pieces joined (as `tag`)."""
+        piece_tags: list[list[str]] = [[] for _ in decoding.owner]
+        piece_conf: list[list[float]] = [[] for _ in decoding.owner]
+        for (positions, batch), result in zip(decoding.batches, decoding.results):
+            ids, conf = result.result()
+            if decoding.calibration is not None and conf is not None:
+                conf = decoding.calibration.apply(conf)
             for r, (i, n) in enumerate(zip(positions, batch["length"])):
-                piece_tags[i] = self.vocab.tag_names(task, ids[r, :n])
+                piece_tags[i] = self.vocab.tag_names(decoding.task, ids[r, :n])
                 if conf is not None:
                     piece_conf[i] = conf[r, :n].tolist()
-        tags: list[list[str]] = [[] for _ in token_lists]
-        conf_out: list[list[float]] = [[] for _ in token_lists]
-        for i, t, c in zip(owner, piece_tags, piece_conf):
+        tags: list[list[str]] = [[] for _ in range(decoding.sentences)]
+        conf_out: list[list[float]] = [[] for _ in range(decoding.sentences)]
+        for i, t, c in zip(decoding.owner, piece_tags, piece_conf):
             tags[i].extend(t)
             conf_out[i].extend(c)
         return tags, conf_out
@@ -165,8 +234,8 @@ class Tagger:
             return self.extract([texts], task, min_confidence)[0]
         if not all(isinstance(t, str) for t in texts):
             raise InputError("extract takes a text (str) or a list of texts")
-        spans = [tokenize(text) for text in texts]
-        tag_lists, conf_lists = self.tag([[t for t, _, _ in sp] for sp in spans], task)
+        spans, decoding = self._ahead.pop((task, tuple(texts)), None) or self._start_texts(texts, task)
+        tag_lists, conf_lists = self._finish(decoding)
         records = []
         for text, sp, tags, conf in zip(texts, spans, tag_lists, conf_lists):
             values = []
@@ -176,3 +245,22 @@ class Tagger:
                                    "end": sp[e - 1][2], "confidence": shown(confidence)})
             records.append({"text": text, "tokens": [t for t, _, _ in sp], "tags": tags, "values": values})
         return records
+
+    def extract_ahead(self, texts: Sequence[str], task: str) -> None:
+        """Tokenise `texts` and queue them on the decoding threads now; the next `extract` of the same texts for
+        `task` collects them instead of starting over. A caller makes one part's records while the model works on
+        the next part."""
+        self._ahead[(task, tuple(texts))] = self._start_texts(texts, task)
+
+    def drop_ahead(self) -> None:
+        """Forget the texts queued by `extract_ahead` and never extracted (their batches not started are dropped)."""
+        for _, decoding in self._ahead.values():
+            for result in decoding.results:
+                result.cancel()
+        self._ahead.clear()
+
+    def _start_texts(self, texts: Sequence[str], task: str) -> tuple[list[list[tuple[str, int, int]]], Decoding]:
+        """Each text's tokens with their offsets, and their Decoding (with marginals) started."""
+        self.check_task(task)
+        spans = [tokenize(text) for text in texts]
+        return spans, self._start([[t for t, _, _ in sp] for sp in spans], task)
