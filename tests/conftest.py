@@ -25,6 +25,14 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def pair_model(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A shared smoke model with heads 'Chain x' and 'Mangal-sutra' (2 epochs); tests read it or copy it first."""
+    out = tmp_path_factory.mktemp("pair_model") / "m"
+    train(smoke_params(data_dir, out, tasks="Chain x,Mangal-sutra", mtl_mode="shared", epochs=2))
+    return out
+
+
+@pytest.fixture(scope="session")
 def three(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The synthetic verticals plus a third, 'Ring': three verticals, three pairs to couple."""
     root = tmp_path_factory.mktemp("three")

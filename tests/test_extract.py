@@ -13,7 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import REPO, run_cli, smoke_params
+from conftest import REPO, run_cli
 from datagen import BRANDS, COLOURS, MATERIALS, PLATING
 from test_bad_input import assert_one_error_line
 from test_catalog import FIXTURES
@@ -36,7 +36,6 @@ from mtl_tagger.extract import (
 )
 from mtl_tagger.prepare import strip_spec_block
 from mtl_tagger.text import snippet
-from mtl_tagger.train import train
 
 KINDS = {"Chain x": ("Jewellery", "Chains"), "Mangal-sutra": ("Jewellery", "Mangalsutras"),
          "Ring": ("Jewellery", "Rings"), None: ("Clothing", "Tops")}
@@ -75,11 +74,9 @@ def write_catalog(root: Path, n: int, seed: int = 0) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def model_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A shared smoke model with heads 'Chain x' and 'Mangal-sutra'."""
-    out = tmp_path_factory.mktemp("extract_model") / "m"
-    train(smoke_params(data_dir, out, tasks="Chain x,Mangal-sutra", mtl_mode="shared", epochs=2))
-    return out
+def model_dir(pair_model: Path) -> Path:
+    """conftest's shared model of 'Chain x' and 'Mangal-sutra' (these tests copy it before changing it)."""
+    return pair_model
 
 
 @pytest.fixture(scope="module")

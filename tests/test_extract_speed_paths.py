@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import smoke_params
 from test_extract import write_catalog
 
 from mtl_tagger.conll import chunks
@@ -16,18 +15,15 @@ from mtl_tagger.extract import extract_catalog, plan, record_line
 from mtl_tagger.pipeline import encode, eval_batches
 from mtl_tagger.tagger import EVAL_BATCH, Tagger
 from mtl_tagger.text import snippet, tokenize
-from mtl_tagger.train import train
 
 ESCAPES = {ord("\u2028"): "\\u2028", ord("\u2029"): "\\u2029", ord("\x85"): "\\u0085"}
 BATCH = 100  # products per chunk: a chunk holds more pieces of one vertical than one model batch
 
 
 @pytest.fixture(scope="module")
-def model_dir(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A smoke model with heads 'Chain x' and 'Mangal-sutra'."""
-    out = tmp_path_factory.mktemp("speed_model") / "m"
-    train(smoke_params(data_dir, out, tasks="Chain x,Mangal-sutra", mtl_mode="shared", epochs=2))
-    return out
+def model_dir(pair_model: Path) -> Path:
+    """conftest's shared model of 'Chain x' and 'Mangal-sutra' (these tests copy it before changing it)."""
+    return pair_model
 
 
 @pytest.fixture(scope="module")
