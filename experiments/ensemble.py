@@ -41,17 +41,22 @@ def define_flags() -> None:
     flags.DEFINE_string("report", "experiments/results/ensemble.md", "Markdown report.")
 
 
-def full_marginals(tagger: Tagger, sentences: list, task: str) -> list[np.ndarray]:
-    """Every sentence's P(y_i = y | x) [length, tags] under the model's decoding scores (prior and constraints)."""
+def decode_both(tagger: Tagger, sentences: list, task: str) -> tuple[list[list[str]], list[np.ndarray]]:
+    """Every sentence's Viterbi tags and its P(y_i = y | x) [length, tags] under the model's decoding scores (prior
+    and constraints), from one encoder pass."""
     net = tagger.nets[task]
     head = net.heads[task]
     examples = encode_sentences(sentences, tagger.vocab, task, tagger.params.max_word_len)
-    out: list[np.ndarray | None] = [None] * len(sentences)
+    tags: list[list[str]] = [[] for _ in sentences]
+    probs: list[np.ndarray | None] = [None] * len(sentences)
     for positions, batch in eval_batches(examples, EVAL_BATCH):
-        probs = head.crf.marginals(head.emissions(net.encoder(batch)), batch["length"]).numpy()
+        scores = head.emissions(net.encoder(batch))
+        ids = head.crf.decode(scores, batch["length"]).numpy()
+        marginals = head.crf.marginals(scores, batch["length"]).numpy()
         for row, i in enumerate(positions):
-            out[i] = probs[row, :len(sentences[i].tokens)]
-    return out
+            n = len(sentences[i].tokens)
+            tags[i], probs[i] = tagger.vocab.tag_names(task, ids[row, :n]), marginals[row, :n]
+    return tags, probs
 
 
 def posterior_decode(mean: list[np.ndarray], tags: list[str]) -> list[list[str]]:
@@ -78,11 +83,9 @@ def score_group(dirs: list[Path], task: str) -> dict[str, dict[str, dict[str, fl
     for split in ("dev", "test"):
         sentences = getattr(splits, split)
         gold = [s.tags for s in sentences]
-        per_model = [full_marginals(t, sentences, task) for t in taggers]
-        result = {}
-        for d, t in zip(dirs, taggers):
-            result[d.name.rsplit(".", 1)[1]] = evaluate_tags(gold, t.predict([s.tokens for s in sentences], task))
-        mean = [np.mean([m[i] for m in per_model], axis=0) for i in range(len(sentences))]
+        decoded = [decode_both(t, sentences, task) for t in taggers]
+        result = {d.name.rsplit(".", 1)[1]: evaluate_tags(gold, tags) for d, (tags, _) in zip(dirs, decoded)}
+        mean = [np.mean([probs[i] for _, probs in decoded], axis=0) for i in range(len(sentences))]
         result["ensemble"] = evaluate_tags(gold, posterior_decode(mean, list(data.vocab.tags[task])))
         out[split] = {k: {m: v[m] for m in METRICS} for k, v in result.items()}
     return out
