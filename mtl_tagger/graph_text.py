@@ -30,10 +30,10 @@ PROPERTIES = {  # name → the code points that have it, as a regex (V1) class
     "mark": r"\p{M}",
     "joiner": f"[{text._JOINERS}]",
     "virama": text._VIRAMA,
-    "separator": r"['’./\-\u05f3\u05f4]",  # _WORD's
-    "invisible": r"[\s\p{Cc}\p{Cf}\p{DI}]",  # _SYMBOL's
+    "separator": text._SEPARATOR,
+    "invisible": text._INVISIBLE,
     "pcm": r"\p{PCM}",
-    "keycap_base": "[#*0-9]",  # _KEYCAP's parts
+    "keycap_base": text._KEYCAP_BASE,
     "vs16": "\ufe0f",
     "keycap": "\u20e3",
     # What the grapheme cluster rules test. CR and LF are whitespace, so never in a symbol: GB3 (CR × LF) is left out.

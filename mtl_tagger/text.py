@@ -31,10 +31,13 @@ _ALNUM = r"[\p{L}\p{N}--\p{DI}]"  # DI (default-ignorable) letters: the invisibl
 _WORD_CHAR = rf"[\p{{M}}{_ALNUM}]"
 _VIRAMA = r"\p{ccc=9}"
 _RUN = rf"{_ALNUM}{_WORD_CHAR}*(?:[{_JOINERS}]+{_WORD_CHAR}+)*(?:(?<={_VIRAMA})[{_JOINERS}]+)?"
-_WORD = rf"{_RUN}(?:['’./\-\u05f3\u05f4]{_RUN})*"
-_KEYCAP = r"[#*0-9]\ufe0f?\u20e3"  # tried before _WORD, so that two keycaps side by side are two tokens
+_SEPARATOR = r"['’./\-\u05f3\u05f4]"  # joins two runs into one word
+_INVISIBLE = r"[\s\p{Cc}\p{Cf}\p{DI}]"  # never (in) a symbol
+_KEYCAP_BASE = "[#*0-9]"
+_WORD = rf"{_RUN}(?:{_SEPARATOR}{_RUN})*"
+_KEYCAP = rf"{_KEYCAP_BASE}\ufe0f?\u20e3"  # tried before _WORD, so that two keycaps side by side are two tokens
 # \X after a prepended concatenation mark (PCM) would take the next character, even a space: a PCM stands alone.
-_SYMBOL = r"\p{PCM}|(?![\s\p{Cc}\p{Cf}\p{DI}])\X"
+_SYMBOL = rf"\p{{PCM}}|(?!{_INVISIBLE})\X"
 _TOKEN = regex.compile(rf"{_KEYCAP}|{_WORD}|{_SYMBOL}", regex.V1)
 _DANGLING_JOINERS = regex.compile(rf"(?<![{_VIRAMA}{_JOINERS}])[{_JOINERS}]+\Z", regex.V1)
 # _TOKEN restricted to ASCII, where there are no marks, format characters or clusters of several characters.
