@@ -596,10 +596,7 @@ def define_flags() -> None:
 
 def main(argv: list[str]) -> None:
     """CLI: audit and print the totals."""
-    if len(argv) > 1:
-        raise cli.usage_error(argv)
-    if not FLAGS.extractions or not FLAGS.catalog or not FLAGS.out:
-        raise InputError("--extractions, --catalog and --out are required")
+    cli.check_args(argv, "extractions", "catalog", "out")
     table = write_audit(FLAGS.extractions, FLAGS.catalog, FLAGS.out, FLAGS.min_conflict_confidence)
     print(", ".join(f"{CLASS_NAMES[c]} {n}" for c, n in table["total"].items()) + f": {Path(FLAGS.out) / REPORT}")
 

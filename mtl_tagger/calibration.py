@@ -259,10 +259,7 @@ def main(argv: list[str]) -> None:
     from mtl_tagger.modeldir import model_dir_lock
     from mtl_tagger.params import Params
 
-    if len(argv) > 1:
-        raise cli.usage_error(argv)
-    if not FLAGS.model_dir:
-        raise InputError("--model_dir is required")
+    cli.check_args(argv, "model_dir")
     model_dir = Path(FLAGS.model_dir)
     p = Params.load(model_dir)
     dev = {t: load_task(p.data_dir, t, p.strict_bio, p.max_len).dev for t in p.names}

@@ -77,9 +77,14 @@ def run(main: Callable[[list[str]], None]) -> None:
     app.run(wrapped, flags_parser=_parse_flags)
 
 
-def usage_error(argv: list[str]) -> InputError:
-    """The error for stray positional arguments (absl leaves them in argv)."""
-    return InputError(f"unexpected argument(s) {' '.join(argv[1:])!r}: flags are written --name=value")
+def check_args(argv: list[str], *required: str) -> None:
+    """Raise InputError for stray positional arguments (absl leaves them in argv) or a required flag left empty."""
+    if len(argv) > 1:
+        raise InputError(f"unexpected argument(s) {' '.join(argv[1:])!r}: flags are written --name=value")
+    missing = [f"--{name}" for name in required if not flags.FLAGS[name].value]
+    if missing:
+        names = missing[0] if len(missing) == 1 else ", ".join(missing[:-1]) + f" and {missing[-1]}"
+        raise InputError(f"{names} {'is' if len(missing) == 1 else 'are'} required")
 
 
 def load_tagger(model_dir: str | None, task: str | None) -> "tuple[Tagger, str]":

@@ -36,6 +36,7 @@ from mtl_tagger.prepare import (
     SPLITS,
     catalog_boilerplate,
     copy_groups,
+    define_text_flags,
     description_text,
     fold_of,
     load_verticals,
@@ -135,19 +136,14 @@ def define_flags() -> None:
     flags.DEFINE_string("catalog", None, "Catalog: products JSONL(.gz) or Kaggle CSV(.gz).")
     flags.DEFINE_string("out", None, "Directory for the folds' data, models and extractions, and the audit.")
     flags.DEFINE_integer("folds", 2, "Folds: each is tagged by a model trained on the others.")
-    flags.DEFINE_string("verticals", str(DEFAULT_VERTICALS), "JSON mapping vertical -> category-path rules.")
-    flags.DEFINE_bool("keep_spec_block", False, "Keep the 'Specifications of …' block in the text.")
-    flags.DEFINE_bool("keep_boilerplate", False, "Keep the catalog's boilerplate sentences in the text.")
+    define_text_flags()
     flags.DEFINE_float("min_conflict_confidence", MIN_CONFLICT_CONFIDENCE, "The audit's: claim a conflict only when "
                        "the model's confidence in its value is at least this.")
 
 
 def main(argv: list[str]) -> None:
     """CLI: cross-fit, audit and print the totals."""
-    if len(argv) > 1:
-        raise cli.usage_error(argv)
-    if not FLAGS.catalog or not FLAGS.out:
-        raise InputError("--catalog and --out are required")
+    cli.check_args(argv, "catalog", "out")
     table = crossfit(FLAGS.catalog, FLAGS.out, FLAGS.folds, params.from_flags(validate=False), FLAGS.verticals,
                      FLAGS.keep_spec_block, FLAGS.keep_boilerplate, FLAGS.min_conflict_confidence)
     print(", ".join(f"{CLASS_NAMES[c]} {n}" for c, n in table["total"].items())

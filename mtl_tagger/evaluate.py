@@ -74,8 +74,7 @@ def compare(single_dir: str, multi_dir: str, top: int) -> str:
 
 def main(argv: list[str]) -> None:
     """Load the model, tag the file, print and optionally write the metrics."""
-    if len(argv) > 1:
-        raise cli.usage_error(argv)
+    cli.check_args(argv)
     if FLAGS.compare:
         if not FLAGS.model_dir:
             raise InputError("--model_dir is required")

@@ -366,11 +366,8 @@ def export_summary(out: str | Path, info: dict) -> str:
 def main(argv: list[str]) -> None:
     """Export --model_dir to --out and say which signature serves which vertical (with --show_signatures, every
     signature's tensors too)."""
-    if len(argv) > 1:
-        raise cli.usage_error(argv)
+    cli.check_args(argv, "model_dir")
     FLAGS = flags.FLAGS
-    if not FLAGS.model_dir:
-        raise InputError("--model_dir is required")
     if not FLAGS.out:
         raise InputError("--out is required (the SavedModel directory to write)")
     logging.set_verbosity(logging.WARNING)  # writing a SavedModel logs each asset, renamed input and shard at INFO

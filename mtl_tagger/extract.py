@@ -62,7 +62,14 @@ from mtl_tagger.catalog import read_catalog
 from mtl_tagger.errors import InputError, Interrupted
 from mtl_tagger.files import check_output_file, digest, read_json, write_json_atomic
 from mtl_tagger.lock import FileLock
-from mtl_tagger.prepare import DEFAULT_VERTICALS, catalog_boilerplate, description_text, load_verticals, vertical_of
+from mtl_tagger.prepare import (
+    DEFAULT_VERTICALS,
+    catalog_boilerplate,
+    define_text_flags,
+    description_text,
+    load_verticals,
+    vertical_of,
+)
 from mtl_tagger.progress import Progress
 from mtl_tagger.text import snippet
 
@@ -530,20 +537,12 @@ def define_flags() -> None:
     flags.DEFINE_integer("workers", 1, "Ray actors, each with its own model (--engine=ray).")
     flags.DEFINE_float("min_confidence", 0.0, "Leave out values whose confidence is below this.")
     flags.DEFINE_integer("batch", 256, "Products per chunk: tagged in one pass, written and resumed whole.")
-    flags.DEFINE_string("verticals", str(DEFAULT_VERTICALS), "JSON mapping vertical -> category-path rules "
-                        "(the one prepare used).")
-    flags.DEFINE_bool("keep_spec_block", False, "Keep the 'Specifications of …' block in the text (as prepare did "
-                      "with --keep_spec_block).")
-    flags.DEFINE_bool("keep_boilerplate", False, "Keep the sentences the catalog repeats across many products and "
-                      "verticals in the text (as prepare did with --keep_boilerplate).")
+    define_text_flags()
 
 
 def main(argv: list[str]) -> None:
     """CLI: extract, then print what was tagged and skipped."""
-    if len(argv) > 1:
-        raise cli.usage_error(argv)
-    if not FLAGS.model_dir or not FLAGS.catalog or not FLAGS.out:
-        raise InputError("--model_dir, --catalog and --out are required")
+    cli.check_args(argv, "model_dir", "catalog", "out")
     summary = extract_catalog(FLAGS.model_dir, FLAGS.catalog, FLAGS.out, FLAGS.engine, FLAGS.workers,
                               FLAGS.min_confidence, FLAGS.batch, FLAGS.verticals, FLAGS.keep_spec_block,
                               FLAGS.keep_boilerplate)

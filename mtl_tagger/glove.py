@@ -161,10 +161,7 @@ _SETTINGS = ("dim", "min_count", "window", "epochs", "x_max", "alpha", "learning
 
 def main(argv: list[str]) -> None:
     """CLI: build (or reuse the cached) vectors and print the build time."""
-    if len(argv) > 1:
-        raise cli.usage_error(argv)
-    if not FLAGS.source or not FLAGS.out:
-        raise InputError("--source and --out are required")
+    cli.check_args(argv, "source", "out")
     for name in ("dim", "min_count", "window", "epochs", "batch_size"):
         if getattr(FLAGS, name) < 1:
             raise InputError(f"--{name} must be at least 1")

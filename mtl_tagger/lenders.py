@@ -193,8 +193,7 @@ def define_flags() -> None:
 
 def main(argv: list[str]) -> None:
     """Rank the candidates as lenders for --task, print the table and the time it took."""
-    if len(argv) > 1:
-        raise cli.usage_error(argv)
+    cli.check_args(argv)
     if not FLAGS.task:
         raise InputError("--task is required: the borrower vertical")
     start = time.perf_counter()

@@ -71,8 +71,7 @@ def read_lines(stream: BufferedReader, name: str) -> Iterator[list[str]]:
 
 def main(argv: list[str]) -> None:
     """Tag every input line and print one JSON record per line, as the lines come in."""
-    if len(argv) > 1:
-        raise cli.usage_error(argv)
+    cli.check_args(argv)
     if not 0.0 <= FLAGS.min_confidence <= 1.0:
         raise InputError(f"--min_confidence={FLAGS.min_confidence}: must be in [0, 1]")
     tagger, task = cli.load_tagger(FLAGS.model_dir, FLAGS.task)

@@ -516,20 +516,24 @@ def define_flags() -> None:
     """The CLI's flags (defined when run as a program, so importing this module next to other CLIs is safe)."""
     flags.DEFINE_string("source", None, "Catalog: products JSONL(.gz) or Kaggle CSV(.gz).")
     flags.DEFINE_string("out", None, "Output DATA_DIR (replaced if it holds an earlier prepare output).")
-    flags.DEFINE_string("verticals", str(DEFAULT_VERTICALS), "JSON mapping vertical -> category-path rules.")
-    flags.DEFINE_bool("keep_spec_block", False, "Keep the trailing 'Specifications of …' block in the text.")
     flags.DEFINE_bool("keep_unmatched", False, "Write products whose text gets no tag (all O), not drop them.")
     flags.DEFINE_bool("show_stats", False, "Print stats.md also when it is what the last prepare into --out wrote.")
+    define_text_flags()
+
+
+def define_text_flags() -> None:
+    """The flags that say how a catalog's products become text: prepare, extract and crossfit must agree on them."""
+    flags.DEFINE_string("verticals", str(DEFAULT_VERTICALS), "JSON mapping vertical -> category-path rules "
+                        "(extract: the ones prepare used).")
+    flags.DEFINE_bool("keep_spec_block", False, "Keep the trailing 'Specifications of …' block in the text "
+                      "(extract: as prepare did).")
     flags.DEFINE_bool("keep_boilerplate", False, "Keep the sentences the catalog repeats across many products and "
-                      "verticals (see the module docstring) in the text.")
+                      "verticals (see prepare's docstring) in the text (extract: as prepare did).")
 
 
 def main(argv: list[str]) -> None:
     """CLI: prepare DATA_DIR and print its stats.md (when it changed, or with --show_stats)."""
-    if len(argv) > 1:
-        raise cli.usage_error(argv)
-    if not FLAGS.source or not FLAGS.out:
-        raise InputError("--source and --out are required")
+    cli.check_args(argv, "source", "out")
     stats = Path(FLAGS.out) / "stats.md"
     before = stats.read_text(encoding="utf-8") if stats.is_file() else None
     data = prepare(FLAGS.source, FLAGS.out, FLAGS.verticals, FLAGS.keep_spec_block, FLAGS.keep_unmatched,

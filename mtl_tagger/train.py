@@ -156,8 +156,7 @@ def train(p: Params, hooks: Sequence[Hook] = ()) -> dict[str, dict]:
 
 def main(argv: list[str]) -> None:
     """Parse flags into Params and train."""
-    if len(argv) > 1:
-        raise cli.usage_error(argv)
+    cli.check_args(argv)
     train(params.from_flags())
 
 
