@@ -1,7 +1,8 @@
 """Throughput of `mtl_tagger.extract` on the Flipkart sample: the local engine, and Ray with 1 and 2 workers.
 
-    python -m experiments.bench_extract [--model_dir=runs/catalog] [--catalog=../shared/data/flipkart/products.jsonl.gz]
-        [--rounds=3] [--limit=0] [--batch=256] [--max_load=0.5] [--report=experiments/results/bench_extract.md]
+    python -m experiments.bench_extract [--model_dir=runs/crossfit/fold0/model]
+        [--catalog=../shared/data/flipkart/products.jsonl.gz] [--rounds=3] [--limit=0] [--batch=256]
+        [--max_load=0.5] [--report=experiments/results/bench_extract.md]
         [--engines=local,ray1,ray2] [--baseline=DIR]
 
 Each measurement is one fresh `python -m mtl_tagger.extract` process writing a new OUT, the engines taking
@@ -30,6 +31,7 @@ from pathlib import Path
 
 from absl import app, flags
 
+from experiments.bench_peer import flops_per_token, gemm_rates
 from experiments.common import command_line
 from experiments.profile_extract import describe, machine
 from mtl_tagger.extract import PROGRESS_SUFFIX, plan, sidecar
@@ -47,7 +49,8 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     """The flags (defined when run as a program, so that other scripts can import its helpers)."""
-    flags.DEFINE_string("model_dir", "runs/catalog", "Trained model of the catalog's verticals.")
+    flags.DEFINE_string("model_dir", "runs/crossfit/fold0/model", "Trained model of the catalog's verticals (the "
+                        "default: the audit's first fold model, flags/sweep.cfg, made by experiments.audit_sample).")
     flags.DEFINE_string("catalog", "../shared/data/flipkart/products.jsonl.gz", "Catalog file (run from the "
                         "repository root).")
     flags.DEFINE_integer("rounds", 3, "Rounds; each runs every engine once.")
@@ -149,6 +152,17 @@ def table_row(name: str, results: list[dict], tokens_per_product: float) -> str:
             f"| {statistics.mean(x['load'] for x in results):.1f} |")
 
 
+def flop_ceiling(params: Params, num_tags: int, chars_per_token: float) -> tuple[float, float, float]:
+    """What the hardware allows: the model's forward FLOPs per token, this machine's best float32 GEMM rate
+    (GFLOP/s, TensorFlow, 2048³) and the tokens/s that rate would give if all the forward pass were such GEMMs."""
+    import tensorflow as tf
+
+    model = {k: getattr(params, k) for k in ("word_dim", "char_dim", "char_hidden", "hidden_size", "case_dim")}
+    flops = sum(flops_per_token(model, num_tags, chars_per_token).values())
+    peak = gemm_rates({"2048³": (2048, 2048, 2048)}, tf.constant, tf.linalg.matmul)["2048³"]
+    return flops, peak, peak * 1e9 / flops
+
+
 def main(argv: list[str]) -> None:
     """Time every engine (and the baseline) --rounds times, alternating, and write the table."""
     del argv
@@ -164,10 +178,16 @@ def main(argv: list[str]) -> None:
         catalog = limited_catalog(Path(FLAGS.catalog), FLAGS.limit, tmp)
         tasks = Params.load(FLAGS.model_dir).names
         work = plan(catalog, DEFAULT_VERTICALS, tasks, keep_spec_block=False)
-        tokens_per_product = sum(len(tokenize(text)) for _, _, text in work.items) / max(len(work.items), 1)
+        tokens = [tokenize(text) for _, _, text in work.items]
+        tokens_per_product = sum(map(len, tokens)) / max(len(work.items), 1)
+        chars_per_token = sum(len(w) for ws in tokens for w in ws) / max(sum(map(len, tokens)), 1)
         common = [f"--model_dir={FLAGS.model_dir}", f"--catalog={catalog}", f"--batch={FLAGS.batch}"]
         runs = measure(timed, common, tmp)
     load_end = os.getloadavg()
+    params = Params.load(FLAGS.model_dir)
+    vocab_tags = read_json(Path(FLAGS.model_dir) / "vocab.json")["tags"]
+    num_tags = max(len(tags) for tags in vocab_tags.values())
+    flops, peak, ceiling = flop_ceiling(params, num_tags, chars_per_token)
     rough = FLAGS.limit or not FLAGS.max_load or FLAGS.rounds < 3
     report = "\n".join([
         f"# extract throughput ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)", "",
@@ -189,7 +209,12 @@ def main(argv: list[str]) -> None:
         "| engine | wall s (median) | CPU s (median) | products/s end to end | tokens/s end to end "
         "| products/s steady | tokens/s steady | load |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
-        *(table_row(name, results, tokens_per_product) for name, results in runs.items()), ""])
+        *(table_row(name, results, tokens_per_product) for name, results in runs.items()), "",
+        f"What the hardware allows at this configuration (hidden {params.hidden_size}): the forward pass takes "
+        f"{flops / 1e6:.2f} MFLOP per token (experiments.bench_peer.flops_per_token: {chars_per_token:.1f} characters "
+        f"per token, {num_tags} tags); this machine's best float32 GEMM rate in TensorFlow (2048³, measured after "
+        f"the rounds) is {peak:.0f} GFLOP/s, so at most {ceiling:,.0f} tokens/s, {ceiling / tokens_per_product:,.0f} "
+        "products/s, if all of it ran at that rate (the recurrence's small GEMMs do not).", ""])
     print(report)
     write_text_atomic(FLAGS.report, report)
 

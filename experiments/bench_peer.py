@@ -236,7 +236,7 @@ def gemm_rates(shapes: Mapping[str, tuple[int, int, int]], convert: Callable[[np
 def flops_per_token(model: Mapping[str, int], num_tags: int, chars_per_token: float) -> dict[str, float]:
     """Forward FLOPs per real token (2 per multiply-add) of each part of the network; elementwise work excluded."""
     h, ch, cd = model["hidden_size"], model["char_hidden"], model["char_dim"]
-    width = model["word_dim"] + 2 * ch
+    width = model["word_dim"] + 2 * ch + model.get("case_dim", 0)  # the word-shape embedding, when the model has one
     return {"char BiLSTM (real chars)": chars_per_token * 2 * 2 * (cd + ch) * 4 * ch,
             "BiLSTM input projections": 2 * 2 * width * 4 * h,
             "BiLSTM recurrences": 2 * 2 * h * 4 * h,
