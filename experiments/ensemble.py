@@ -50,7 +50,7 @@ def decode_both(tagger: Tagger, sentences: list, task: str) -> tuple[list[list[s
     tags: list[list[str]] = [[] for _ in sentences]
     probs: list[np.ndarray | None] = [None] * len(sentences)
     for positions, batch in eval_batches(examples, EVAL_BATCH):
-        scores = head.emissions(net.encoder(batch))
+        scores = net.scores(task, batch)
         ids = head.crf.decode(scores, batch["length"]).numpy()
         marginals = head.crf.marginals(scores, batch["length"]).numpy()
         for row, i in enumerate(positions):

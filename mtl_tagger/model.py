@@ -4,7 +4,6 @@ Plain `tf.Module`s and `tf.Variable`s, no Keras: the same code, weights and chec
 TensorFlow. A head is a Dense layer giving the emission scores s_i(y|x) plus that vertical's CRF.
 Dropout is stateless, seeded by (run seed, step), so a resumed run draws the masks an uninterrupted one would.
 """
-from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -12,8 +11,9 @@ import tensorflow as tf
 from mtl_tagger.bilstm import LSTMWeights, bilstm, bilstm_final
 from mtl_tagger.crf import CRF, Penalty, bio_penalty
 from mtl_tagger.initializers import SeedSequence, glorot_uniform, uniform
+from mtl_tagger.lexical import feature_buckets, lower_char_ids
 from mtl_tagger.params import Params
-from mtl_tagger.vocab import SHAPES, UNK_ID
+from mtl_tagger.vocab import SHAPES, UNK_ID, Vocab
 
 
 def dropout(x: tf.Tensor, rate: float, seed: tf.Tensor | None) -> tf.Tensor:
@@ -86,12 +86,16 @@ class Encoder(tf.Module):
         self.backward = LSTMWeights(width, p.hidden_size, seeds, name="backward")
         self.width = 2 * p.hidden_size
 
+    def dropped_words(self, words: tf.Tensor, seed: tf.Tensor | None) -> tf.Tensor:
+        """Word ids with word dropout applied in training (`seed` given): some words become the unknown word."""
+        if seed is None or not self.word_rate:
+            return words
+        unknown = tf.random.stateless_uniform(tf.shape(words), fold_in(seed, 2)) < self.word_rate
+        return tf.where(unknown & (words > 0), UNK_ID, words)
+
     def __call__(self, batch: dict[str, tf.Tensor], seed: tf.Tensor | None = None) -> tf.Tensor:
         """Context vectors h [B, T, 2·hidden] of a padded batch, 0 past each length; dropout when `seed` is given."""
-        words = batch["words"]
-        if seed is not None and self.word_rate:
-            unknown = tf.random.stateless_uniform(tf.shape(words), fold_in(seed, 2)) < self.word_rate
-            words = tf.where(unknown & (words > 0), UNK_ID, words)
+        words = self.dropped_words(batch["words"], seed)
         parts = [tf.gather(self.word_embedding, words), self.chars(batch["chars"], batch["words"])]
         if self.shape_embedding is not None:
             parts.append(tf.gather(self.shape_embedding, batch["case"]))
@@ -102,31 +106,39 @@ class Encoder(tf.Module):
 
 class Head(tf.Module):
     """One vertical's Dense layer (emission scores s_i(y|x) = W h_i + b) and its CRF (with the prior and the
-    decoding penalty, if given)."""
+    decoding penalty, if given); with `buckets`, a score per (hashed spelling feature, tag) besides (lexical.py)."""
 
     def __init__(self, width: int, num_tags: int, crf_impl: str, seeds: SeedSequence, name: str,
-                 tag_prior: bool = False, penalty: Penalty | None = None) -> None:
+                 tag_prior: bool = False, penalty: Penalty | None = None, buckets: int = 0) -> None:
         super().__init__(name=name)
         self.kernel = tf.Variable(glorot_uniform((width, num_tags), seeds()), name="kernel")
         self.bias = tf.Variable(tf.zeros([num_tags]), name="bias")
         self.crf = CRF(num_tags, seeds(), impl=crf_impl, name="crf", prior=tag_prior, penalty=penalty)
+        self.lexical = tf.Variable(tf.zeros([buckets, num_tags]), name="lexical") if buckets else None
 
     def emissions(self, h: tf.Tensor) -> tf.Tensor:
         """s(·|x) for context vectors h [..., width] → [..., num_tags]."""
         return tf.tensordot(h, self.kernel, 1) + self.bias
+
+    def lexical_scores(self, buckets: tf.Tensor, there: tf.Tensor) -> tf.Tensor:
+        """The summed scores [..., num_tags] of the features in `buckets` [..., F] where `there` holds."""
+        return tf.reduce_sum(tf.gather(self.lexical, buckets) * tf.cast(there, self.lexical.dtype)[..., None], axis=-2)
 
 
 class TaggerNet(tf.Module):
     """Shared encoder + one (Dense → CRF) head per vertical; everything a checkpoint holds about the model.
     With --bio_constraints each head decodes only tag sequences the BIO scheme allows (crf.bio_penalty)."""
 
-    def __init__(self, p: Params, num_words: int, num_chars: int, tags: dict[str, Sequence[str]]) -> None:
+    def __init__(self, p: Params, vocab: Vocab) -> None:
         super().__init__(name="tagger_net")
         seeds = SeedSequence(p.seed)
-        self.encoder = Encoder(p, num_words, num_chars, seeds)
+        self.encoder = Encoder(p, len(vocab.words), len(vocab.chars), seeds)
+        self.buckets = p.lexical_buckets
+        self.lower_chars = tf.constant(lower_char_ids(vocab.chars)) if self.buckets else None
         self.heads = {t: Head(self.encoder.width, len(names), p.crf_impl, seeds, name=f"head_{i}",
-                              tag_prior=p.tag_prior > 0, penalty=bio_penalty(names) if p.bio_constraints else None)
-                      for i, (t, names) in enumerate(tags.items())}
+                              tag_prior=p.tag_prior > 0, penalty=bio_penalty(names) if p.bio_constraints else None,
+                              buckets=self.buckets)
+                      for i, (t, names) in enumerate(vocab.tags.items())}
 
     @property
     def word_embeddings(self) -> tf.Variable:
@@ -139,26 +151,37 @@ class TaggerNet(tf.Module):
         vec = tf.gather(table, ids) * tf.cast(ids > 0, table.dtype)[..., None]
         return tf.reshape(vec, tf.concat([tf.shape(ids)[:-1], [-1]], axis=0))
 
+    def scores(self, task: str, batch: dict[str, tf.Tensor], seed: tf.Tensor | None = None) -> tf.Tensor:
+        """The emission scores [B, T, tags] of `task`'s head for a padded batch (dropout when `seed` is given)."""
+        head = self.heads[task]
+        scores = head.emissions(self.encoder(batch, seed))
+        if not self.buckets:
+            return scores
+        words = batch["words"]
+        dropped = (self.encoder.dropped_words(words, seed) == UNK_ID) & (words != UNK_ID)
+        buckets, there = feature_buckets(batch["chars"], batch["case"], (words > 0) & ~dropped, self.lower_chars,
+                                         self.buckets)
+        return scores + head.lexical_scores(buckets, there)
+
     def crf_loss(self, task: str, batch: dict[str, tf.Tensor], seed: tf.Tensor | None = None,
                  count: tf.Tensor | None = None) -> tf.Tensor:
         """Negative log-likelihood of the gold tags summed over the batch's sentences and divided by `count`
         (default: their number, i.e. the mean; a worker of several divides by the whole step's count)."""
         head = self.heads[task]
-        scores = head.emissions(self.encoder(batch, seed))
+        scores = self.scores(task, batch, seed)
         nll = -tf.reduce_sum(head.crf.log_likelihood(scores, batch["tags"], batch["length"]))
         return nll / (tf.cast(tf.shape(batch["length"])[0], nll.dtype) if count is None else count)
 
     def decode(self, task: str, batch: dict[str, tf.Tensor]) -> tf.Tensor:
         """Viterbi tag ids [B, T] of a padded batch (0 past each length)."""
-        head = self.heads[task]
-        return head.crf.decode(head.emissions(self.encoder(batch)), batch["length"])
+        return self.heads[task].crf.decode(self.scores(task, batch), batch["length"])
 
     def decode_with_marginals(self, task: str, batch: dict[str, tf.Tensor], temperature: tf.Tensor | float = 1.0
                               ) -> tuple[tf.Tensor, tf.Tensor]:
         """Viterbi tag ids [B, T], and each token's CRF marginal P(y_i = decoded tag | x) [B, T] (0 past lengths) at
         `temperature` (calibration.py)."""
         head = self.heads[task]
-        scores = head.emissions(self.encoder(batch))
+        scores = self.scores(task, batch)
         tags = head.crf.decode(scores, batch["length"])
         marginals = head.crf.marginals(scores, batch["length"], temperature)
         return tags, tf.gather(marginals, tags, batch_dims=2)

@@ -90,6 +90,9 @@ class Params:
     max_word_len: int = _f(20, "Characters kept per word for the char encoder (longer words are cut).", positive)
     case_dim: int = _f(16, "Size of the word-shape feature embedding (casing, digits, punctuation); 0: none.",
                        non_negative)
+    lexical_buckets: int = _f(0, "Add to each head's emission scores a learned score per tag for each spelling feature "
+                              "of the word and its neighbours (the feature CRF's templates, mtl_tagger/lexical.py), "
+                              "hashed into this many buckets (0: none).", non_negative)
     hidden_size: int = _f(128, "BiLSTM units per direction (paper: 700, flags/paper.cfg).", positive)
     dropout: float = _f(0.5, "Dropout on the embeddings and on the BiLSTM output, in [0, 1).", fraction)
     word_dropout: float = _f(0.1, "In training, replace a word by the unknown word with this probability (its chars "

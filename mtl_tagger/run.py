@@ -179,7 +179,7 @@ def build(p: Params, data: RunData, model_dir: Path, write: bool = True) -> Run:
     shortlists are read from the model dir's cache, and those made here are cached there unless `write` is False
     (a worker that is not the chief, or a run that checks its model dir first: `Run.cache_shortlists` then)."""
     vocab = data.vocab
-    net = TaggerNet(p, len(vocab.words), len(vocab.chars), vocab.tags)
+    net = TaggerNet(p, vocab)
     pretrained = embedding_matrix(vocab.words, *data.pretrained, p.seed) if data.pretrained is not None else None
     if pretrained is not None:
         init, found = pretrained

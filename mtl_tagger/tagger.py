@@ -111,7 +111,7 @@ class Tagger:
             if checkpoint is None:
                 raise InputError(f"no checkpoint for {task} (best/{task}/): training has not evaluated it yet",
                                  model_dir)
-            net = TaggerNet(params, len(vocab.words), len(vocab.chars), vocab.tags)
+            net = TaggerNet(params, vocab)
             restore(net, checkpoint, model_dir)
             nets[task] = net
         calibration = read_calibration(model_dir, params.names) if calibrated else {}

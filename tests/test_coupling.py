@@ -37,7 +37,7 @@ def _setup(seed: int, num_tasks: int = 2, **coupler_kw: object) -> tuple:
     vocab = Vocab.build([s for t in names for s in tokens[t]], gold)
     p = Params(tasks=",".join(names), word_dim=4, char_dim=3, char_hidden=2, hidden_size=5, window=WINDOW,
                word_vectors="", dropout=0.0, seed=seed).validate()
-    net = TaggerNet(p, len(vocab.words), len(vocab.chars), vocab.tags)
+    net = TaggerNet(p, vocab)
     examples = {t: pipeline.encode(tokens[t], vocab, 6, t, gold[t]) for t in names}
     offsets = dict(zip(names, np.cumsum([0] + [sizes[t] for t in names])[:-1].tolist()))
     table = pipeline.SentenceTable([e for t in names for e in examples[t]])

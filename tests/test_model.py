@@ -1,11 +1,16 @@
-"""The network's parts: the char encoder (each distinct word encoded once) and stateless dropout."""
+"""The network's parts: the char encoder (each distinct word encoded once), stateless dropout and the lexical
+feature scores."""
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from mtl_tagger.bilstm import bilstm_final
 from mtl_tagger.initializers import SeedSequence
-from mtl_tagger.model import CharEncoder, dropout
+from mtl_tagger.lexical import AFFIXES, OFFSETS, TEMPLATES, feature_buckets, lower_char_ids
+from mtl_tagger.model import CharEncoder, TaggerNet, dropout
+from mtl_tagger.params import Params
+from mtl_tagger.pipeline import encode, pad
+from mtl_tagger.vocab import Vocab, shape
 
 
 @pytest.mark.parametrize("kind", ["lstm", "cnn"])
@@ -41,3 +46,66 @@ def test_dropout_is_stateless_and_scaled() -> None:
     assert set(np.unique(a.numpy())) == {0.0, 2.0} and abs(float(tf.reduce_mean(a)) - 1.0) < 0.05
     assert not np.array_equal(a.numpy(), dropout(x, 0.5, tf.constant([1, 3], tf.int64)).numpy())
     assert dropout(x, 0.5, None) is x
+
+
+
+def _feature_names(tokens: list[str], t: int) -> list[str | None]:
+    """The feature CRF's names of token t's features in lexical.py's template order (None: not there)."""
+    def lower(w: str) -> str:
+        return w.lower()
+
+    w = tokens[t]
+    own = [f"lower={lower(w)}", f"shape={shape(w)}"] + [f"prefix{n}={lower(w)[:n]}" for n in AFFIXES] + [
+        f"suffix{n}={lower(w)[-n:]}" for n in AFFIXES]
+    for offset in OFFSETS:
+        u = tokens[t + offset] if 0 <= t + offset < len(tokens) else None
+        own += [None] * 3 if u is None else [f"{offset}:suffix3={lower(u)[-3:]}", f"{offset}:lower={lower(u)}",
+                                             f"{offset}:shape={shape(u)}"]
+    return own
+
+
+def test_lexical_features_are_the_crf_s_templates_hashed() -> None:
+    sentences = [["Gold", "plated", "Ring", "925"], ["gold", "Plating", "ring", "Sterling", "silver", "ab"]]
+    chars = ["<pad>", "<unk>"] + sorted({c for s in sentences for w in s for c in w})
+    vocab = Vocab(words=["<pad>", "<unk>"] + sorted({w for s in sentences for w in s}), chars=chars, tags={"V": ["O"]})
+    batch = pad(encode(sentences, vocab, 20))
+    present = tf.constant(batch["words"] > 0)
+    buckets, there = feature_buckets(tf.constant(batch["chars"]), tf.constant(batch["case"]), present,
+                                     tf.constant(lower_char_ids(chars)), 1 << 20)
+    buckets, there = buckets.numpy(), there.numpy()
+    assert buckets.shape[-1] == TEMPLATES
+    slots = {}  # feature name → the buckets it was hashed to
+    for b, tokens in enumerate(sentences):
+        names = [_feature_names(tokens, t) for t in range(len(tokens))]
+        for t, row in enumerate(names):
+            for k, name in enumerate(row):
+                assert there[b, t, k] == (name is not None), (tokens[t], k)
+                if name is not None:
+                    slots.setdefault(name, set()).add(int(buckets[b, t, k]))
+        assert not there[b, len(tokens):].any()
+    assert all(len(v) == 1 for v in slots.values()), "one feature, one bucket"
+    assert len({min(v) for v in slots.values()}) == len(slots), "different features, different buckets"
+    assert {"lower=gold", "shape=3", "shape=1", "-1:lower=gold", "1:suffix3=ing"} <= set(slots)
+
+
+def test_lexical_scores_add_each_feature_s_weight_and_drop_dropped_words() -> None:
+    sentences = [["Gold", "plated", "ring", "xyz"], ["Sterling", "925"]]
+    chars = ["<pad>", "<unk>"] + sorted({c for s in sentences for w in s for c in w})
+    vocab = Vocab(words=["<pad>", "<unk>", "Gold", "plated", "ring", "Sterling", "925"], chars=chars,
+                  tags={"V": ["O", "B-a", "I-a"]})
+    p = Params(tasks="V", lexical_buckets=64, hidden_size=4, word_dim=4, char_dim=2, char_hidden=2, word_dropout=0.5)
+    net = TaggerNet(p, vocab)
+    batch = {k: tf.constant(v) for k, v in pad(encode(sentences, vocab, 20)).items()}
+    plain = net.heads["V"].emissions(net.encoder(batch)).numpy()
+    np.testing.assert_allclose(net.scores("V", batch).numpy(), plain, atol=1e-6)  # zero weights: no change
+    weights = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    net.heads["V"].lexical.assign(weights)
+    seed = tf.constant([3, 4], tf.int64)
+    kept = (net.encoder.dropped_words(batch["words"], seed) != 1) | (batch["words"] == 1)
+    assert not kept.numpy()[batch["words"].numpy() > 0].all(), "the seed drops some word"
+    for s, present in ((None, batch["words"] > 0), (seed, (batch["words"] > 0) & kept)):
+        buckets, there = feature_buckets(batch["chars"], batch["case"], present, net.lower_chars, 64)
+        expected = np.einsum("btk,btkn->btn", there.numpy().astype(np.float32), weights[buckets.numpy()])
+        got = net.scores("V", batch, s).numpy() - net.heads["V"].emissions(net.encoder(batch, s)).numpy()
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert np.abs(expected).sum() > 0
