@@ -12,8 +12,9 @@ which goes first; each process warms up with one untimed pass over its batches a
 batches, counting real (non-padding) tokens. Each process also times float32 GEMMs (numpy and its own
 framework); the best rate is the ceiling that every figure's implied FLOP rate is checked against.
 A third process per round times a coupled step (`--tasks=A,B --mtl_mode=coupled`) against the two
-single-task steps it contains, on the same minibatches, alternating step by step. `--profile` adds a
-breakdown of the project's training step. The report is written to --report only when the machine was
+single-task steps it contains, on the same minibatches, alternating step by step. `--profile` adds, in two
+more processes (one per side), a breakdown of the training step and of decoding into parts (PARTS) on the same
+bucketed batches, the project's beside the peer's. The report is written to --report only when the machine was
 quiet: the 1-minute load before the run, and the CPU other processes took while each measuring process ran,
 below --max_load (other jobs make figures unrepeatable; the load average itself counts the benchmark's own
 threads, so it cannot judge the time in between).
@@ -44,7 +45,33 @@ TASK, OTHER = "A", "B"  # the benchmarked vertical, and the second vertical of t
 ATTRIBUTES = 20  # 41 tags: O + B/I of each
 MEDIAN_LEN, P90_LEN, MAX_LEN = 30, 70, 150
 KINDS = ("bucketed", "unbucketed")
+SIDES = ("project", "peer")
 Batch = dict[str, np.ndarray]
+# What `--profile` times, per work: each side's profile keys its parts so (leaving out what it does not have), and
+# the report lists them in this order under these labels; "step" is the whole step that the shares are of.
+PARTS = {
+    "train": {
+        "pipeline": "input pipeline (step_dataset: gather and pad in-graph; overlaps the step by prefetching)",
+        "chars": "char encoder forward+backward",
+        "bilstm": "BiLSTM forward (on a random input of the encoder's width)",
+        "bilstm_grad": "BiLSTM forward+backward (same input)",
+        "encoder": "encoder forward (embeddings, chars, BiLSTM, dropout)",
+        "encoder_grad": "encoder forward+backward",
+        "crf_grad": "CRF loss forward+backward (on fixed emissions)",
+        "head_grad": "Dense + CRF forward+backward (on fixed encoder output)",
+        "gradients": "loss + all gradients, no update",
+        "update": "Adam update + clipping (dense, all variables, on fixed gradients)",
+        "step": "whole train step",
+    },
+    "decode": {
+        "encoder": "encoder forward (embeddings, chars, BiLSTM)",
+        "dense": "Dense emissions (on fixed encoder output)",
+        "viterbi": "Viterbi decode (on fixed emissions)",
+        "marginals": "CRF marginals, what confidence needs (on fixed emissions)",
+        "step": "whole decode: tags (TaggerNet.decode, as the decode tok/s)",
+        "step_marginals": "whole decode: tags + marginals (Tagger.tag, with confidences)",
+    },
+}
 
 
 # ---------------------------------------------------------------- synthetic data
@@ -203,6 +230,19 @@ def timed(step: Callable[[Any], object], batches: Sequence[Any], tokens: int) ->
     return {"seconds": seconds, "tokens": tokens, "batches": len(batches), "tokens_per_s": tokens / seconds}
 
 
+def per_batch(fn: Callable[..., object], *columns: Sequence[Any]) -> Callable[[int], object]:
+    """A profiled part: called with a batch index i, it runs fn on the i-th item of each column."""
+    return lambda i: fn(*(c[i] for c in columns))
+
+
+def time_parts(parts: Mapping[str, Callable[[int], object]], batches: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Mean milliseconds per batch of each part (`per_batch` callables; one untimed pass first, as `timed`), with the
+    number of batches and their real tokens."""
+    n = len(batches)
+    return {"ms_per_batch": {k: timed(fn, range(n), 0)["seconds"] * 1e3 / n for k, fn in parts.items()},
+            "batches": n, "tokens": int(sum(int(np.asarray(b["length"]).sum()) for b in batches))}
+
+
 def gemm_shapes(model: Mapping[str, int]) -> dict[str, tuple[int, int, int]]:
     """(m, k, n) of a big square GEMM and of the model's recurrence and input-projection GEMMs."""
     h, width = model["hidden_size"], model["word_dim"] + 2 * model["char_hidden"]
@@ -299,8 +339,9 @@ def prepare(cfg: dict[str, Any]) -> dict[str, Any]:
     sizes = {"num_words": len(data.vocab.words), "num_chars": len(data.vocab.chars),
              "num_tags": len(data.vocab.tags[TASK])}
     export(Path(cfg["plan"]), {"train": train, "test": test}, plans, p.max_word_len, **sizes)
-    model = {k: getattr(p, k) for k in ("word_dim", "char_dim", "char_hidden", "hidden_size", "batch_size",
-                                        "dropout", "learning_rate", "clip_norm", "max_word_len", "max_len")}
+    model = {k: getattr(p, k) for k in ("word_dim", "char_dim", "char_hidden", "case_dim", "hidden_size",
+                                        "batch_size", "dropout", "word_dropout", "learning_rate", "clip_norm",
+                                        "max_word_len", "max_len", "tag_prior", "bio_constraints")}
     return {**sizes, "model": model}
 
 
@@ -339,21 +380,14 @@ def project_train_inputs(cfg: Mapping[str, Any], loop: Any, plans: Mapping[str, 
     return inputs
 
 
-def project_child(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The project's training and decoding tokens/s on the exported plans, and numpy/TensorFlow GEMM rates."""
+def project_decode_inputs(loop: Any, plans: Mapping[str, np.ndarray]) -> dict[str, list[dict]]:
+    """Each kind's decoding batches of the test split as tensors, padded as the project pads them (bucketed:
+    `pipeline.eval_batches`, the order `Tagger` decodes in), checked equal to the peer's batches."""
     import tensorflow as tf
 
     from mtl_tagger import pipeline
-    from mtl_tagger.tagger import EVAL_BATCH, Tagger
+    from mtl_tagger.tagger import EVAL_BATCH
 
-    loop = _loop(cfg, TASK)
-    plans = dict(np.load(cfg["plan"]))
-    train, test = Sentences(plans, "train"), Sentences(plans, "test")
-    inputs = project_train_inputs(cfg, loop, plans, train)
-    out: dict[str, Any] = {"side": "project", "threads": _threads(), "train": {}, "decode": {}}
-    for kind in KINDS:
-        tokens = int(sum(int(tf.reduce_sum(x[TASK]["length"])) for x in inputs[kind]))
-        out["train"][kind] = timed(lambda x: float(loop.train_step(x)["loss"]), inputs[kind], tokens)
     examples = pipeline.encode_sentences(loop.run.data.tasks[TASK].test, loop.run.vocab, TASK, loop.p.max_word_len)
     bucketed = pipeline.eval_batches(examples, EVAL_BATCH)
     if not np.array_equal(rows_to_plan([pos for pos, _ in bucketed], EVAL_BATCH), plans["plan_decode_bucketed"]):
@@ -361,13 +395,32 @@ def project_child(cfg: Mapping[str, Any]) -> dict[str, Any]:
     padded = {"bucketed": [b for _, b in bucketed],
               "unbucketed": [pipeline.pad([examples[i] for i in row[row >= 0]])
                              for row in plans["plan_decode_unbucketed"]]}
-    decode = Tagger(loop.p, loop.run.vocab, {TASK: loop.run.net}).decoder(TASK, False)  # compiled Viterbi, no marginals
+    test = Sentences(plans, "test")
+    inputs = {}
     for kind in KINDS:
         plan = plans[f"plan_decode_{kind}"]
         for i, b in enumerate(padded[kind]):
             _same(b, test.batch(plan[i]), f"decode {kind} batch {i}")
-        batches = [{k: tf.constant(v) for k, v in b.items()} for b in padded[kind]]
-        tokens = int(sum(b["length"].sum() for b in padded[kind]))
+        inputs[kind] = [{k: tf.constant(v) for k, v in b.items()} for b in padded[kind]]
+    return inputs
+
+
+def project_child(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The project's training and decoding tokens/s on the exported plans, and numpy/TensorFlow GEMM rates."""
+    import tensorflow as tf
+
+    from mtl_tagger.tagger import Tagger
+
+    loop = _loop(cfg, TASK)
+    plans = dict(np.load(cfg["plan"]))
+    inputs = project_train_inputs(cfg, loop, plans, Sentences(plans, "train"))
+    out: dict[str, Any] = {"side": "project", "threads": _threads(), "train": {}, "decode": {}}
+    for kind in KINDS:
+        tokens = int(sum(int(tf.reduce_sum(x[TASK]["length"])) for x in inputs[kind]))
+        out["train"][kind] = timed(lambda x: float(loop.train_step(x)["loss"]), inputs[kind], tokens)
+    decode = Tagger(loop.p, loop.run.vocab, {TASK: loop.run.net}).decoder(TASK, False)  # compiled Viterbi, no marginals
+    for kind, batches in project_decode_inputs(loop, plans).items():
+        tokens = int(sum(int(tf.reduce_sum(b["length"])) for b in batches))
         out["decode"][kind] = timed(lambda b: decode(b).numpy(), batches, tokens)
     shapes = gemm_shapes(cfg["model"])
     out["gemm"] = {"numpy": gemm_rates(shapes, lambda a: a, np.matmul),
@@ -408,23 +461,29 @@ def coupled_child(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def profile_child(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Mean milliseconds per bucketed training batch of each part of the project's training step."""
+    """Per work, mean milliseconds per batch of each part (PARTS) of the project's training step, on the loop's
+    bucketed plan, and of its decoding, on the bucketed test batches."""
+    import functools
+
     import tensorflow as tf
 
     from mtl_tagger import pipeline
     from mtl_tagger.bilstm import bilstm
+    from mtl_tagger.tagger import Tagger
 
     loop = _loop(cfg, TASK)
     run, net = loop.run, loop.run.net
     head, encoder = net.heads[TASK], net.encoder
-    data = iter(pipeline.step_dataset(run.table, {TASK: dict(np.load(cfg["plan"]))["plan_train_bucketed"]},
-                                      run.offsets, 0))
+    plans = dict(np.load(cfg["plan"]))
+    data = iter(pipeline.step_dataset(run.table, {TASK: plans["plan_train_bucketed"]}, run.offsets, 0))
     inputs = [next(data)]  # the first element also traces the pipeline's map function
     start = time.perf_counter()
     inputs += list(data)
     pipeline_ms = (time.perf_counter() - start) * 1e3 / (len(inputs) - 1)
     batches = [x[TASK] for x in inputs]
+    decoding = project_decode_inputs(loop, plans)["bucketed"]
     seed = tf.constant([loop.p.seed, 1], tf.int64)
+    traced = functools.partial(tf.function, autograph=False, reduce_retracing=True)
 
     def compiled(fn: Callable) -> Callable:
         return tf.function(fn, input_signature=[pipeline.BATCH_SIGNATURE], autograph=False)
@@ -441,7 +500,7 @@ def profile_child(cfg: Mapping[str, Any]) -> dict[str, Any]:
                                        [1, 2])
         return bilstm(x, b["length"], encoder.forward, encoder.backward)
 
-    @tf.function(autograph=False, reduce_retracing=True)
+    @traced
     def head_gradients(h: tf.Tensor, b: dict, dense: bool) -> list[tf.Tensor]:  # dense=False: h are emissions
         with tf.GradientTape() as tape:
             tape.watch(h)
@@ -454,30 +513,40 @@ def profile_child(cfg: Mapping[str, Any]) -> dict[str, Any]:
     all_gradients = gradients(lambda b: net.crf_loss(TASK, b, seed), loop.variables)
     fixed = all_gradients(batches[0])
     adam = tf.function(lambda: loop.optimizer.apply(fixed, loop.variables), autograph=False)
-    def per_batch(fn: Callable[[dict], object]) -> Callable[[int], object]:
-        return lambda i: fn(batches[i])
-
-    parts: dict[str, Callable[[int], object]] = {
-        "char encoder forward+backward": per_batch(gradients(
-            lambda b: tf.reduce_sum(encoder.chars(b["chars"], b["words"])), encoder.chars.trainable_variables)),
-        "BiLSTM forward": per_batch(compiled(bilstm_output)),
-        "BiLSTM forward+backward": per_batch(gradients(
-            lambda b: tf.reduce_sum(bilstm_output(b)),
-            encoder.forward.trainable_variables + encoder.backward.trainable_variables)),
-        "encoder forward (embeddings, chars, BiLSTM, dropout)": per_batch(encode),
-        "encoder forward+backward": per_batch(gradients(lambda b: tf.reduce_sum(encoder(b, seed)),
-                                                        encoder.trainable_variables)),
-        "CRF loss forward+backward (on fixed emissions)": lambda i: head_gradients(emissions[i], batches[i], False),
-        "Dense + CRF forward+backward (on fixed encoder output)": lambda i: head_gradients(hidden[i], batches[i], True),
-        "loss + all gradients, no update": per_batch(all_gradients),
-        "Adam update + clipping (dense, all variables)": lambda _: adam(),
-        "whole train_step": lambda i: float(loop.train_step(inputs[i])["loss"]),
+    train = {
+        "chars": per_batch(gradients(lambda b: tf.reduce_sum(encoder.chars(b["chars"], b["words"])),
+                                     encoder.chars.trainable_variables), batches),
+        "bilstm": per_batch(compiled(bilstm_output), batches),
+        "bilstm_grad": per_batch(gradients(lambda b: tf.reduce_sum(bilstm_output(b)),
+                                           encoder.forward.trainable_variables + encoder.backward.trainable_variables),
+                                 batches),
+        "encoder": per_batch(encode, batches),
+        "encoder_grad": per_batch(gradients(lambda b: tf.reduce_sum(encoder(b, seed)), encoder.trainable_variables),
+                                  batches),
+        "crf_grad": per_batch(lambda e, b: head_gradients(e, b, False), emissions, batches),
+        "head_grad": per_batch(lambda h, b: head_gradients(h, b, True), hidden, batches),
+        "gradients": per_batch(all_gradients, batches),
+        "update": lambda _: adam(),
+        "step": per_batch(lambda x: float(loop.train_step(x)["loss"]), inputs),
     }
-    out = {"input pipeline (step_dataset: gather and pad in-graph; overlaps the step by prefetching)": pipeline_ms}
-    for name, fn in parts.items():
-        out[name] = timed(fn, range(len(batches)), 0)["seconds"] * 1e3 / len(batches)
-    return {"ms_per_batch": out, "batches": len(batches),
-            "tokens": int(sum(int(b["length"].numpy().sum()) for b in batches))}
+    tagger = Tagger(loop.p, run.vocab, {TASK: net})
+    tags, confident = tagger.decoder(TASK), tagger.decoder(TASK, marginals=True)
+    evaluate = compiled(lambda b: encoder(b))  # no seed: no dropout
+    decode_hidden = [evaluate(b) for b in decoding]
+    decode_emissions = [head.emissions(h) for h in decode_hidden]
+    lengths = [b["length"] for b in decoding]
+    one = tf.constant(1.0)
+    decode = {
+        "encoder": per_batch(evaluate, decoding),
+        "dense": per_batch(traced(head.emissions), decode_hidden),
+        "viterbi": per_batch(traced(head.crf.decode), decode_emissions, lengths),
+        "marginals": per_batch(traced(head.crf.marginals), decode_emissions, lengths),
+        "step": per_batch(lambda b: tags(b).numpy(), decoding),
+        "step_marginals": per_batch(lambda b: [x.numpy() for x in confident(b, one)], decoding),
+    }
+    out = {"train": time_parts(train, batches), "decode": time_parts(decode, decoding)}
+    out["train"]["ms_per_batch"]["pipeline"] = pipeline_ms
+    return out
 
 
 # ---------------------------------------------------------------- the run and its report
@@ -620,17 +689,59 @@ def _coupled_section(cfg: Mapping[str, Any], coupled: list[dict]) -> list[str]:
             f"minibatches) | {_spread([n for c in coupled for n in c['coupling_sentences']], 0)} | |"]
 
 
-def _profile_section(profile: dict) -> list[str]:
-    """Milliseconds per batch of each part of the project's training step."""
-    ms = profile["ms_per_batch"]
-    whole = ms["whole train_step"]
-    return ["", f"Profile of the project's training step ({profile['batches']} bucketed batches, {profile['tokens']} "
-            "real tokens, one untimed pass first; parts overlap, e.g. the encoder's forward is inside its "
-            "forward+backward):", "", "| part | ms per batch | share of train_step |", "|---|---:|---:|",
-            *(f"| {k} | {v:.1f} | {v / whole:.0%} |" for k, v in ms.items())]
+def _peer_lacks(model: Mapping[str, Any]) -> list[str]:
+    """The features of the project's configuration that the peer does not have (it has none of them)."""
+    lacks = []
+    if model.get("case_dim"):
+        lacks.append(f"no word-shape feature (the project's embedding of {model['case_dim']} dimensions widens its "
+                     f"BiLSTM input by {model['case_dim']})")
+    if model.get("word_dropout"):
+        lacks.append(f"no word dropout (the project's {model['word_dropout']})")
+    added = [k for k, on in (("tag prior", model.get("tag_prior")), ("BIO constraints", model.get("bio_constraints")))
+             if on]
+    if added:
+        lacks.append(f"no {' or '.join(added)} in decoding (the project adds its {' and '.join(added)} to the learned "
+                     "transitions: about the same work)")
+    return lacks
 
 
-def report(cfg: Mapping[str, Any], rounds: list[dict], coupled: list[dict], profile: dict | None,
+def _profile_section(cfg: Mapping[str, Any], profile: Mapping[str, dict]) -> list[str]:
+    """Per work, milliseconds per batch of each part on both sides, project / peer, and each part's share of its
+    side's whole step."""
+    about = {  # what is timed, on which split, an overlap of parts, and why the peer lacks a part
+        "train": ("training step", "train", "the encoder's forward is inside its forward+backward",
+                  "it pads its batches before timing"),
+        "decode": ("decoding", "test", "the encoder's forward is inside the whole decode",
+                   "it decodes tags only, without confidences")}
+    lines = []
+    for work, labels in PARTS.items():
+        what, split, overlap, why = about[work]
+        ms = {side: profile[side][work]["ms_per_batch"] for side in SIDES}
+        counts = {side: (profile[side][work]["batches"], profile[side][work]["tokens"]) for side in SIDES}
+        lines += ["", f"Profile of the {what}: {counts['project'][0]} bucketed batches of the {split} split, "
+                  f"{counts['project'][1]} real tokens"
+                  + ("" if counts["peer"] == counts["project"] else
+                     f" (**the peer timed other batches: {counts['peer'][0]}, {counts['peer'][1]} tokens**)")
+                  + f"; each part in ms per batch after one untimed pass; parts overlap ({overlap}); shares are of "
+                  f"the side's \"{labels['step']}\":", "",
+                  "| part | project ms/batch | peer ms/batch | project / peer | project share | peer share |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for key, label in labels.items():
+            mine, theirs = (ms[side].get(key) for side in SIDES)
+            if mine is None and theirs is None:
+                continue
+            cells = [f"{v:.2f}" if v is not None else "—" for v in (mine, theirs)]
+            cells.append(f"{mine / theirs:.2f}" if mine is not None and theirs is not None else "—")
+            cells += [f"{v / ms[side]['step']:.0%}" if v is not None else "—" for v, side in zip((mine, theirs), SIDES)]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        if any(k not in ms["peer"] for k in ms["project"]):
+            lines += ["", f"—: the peer has no such part ({why})."]
+    if _peer_lacks(cfg["model"]):
+        lines += ["", "The peer's parts are timed without the features it lacks (listed under the model above)."]
+    return lines
+
+
+def report(cfg: Mapping[str, Any], rounds: list[dict], coupled: list[dict], profile: Mapping[str, dict] | None,
            children: Children, command: str, started: str) -> tuple[str, bool]:
     """The markdown report, and whether every implied FLOP rate stays below the measured GEMM ceiling."""
     m = cfg["model"]
@@ -644,11 +755,15 @@ def report(cfg: Mapping[str, Any], rounds: list[dict], coupled: list[dict], prof
         f"taken by other processes while measuring: at most {max(children.foreign, default=0.0):.2f} cores "
         f"(mean over each measuring process)",
         "",
-        f"Model: word {m['word_dim']} + char BiLSTM {m['char_hidden']}×2 (char embedding {m['char_dim']}) → BiLSTM "
+        f"Model: word {m['word_dim']} + char BiLSTM {m['char_hidden']}×2 (char embedding {m['char_dim']})"
+        + (f" + word shape {m['case_dim']} (the project only)" if m.get("case_dim") else "") + " → BiLSTM "
         f"{m['hidden_size']}×2 → Dense({cfg['num_tags']}) → CRF, batch {m['batch_size']}, Adam, clip "
         f"{m['clip_norm']}, dropout {m['dropout']}; vocabulary {cfg['num_words']} words, {cfg['num_chars']} chars. "
         f"Data: synthetic, seed {cfg['seed']}, lognormal lengths (median {MEDIAN_LEN}, p90 {P90_LEN}, max "
         f"{MAX_LEN}).", ""]
+    lacks = _peer_lacks(m)
+    if lacks:
+        lines += ["The peer has " + "; ".join(lacks) + ".", ""]
     sane = True
     if rounds:
         section, sane = _peer_section(cfg, rounds)
@@ -656,7 +771,7 @@ def report(cfg: Mapping[str, Any], rounds: list[dict], coupled: list[dict], prof
     if coupled:
         lines += _coupled_section(cfg, coupled)
     if profile:
-        lines += _profile_section(profile)
+        lines += _profile_section(cfg, profile)
     if not sane:
         lines += ["", "**A figure implies more FLOP/s than the measured GEMM ceiling: the measurement is wrong.**"]
     return "\n".join(lines) + "\n", sane
@@ -700,7 +815,8 @@ def main(_: list[str]) -> None:
         rounds.append(r)
         if f.coupled_steps:
             coupled.append(children.run("experiments.bench_peer", "--child=coupled", f"--config={config}"))
-    profile = children.run("experiments.bench_peer", "--child=profile", f"--config={config}") if f.profile else None
+    profile = {"project": children.run("experiments.bench_peer", "--child=profile", f"--config={config}"),
+               "peer": children.run("experiments.peer_torch", str(config), "--profile")} if f.profile else None
     text, sane = report(cfg, rounds, coupled, profile, children, command, started)
     print(text)
     foreign = max(children.foreign, default=0.0)
@@ -731,7 +847,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("train_sentences", 3000, "Training sentences of vertical A.")
     flags.DEFINE_integer("test_sentences", 640, "Test sentences of vertical A (the decoding set).")
     flags.DEFINE_integer("other_sentences", 600, "Training sentences of vertical B (coupled comparison only).")
-    flags.DEFINE_boolean("profile", False, "Also time the parts of the project's training step.")
+    flags.DEFINE_boolean("profile", False, "Also time the parts of the training step and of decoding, both sides.")
     flags.DEFINE_string("workdir", "", "Where data, plans and model dirs go (default: a new temporary dir).")
     flags.DEFINE_string("report", "experiments/results/bench.md", "Report path (written only on a quiet machine).")
     flags.DEFINE_float("max_load", 0.3, "Write the report only if the 1-minute load stayed below this.")

@@ -4,16 +4,18 @@ Word embedding ⊕ char BiLSTM final states (run on real words only, packed) →
 on the padded batch (oneDNN on CPU; as usual for padded batches, the backward direction also reads the padding
 of shorter rows) → dropout → Linear → a linear-chain CRF in torch (forward algorithm for the NLL, Viterbi to
 decode; transitions[y, y′] score y → y′, no start/stop transitions, as `mtl_tagger.crf`). Adam with global
-gradient-norm clipping. Torch's default initialisation: weights do not change the speed.
+gradient-norm clipping. Torch's default initialisation: weights do not change the speed. No word-shape feature,
+no word dropout, no tag prior or BIO constraints at decoding, no CRF marginals.
 
-    python -m experiments.peer_torch CONFIG_JSON   # one measuring process; prints one JSON line
+    python -m experiments.peer_torch CONFIG_JSON [--profile]   # one measuring process; prints one JSON line
 
 times training and decoding on the batch plans that bench_peer exported (padded here by `Sentences`), and
-float32 GEMMs in torch and numpy.
+float32 GEMMs in torch and numpy; with --profile, the parts of the training step and of decoding instead
+(bench_peer.PARTS).
 """
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from experiments.bench_peer import KINDS, Sentences, gemm_rates, gemm_shapes, timed
+from experiments.bench_peer import KINDS, Sentences, gemm_rates, gemm_shapes, per_batch, time_parts, timed
 
 Batch = dict[str, torch.Tensor]
 
@@ -106,11 +108,16 @@ class PeerTagger(nn.Module):
         out[real] = torch.cat([final[0], final[1]], dim=1)
         return out
 
-    def emissions(self, batch: Batch) -> torch.Tensor:
-        """Emission scores [B, T, N] of a padded batch."""
+    def encode(self, batch: Batch) -> torch.Tensor:
+        """Context vectors [B, T, 2·hidden] of a padded batch (embeddings, chars, BiLSTM, dropout), as the project's
+        Encoder."""
         x = torch.cat([self.word_embedding(batch["words"]), self.chars(batch["chars"], batch["words"])], dim=-1)
         h, _ = self.lstm(self.dropout(x))
-        return self.dense(self.dropout(h))
+        return self.dropout(h)
+
+    def emissions(self, batch: Batch) -> torch.Tensor:
+        """Emission scores [B, T, N] of a padded batch."""
+        return self.dense(self.encode(batch))
 
     def loss(self, batch: Batch) -> torch.Tensor:
         """Mean CRF negative log-likelihood of the gold tags."""
@@ -128,33 +135,45 @@ def to_torch(batch: Mapping[str, np.ndarray]) -> Batch:
     return out
 
 
-def measure(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The peer's training and decoding tokens/s on bench_peer's exported plans, and torch/numpy GEMM rates."""
-    torch.manual_seed(cfg["seed"])
-    arrays = dict(np.load(cfg["plan"]))
-    sentences = {"train": Sentences(arrays, "train"), "decode": Sentences(arrays, "test")}
-    model = PeerTagger(cfg["num_words"], cfg["num_chars"], cfg["num_tags"], cfg["model"])
-    adam = torch.optim.Adam(model.parameters(), lr=cfg["model"]["learning_rate"], eps=1e-7)
-    clip = cfg["model"]["clip_norm"]
+class Peer:
+    """The peer model with its Adam and gradient clipping: the training step and the decode bench_peer times."""
 
-    def train_step(batch: Batch) -> float:
-        model.train()
-        adam.zero_grad(set_to_none=True)
-        loss = model.loss(batch)
+    def __init__(self, cfg: Mapping[str, Any]) -> None:
+        torch.manual_seed(cfg["seed"])
+        self.model = PeerTagger(cfg["num_words"], cfg["num_chars"], cfg["num_tags"], cfg["model"])
+        self.adam = torch.optim.Adam(self.model.parameters(), lr=cfg["model"]["learning_rate"], eps=1e-7)
+        self.clip = cfg["model"]["clip_norm"]
+
+    def update(self) -> None:
+        """Clip the gradients to the global norm and apply Adam."""
+        nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
+        self.adam.step()
+
+    def train_step(self, batch: Batch) -> float:
+        """One training step on a batch; its loss."""
+        self.model.train()
+        self.adam.zero_grad(set_to_none=True)
+        loss = self.model.loss(batch)
         loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), clip)
-        adam.step()
+        self.update()
         return loss.item()
 
-    def decode(batch: Batch) -> np.ndarray:
-        model.eval()
+    def decode(self, batch: Batch) -> np.ndarray:
+        """Viterbi tags of a batch, without autograd."""
+        self.model.eval()
         with torch.inference_mode():
-            return model.decode(batch).numpy()
+            return self.model.decode(batch).numpy()
 
+
+def measure(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The peer's training and decoding tokens/s on bench_peer's exported plans, and torch/numpy GEMM rates."""
+    peer = Peer(cfg)
+    arrays = dict(np.load(cfg["plan"]))
+    sentences = {"train": Sentences(arrays, "train"), "decode": Sentences(arrays, "test")}
     out: dict[str, Any] = {"side": "peer", "threads": {
         "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(), "mkldnn": torch.backends.mkldnn.is_available()}}
-    for what, step in (("train", train_step), ("decode", decode)):
+    for what, step in (("train", peer.train_step), ("decode", peer.decode)):
         out[what] = {}
         for kind in KINDS:
             batches = [to_torch(b) for b in sentences[what].batches(arrays[f"plan_{what}_{kind}"])]
@@ -164,5 +183,71 @@ def measure(cfg: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def measure_parts(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Per work, mean milliseconds per batch of each part (keyed as bench_peer.PARTS) of the peer's training step,
+    on the bucketed training plan, and of its decoding, on the bucketed test batches. Forward-only training parts
+    run in training mode (dropout) without autograd, as the project's run without a gradient tape."""
+    peer = Peer(cfg)
+    model = peer.model
+    arrays = dict(np.load(cfg["plan"]))
+    batches = [to_torch(b) for b in Sentences(arrays, "train").batches(arrays["plan_train_bucketed"])]
+    decoding = [to_torch(b) for b in Sentences(arrays, "test").batches(arrays["plan_decode_bucketed"])]
+    noise = [torch.randn(*b["words"].shape, model.lstm.input_size) for b in batches]  # the BiLSTM's input width
+
+    def forward(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        def run(*args: Any) -> torch.Tensor:
+            with torch.no_grad():
+                return fn(*args)
+        return run
+
+    def backward(loss: Callable[..., torch.Tensor]) -> Callable[..., None]:
+        def run(*args: Any) -> None:  # into fresh gradients, as the train step
+            model.zero_grad(set_to_none=True)
+            loss(*args).backward()
+        return run
+
+    def leaf(x: torch.Tensor) -> torch.Tensor:  # a fixed input the backward pass differentiates by
+        return x.detach().requires_grad_()
+
+    def nll(emissions: torch.Tensor, b: Batch) -> torch.Tensor:
+        return model.crf.nll(emissions, b["tags"], b["mask"])
+
+    model.train()
+    with torch.no_grad():
+        hidden = [model.encode(b) for b in batches]
+        emissions = [model.dense(h) for h in hidden]
+    backward(model.loss)(batches[0])
+    fixed = [p.grad for p in model.parameters()]
+
+    def update(_: int) -> None:  # on the same gradients each time
+        for p, g in zip(model.parameters(), fixed):
+            p.grad = g
+        peer.update()
+
+    train = {
+        "chars": per_batch(backward(lambda b: model.chars(b["chars"], b["words"]).sum()), batches),
+        "bilstm": per_batch(forward(lambda x: model.lstm(x)[0]), noise),
+        "bilstm_grad": per_batch(backward(lambda x: model.lstm(x)[0].sum()), noise),
+        "encoder": per_batch(forward(model.encode), batches),
+        "encoder_grad": per_batch(backward(lambda b: model.encode(b).sum()), batches),
+        "crf_grad": per_batch(backward(lambda e, b: nll(leaf(e), b)), emissions, batches),
+        "head_grad": per_batch(backward(lambda h, b: nll(model.dense(leaf(h)), b)), hidden, batches),
+        "gradients": per_batch(backward(model.loss), batches),
+        "update": update,
+        "step": per_batch(peer.train_step, batches),
+    }
+    out = {"train": time_parts(train, batches)}
+    model.eval()
+    with torch.inference_mode():
+        hidden = [model.encode(b) for b in decoding]
+        emissions = [model.dense(h) for h in hidden]
+        decode = {"encoder": per_batch(model.encode, decoding), "dense": per_batch(model.dense, hidden),
+                  "viterbi": per_batch(lambda e, b: model.crf.decode(e, b["mask"]), emissions, decoding),
+                  "step": per_batch(peer.decode, decoding)}
+        out["decode"] = time_parts(decode, decoding)
+    return out
+
+
 if __name__ == "__main__":
-    print(json.dumps(measure(json.loads(Path(sys.argv[1]).read_text()))))
+    config = json.loads(Path(sys.argv[1]).read_text())
+    print(json.dumps(measure_parts(config) if sys.argv[2:] == ["--profile"] else measure(config)))
