@@ -252,8 +252,7 @@ def _summary(rows: dict[str, dict], seconds: dict[str, float]) -> str:
 
 def main(argv: list[str]) -> None:
     """Run the CRF baseline on every requested vertical; write and print its results."""
-    if len(argv) > 1:
-        raise cli.usage_error(argv)
+    cli.check_args(argv)
     if not FLAGS.data_dir:
         raise InputError("--data_dir is required")
     if FLAGS.max_iterations < 1:

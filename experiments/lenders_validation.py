@@ -161,8 +161,7 @@ def define_flags() -> None:
 
 def main(argv: list[str]) -> None:
     """Load the gains, rank each borrower's measured lenders, print the report."""
-    if len(argv) > 1:
-        raise cli.usage_error(argv)
+    cli.check_args(argv)
     gains, notes = load_gains([Path(d) for d in FLAGS.results_dir], FLAGS.mode)
     lenders: dict[str, list[str]] = defaultdict(list)
     for a, b in sorted(gains):

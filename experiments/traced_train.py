@@ -28,8 +28,7 @@ class TestCurve(Hook):
 
 def main(argv: list[str]) -> None:
     """Parse the train flags and train with the test curve."""
-    if len(argv) > 1:
-        raise cli.usage_error(argv)
+    cli.check_args(argv)
     train(params.from_flags(), [TestCurve()])
 
 
