@@ -29,7 +29,7 @@ RESUMABLE = frozenset({"epochs", "min_steps", "max_steps", "patience", "eval_eve
                        "crf_impl", "distribute", "calibration"})
 PATHS = ("data_dir", "word_vectors")  # compared as resolved paths
 # Fields added after models were first written: the value a params.json without them was trained with.
-LEGACY = {"tag_prior": 0.0, "bio_constraints": False}
+LEGACY = {"tag_prior": 0.0, "bio_constraints": False, "lexical_buckets": 0}
 
 
 Check = Callable[[object], str]  # a field's constraint: "" when its value is fine, else what it must be
@@ -90,9 +90,9 @@ class Params:
     max_word_len: int = _f(20, "Characters kept per word for the char encoder (longer words are cut).", positive)
     case_dim: int = _f(16, "Size of the word-shape feature embedding (casing, digits, punctuation); 0: none.",
                        non_negative)
-    lexical_buckets: int = _f(0, "Add to each head's emission scores a learned score per tag for each spelling feature "
-                              "of the word and its neighbours (the feature CRF's templates, mtl_tagger/lexical.py), "
-                              "hashed into this many buckets (0: none).", non_negative)
+    lexical_buckets: int = _f(65536, "Add to each head's emission scores a learned score per tag for each spelling "
+                              "feature of the word and its neighbours (the feature CRF's templates, "
+                              "mtl_tagger/lexical.py), hashed into this many buckets (0: none).", non_negative)
     hidden_size: int = _f(128, "BiLSTM units per direction (paper: 700, flags/paper.cfg).", positive)
     dropout: float = _f(0.5, "Dropout on the embeddings and on the BiLSTM output, in [0, 1).", fraction)
     word_dropout: float = _f(0.1, "In training, replace a word by the unknown word with this probability (its chars "
