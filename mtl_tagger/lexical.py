@@ -14,12 +14,13 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from mtl_tagger.params import MAX_WORD_LEN
+
 PRIME = 2_147_483_629  # the largest prime below 2^31: hashes stay below it, products of two below 2^62
 BASE, MIX = 1_000_003, 1_103_515_245
 OFFSETS = (-2, -1, 1, 2)  # the neighbours whose lower case, 3-suffix and shape a token sees
 AFFIXES = (1, 2, 3, 4)
 TEMPLATES = 2 + 2 * len(AFFIXES) + 3 * len(OFFSETS)  # own: lower, shape, prefixes, suffixes; per neighbour: three
-MAX_CHARS = 1024  # characters per token the hashes can take (--max_word_len cuts words well below)
 
 
 def lower_char_ids(chars: Sequence[str]) -> np.ndarray:
@@ -29,13 +30,20 @@ def lower_char_ids(chars: Sequence[str]) -> np.ndarray:
     return np.array([index.get(c.lower(), i) for i, c in enumerate(chars)], np.int64)
 
 
+def _powers(n: int) -> np.ndarray:
+    """BASE^i mod PRIME for i < n: each character position's weight in a string's hash."""
+    powers = np.ones(n, np.int64)
+    for i in range(1, n):
+        powers[i] = powers[i - 1] * BASE % PRIME
+    return powers
+
+
+POWERS = _powers(MAX_WORD_LEN)  # --max_word_len is at most MAX_WORD_LEN (its check in params.py)
+
+
 def _string_hashes(codes: tf.Tensor) -> tf.Tensor:
     """[..., C] character codes (0 past the end) → [..., C + 1]: the hash of each prefix of 0..C characters."""
-    powers = np.ones(MAX_CHARS, np.int64)
-    for i in range(1, MAX_CHARS):
-        powers[i] = powers[i - 1] * BASE % PRIME
-    c = tf.shape(codes)[-1]
-    terms = (codes + 1) * tf.constant(powers)[:c] % PRIME * tf.cast(codes > 0, tf.int64)
+    terms = (codes + 1) * tf.constant(POWERS)[:tf.shape(codes)[-1]] % PRIME * tf.cast(codes > 0, tf.int64)
     sums = tf.math.cumsum(terms, axis=-1) % PRIME
     return tf.concat([tf.zeros_like(sums[..., :1]), sums], axis=-1)
 

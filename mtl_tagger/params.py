@@ -23,6 +23,7 @@ CRF_IMPLS = ("own", "tfa")
 SHORTLIST_CONTEXTS = ("tagged", "all")
 COUPLING_SCORES = ("emission", "log_softmax", "marginal")
 DISTRIBUTE = ("", "multiworker")
+MAX_WORD_LEN = 1024  # characters per word the spelling features can hash (mtl_tagger/lexical.py)
 SELECTIONS = ("macro_f1", "entity_f1")  # dev scores that can select a vertical's best step
 # Fields that may change when a run resumes in the same model dir (they do not change the model).
 RESUMABLE = frozenset({"epochs", "min_steps", "max_steps", "patience", "eval_every", "overwrite", "model_dir",
@@ -87,7 +88,8 @@ class Params:
     char_dim: int = _f(25, "Character embedding size.", positive)
     char_hidden: int = _f(25, "Char encoder size per direction (LSTM) or number of filters (CNN).", positive)
     char_encoder: str = _f("lstm", "Character-level word encoder: lstm (Lample et al.) or cnn.", one_of(CHAR_ENCODERS))
-    max_word_len: int = _f(20, "Characters kept per word for the char encoder (longer words are cut).", positive)
+    max_word_len: int = _f(20, "Characters kept per word for the char encoder and the spelling features (longer words "
+                                "are cut).", within(1, MAX_WORD_LEN + 1, f"[1, {MAX_WORD_LEN}]"))
     case_dim: int = _f(16, "Size of the word-shape feature embedding (casing, digits, punctuation); 0: none.",
                        non_negative)
     lexical_buckets: int = _f(65536, "Add to each head's emission scores a learned score per tag for each spelling "
