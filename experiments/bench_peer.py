@@ -341,7 +341,8 @@ def prepare(cfg: dict[str, Any]) -> dict[str, Any]:
     export(Path(cfg["plan"]), {"train": train, "test": test}, plans, p.max_word_len, **sizes)
     model = {k: getattr(p, k) for k in ("word_dim", "char_dim", "char_hidden", "case_dim", "hidden_size",
                                         "batch_size", "dropout", "word_dropout", "learning_rate", "clip_norm",
-                                        "max_word_len", "max_len", "tag_prior", "bio_constraints")}
+                                        "max_word_len", "max_len", "tag_prior", "bio_constraints",
+                                        "lexical_buckets")}
     return {**sizes, "model": model}
 
 
@@ -697,6 +698,9 @@ def _peer_lacks(model: Mapping[str, Any]) -> list[str]:
                      f"BiLSTM input by {model['case_dim']})")
     if model.get("word_dropout"):
         lacks.append(f"no word dropout (the project's {model['word_dropout']})")
+    if model.get("lexical_buckets"):
+        lacks.append(f"no spelling features (the project's {model['lexical_buckets']} buckets add a gathered score per "
+                     "feature and tag to its emission scores; its Dense part leaves them out)")
     added = [k for k, on in (("tag prior", model.get("tag_prior")), ("BIO constraints", model.get("bio_constraints")))
              if on]
     if added:
