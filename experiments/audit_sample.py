@@ -26,6 +26,7 @@ from pathlib import Path
 
 from absl import flags
 
+from experiments.common import define_catalog_flags
 from mtl_tagger import cli
 from mtl_tagger.extract import SUMMARY_SUFFIX, sidecar
 from mtl_tagger.files import write_text_atomic
@@ -36,8 +37,7 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     """The script's flags (defined when run as a program, so that importing the module defines none)."""
-    flags.DEFINE_string("catalog", "../shared/data/flipkart/products.jsonl.gz", "Catalog file (run from the "
-                        "repository root).")
+    define_catalog_flags(model_dir=False)
     flags.DEFINE_string("work_dir", "runs/crossfit", "crossfit's --out: folds, models, extractions, audit (not "
                         "committed).")
     flags.DEFINE_integer("folds", 2, "Cross-fitting folds.")

@@ -32,7 +32,7 @@ from pathlib import Path
 from absl import app, flags
 
 from experiments.bench_peer import flops_per_token, gemm_rates
-from experiments.common import command_line
+from experiments.common import command_line, define_catalog_flags
 from experiments.profile_extract import describe, machine
 from mtl_tagger.extract import PROGRESS_SUFFIX, plan, sidecar
 from mtl_tagger.files import read_json, write_text_atomic
@@ -49,10 +49,7 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     """The flags (defined when run as a program, so that other scripts can import its helpers)."""
-    flags.DEFINE_string("model_dir", "runs/crossfit/fold0/model", "Trained model of the catalog's verticals (the "
-                        "default: the audit's first fold model, flags/sweep.cfg, made by experiments.audit_sample).")
-    flags.DEFINE_string("catalog", "../shared/data/flipkart/products.jsonl.gz", "Catalog file (run from the "
-                        "repository root).")
+    define_catalog_flags()
     flags.DEFINE_integer("rounds", 3, "Rounds; each runs every engine once.")
     flags.DEFINE_integer("limit", 0, "Time only the first N lines of the (JSONL) catalog (0: all).")
     flags.DEFINE_integer("batch", 256, "extract --batch.")

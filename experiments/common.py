@@ -10,13 +10,24 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from absl import app
+from absl import app, flags
 
 from mtl_tagger.conll import read_conll
 from mtl_tagger.params import Params
 
 SEEDS = 3  # the sweeps' seeds (make_sweep --seeds); a cell with fewer names its count
 BUCKETS = [(1, 10), (11, 50), (51, 200), (201, None)]  # tag frequency bands (training tokens) of the gain tables
+CATALOG = "../shared/data/flipkart/products.jsonl.gz"  # the Flipkart sample beside the repository (run from its root)
+FOLD_MODEL = "runs/crossfit/fold0/model"  # the audit's first fold model (flags/sweep.cfg), by experiments.audit_sample
+
+
+def define_catalog_flags(model_dir: bool = True) -> None:
+    """--catalog (default the Flipkart sample) and, with `model_dir`, --model_dir (default the audit's first fold
+    model): what the scripts that extract from the catalog read."""
+    flags.DEFINE_string("catalog", CATALOG, "Catalog file (run from the repository root).")
+    if model_dir:
+        flags.DEFINE_string("model_dir", FOLD_MODEL, "Trained model of the catalog's verticals (the default: the "
+                            "audit's first fold model, flags/sweep.cfg, made by experiments.audit_sample).")
 
 
 def command_line(module: str) -> str:

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from experiments.common import command_line
+from experiments.common import command_line, define_catalog_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAGS = flags.FLAGS
@@ -78,9 +78,7 @@ Interval = tuple[float, float, str]
 
 def define_flags() -> None:
     """The flags (defined when run as a program, so that other scripts can import its helpers)."""
-    flags.DEFINE_string("model_dir", "runs/crossfit/fold0/model", "Trained model (the default configuration).")
-    flags.DEFINE_string("catalog", "../shared/data/flipkart/products.jsonl.gz", "Catalog file (run from the "
-                        "repository root).")
+    define_catalog_flags()
     flags.DEFINE_integer("batch", 256, "extract --batch.")
     flags.DEFINE_string("baseline", None, "A checkout of other code (git worktree) to profile first, beside.")
     flags.DEFINE_string("report", str(ROOT / "experiments/results/profile_extract.md"), "Markdown report path.")
