@@ -1,4 +1,5 @@
-"""The loss of one training step, summed in one place (`step_loss`): every vertical's CRF loss (weight 1 each) and,
+"""The loss of one training step, summed in one place (`step_loss`): every vertical's CRF loss (weight 1 each), the
+L2 penalty on its spelling-feature weights (weight --lexical_l2) and,
 in coupled mode, the coupling loss TCE = CCE + CCE′ + LCE + LCE′ over shortlist pairs (paper §3.4; weight
 --coupling_weight). Every term is also returned by name for TensorBoard (crf/<vertical>, coupling/tce and TCE's
 parts per coupled pair).
@@ -23,7 +24,8 @@ LABEL_DIM = 32
 
 
 def step_loss(net: TaggerNet, names: list[str], coupler: "Coupler | None", pairs: list[tuple[str, str]],
-              coupling_weight: float, inputs: dict, seed: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+              coupling_weight: float, inputs: dict, seed: tf.Tensor,
+              lexical_l2: float = 0.0) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     """The step's loss and its named terms. `inputs`: a step of `pipeline.step_dataset` (a minibatch per
     vertical of `names`, `count` per vertical for the divisor, and the coupling minibatch in coupled mode);
     dropout is drawn from `seed` folded with the vertical's place in `names` (the coupling minibatch's: after
@@ -32,6 +34,11 @@ def step_loss(net: TaggerNet, names: list[str], coupler: "Coupler | None", pairs
     terms = {f"crf/{t}": net.crf_loss(t, inputs[t], fold_in(seed, i), inputs["count"][t])
              for i, t in enumerate(names)}
     loss = tf.add_n([weights[t] * terms[f"crf/{t}"] for t in names])
+    if lexical_l2 and net.buckets:
+        weights["lexical_l2"] = lexical_l2
+        for t in names:
+            terms[f"l2/{t}"] = tf.reduce_sum(tf.square(net.heads[t].lexical))
+            loss += weights["lexical_l2"] * terms[f"l2/{t}"]
     if coupler is not None:
         weights["coupling"] = coupling_weight
         out = coupler(net, inputs["coupling"], fold_in(seed, len(names)), inputs["count"]["coupling"])

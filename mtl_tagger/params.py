@@ -95,6 +95,9 @@ class Params:
     lexical_buckets: int = _f(65536, "Add to each head's emission scores a learned score per tag for each spelling "
                               "feature of the word and its neighbours (the feature CRF's templates, "
                               "mtl_tagger/lexical.py), hashed into this many buckets (0: none).", non_negative)
+    lexical_l2: float = _f(0.0, "L2 penalty on the spelling-feature weights: this × the sum of their squares, per "
+                                "vertical in the step, added to its mean sentence loss (the feature CRF's c2).",
+                           non_negative)
     hidden_size: int = _f(128, "BiLSTM units per direction (paper: 700, flags/paper.cfg).", positive)
     dropout: float = _f(0.5, "Dropout on the embeddings and on the BiLSTM output, in [0, 1).", fraction)
     word_dropout: float = _f(0.1, "In training, replace a word by the unknown word with this probability (its chars "

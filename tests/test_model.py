@@ -109,3 +109,26 @@ def test_lexical_scores_add_each_feature_s_weight_and_drop_dropped_words() -> No
         got = net.scores("V", batch, s).numpy() - net.heads["V"].emissions(net.encoder(batch, s)).numpy()
         np.testing.assert_allclose(got, expected, atol=1e-5)
     assert np.abs(expected).sum() > 0
+
+
+def test_lexical_l2_adds_its_weight_times_the_squares_of_each_head_s_spelling_weights() -> None:
+    from mtl_tagger.loss import step_loss
+
+    sentences = [["Gold", "ring"], ["Silver", "chain", "set"]]
+    vocab = Vocab(words=["<pad>", "<unk>", "Gold", "ring", "Silver", "chain", "set"],
+                  chars=["<pad>", "<unk>"] + sorted({c for s in sentences for w in s for c in w}),
+                  tags={"A": ["O", "B-a", "I-a"], "B": ["O", "B-b"]})
+    p = Params(tasks="A,B", lexical_buckets=32, hidden_size=4, word_dim=4, char_dim=2, char_hidden=2)
+    net = TaggerNet(p, vocab)
+    rng = np.random.default_rng(1)
+    for head in net.heads.values():
+        head.lexical.assign(rng.normal(size=head.lexical.shape).astype(np.float32))
+    inputs = {t: {**{k: tf.constant(v) for k, v in pad(encode(sentences, vocab, 20)).items()},
+                  "tags": tf.zeros([2, 3], tf.int32)} for t in ("A", "B")}
+    inputs["count"] = {"A": tf.constant(2.0), "B": tf.constant(2.0)}
+    seed = tf.constant([1, 2], tf.int64)
+    plain, _ = step_loss(net, ["A", "B"], None, [], 0.0, inputs, seed)
+    penalised, terms = step_loss(net, ["A", "B"], None, [], 0.0, inputs, seed, lexical_l2=0.01)
+    squares = sum(float(np.square(net.heads[t].lexical.numpy()).sum()) for t in ("A", "B"))
+    np.testing.assert_allclose(float(penalised - plain), 0.01 * squares, rtol=1e-4)
+    np.testing.assert_allclose(float(terms["l2/A"]), np.square(net.heads["A"].lexical.numpy()).sum(), rtol=1e-5)
