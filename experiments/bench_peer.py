@@ -4,7 +4,7 @@
 
 Synthetic CoNLL data (fixed seed, 20k Zipf-ish words, 41 tags = O + 20 attributes × B/I, lognormal sentence
 lengths with median 30, p90 70, max 150) is written to a work dir and read by the project's own code
-(`run.load_data` + `run.build` with flags/paper.cfg, random embeddings). The project's batch plans — the
+(`corpus.load_data` + `run.build` with flags/paper.cfg, random embeddings). The project's batch plans — the
 loop's length-bucketed training plan, `pipeline.eval_batches` order for decoding, and random-order batches
 for the unbucketed case — go to an .npz that the peer pads from; the project process checks that every
 batch it feeds equals the peer's. Each round runs the project and the peer in fresh processes, alternating
@@ -308,24 +308,26 @@ def _params(cfg: Mapping[str, Any], tasks: str, mode: str = "") -> Any:
 def _loop(cfg: Mapping[str, Any], tasks: str, mode: str = "") -> Any:
     """A built run of the given verticals and its training loop (in a fresh model dir under the work dir)."""
     from mtl_tagger import run
+    from mtl_tagger.corpus import load_data
     from mtl_tagger.train import make_loop
 
     p = _params(cfg, tasks, mode)
     model_dir = Path(p.model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    return make_loop(run.build(p, run.load_data(p), model_dir), model_dir)[0]
+    return make_loop(run.build(p, load_data(p), model_dir), model_dir)[0]
 
 
 def prepare(cfg: dict[str, Any]) -> dict[str, Any]:
     """Write the synthetic data and the .npz of encoded sentences and batch plans; return the model's sizes."""
     from mtl_tagger import pipeline, run
+    from mtl_tagger.corpus import load_data
     from mtl_tagger.tagger import EVAL_BATCH
 
     splits = {TASK: {"train": cfg["train_sentences"], "dev": 30, "test": cfg["test_sentences"]},
              OTHER: {"train": cfg["other_sentences"], "dev": 30, "test": 30}}
     write_data(Path(cfg["data_dir"]), splits, cfg["seed"], cfg["vocab"])
     p = _params(cfg, TASK)
-    data = run.load_data(p)
+    data = load_data(p)
     built = run.build(p, data, Path(p.model_dir))
     test = pipeline.encode_sentences(data.tasks[TASK].test, data.vocab, TASK, p.max_word_len)
     train = pipeline.encode_sentences(data.tasks[TASK].train, data.vocab, TASK, p.max_word_len)

@@ -40,6 +40,7 @@ def loops(root: Path, n: int, scores: list[str]) -> dict[str, object]:
     """Shared and coupled runs (one per coupling score, each named by it when there are others than the paper's)
     of the first n synthetic verticals (a single run for n = 1)."""
     from mtl_tagger import run
+    from mtl_tagger.corpus import load_data
     from mtl_tagger.train import make_loop
 
     names = [f"V{i}" for i in range(n)]
@@ -52,7 +53,7 @@ def loops(root: Path, n: int, scores: list[str]) -> dict[str, object]:
                       "hidden_size": FLAGS.hidden_size, "max_len": 150,
                       "model_dir": str(root / f"{n}.{mode}.{score}")}).validate()
         Path(p.model_dir).mkdir(parents=True)
-        built = run.build(p, run.load_data(p), Path(p.model_dir))
+        built = run.build(p, load_data(p), Path(p.model_dir))
         out[label] = make_loop(built, Path(p.model_dir))[0]
     return out
 

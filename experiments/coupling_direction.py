@@ -28,9 +28,10 @@ from absl import flags
 from experiments.common import command_line
 from mtl_tagger import cli, pipeline
 from mtl_tagger import loss as step_losses
+from mtl_tagger.corpus import load_data
 from mtl_tagger.modeldir import read_history, restore
 from mtl_tagger.params import Params
-from mtl_tagger.run import build, load_data
+from mtl_tagger.run import build
 from mtl_tagger.vocab import Vocab
 
 FLAGS = flags.FLAGS

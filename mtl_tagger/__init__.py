@@ -22,8 +22,10 @@ def _command() -> str | None:
 
 class _QuietLoader(importlib.abc.Loader):
     """Loads TensorFlow with stderr (fd 2) closed: TensorFlow >= 2.16 writes C++ start-up notes there before any
-    setting can silence them, and a command's only stderr lines should be its own. On a terminal, a command shows
-    that it is loading TensorFlow (seconds) on a status line it clears when done."""
+    setting can silence them, and a command's only stderr lines should be its own. A command says that it is
+    loading TensorFlow (seconds), so that its first line comes at once: on a terminal on a status line it clears
+    when done, in a pipe (a log, a caller's capture) as a line of its own. The commands check all the input they
+    can without TensorFlow before they import it, so that a refusal of it is their only line."""
 
     def __init__(self, loader: importlib.abc.Loader) -> None:
         self.loader = loader
@@ -32,9 +34,10 @@ class _QuietLoader(importlib.abc.Loader):
         return self.loader.create_module(spec)
 
     def exec_module(self, module: object) -> None:
-        command = _command() if sys.stderr.isatty() else None
+        command = _command()
+        status = command is not None and sys.stderr.isatty()
         if command:
-            sys.stderr.write(f"{command}: loading TensorFlow…\r")
+            sys.stderr.write(f"{command}: loading TensorFlow…" + ("\r" if status else "\n"))
         saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
         sys.stderr.flush()
         os.dup2(devnull, 2)
@@ -44,7 +47,7 @@ class _QuietLoader(importlib.abc.Loader):
             os.dup2(saved, 2)
             os.close(saved)
             os.close(devnull)
-            if command:
+            if status:
                 sys.stderr.write("\033[K")  # the status line goes: what follows is the command's own
                 sys.stderr.flush()
 

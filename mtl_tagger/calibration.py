@@ -225,12 +225,12 @@ def calibrate(model_dir: str | Path, method: str, dev: dict[str, Sequence[Senten
     """Fit each vertical's map on its dev sentences and write calibration.json, and calibration/<vertical>.png with
     the dev values' reliability diagram before and after (also in TensorBoard: `writer`, the training's, or one of
     its own); returns one report line each."""
+    if method not in METHODS:
+        raise InputError(f"--calibration={method}: must be one of {', '.join(METHODS)}")
     import tensorflow as tf
 
     from mtl_tagger.tagger import Tagger
 
-    if method not in METHODS:
-        raise InputError(f"--calibration={method}: must be one of {', '.join(METHODS)}")
     model_dir = Path(model_dir)
     tagger = Tagger.load(model_dir, calibrated=False)
     fitted, lines = {}, []
@@ -256,12 +256,11 @@ def calibrate(model_dir: str | Path, method: str, dev: dict[str, Sequence[Senten
 def main(argv: list[str]) -> None:
     """CLI: calibrate a trained model dir on its verticals' dev splits (as training does at its end)."""
     from mtl_tagger.corpus import load_task
-    from mtl_tagger.modeldir import model_dir_lock
-    from mtl_tagger.params import Params
+    from mtl_tagger.modeldir import model_dir_lock, read_model
 
     cli.check_args(argv, "model_dir")
     model_dir = Path(FLAGS.model_dir)
-    p = Params.load(model_dir)
+    p = read_model(model_dir, calibrated=False)[0]  # checked before calibrate imports TensorFlow
     dev = {t: load_task(p.data_dir, t, p.strict_bio, p.max_len).dev for t in p.names}
     lock = model_dir_lock(model_dir)
     try:

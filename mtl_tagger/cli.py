@@ -16,6 +16,7 @@ from absl import logging as absl_logging
 from mtl_tagger.errors import InputError, Interrupted
 
 if TYPE_CHECKING:
+    from mtl_tagger.params import Params
     from mtl_tagger.tagger import Tagger
 
 LIBRARIES = ("tensorflow", "keras", "tf_keras")  # whose log records the commands drop
@@ -87,13 +88,24 @@ def check_args(argv: list[str], *required: str) -> None:
         raise InputError(f"{names} {'is' if len(missing) == 1 else 'are'} required")
 
 
-def load_tagger(model_dir: str | None, task: str | None) -> "tuple[Tagger, str]":
-    """The Tagger of --model_dir and the task to use (--task, default the model's first), checked."""
-    from mtl_tagger.tagger import Tagger  # TensorFlow is imported only by the CLIs that need it
+def check_model(model_dir: str | None, task: str | None) -> "tuple[Params, str]":
+    """params.json of --model_dir and the task to use (--task, default the model's first), with all that Tagger.load
+    refuses without TensorFlow checked (modeldir.read_model): a command refuses a wrong --model_dir or --task in one
+    line before TensorFlow loads (seconds, and a line of its own in a pipe)."""
+    from mtl_tagger.modeldir import read_model
 
     if not model_dir:
         raise InputError("--model_dir is required")
-    tagger = Tagger.load(model_dir)
-    task = task or tagger.tasks[0]
-    tagger.check_task(task)
-    return tagger, task
+    params, vocab, _ = read_model(model_dir)
+    task = task or next(iter(vocab.tags))
+    vocab.check_task(task)
+    return params, task
+
+
+def load_tagger(model_dir: str | None, task: str | None) -> "tuple[Tagger, str]":
+    """The Tagger of --model_dir and the task to use (--task, default the model's first), checked (check_model)
+    before TensorFlow is imported."""
+    _, task = check_model(model_dir, task)
+    from mtl_tagger.tagger import Tagger  # TensorFlow is imported only by the CLIs that need it, once checked
+
+    return Tagger.load(model_dir), task

@@ -1,4 +1,6 @@
-"""A vertical's splits on disk: `<data_dir>/<Vertical>/{train,dev,test}.conll`, read and checked.
+"""A run's data on disk, read and checked: each vertical's splits `<data_dir>/<Vertical>/{train,dev,test}.conll`
+and the word vectors, with the vocabularies built from them (`load_data`), all without TensorFlow, so that train
+refuses bad data before TensorFlow loads.
 
 When dev.conll is missing, a deterministic 10% of train (by a CRC of each sentence's text, so the
 same on every machine and independent of order and seed) is held out as dev, and the log says so.
@@ -7,10 +9,16 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from absl import logging
 
 from mtl_tagger.conll import Sentence, read_conll
 from mtl_tagger.errors import InputError
+from mtl_tagger.files import sha256
+from mtl_tagger.modeldir import stack
+from mtl_tagger.params import Params
+from mtl_tagger.vectors import read_vectors
+from mtl_tagger.vocab import Vocab
 
 
 @dataclass
@@ -69,3 +77,41 @@ def unseen_tags(train: list[Sentence], other: list[Sentence]) -> dict[str, int]:
             if t not in known:
                 counts[t] = counts.get(t, 0) + 1
     return counts
+
+
+@dataclass
+class RunData:
+    """Everything read from disk for a run."""
+
+    tasks: dict[str, TaskData]
+    vocab: Vocab
+    pretrained: tuple[list[str], np.ndarray] | None  # (words, vectors) of --word_vectors
+    provenance: dict  # data fingerprint and stack (modeldir.provenance.json)
+    notes: list[str]  # warnings about the data, for the caller to log once the run is under way
+
+
+def load_data(p: Params) -> RunData:
+    """Read and check every vertical's splits and the word vectors, and build the vocabularies."""
+    tasks = {t: load_task(p.data_dir, t, p.strict_bio, p.max_len) for t in p.names}
+    notes = []
+    for t, data in tasks.items():
+        for split in ("dev", "test"):
+            unseen = unseen_tags(data.train, getattr(data, split))
+            if unseen:
+                notes.append(f"{t} {split}: {len(unseen)} tag(s) never seen in train will count as wrong: "
+                             + ", ".join(f"{k} ({v})" for k, v in sorted(unseen.items())))
+    pretrained = None
+    if p.word_vectors:
+        pretrained = read_vectors(p.word_vectors)
+        if pretrained[1].shape[1] != p.word_dim:
+            raise InputError(f"vectors are {pretrained[1].shape[1]}-d but --word_dim={p.word_dim}", p.word_vectors)
+    vocab = Vocab.build(
+        (s.tokens for data in tasks.values() for s in data.train),
+        {t: [s.tags for s in data.train] for t, data in tasks.items()},
+        pretrained[0] if pretrained else (),
+    )
+    files = {f"{t}/{f.name}": sha256(f) for t in p.names
+             for f in sorted((Path(p.data_dir) / t).glob("*.conll"))}
+    if p.word_vectors:
+        files["word_vectors"] = sha256(p.word_vectors)
+    return RunData(tasks, vocab, pretrained, {"data": files, "stack": stack()}, notes)

@@ -42,6 +42,7 @@ from mtl_tagger.prepare import (
     load_verticals,
     prepare,
 )
+from mtl_tagger.train import train  # TensorFlow is imported by train() itself, once its input is checked
 
 
 def folds_of(catalog: str | Path, verticals_path: str | Path, folds: int, keep_spec_block: bool,
@@ -99,8 +100,6 @@ def crossfit(catalog: str | Path, out: str | Path, folds: int, base: Params,
              verticals_path: str | Path = DEFAULT_VERTICALS, keep_spec_block: bool = False,
              keep_boilerplate: bool = False, min_conflict_confidence: float = MIN_CONFLICT_CONFIDENCE) -> dict:
     """Prepare, train and extract every fold, merge and audit (see the docstring); returns the audit's counts."""
-    from mtl_tagger.train import train  # TensorFlow is imported only once there is work for it
-
     if folds < 2:
         raise InputError(f"--folds={folds}: cross-fitting needs at least 2 folds")
     given = base.tasks or ",".join(t for t in (base.task_a, base.task_b) if t)

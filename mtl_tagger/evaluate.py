@@ -84,8 +84,9 @@ def main(argv: list[str]) -> None:
         raise InputError("--data is required (a CoNLL file), or --compare")
     if FLAGS.output:
         check_output_file(FLAGS.output, "--output")
-    tagger, task = cli.load_tagger(FLAGS.model_dir, FLAGS.task)
-    sentences = read_conll(FLAGS.data, strict_bio=tagger.params.strict_bio)
+    params, task = cli.check_model(FLAGS.model_dir, FLAGS.task)
+    sentences = read_conll(FLAGS.data, strict_bio=params.strict_bio)  # checked before TensorFlow loads
+    tagger, _ = cli.load_tagger(FLAGS.model_dir, task)
     unseen = sorted({t for s in sentences for t in s.tags} - set(tagger.vocab.tags[task]))
     if unseen:
         logging.warning("%d tag(s) the model never saw for %s count as wrong: %s", len(unseen), task,

@@ -62,6 +62,7 @@ from mtl_tagger.catalog import read_catalog
 from mtl_tagger.errors import InputError, Interrupted
 from mtl_tagger.files import check_output_file, digest, read_json, write_json_atomic
 from mtl_tagger.lock import FileLock
+from mtl_tagger.modeldir import best_checkpoint, read_model
 from mtl_tagger.prepare import (
     DEFAULT_VERTICALS,
     catalog_boilerplate,
@@ -287,7 +288,6 @@ def model_fingerprint(model_dir: str | Path, tagger: "Tagger") -> str:
     checksum of every tensor) and calibration.json where there is one, so a model retrained or recalibrated in
     the same dir is another model."""
     from mtl_tagger.calibration import FILE as CALIBRATION_FILE
-    from mtl_tagger.modeldir import best_checkpoint
 
     model_dir = Path(model_dir)
     indexes = [Path(f"{best_checkpoint(model_dir, task)}.index") for task in tagger.tasks]
@@ -464,22 +464,24 @@ def extract_catalog(model_dir: str | Path, catalog: str | Path, out: str | Path,
         check_output_file(out, "--out")
     if engine == "ray":
         require_ray()  # before any output is touched
-    if tagger is None:
-        from mtl_tagger.tagger import Tagger, one_thread_per_op
-
-        if engine == "local":
-            one_thread_per_op()
-        tagger = Tagger.load(model_dir)
-    work = plan(catalog, verticals_path, tagger.tasks, keep_spec_block, keep_boilerplate, only)
-    settings = {"record": RECORD_FORMAT, "model": model_fingerprint(model_dir, tagger),
-                "catalog": digest([Path(catalog)]),
-                "verticals": digest([Path(verticals_path)]), "keep_spec_block": keep_spec_block,
-                "keep_boilerplate": keep_boilerplate,
-                "only": None if only is None else hashlib.sha256("\n".join(sorted(only)).encode()).hexdigest(),
-                "min_confidence": min_confidence, "batch": batch}
-    chunks = [work.items[s:s + batch] for s in range(0, len(work.items), batch)]
+    # The model dir, the catalog and OUT's lock are checked before TensorFlow loads (seconds) for the model.
+    tasks = tagger.tasks if tagger is not None else list(read_model(model_dir)[1].tags)
+    work = plan(catalog, verticals_path, tasks, keep_spec_block, keep_boilerplate, only)
     lock = output_lock(out)
     try:
+        if tagger is None:
+            from mtl_tagger.tagger import Tagger, one_thread_per_op
+
+            if engine == "local":
+                one_thread_per_op()
+            tagger = Tagger.load(model_dir)
+        settings = {"record": RECORD_FORMAT, "model": model_fingerprint(model_dir, tagger),
+                    "catalog": digest([Path(catalog)]),
+                    "verticals": digest([Path(verticals_path)]), "keep_spec_block": keep_spec_block,
+                    "keep_boilerplate": keep_boilerplate,
+                    "only": None if only is None else hashlib.sha256("\n".join(sorted(only)).encode()).hexdigest(),
+                    "min_confidence": min_confidence, "batch": batch}
+        chunks = [work.items[s:s + batch] for s in range(0, len(work.items), batch)]
         output = Output(out, settings, chunks)
         todo = chunks[output.state["chunks"]:]
         if todo:

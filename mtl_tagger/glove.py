@@ -25,7 +25,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 from absl import flags, logging
 
 from mtl_tagger import cli
@@ -83,6 +82,8 @@ def train_glove(rows: np.ndarray, cols: np.ndarray, counts: np.ndarray, vocab_si
     """Fit GloVe to the nonzero co-occurrences with AdaGrad; returns word + context vectors (V × dim)."""
     if not len(counts):
         raise InputError("no co-occurrence to train on (corpus too small or --min_count too high)")
+    import tensorflow as tf  # only here: the command checks its flags and reads the corpus first
+
     rng = np.random.default_rng(seed)
     init = tf.random.Generator.from_seed(seed)
     scale = 0.5 / dim

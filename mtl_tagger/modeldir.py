@@ -6,28 +6,43 @@ training state), best/<vertical>/ (the weights at that vertical's selected step)
 predictions/, for coupled runs shortlist/ and analysis.json with the heatmaps, and metrics.json, written last:
 a model dir with metrics.json holds a finished run.
 A run holds an exclusive lock on `.lock` for as long as it trains (mtl_tagger.lock).
+
+Importing this module does not import TensorFlow: the commands check a model dir with it before TensorFlow loads
+(seconds); the functions that read checkpoints import it.
 """
+import functools
+import importlib.metadata
 import platform
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import tensorflow as tf
-
+from mtl_tagger.calibration import Calibration, read_calibration
 from mtl_tagger.errors import InputError
 from mtl_tagger.files import read_json, write_json_atomic
 from mtl_tagger.lock import FileLock
 from mtl_tagger.params import Params
+from mtl_tagger.vocab import Vocab
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 LOCK = ".lock"
 
 
+@functools.cache
+def _version(package: str) -> str:
+    """The installed version of an import package, from its distribution's metadata (TensorFlow comes as
+    tensorflow, tensorflow-cpu, …): the same as its __version__, without importing it."""
+    names = importlib.metadata.packages_distributions().get(package)
+    return importlib.metadata.version(names[0]) if names else "?"
+
+
 def stack() -> dict[str, str]:
     """The software a run is written by: Python, TensorFlow and Keras versions."""
-    import keras
-
-    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__}
+    return {"python": platform.python_version(), "tensorflow": _version("tensorflow"), "keras": _version("keras")}
 
 
 def stack_name(info: dict[str, str]) -> str:
@@ -108,6 +123,20 @@ def claim(p: Params, provenance: dict) -> Claim:
         raise
 
 
+def read_model(model_dir: str | Path, calibrated: bool = True
+               ) -> tuple[Params, Vocab, dict[str, Calibration] | None]:
+    """A trained model dir's params.json, vocab.json and, with `calibrated`, calibration.json (None without one):
+    what a Tagger is made of besides its checkpoints, checked (InputError naming what is missing or damaged), all
+    without TensorFlow, so that a command refuses a wrong --model_dir before TensorFlow loads."""
+    model_dir = Path(model_dir)
+    params = Params.load(model_dir)
+    vocab_path = model_dir / "vocab.json"
+    if not vocab_path.is_file():
+        raise InputError("no vocab.json: training did not get far enough to save a model", model_dir)
+    vocab = Vocab.load(vocab_path, params.names)
+    return params, vocab, read_calibration(model_dir, params.names) if calibrated else None
+
+
 def read_provenance(model_dir: str | Path) -> dict:
     """provenance.json of a model dir ({} for runs written before it existed)."""
     path = Path(model_dir) / "provenance.json"
@@ -175,6 +204,8 @@ def checked_checkpoints(directory: Path, model_dir: str | Path) -> str | None:
                          "checkpoints must lie in it: retrain the model, or copy it again without links", model_dir)
     if not (directory / "checkpoint").is_file():
         return None
+    import tensorflow as tf
+
     try:
         state = tf.train.get_checkpoint_state(str(directory))
     except ValueError:
@@ -189,10 +220,12 @@ def checked_checkpoints(directory: Path, model_dir: str | Path) -> str | None:
     return state.model_checkpoint_path
 
 
-def checkpoint_manager(checkpoint: tf.train.Checkpoint, directory: Path, model_dir: str | Path
-                       ) -> tf.train.CheckpointManager:
+def checkpoint_manager(checkpoint: "tf.train.Checkpoint", directory: Path, model_dir: str | Path
+                       ) -> "tf.train.CheckpointManager":
     """A manager keeping the newest checkpoint of `directory`, once its state file is checked (the manager
     deletes what the state file lists)."""
+    import tensorflow as tf
+
     checked_checkpoints(directory, model_dir)
     return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=1)
 
@@ -219,8 +252,10 @@ def read_run(model_dir: str | Path) -> dict:
             "analysis": read_json(analysis)["directions"] if analysis.is_file() else None}
 
 
-def restore(net: tf.Module, checkpoint: str, model_dir: str | Path, extra: dict | None = None) -> None:
+def restore(net: "tf.Module", checkpoint: str, model_dir: str | Path, extra: dict | None = None) -> None:
     """Read `checkpoint` into `net` (and `extra` trackables); InputError saying why when it cannot be read."""
+    import tensorflow as tf
+
     try:
         status = tf.train.Checkpoint(net=net, **(extra or {})).read(checkpoint)
         status.assert_existing_objects_matched().expect_partial()

@@ -74,7 +74,6 @@ def main(argv: list[str]) -> None:
     cli.check_args(argv)
     if not 0.0 <= FLAGS.min_confidence <= 1.0:
         raise InputError(f"--min_confidence={FLAGS.min_confidence}: must be in [0, 1]")
-    tagger, task = cli.load_tagger(FLAGS.model_dir, FLAGS.task)
     if FLAGS.input == "-":
         stream, name = sys.stdin.buffer, "<stdin>"
     else:
@@ -84,6 +83,7 @@ def main(argv: list[str]) -> None:
             raise InputError(f"cannot read input ({e.strerror})", FLAGS.input) from None
     out = sys.stdout.buffer
     with stream:
+        tagger, task = cli.load_tagger(FLAGS.model_dir, FLAGS.task)  # it loads TensorFlow: after the input's check
         for lines in read_lines(stream, name):
             for record in tagger.extract(lines, task, FLAGS.min_confidence):
                 out.write(json_line(record).encode("utf-8"))

@@ -1,6 +1,5 @@
-"""Building a run: data, vocabulary, network and shortlists from Params, all checked before training starts.
+"""Building a run: network and shortlists from Params and the data `corpus.load_data` read and checked.
 
-`load_data` reads everything from disk and raises InputError for any fault before a model dir is touched;
 `build` makes the network, the training sentences as one in-graph table, the per-step plans and, in
 coupled mode, every coupled pair's shortlist (cached in the model dir) and the coupling loss.
 """
@@ -12,55 +11,15 @@ import numpy as np
 from absl import logging
 
 from mtl_tagger import pipeline, shortlist
-from mtl_tagger.corpus import TaskData, load_task, unseen_tags
+from mtl_tagger.corpus import RunData
 from mtl_tagger.crf import bigram_pmi
 from mtl_tagger.errors import InputError
-from mtl_tagger.files import sha256
 from mtl_tagger.loss import Coupler
 from mtl_tagger.model import TaggerNet
-from mtl_tagger.modeldir import stack
 from mtl_tagger.params import Params
 from mtl_tagger.pipeline import CouplingData, PairShortlist
-from mtl_tagger.vectors import embedding_matrix, read_vectors
+from mtl_tagger.vectors import embedding_matrix
 from mtl_tagger.vocab import Vocab
-
-
-@dataclass
-class RunData:
-    """Everything read from disk for a run."""
-
-    tasks: dict[str, TaskData]
-    vocab: Vocab
-    pretrained: tuple[list[str], np.ndarray] | None  # (words, vectors) of --word_vectors
-    provenance: dict  # data fingerprint and stack (modeldir.provenance.json)
-    notes: list[str]  # warnings about the data, for the caller to log once the run is under way
-
-
-def load_data(p: Params) -> RunData:
-    """Read and check every vertical's splits and the word vectors, and build the vocabularies."""
-    tasks = {t: load_task(p.data_dir, t, p.strict_bio, p.max_len) for t in p.names}
-    notes = []
-    for t, data in tasks.items():
-        for split in ("dev", "test"):
-            unseen = unseen_tags(data.train, getattr(data, split))
-            if unseen:
-                notes.append(f"{t} {split}: {len(unseen)} tag(s) never seen in train will count as wrong: "
-                             + ", ".join(f"{k} ({v})" for k, v in sorted(unseen.items())))
-    pretrained = None
-    if p.word_vectors:
-        pretrained = read_vectors(p.word_vectors)
-        if pretrained[1].shape[1] != p.word_dim:
-            raise InputError(f"vectors are {pretrained[1].shape[1]}-d but --word_dim={p.word_dim}", p.word_vectors)
-    vocab = Vocab.build(
-        (s.tokens for data in tasks.values() for s in data.train),
-        {t: [s.tags for s in data.train] for t, data in tasks.items()},
-        pretrained[0] if pretrained else (),
-    )
-    files = {f"{t}/{f.name}": sha256(f) for t in p.names
-             for f in sorted((Path(p.data_dir) / t).glob("*.conll"))}
-    if p.word_vectors:
-        files["word_vectors"] = sha256(p.word_vectors)
-    return RunData(tasks, vocab, pretrained, {"data": files, "stack": stack()}, notes)
 
 
 @dataclass

@@ -23,12 +23,12 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from mtl_tagger.calibration import Calibration, read_calibration
+from mtl_tagger.calibration import Calibration
 from mtl_tagger.conll import Sentence, chunks
 from mtl_tagger.errors import InputError
 from mtl_tagger.metrics import evaluate_tags
 from mtl_tagger.model import TaggerNet
-from mtl_tagger.modeldir import best_checkpoint, restore
+from mtl_tagger.modeldir import best_checkpoint, read_model, restore
 from mtl_tagger.params import Params
 from mtl_tagger.pipeline import BATCH_SIGNATURE, encode, eval_batches, pad
 from mtl_tagger.text import tokenize
@@ -100,11 +100,8 @@ class Tagger:
         `calibrated`, its calibration.json (a model without one gives raw confidences, and says so once).
         `decoding`: Params fields to decode with instead of params.json's, e.g. {"bio_constraints": True}."""
         model_dir = Path(model_dir)
-        params = dataclasses.replace(Params.load(model_dir), **(decoding or {}))
-        vocab_path = model_dir / "vocab.json"
-        if not vocab_path.is_file():
-            raise InputError("no vocab.json: training did not get far enough to save a model", model_dir)
-        vocab = Vocab.load(vocab_path, params.names)
+        params, vocab, calibration = read_model(model_dir, calibrated)
+        params = dataclasses.replace(params, **(decoding or {}))
         nets: dict[str, TaggerNet] = {}
         for task in params.names:
             checkpoint = best_checkpoint(model_dir, task)
@@ -114,7 +111,6 @@ class Tagger:
             net = TaggerNet(params, vocab)
             restore(net, checkpoint, model_dir)
             nets[task] = net
-        calibration = read_calibration(model_dir, params.names) if calibrated else {}
         if calibrated and calibration is None:
             logging.warning("%s has no calibration.json: confidences are the raw CRF marginals, over-confident on "
                             "small data; python -m mtl_tagger.calibration --model_dir=%s calibrates them", model_dir,
@@ -128,8 +124,7 @@ class Tagger:
 
     def check_task(self, task: str) -> None:
         """InputError unless the model has a head for `task`."""
-        if task not in self.vocab.tags:
-            raise InputError(f"--task={task}: this model tags {', '.join(self.tasks)}")
+        self.vocab.check_task(task)
 
     def decoder(self, task: str, marginals: bool = False) -> tf.types.experimental.GenericFunction:
         """The traced decoding function of `task` for a padded batch (BATCH_SIGNATURE): tags [B, T], and with

@@ -5,49 +5,72 @@ coupled mode, the top lender of every label; every flag is a field of mtl_tagger
 --helpfull, flags/paper.cfg and flags/sweep.cfg).
 """
 import functools
+import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import tensorflow as tf
 from absl import logging
 
 from mtl_tagger import cli, params
-from mtl_tagger.analysis import analyse, format_lenders
 from mtl_tagger.calibration import calibrate
 from mtl_tagger.conll import write_conll
-from mtl_tagger.corpus import TaskData
+from mtl_tagger.corpus import TaskData, load_data
 from mtl_tagger.errors import InputError, Interrupted
 from mtl_tagger.files import read_json, write_json_atomic
-from mtl_tagger.hooks import Checkpoints, Hook, Interruption, ProgressBar, TensorBoard, fit
-from mtl_tagger.loop import Loop
 from mtl_tagger.metrics import format_table
 from mtl_tagger.modeldir import claim, read_history, write_provenance
 from mtl_tagger.params import Params
-from mtl_tagger.run import Run, build, load_data
-from mtl_tagger.tagger import Tagger
 from mtl_tagger.vocab import Vocab
 
+if TYPE_CHECKING:  # TensorFlow is imported once the input is checked (start_tensorflow), not with this module
+    import tensorflow as tf
 
-def multiworker() -> tuple[tf.distribute.Strategy, tuple[int, int]]:
-    """The strategy over the workers TF_CONFIG lists, and this process's (index, workers); the chief is 0."""
-    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-    jobs = resolver.cluster_spec().as_dict()
+    from mtl_tagger.hooks import Checkpoints, Hook
+    from mtl_tagger.loop import Loop
+    from mtl_tagger.run import Run
+    from mtl_tagger.tagger import Tagger
+
+
+def cluster_worker() -> tuple[int, int]:
+    """This process's (index, workers) among the workers TF_CONFIG lists, the chief 0 (--distribute=multiworker).
+
+    Read here rather than by TensorFlow's TFConfigClusterResolver, so that a missing cluster is refused before
+    TensorFlow loads; MultiWorkerMirroredStrategy reads the same variable.
+    """
+    try:
+        config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+        jobs, task = config.get("cluster") or {}, config.get("task") or {}
+        chiefs, workers = len(jobs.get("chief", [])), len(jobs.get("worker", []))
+        index = 0 if task.get("type") == "chief" else int(task.get("index", 0)) + chiefs
+    except (AttributeError, TypeError, ValueError):  # not JSON, or no lists and objects where TF_CONFIG has them
+        jobs = {}
     if not jobs:
         raise InputError("--distribute=multiworker needs TF_CONFIG naming the cluster and this task, e.g. "
                          '{"cluster": {"worker": ["host1:2222", "host2:2222"]}, '
                          '"task": {"type": "worker", "index": 0}}')
-    workers = len(jobs.get("chief", [])) + len(jobs.get("worker", []))
-    index = 0 if resolver.task_type == "chief" else resolver.task_id + len(jobs.get("chief", []))
-    return tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver), (index, workers)
+    return index, chiefs + workers
 
 
-def dev_score(tagger: Tagger, tasks: dict[str, TaskData], task: str) -> dict[str, float]:
+def start_tensorflow(p: Params) -> "tf.distribute.Strategy":
+    """Import TensorFlow (seconds: the caller has checked all the input it can without it) and return the run's
+    strategy, over the workers TF_CONFIG lists with --distribute=multiworker; ops are made deterministic."""
+    import tensorflow as tf
+
+    strategy = (tf.distribute.MultiWorkerMirroredStrategy() if p.distribute == "multiworker"
+                else tf.distribute.get_strategy())
+    tf.config.experimental.enable_op_determinism()
+    return strategy
+
+
+def dev_score(tagger: "Tagger", tasks: dict[str, TaskData], task: str) -> dict[str, float]:
     """The selection scores of `task` on its dev split with the network's current weights."""
     metrics, _ = tagger.evaluate(tasks[task].dev, task)
     return {k: metrics[k] for k in ("macro_f1", "entity_f1")}
 
 
-def test(loop: Loop, checkpoints: Checkpoints, tagger: Tagger, model_dir: Path) -> dict[str, dict]:
+def test(loop: "Loop", checkpoints: "Checkpoints", tagger: "Tagger", model_dir: Path) -> dict[str, dict]:
     """Score each vertical's best checkpoint on its test split, write predictions/ and return the metrics
     (metrics.json is the caller's to write, last)."""
     results: dict[str, dict] = {}
@@ -63,34 +86,45 @@ def test(loop: Loop, checkpoints: Checkpoints, tagger: Tagger, model_dir: Path) 
     return results
 
 
-def make_loop(run: Run, model_dir: Path, strategy: tf.distribute.Strategy | None = None,
-              worker: tuple[int, int] = (0, 1)) -> tuple[Loop, Checkpoints, Tagger]:
-    """The loop of a built run (its history from the model dir), its checkpoints, and the Tagger dev and test are
-    scored with; may refuse the model dir's history or checkpoints (InputError)."""
+def make_loop(run: "Run", model_dir: Path, strategy: "tf.distribute.Strategy | None" = None,
+              worker: tuple[int, int] = (0, 1), history: dict | None = None) -> "tuple[Loop, Checkpoints, Tagger]":
+    """The loop of a built run, its checkpoints, and the Tagger dev and test are scored with; the loop goes on
+    from `history` (default: the model dir's, read here); may refuse the model dir's history or checkpoints
+    (InputError)."""
+    import tensorflow as tf
+
+    from mtl_tagger.hooks import Checkpoints
+    from mtl_tagger.loop import Loop
+    from mtl_tagger.tagger import Tagger
+
     strategy = strategy or tf.distribute.get_strategy()
+    history = read_history(model_dir, run.params.names) if history is None else history
     with strategy.scope():
         tagger = Tagger(run.params, run.vocab, {t: run.net for t in run.params.names})
-        loop = Loop(run, read_history(model_dir, run.params.names), functools.partial(dev_score, tagger,
-                                                                                        run.data.tasks),
-                    strategy, worker)
+        loop = Loop(run, history, functools.partial(dev_score, tagger, run.data.tasks), strategy, worker)
     return loop, Checkpoints(loop, model_dir, write=worker[0] == 0), tagger
 
 
-def train(p: Params, hooks: Sequence[Hook] = ()) -> dict[str, dict]:
+def train(p: Params, hooks: Sequence["Hook"] = ()) -> dict[str, dict]:
     """Train (or resume) the run `p` describes and return its test metrics, keyed by vertical; `hooks` act on the
     loop's events before the checkpoints are written (an experiment's additions to the history, say).
 
-    Everything that may refuse the input or the model dir is checked before anything is written to it; a run
-    already complete only says so. With --distribute=multiworker every worker runs this; only the chief
-    (worker 0) claims and writes the model dir, which the others must also see (a shared file system) to resume.
+    Everything that may refuse the input or the model dir is checked before anything is written to it, and all
+    that needs no TensorFlow (the flags, data, vectors, the model dir's claim, vocabulary and history) before
+    TensorFlow loads, so that a command's refusal is its only line; a run already complete only says so. With
+    --distribute=multiworker every worker runs this; only the chief (worker 0) claims and writes the model dir,
+    which the others must also see (a shared file system) to resume.
     """
-    strategy, worker = multiworker() if p.distribute == "multiworker" else (tf.distribute.get_strategy(), (0, 1))
-    tf.config.experimental.enable_op_determinism()
+    worker = cluster_worker() if p.distribute == "multiworker" else (0, 1)
     data = load_data(p)  # every input check happens before the model dir is touched
     model_dir = Path(p.model_dir)
     if worker[0] != 0:
         for note in data.notes:
             logging.warning(note)
+        strategy = start_tensorflow(p)
+        from mtl_tagger.hooks import fit
+        from mtl_tagger.run import build
+
         with strategy.scope():
             run = build(p, data, model_dir, write=False)
         loop, checkpoints, _ = make_loop(run, model_dir, strategy, worker)
@@ -101,11 +135,18 @@ def train(p: Params, hooks: Sequence[Hook] = ()) -> dict[str, dict]:
         logging.warning(note)
     metrics = model_dir / "metrics.json"
     try:
+        history = read_history(model_dir, p.names)  # none yet in a new run
         if held.resume:
             data.vocab = Vocab.load(model_dir / "vocab.json", p.names)  # the ids the checkpoints were trained with
+        strategy = start_tensorflow(p)
+        # The modules that build, train and analyse the network import TensorFlow: only now.
+        from mtl_tagger.analysis import analyse, format_lenders
+        from mtl_tagger.hooks import Interruption, ProgressBar, TensorBoard, fit
+        from mtl_tagger.run import build
+
         with strategy.scope():
             run = build(p, data, model_dir, write=False)  # may still refuse the input (e.g. an empty shortlist)
-        loop, checkpoints, tagger = make_loop(run, model_dir, strategy, worker)  # or the model dir's history
+        loop, checkpoints, tagger = make_loop(run, model_dir, strategy, worker, history)
         start = checkpoints.resume(loop)  # or its last checkpoint: the last check; only now is anything written
         done = loop.stop_rule(start) if held.resume and metrics.is_file() else None
         if not done:

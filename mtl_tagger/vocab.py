@@ -108,6 +108,11 @@ class Vocab:
         names = self.tags[task]
         return [names[i] for i in ids]
 
+    def check_task(self, task: str) -> None:
+        """InputError unless there are tags for `task`: the vertical --task names is one the model tags."""
+        if task not in self.tags:
+            raise InputError(f"--task={task}: this model tags {', '.join(self.tags)}")
+
     def save(self, path: str | Path) -> None:
         """Write the vocabularies as JSON."""
         write_text_atomic(path, json.dumps({"words": self.words, "chars": self.chars, "tags": self.tags},

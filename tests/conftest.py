@@ -79,6 +79,11 @@ def smoke_params(data_dir: Path | str, model_dir: Path | str, **overrides: objec
                      **overrides}).validate()
 
 
+def loading_line(command: str) -> str:
+    """The line `python -m mtl_tagger.<command>` writes to stderr in a pipe as it starts loading TensorFlow."""
+    return f"mtl_tagger.{command}: loading TensorFlow…"
+
+
 def run_cli(module: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     """Run `python -m mtl_tagger.<module> args…` from the repo root and capture its output."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}

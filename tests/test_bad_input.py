@@ -8,19 +8,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 from absl import logging
-from conftest import run_cli, smoke_params
+from conftest import loading_line, run_cli, smoke_params
 
+from mtl_tagger.corpus import load_data
 from mtl_tagger.errors import InputError
 from mtl_tagger.params import Params
-from mtl_tagger.run import build, load_data
+from mtl_tagger.run import build
 from mtl_tagger.train import train
 from mtl_tagger.vectors import read_vectors, write_vectors
 
 
-def assert_one_error_line(r: subprocess.CompletedProcess, *words: str, warnings: bool = False) -> str:
-    """Exit code 2 and one stderr line `error: …` holding `words` (beside absl warning lines if `warnings`)."""
+def assert_one_error_line(r: subprocess.CompletedProcess, *words: str, warnings: bool = False,
+                          loaded: str = "") -> str:
+    """Exit code 2 and one stderr line `error: …` holding `words` (beside absl warning lines if `warnings`). With
+    `loaded` (the command's name), a fault that only TensorFlow finds: the error follows the command's loading line
+    (conftest.loading_line), which every other fault comes before."""
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = [x for x in r.stderr.splitlines() if x.strip() and not (warnings and re.match(r"W\d{4} ", x))]
+    if loaded:
+        assert lines[:1] == [loading_line(loaded)], r.stderr
+        lines = lines[1:]
     assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
     assert "Traceback" not in r.stderr
     for w in words:

@@ -13,12 +13,13 @@ from test_catalog import shared_file
 from test_export import padded
 
 from mtl_tagger import crf
-from mtl_tagger.export import write_saved_model
+from mtl_tagger.corpus import load_data
 from mtl_tagger.modeldir import restore
 from mtl_tagger.params import Params, read_flagfile
 from mtl_tagger.pipeline import encode, eval_batches
 from mtl_tagger.prepare import prepare
-from mtl_tagger.run import build, load_data
+from mtl_tagger.run import build
+from mtl_tagger.saved_model import write_saved_model
 from mtl_tagger.tagger import EVAL_BATCH, Tagger
 
 SHARED = ["Bangle", "Necklace", "Ring", "Top"]  # most of the test sentences, jewellery and clothing; each vertical

@@ -12,12 +12,13 @@ import tensorflow as tf
 from conftest import smoke_params
 
 from mtl_tagger import crf, pipeline
+from mtl_tagger.corpus import load_data
 from mtl_tagger.labels import kgram_ids, label_kgrams
 from mtl_tagger.loss import Coupler, context_scores
 from mtl_tagger.model import TaggerNet
 from mtl_tagger.params import Params
 from mtl_tagger.pipeline import COUPLING_SIGNATURE, GROUPS, CouplingData, PairShortlist, length_groups
-from mtl_tagger.run import build, load_data
+from mtl_tagger.run import build
 from mtl_tagger.shortlist import make_contexts
 from mtl_tagger.train import make_loop
 from mtl_tagger.vocab import Vocab

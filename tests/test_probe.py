@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, run_cli, smoke_params
+from conftest import REPO, loading_line, run_cli, smoke_params
 from test_bad_input import assert_one_error_line
 
 from mtl_tagger import Tagger
@@ -105,7 +105,8 @@ def test_damaged_model_dir_is_one_error_line_from_predict_and_evaluate(case: str
     procs = [_start(c, stdin=subprocess.PIPE, text=True) for c in commands]  # both at once: two cores
     for command, proc in zip(commands, procs):
         out, err = proc.communicate("Acme gold chain\n", timeout=600)
-        assert_one_error_line(subprocess.CompletedProcess(command, proc.returncode, out, err), str(d), DAMAGE[case][1])
+        assert_one_error_line(subprocess.CompletedProcess(command, proc.returncode, out, err), str(d), DAMAGE[case][1],
+                              loaded=command[2].split(".")[-1] if case in READ_BY_TENSORFLOW else "")
         assert out == ""
 
 
@@ -144,7 +145,7 @@ def test_predict_streams_one_line_per_record_and_stops_at_bad_bytes(chain_model:
     finally:
         proc.kill()
     err = [x for x in proc.stderr.read().decode().splitlines() if x.strip()]
-    assert len(err) == 1 and err[0].startswith("error: <stdin>:3: not UTF-8"), err
+    assert len(err) == 2 and err[0] == loading_line("predict") and err[1].startswith("error: <stdin>:3: not UTF-8"), err
     assert lines.empty()
 
 
@@ -156,7 +157,7 @@ def test_predict_into_a_closed_pipe_ends_quietly(chain_model: Path, tmp_path: Pa
     r = subprocess.run(["bash", "-c", script], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, err.read_text()
     assert json.loads(r.stdout)["text"] == "Acme gold chain"
-    assert err.read_text() == ""
+    assert err.read_text() == loading_line("predict") + "\n"
 
 
 def test_predict_input_file_and_min_confidence_match_extract(chain_model: Path, tmp_path: Path) -> None:
@@ -188,8 +189,8 @@ def test_ctrl_c_in_training_is_one_line_and_the_rerun_resumes(data_dir: Path, tm
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     lines = [x for x in err.splitlines() if x.strip() and not PROGRESS.match(x)]
-    assert len(lines) == 1 and lines[0].startswith("interrupted at step "), err
-    assert str(out / "last" / "ckpt-12") in lines[0] and "run the same command again to resume" in lines[0]
+    assert len(lines) == 2 and lines[0] == loading_line("train") and lines[1].startswith("interrupted at step "), err
+    assert str(out / "last" / "ckpt-12") in lines[1] and "run the same command again to resume" in lines[1]
     assert not (out / "metrics.json").exists()
     again = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr

@@ -96,7 +96,7 @@ def test_a_last_checkpoint_outside_the_model_dir_is_refused_and_left_alone(chain
     before = sorted(p.name for p in victim.parent.iterdir()), (d / "params.json").read_text()
     r = run_cli("train", "--flagfile=flags/smoke.cfg", f"--task_a={TASK}", f"--data_dir={data_dir}",
                 f"--model_dir={d}", "--epochs=4")
-    assert_one_error_line(r, "last/checkpoint names", str(victim), "outside")
+    assert_one_error_line(r, "last/checkpoint names", str(victim), "outside", loaded="train")
     assert (sorted(p.name for p in victim.parent.iterdir()), (d / "params.json").read_text()) == before
 
 
@@ -120,7 +120,7 @@ def test_a_best_checkpoint_outside_the_model_dir_is_refused(chain_model: Path, d
     for command, proc in procs.items():
         out, err = proc.communicate("Acme gold chain\n", timeout=600)
         assert_one_error_line(subprocess.CompletedProcess(command, proc.returncode, out, err),
-                              f"best/{TASK}/checkpoint names", "outside")
+                              f"best/{TASK}/checkpoint names", "outside", loaded=command)
     assert not (tmp_path / "values.jsonl").exists() and not (tmp_path / "saved").exists()
 
 
