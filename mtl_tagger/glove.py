@@ -19,6 +19,7 @@ matches, the build is skipped. A FILE built otherwise (or without meta) is repla
 --overwrite.
 """
 import json
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -183,6 +184,7 @@ def main(argv: list[str]) -> None:
         print(f"{out}: up to date ({meta.get('words')} words, dim {meta['dim']}), not rebuilt")
         return
     start = time.time()
+    print(f"{source}: reading the descriptions…", file=sys.stderr, flush=True)  # seconds before the first bar
     meta_path.unlink(missing_ok=True)  # no stale meta may vouch for a half-replaced FILE
     texts = [p.description for p in read_catalog(source).products]
     words, matrix = build_vectors(texts, **{name: getattr(FLAGS, name) for name in _SETTINGS})
