@@ -753,7 +753,6 @@ def report(cfg: Mapping[str, Any], rounds: list[dict], coupled: list[dict], prof
     m = cfg["model"]
     lines = [
         f"# Project vs PyTorch peer ({started})", "",
-        "Earlier figures on this page were removed: they did not reproduce when their command was rerun.", "",
         f"Command: `{command}`  ",
         f"Machine: {_machine()}; {platform.python_implementation()} {platform.python_version()}  ",
         "Load average 1/5/15 min: before " + "/".join(f"{x:.2f}" for x in children.loads[0]) + ", after "

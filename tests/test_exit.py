@@ -6,7 +6,7 @@ from pathlib import Path
 
 from conftest import REPO
 
-RUNS = 4  # half single, half coupled: the old hang held every multi-epoch run, so a few runs show it
+RUNS = 2  # one single, one coupled: the old hang held every multi-epoch run, so one of each shows it
 PARALLEL = 2  # runs at once (the CI machine's cores)
 GRACE = 20.0  # seconds a run may take from metrics.json to its exit (printing tables, the coupled analysis)
 
