@@ -45,6 +45,7 @@ def test_sweep_then_collect(data_dir: Path, tmp_path: Path) -> None:
     assert "4 finished, 0 to run" in again.stdout, "finished runs are never run again"
     variant = json.loads((tmp_path / "res" / "s1.coupled.Chain x+Mangal-sutra.json").read_text())
     variant["name"] += "@ls"  # a variant's result, as a sweep config named so writes it
+    variant["params"]["coupling_score"] = "log_softmax"
     (tmp_path / "res" / f"{variant['name']}.json").write_text(json.dumps(variant))
 
     crf = tmp_path / "crf"
