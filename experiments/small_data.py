@@ -13,7 +13,7 @@ Runs. Every (--variant, condition, size, vertical, seed) trains through experime
 whose result file exists is not run again. Conditions: `rand` (--word_vectors=, what users without vectors get)
 and `glove` (the in-domain vectors). The CRF (experiments/crf_baseline.py) runs once per size on the same data.
 
-experiments/results/small_data.md (--table): per size, each variant and condition's mean over verticals and seeds of the
+experiments/results/small_data.md (--out): per size, each variant and condition's mean over verticals and seeds of the
 dev macro-F1 / entity-F1 at the selected step (what a default is chosen by) and of the test macro-F1 and entity
 precision, recall and F1, beside the CRF's, with the tagger's margins over the CRF that the precision issue asks
 for; then each vertical's test macro-F1 / entity-F1. Result files in experiments/results/small_data/.
@@ -173,7 +173,7 @@ def main(argv: list[str]) -> None:
         f"experiments/results/{NAME}/.", "", *lines, "", "## Per vertical (test macro-F1 / entity-F1)", "",
         "| size | vertical | CRF | " + " | ".join(labels) + " |", "|---|---|---:|" + "---:|" * len(labels),
         *per_vertical, ""])
-    Path(FLAGS.table).write_text(text)
+    Path(FLAGS.out).write_text(text)
     print(text)
 
 
@@ -188,7 +188,7 @@ def define_flags() -> None:
     flags.DEFINE_multi_string("variant", ["base:"], "label:--flag=value[ --flag=value]; 'base:' for the defaults.")
     flags.DEFINE_string("runs_dir", "runs", "Model dirs go to <runs_dir>/small_data/ (not committed).")
     flags.DEFINE_integer("jobs", 2, "Runs at a time; with more than one, each run gets one TensorFlow thread.")
-    flags.DEFINE_string("table", f"experiments/results/{NAME}.md", "The table to write (a screen of a lever on "
+    flags.DEFINE_string("out", f"experiments/results/{NAME}.md", "The table to write (a screen of a lever on "
                         "fewer sizes or seeds writes its own page).")
 
 
