@@ -16,7 +16,7 @@ from absl import logging
 from mtl_tagger import cli, params
 from mtl_tagger.calibration import calibrate
 from mtl_tagger.conll import write_conll
-from mtl_tagger.corpus import TaskData, load_data
+from mtl_tagger.corpus import RunData, TaskData, load_data
 from mtl_tagger.errors import InputError, Interrupted
 from mtl_tagger.files import read_json, write_json_atomic
 from mtl_tagger.metrics import format_table
@@ -24,7 +24,7 @@ from mtl_tagger.modeldir import claim, read_history, write_provenance
 from mtl_tagger.params import Params
 from mtl_tagger.vocab import Vocab
 
-if TYPE_CHECKING:  # TensorFlow is imported once the input is checked (start_tensorflow), not with this module
+if TYPE_CHECKING:  # TensorFlow is imported once the input is checked (start), not with this module
     import tensorflow as tf
 
     from mtl_tagger.hooks import Checkpoints, Hook
@@ -53,15 +53,22 @@ def cluster_worker() -> tuple[int, int]:
     return index, chiefs + workers
 
 
-def start_tensorflow(p: Params) -> "tf.distribute.Strategy":
-    """Import TensorFlow (seconds: the caller has checked all the input it can without it) and return the run's
-    strategy, over the workers TF_CONFIG lists with --distribute=multiworker; ops are made deterministic."""
+def start(p: Params, data: RunData, model_dir: Path, worker: tuple[int, int], history: dict | None = None
+          ) -> "tuple[Loop, Checkpoints, Tagger]":
+    """Import TensorFlow (seconds: the caller has checked all the input it can without it), make ops deterministic,
+    build the run under its strategy (over the workers TF_CONFIG lists with --distribute=multiworker) and return
+    make_loop's loop, checkpoints and Tagger; may still refuse the input (an empty shortlist, say) or the model
+    dir's checkpoints."""
     import tensorflow as tf
+
+    from mtl_tagger.run import build
 
     strategy = (tf.distribute.MultiWorkerMirroredStrategy() if p.distribute == "multiworker"
                 else tf.distribute.get_strategy())
     tf.config.experimental.enable_op_determinism()
-    return strategy
+    with strategy.scope():
+        run = build(p, data, model_dir, write=False)
+    return make_loop(run, model_dir, strategy, worker, history)
 
 
 def dev_score(tagger: "Tagger", tasks: dict[str, TaskData], task: str) -> dict[str, float]:
@@ -121,13 +128,9 @@ def train(p: Params, hooks: Sequence["Hook"] = ()) -> dict[str, dict]:
     if worker[0] != 0:
         for note in data.notes:
             logging.warning(note)
-        strategy = start_tensorflow(p)
+        loop, checkpoints, _ = start(p, data, model_dir, worker)
         from mtl_tagger.hooks import fit
-        from mtl_tagger.run import build
 
-        with strategy.scope():
-            run = build(p, data, model_dir, write=False)
-        loop, checkpoints, _ = make_loop(run, model_dir, strategy, worker)
         fit(loop, checkpoints.resume(loop), [checkpoints])
         return {}
     held = claim(p, data.provenance)
@@ -138,17 +141,14 @@ def train(p: Params, hooks: Sequence["Hook"] = ()) -> dict[str, dict]:
         history = read_history(model_dir, p.names)  # none yet in a new run
         if held.resume:
             data.vocab = Vocab.load(model_dir / "vocab.json", p.names)  # the ids the checkpoints were trained with
-        strategy = start_tensorflow(p)
-        # The modules that build, train and analyse the network import TensorFlow: only now.
+        loop, checkpoints, tagger = start(p, data, model_dir, worker, history)
+        run = loop.run
+        # The modules that train and analyse the network import TensorFlow: only now that it is loaded.
         from mtl_tagger.analysis import analyse, format_lenders
         from mtl_tagger.hooks import Interruption, ProgressBar, TensorBoard, fit
-        from mtl_tagger.run import build
 
-        with strategy.scope():
-            run = build(p, data, model_dir, write=False)  # may still refuse the input (e.g. an empty shortlist)
-        loop, checkpoints, tagger = make_loop(run, model_dir, strategy, worker, history)
-        start = checkpoints.resume(loop)  # or its last checkpoint: the last check; only now is anything written
-        done = loop.stop_rule(start) if held.resume and metrics.is_file() else None
+        step = checkpoints.resume(loop)  # or its last checkpoint: the last check; only now is anything written
+        done = loop.stop_rule(step) if held.resume and metrics.is_file() else None
         if not done:
             metrics.unlink(missing_ok=True)  # a finished run trained further: its old test metrics no longer hold
             if not held.resume:
@@ -161,16 +161,16 @@ def train(p: Params, hooks: Sequence["Hook"] = ()) -> dict[str, dict]:
         raise
     if done:
         held.lock.release()
-        print(f"{model_dir} is already complete: it stopped at step {start} ({done}); its test metrics are in "
+        print(f"{model_dir} is already complete: it stopped at step {step} ({done}); its test metrics are in "
               f"{metrics}", flush=True)
         return read_json(metrics)
     held.commit()
     board = TensorBoard(model_dir)
     try:
-        if start:
-            print(f"resuming {model_dir} at step {start} of {run.budget()}", flush=True)
+        if step:
+            print(f"resuming {model_dir} at step {step} of {run.budget()}", flush=True)
         try:
-            fit(loop, start, [*hooks, checkpoints, board, ProgressBar(), Interruption()])
+            fit(loop, step, [*hooks, checkpoints, board, ProgressBar(), Interruption()])
         except KeyboardInterrupt:
             saved = checkpoints.last.latest_checkpoint
             where = (f"the last checkpoint is {saved} (step {saved.rsplit('-', 1)[-1]})" if saved
