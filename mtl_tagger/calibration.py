@@ -119,10 +119,11 @@ def fit_platt(confidence: np.ndarray, right: np.ndarray, steps: int = 100) -> tu
     return max(float(w[0]), _EPS), float(w[1])
 
 
-def fit_temperature(confidence_at: Callable[[float], np.ndarray], right: np.ndarray,
-                    grid: np.ndarray = TEMPERATURES) -> float:
-    """The temperature of the grid whose confidences have the smallest log loss (the lowest of equal ones)."""
-    losses = [log_loss(confidence_at(float(t)), right) for t in grid]
+def fit_temperature(confidences: Sequence[np.ndarray], right: np.ndarray, grid: np.ndarray = TEMPERATURES
+                    ) -> float:
+    """The temperature of the grid whose confidences (one array per grid temperature) have the smallest log loss
+    (the lowest of equal ones)."""
+    losses = [log_loss(c, right) for c in confidences]
     return float(grid[int(np.argmin(losses))])
 
 
@@ -191,26 +192,35 @@ def read_calibration(model_dir: str | Path, tasks: Sequence[str]) -> dict[str, C
     return {task: Calibration(**c) for task, c in data.items()}
 
 
+def outcomes_at(tagger: "Tagger", sentences: Sequence[Sentence], task: str, temperatures: Sequence[float]
+                ) -> tuple[list[np.ndarray], np.ndarray]:
+    """The raw confidence at each temperature of every value the tagger extracts from gold sentences (one pass of
+    the network: the values are the same at any temperature), and whether each is right."""
+    tags, confidence = tagger.tag([s.tokens for s in sentences], task, temperature=[float(t) for t in temperatures])
+    gold = [s.tags for s in sentences]
+    scored = [value_outcomes(gold, tags, [c[k] for c in confidence]) for k in range(len(temperatures))]
+    return [raw for raw, _ in scored], scored[0][1]
+
+
 def outcomes(tagger: "Tagger", sentences: Sequence[Sentence], task: str, temperature: float = 1.0
              ) -> tuple[np.ndarray, np.ndarray]:
     """The raw confidence (at `temperature`) of every value the tagger extracts from gold sentences, and whether
     it is right."""
-    tags, confidence = tagger.tag([s.tokens for s in sentences], task, temperature=temperature)
-    return value_outcomes([s.tags for s in sentences], tags, confidence)
+    raw, right = outcomes_at(tagger, sentences, task, [temperature])
+    return raw[0], right
 
 
 def fit(tagger: "Tagger", sentences: Sequence[Sentence], task: str, method: str, grid: np.ndarray = TEMPERATURES
         ) -> Calibration:
     """One vertical's map, fitted on its dev sentences (the identity when they give no value to fit on); `grid`:
     the temperatures to choose from."""
-    raw, right = outcomes(tagger, sentences, task)
-    if not len(raw):
+    raw, right = outcomes_at(tagger, sentences, task, grid if method == "temperature" else [1.0])
+    if not len(right):
         return Calibration(method)
     if method == "platt":
-        a, b = fit_platt(raw, right)
-        return Calibration("platt", a=a, b=b, dev_values=len(raw))
-    temperature = fit_temperature(lambda t: outcomes(tagger, sentences, task, t)[0], right, grid)
-    return Calibration("temperature", temperature=temperature, dev_values=len(raw))
+        a, b = fit_platt(raw[0], right)
+        return Calibration("platt", a=a, b=b, dev_values=len(right))
+    return Calibration("temperature", temperature=fit_temperature(raw, right, grid), dev_values=len(right))
 
 
 def confidences(tagger: "Tagger", sentences: Sequence[Sentence], task: str, calibration: Calibration
@@ -221,10 +231,13 @@ def confidences(tagger: "Tagger", sentences: Sequence[Sentence], task: str, cali
 
 
 def calibrate(model_dir: str | Path, method: str, dev: dict[str, Sequence[Sentence]],
-              writer: "tf.summary.SummaryWriter | None" = None) -> list[str]:
+              writer: "tf.summary.SummaryWriter | None" = None, tagger: "Tagger | None" = None,
+              select: Callable[[str], None] = lambda task: None) -> list[str]:
     """Fit each vertical's map on its dev sentences and write calibration.json, and calibration/<vertical>.png with
     the dev values' reliability diagram before and after (also in TensorBoard: `writer`, the training's, or one of
-    its own); returns one report line each."""
+    its own); returns one report line each. `tagger`: the model's, without calibration, whose weights
+    `select(task)` sets to the vertical's selected step (the training's, which spares loading the model again);
+    by default the model dir's."""
     if method not in METHODS:
         raise InputError(f"--calibration={method}: must be one of {', '.join(METHODS)}")
     import tensorflow as tf
@@ -232,12 +245,13 @@ def calibrate(model_dir: str | Path, method: str, dev: dict[str, Sequence[Senten
     from mtl_tagger.tagger import Tagger
 
     model_dir = Path(model_dir)
-    tagger = Tagger.load(model_dir, calibrated=False)
+    tagger = tagger or Tagger.load(model_dir, calibrated=False)
     fitted, lines = {}, []
     (model_dir / "calibration").mkdir(exist_ok=True)
     own = writer is None
     writer = tf.summary.create_file_writer(str(model_dir / "tensorboard")) if own else writer
     for task in tagger.tasks:
+        select(task)
         fitted[task] = fit(tagger, dev[task], task, method)
         before, after = outcomes(tagger, dev[task], task), confidences(tagger, dev[task], task, fitted[task])
         png = reliability_png({"raw": before, "calibrated": after}, f"{task}: dev values")

@@ -179,9 +179,16 @@ class TaggerNet(tf.Module):
     def decode_with_marginals(self, task: str, batch: dict[str, tf.Tensor], temperature: tf.Tensor | float = 1.0
                               ) -> tuple[tf.Tensor, tf.Tensor]:
         """Viterbi tag ids [B, T], and each token's CRF marginal P(y_i = decoded tag | x) [B, T] (0 past lengths) at
-        `temperature` (calibration.py)."""
+        `temperature` (calibration.py); a vector of K temperatures gives them at each, [K, B, T], from one pass of
+        the encoder and Viterbi (the path is the same at any temperature)."""
         head = self.heads[task]
         scores = self.scores(task, batch)
         tags = head.crf.decode(scores, batch["length"])
-        marginals = head.crf.marginals(scores, batch["length"], temperature)
-        return tags, tf.gather(marginals, tags, batch_dims=2)
+
+        def at(t: tf.Tensor) -> tf.Tensor:
+            return tf.gather(head.crf.marginals(scores, batch["length"], t), tags, batch_dims=2)
+
+        temperature = tf.convert_to_tensor(temperature, tf.float32)
+        if temperature.shape.rank == 1:
+            return tags, tf.map_fn(at, temperature, fn_output_signature=tf.float32)
+        return tags, at(temperature)

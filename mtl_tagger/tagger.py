@@ -73,6 +73,7 @@ class Decoding:
     batches: list[tuple[np.ndarray, dict[str, np.ndarray]]]
     results: list[Future]
     calibration: Calibration | None
+    confidence_shape: tuple[int, ...] | None = None  # of a token's confidence: (), (K,) at K temperatures, or none
 
 
 def shown(confidence: float) -> float:
@@ -126,15 +127,18 @@ class Tagger:
         """InputError unless the model has a head for `task`."""
         self.vocab.check_task(task)
 
-    def decoder(self, task: str, marginals: bool = False) -> tf.types.experimental.GenericFunction:
+    def decoder(self, task: str, marginals: bool = False, temperatures: bool = False
+                ) -> tf.types.experimental.GenericFunction:
         """The traced decoding function of `task` for a padded batch (BATCH_SIGNATURE): tags [B, T], and with
-        `marginals` (then it also takes a temperature) each token's marginal of its tag."""
-        key = (task, marginals)
+        `marginals` (then it also takes a temperature) each token's marginal of its tag; with `temperatures` too, it
+        takes a vector of K temperatures and gives the marginals at each, [K, B, T]."""
+        key = (task, marginals, marginals and temperatures)
         if key not in self._decoders:
             net = self.nets[task]
             if marginals:
+                spec = tf.TensorSpec([None] if temperatures else [], tf.float32)
                 self._decoders[key] = tf.function(lambda b, t: net.decode_with_marginals(task, b, t), autograph=False,
-                                                  input_signature=[BATCH_SIGNATURE, tf.TensorSpec([], tf.float32)])
+                                                  input_signature=[BATCH_SIGNATURE, spec])
             else:
                 self._decoders[key] = tf.function(lambda b: net.decode(task, b), input_signature=[BATCH_SIGNATURE],
                                                   autograph=False)
@@ -148,10 +152,11 @@ class Tagger:
             self.decoder(task, marginals=True)(batch, tf.constant(1.0, tf.float32))
 
     def tag(self, token_lists: Sequence[Sequence[str]], task: str, marginals: bool = True,
-            temperature: float | None = None) -> tuple[list[list[str]], list[list[float]]]:
+            temperature: float | Sequence[float] | None = None) -> tuple[list[list[str]], list[list]]:
         """Tags and each token's confidence in its tag (empty lists without `marginals`) for tokenised sentences:
         calibrated where the model has a calibration for `task`, else the CRF marginal; with `temperature`, the
-        raw marginal at that temperature instead.
+        raw marginal at that temperature instead, and with a sequence of K temperatures, each sentence's K lists of
+        marginals, one per temperature (calibration's search, from one pass of the network).
 
         Sentences longer than max_len are tagged in max_len pieces, as the model was trained.
         """
@@ -162,7 +167,7 @@ class Tagger:
         return self._finish(self._start(token_lists, task, marginals, temperature))
 
     def _start(self, token_lists: Sequence[Sequence[str]], task: str, marginals: bool = True,
-               temperature: float | None = None) -> Decoding:
+               temperature: float | Sequence[float] | None = None) -> Decoding:
         """Cut the sentences into max_len pieces, batch them in length order and queue the batches on the decoding
         threads, longest first (a long batch started last would keep one core busy alone at the end). Each batch
         is computed as it would be alone, so the results do not depend on the threads."""
@@ -173,8 +178,9 @@ class Tagger:
                 pieces.append(list(tokens[s:s + step]))
                 owner.append(i)
         calibration = self.calibration.get(task) if temperature is None else None
-        at = tf.constant(calibration.temperature if calibration else temperature or 1.0, tf.float32)
-        decode = self.decoder(task, marginals)
+        at = tf.constant(calibration.temperature if calibration else 1.0 if temperature is None else temperature,
+                         tf.float32)
+        decode = self.decoder(task, marginals, temperatures=at.shape.rank == 1)
 
         def run(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
             if not marginals:
@@ -186,12 +192,12 @@ class Tagger:
         queued = {k: decoding_threads().submit(run, batches[k][1])
                   for k in sorted(range(len(batches)), key=lambda k: -batches[k][1]["words"].size)}
         return Decoding(task, len(token_lists), owner, batches, [queued[k] for k in range(len(batches))],
-                        calibration)
+                        calibration, tuple(at.shape) if marginals else None)
 
     def _finish(self, decoding: Decoding) -> tuple[list[list[str]], list[list[float]]]:
         """Wait for a Decoding's batches: each sentence's tags and confidences, its pieces joined (as `tag`)."""
         piece_tags: list[list[str]] = [[] for _ in decoding.owner]
-        piece_conf: list[list[float]] = [[] for _ in decoding.owner]
+        piece_conf: list[np.ndarray] = [np.zeros(0) for _ in decoding.owner]
         for (positions, batch), result in zip(decoding.batches, decoding.results):
             ids, conf = result.result()
             if decoding.calibration is not None and conf is not None:
@@ -199,13 +205,14 @@ class Tagger:
             for r, (i, n) in enumerate(zip(positions, batch["length"])):
                 piece_tags[i] = self.vocab.tag_names(decoding.task, ids[r, :n])
                 if conf is not None:
-                    piece_conf[i] = conf[r, :n].tolist()
+                    piece_conf[i] = conf[..., r, :n]
         tags: list[list[str]] = [[] for _ in range(decoding.sentences)]
-        conf_out: list[list[float]] = [[] for _ in range(decoding.sentences)]
+        shape = decoding.confidence_shape
+        confs: list[list[np.ndarray]] = [[np.zeros((*(shape or ()), 0))] for _ in range(decoding.sentences)]
         for i, t, c in zip(decoding.owner, piece_tags, piece_conf):
             tags[i].extend(t)
-            conf_out[i].extend(c)
-        return tags, conf_out
+            confs[i].append(c)
+        return tags, [np.concatenate(c, axis=-1).tolist() if shape is not None else [] for c in confs]
 
     def predict(self, token_lists: Sequence[Sequence[str]], task: str) -> list[list[str]]:
         """Tag lists for tokenised sentences."""

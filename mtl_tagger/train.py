@@ -180,7 +180,8 @@ def train(p: Params, hooks: Sequence["Hook"] = ()) -> dict[str, dict]:
         try:
             results = test(loop, checkpoints, tagger, model_dir)
             print(format_table(results), flush=True)
-            for line in calibrate(model_dir, p.calibration, {t: run.data.tasks[t].dev for t in p.names}, board.writer):
+            for line in calibrate(model_dir, p.calibration, {t: run.data.tasks[t].dev for t in p.names}, board.writer,
+                                  tagger, functools.partial(checkpoints.restore_best, loop)):
                 print(line, flush=True)
             if run.coupler is not None:
                 for direction in analyse(run, model_dir, board.writer):

@@ -47,9 +47,31 @@ def test_no_dev_value_gives_the_identity(chain_model: Path) -> None:
         assert calibration.fit(tagger, [], TASK, method) == calibration.Calibration(method)
 
 
+def test_marginals_at_many_temperatures_equal_one_temperature_at_a_time(chain_model: Path, data_dir: Path) -> None:
+    """Calibration's search takes the marginals at every grid temperature from one pass of the network: the same
+    tags, and the same confidences as tagging at each temperature alone, on every dev and test sentence."""
+    tagger = Tagger.load(chain_model, calibrated=False)
+    sentences = read_conll(data_dir / TASK / "dev.conll") + read_conll(data_dir / TASK / "test.conll")
+    tokens = [s.tokens for s in sentences] + [[]]  # and an empty sentence
+    grid = calibration.TEMPERATURES[::6]
+    tags, at_once = tagger.tag(tokens, TASK, temperature=grid)
+    assert at_once[-1] == [[]] * len(grid)
+    for k, t in enumerate(grid):
+        alone_tags, alone = tagger.tag(tokens, TASK, temperature=float(t))
+        assert alone_tags == tags
+        assert len({s for c in alone for s in c}) > 2, "the confidences differ from token to token"
+        for one, many in zip(alone, at_once, strict=True):
+            np.testing.assert_allclose(many[k], one, rtol=1e-6, atol=1e-7)
+    gold = [s.tags for s in sentences]
+    one_by_one = [calibration.value_outcomes(gold, *tagger.tag(tokens[:-1], TASK, temperature=float(t))) for t in grid]
+    right = one_by_one[0][1]
+    chosen = calibration.fit(tagger, sentences, TASK, "temperature", grid).temperature
+    assert chosen == calibration.fit_temperature([raw for raw, _ in one_by_one], right, grid)
+
+
 def test_temperature_is_the_grid_point_of_least_log_loss() -> None:
     right = np.array([True, True, False, True])
-    chosen = calibration.fit_temperature(lambda t: np.full(4, 1 - 0.2 * t / 10), right)
+    chosen = calibration.fit_temperature([np.full(4, 1 - 0.2 * t / 10) for t in calibration.TEMPERATURES], right)
     assert chosen == pytest.approx(min(calibration.TEMPERATURES, key=lambda t: abs(0.2 * t / 10 - 0.25)), rel=0.2)
 
 
@@ -57,8 +79,9 @@ def test_temperature_never_sharpens() -> None:
     """Dev values all right would pull the log loss toward T < 1, a sharper, more over-confident CRF: the grid stops
     at 1."""
     right = np.ones(30, bool)
-    assert calibration.fit_temperature(lambda t: np.full(30, 0.9 ** t), right) == 1.0
-    assert calibration.fit_temperature(lambda t: np.full(30, 0.9 ** t), right, np.geomspace(0.5, 64, 29)) == 0.5
+    assert calibration.fit_temperature([np.full(30, 0.9 ** t) for t in calibration.TEMPERATURES], right) == 1.0
+    grid = np.geomspace(0.5, 64, 29)
+    assert calibration.fit_temperature([np.full(30, 0.9 ** t) for t in grid], right, grid) == 0.5
     assert min(calibration.TEMPERATURES) == 1.0
 
 
