@@ -561,7 +561,6 @@ def write_audit(extractions: str | Path, catalog: str | Path, out: str | Path,
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError("is not a directory", out)
-    out.mkdir(parents=True, exist_ok=True)
     table = counts(result)
     rows = {c: ranked_rows([verdict_row(v, result.texts[v.id]) for v in result.verdicts if v.cls == c])
             for c in CLASSES}

@@ -77,7 +77,6 @@ def export(model_dir: str | Path, out: str | Path, overwrite: bool = False) -> d
     model_dir, out = Path(model_dir), Path(out)
     _check_out(out, model_dir, overwrite)
     read_model(model_dir)  # what Tagger.load refuses without TensorFlow, refused before it loads (seconds)
-    out.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(_sidecar(out, "lock"), out, "export", "output", "--out")
     try:
         _check_out(out, model_dir, overwrite)  # again under the lock: another export may have written `out` since

@@ -298,7 +298,6 @@ def model_fingerprint(model_dir: str | Path, tagger: "Tagger") -> str:
 def output_lock(out: str | Path) -> FileLock:
     """The lock of OUT (OUT.lock beside it, its directory made if missing) that one extract command holds."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     return FileLock(sidecar(out, LOCK_SUFFIX), out, "extract", "output", "--out")
 
 

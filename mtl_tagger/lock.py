@@ -35,11 +35,14 @@ class FileLock:
     """An exclusive lock on the file `path`, held by this process until `release` (or its exit).
 
     Another holder is an InputError on `subject`: "another <command> command (pid N) is using this <what>; wait
-    for it or choose another <flag>".
+    for it or choose another <flag>". The directories missing on the way to `path` are made, and those left
+    empty at `release` removed: a command that fails leaves no empty directory behind.
     """
 
     def __init__(self, path: Path, subject: object, command: str, what: str, flag: str) -> None:
         self.path = path
+        self.made = [d for d in path.parents if not d.exists()]  # deepest first
+        path.parent.mkdir(parents=True, exist_ok=True)
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
@@ -47,6 +50,7 @@ class FileLock:
             except BlockingIOError:
                 pid = _holder(fd)
                 os.close(fd)
+                self._remove_made()
                 raise InputError(f"another {command} command (pid {pid}) is using this {what}; wait for it or "
                                  f"choose another {flag}", subject) from None
             if _same_file(fd, path):
@@ -57,7 +61,17 @@ class FileLock:
         os.pwrite(fd, str(os.getpid()).encode(), 0)
 
     def release(self) -> None:
-        """Remove the lock file, then unlock: a process that opened the file meanwhile sees it gone and locks anew."""
+        """Remove the lock file, then unlock: a process that opened the file meanwhile sees it gone and locks anew.
+        Then remove the directories this lock made that are empty."""
         self.path.unlink(missing_ok=True)
         fcntl.flock(self.fd, fcntl.LOCK_UN)
         os.close(self.fd)
+        self._remove_made()
+
+    def _remove_made(self) -> None:
+        """Remove the directories the lock made, deepest first, up to the first that is not empty."""
+        for d in self.made:
+            try:
+                d.rmdir()
+            except OSError:
+                return

@@ -456,3 +456,24 @@ def test_ray_engine_output_equals_local(model_dir: Path, tagger: object, job: tu
         ray.shutdown()
     assert out.read_bytes() == reference.read_bytes()
     assert summary == json.loads(sidecar(reference, SUMMARY_SUFFIX).read_text())
+
+
+def test_a_model_that_fails_to_load_leaves_no_new_directory(model_dir: Path, job: tuple[Path, Path],
+                                                             tmp_path: Path) -> None:
+    """extract and export make OUT's missing directories for their lock; a model that only fails once TensorFlow
+    reads it (a checkpoint index gone) leaves none of them behind."""
+    from mtl_tagger.export import export
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(model_dir, damaged)
+    next((damaged / "best" / "Chain x").glob("*.index")).unlink()
+    for run in (lambda out: extract_catalog(damaged, job[0], out, verticals_path=job[1]),
+                lambda out: export(damaged, out)):
+        with pytest.raises(InputError, match="missing or damaged"):
+            run(tmp_path / "new" / "deeper" / "out")
+        assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()
+    lock = extract.output_lock(tmp_path / "kept" / "a" / "out.jsonl")
+    (tmp_path / "kept" / "a" / "out.jsonl").write_text("")
+    lock.release()
+    assert (tmp_path / "kept" / "a" / "out.jsonl").is_file(), "a directory that holds OUT stays"
