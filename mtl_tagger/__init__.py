@@ -1,5 +1,6 @@
 """mtl_tagger: multi-task attribute-value extraction (BiLSTM-CRF with a coupling loss)."""
 import importlib.abc
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -41,15 +42,40 @@ class _QuietLoader(importlib.abc.Loader):
         saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
         sys.stderr.flush()
         os.dup2(devnull, 2)
+        no_keras = _NoKeras()
+        if command:
+            sys.meta_path.insert(0, no_keras)
         try:
             self.loader.exec_module(module)
         finally:
+            if no_keras in sys.meta_path:
+                sys.meta_path.remove(no_keras)
             os.dup2(saved, 2)
             os.close(saved)
             os.close(devnull)
             if status:
                 sys.stderr.write("\033[K")  # the status line goes: what follows is the command's own
                 sys.stderr.flush()
+
+
+class _NoKeras(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """While a command loads TensorFlow, `keras` is found (TensorFlow reads where it lies) but not loaded:
+    TensorFlow then skips loading Keras' optimizers as it starts (over a second with Keras 3). The package is
+    plain tf.Modules and uses no Keras; a library user's process loads TensorFlow as usual."""
+
+    def find_spec(self, name: str, path: object, target: object = None) -> importlib.machinery.ModuleSpec | None:
+        if name != "keras":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name)
+        if spec is not None:
+            spec.loader = self
+        return spec
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
+        return None
+
+    def exec_module(self, module: object) -> None:
+        raise ImportError("the package's commands do not load Keras")
 
 
 class _QuietTensorFlow(importlib.abc.MetaPathFinder):

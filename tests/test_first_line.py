@@ -113,5 +113,27 @@ def test_importing_a_command_does_not_import_tensorflow(command: str) -> None:
     assert r.stdout.strip() == "False", f"importing mtl_tagger.{command} imports TensorFlow"
 
 
+KERAS_CHECK = """
+import sys
+if sys.argv[1] == "command":
+    sys.orig_argv = [sys.executable, "-m", "mtl_tagger.predict"]  # as `python -m mtl_tagger.predict` starts
+import mtl_tagger, tensorflow as tf
+loaded = "keras" in sys.modules
+assert int(tf.constant(2) + 1) == 3
+import keras  # for whoever wants it afterwards
+print(loaded, keras.__name__)
+"""
+
+
+@pytest.mark.parametrize("process", ["command", "library"])
+def test_a_command_loads_tensorflow_without_keras(process: str) -> None:
+    """TensorFlow loads Keras' optimizers as it starts (over a second with Keras 3); the package uses no Keras, so
+    its commands skip that, and a process that imports the package as a library gets TensorFlow as usual."""
+    r = subprocess.run([sys.executable, "-c", KERAS_CHECK, process], capture_output=True, text=True, cwd=ROOT,
+                       env=ENV)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-2:] == [str(process == "library"), "keras"]
+
+
 def test_every_command_is_checked() -> None:
     assert {"train", "export", "glove", "predict", "evaluate", "extract"} <= set(COMMANDS), COMMANDS
