@@ -274,7 +274,12 @@ def test_results_readme_lists_every_page_with_a_command_that_exists(script_flags
         assert re.search(rf"[`\[(]{re.escape(entry)}[`/\])*]", listed), f"{entry}: no entry of the list names it"
     commands = _readme_commands()
     assert len(commands) >= 25
-    for argv in commands:
+    trains = [argv for argv in commands if argv[:3] == ["python", "-m", "mtl_tagger.train"]]  # models pages read
+    for argv in trains:
+        for arg in argv[3:]:
+            name = arg[2:].split("=", 1)[0]
+            assert name == "flagfile" or name in Params.__dataclass_fields__, f"mtl_tagger.train: no flag --{name}"
+    for argv in (a for a in commands if a not in trains):
         assert argv[:2] == ["python", "-m"] and argv[2].startswith("experiments."), argv
         script = argv[2].removeprefix("experiments.")
         assert script in script_flags["modules"], f"{script}: no such script"
