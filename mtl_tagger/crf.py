@@ -238,11 +238,13 @@ class CRF(tf.Module):
 
     With `prior`, it also holds a fixed [N, N] score (zero until set, e.g. to a weighted `bigram_pmi`) that
     decoding and the marginals add to the learned transitions; with `penalty` (e.g. `bio_penalty`), decoding and
-    the marginals add its constant scores too. Training's likelihood sees neither.
+    the marginals add its constant scores too. Training's likelihood sees neither, except the penalty with
+    `constrained_likelihood`: then it is the likelihood among the tag sequences the penalty allows.
     """
 
     def __init__(self, num_tags: int, seed: tuple[int, int] | list[int], impl: str = "own",
-                 name: str | None = None, prior: bool = False, penalty: Penalty | None = None) -> None:
+                 name: str | None = None, prior: bool = False, penalty: Penalty | None = None,
+                 constrained_likelihood: bool = False) -> None:
         super().__init__(name=name)
         if impl not in IMPLS:
             raise InputError(f"--crf_impl={impl}: unknown; use one of {', '.join(IMPLS)}")
@@ -261,6 +263,7 @@ class CRF(tf.Module):
         # numpy constants, not variables: checkpoints hold what they held without them.
         self.penalty_transitions = None if penalty is None else penalty.transitions
         self.penalty_start = None if penalty is None else penalty.start
+        self.constrained_likelihood = constrained_likelihood and penalty is not None
 
     @property
     def decoding_transitions(self) -> tf.Tensor | tf.Variable:
@@ -278,10 +281,15 @@ class CRF(tf.Module):
         return tf.concat([emissions[:, :1] + tf.cast(self.penalty_start, emissions.dtype), emissions[:, 1:]], 1)
 
     def log_likelihood(self, emissions: tf.Tensor, tags: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
-        """log P(tags | x) per sentence, [B]."""
+        """log P(tags | x) per sentence, [B] (with `constrained_likelihood`, among the sequences the penalty
+        allows: the normaliser leaves out the others, and an allowed sequence's own score is unchanged)."""
+        transitions = self.transitions
+        if self.constrained_likelihood:
+            emissions = self.decoding_emissions(emissions)
+            transitions = transitions + self.penalty_transitions
         if self.impl == "tfa":
-            return _require_tfa().text.crf_log_likelihood(emissions, tags, lengths, self.transitions)[0]
-        return log_likelihood(emissions, tags, lengths, self.transitions)
+            return _require_tfa().text.crf_log_likelihood(emissions, tags, lengths, transitions)[0]
+        return log_likelihood(emissions, tags, lengths, transitions)
 
     def decode(self, emissions: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
         """Viterbi tags, [B, T] int32, 0 past the length."""

@@ -106,14 +106,17 @@ class Encoder(tf.Module):
 
 class Head(tf.Module):
     """One vertical's Dense layer (emission scores s_i(y|x) = W h_i + b) and its CRF (with the prior and the
-    decoding penalty, if given); with `buckets`, a score per (hashed spelling feature, tag) besides (lexical.py)."""
+    decoding penalty, if given, in its likelihood too if `constrained`); with `buckets`, a score per (hashed
+    spelling feature, tag) besides (lexical.py)."""
 
     def __init__(self, width: int, num_tags: int, crf_impl: str, seeds: SeedSequence, name: str,
-                 tag_prior: bool = False, penalty: Penalty | None = None, buckets: int = 0) -> None:
+                 tag_prior: bool = False, penalty: Penalty | None = None, buckets: int = 0,
+                 constrained: bool = False) -> None:
         super().__init__(name=name)
         self.kernel = tf.Variable(glorot_uniform((width, num_tags), seeds()), name="kernel")
         self.bias = tf.Variable(tf.zeros([num_tags]), name="bias")
-        self.crf = CRF(num_tags, seeds(), impl=crf_impl, name="crf", prior=tag_prior, penalty=penalty)
+        self.crf = CRF(num_tags, seeds(), impl=crf_impl, name="crf", prior=tag_prior, penalty=penalty,
+                       constrained_likelihood=constrained)
         self.lexical = tf.Variable(tf.zeros([buckets, num_tags]), name="lexical") if buckets else None
 
     def emissions(self, h: tf.Tensor) -> tf.Tensor:
@@ -137,7 +140,7 @@ class TaggerNet(tf.Module):
         self.lower_chars = tf.constant(lower_char_ids(vocab.chars)) if self.buckets else None
         self.heads = {t: Head(self.encoder.width, len(names), p.crf_impl, seeds, name=f"head_{i}",
                               tag_prior=p.tag_prior > 0, penalty=bio_penalty(names) if p.bio_constraints else None,
-                              buckets=self.buckets)
+                              buckets=self.buckets, constrained=p.bio_training)
                       for i, (t, names) in enumerate(vocab.tags.items())}
 
     @property

@@ -114,6 +114,9 @@ class Params:
     bio_constraints: bool = _f(True, "Decoding forbids the tag pairs the BIO scheme forbids (an I-x at the start or "
                                      "after anything but B-x/I-x), in Viterbi and in the marginals that give "
                                      "confidence; training's likelihood is unchanged.")
+    bio_training: bool = _f(False, "Train each CRF's likelihood under the BIO constraints too: its normaliser sums "
+                                   "over the tag sequences --bio_constraints allows only, as decoding does (needs "
+                                   "--bio_constraints).")
     selection: str = _f("macro_f1", "The dev score that selects each vertical's best step: macro_f1 (the paper's "
                                     "mean F1 over B-/I- tags) or entity_f1 (conlleval's F1 over whole values).",
                                     one_of(SELECTIONS))
@@ -171,6 +174,8 @@ class Params:
             fault = f.metadata["check"](getattr(self, f.name)) if f.metadata.get("check") else ""
             if fault:
                 raise InputError(f"--{f.name}={getattr(self, f.name)}: {fault}")
+        if self.bio_training and not self.bio_constraints:
+            raise InputError("--bio_training trains under the BIO constraints: it needs --bio_constraints")
         if self.max_steps and self.min_steps > self.max_steps:
             raise InputError(f"--min_steps={self.min_steps}: must not exceed --max_steps={self.max_steps}")
         self._canonical_tasks()

@@ -386,6 +386,36 @@ def test_bio_penalty_decodes_the_best_valid_path_and_its_marginals(impl: str, ta
     assert unconstrained_invalid, "without the penalty some best path breaks BIO, so this test can fail"
 
 
+@pytest.mark.parametrize("impl", crf.IMPLS)
+def test_constrained_likelihood_is_among_the_valid_paths(impl: str) -> None:
+    """With constrained_likelihood, log P(y | x) of a valid y is its score less the log-sum over the paths BIO
+    allows only (brute force), and the likelihoods of the valid paths sum to one."""
+    if impl == "tfa":
+        _tfa_or_skip()
+    names = ["O", "B-a", "I-a", "B-b", "I-b"]
+    rng = np.random.default_rng(131)
+    lengths, k = [1, 2, 3, 4], len(names)
+    emissions, _ = _batch(rng, lengths, k, max_len=4)
+    module = crf.CRF(k, seed=(5, 6), impl=impl, penalty=crf.bio_penalty(names), constrained_likelihood=True)
+    module.transitions.assign(_transitions(rng, k))
+    learned = module.transitions.numpy().astype(np.float64)
+    for i, n in enumerate(lengths):
+        scores, _ = _brute_force(emissions[i, :n].astype(np.float64), learned)
+        valid = {y: v for y, v in scores.items() if _continues_a_value(names, y)}
+        values = np.array(list(valid.values()))
+        log_z = float(values.max() + np.log(np.exp(values - values.max()).sum()))
+        paths = np.array(list(valid), np.int32)
+        ll = module.log_likelihood(np.repeat(emissions[i:i + 1, :n], len(paths), 0), paths,
+                                   np.full(len(paths), n, np.int32)).numpy()
+        np.testing.assert_allclose(ll, [valid[tuple(y)] - log_z for y in paths], atol=1e-4)
+        assert math.fsum(np.exp(ll.astype(np.float64))) == pytest.approx(1.0, abs=1e-4)
+        plain = crf.CRF(k, seed=(5, 6), impl=impl, penalty=crf.bio_penalty(names))  # the default: unconstrained
+        plain.transitions.assign(module.transitions)
+        unconstrained = plain.log_likelihood(np.repeat(emissions[i:i + 1, :n], len(paths), 0), paths,
+                                             np.full(len(paths), n, np.int32)).numpy()
+        assert np.all(unconstrained < ll), "the invalid paths take their share of the plain likelihood's mass"
+
+
 def test_bio_penalty_forbids_exactly_what_bio_forbids() -> None:
     """An I-x only after B-x or I-x and never first; every other pair and start allowed (0)."""
     names = ["O", "B-a", "I-a", "I-b", "B-a-b", "I-a-b"]

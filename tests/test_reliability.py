@@ -153,6 +153,12 @@ def test_couple_outside_coupled_mode_is_refused(overrides: dict, data_dir: Path,
         smoke_params(data_dir, tmp_path, **overrides)
 
 
+def test_bio_training_without_the_constraints_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="--bio_training .* needs --bio_constraints"):
+        smoke_params(data_dir, tmp_path, bio_training=True, bio_constraints=False)
+    assert smoke_params(data_dir, tmp_path, bio_training=True).bio_training
+
+
 def test_evaluate_compare_takes_only_the_verticals_of_params_json(chain_model: Path, tmp_path: Path) -> None:
     """A metrics.json key is a vertical's directory name under the data dir: one naming an outside path is
     refused, not followed."""
