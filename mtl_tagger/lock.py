@@ -42,8 +42,8 @@ class FileLock:
     def __init__(self, path: Path, subject: object, command: str, what: str, flag: str) -> None:
         self.path = path
         self.made = [d for d in path.parents if not d.exists()]  # deepest first
-        path.parent.mkdir(parents=True, exist_ok=True)
         while True:
+            path.parent.mkdir(parents=True, exist_ok=True)  # again after a holder removed the dirs it had made
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

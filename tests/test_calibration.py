@@ -11,6 +11,7 @@ from test_bad_input import assert_one_error_line
 
 from mtl_tagger import Tagger, calibration
 from mtl_tagger.conll import read_conll
+from mtl_tagger.errors import InputError
 
 TASK = "Chain x"
 
@@ -56,6 +57,9 @@ def test_marginals_at_many_temperatures_equal_one_temperature_at_a_time(chain_mo
     grid = calibration.TEMPERATURES[::6]
     tags, at_once = tagger.tag(tokens, TASK, temperature=grid)
     assert at_once[-1] == [[]] * len(grid)
+    for bad in (0.0, [1.0, -2.0]):
+        with pytest.raises(InputError, match="must be positive"):
+            tagger.tag(tokens, TASK, temperature=bad)
     for k, t in enumerate(grid):
         alone_tags, alone = tagger.tag(tokens, TASK, temperature=float(t))
         assert alone_tags == tags
