@@ -210,17 +210,30 @@ def outcomes(tagger: "Tagger", sentences: Sequence[Sentence], task: str, tempera
     return raw[0], right
 
 
-def fit(tagger: "Tagger", sentences: Sequence[Sentence], task: str, method: str, grid: np.ndarray = TEMPERATURES
-        ) -> Calibration:
-    """One vertical's map, fitted on its dev sentences (the identity when they give no value to fit on); `grid`:
-    the temperatures to choose from."""
-    raw, right = outcomes_at(tagger, sentences, task, grid if method == "temperature" else [1.0])
+def searched(method: str, grid: Sequence[float] = TEMPERATURES) -> list[float]:
+    """The temperatures whose raw confidences `method` is fitted from: the grid for temperature scaling, 1 alone
+    for Platt scaling."""
+    return [float(t) for t in grid] if method == "temperature" else [1.0]
+
+
+def fit_outcomes(method: str, raw: Sequence[np.ndarray], right: np.ndarray, temperatures: Sequence[float]
+                 ) -> Calibration:
+    """One vertical's map from its dev values' raw confidences at each of `searched(method)`'s `temperatures`
+    (outcomes_at) and whether each is right: the identity when there is no value to fit on."""
     if not len(right):
         return Calibration(method)
     if method == "platt":
         a, b = fit_platt(raw[0], right)
         return Calibration("platt", a=a, b=b, dev_values=len(right))
-    return Calibration("temperature", temperature=fit_temperature(raw, right, grid), dev_values=len(right))
+    return Calibration("temperature", temperature=fit_temperature(raw, right, np.asarray(temperatures)),
+                       dev_values=len(right))
+
+
+def fit(tagger: "Tagger", sentences: Sequence[Sentence], task: str, method: str, grid: np.ndarray = TEMPERATURES
+        ) -> Calibration:
+    """One vertical's map, fitted on its dev sentences; `grid`: the temperatures to choose from."""
+    temperatures = searched(method, grid)
+    return fit_outcomes(method, *outcomes_at(tagger, sentences, task, temperatures), temperatures)
 
 
 def confidences(tagger: "Tagger", sentences: Sequence[Sentence], task: str, calibration: Calibration
@@ -250,10 +263,13 @@ def calibrate(model_dir: str | Path, method: str, dev: dict[str, Sequence[Senten
     (model_dir / "calibration").mkdir(exist_ok=True)
     own = writer is None
     writer = tf.summary.create_file_writer(str(model_dir / "tensorboard")) if own else writer
+    temperatures = searched(method)  # from 1: the raw confidences before calibration are among them
     for task in tagger.tasks:
         select(task)
-        fitted[task] = fit(tagger, dev[task], task, method)
-        before, after = outcomes(tagger, dev[task], task), confidences(tagger, dev[task], task, fitted[task])
+        raw, right = outcomes_at(tagger, dev[task], task, temperatures)  # one pass of the network per vertical
+        fitted[task] = fit_outcomes(method, raw, right, temperatures)
+        before = raw[temperatures.index(1.0)], right
+        after = fitted[task].apply(raw[temperatures.index(fitted[task].temperature)]), right
         png = reliability_png({"raw": before, "calibrated": after}, f"{task}: dev values")
         if png is not None:
             (model_dir / "calibration" / f"{task}.png").write_bytes(png)

@@ -113,7 +113,7 @@ class Params:
                                "as B-x B-x, as far as the tags' counts can tell (0: none).", non_negative)
     bio_constraints: bool = _f(True, "Decoding forbids the tag pairs the BIO scheme forbids (an I-x at the start or "
                                      "after anything but B-x/I-x), in Viterbi and in the marginals that give "
-                                     "confidence; training's likelihood is unchanged.")
+                                     "confidence; training's likelihood only with --bio_training.")
     bio_training: bool = _f(False, "Train each CRF's likelihood under the BIO constraints too: its normaliser sums "
                                    "over the tag sequences --bio_constraints allows only, as decoding does (needs "
                                    "--bio_constraints).")
