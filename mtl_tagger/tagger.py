@@ -177,8 +177,8 @@ class Tagger:
             for s in range(0, len(tokens), step):
                 pieces.append(list(tokens[s:s + step]))
                 owner.append(i)
-        if temperature is not None and not np.all(np.asarray(temperature, np.float64) > 0):
-            raise InputError(f"temperature={temperature}: must be positive (it divides the CRF's scores)")
+        if temperature is not None and not (np.size(temperature) and np.all(np.asarray(temperature, np.float64) > 0)):
+            raise InputError(f"temperature={temperature}: must be positive, one or more (it divides the CRF's scores)")
         calibration = self.calibration.get(task) if temperature is None else None
         at = tf.constant(calibration.temperature if calibration else 1.0 if temperature is None else temperature,
                          tf.float32)
