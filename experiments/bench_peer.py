@@ -11,8 +11,9 @@ batch it feeds equals the peer's. Each round runs the project and the peer in fr
 which goes first; each process warms up with one untimed pass over its batches and then times the same
 batches, counting real (non-padding) tokens. Each process also times float32 GEMMs (numpy and its own
 framework); the best rate is the ceiling that every figure's implied FLOP rate is checked against.
-A third process per round times a coupled step (`--tasks=A,B --mtl_mode=coupled`) against the two
-single-task steps it contains, on the same minibatches, alternating step by step. `--profile` adds, in two
+A third process per round times a coupled step (`--tasks=A,B --mtl_mode=coupled`), with the paper's coupling
+minibatches and with `--coupling_within`, against the two single-task steps it contains, on the same minibatches,
+alternating step by step. `--profile` adds, in two
 more processes (one per side), a breakdown of the training step and of decoding into parts (PARTS) on the same
 bucketed batches, the project's beside the peer's. The report is written to --report only when the machine was
 quiet: the 1-minute load before the run, and the CPU other processes took while each measuring process ran,
@@ -292,12 +293,13 @@ def load_average() -> tuple[float, float, float]:
 # ---------------------------------------------------------------- the project's side
 
 
-def _params(cfg: Mapping[str, Any], tasks: str, mode: str = "") -> Any:
-    """Params of the base flagfile with the benchmark's overrides, on the synthetic data, random embeddings."""
+def _params(cfg: Mapping[str, Any], tasks: str, mode: str = "", **extra: Any) -> Any:
+    """Params of the base flagfile with the benchmark's overrides (and `extra`), on the synthetic data, random
+    embeddings."""
     from mtl_tagger.params import Params, read_flagfile
 
-    values = {**read_flagfile(cfg["flagfile"]), **cfg["overrides"]}
-    model_dir = Path(cfg["workdir"]) / "models" / f"{tasks}.{mode or 'single'}"
+    values = {**read_flagfile(cfg["flagfile"]), **cfg["overrides"], **extra}
+    model_dir = Path(cfg["workdir"]) / "models" / f"{tasks}.{mode or 'single'}{'.within' if extra else ''}"
     p = Params(**{**values, "tasks": tasks, "mtl_mode": mode, "data_dir": cfg["data_dir"], "word_vectors": "",
                   "model_dir": str(model_dir), "seed": cfg["seed"]}).validate()
     if p.max_len < MAX_LEN:
@@ -305,13 +307,13 @@ def _params(cfg: Mapping[str, Any], tasks: str, mode: str = "") -> Any:
     return p
 
 
-def _loop(cfg: Mapping[str, Any], tasks: str, mode: str = "") -> Any:
+def _loop(cfg: Mapping[str, Any], tasks: str, mode: str = "", **extra: Any) -> Any:
     """A built run of the given verticals and its training loop (in a fresh model dir under the work dir)."""
     from mtl_tagger import run
     from mtl_tagger.corpus import load_data
     from mtl_tagger.train import make_loop
 
-    p = _params(cfg, tasks, mode)
+    p = _params(cfg, tasks, mode, **extra)
     model_dir = Path(p.model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     return make_loop(run.build(p, load_data(p), model_dir), model_dir)[0]
@@ -432,20 +434,21 @@ def project_child(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def coupled_child(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """Step seconds of a coupled, a shared and the two single-task runs on the same minibatches, alternating."""
+    """Step seconds of a coupled (paper's coupling minibatches and --coupling_within), a shared and the two
+    single-task runs on the same minibatches, alternating."""
     from mtl_tagger import pipeline
 
     steps = cfg["coupled_steps"]
     names = f"{TASK},{OTHER}"
     coupled = _loop(cfg, names, "coupled")
     plans = coupled.run.plans(steps)
-    loops = {"coupled": coupled, "shared": _loop(cfg, names, "shared"), TASK: _loop(cfg, TASK),
-             OTHER: _loop(cfg, OTHER)}
+    loops = {"coupled": coupled, "within": _loop(cfg, names, "coupled", coupling_within=True),
+             "shared": _loop(cfg, names, "shared"), TASK: _loop(cfg, TASK), OTHER: _loop(cfg, OTHER)}
     inputs = {}
     for name, loop in loops.items():
         run = loop.run
         mine = {t: plans[t] for t in loop.names}
-        coupling_plan = coupled.run.coupling_plan(steps) if name == "coupled" else None
+        coupling_plan = run.coupling_plan(steps) if run.coupling is not None else None
         inputs[name] = list(pipeline.step_dataset(run.table, mine, run.offsets, 0, run.coupling, coupling_plan))
     for name, loop in loops.items():  # warm-up pass
         for x in inputs[name]:
@@ -460,7 +463,8 @@ def coupled_child(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
     encoded = [int(sum(x["coupling"][f"sentences_{g}"]["length"].shape[0] for g in range(GROUPS)))
                for x in inputs["coupled"]]
-    return {"seconds": seconds, "coupling_sentences": encoded}
+    anchors = {k: [int(x["count"]["coupling"]) for x in inputs[k]] for k in ("coupled", "within")}
+    return {"seconds": seconds, "coupling_sentences": encoded, "anchors": anchors}
 
 
 def profile_child(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -685,11 +689,17 @@ def _coupled_section(cfg: Mapping[str, Any], coupled: list[dict]) -> list[str]:
             "| per-step figure | median [range] (n) | target |", "|---|---|---|",
             f"| coupled / (single {TASK} + single {OTHER}) | "
             f"{_spread([c / s for c, s in zip(seconds['coupled'], singles)])} | ≤ 1.5 |",
+            f"| coupled with --coupling_within / (single {TASK} + single {OTHER}) | "
+            f"{_spread([c / s for c, s in zip(seconds['within'], singles)])} | ≤ 1.5 |",
             f"| shared / (single {TASK} + single {OTHER}) | "
             f"{_spread([c / s for c, s in zip(seconds['shared'], singles)])} | |",
-            *(f"| {k} step seconds | {_spread(seconds[k], 3)} | |" for k in ("coupled", "shared", TASK, OTHER)),
+            *(f"| {k} step seconds | {_spread(seconds[k], 3)} | |" for k in ("coupled", "within", "shared", TASK,
+                                                                               OTHER)),
             f"| sentences the coupling minibatch encodes (besides the 2 × {cfg['model']['batch_size']} of the task "
-            f"minibatches) | {_spread([n for c in coupled for n in c['coupling_sentences']], 0)} | |"]
+            f"minibatches; none with --coupling_within) | "
+            f"{_spread([n for c in coupled for n in c['coupling_sentences']], 0)} | |",
+            *(f"| anchors per step{label} | {_spread([n for c in coupled for n in c['anchors'][k]], 0)} | |"
+              for k, label in (("coupled", ""), ("within", " with --coupling_within")))]
 
 
 def _peer_lacks(model: Mapping[str, Any]) -> list[str]:

@@ -68,13 +68,14 @@ def measure(run: object, batches: list[dict]) -> dict[str, float]:
     sums = {k: [0.0, 0.0] for k in ("head_coupling", "head_crf", "encoder_coupling")}
     for c in batches:
         hs = [net.encoder(c[f"sentences_{g}"]) for g in range(pipeline.GROUPS)]
+        lengths = [c[f"sentences_{g}"]["length"] for g in range(pipeline.GROUPS)]
         with tf.GradientTape(persistent=True) as tape:
             tape.watch(hs)
-            tce = coupler.loss(net, c, hs)["total"]
+            tce = coupler.loss(net, c, hs, lengths)["total"]
         out["tce"] += float(tce) / len(batches)
         step_losses.context_scores = _centred
         try:
-            out["tce_centred"] += float(coupler.loss(net, c, hs)["total"]) / len(batches)
+            out["tce_centred"] += float(coupler.loss(net, c, hs, lengths)["total"]) / len(batches)
         finally:
             step_losses.context_scores = _scores
         grads = tape.gradient(tce, [v for h in heads for v in (h.kernel, h.bias)] + hs)

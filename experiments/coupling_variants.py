@@ -51,7 +51,8 @@ def load(dirs: list[Path]) -> tuple[Models, dict[str, str]]:
                 flags_of[label] = (f"--coupling_score={p.coupling_score}" + (" --coupling_stop_lender"
                                    if p.coupling_stop_lender else "") + (f" --attention_temperature="
                                    f"{p.attention_temperature}" if p.attention_temperature != 1.0 else "")
-                                   + (f" --coupling_weight={p.coupling_weight}" if p.coupling_weight != 1.0 else ""))
+                                   + (f" --coupling_weight={p.coupling_weight}" if p.coupling_weight != 1.0 else "")
+                                   + (" --coupling_within" if p.coupling_within else ""))
             for vertical, m in r["metrics"].items():
                 analysis = next((a for a in r["analysis"] or [] if a["borrower"] == vertical), None)
                 models[label]["+".join(p.names)][vertical][p.seed] = {"m": m, "a": analysis}

@@ -20,7 +20,7 @@ import tensorflow as tf
 from mtl_tagger import pipeline
 from mtl_tagger.loss import step_loss
 from mtl_tagger.optimizer import Adam, Average
-from mtl_tagger.pipeline import COUPLING_SIGNATURE
+from mtl_tagger.pipeline import COUPLING_SIGNATURE, WITHIN_SIGNATURE
 from mtl_tagger.run import Run
 
 
@@ -72,7 +72,7 @@ class Loop:
         signature = {"step": tf.TensorSpec([], tf.int64), "count": {k: tf.TensorSpec([], tf.float32) for k in counted},
                      **{t: pipeline.BATCH_SIGNATURE for t in self.names}}
         if run.coupling is not None:
-            signature["coupling"] = COUPLING_SIGNATURE
+            signature["coupling"] = WITHIN_SIGNATURE if self.p.coupling_within else COUPLING_SIGNATURE
         self.train_step = tf.function(self._step, input_signature=[signature], autograph=False)
 
     def _gradients(self, inputs: dict) -> tuple[list[tf.Tensor], dict[str, tf.Tensor]]:
@@ -82,7 +82,8 @@ class Loop:
         with tf.GradientTape() as tape:
             # Each worker's terms are summed: the penalty is shared out so that the step counts it once.
             loss, terms = step_loss(self.run.net, self.names, self.run.coupler, pairs, self.p.coupling_weight,
-                                    inputs, seed, self.p.lexical_l2 / self.strategy.num_replicas_in_sync)
+                                    inputs, seed, self.p.lexical_l2 / self.strategy.num_replicas_in_sync,
+                                    self.p.coupling_within)
         grads = tape.gradient(loss, self.variables)
         grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, self.variables)]
         return grads, {"loss": loss, **terms}

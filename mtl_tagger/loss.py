@@ -25,13 +25,15 @@ LABEL_DIM = 32
 
 def step_loss(net: TaggerNet, names: list[str], coupler: "Coupler | None", pairs: list[tuple[str, str]],
               coupling_weight: float, inputs: dict, seed: tf.Tensor,
-              lexical_l2: float = 0.0) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+              lexical_l2: float = 0.0, within: bool = False) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     """The step's loss and its named terms. `inputs`: a step of `pipeline.step_dataset` (a minibatch per
     vertical of `names`, `count` per vertical for the divisor, and the coupling minibatch in coupled mode);
     dropout is drawn from `seed` folded with the vertical's place in `names` (the coupling minibatch's: after
-    them)."""
+    them). `within` (--coupling_within): the coupling minibatch's contexts lie in the vertical minibatches,
+    whose encodings it reuses."""
     weights = {t: 1.0 for t in names}
-    terms = {f"crf/{t}": net.crf_loss(t, inputs[t], fold_in(seed, i), inputs["count"][t])
+    hidden = {t: net.encoder(inputs[t], fold_in(seed, i)) for i, t in enumerate(names)} if within else {}
+    terms = {f"crf/{t}": net.crf_loss(t, inputs[t], fold_in(seed, i), inputs["count"][t], hidden.get(t))
              for i, t in enumerate(names)}
     loss = tf.add_n([weights[t] * terms[f"crf/{t}"] for t in names])
     if lexical_l2 and net.buckets:
@@ -41,7 +43,9 @@ def step_loss(net: TaggerNet, names: list[str], coupler: "Coupler | None", pairs
             loss += weights["lexical_l2"] * terms[f"l2/{t}"]
     if coupler is not None:
         weights["coupling"] = coupling_weight
-        out = coupler(net, inputs["coupling"], fold_in(seed, len(names)), inputs["count"]["coupling"])
+        c, anchors = inputs["coupling"], inputs["count"]["coupling"]
+        out = (coupler.loss(net, c, [hidden[t] for t in names], [inputs[t]["length"] for t in names], anchors)
+               if within else coupler(net, c, fold_in(seed, len(names)), anchors))
         loss += weights["coupling"] * out["total"]
         terms["coupling/tce"] = out["total"]
         for i, (a, b) in enumerate(pairs):
@@ -113,8 +117,10 @@ class Coupler(tf.Module):
         alpha = tf.einsum("sd,skd->sk", u[:, 0] * diag, u[:, 1:]) / self.temperature
         return masked_softmax(alpha, mask)
 
-    def scores(self, net: TaggerNet, c: dict[str, tf.Tensor], hs: list[tf.Tensor]) -> tf.Tensor:
-        """[S, 1+K]: each context's score of its gold tag under its own vertical's head (`--coupling_score`).
+    def scores(self, net: TaggerNet, c: dict[str, tf.Tensor], hs: list[tf.Tensor], lengths: list[tf.Tensor]
+               ) -> tf.Tensor:
+        """[S, 1+K]: each context's score of its gold tag under its own vertical's head (`--coupling_score`), from
+        the encoded groups `hs` and their sentences' `lengths`.
 
         Each head scores only the sentences its vertical's contexts lie in, from every length group at once, so a
         CRF forward–backward (`marginal`) runs once per scored sentence and once over the longest.
@@ -123,19 +129,19 @@ class Coupler(tf.Module):
         for i, task in enumerate(self.tasks):
             head = net.heads[task]
             mine = c["task"] == i
-            place, offset, lengths, vectors = tf.zeros_like(c["row"]), 0, [], []
+            place, offset, scored_lengths, vectors = tf.zeros_like(c["row"]), 0, [], []
             for g, h in enumerate(hs):
                 in_group = mine & (c["group"] == g)
                 ids, at = tf.unique(tf.boolean_mask(c["row"], in_group))
                 # Each of my contexts' row in the table below: its group's offset + its sentence's place in the group.
                 place = tf.tensor_scatter_nd_update(place, tf.where(in_group), at + offset)
                 offset += tf.size(ids)
-                lengths.append(tf.gather(c[f"sentences_{g}"]["length"], ids))
+                scored_lengths.append(tf.gather(lengths[g], ids))
                 vectors.append(tf.gather(h, ids))
-            longest = tf.reduce_max(tf.concat([*lengths, [1]], 0))
+            longest = tf.reduce_max(tf.concat([*scored_lengths, [1]], 0))
             padded = [tf.pad(v[:, :longest], [[0, 0], [0, longest - tf.minimum(tf.shape(v)[1], longest)], [0, 0]])
                       for v in vectors]
-            table = context_scores(self.score, head.emissions(tf.concat(padded, 0)), tf.concat(lengths, 0),
+            table = context_scores(self.score, head.emissions(tf.concat(padded, 0)), tf.concat(scored_lengths, 0),
                                    head.crf.transitions)
             idx = tf.stack([tf.boolean_mask(place, mine), tf.boolean_mask(c["position"], mine),
                             tf.boolean_mask(c["gold"], mine) - int(self.tag_offsets[i])], axis=-1)
@@ -147,18 +153,20 @@ class Coupler(tf.Module):
         """The coupling minibatch's TCE (summed per anchor, divided by `anchors`, default the batch's anchors), its
         parts per pair [pairs, 4] (cce, cce′, lce, lce′; summing to TCE), and both attentions [S, K]; the
         sentences are encoded with dropout drawn from `seed`."""
-        hs = [net.encoder(c[f"sentences_{g}"], fold_in(seed, 1000 + g)) for g in range(GROUPS)]
-        return self.loss(net, c, hs, anchors)
+        groups = [c[f"sentences_{g}"] for g in range(GROUPS)]
+        hs = [net.encoder(b, fold_in(seed, 1000 + g)) for g, b in enumerate(groups)]
+        return self.loss(net, c, hs, [b["length"] for b in groups], anchors)
 
-    def loss(self, net: TaggerNet, c: dict[str, tf.Tensor], hs: list[tf.Tensor],
+    def loss(self, net: TaggerNet, c: dict[str, tf.Tensor], hs: list[tf.Tensor], lengths: list[tf.Tensor],
              anchors: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
-        """`__call__` from the encoded length groups `hs`.
+        """`__call__` from encoded groups: `hs` and their sentences' `lengths` (the coupling minibatch's length
+        groups, or the step's vertical minibatches).
 
         An anchor's error is Σ over its list of (A + label attention) × |s − s′|; when only some neighbours are
         scored (`chosen`), their terms are scaled by (list length / scored neighbours), which keeps the anchor's
         error unbiased under the uniform draw.
         """
-        s = self.scores(net, c, hs)
+        s = self.scores(net, c, hs, lengths)
         anchor, neighbor = s[:, 0], s[:, 1:]
         if self.stop_lender:
             neighbor = tf.stop_gradient(neighbor)
@@ -177,6 +185,7 @@ class Coupler(tf.Module):
             anchors = tf.cast(tf.shape(gap)[0], gap.dtype)
         backward = tf.cast(c["direction"], gap.dtype)
         each = tf.stack([cce * (1 - backward), cce * backward, lce * (1 - backward), lce * backward], axis=1)
-        parts = tf.math.unsorted_segment_sum(each, c["pair"], tf.shape(self.attention)[0]) / anchors
+        # A step without anchors (possible with --coupling_within) adds nothing rather than 0 / 0.
+        parts = tf.math.unsorted_segment_sum(each, c["pair"], tf.shape(self.attention)[0]) / tf.maximum(anchors, 1.0)
         return {"total": tf.reduce_sum(parts), "parts": parts, "attention": attention,
                 "label_attention": label_attention}

@@ -154,10 +154,12 @@ class TaggerNet(tf.Module):
         vec = tf.gather(table, ids) * tf.cast(ids > 0, table.dtype)[..., None]
         return tf.reshape(vec, tf.concat([tf.shape(ids)[:-1], [-1]], axis=0))
 
-    def scores(self, task: str, batch: dict[str, tf.Tensor], seed: tf.Tensor | None = None) -> tf.Tensor:
-        """The emission scores [B, T, tags] of `task`'s head for a padded batch (dropout when `seed` is given)."""
+    def scores(self, task: str, batch: dict[str, tf.Tensor], seed: tf.Tensor | None = None,
+               hidden: tf.Tensor | None = None) -> tf.Tensor:
+        """The emission scores [B, T, tags] of `task`'s head for a padded batch (dropout when `seed` is given);
+        `hidden`: the batch already encoded with that seed."""
         head = self.heads[task]
-        scores = head.emissions(self.encoder(batch, seed))
+        scores = head.emissions(self.encoder(batch, seed) if hidden is None else hidden)
         if not self.buckets:
             return scores
         words = batch["words"]
@@ -167,11 +169,11 @@ class TaggerNet(tf.Module):
         return scores + head.lexical_scores(buckets, there)
 
     def crf_loss(self, task: str, batch: dict[str, tf.Tensor], seed: tf.Tensor | None = None,
-                 count: tf.Tensor | None = None) -> tf.Tensor:
+                 count: tf.Tensor | None = None, hidden: tf.Tensor | None = None) -> tf.Tensor:
         """Negative log-likelihood of the gold tags summed over the batch's sentences and divided by `count`
         (default: their number, i.e. the mean; a worker of several divides by the whole step's count)."""
         head = self.heads[task]
-        scores = self.scores(task, batch, seed)
+        scores = self.scores(task, batch, seed, hidden)
         nll = -tf.reduce_sum(head.crf.log_likelihood(scores, batch["tags"], batch["length"]))
         return nll / (tf.cast(tf.shape(batch["length"])[0], nll.dtype) if count is None else count)
 

@@ -11,7 +11,9 @@ gather tables over one run's contexts. An *anchor* is a context with at least on
 vertical of its pair; direction 0 = anchor in the pair's first vertical (CCE with a, LCE), 1 = in its second
 (CCE′ with a′, LCE′). Its `plan` fixes which anchors each step uses, and `batch` gathers a step's anchors, their
 neighbours and every sentence they lie in, in-graph (each sentence once, padded in GROUPS length groups); the
-loss module (mtl_tagger.loss) consumes it.
+loss module (mtl_tagger.loss) consumes it. With `within` (--coupling_within) the anchors and the neighbours
+they are compared with are drawn from the step's own vertical minibatches instead (`plan_within`,
+`batch_within`), so the loss scores them from encodings the step already has.
 """
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -185,17 +187,21 @@ def step_dataset(table: SentenceTable, plans: dict[str, np.ndarray], offsets: di
             real = x["coupling"] >= 0
             anchors, chosen = tf.boolean_mask(x["coupling"], real), tf.boolean_mask(x["chosen"], real)
             out["count"]["coupling"] = tf.cast(tf.size(anchors), tf.float32)
-            out["coupling"] = coupling.batch(table, anchors[worker::workers], chosen[worker::workers])
+            if coupling.within:  # one worker: Params refuses --coupling_within with --distribute
+                out["coupling"] = coupling.batch_within(anchors, chosen, [tf.boolean_mask(x[t], x[t] >= 0) + offsets[t]
+                                                                         for t in coupling.tasks])
+            else:
+                out["coupling"] = coupling.batch(table, anchors[worker::workers], chosen[worker::workers])
         return out
 
     return tf.data.Dataset.from_tensor_slices(slices).map(gather).prefetch(2)
 
 
 GROUPS = 4  # the scored sentences of a coupling minibatch are padded in this many length groups
-COUPLING_SIGNATURE = {
-    **{f"sentences_{g}": BATCH_SIGNATURE for g in range(GROUPS)},  # each scored sentence once, by length group
+WITHIN_SIGNATURE = {
     # The scored contexts [S, 1+M]: each anchor (column 0) and the neighbours chosen for it: which group, row and
-    # position its context is at, its vertical and its gold tag (global id).
+    # position its context is at, its vertical and its gold tag (global id). A group is a length group of the
+    # coupling minibatch's own sentences, or (--coupling_within) a vertical's minibatch of the step.
     **{k: tf.TensorSpec([None, None], tf.int32) for k in ("group", "row", "position", "task", "gold")},
     "chosen": tf.TensorSpec([None, None], tf.int32),  # [S, M] the chosen neighbours' places in the list, −1 = none
     # The anchor's whole list L(j,i), over which both attentions normalise: windows [S, 1+K, W] and gold tags.
@@ -205,6 +211,8 @@ COUPLING_SIGNATURE = {
     "direction": tf.TensorSpec([None], tf.int32),
     "pair": tf.TensorSpec([None], tf.int32),
 }
+COUPLING_SIGNATURE = {**{f"sentences_{g}": BATCH_SIGNATURE for g in range(GROUPS)},  # each scored sentence once
+                      **WITHIN_SIGNATURE}
 
 
 def length_groups(lengths: tf.Tensor, groups: int) -> tf.Tensor:
@@ -241,8 +249,9 @@ class CouplingData:
     """Every coupled pair's shortlist over the run's contexts, as numpy tables (plans, analysis) and tensors."""
 
     def __init__(self, tasks: Sequence[str], contexts: dict[str, Contexts], gold: dict[str, np.ndarray],
-                 sentence_offsets: dict[str, int], tag_offsets: dict[str, int], pairs: Sequence[PairShortlist]) -> None:
-        self.tasks = list(tasks)
+                 sentence_offsets: dict[str, int], tag_offsets: dict[str, int], pairs: Sequence[PairShortlist],
+                 within: bool = False) -> None:
+        self.tasks, self.within, self.sentence_offsets = list(tasks), within, dict(sentence_offsets)
         self.pairs = [(p.a, p.b) for p in pairs]
         offset, ctx_offset = 0, {}
         for t in self.tasks:
@@ -329,12 +338,39 @@ class CouplingData:
             chosen[step] = np.where(np.arange(sample) < real[step, :, None], order, -1)
         return chosen
 
-    def batch(self, table: SentenceTable, rows: tf.Tensor, chosen: tf.Tensor) -> dict[str, tf.Tensor]:
-        """The coupling minibatch (COUPLING_SIGNATURE) of anchor rows and chosen places (rows −1 ignored), in-graph.
+    def plan_within(self, plans: dict[str, np.ndarray], size: int, seed: int, sample: int = 1
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """`plan` drawn from the step's own vertical minibatches (`plans`, as step_dataset takes them): each step
+        up to `size` anchors whose sentence is in the step, chosen uniformly among those with a neighbour whose
+        sentence is in the step too, and `sample` of those neighbours (0: all of them), fixed by (seed, step)."""
+        k = self.anchor_neighbors.shape[1]
+        m = k if sample == 0 else min(sample, k)
+        steps = len(next(iter(plans.values())))
+        sentence = self.ctx_sentence[self.anchor_ctx]
+        listed = np.where(self.anchor_neighbors >= 0, self.ctx_sentence[np.maximum(self.anchor_neighbors, 0)], -1)
+        by_sentence = np.argsort(sentence, kind="stable")
+        top = max([int(self.ctx_sentence.max())] + [int(plan.max()) + self.sentence_offsets[t]
+                                                     for t, plan in plans.items()])
+        bounds = np.searchsorted(sentence[by_sentence], np.arange(top + 2))
+        plan, chosen = np.full((steps, size), -1, np.int32), np.full((steps, size, m), -1, np.int32)
+        here = np.zeros(len(bounds), bool)
+        for step in range(steps):
+            rows = np.concatenate([plans[t][step][plans[t][step] >= 0] + self.sentence_offsets[t] for t in self.tasks])
+            here[rows] = True
+            mine = np.concatenate([by_sentence[bounds[r]:bounds[r + 1]] for r in rows] + [np.zeros(0, np.int64)])
+            usable = (listed[mine] >= 0) & here[listed[mine]]
+            mine, usable = mine[usable.any(axis=1)], usable[usable.any(axis=1)]
+            rng = np.random.default_rng([seed, step, 13])
+            pick = np.sort(rng.permutation(len(mine))[:size])
+            order = np.argsort(np.where(usable[pick], rng.random((len(pick), k)), 2.0), axis=1, kind="stable")[:, :m]
+            plan[step, :len(pick)] = mine[pick]
+            chosen[step, :len(pick)] = np.where(np.take_along_axis(usable[pick], order, axis=1), order, -1)
+            here[rows] = False
+        return plan, chosen
 
-        Only the anchors' and the chosen neighbours' sentences are encoded; the attention over each anchor's
-        whole list needs only word embeddings and gold tags.
-        """
+    def _contexts(self, rows: tf.Tensor, chosen: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        """The scored contexts [S, 1+M] of anchor rows and chosen places (rows −1 ignored), and the minibatch's
+        entries that do not depend on where their sentences are encoded."""
         t = self._tensors
         real = rows >= 0
         rows, chosen = tf.boolean_mask(rows, real), tf.boolean_mask(chosen, real)
@@ -344,18 +380,7 @@ class CouplingData:
         listed = tf.concat([anchor[:, None], tf.where(mask, neighbors, anchor[:, None])], axis=1)  # [S, 1+K]
         picked = tf.gather(neighbors, tf.maximum(chosen, 0), batch_dims=1)
         scored = tf.concat([anchor[:, None], tf.where(chosen >= 0, picked, anchor[:, None])], axis=1)  # [S, 1+M]
-        sentence = tf.gather(t["ctx_sentence"], scored)
-        unique, where = tf.unique(tf.reshape(sentence, [-1]))
-        lengths = tf.gather(table.length, unique)
-        order = tf.argsort(lengths, stable=True)
-        cuts = length_groups(tf.gather(lengths, order), GROUPS)
-        rank = tf.gather(tf.math.invert_permutation(order), where)
-        group = tf.searchsorted(cuts[1:-1], rank, side="right")
-        shape = tf.shape(scored)
-        return {
-            **{f"sentences_{g}": table.batch(tf.gather(unique, order[cuts[g]:cuts[g + 1]])) for g in range(GROUPS)},
-            "group": tf.reshape(group, shape),
-            "row": tf.reshape(rank - tf.gather(cuts, group), shape),
+        return scored, {
             "position": tf.gather(t["ctx_position"], scored),
             "task": tf.gather(t["ctx_task"], scored),
             "gold": tf.gather(t["ctx_gold"], scored),
@@ -366,3 +391,36 @@ class CouplingData:
             "direction": tf.gather(t["anchor_direction"], rows),
             "pair": tf.gather(t["anchor_pair"], rows),
         }
+
+    def batch(self, table: SentenceTable, rows: tf.Tensor, chosen: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The coupling minibatch (COUPLING_SIGNATURE) of anchor rows and chosen places (rows −1 ignored), in-graph.
+
+        Only the anchors' and the chosen neighbours' sentences are encoded; the attention over each anchor's
+        whole list needs only word embeddings and gold tags.
+        """
+        scored, out = self._contexts(rows, chosen)
+        unique, where = tf.unique(tf.reshape(tf.gather(self._tensors["ctx_sentence"], scored), [-1]))
+        lengths = tf.gather(table.length, unique)
+        order = tf.argsort(lengths, stable=True)
+        cuts = length_groups(tf.gather(lengths, order), GROUPS)
+        rank = tf.gather(tf.math.invert_permutation(order), where)
+        group = tf.searchsorted(cuts[1:-1], rank, side="right")
+        shape = tf.shape(scored)
+        return {
+            **{f"sentences_{g}": table.batch(tf.gather(unique, order[cuts[g]:cuts[g + 1]])) for g in range(GROUPS)},
+            "group": tf.reshape(group, shape),
+            "row": tf.reshape(rank - tf.gather(cuts, group), shape),
+            **out,
+        }
+
+    def batch_within(self, rows: tf.Tensor, chosen: tf.Tensor, batches: Sequence[tf.Tensor]) -> dict[str, tf.Tensor]:
+        """The coupling minibatch (WITHIN_SIGNATURE) of a `plan_within` step, in-graph: each scored context's group
+        is its vertical and its row the place of its sentence in that vertical's minibatch (`batches`: the table
+        rows of each vertical's minibatch, in run order)."""
+        scored, out = self._contexts(rows, chosen)
+        sentence = tf.gather(self._tensors["ctx_sentence"], scored)
+        row = tf.zeros_like(sentence)
+        for i, b in enumerate(batches):
+            place = tf.argmax(tf.cast(sentence[..., None] == b, tf.int32), axis=-1, output_type=tf.int32)
+            row = tf.where(out["task"] == i, place, row)
+        return {"group": out["task"], "row": row, **out}

@@ -74,8 +74,10 @@ class Run:
         if self.coupling is None:
             return None
         p = self.params
-        return self.coupling.plan(p.batch_size, self.coupling.minibatches(len(p.names)), p.seed, steps,
-                                  p.coupling_sample)
+        slots = self.coupling.minibatches(len(p.names))
+        if self.coupling.within:
+            return self.coupling.plan_within(self.plans(steps), slots * p.batch_size, p.seed, p.coupling_sample)
+        return self.coupling.plan(p.batch_size, slots, p.seed, steps, p.coupling_sample)
 
 
 def _fingerprint(*arrays: np.ndarray) -> str:
@@ -160,7 +162,7 @@ def build(p: Params, data: RunData, model_dir: Path, write: bool = True) -> Run:
     if p.mode == "coupled":
         contexts, gold, pairs, run.uncached = _shortlists(p, data, net, examples, model_dir / "shortlist", pretrained)
         tag_offsets = dict(zip(vocab.tags, np.cumsum([0] + [len(v) for v in vocab.tags.values()])[:-1].tolist()))
-        run.coupling = CouplingData(p.names, contexts, gold, offsets, tag_offsets, pairs)
+        run.coupling = CouplingData(p.names, contexts, gold, offsets, tag_offsets, pairs, p.coupling_within)
         run.coupler = Coupler(vocab.tags, len(pairs), (2 * p.window + 1) * p.word_dim, p.label_kgram,
                               (p.seed, 10_000), p.coupling_score, p.coupling_stop_lender, p.attention_temperature)
     if write:

@@ -13,6 +13,7 @@ from conftest import smoke_params
 
 from mtl_tagger import crf, pipeline
 from mtl_tagger.corpus import load_data
+from mtl_tagger.errors import InputError
 from mtl_tagger.labels import kgram_ids, label_kgrams
 from mtl_tagger.loss import Coupler, context_scores
 from mtl_tagger.model import TaggerNet
@@ -142,6 +143,44 @@ def test_three_verticals_couple_every_pair() -> None:
     total, parts = _reference(names, tags, examples, data, net, coupler, row[row >= 0], chosen[0][row >= 0],
                               "emission")
     np.testing.assert_allclose(out["parts"].numpy(), parts, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("sample", [1, 0])
+def test_within_plan_draws_from_the_steps_sentences_and_scores_as_the_paper_batch(sample: int) -> None:
+    """--coupling_within: each step's anchors are those (up to its size) whose sentence and some neighbour's are in
+    the step's vertical minibatches, and the chosen neighbours are such ones; its loss from the minibatches'
+    encodings equals the paper's coupling minibatch of the same anchors encoded on its own."""
+    names, tags, examples, offsets, table, data, net, coupler = _setup(3, num_tasks=3)
+    lengths = {t: np.array([int(e["length"]) for e in examples[t]]) for t in names}
+    plans = {t: pipeline.batch_plan(lengths[t], 3, 6, 0, i, 5) for i, t in enumerate(names)}
+    plan, chosen = data.plan_within(plans, 4, seed=0, sample=sample)
+    again = data.plan_within(plans, 4, seed=0, sample=sample)
+    assert np.array_equal(plan, again[0]) and np.array_equal(chosen, again[1]), "fixed by (seed, step)"
+    sentence, neighbors = data.ctx_sentence, data.anchor_neighbors
+    for step in range(5):
+        here = {int(r) + offsets[t] for t in names for r in plans[t][step] if r >= 0}
+        qualify = {a for a in range(len(data.anchor_ctx)) if sentence[data.anchor_ctx[a]] in here
+                   and any(n >= 0 and sentence[n] in here for n in neighbors[a])}
+        rows = plan[step][plan[step] >= 0]
+        assert set(rows) <= qualify and len(rows) == min(4, len(qualify))
+        for a, places in zip(rows, chosen[step][plan[step] >= 0]):
+            usable = [k for k, n in enumerate(neighbors[a]) if n >= 0 and sentence[n] in here]
+            picked = [k for k in places if k >= 0]
+            assert set(picked) <= set(usable) and len(picked) == (len(usable) if sample == 0 else 1)
+        batches = [tf.constant(plans[t][step][plans[t][step] >= 0] + offsets[t]) for t in names]
+        encoded = [table.batch(b) for b in batches]
+        within = coupler.loss(net, data.batch_within(tf.constant(plan[step]), tf.constant(chosen[step]), batches),
+                              [net.encoder(b) for b in encoded], [b["length"] for b in encoded])
+        paper = coupler(net, data.batch(table, tf.constant(plan[step]), tf.constant(chosen[step])), seed=None)
+        np.testing.assert_allclose(within["parts"].numpy(), paper["parts"].numpy(), rtol=1e-5, atol=1e-6)
+    assert (plan >= 0).sum() > 5, "the steps hold anchors to compare"
+
+
+def test_within_needs_one_process_in_coupled_mode() -> None:
+    with pytest.raises(InputError, match="--coupling_within: this run is shared"):
+        Params(tasks="A,B", mtl_mode="shared", coupling_within=True).validate()
+    with pytest.raises(InputError, match="--coupling_within: runs in one process only; drop --distribute"):
+        Params(tasks="A,B", coupling_within=True, distribute="multiworker").validate()
 
 
 def test_stop_lender_keeps_the_value_and_cuts_the_neighbours_gradient() -> None:

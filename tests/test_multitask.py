@@ -84,9 +84,13 @@ def test_evaluate_compare_on_an_n_vertical_run(coupled_dir: Path, three: Path, t
 
 
 def test_couple_lists_pairs(three: Path, tmp_path: Path) -> None:
-    train(smoke_params(three, tmp_path / "m", epochs=1, couple="Ring:Chain x", **THREE))
+    """--couple chooses the pairs; the run also takes its coupling minibatches from its own (--coupling_within)."""
+    metrics = train(smoke_params(three, tmp_path / "m", epochs=1, couple="Ring:Chain x", coupling_within=True,
+                                 **THREE))
     directions = json.loads((tmp_path / "m" / "analysis.json").read_text())["directions"]
     assert [(d["borrower"], d["lender"]) for d in directions] == [("Ring", "Chain x"), ("Chain x", "Ring")]
+    assert set(metrics) == {"Chain x", "Mangal-sutra", "Ring"}
+    assert json.loads((tmp_path / "m" / "params.json").read_text())["coupling_within"] is True
 
 
 def test_resume_with_n_verticals_shared(three: Path, tmp_path: Path) -> None:
