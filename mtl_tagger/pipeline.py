@@ -349,7 +349,7 @@ class CouplingData:
         sentence = self.ctx_sentence[self.anchor_ctx]
         listed = np.where(self.anchor_neighbors >= 0, self.ctx_sentence[np.maximum(self.anchor_neighbors, 0)], -1)
         by_sentence = np.argsort(sentence, kind="stable")
-        top = max([int(self.ctx_sentence.max())] + [int(plan.max()) + self.sentence_offsets[t]
+        top = max([int(self.ctx_sentence.max())] + [int(plan.max(initial=-1)) + self.sentence_offsets[t]
                                                      for t, plan in plans.items()])
         bounds = np.searchsorted(sentence[by_sentence], np.arange(top + 2))
         plan, chosen = np.full((steps, size), -1, np.int32), np.full((steps, size, m), -1, np.int32)
