@@ -299,7 +299,7 @@ def _params(cfg: Mapping[str, Any], tasks: str, mode: str = "", **extra: Any) ->
     from mtl_tagger.params import Params, read_flagfile
 
     values = {**read_flagfile(cfg["flagfile"]), **cfg["overrides"], **extra}
-    model_dir = Path(cfg["workdir"]) / "models" / f"{tasks}.{mode or 'single'}{'.within' if extra else ''}"
+    model_dir = Path(cfg["workdir"]) / "models" / ".".join([tasks, mode or "single", *extra])
     p = Params(**{**values, "tasks": tasks, "mtl_mode": mode, "data_dir": cfg["data_dir"], "word_vectors": "",
                   "model_dir": str(model_dir), "seed": cfg["seed"]}).validate()
     if p.max_len < MAX_LEN:
@@ -448,7 +448,7 @@ def coupled_child(cfg: Mapping[str, Any]) -> dict[str, Any]:
     for name, loop in loops.items():
         run = loop.run
         mine = {t: plans[t] for t in loop.names}
-        coupling_plan = run.coupling_plan(steps) if run.coupling is not None else None
+        coupling_plan = run.coupling_plan(steps, mine) if run.coupling is not None else None
         inputs[name] = list(pipeline.step_dataset(run.table, mine, run.offsets, 0, run.coupling, coupling_plan))
     for name, loop in loops.items():  # warm-up pass
         for x in inputs[name]:

@@ -151,8 +151,9 @@ class Loop:
         total, every = self.run.budget(), self.run.eval_every()
         if self.stop_rule(start):
             return
-        data = pipeline.step_dataset(self.run.table, self.run.plans(total), self.run.offsets, start,
-                                     self.run.coupling, self.run.coupling_plan(total), self.worker)
+        plans = self.run.plans(total)
+        data = pipeline.step_dataset(self.run.table, plans, self.run.offsets, start,
+                                     self.run.coupling, self.run.coupling_plan(total, plans), self.worker)
         for inputs in data:
             out = self.train_step(inputs)
             step = int(self.step.assign_add(1))

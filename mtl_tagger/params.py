@@ -192,11 +192,11 @@ class Params:
             raise InputError(f"--couple={self.couple}: pairs are coupled only in coupled mode, and this run is "
                              f"{self.mode} ({', '.join(names)}); drop --couple, or train two or more verticals with "
                              "--mtl_mode=coupled")
-        if self.coupling_within and (self.mode != "coupled" or self.distribute):
-            raise InputError("--coupling_within: " + (f"this run is {self.mode}, and only coupled mode has coupling "
-                                                      "minibatches; drop it or add --mtl_mode=coupled"
-                                                      if self.mode != "coupled" else
-                                                      "runs in one process only; drop --distribute"))
+        if self.coupling_within and self.mode != "coupled":
+            raise InputError(f"--coupling_within: this run is {self.mode}, and only coupled mode has coupling "
+                             "minibatches; drop it or add --mtl_mode=coupled")
+        if self.coupling_within and self.distribute:
+            raise InputError("--coupling_within: runs in one process only; drop --distribute")
         self.couple_pairs()  # checks --couple against the verticals
         if not self.model_dir:
             self.model_dir = str(Path("runs") / f"{'+'.join(names)}.{self.mode}")

@@ -178,18 +178,18 @@ def step_dataset(table: SentenceTable, plans: dict[str, np.ndarray], offsets: di
     worker, workers = shard
 
     def gather(x: dict) -> dict:
-        out = {"step": x["step"], "count": {}}
+        out, mine = {"step": x["step"], "count": {}}, {}
         for t in plans:
             rows = tf.boolean_mask(x[t], x[t] >= 0)
             out["count"][t] = tf.cast(tf.size(rows), tf.float32)
-            out[t] = table.batch(rows[worker::workers] + offsets[t])
+            mine[t] = rows[worker::workers] + offsets[t]  # this worker's table rows of the vertical's minibatch
+            out[t] = table.batch(mine[t])
         if coupling is not None:
             real = x["coupling"] >= 0
             anchors, chosen = tf.boolean_mask(x["coupling"], real), tf.boolean_mask(x["chosen"], real)
             out["count"]["coupling"] = tf.cast(tf.size(anchors), tf.float32)
             if coupling.within:  # one worker: Params refuses --coupling_within with --distribute
-                out["coupling"] = coupling.batch_within(anchors, chosen, [tf.boolean_mask(x[t], x[t] >= 0) + offsets[t]
-                                                                         for t in coupling.tasks])
+                out["coupling"] = coupling.batch_within(anchors, chosen, [mine[t] for t in coupling.tasks])
             else:
                 out["coupling"] = coupling.batch(table, anchors[worker::workers], chosen[worker::workers])
         return out

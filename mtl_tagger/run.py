@@ -68,15 +68,17 @@ class Run:
         return {t: pipeline.batch_plan(n, p.batch_size, p.max_len, p.seed, i, steps)
                 for i, (t, n) in enumerate(self.lengths.items())}
 
-    def coupling_plan(self, steps: int) -> tuple[np.ndarray, np.ndarray] | None:
+    def coupling_plan(self, steps: int, plans: dict[str, np.ndarray] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray] | None:
         """The coupling minibatch plan (anchors, chosen neighbours) for steps [0, steps), or None outside coupled
-        mode."""
+        mode; `plans`: the verticals' `plans(steps)` when the caller has them (--coupling_within draws from them)."""
         if self.coupling is None:
             return None
         p = self.params
         slots = self.coupling.minibatches(len(p.names))
         if self.coupling.within:
-            return self.coupling.plan_within(self.plans(steps), slots * p.batch_size, p.seed, p.coupling_sample)
+            return self.coupling.plan_within(plans or self.plans(steps), slots * p.batch_size, p.seed,
+                                             p.coupling_sample)
         return self.coupling.plan(p.batch_size, slots, p.seed, steps, p.coupling_sample)
 
 
