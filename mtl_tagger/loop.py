@@ -153,7 +153,8 @@ class Loop:
             return
         plans = self.run.plans(total)
         data = pipeline.step_dataset(self.run.table, plans, self.run.offsets, start,
-                                     self.run.coupling, self.run.coupling_plan(total, plans), self.worker)
+                                     self.run.coupling, self.run.coupling_plan(total, plans, self.worker[1]),
+                                     self.worker)
         for inputs in data:
             out = self.train_step(inputs)
             step = int(self.step.assign_add(1))

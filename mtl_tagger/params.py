@@ -151,7 +151,8 @@ class Params:
     coupling_within: bool = _f(False, "Coupling: draw each step's anchors and the neighbours they are compared with "
                                       "from the sentences of the step's own vertical minibatches, and score them from "
                                       "those minibatches' encodings (no second encoding; not the paper's sampling, "
-                                      "which draws them from the whole shortlist). Coupled mode, one process.")
+                                      "which draws them from the whole shortlist). Coupled mode; with --distribute, an "
+                                      "anchor and its neighbours lie in one worker's share.")
     coupling_stop_lender: bool = _f(False, "Coupling: stop the gradient through the neighbour's score, so only "
                                            "the anchor's score moves towards it.")
     attention_temperature: float = _f(1.0, "Coupling: divide the attention logits α by this.", positive)
@@ -195,8 +196,6 @@ class Params:
         if self.coupling_within and self.mode != "coupled":
             raise InputError(f"--coupling_within: this run is {self.mode}, and only coupled mode has coupling "
                              "minibatches; drop it or add --mtl_mode=coupled")
-        if self.coupling_within and self.distribute:
-            raise InputError("--coupling_within: runs in one process only; drop --distribute")
         self.couple_pairs()  # checks --couple against the verticals
         if not self.model_dir:
             self.model_dir = str(Path("runs") / f"{'+'.join(names)}.{self.mode}")

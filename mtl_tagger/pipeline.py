@@ -188,8 +188,9 @@ def step_dataset(table: SentenceTable, plans: dict[str, np.ndarray], offsets: di
             real = x["coupling"] >= 0
             anchors, chosen = tf.boolean_mask(x["coupling"], real), tf.boolean_mask(x["chosen"], real)
             out["count"]["coupling"] = tf.cast(tf.size(anchors), tf.float32)
-            if coupling.within:  # one worker: Params refuses --coupling_within with --distribute
-                out["coupling"] = coupling.batch_within(anchors, chosen, [mine[t] for t in coupling.tasks])
+            if coupling.within:  # the plan put this worker's anchors, and their neighbours, in its share
+                out["coupling"] = coupling.batch_within(x["coupling"][worker::workers], x["chosen"][worker::workers],
+                                                        [mine[t] for t in coupling.tasks])
             else:
                 out["coupling"] = coupling.batch(table, anchors[worker::workers], chosen[worker::workers])
         return out
@@ -338,11 +339,13 @@ class CouplingData:
             chosen[step] = np.where(np.arange(sample) < real[step, :, None], order, -1)
         return chosen
 
-    def plan_within(self, plans: dict[str, np.ndarray], size: int, seed: int, sample: int = 1
+    def plan_within(self, plans: dict[str, np.ndarray], size: int, seed: int, sample: int = 1, workers: int = 1
                     ) -> tuple[np.ndarray, np.ndarray]:
         """`plan` drawn from the step's own vertical minibatches (`plans`, as step_dataset takes them): each step
         up to `size` anchors whose sentence is in the step, chosen uniformly among those with a neighbour whose
-        sentence is in the step too, and `sample` of those neighbours (0: all of them), fixed by (seed, step)."""
+        sentence is in the step too, and `sample` of those neighbours (0: all of them), fixed by (seed, step).
+        With `workers`, an anchor and its chosen neighbours lie in one worker's share of the step (step_dataset's
+        `shard`), and worker w's anchors take the places w, w + workers, …"""
         k = self.anchor_neighbors.shape[1]
         m = k if sample == 0 else min(sample, k)
         steps = len(next(iter(plans.values())))
@@ -355,17 +358,21 @@ class CouplingData:
         plan, chosen = np.full((steps, size), -1, np.int32), np.full((steps, size, m), -1, np.int32)
         here = np.zeros(len(bounds), bool)
         for step in range(steps):
-            rows = np.concatenate([plans[t][step][plans[t][step] >= 0] + self.sentence_offsets[t] for t in self.tasks])
-            here[rows] = True
-            mine = np.concatenate([by_sentence[bounds[r]:bounds[r + 1]] for r in rows] + [np.zeros(0, np.int64)])
-            usable = (listed[mine] >= 0) & here[listed[mine]]
-            mine, usable = mine[usable.any(axis=1)], usable[usable.any(axis=1)]
             rng = np.random.default_rng([seed, step, 13])
-            pick = np.sort(rng.permutation(len(mine))[:size])
-            order = np.argsort(np.where(usable[pick], rng.random((len(pick), k)), 2.0), axis=1, kind="stable")[:, :m]
-            plan[step, :len(pick)] = mine[pick]
-            chosen[step, :len(pick)] = np.where(np.take_along_axis(usable[pick], order, axis=1), order, -1)
-            here[rows] = False
+            for w in range(workers):
+                rows = np.concatenate([plans[t][step][plans[t][step] >= 0][w::workers] + self.sentence_offsets[t]
+                                       for t in self.tasks])
+                here[rows] = True
+                mine = np.concatenate([by_sentence[bounds[r]:bounds[r + 1]] for r in rows] + [np.zeros(0, np.int64)])
+                usable = (listed[mine] >= 0) & here[listed[mine]]
+                mine, usable = mine[usable.any(axis=1)], usable[usable.any(axis=1)]
+                pick = np.sort(rng.permutation(len(mine))[:len(range(w, size, workers))])
+                order = np.argsort(np.where(usable[pick], rng.random((len(pick), k)), 2.0), axis=1,
+                                   kind="stable")[:, :m]
+                places = np.arange(w, size, workers)[:len(pick)]
+                plan[step, places] = mine[pick]
+                chosen[step, places] = np.where(np.take_along_axis(usable[pick], order, axis=1), order, -1)
+                here[rows] = False
         return plan, chosen
 
     def _contexts(self, rows: tf.Tensor, chosen: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
@@ -421,6 +428,8 @@ class CouplingData:
         sentence = tf.gather(self._tensors["ctx_sentence"], scored)
         row = tf.zeros_like(sentence)
         for i, b in enumerate(batches):
-            place = tf.argmax(tf.cast(sentence[..., None] == b, tf.int32), axis=-1, output_type=tf.int32)
+            # −1 after the rows: a worker's share of a vertical may be empty, and argmax needs an entry.
+            place = tf.argmax(tf.cast(sentence[..., None] == tf.concat([b, [-1]], 0), tf.int32), axis=-1,
+                              output_type=tf.int32)
             row = tf.where(out["task"] == i, place, row)
         return {"group": out["task"], "row": row, **out}

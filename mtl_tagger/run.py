@@ -68,17 +68,18 @@ class Run:
         return {t: pipeline.batch_plan(n, p.batch_size, p.max_len, p.seed, i, steps)
                 for i, (t, n) in enumerate(self.lengths.items())}
 
-    def coupling_plan(self, steps: int, plans: dict[str, np.ndarray] | None = None
+    def coupling_plan(self, steps: int, plans: dict[str, np.ndarray] | None = None, workers: int = 1
                       ) -> tuple[np.ndarray, np.ndarray] | None:
         """The coupling minibatch plan (anchors, chosen neighbours) for steps [0, steps), or None outside coupled
-        mode; `plans`: the verticals' `plans(steps)` when the caller has them (--coupling_within draws from them)."""
+        mode; `plans`: the verticals' `plans(steps)` when the caller has them (--coupling_within draws from them,
+        each anchor with its neighbours in one of `workers` shares)."""
         if self.coupling is None:
             return None
         p = self.params
         slots = self.coupling.minibatches(len(p.names))
         if self.coupling.within:
             return self.coupling.plan_within(plans or self.plans(steps), slots * p.batch_size, p.seed,
-                                             p.coupling_sample)
+                                             p.coupling_sample, workers)
         return self.coupling.plan(p.batch_size, slots, p.seed, steps, p.coupling_sample)
 
 

@@ -15,7 +15,7 @@ from mtl_tagger import crf, pipeline
 from mtl_tagger.corpus import load_data
 from mtl_tagger.errors import InputError
 from mtl_tagger.labels import kgram_ids, label_kgrams
-from mtl_tagger.loss import Coupler, context_scores
+from mtl_tagger.loss import Coupler, context_scores, step_loss
 from mtl_tagger.model import TaggerNet
 from mtl_tagger.params import Params
 from mtl_tagger.pipeline import COUPLING_SIGNATURE, GROUPS, CouplingData, PairShortlist, length_groups
@@ -38,7 +38,7 @@ def _setup(seed: int, num_tasks: int = 2, **coupler_kw: object) -> tuple:
     gold = {t: [[tags[t][rng.integers(0, len(tags[t]))] for _ in s] for s in tokens[t]] for t in names}
     vocab = Vocab.build([s for t in names for s in tokens[t]], gold)
     p = Params(tasks=",".join(names), word_dim=4, char_dim=3, char_hidden=2, hidden_size=5, window=WINDOW,
-               word_vectors="", dropout=0.0, seed=seed).validate()
+               word_vectors="", dropout=0.0, word_dropout=0.0, seed=seed).validate()
     net = TaggerNet(p, vocab)
     examples = {t: pipeline.encode(tokens[t], vocab, 6, t, gold[t]) for t in names}
     offsets = dict(zip(names, np.cumsum([0] + [sizes[t] for t in names])[:-1].tolist()))
@@ -176,11 +176,45 @@ def test_within_plan_draws_from_the_steps_sentences_and_scores_as_the_paper_batc
     assert (plan >= 0).sum() > 5, "the steps hold anchors to compare"
 
 
-def test_within_needs_one_process_in_coupled_mode() -> None:
+def test_within_workers_hold_their_anchors_and_add_up_to_the_whole_step() -> None:
+    """--coupling_within with --distribute: an anchor and its chosen neighbours lie in the share of the worker
+    whose places it takes, and the workers' losses and gradients add up to one process's on the same plan."""
+    names, tags, examples, offsets, table, data, net, coupler = _setup(3, num_tasks=3)
+    data.within = True
+    lengths = {t: np.array([int(e["length"]) for e in examples[t]]) for t in names}
+    plans = {t: pipeline.batch_plan(lengths[t], 4, 6, 0, i, 5) for i, t in enumerate(names)}
+    plan, chosen = data.plan_within(plans, 4, seed=0, sample=0, workers=2)
+    single = data.plan_within(plans, 4, seed=0, sample=0)
+    assert all(np.array_equal(a, b) for a, b in zip(single, data.plan_within(plans, 4, 0, 0, workers=1)))
+    sentence = data.ctx_sentence
+    for step in range(5):
+        for w in range(2):
+            share = {int(r) + offsets[t] for t in names for r in plans[t][step][plans[t][step] >= 0][w::2]}
+            for a, places in zip(plan[step, w::2], chosen[step, w::2]):
+                if a >= 0:
+                    assert sentence[data.anchor_ctx[a]] in share
+                    assert {sentence[data.anchor_neighbors[a][k]] for k in places if k >= 0} <= share
+    variables = [*net.trainable_variables, *coupler.trainable_variables]
+
+    def step(shard: tuple[int, int], inputs: dict) -> tuple[float, list[np.ndarray]]:
+        with tf.GradientTape() as tape:
+            loss, terms = step_loss(net, names, coupler, data.pairs, 0.7, inputs, tf.constant([1, 2], tf.int64),
+                                    within=True)
+        return float(loss), [np.asarray(tf.convert_to_tensor(g)) for g in tape.gradient(loss, variables)]
+
+    def steps(shard: tuple[int, int]) -> list:
+        return [step(shard, x) for x in pipeline.step_dataset(table, plans, offsets, 0, data, (plan, chosen), shard)]
+
+    for whole, *parts in zip(steps((0, 1)), steps((0, 2)), steps((1, 2))):
+        assert whole[0] == pytest.approx(sum(p[0] for p in parts), rel=1e-5)
+        for g, *gs in zip(whole[1], *(p[1] for p in parts)):
+            np.testing.assert_allclose(g, sum(gs), rtol=1e-4, atol=1e-6)
+    assert (plan >= 0).sum() > 5, "the steps hold anchors to compare"
+
+
+def test_within_needs_coupled_mode() -> None:
     with pytest.raises(InputError, match="--coupling_within: this run is shared"):
         Params(tasks="A,B", mtl_mode="shared", coupling_within=True).validate()
-    with pytest.raises(InputError, match="--coupling_within: runs in one process only; drop --distribute"):
-        Params(tasks="A,B", coupling_within=True, distribute="multiworker").validate()
 
 
 def test_stop_lender_keeps_the_value_and_cuts_the_neighbours_gradient() -> None:
