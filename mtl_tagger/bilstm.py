@@ -14,7 +14,9 @@ skinny matmuls per step (dh, dx, and the accumulated kernel gradients). Here:
   the kernels' and inputs' gradients are single big matmuls over all steps after it.
 
 The two directions stay two independent loops, which TensorFlow's executor runs concurrently on the
-two cores (BUILD_NOTES "Speed"). Gate order (i, f, c, o), sigmoid gates, tanh, zero initial state and
+two cores (BUILD_NOTES "Speed"). With `matmul_dtype` bfloat16 the matrix products take bfloat16 factors
+(the AMX / AVX-512 BF16 kernels of CPUs that have them) and return float32; the gates, the cell state and
+the weights stay float32. Gate order (i, f, c, o), sigmoid gates, tanh, zero initial state and
 a unit forget-gate bias at initialisation, as Keras' LSTM defaults; outputs at padded positions are 0.
 """
 import tensorflow as tf
@@ -23,19 +25,29 @@ from mtl_tagger.initializers import SeedSequence, glorot_uniform, orthogonal
 
 
 class LSTMWeights(tf.Module):
-    """One direction's kernel [in, 4u], recurrent_kernel [u, 4u] and bias [4u] (Keras' LSTMCell layout)."""
+    """One direction's kernel [in, 4u], recurrent_kernel [u, 4u] and bias [4u] (Keras' LSTMCell layout), and the
+    dtype its matrix products take their factors in."""
 
-    def __init__(self, inputs: int, units: int, seeds: SeedSequence, name: str | None = None) -> None:
+    def __init__(self, inputs: int, units: int, seeds: SeedSequence, name: str | None = None,
+                 matmul_dtype: tf.DType = tf.float32) -> None:
         super().__init__(name=name)
-        self.units = units
+        self.units, self.matmul_dtype = units, matmul_dtype
         self.kernel = tf.Variable(glorot_uniform((inputs, 4 * units), seeds()), name="kernel")
         self.recurrent_kernel = tf.Variable(orthogonal((units, 4 * units), seeds()), name="recurrent_kernel")
         self.bias = tf.Variable(tf.concat([tf.zeros([units]), tf.ones([units]), tf.zeros([2 * units])], 0),
                                 name="bias")
 
 
+def matmul(a: tf.Tensor, b: tf.Tensor, dtype: tf.DType, **kw: bool) -> tf.Tensor:
+    """a × b (tf.matmul's `kw`) with both factors in `dtype` and the product in float32."""
+    if dtype == tf.float32:
+        return tf.matmul(a, b, **kw)
+    return tf.cast(tf.matmul(tf.cast(a, dtype), tf.cast(b, dtype), **kw), tf.float32)
+
+
 def _recurrence(z: tf.Tensor, recurrent: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Run the recurrence on precomputed input projections z [T, B, 4u] (time-major).
+    """Run the recurrence on precomputed input projections z [T, B, 4u] (time-major); `recurrent` [u, 4u] in
+    the dtype the products take their factors in.
 
     Returns the outputs h and cell states c [T, B, u], and the gates' pre-activations [T, B, 4u]
     (what the backward pass needs; it recomputes the activations for all steps at once).
@@ -44,7 +56,7 @@ def _recurrence(z: tf.Tensor, recurrent: tf.Tensor) -> tuple[tf.Tensor, tf.Tenso
 
     def step(carry: tuple, z_t: tf.Tensor) -> tuple:
         h, c, _ = carry
-        a = z_t + tf.matmul(h, recurrent)
+        a = z_t + matmul(h, recurrent, recurrent.dtype)
         i, f, g, o = tf.split(a, 4, axis=-1)
         c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
         return tf.sigmoid(o) * tf.tanh(c), c, a
@@ -53,12 +65,15 @@ def _recurrence(z: tf.Tensor, recurrent: tf.Tensor) -> tuple[tf.Tensor, tf.Tenso
 
 
 @tf.custom_gradient
-def lstm_recurrence(z: tf.Tensor, recurrent: tf.Tensor) -> tuple[tf.Tensor, object]:
+def lstm_recurrence(z: tf.Tensor, recurrent: tf.Tensor, factors: tf.Tensor) -> tuple[tf.Tensor, object]:
     """Outputs h [T, B, u] of an LSTM (zero initial state) over input projections z [T, B, 4u] incl. bias.
 
-    recurrent: the [u, 4u] recurrent kernel. The gradient is a fused BPTT (see the module docstring).
+    recurrent: the [u, 4u] recurrent kernel, and `factors` the same in the dtype the products take their
+    factors in (a cast of it, or itself). The gradient is a fused BPTT (see the module docstring); it reaches
+    the kernel through `recurrent`.
     """
-    h, c, pre = _recurrence(z, recurrent)
+    h, c, pre = _recurrence(z, factors)
+    dtype = factors.dtype
 
     def grad(dh_out: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         # Everything that does not depend on the recurrence is computed for all steps at once, so the
@@ -80,14 +95,15 @@ def lstm_recurrence(z: tf.Tensor, recurrent: tf.Tensor) -> tuple[tf.Tensor, obje
             dh = dh_t + dh_next
             dc = dc_next * f_next_t + dh * dc_from_dh_t
             dz = tf.concat([dc, dc, dc, dh], -1) * dz_factor_t
-            return tf.matmul(dz, recurrent, transpose_b=True), dc, dz
+            return matmul(dz, factors, dtype, transpose_b=True), dc, dz
 
         _, _, dz = tf.scan(back, (dh_out, dc_from_dh, dz_factor, f_next), initializer=(zeros, zeros, pre[0]),
                            reverse=True)
         h_prev = tf.concat([tf.zeros_like(h[:1]), h[:-1]], 0)
         units = tf.shape(h)[-1]
-        d_recurrent = tf.matmul(tf.reshape(h_prev, [-1, units]), tf.reshape(dz, [-1, 4 * units]), transpose_a=True)
-        return dz, d_recurrent
+        d_recurrent = matmul(tf.reshape(h_prev, [-1, units]), tf.reshape(dz, [-1, 4 * units]), dtype,
+                             transpose_a=True)
+        return dz, d_recurrent, None
 
     return h, grad
 
@@ -98,11 +114,13 @@ def _directions(x: tf.Tensor, lengths: tf.Tensor, fw: LSTMWeights, bw: LSTMWeigh
     batch, time = shape[0], shape[1]
     x = tf.transpose(x, [1, 0, 2])  # time-major [T, B, in]
     x = tf.stack([x, tf.reverse_sequence(x, lengths, seq_axis=0, batch_axis=1)])  # as each direction reads
-    z = tf.matmul(tf.reshape(x, [2, -1, x.shape[-1]]), tf.stack([fw.kernel, bw.kernel]))
+    dtype = fw.matmul_dtype
+    z = matmul(tf.reshape(x, [2, -1, x.shape[-1]]), tf.stack([fw.kernel, bw.kernel]), dtype)
     z = tf.reshape(z + tf.stack([fw.bias, bw.bias])[:, None], [2, time, batch, 4 * fw.units])
     z_fw, z_bw = tf.unstack(z)
     # Two independent loops, which the executor runs concurrently.
-    return lstm_recurrence(z_fw, fw.recurrent_kernel), lstm_recurrence(z_bw, bw.recurrent_kernel)
+    return (lstm_recurrence(z_fw, fw.recurrent_kernel, tf.cast(fw.recurrent_kernel, dtype)),
+            lstm_recurrence(z_bw, bw.recurrent_kernel, tf.cast(bw.recurrent_kernel, dtype)))
 
 
 def bilstm(x: tf.Tensor, lengths: tf.Tensor, fw: LSTMWeights, bw: LSTMWeights) -> tf.Tensor:

@@ -82,8 +82,9 @@ class Encoder(tf.Module):
             self.shape_embedding = tf.Variable(uniform((len(SHAPES), p.case_dim), 0.05, seeds()),
                                                name="shape_embedding")
             width += p.case_dim
-        self.forward = LSTMWeights(width, p.hidden_size, seeds, name="forward")
-        self.backward = LSTMWeights(width, p.hidden_size, seeds, name="backward")
+        dtype = tf.as_dtype(p.matmul_dtype)
+        self.forward = LSTMWeights(width, p.hidden_size, seeds, name="forward", matmul_dtype=dtype)
+        self.backward = LSTMWeights(width, p.hidden_size, seeds, name="backward", matmul_dtype=dtype)
         self.width = 2 * p.hidden_size
 
     def dropped_words(self, words: tf.Tensor, seed: tf.Tensor | None) -> tf.Tensor:

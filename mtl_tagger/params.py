@@ -19,6 +19,7 @@ from mtl_tagger.files import read_json
 MODES = ("single", "shared", "coupled")
 DEFAULT_VECTORS = "cache/glove.flipkart.300d.txt"  # what the README's glove command builds
 CHAR_ENCODERS = ("lstm", "cnn")
+MATMUL_DTYPES = ("float32", "bfloat16")
 CRF_IMPLS = ("own", "tfa")
 SHORTLIST_CONTEXTS = ("tagged", "all")
 COUPLING_SCORES = ("emission", "log_softmax", "marginal")
@@ -99,6 +100,10 @@ class Params:
                                 "vertical in the step, added to its mean sentence loss (the feature CRF's c2).",
                            non_negative)
     hidden_size: int = _f(128, "BiLSTM units per direction (paper: 700, flags/paper.cfg).", positive)
+    matmul_dtype: str = _f("float32", "The word BiLSTM's matrix products, in training and tagging: bfloat16 takes "
+                                      "bfloat16 factors and returns float32 (fast on CPUs with AMX or AVX-512 BF16, "
+                                      "slow elsewhere; its weights and state stay float32); float32: exact.",
+                           one_of(MATMUL_DTYPES))
     dropout: float = _f(0.5, "Dropout on the embeddings and on the BiLSTM output, in [0, 1).", fraction)
     word_dropout: float = _f(0.1, "In training, replace a word by the unknown word with this probability (its chars "
                                   "stay), so the unknown word's embedding is trained; in [0, 1).", fraction)

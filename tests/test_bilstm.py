@@ -64,3 +64,28 @@ def test_traced_with_unknown_shapes_and_padding_ignored() -> None:
     for i, n in enumerate(LENGTHS):  # each row alone, cut to its length, gives the same outputs
         alone = traced(x[i:i + 1, :n], lengths[i:i + 1]).numpy()[0]
         np.testing.assert_allclose(full[i, :n], alone, atol=1e-6)
+
+
+def test_bfloat16_products_stay_near_float32_with_float32_weights_and_gradients() -> None:
+    """--matmul_dtype=bfloat16: the same function to bfloat16's precision (8 bits of mantissa in the factors),
+    float32 outputs, and gradients that reach every weight."""
+    _, fw, bw, x, mask = _pair(2)
+    lengths = tf.constant(LENGTHS)
+    exact = bilstm(x, lengths, fw, bw)
+    fw.matmul_dtype = bw.matmul_dtype = tf.bfloat16
+    weights = [fw.kernel, fw.recurrent_kernel, fw.bias, bw.kernel, bw.recurrent_kernel, bw.bias]
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        fast = bilstm(x, lengths, fw, bw)
+        loss = tf.reduce_sum(fast * tf.cast(mask, tf.float32)[..., None])
+    assert fast.dtype == tf.float32
+    gap = np.abs(fast.numpy() - exact.numpy())[mask.numpy()]
+    assert 0 < gap.max() < 0.05, "bfloat16 products differ, but only in the low bits"
+    fw.matmul_dtype = bw.matmul_dtype = tf.float32
+    with tf.GradientTape(persistent=True) as exact_tape:
+        exact_tape.watch(x)
+        exact_loss = tf.reduce_sum(bilstm(x, lengths, fw, bw) * tf.cast(mask, tf.float32)[..., None])
+    for a, b in zip(tape.gradient(loss, [x, *weights]), exact_tape.gradient(exact_loss, [x, *weights])):
+        a, b = np.asarray(tf.convert_to_tensor(a)), np.asarray(tf.convert_to_tensor(b))
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b, atol=0.05 * np.abs(b).max())
