@@ -10,7 +10,8 @@ for the unbucketed case — go to an .npz that the peer pads from; the project p
 batch it feeds equals the peer's. Each round runs the project and the peer in fresh processes, alternating
 which goes first; each process warms up with one untimed pass over its batches and then times the same
 batches, counting real (non-padding) tokens. Each process also times float32 GEMMs (numpy and its own
-framework); the best rate is the ceiling that every figure's implied FLOP rate is checked against.
+framework; bfloat16 ones too when the project's products take bfloat16 factors, `--matmul_dtype`); the best
+rate is the ceiling that every figure's implied FLOP rate is checked against.
 A third process per round times a coupled step (`--tasks=A,B --mtl_mode=coupled`), with the paper's coupling
 minibatches and with `--coupling_within`, against the two single-task steps it contains, on the same minibatches,
 alternating step by step. `--profile` adds, in two
@@ -346,7 +347,7 @@ def prepare(cfg: dict[str, Any]) -> dict[str, Any]:
     model = {k: getattr(p, k) for k in ("word_dim", "char_dim", "char_hidden", "case_dim", "hidden_size",
                                         "batch_size", "dropout", "word_dropout", "learning_rate", "clip_norm",
                                         "max_word_len", "max_len", "tag_prior", "bio_constraints",
-                                        "lexical_buckets")}
+                                        "lexical_buckets", "matmul_dtype")}
     return {**sizes, "model": model}
 
 
@@ -430,6 +431,9 @@ def project_child(cfg: Mapping[str, Any]) -> dict[str, Any]:
     shapes = gemm_shapes(cfg["model"])
     out["gemm"] = {"numpy": gemm_rates(shapes, lambda a: a, np.matmul),
                    "tensorflow": gemm_rates(shapes, tf.constant, tf.linalg.matmul)}
+    if loop.p.matmul_dtype != "float32":
+        dtype = tf.as_dtype(loop.p.matmul_dtype)
+        out["gemm"][f"tensorflow {dtype.name}"] = gemm_rates(shapes, lambda a: tf.cast(a, dtype), tf.linalg.matmul)
     return out
 
 
@@ -658,7 +662,8 @@ def _peer_section(cfg: Mapping[str, Any], rounds: list[dict]) -> tuple[list[str]
             lines.append(f"| {i} ({r['order']}) | {kind} | " + " | ".join(cells) + " |")
     lines += ["", "| ratio (project / peer) | median [range] (n) | target |", "|---|---|---|"]
     lines += [f"| {what}, {kind} | {_spread(values)} | ≥ 1.2 |" for (what, kind), values in ratios.items()]
-    lines += ["", f"GEMM, float32, best GFLOP/s over all processes (ceiling = {ceiling:.0f} GFLOP/s):", "",
+    lines += ["", f"GEMM, best GFLOP/s over all processes (ceiling = {ceiling:.0f} GFLOP/s; float32 unless a column "
+              "names its dtype):", "",
               "| shape m×k×n | " + " | ".join(gemm) + " |", "|---|" + "---:|" * len(gemm)]
     for shape in next(iter(gemm.values())):
         lines.append(f"| {shape} | " + " | ".join(f"{rates[shape]:.0f}" for rates in gemm.values()) + " |")
@@ -772,7 +777,10 @@ def report(cfg: Mapping[str, Any], rounds: list[dict], coupled: list[dict], prof
         "",
         f"Model: word {m['word_dim']} + char BiLSTM {m['char_hidden']}×2 (char embedding {m['char_dim']})"
         + (f" + word shape {m['case_dim']} (the project only)" if m.get("case_dim") else "") + " → BiLSTM "
-        f"{m['hidden_size']}×2 → Dense({cfg['num_tags']}) → CRF, batch {m['batch_size']}, Adam, clip "
+        f"{m['hidden_size']}×2"
+        + (f" (its products in {m['matmul_dtype']}, the project only)" if m.get("matmul_dtype", "float32") != "float32"
+           else "")
+        + f" → Dense({cfg['num_tags']}) → CRF, batch {m['batch_size']}, Adam, clip "
         f"{m['clip_norm']}, dropout {m['dropout']}; vocabulary {cfg['num_words']} words, {cfg['num_chars']} chars. "
         f"Data: synthetic, seed {cfg['seed']}, lognormal lengths (median {MEDIAN_LEN}, p90 {P90_LEN}, max "
         f"{MAX_LEN}).", ""]
@@ -807,7 +815,8 @@ def main(_: list[str]) -> None:
     workdir = Path(f.workdir or tempfile.mkdtemp(prefix="bench_peer."))
     cfg: dict[str, Any] = {
         "workdir": str(workdir), "data_dir": str(workdir / "data"), "plan": str(workdir / "plans.npz"),
-        "flagfile": str(ROOT / f.base), "overrides": {"hidden_size": f.hidden_size} if f.hidden_size else {},
+        "flagfile": str(ROOT / f.base),
+        "overrides": {k: v for k, v in (("hidden_size", f.hidden_size), ("matmul_dtype", f.matmul_dtype)) if v},
         "seed": f.seed, "vocab": f.vocab, "train_sentences": f.train_sentences, "test_sentences": f.test_sentences,
         "other_sentences": f.other_sentences, "train_steps": f.train_steps, "coupled_steps": f.coupled_steps}
     cfg.update(prepare(cfg))
@@ -857,6 +866,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("coupled_steps", 10, "Timed steps of the coupled-step comparison per round (0: skip).")
     flags.DEFINE_integer("hidden_size", 0, "BiLSTM units per direction (0: the flagfile's, 700 in the paper's).")
     flags.DEFINE_string("base", "flags/paper.cfg", "The project's flagfile the runs start from (repository-relative).")
+    flags.DEFINE_enum("matmul_dtype", "", ["", "float32", "bfloat16"], "The project's --matmul_dtype (empty: the "
+                      "flagfile's); the peer stays float32.")
     flags.DEFINE_integer("seed", 1, "Seed of the data, the plans and the models.")
     flags.DEFINE_integer("vocab", 20000, "Synthetic vocabulary size (every word occurs in A's train split).")
     flags.DEFINE_integer("train_sentences", 3000, "Training sentences of vertical A.")
