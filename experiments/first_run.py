@@ -52,31 +52,36 @@ def cpu() -> str:
     return f"{names[0]} × {os.cpu_count()}" if names else f"{platform.processor()} × {os.cpu_count()}"
 
 
-def run_stage(stage: str, clone: Path, env: dict[str, str]) -> tuple[float, float]:
+def run_stage(stage: str, clone: Path, env: dict[str, str]) -> tuple[float, float, float, bool]:
     """Run one stage (its stdout and stderr one pipe, as a log or a caller sees them); (seconds until its first
-    output, seconds in all)."""
+    output, seconds in all, the longest silence between outputs or before the end, whether a progress bar showed
+    the time left)."""
     start = time.monotonic()
     proc = subprocess.Popen(stage, shell=True, cwd=clone, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    first = time.monotonic() - start if proc.stdout.read(1) else float("nan")
-    while proc.stdout.read(65536):
-        pass
+    times, text = [], b""
+    while chunk := proc.stdout.read1(65536):
+        times.append(time.monotonic() - start)
+        text += chunk
     if proc.wait():
         raise subprocess.CalledProcessError(proc.returncode, stage)
-    return first, time.monotonic() - start
+    seconds = time.monotonic() - start
+    gaps = [b - a for a, b in zip([0.0, *times], [*times, seconds])]
+    return (times[0] if times else float("nan")), seconds, max(gaps), re.search(rb" left\b", text) is not None
 
 
-def run_stages(command: str, clone: Path) -> list[tuple[str, float, float, str, str]]:
-    """(stage, seconds to its first output, seconds, load before, load after) for each `&&`-joined stage, run in a
-    fresh venv in `clone`."""
+def run_stages(command: str, clone: Path) -> list[tuple]:
+    """(stage, seconds to its first output, seconds, longest silence, time left shown, load before, load after)
+    for each `&&`-joined stage, run in a fresh venv in `clone`."""
     subprocess.run([sys.executable, "-m", "venv", str(clone / ".venv")], check=True)
     env = {**os.environ, "PATH": f"{clone / '.venv' / 'bin'}:{os.environ['PATH']}", "VIRTUAL_ENV": str(clone / ".venv")}
     env.pop("PYTHONPATH", None)
     rows = []
     for stage in command.split(" && "):
         before = "/".join(f"{x:.1f}" for x in os.getloadavg())
-        first, seconds = run_stage(stage, clone, env)
-        rows.append((stage, first, seconds, before, "/".join(f"{x:.1f}" for x in os.getloadavg())))
-        print(f"{seconds:8.1f} s (first output after {first:.1f} s)  {stage}", flush=True)
+        first, seconds, silence, left = run_stage(stage, clone, env)
+        rows.append((stage, first, seconds, silence, left, before, "/".join(f"{x:.1f}" for x in os.getloadavg())))
+        print(f"{seconds:8.1f} s (first output after {first:.1f} s, longest silence {silence:.1f} s)  {stage}",
+              flush=True)
     return rows
 
 
@@ -97,11 +102,15 @@ def main(argv: list[str]) -> None:
              f"Machine: {cpu()}, Python {platform.python_version()}; commit {head}. Written by "
              f"`{shlex.join(['python', '-m', 'experiments.first_run', *sys.argv[1:]])}`. Load average (1/5/15 min) "
              "before and after each stage: other work on the machine slows every stage. `first output`: seconds "
-             "from a stage's start to its first byte on stdout or stderr (one pipe, as in a log).", "",
-             "| stage | first output | time | load before | load after |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| `{stage}` | {first:.1f} s | {clock(seconds)} | {before} | {after} |"
-              for stage, first, seconds, before, after in rows]
-    lines.append(f"| all | | {clock(total)} | | |")
+             "from a stage's start to its first byte on stdout or stderr (one pipe, as in a log); `longest silence`: "
+             "the longest wait for the next output (or the end); in a log a progress bar writes a line every 30 s, "
+             "on a terminal it redraws several times a second; `time left`: whether a progress bar showed the time "
+             "left (pip's own output shows it only while downloading).", "",
+             "| stage | first output | longest silence | time left | time | load before | load after |",
+             "|---|---:|---:|---|---:|---:|---:|"]
+    lines += [f"| `{stage}` | {first:.1f} s | {silence:.1f} s | {'yes' if left else 'no'} | {clock(seconds)} | "
+              f"{before} | {after} |" for stage, first, seconds, silence, left, before, after in rows]
+    lines.append(f"| all | | | | {clock(total)} | | |")
     Path(FLAGS.report).write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(FLAGS.report)
 
