@@ -14,9 +14,10 @@ network (its best checkpoint) with its Viterbi decoder.
 `min_confidence` [] float64 (values below it are left out; 0 keeps all) in; out, with V the most values and N the
 most tokens of a row: `attribute`, `value` [B, V] string, `start`, `end` [B, V] int32 (character offsets, in code
 points as Python's str indices: text[start:end] == value), `confidence` [B, V] float32 (to 4 places, as extract
-shows it), `count` [B] int32 (the row's values; "" and 0 past them), and `tokens`, `tags` [B, N] string ("" past the
-row's tokens). The tokenizer runs in the graph (graph_text: text.tokenize's rules, with the Unicode tables of the
-exporting environment's `regex`).
+shows it and min_confidence is compared with), `unrounded_confidence` [B, V] float32 (the same before rounding: its
+tokens' smallest), `count` [B] int32 (the row's values; "" and 0 past them), and `tokens`, `tags` [B, N] string (""
+past the row's tokens). The tokenizer runs in the graph (graph_text: text.tokenize's rules, with the Unicode tables
+of the exporting environment's `regex`).
 
 DIR is built in `.DIR.tmp` beside it and renamed into place, by one export at a time (a lock on `.DIR.lock`, removed
 when it ends), which also clears what a killed export left there. DIR may not be the model dir, lie in it or hold it.

@@ -21,7 +21,8 @@ from mtl_tagger.tagger import Tagger
 SIGNATURE_INPUTS = (tf.TensorSpec([None, None], tf.string, name="tokens"),
                     tf.TensorSpec([None], tf.int32, name="lengths"))
 EXTRACT_INPUTS = (tf.TensorSpec([None], tf.string, name="text"), tf.TensorSpec([], tf.float64, name="min_confidence"))
-EXTRACT_VALUES = {"attribute": "string", "value": "string", "start": "int32", "end": "int32", "confidence": "float32"}
+EXTRACT_VALUES = {"attribute": "string", "value": "string", "start": "int32", "end": "int32", "confidence": "float32",
+                  "unrounded_confidence": "float32"}
 VERTICALS_JSON = Path("assets.extra") / "verticals.json"
 
 
@@ -171,12 +172,15 @@ class Exported(tf.Module):
         lengths = tf.cast(tokens.row_lengths(), tf.int32)
         ids, confidence = self.decode(task, tokens.to_tensor(), lengths)
         every = self.values(task, ids, confidence)
-        rows, first, last, attribute, shown = (tf.boolean_mask(x, every[-1] >= min_confidence) for x in every)
+        shown = tf.round(tf.cast(every[-1], tf.float64) * 1e4) / 1e4  # tagger.shown (a float32 times 1e4 is exact)
+        kept = shown >= min_confidence
+        rows, first, last, attribute, lowest, shown = (tf.boolean_mask(x, kept) for x in (*every, shown))
         start = tf.gather_nd(starts.to_tensor(), tf.stack([rows, first], 1))
         end = tf.gather_nd(ends.to_tensor(), tf.stack([rows, last], 1))
         value = tf.strings.substr(tf.gather(text, rows), start, end - start, unit="UTF8_CHAR")
         batch = tf.shape(text)[0]
-        found = {"attribute": attribute, "value": value, "start": start, "end": end, "confidence": shown}
+        found = {"attribute": attribute, "value": value, "start": start, "end": end, "confidence": shown,
+                 "unrounded_confidence": lowest}
         out = {name: tf.RaggedTensor.from_value_rowids(tf.cast(found[name], kind), rows, tf.cast(batch, tf.int64))
                .to_tensor() for name, kind in EXTRACT_VALUES.items()}
         out["count"] = tf.math.bincount(tf.cast(rows, tf.int32), minlength=batch, maxlength=batch, dtype=tf.int32)
@@ -184,7 +188,7 @@ class Exported(tf.Module):
 
     def values(self, task: str, ids: tf.Tensor, confidence: tf.Tensor) -> tuple[tf.Tensor, ...]:
         """The values of tag ids [B, T] as conll.chunks reads them, in order: each one's row, first and last token,
-        attribute, and confidence (its tokens' smallest, to 4 places as tagger.shown gives it; float64)."""
+        attribute, and confidence (its tokens' smallest, unrounded)."""
         attributes, attribute_of, inner = self.chunking[task]
         attribute = tf.gather(attribute_of, ids)  # -1 for O, as past each length (tag id 0)
         before = tf.pad(attribute[:, :-1], [[0, 0], [1, 0]], constant_values=-1)
@@ -196,8 +200,7 @@ class Exported(tf.Module):
         token = tf.broadcast_to(tf.range(tf.shape(ids, tf.int64)[1]), tf.shape(ids, tf.int64))
         last = tf.math.unsorted_segment_max(token, value, count + 1)[:count]
         lowest = tf.math.unsorted_segment_min(confidence, value, count + 1)[:count]
-        shown = tf.round(tf.cast(lowest, tf.float64) * 1e4) / 1e4  # exact: a float32 times 1e4 fits a float64
-        return firsts[:, 0], firsts[:, 1], last, tf.gather(attributes, tf.gather_nd(attribute, firsts)), shown
+        return firsts[:, 0], firsts[:, 1], last, tf.gather(attributes, tf.gather_nd(attribute, firsts)), lowest
 
     def decode(self, task: str, tokens: tf.Tensor, lengths: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Tag ids and confidences [B, T] of a token batch, each row decoded in max_len pieces as Tagger.tag does."""
