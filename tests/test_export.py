@@ -1,8 +1,8 @@
 """export: SavedModels that, loaded by TensorFlow alone in a fresh process, tag as Tagger.tag does (tags and
 marginals) for every vertical, incl. rows longer than max_len, unknown words and characters and tiny rows, and
 extract from raw text as Tagger.extract does (tokens, tags, values, offsets, confidences, min_confidence) on every
-test description and on text in other scripts, with emoji sequences and invisible characters; the in-graph word
-shapes equal vocab.shape; the CLI's output and its refusals."""
+test description, on catalog-like text and on text in other scripts, with emoji sequences and invisible characters;
+the in-graph word shapes equal vocab.shape; the CLI's output and its refusals."""
 import json
 import os
 import random
@@ -35,6 +35,15 @@ TEXTS = [  # besides every test description: other scripts, emoji sequences, inv
     "iPhone手机 🇺🇸🇮🇳🇬 Voylla gold plated sterling silver chain with pearl ❤️",
     "",
     " \u200d\ufe0f ",
+]
+CATALOG = [  # descriptions as a catalog writes them: case, prices, sizes, hyphens, slashes, '&', brackets, Hindi, emoji
+    "Sukkhi Gold Plated Brass Chain (Length: 2.5 cm / 24 inch) - Rs.1,499 only!",
+    "VOYLLA Rose-Gold & Silver Plated Alloy Chain, 18\" | Pack of 2 [Free Size]",
+    "Zaveri Pearls 22K gold-plated copper chain for Men/Women (3.5mm; 12.5 g) – ₹ 899/-",
+    "Jewel Box 925 Sterling Silver chain w/ pendant *Hypoallergenic* @ Rs. 2,350 (50% OFF)",
+    "मंगलसूत्र (Mangalsutra): Acme gold plated brass chain & black beads – 30 cm, सुंदर डिज़ाइन 💍✨",
+    "Men's Stainless-Steel Curb Chain 5mm x 60cm; Anti-Tarnish, Colour: Gold/Black 🔥🔥 #Festive",
+    "GIFT 🎁 for Diwali/Rakhi: Voylla silver plated metal chain...100% Nickel-Free!! MRP Rs.1,499",
 ]
 PLACED = ("attribute", "value", "start", "end")  # a value's fields besides its confidence
 MIN_CONFIDENCE = 0.5  # the threshold tried besides 0: it keeps some values of each vertical, not all
@@ -142,7 +151,7 @@ def _job(model_dir: Path, saved: Path, data_dir: Path) -> tuple[dict, list[tuple
 
 def _text_calls(model_dir: Path, saved: Path, data_dir: Path) -> tuple[list[dict], list[tuple]]:
     """The text signature's calls on every vertical's test descriptions (tokens joined by spaces), one of them
-    longer than 2·max_len tokens, and TEXTS, at min_confidence 0 and MIN_CONFIDENCE; and per call (vertical,
+    longer than 2·max_len tokens, CATALOG and TEXTS, at min_confidence 0 and MIN_CONFIDENCE; and per call (vertical,
     min_confidence, Tagger.extract's records, per text its values' confidences before rounding, min_confidence 0:
     the smallest of Tagger.tag's confidences, as extract takes them)."""
     tagger = Tagger.load(model_dir)
@@ -150,9 +159,10 @@ def _text_calls(model_dir: Path, saved: Path, data_dir: Path) -> tuple[list[dict
     calls, expected = [], []
     for task in tagger.tasks:
         sentences = [s.tokens for s in read_conll(data_dir / task / "test.conll")]
-        texts = [" ".join(s) for s in sentences] + [" ".join(t for s in sentences for t in s)[:1500]] + TEXTS
+        texts = [" ".join(s) for s in sentences] + [" ".join(t for s in sentences for t in s)[:1500]] + CATALOG + TEXTS
         records = tagger.extract(texts, task)
         assert len(records[len(sentences)]["tokens"]) > 2 * tagger.params.max_len
+        assert sum(len(r["values"]) for r in records[len(sentences) + 1:][:len(CATALOG)]) > len(CATALOG)
         tags, confidence = tagger.tag([r["tokens"] for r in records], task)
         unrounded = [[c for *_, c in scored_chunks(t, c)] for t, c in zip(tags, confidence)]
         assert any(ord(c) > 0xFFFF for r in records for v in r["values"] for c in r["text"][:v["start"]]), \
