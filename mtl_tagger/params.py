@@ -26,12 +26,6 @@ COUPLING_SCORES = ("emission", "log_softmax", "marginal")
 DISTRIBUTE = ("", "multiworker")
 MAX_WORD_LEN = 1024  # characters per word the spelling features can hash (mtl_tagger/lexical.py)
 SELECTIONS = ("macro_f1", "entity_f1")  # dev scores that can select a vertical's best step
-# Fields that may change when a run resumes in the same model dir (they do not change the model).
-RESUMABLE = frozenset({"epochs", "min_steps", "max_steps", "patience", "eval_every", "overwrite", "model_dir",
-                       "crf_impl", "distribute", "calibration"})
-PATHS = ("data_dir", "word_vectors")  # compared as resolved paths
-# Fields added after models were first written: the value a params.json without them was trained with.
-LEGACY = {"tag_prior": 0.0, "bio_constraints": False, "lexical_buckets": 0}
 
 
 Check = Callable[[object], str]  # a field's constraint: "" when its value is fine, else what it must be
@@ -62,9 +56,15 @@ def one_of(allowed: Sequence[str], empty: bool = False) -> Check:
     return lambda v: "" if v in allowed or (empty and not v) else f"must be one of {', '.join(allowed)}"
 
 
-def _f(default: object, help: str, check: Check | None = None) -> object:
-    """A field with its flag's help and the check `Params.validate` applies to it."""
-    return field(default=default, metadata={"help": help, "check": check})
+def _f(default: object, help: str, check: Check | None = None, *, resumable: bool = False, path: bool = False,
+       legacy: object = dataclasses.MISSING) -> object:
+    """A field with its flag's help and the check `Params.validate` applies to it. `resumable`: a resumed run may
+    change it (it does not change the model); `path`: a resumed run compares it as a resolved path; `legacy`: for
+    a field added after models were first written, the value a params.json without it was trained with."""
+    metadata = {"help": help, "check": check, "resumable": resumable, "path": path}
+    if legacy is not dataclasses.MISSING:
+        metadata["legacy"] = legacy
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -80,11 +80,11 @@ class Params:
     couple: str = _f("all", "Coupled mode: the pairs to couple: all, auto (each vertical with its top "
                             "--lenders_k lenders, python -m mtl_tagger.lenders) or A:B,C:D.")
     lenders_k: int = _f(1, "With --couple=auto: lenders per vertical.", positive)
-    data_dir: str = _f("data/flipkart", "Directory holding <Vertical>/{train,dev,test}.conll.")
+    data_dir: str = _f("data/flipkart", "Directory holding <Vertical>/{train,dev,test}.conll.", path=True)
     model_dir: str = _f("", "Where checkpoints, params.json, metrics.json and TensorBoard logs go "
-                            "(default: runs/<A>[+<B>…].<mode>).")
+                            "(default: runs/<A>[+<B>…].<mode>).", resumable=True)
     word_vectors: str = _f(DEFAULT_VECTORS, "GloVe-format text file to initialise word embeddings (empty: random; "
-                                            "build the default with python -m mtl_tagger.glove).")
+                                            "build the default with python -m mtl_tagger.glove).", path=True)
     word_dim: int = _f(300, "Word embedding size (must match --word_vectors).", positive)
     char_dim: int = _f(25, "Character embedding size.", positive)
     char_hidden: int = _f(25, "Char encoder size per direction (LSTM) or number of filters (CNN).", positive)
@@ -95,7 +95,8 @@ class Params:
                        non_negative)
     lexical_buckets: int = _f(65536, "Add to each head's emission scores a learned score per tag for each spelling "
                               "feature of the word and its neighbours (the feature CRF's templates, "
-                              "mtl_tagger/lexical.py), hashed into this many buckets (0: none).", non_negative)
+                              "mtl_tagger/lexical.py), hashed into this many buckets (0: none).", non_negative,
+                              legacy=0)
     lexical_l2: float = _f(0.0, "L2 penalty on the spelling-feature weights: this × the sum of their squares, per "
                                 "vertical in the step, added to its mean sentence loss (the feature CRF's c2).",
                            non_negative)
@@ -115,10 +116,11 @@ class Params:
     tag_prior: float = _f(0.5, "Weight of a prior added to each vertical's CRF transitions when decoding: how much "
                                "more or less often than chance adjacent gold tags follow each other in its training "
                                "split (crf.bigram_pmi), which penalises pairs the data rarely or never shows, such "
-                               "as B-x B-x, as far as the tags' counts can tell (0: none).", non_negative)
+                               "as B-x B-x, as far as the tags' counts can tell (0: none).", non_negative,
+                          legacy=0.0)
     bio_constraints: bool = _f(True, "Decoding forbids the tag pairs the BIO scheme forbids (an I-x at the start or "
                                      "after anything but B-x/I-x), in Viterbi and in the marginals that give "
-                                     "confidence; training's likelihood only with --bio_training.")
+                                     "confidence; training's likelihood only with --bio_training.", legacy=False)
     bio_training: bool = _f(False, "Train each CRF's likelihood under the BIO constraints too: its normaliser sums "
                                    "over the tag sequences --bio_constraints allows only, as decoding does (needs "
                                    "--bio_constraints).")
@@ -128,24 +130,27 @@ class Params:
     calibration: str = _f("temperature", "How the end of training calibrates each vertical's confidence on its "
                                          "dev split (mtl_tagger.calibration): temperature (the CRF's scores divided "
                                          "by one fitted number) or platt (a logistic map of the value's raw "
-                                         "confidence).", one_of(CALIBRATIONS))
+                                         "confidence).", one_of(CALIBRATIONS), resumable=True)
     epochs: int = _f(30, "Epochs of the largest vertical; the step budget is epochs × its minibatches, "
-                         "clipped to [--min_steps, --max_steps].", positive)
-    min_steps: int = _f(1000, "Train at least this many optimiser steps, however small the verticals.", non_negative)
-    max_steps: int = _f(3000, "Train at most this many optimiser steps (0: no cap).", non_negative)
+                         "clipped to [--min_steps, --max_steps].", positive, resumable=True)
+    min_steps: int = _f(1000, "Train at least this many optimiser steps, however small the verticals.", non_negative,
+                         resumable=True)
+    max_steps: int = _f(3000, "Train at most this many optimiser steps (0: no cap).", non_negative,
+                         resumable=True)
     eval_every: int = _f(50, "Score dev every this many steps (0: once per epoch of the largest vertical).",
-                         non_negative)
+                         non_negative, resumable=True)
     patience: int = _f(10, "Stop after this many dev evaluations in which no vertical improved (0: never).",
-                       non_negative)
+                       non_negative, resumable=True)
     max_len: int = _f(200, "Longer sentences are split into chunks of at most this many tokens.", positive)
     seed: int = _f(42, "Random seed: same seed, data and flags give identical metrics.json.",
                    within(0, 2**31, "[0, 2**31)"))
     strict_bio: bool = _f(False, "Make an I-x after O or after B-y an error instead of repairing it to B-x.")
-    overwrite: bool = _f(False, "Replace a model dir that holds a model of other verticals, flags or data.")
+    overwrite: bool = _f(False, "Replace a model dir that holds a model of other verticals, flags or data.",
+                         resumable=True)
     distribute: str = _f("", "multiworker: train on the workers TF_CONFIG lists (MultiWorkerMirroredStrategy; "
-                             "README); empty: this process alone.", one_of(DISTRIBUTE))
+                             "README); empty: this process alone.", one_of(DISTRIBUTE), resumable=True)
     crf_impl: str = _f("own", "CRF implementation: own (mtl_tagger.crf) or tfa (tensorflow-addons, paper stack "
-                              "only; the same function).", one_of(CRF_IMPLS))
+                              "only; the same function).", one_of(CRF_IMPLS), resumable=True)
     coupling_weight: float = _f(1.0, "Weight of the total coupling error TCE in the loss (coupled mode).", non_negative)
     coupling_score: str = _f("emission", "Score compared by the coupling loss: emission (the paper's s_i(y|x)), "
                                          "log_softmax (per position over the tags) or marginal (CRF log P(y_i|x)).",
@@ -264,10 +269,10 @@ class Params:
     @classmethod
     def from_json(cls, data: object, path: str | Path = "params.json") -> "Params":
         """Params from a params.json value, every known field type-checked; unknown keys are ignored, and a
-        missing field takes its LEGACY value if it has one, else its default."""
+        missing field takes its legacy value if it has one, else its default."""
         if not isinstance(data, dict):
             raise InputError(f"expected a JSON object of flag values, found a {type(data).__name__}", path)
-        values: dict[str, object] = dict(LEGACY)
+        values = {f.name: f.metadata["legacy"] for f in dataclasses.fields(cls) if "legacy" in f.metadata}
         for f in dataclasses.fields(cls):
             if f.name not in data:
                 continue
@@ -293,17 +298,21 @@ class Params:
             raise InputError(f"holds a bad setting: {e}", path) from None
 
     def differences(self, other: "Params") -> list[str]:
-        """Fields (outside RESUMABLE) whose values differ, as 'name: old -> new'.
+        """Fields (but the resumable ones) whose values differ, as 'name: old -> new'.
 
         The mode is compared as effective (two verticals alone equal `--mtl_mode=coupled`), and paths
         as resolved, so the same run spelled differently still resumes.
         """
+        fields = dataclasses.fields(self)
+        paths = [f.name for f in fields if f.metadata["path"]]
+        compared = [f.name for f in fields if not f.metadata["resumable"]]
+
         def canonical(p: "Params") -> dict:
             d = {**p.to_json(), "mtl_mode": p.mode}
-            return d | {k: str(Path(d[k]).resolve()) if d[k] else "" for k in PATHS}
+            return d | {k: str(Path(d[k]).resolve()) if d[k] else "" for k in paths}
 
         mine, theirs = canonical(self), canonical(other)
-        return [f"{k}: {theirs[k]!r} -> {v!r}" for k, v in mine.items() if k not in RESUMABLE and theirs[k] != v]
+        return [f"{k}: {theirs[k]!r} -> {mine[k]!r}" for k in compared if theirs[k] != mine[k]]
 
 
 def define_flags() -> None:

@@ -1,4 +1,5 @@
 """Bad input: one clear line naming the file:line or flag, exit code 2, no traceback, nothing half-written."""
+import dataclasses
 import json
 import re
 import shutil
@@ -244,3 +245,22 @@ def test_params_json_without_a_newer_field_keeps_the_old_behaviour() -> None:
     del old["tag_prior"]
     assert Params.from_json(old).tag_prior == 0.0, "models written before the tag prior decode without one"
     assert Params.from_json({"tasks": "A"}).hidden_size == Params().hidden_size
+
+
+def test_a_field_s_legacy_value_is_what_an_older_params_json_reads_back() -> None:
+    legacy = {f.name: f.metadata["legacy"] for f in dataclasses.fields(Params) if "legacy" in f.metadata}
+    assert legacy.keys() >= {"tag_prior", "bio_constraints", "lexical_buckets"}
+    old = Params.from_json({k: v for k, v in Params(task_a="A").validate().to_json().items() if k not in legacy})
+    assert {k: getattr(old, k) for k in legacy} == legacy
+    assert all(getattr(Params(), k) != v for k, v in legacy.items()), "a legacy value equal to the default says nothing"
+
+
+def test_a_resumed_run_may_change_its_resumable_fields_and_no_other() -> None:
+    def other(v: object) -> object:
+        return not v if isinstance(v, bool) else v + 1 if isinstance(v, int | float) else f"{v}x"
+
+    p = Params(task_a="A").validate()
+    for f in dataclasses.fields(Params):
+        changed = dataclasses.replace(p, **{f.name: other(getattr(p, f.name))})
+        diff = changed.differences(p)
+        assert diff == [] if f.metadata["resumable"] else len(diff) == 1 and diff[0].startswith(f"{f.name}: "), diff
