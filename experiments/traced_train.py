@@ -22,7 +22,7 @@ class TestCurve(Hook):
         with loop.evaluated_weights():
             for t in loop.names:
                 m, _ = self.tagger.evaluate(loop.run.data.tasks[t].test, t)
-                test[t] = {k: round(m[k], 6) for k in ("macro_f1", "entity_f1")}
+                test[t] = {k: round(m[k], 6) for k in params.SELECTIONS}
         loop.history["evaluations"][-1]["test"] = test
 
 

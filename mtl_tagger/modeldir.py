@@ -23,7 +23,7 @@ from mtl_tagger.calibration import Calibration, read_calibration
 from mtl_tagger.errors import InputError
 from mtl_tagger.files import read_json, write_json_atomic
 from mtl_tagger.lock import FileLock
-from mtl_tagger.params import Params
+from mtl_tagger.params import SELECTIONS, Params
 from mtl_tagger.vocab import Vocab
 
 if TYPE_CHECKING:
@@ -168,9 +168,10 @@ def _evaluation_fault(e: object, verticals: Sequence[str]) -> str:
     if not isinstance(e.get("step"), int) or isinstance(e["step"], bool) or e["step"] < 0:
         return f"has step {e.get('step')!r}, not a step number"
     dev = e.get("dev")
-    if not isinstance(dev, dict) or not all(isinstance(m, dict) and {"macro_f1", "entity_f1"} <= set(m) and all(
+    if not isinstance(dev, dict) or not all(isinstance(m, dict) and set(SELECTIONS) <= set(m) and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in m.values()) for m in dev.values()):
-        return 'has no dev scores ({vertical: {"macro_f1": number, "entity_f1": number}})'
+        scores = ", ".join(f'"{k}": number' for k in SELECTIONS)
+        return f"has no dev scores ({{vertical: {{{scores}}}}})"
     missing = [t for t in verticals if t not in dev]
     return f"has no dev scores of {missing[0]}" if missing else ""
 

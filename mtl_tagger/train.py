@@ -74,7 +74,7 @@ def start(p: Params, data: RunData, model_dir: Path, worker: tuple[int, int], hi
 def dev_score(tagger: "Tagger", tasks: dict[str, TaskData], task: str) -> dict[str, float]:
     """The selection scores of `task` on its dev split with the network's current weights."""
     metrics, _ = tagger.evaluate(tasks[task].dev, task)
-    return {k: metrics[k] for k in ("macro_f1", "entity_f1")}
+    return {k: metrics[k] for k in params.SELECTIONS}
 
 
 def test(loop: "Loop", checkpoints: "Checkpoints", tagger: "Tagger", model_dir: Path) -> dict[str, dict]:
