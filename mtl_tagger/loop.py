@@ -80,10 +80,9 @@ class Loop:
         seed = tf.stack([tf.constant(self.p.seed, tf.int64), inputs["step"]])
         pairs = self.run.coupling.pairs if self.run.coupling is not None else []
         with tf.GradientTape() as tape:
-            # Each worker's terms are summed: the penalty is shared out so that the step counts it once.
             loss, terms = step_loss(self.run.net, self.names, self.run.coupler, pairs, self.p.coupling_weight,
-                                    inputs, seed, self.p.lexical_l2 / self.strategy.num_replicas_in_sync,
-                                    self.p.coupling_within)
+                                    inputs, seed, self.p.lexical_l2, self.p.coupling_within,
+                                    self.strategy.num_replicas_in_sync)
         grads = tape.gradient(loss, self.variables)
         grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, self.variables)]
         return grads, {"loss": loss, **terms}

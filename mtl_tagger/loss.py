@@ -1,6 +1,6 @@
 """The loss of one training step, summed in one place (`step_loss`): every vertical's CRF loss (weight 1 each), the
-L2 penalty on its spelling-feature weights (weight --lexical_l2) and,
-in coupled mode, the coupling loss TCE = CCE + CCE′ + LCE + LCE′ over shortlist pairs (paper §3.4; weight
+L2 penalty on its spelling-feature weights (weight --lexical_l2, shared among the replicas whose losses the step
+sums) and, in coupled mode, the coupling loss TCE = CCE + CCE′ + LCE + LCE′ over shortlist pairs (paper §3.4; weight
 --coupling_weight). Every term is also returned by name for TensorBoard (crf/<vertical>, coupling/tce and TCE's
 parts per coupled pair).
 
@@ -25,19 +25,21 @@ LABEL_DIM = 32
 
 def step_loss(net: TaggerNet, names: list[str], coupler: "Coupler | None", pairs: list[tuple[str, str]],
               coupling_weight: float, inputs: dict, seed: tf.Tensor,
-              lexical_l2: float = 0.0, within: bool = False) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+              lexical_l2: float = 0.0, within: bool = False, replicas: int = 1
+              ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     """The step's loss and its named terms. `inputs`: a step of `pipeline.step_dataset` (a minibatch per
     vertical of `names`, `count` per vertical for the divisor, and the coupling minibatch in coupled mode);
     dropout is drawn from `seed` folded with the vertical's place in `names` (the coupling minibatch's: after
     them). `within` (--coupling_within): the coupling minibatch's contexts lie in the vertical minibatches,
-    whose encodings it reuses."""
+    whose encodings it reuses. `replicas`: the workers whose losses the step sums; each counts its share of the
+    penalty, so that the step counts it once."""
     weights = {t: 1.0 for t in names}
     hidden = {t: net.encoder(inputs[t], fold_in(seed, i)) for i, t in enumerate(names)} if within else {}
     terms = {f"crf/{t}": net.crf_loss(t, inputs[t], fold_in(seed, i), inputs["count"][t], hidden.get(t))
              for i, t in enumerate(names)}
     loss = tf.add_n([weights[t] * terms[f"crf/{t}"] for t in names])
     if lexical_l2 and net.buckets:
-        weights["lexical_l2"] = lexical_l2
+        weights["lexical_l2"] = lexical_l2 / replicas
         for t in names:
             terms[f"l2/{t}"] = tf.reduce_sum(tf.square(net.heads[t].lexical))
             loss += weights["lexical_l2"] * terms[f"l2/{t}"]

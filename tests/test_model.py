@@ -131,4 +131,6 @@ def test_lexical_l2_adds_its_weight_times_the_squares_of_each_head_s_spelling_we
     penalised, terms = step_loss(net, ["A", "B"], None, [], 0.0, inputs, seed, lexical_l2=0.01)
     squares = sum(float(np.square(net.heads[t].lexical.numpy()).sum()) for t in ("A", "B"))
     np.testing.assert_allclose(float(penalised - plain), 0.01 * squares, rtol=1e-4)
+    shared, _ = step_loss(net, ["A", "B"], None, [], 0.0, inputs, seed, lexical_l2=0.01, replicas=2)
+    np.testing.assert_allclose(float(shared - plain), 0.005 * squares, rtol=1e-4)  # each of 2 workers counts half
     np.testing.assert_allclose(float(terms["l2/A"]), np.square(net.heads["A"].lexical.numpy()).sum(), rtol=1e-5)
