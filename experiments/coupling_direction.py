@@ -27,7 +27,6 @@ from absl import flags
 
 from experiments.common import command_line
 from mtl_tagger import cli, pipeline
-from mtl_tagger import loss as step_losses
 from mtl_tagger.corpus import load_data
 from mtl_tagger.modeldir import read_history, restore
 from mtl_tagger.params import Params
@@ -45,10 +44,7 @@ def define_flags() -> None:
     flags.mark_flag_as_required("model_dirs")
 
 
-_scores = step_losses.context_scores
-
-
-def _centred(kind: str, emissions: tf.Tensor, lengths: tf.Tensor, transitions: tf.Tensor) -> tf.Tensor:
+def _centred(emissions: tf.Tensor, lengths: tf.Tensor, transitions: tf.Tensor) -> tf.Tensor:
     """The emission scores minus their mean over the tags at each position (what the CRF can see)."""
     return emissions - tf.reduce_mean(emissions, axis=-1, keepdims=True)
 
@@ -73,11 +69,7 @@ def measure(run: object, batches: list[dict]) -> dict[str, float]:
             tape.watch(hs)
             tce = coupler.loss(net, c, hs, lengths)["total"]
         out["tce"] += float(tce) / len(batches)
-        step_losses.context_scores = _centred
-        try:
-            out["tce_centred"] += float(coupler.loss(net, c, hs, lengths)["total"]) / len(batches)
-        finally:
-            step_losses.context_scores = _scores
+        out["tce_centred"] += float(coupler.loss(net, c, hs, lengths, score=_centred)["total"]) / len(batches)
         grads = tape.gradient(tce, [v for h in heads for v in (h.kernel, h.bias)] + hs)
         for i, head in enumerate(heads):
             for g, axis in ((grads[2 * i], 1), (grads[2 * i + 1], 0)):
@@ -85,10 +77,10 @@ def measure(run: object, batches: list[dict]) -> dict[str, float]:
                 sums["head_coupling"][0] += along
                 sums["head_coupling"][1] += total
             rows = np.unique(c["row"].numpy()[(c["task"].numpy() == i) & (c["group"].numpy() == 0)])
-            with tf.GradientTape() as crf_tape:  # the CRF loss of this vertical's sentences in group 0
+            with tf.GradientTape() as crf_tape:  # the CRF loss of this vertical's sentences in group 0, summed
                 sentences = {k: tf.gather(v, rows) for k, v in c["sentences_0"].items()}
-                loss = -tf.reduce_sum(head.crf.log_likelihood(head.emissions(tf.gather(hs[0], rows)),
-                                                              sentences["tags"], sentences["length"]))
+                loss = net.crf_loss(coupler.tasks[i], sentences, count=tf.constant(1.0),
+                                    hidden=tf.gather(hs[0], rows))
             for g, axis in zip(crf_tape.gradient(loss, [head.kernel, head.bias]), (1, 0)):
                 along, total = _ones_share(np.asarray(g), axis)
                 sums["head_crf"][0] += along

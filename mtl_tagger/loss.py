@@ -9,7 +9,8 @@ minibatch (mtl_tagger.pipeline.CouplingData) into TCE: scores of the gold tags (
 attention A (Luong, α = uᵀ diag(a) u′ over the anchor's neighbours), the label attention (softmax of v·v′) and
 Σ A·|s − s′| per anchor.
 """
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -21,6 +22,8 @@ from mtl_tagger.pipeline import GROUPS
 
 COUPLING_PARTS = ("cce", "cce_prime", "lce", "lce_prime")
 LABEL_DIM = 32
+# A score the coupling loss compares: (emissions [B, T, N], lengths [B], transitions [N, N]) → s_i(y|x) [B, T, N].
+ScoreFn = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
 
 
 def step_loss(net: TaggerNet, names: list[str], coupler: "Coupler | None", pairs: list[tuple[str, str]],
@@ -119,14 +122,15 @@ class Coupler(tf.Module):
         alpha = tf.einsum("sd,skd->sk", u[:, 0] * diag, u[:, 1:]) / self.temperature
         return masked_softmax(alpha, mask)
 
-    def scores(self, net: TaggerNet, c: dict[str, tf.Tensor], hs: list[tf.Tensor], lengths: list[tf.Tensor]
-               ) -> tf.Tensor:
-        """[S, 1+K]: each context's score of its gold tag under its own vertical's head (`--coupling_score`), from
-        the encoded groups `hs` and their sentences' `lengths`.
+    def scores(self, net: TaggerNet, c: dict[str, tf.Tensor], hs: list[tf.Tensor], lengths: list[tf.Tensor],
+               score: ScoreFn | None = None) -> tf.Tensor:
+        """[S, 1+K]: each context's score of its gold tag under its own vertical's head (`score`, by default the
+        coupler's `--coupling_score`), from the encoded groups `hs` and their sentences' `lengths`.
 
         Each head scores only the sentences its vertical's contexts lie in, from every length group at once, so a
         CRF forward–backward (`marginal`) runs once per scored sentence and once over the longest.
         """
+        score = score or functools.partial(context_scores, self.score)
         out = tf.zeros(tf.shape(c["gold"]))
         for i, task in enumerate(self.tasks):
             head = net.heads[task]
@@ -143,8 +147,7 @@ class Coupler(tf.Module):
             longest = tf.reduce_max(tf.concat([*scored_lengths, [1]], 0))
             padded = [tf.pad(v[:, :longest], [[0, 0], [0, longest - tf.minimum(tf.shape(v)[1], longest)], [0, 0]])
                       for v in vectors]
-            table = context_scores(self.score, head.emissions(tf.concat(padded, 0)), tf.concat(scored_lengths, 0),
-                                   head.crf.transitions)
+            table = score(head.emissions(tf.concat(padded, 0)), tf.concat(scored_lengths, 0), head.crf.transitions)
             idx = tf.stack([tf.boolean_mask(place, mine), tf.boolean_mask(c["position"], mine),
                             tf.boolean_mask(c["gold"], mine) - int(self.tag_offsets[i])], axis=-1)
             out = tf.tensor_scatter_nd_update(out, tf.where(mine), tf.gather_nd(table, idx))
@@ -160,15 +163,15 @@ class Coupler(tf.Module):
         return self.loss(net, c, hs, [b["length"] for b in groups], anchors)
 
     def loss(self, net: TaggerNet, c: dict[str, tf.Tensor], hs: list[tf.Tensor], lengths: list[tf.Tensor],
-             anchors: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
+             anchors: tf.Tensor | None = None, score: ScoreFn | None = None) -> dict[str, tf.Tensor]:
         """`__call__` from encoded groups: `hs` and their sentences' `lengths` (the coupling minibatch's length
-        groups, or the step's vertical minibatches).
+        groups, or the step's vertical minibatches); `score` replaces `--coupling_score` (an analysis's own score).
 
         An anchor's error is Σ over its list of (A + label attention) × |s − s′|; when only some neighbours are
         scored (`chosen`), their terms are scaled by (list length / scored neighbours), which keeps the anchor's
         error unbiased under the uniform draw.
         """
-        s = self.scores(net, c, hs, lengths)
+        s = self.scores(net, c, hs, lengths, score)
         anchor, neighbor = s[:, 0], s[:, 1:]
         if self.stop_lender:
             neighbor = tf.stop_gradient(neighbor)

@@ -2,6 +2,7 @@
 computed on, down to empty and one-sentence length groups; and why only log_softmax and marginal scores are blind
 to what the CRF cannot see."""
 import dataclasses
+import functools
 import itertools
 import zlib
 from pathlib import Path
@@ -129,6 +130,19 @@ def test_tce_equals_numpy_reference(kind: str, sample: int) -> None:
         total, parts = _reference(names, tags, examples, data, net, coupler, row[row >= 0], places[row >= 0], kind)
         np.testing.assert_allclose(out["parts"].numpy(), parts, rtol=1e-4, atol=1e-5)
         assert float(out["total"]) == pytest.approx(total, rel=1e-4)
+
+
+def test_a_score_given_to_the_loss_replaces_the_coupling_score() -> None:
+    """An analysis compares its own score with the coupler's weights, as experiments/coupling_direction does."""
+    names, tags, examples, offsets, table, data, net, coupler = _setup(0)  # --coupling_score=emission
+    plan, chosen = data.plan(batch_size=6, slots=data.minibatches(len(names)), seed=0, steps=1, sample=0)
+    row, places = plan[0], chosen[0]
+    c = data.batch(table, tf.constant(row), tf.constant(places))
+    groups = [c[f"sentences_{g}"] for g in range(GROUPS)]
+    out = coupler.loss(net, c, [net.encoder(b) for b in groups], [b["length"] for b in groups],
+                       score=functools.partial(context_scores, "log_softmax"))
+    _, parts = _reference(names, tags, examples, data, net, coupler, row[row >= 0], places[row >= 0], "log_softmax")
+    np.testing.assert_allclose(out["parts"].numpy(), parts, rtol=1e-4, atol=1e-5)
 
 
 def test_three_verticals_couple_every_pair() -> None:
