@@ -58,7 +58,7 @@ STAGES = [
     ("vocabulary lookup (ids)", "mtl_tagger.tagger", "encode"),
     ("batching (length order, padding)", "mtl_tagger.tagger", "eval_batches"),
     ("context snippets", "mtl_tagger.extract", "snippet"),
-    ("JSON lines", "mtl_tagger.extract", "record_line"),
+    ("JSON lines", "mtl_tagger.extract", "json_line"),
     ("writing OUT (append, fsync, progress file)", "mtl_tagger.extract", "Output.append"),
     ("reading the catalog (gunzip, JSON)", "mtl_tagger.extract", "read_catalog"),
     ("boilerplate sentences", "mtl_tagger.extract", "catalog_boilerplate"),

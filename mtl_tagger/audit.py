@@ -58,8 +58,8 @@ from absl import flags, logging
 from mtl_tagger import cli
 from mtl_tagger.catalog import Product, read_catalog
 from mtl_tagger.errors import InputError
-from mtl_tagger.extract import PROGRESS_SUFFIX, SUMMARY_SUFFIX, record_line, sidecar
-from mtl_tagger.files import digest, read_json, write_json_atomic, write_text_atomic
+from mtl_tagger.extract import PROGRESS_SUFFIX, SUMMARY_SUFFIX, sidecar
+from mtl_tagger.files import digest, json_line, read_json, write_json_atomic, write_text_atomic
 from mtl_tagger.lock import FileLock
 from mtl_tagger.prepare import (
     description_text,
@@ -569,7 +569,7 @@ def write_audit(extractions: str | Path, catalog: str | Path, out: str | Path,
         (out / REPORT).unlink(missing_ok=True)  # written last: a DIR without it holds an unfinished audit
         write_json_atomic(out / "counts.json", table)
         for c in CLASSES:
-            write_text_atomic(out / f"{c}.jsonl", "".join(record_line(r) for r in rows[c]))
+            write_text_atomic(out / f"{c}.jsonl", "".join(json_line(r) for r in rows[c]))
         write_text_atomic(out / REPORT, report(result, table, rows["conflicts"], extractions, catalog))
     finally:
         lock.release()

@@ -60,7 +60,7 @@ from absl import flags
 from mtl_tagger import cli, interrupt
 from mtl_tagger.catalog import read_catalog
 from mtl_tagger.errors import InputError, Interrupted
-from mtl_tagger.files import check_output_file, digest, read_json, write_json_atomic
+from mtl_tagger.files import check_output_file, digest, json_line, read_json, write_json_atomic
 from mtl_tagger.lock import FileLock
 from mtl_tagger.modeldir import best_checkpoint, read_model
 from mtl_tagger.prepare import (
@@ -82,8 +82,6 @@ PROGRESS_SUFFIX = ".progress.json"
 SUMMARY_SUFFIX = ".summary.json"
 RECORD_FORMAT = 2  # of OUT's lines; 2: values carry their context (an OUT of another format is not resumed)
 LOCK_SUFFIX = ".lock"
-# Line breaks that json.dumps leaves raw inside strings but str.splitlines and some JSONL readers split on.
-_LINE_BREAK_ESCAPES = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
 
 Item = tuple[str, str, str]  # (product id, vertical, text the model sees)
 
@@ -105,14 +103,6 @@ def sidecar(out: str | Path, suffix: str) -> Path:
     """OUT's progress or summary file: OUT's name with `suffix` appended."""
     out = Path(out)
     return out.with_name(out.name + suffix)
-
-
-def record_line(record: dict) -> str:
-    """`record` as one JSON line (newline included) that no reader can split."""
-    line = json.dumps(record, ensure_ascii=False)
-    for char, escape in _LINE_BREAK_ESCAPES.items():  # str.replace: far faster than str.translate with a dict
-        line = line.replace(char, escape)
-    return line + "\n"
 
 
 def attributes(tagger: "Tagger", task: str) -> list[str]:
@@ -180,8 +170,8 @@ def tag_chunk(tagger: "Tagger", chunk: Sequence[Item], min_confidence: float) ->
         records = tagger.extract([chunk[i][2] for i in positions], vertical, min_confidence)
         for i, record in zip(positions, records):
             values[i] = record["values"]
-    return "".join(record_line({"id": pid, "vertical": vertical,
-                                "values": [{**v, "context": snippet(text, v["start"], v["end"])} for v in vals]})
+    return "".join(json_line({"id": pid, "vertical": vertical,
+                              "values": [{**v, "context": snippet(text, v["start"], v["end"])} for v in vals]})
                    for (pid, vertical, text), vals in zip(chunk, values))
 
 
@@ -304,7 +294,7 @@ def output_lock(out: str | Path) -> FileLock:
 def is_record_of(line: bytes, item: Item) -> bool:
     """Whether a line of OUT is the record of `item` or, for a last line without its newline (torn), its start."""
     pid, vertical, _ = item
-    head = record_line({"id": pid, "vertical": vertical, "values": []}).encode()[:-3]  # up to the values' "["
+    head = json_line({"id": pid, "vertical": vertical, "values": []}).encode()[:-3]  # up to the values' "["
     if not line.endswith(b"\n"):
         return head.startswith(line) or line.startswith(head)
     try:

@@ -1,5 +1,5 @@
-"""Atomic file writes (a crash or a bad input never leaves a half-written output), checked JSON reads and file
-fingerprints."""
+"""Atomic file writes (a crash or a bad input never leaves a half-written output), JSON lines, checked JSON reads
+and file fingerprints."""
 import contextlib
 import hashlib
 import json
@@ -10,6 +10,10 @@ from pathlib import Path
 from typing import IO
 
 from mtl_tagger.errors import InputError
+
+# Line breaks that json.dumps leaves raw inside strings but str.splitlines and some JSONL readers split on (those
+# below U+0020 it escapes already).
+_LINE_BREAK_ESCAPES = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
 
 
 def check_output_file(path: str | Path, flag: str) -> None:
@@ -57,6 +61,15 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 def write_json_atomic(path: str | Path, data: object) -> None:
     """`write_text_atomic` of pretty JSON (UTF-8, keys in insertion order)."""
     write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def json_line(record: dict) -> str:
+    """`record` as one line of JSON with its newline, UTF-8 text kept and every character some reader takes for a
+    line break escaped: the one line format of predict's and extract's outputs and audit's lists."""
+    line = json.dumps(record, ensure_ascii=False)
+    for char, escape in _LINE_BREAK_ESCAPES.items():  # str.replace: far faster than str.translate with a dict
+        line = line.replace(char, escape)
+    return line + "\n"
 
 
 def read_json(path: str | Path) -> object:

@@ -5,7 +5,6 @@ One JSON object per input line: the text, its tokens and tags, and the extracted
 read so far are written and flushed before more input is read, so predict can serve a pipe line by line; lines
 that arrive together are tagged in one batched pass. A record is always exactly one line, for any reader.
 """
-import json
 import sys
 from collections.abc import Iterator
 from io import BufferedReader
@@ -14,24 +13,16 @@ from absl import flags
 
 from mtl_tagger import cli
 from mtl_tagger.errors import InputError
+from mtl_tagger.files import json_line
 
 FLAGS = flags.FLAGS
 BATCH = 64  # at most this many already-read lines are tagged in one pass
 READ = 1 << 16  # bytes asked of the input per read; a read returns what is there without waiting for more
-# JSON leaves these raw inside strings, yet str.splitlines() and other readers split lines on them (the line
-# breaks below U+0020 are escaped by json.dumps already).
-LINE_BREAK_ESCAPES = {c: f"\\u{c:04x}" for c in (0x85, 0x2028, 0x2029)}
 flags.DEFINE_string("model_dir", None, "Trained model dir (holds params.json).")
 flags.DEFINE_string("task", None, "Vertical whose attributes to extract (default: the model's first task).")
 flags.DEFINE_string("input", "-", "Text file, one description per line ('-': standard input).")
 flags.DEFINE_float("min_confidence", 0.0, "Leave out values whose confidence (the smallest marginal of their "
                                           "tokens' tags) is below this, in [0, 1].")
-
-
-def json_line(record: dict) -> str:
-    """`record` as one line of JSON (UTF-8 text kept, every character that some reader takes as a line break
-    escaped) with its newline."""
-    return json.dumps(record, ensure_ascii=False).translate(LINE_BREAK_ESCAPES) + "\n"
 
 
 def read_lines(stream: BufferedReader, name: str) -> Iterator[list[str]]:

@@ -25,7 +25,8 @@ from mtl_tagger.audit import (
 )
 from mtl_tagger.catalog import Product
 from mtl_tagger.errors import InputError
-from mtl_tagger.extract import PROGRESS_SUFFIX, SUMMARY_SUFFIX, digest, record_line, sidecar
+from mtl_tagger.extract import PROGRESS_SUFFIX, SUMMARY_SUFFIX, digest, sidecar
+from mtl_tagger.files import json_line
 from mtl_tagger.prepare import normalise_key
 
 TEXT_A = "Voylla Gold Plated brass necklace for Girls, in silver. Specifications of Voylla Necklace Color Gold"
@@ -57,7 +58,7 @@ def value(text: str, attribute: str, surface: str, nth: int = 0, confidence: flo
 def write_extraction(out: Path, records: list[dict], catalog: Path | None = None) -> Path:
     """OUT.jsonl and the summary beside it, as extract writes them (with the SHA-256 of `catalog`; without one,
     as extract wrote them before it recorded it)."""
-    out.write_text("".join(record_line(r) for r in records), encoding="utf-8")
+    out.write_text("".join(json_line(r) for r in records), encoding="utf-8")
     tagged = {v: sum(r["vertical"] == v for r in records) for v in ATTRIBUTES}
     summary = {"catalog": "c", "model_dir": "m", "keep_spec_block": False, "min_confidence": 0.0,
                "products_read": 3, "unreadable_records": 0, "tagged": len(records),
@@ -283,10 +284,10 @@ def test_extractions_of_another_catalog_or_unfinished(tmp_path: Path) -> None:
     catalog, out = write_job(tmp_path, records())
     moved = [dict(r) for r in records()]
     moved[1]["values"] = [{**moved[1]["values"][0], "start": 0}]
-    out.write_text("".join(record_line(r) for r in moved))
+    out.write_text("".join(json_line(r) for r in moved))
     with pytest.raises(InputError, match=r"out\.jsonl:2: value 'rose  gold' is not at \[0, 17\)"):
         audit(out, catalog)
-    out.write_text(record_line({"id": "zz", "vertical": "Necklace", "values": []}))
+    out.write_text(json_line({"id": "zz", "vertical": "Necklace", "values": []}))
     with pytest.raises(InputError, match="out.jsonl:1: product 'zz' is not in"):
         audit(out, catalog)
     out.write_text("")

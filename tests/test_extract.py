@@ -30,10 +30,10 @@ from mtl_tagger.extract import (
     model_fingerprint,
     output_lock,
     plan,
-    record_line,
     sidecar,
     trained_on,
 )
+from mtl_tagger.files import json_line
 from mtl_tagger.prepare import strip_spec_block
 from mtl_tagger.text import snippet
 
@@ -101,9 +101,9 @@ def reference(model_dir: Path, tagger: object, job: tuple[Path, Path], tmp_path_
     return out
 
 
-def test_record_line_is_one_line_for_every_reader() -> None:
+def test_json_line_is_one_line_for_every_reader() -> None:
     record = {"id": "a", "values": [{"value": "x\u2028y\u2029z\x85w\nv\r"}]}
-    line = record_line(record)
+    line = json_line(record)
     assert line.endswith("\n") and len(line.splitlines()) == 1 and "\u2028" not in line and "\x85" not in line
     assert json.loads(line) == record
 

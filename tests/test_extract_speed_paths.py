@@ -11,7 +11,8 @@ import tensorflow as tf
 from test_extract import write_catalog
 
 from mtl_tagger.conll import chunks
-from mtl_tagger.extract import extract_catalog, plan, record_line
+from mtl_tagger.extract import extract_catalog, plan
+from mtl_tagger.files import json_line
 from mtl_tagger.pipeline import encode, eval_batches
 from mtl_tagger.tagger import EVAL_BATCH, Tagger
 from mtl_tagger.text import snippet, tokenize
@@ -131,11 +132,11 @@ def test_extract_ahead_is_picked_up_or_dropped(model_dir: Path) -> None:
     assert tagger.extract(texts[:1], "Mangal-sutra") == [tagger.extract(texts[0], "Mangal-sutra")]
 
 
-def test_record_line_escapes_the_line_breaks_json_leaves() -> None:
+def test_json_line_escapes_the_line_breaks_json_leaves() -> None:
     rng = random.Random(0)
     alphabet = "ab «»\"\\\n\r\t\u2028\u2029\x85é😀"
     for _ in range(300):
         record = {"id": "p", "values": [{"value": "".join(rng.choices(alphabet, k=rng.randrange(12)))}]}
-        line = record_line(record)
+        line = json_line(record)
         assert line == json.dumps(record, ensure_ascii=False).translate(ESCAPES) + "\n"
         assert json.loads(line) == record and len(line.splitlines()) == 1
