@@ -19,9 +19,11 @@ tokens' smallest), `count` [B] int32 (the row's values; "" and 0 past them), and
 past the row's tokens). The tokenizer runs in the graph (graph_text: text.tokenize's rules, with the Unicode tables
 of the exporting environment's `regex`).
 
-DIR is built in `.DIR.tmp` beside it and renamed into place, by one export at a time (a lock on `.DIR.lock`, removed
-when it ends), which also clears what a killed export left there. DIR may not be the model dir, lie in it or hold it.
+DIR is built in `.DIR.tmp` beside it and renamed into place (files.replace_dir), by one export at a time (a lock on
+`.DIR.lock`, removed when it ends), which also clears what a killed export left there. DIR may not be the model dir,
+lie in it or hold it.
 """
+import glob
 import shutil
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from absl import flags, logging
 
 from mtl_tagger import cli
 from mtl_tagger.errors import InputError
+from mtl_tagger.files import remove, replace_dir
 from mtl_tagger.lock import FileLock
 from mtl_tagger.modeldir import read_model
 
@@ -45,31 +48,8 @@ def _check_out(out: Path, model_dir: Path, overwrite: bool) -> None:
 
 
 def _sidecar(out: Path, kind: str) -> Path:
-    """`.<out name>.<kind>` beside `out`: the export's lock, its temp dir, what --overwrite sets aside."""
+    """`.<out name>.<kind>` beside `out`: the export's lock and its temp dir."""
     return out.with_name(f".{out.name}.{kind}")
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished export to `out`; whatever --overwrite replaces is set aside first and deleted last."""
-    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
-        tmp.replace(out)
-        return
-    aside = _sidecar(out, "replaced")
-    out.rename(aside)
-    try:
-        tmp.rename(out)
-    except BaseException:
-        aside.rename(out)
-        raise
-    _remove(aside)
-
-
-def _remove(path: Path) -> None:
-    """Delete a file, a link (not what it points to) or a directory tree at `path`, if there is one."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
 
 
 def export(model_dir: str | Path, out: str | Path, overwrite: bool = False) -> dict:
@@ -85,13 +65,15 @@ def export(model_dir: str | Path, out: str | Path, overwrite: bool = False) -> d
         from mtl_tagger.tagger import Tagger
 
         tagger = Tagger.load(model_dir)
-        for leftover in ("tmp", "replaced"):  # of a killed export (only the lock's holder writes them)
-            _remove(_sidecar(out, leftover))
         tmp = _sidecar(out, "tmp")
+        # what a killed export left: its temp dir, and what replace_dir had set aside (only the lock's holder
+        # writes them)
+        for leftover in (tmp, *out.parent.glob(f".{glob.escape(out.name)}.replaced-*")):
+            remove(leftover)
         tmp.mkdir()
         try:
             info = write_saved_model(tagger, tmp)
-            _move_into_place(tmp, out)
+            replace_dir(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

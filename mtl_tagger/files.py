@@ -1,9 +1,10 @@
-"""Atomic file writes (a crash or a bad input never leaves a half-written output), JSON lines, checked JSON reads
-and file fingerprints."""
+"""Atomic file and directory writes (a crash or a bad input never leaves a half-written output), JSON lines,
+checked JSON reads and file fingerprints."""
 import contextlib
 import hashlib
 import json
 import os
+import shutil
 import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -61,6 +62,31 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 def write_json_atomic(path: str | Path, data: object) -> None:
     """`write_text_atomic` of pretty JSON (UTF-8, keys in insertion order)."""
     write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+def remove(path: Path) -> None:
+    """Delete a file, a link (not what it points to) or a directory tree at `path`, if there is one."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def replace_dir(tmp: Path, out: Path) -> None:
+    """The one way the package puts a directory it built in `tmp` in place as `out`: what `out` holds is set aside
+    (named by the process), put back if the final rename fails, and deleted only once `tmp` is in place, so a
+    failure never loses the earlier output."""
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        tmp.replace(out)
+        return
+    aside = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+    out.rename(aside)
+    try:
+        tmp.rename(out)
+    except BaseException:
+        aside.rename(out)
+        raise
+    remove(aside)
 
 
 def json_line(record: dict) -> str:

@@ -56,6 +56,7 @@ from mtl_tagger import cli
 from mtl_tagger.catalog import Product, read_catalog
 from mtl_tagger.conll import write_conll
 from mtl_tagger.errors import InputError
+from mtl_tagger.files import replace_dir
 from mtl_tagger.text import tokenize
 
 DEFAULT_VERTICALS = Path(__file__).resolve().parents[1] / "flags" / "verticals.json"
@@ -457,7 +458,6 @@ def write_dataset(out: str | Path, data: Dataset) -> None:
         raise InputError("exists and is not an earlier prepare output (no stats.md); not replacing it", out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         for name in data.counts:
@@ -472,12 +472,9 @@ def write_dataset(out: str | Path, data: Dataset) -> None:
         (tmp / "stats.md").write_text(stats_markdown(data), encoding="utf-8")
         (tmp / "boilerplate.json").write_text(json.dumps(sorted(data.boilerplate), ensure_ascii=False, indent=0),
                                               encoding="utf-8")
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
+        replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def catalog_boilerplate(products: Sequence[Product], verticals: Sequence[Vertical], keep_spec_block: bool

@@ -212,6 +212,29 @@ def test_cli_writes_conll_provenance_and_stats(tmp_path: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".data")]  # no temporary left behind
 
 
+def test_a_failed_final_rename_keeps_the_earlier_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The earlier DATA_DIR is set aside before the new one is renamed into place; when that rename fails, it is
+    put back whole and no temporary is left."""
+    out = tmp_path / "data"
+    prepare(FIXTURES / "synthetic_catalog.jsonl", out, MAPPING)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    real, calls = Path.rename, []
+
+    def failing(self: Path, target: Path) -> Path:
+        calls.append(self)
+        if len(calls) == 2:  # the first sets the earlier DATA_DIR aside, the second renames the new one into place
+            raise OSError("disk gone")
+        return real(self, target)
+
+    monkeypatch.setattr(Path, "rename", failing)
+    with pytest.raises(OSError, match="disk gone"):
+        prepare(FIXTURES / "synthetic_catalog.jsonl", out, MAPPING, keep_unmatched=True)
+    monkeypatch.undo()
+    assert len(calls) == 3, "the earlier DATA_DIR is put back"
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]
+
+
 def _one_error_line(r) -> str:
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = [x for x in r.stderr.splitlines() if x.strip() and not x.startswith(("W", "I"))]
