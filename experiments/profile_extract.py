@@ -62,7 +62,7 @@ STAGES = [
     ("writing OUT (append, fsync, progress file)", "mtl_tagger.extract", "Output.append"),
     ("reading the catalog (gunzip, JSON)", "mtl_tagger.extract", "read_catalog"),
     ("boilerplate sentences", "mtl_tagger.extract", "catalog_boilerplate"),
-    ("fingerprints (SHA-256 of catalog, model)", "mtl_tagger.extract", "digest"),
+    ("fingerprints (SHA-256 of catalog, model)", "mtl_tagger.extract", "sha256"),
     ("resume check (opening OUT)", "mtl_tagger.extract", "Output.__init__"),
     (SUMMARY, "mtl_tagger.extract", "values_per_vertical"),
     (SUMMARY, "mtl_tagger.extract", "trained_on"),

@@ -59,7 +59,7 @@ from mtl_tagger import cli
 from mtl_tagger.catalog import Product, read_catalog
 from mtl_tagger.errors import InputError
 from mtl_tagger.extract import PROGRESS_SUFFIX, SUMMARY_SUFFIX, sidecar
-from mtl_tagger.files import digest, json_line, read_json, write_json_atomic, write_text_atomic
+from mtl_tagger.files import json_line, read_json, sha256, write_json_atomic, write_text_atomic
 from mtl_tagger.lock import FileLock
 from mtl_tagger.prepare import (
     description_text,
@@ -294,11 +294,12 @@ def check_catalog(extractions: Path, summary: dict, catalog: str | Path) -> None
     if settings is None and progress.is_file():
         state = read_json(progress)
         settings = state.get("settings") if isinstance(state, dict) else None
-    recorded = settings.get("catalog") if isinstance(settings, dict) else None
+    # an older extract recorded none, or (as "catalog") a fingerprint of another hash than files.sha256
+    recorded = settings.get("catalog_sha256") if isinstance(settings, dict) else None
     if recorded is None:
-        logging.warning("%s records no SHA-256 of the catalog it was extracted from (an older extract wrote it): "
-                        "not checked that it is %s", extractions, catalog)
-    elif digest([Path(catalog)]) != recorded:
+        logging.warning("%s records no SHA-256 of the catalog it was extracted from that this audit can check (an "
+                        "older extract wrote it): not checked that it is %s", extractions, catalog)
+    elif sha256(catalog) != recorded:
         raise InputError(f"is not the catalog {extractions} was extracted from (another SHA-256 than extract "
                          "recorded): pass that catalog, or extract this one into another --out", catalog)
 

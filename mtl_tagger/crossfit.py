@@ -89,7 +89,7 @@ def merge(parts: list[Path], out: Path, held_out: str) -> dict:
                "values_per_vertical": pooled("values_per_vertical"),
                "skipped_per_vertical": dict(sorted(skipped.items(), key=lambda kv: (-kv[1], kv[0]))),
                "attributes": {v: common(v) for v in verticals}, "confidence": {v: kind(v) for v in verticals},
-               "settings": {k: v for k, v in summaries[0]["settings"].items() if k not in ("model", "only")},
+               "settings": {k: v for k, v in summaries[0]["settings"].items() if k not in ("model_sha256", "only")},
                "model_dir": ", ".join(s["model_dir"] for s in summaries)}
     write_text_atomic(out, "".join(part.read_text(encoding="utf-8") for part in parts))
     write_json_atomic(sidecar(out, SUMMARY_SUFFIX), summary)

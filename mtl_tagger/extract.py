@@ -19,7 +19,7 @@ OUT.jsonl: one line per tagged product (a product without values too):
 start/end are character offsets into the text the model saw; context is that text around the value on one
 line, the value marked «like this», so a reviewer reads it without the catalog; U+2028, U+2029 and U+0085 are
 written as \\u escapes, so every reader sees one record per line.
-OUT.jsonl.progress.json: the settings (the record format; SHA-256 fingerprints of model, catalog and mapping;
+OUT.jsonl.progress.json: the settings (the record format; files.sha256 fingerprints of model, catalog and mapping;
 batch, confidence, text option) and how many chunks, products and bytes of OUT are complete, with those bytes'
 SHA-256. A chunk is appended to OUT and fsync'd, then the progress file is replaced. A new run with the same
 settings first checks OUT, writing nothing: its lines must be the records of the planned products in order, the
@@ -60,7 +60,7 @@ from absl import flags
 from mtl_tagger import cli, interrupt
 from mtl_tagger.catalog import read_catalog
 from mtl_tagger.errors import InputError, Interrupted
-from mtl_tagger.files import check_output_file, digest, json_line, read_json, write_json_atomic
+from mtl_tagger.files import check_output_file, json_line, read_json, sha256, write_json_atomic
 from mtl_tagger.lock import FileLock
 from mtl_tagger.modeldir import best_checkpoint, read_model
 from mtl_tagger.prepare import (
@@ -282,7 +282,7 @@ def model_fingerprint(model_dir: str | Path, tagger: "Tagger") -> str:
     model_dir = Path(model_dir)
     indexes = [Path(f"{best_checkpoint(model_dir, task)}.index") for task in tagger.tasks]
     calibration = [model_dir / CALIBRATION_FILE] if (model_dir / CALIBRATION_FILE).is_file() else []
-    return digest([model_dir / "params.json", model_dir / "vocab.json", *indexes, *calibration])
+    return sha256(model_dir / "params.json", model_dir / "vocab.json", *indexes, *calibration)
 
 
 def output_lock(out: str | Path) -> FileLock:
@@ -333,7 +333,10 @@ class Output:
     def _resumed(self, state: object, chunks: Sequence[Sequence[Item]]) -> dict:
         """The recorded state, checked against the settings and OUT; then OUT is cut back to what it records."""
         counts = ("chunks", "products", "bytes")
-        if isinstance(state, dict) and {"settings", *counts} <= set(state) and "sha256" not in state:
+        # older: without the hash of OUT's bytes, or with the fingerprints ("model", "catalog", "verticals") of a
+        # hash before files.sha256, which this one cannot check
+        if isinstance(state, dict) and {"settings", *counts} <= set(state) and (
+                "sha256" not in state or isinstance(state["settings"], dict) and "catalog" in state["settings"]):
             raise InputError(f"was written by an older extract, whose output this one does not resume: delete it and "
                              f"{self.out.name} to start over", self.progress_path)
         if not isinstance(state, dict) or not {"settings", "sha256", *counts} <= set(state) or not isinstance(
@@ -464,9 +467,9 @@ def extract_catalog(model_dir: str | Path, catalog: str | Path, out: str | Path,
             if engine == "local":
                 one_thread_per_op()
             tagger = Tagger.load(model_dir)
-        settings = {"record": RECORD_FORMAT, "model": model_fingerprint(model_dir, tagger),
-                    "catalog": digest([Path(catalog)]),
-                    "verticals": digest([Path(verticals_path)]), "keep_spec_block": keep_spec_block,
+        settings = {"record": RECORD_FORMAT, "model_sha256": model_fingerprint(model_dir, tagger),
+                    "catalog_sha256": sha256(catalog),
+                    "verticals_sha256": sha256(verticals_path), "keep_spec_block": keep_spec_block,
                     "keep_boilerplate": keep_boilerplate,
                     "only": None if only is None else hashlib.sha256("\n".join(sorted(only)).encode()).hexdigest(),
                     "min_confidence": min_confidence, "batch": batch}

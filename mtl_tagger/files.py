@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -108,24 +108,13 @@ def read_json(path: str | Path) -> object:
         raise InputError(f"cannot read ({getattr(e, 'strerror', None) or e})", path) from None
 
 
-def _hash_file(h: "hashlib._Hash", path: str | Path) -> None:
-    with open(path, "rb") as f:
+def sha256(*paths: str | Path) -> str:
+    """The package's one file fingerprint: the hex SHA-256 of a file's bytes (what sha256sum prints), read in blocks;
+    of several files, the SHA-256 of their SHA-256s in turn, so that each file counts apart."""
+    if len(paths) != 1:
+        return hashlib.sha256("".join(map(sha256, paths)).encode()).hexdigest()
+    h = hashlib.sha256()
+    with open(paths[0], "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
-
-
-def sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes, read in blocks (data fingerprints, the GloVe cache's source)."""
-    h = hashlib.sha256()
-    _hash_file(h, path)
-    return h.hexdigest()
-
-
-def digest(paths: Sequence[str | Path]) -> str:
-    """Hex SHA-256 over several files, each preceded by its length so that boundaries count (extract's catalog
-    and model fingerprints)."""
-    h = hashlib.sha256()
-    for path in paths:
-        h.update(Path(path).stat().st_size.to_bytes(8, "big"))
-        _hash_file(h, path)
     return h.hexdigest()

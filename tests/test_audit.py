@@ -25,8 +25,8 @@ from mtl_tagger.audit import (
 )
 from mtl_tagger.catalog import Product
 from mtl_tagger.errors import InputError
-from mtl_tagger.extract import PROGRESS_SUFFIX, SUMMARY_SUFFIX, digest, sidecar
-from mtl_tagger.files import json_line
+from mtl_tagger.extract import PROGRESS_SUFFIX, SUMMARY_SUFFIX, sidecar
+from mtl_tagger.files import json_line, sha256
 from mtl_tagger.prepare import normalise_key
 
 TEXT_A = "Voylla Gold Plated brass necklace for Girls, in silver. Specifications of Voylla Necklace Color Gold"
@@ -66,7 +66,7 @@ def write_extraction(out: Path, records: list[dict], catalog: Path | None = None
                "values_per_vertical": {}, "skipped": 1, "skipped_per_vertical": {}, "skipped_no_vertical": 1,
                "attributes": ATTRIBUTES}
     if catalog is not None:
-        summary["settings"] = {"catalog": digest([catalog])}
+        summary["settings"] = {"catalog_sha256": sha256(catalog)}
     sidecar(out, SUMMARY_SUFFIX).write_text(json.dumps(summary), encoding="utf-8")
     return out
 
@@ -315,19 +315,25 @@ def test_catalog_with_changed_specifications_is_refused(tmp_path: Path) -> None:
 
 
 def test_older_extractions_are_checked_by_their_progress_file_or_audited_with_a_note(tmp_path: Path) -> None:
-    """A summary without the catalog's SHA-256: the progress file's is checked; without that either, one note."""
+    """A summary without the catalog's SHA-256: the progress file's is checked; without that either, or with the
+    fingerprint of the hash extract used before files.sha256 (as "catalog"), one note."""
     catalog, out = write_job(tmp_path, records())
     old = write_extraction(out, records())
-    sidecar(old, PROGRESS_SUFFIX).write_text(json.dumps({"settings": {"catalog": "0" * 64}}), encoding="utf-8")
+    sidecar(old, PROGRESS_SUFFIX).write_text(json.dumps({"settings": {"catalog_sha256": "0" * 64}}),
+                                             encoding="utf-8")
     with pytest.raises(InputError, match="is not the catalog"):
         audit(old, catalog)
-    sidecar(old, PROGRESS_SUFFIX).write_text(json.dumps({"settings": {"catalog": digest([catalog])}}))
+    sidecar(old, PROGRESS_SUFFIX).write_text(json.dumps({"settings": {"catalog_sha256": sha256(catalog)}}))
     assert len(audit(old, catalog).verdicts) == 7
-    sidecar(old, PROGRESS_SUFFIX).unlink()
-    r = _audit_cli(old, catalog, tmp_path / "audit")
-    assert r.returncode == 0, r.stderr
-    notes = r.stderr.strip().splitlines()
-    assert len(notes) == 1 and "records no SHA-256 of the catalog" in notes[0], r.stderr
+    for older in ({"settings": {"catalog": "0" * 64}}, None):
+        if older is None:
+            sidecar(old, PROGRESS_SUFFIX).unlink()
+        else:
+            sidecar(old, PROGRESS_SUFFIX).write_text(json.dumps(older))
+        r = _audit_cli(old, catalog, tmp_path / "audit")
+        assert r.returncode == 0, r.stderr
+        notes = r.stderr.strip().splitlines()
+        assert len(notes) == 1 and "records no SHA-256 of the catalog" in notes[0], r.stderr
 
 
 def test_a_second_audit_into_one_dir_is_refused(tmp_path: Path) -> None:

@@ -268,6 +268,11 @@ def test_resume_refuses_other_settings_and_foreign_files(model_dir: Path, tagger
     sidecar(older, PROGRESS_SUFFIX).write_text(json.dumps({k: v for k, v in progress.items() if k != "sha256"}))
     with pytest.raises(InputError, match="written by an older extract"):
         extract_catalog(model_dir, job[0], older, batch=16, verticals_path=job[1], tagger=tagger)
+    fingerprints = {"model": "0" * 64, "catalog": "0" * 64, "verticals": "0" * 64}  # of the hash before files.sha256
+    settings = {k: v for k, v in progress["settings"].items() if not k.endswith("_sha256")}
+    sidecar(older, PROGRESS_SUFFIX).write_text(json.dumps({**progress, "settings": {**settings, **fingerprints}}))
+    with pytest.raises(InputError, match="written by an older extract"):
+        extract_catalog(model_dir, job[0], older, batch=16, verticals_path=job[1], tagger=tagger)
     cut = tmp_path / "cut.jsonl"
     cut.write_bytes(reference.read_bytes()[:100])
     sidecar(cut, PROGRESS_SUFFIX).write_bytes(sidecar(reference, PROGRESS_SUFFIX).read_bytes())
