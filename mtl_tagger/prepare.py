@@ -298,9 +298,14 @@ def label_specifications(product: Product) -> tuple[tuple[str | None, str], ...]
     return (*product.specifications, ("Brand", product.brand))
 
 
+def stable_hash(key: str, n: int) -> int:
+    """0 … n-1 from the SHA-256 of `key`: the same on every machine and run (Python's hash() is salted)."""
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") % n
+
+
 def bucket_of(product_id: str) -> int:
-    """0-99 from the SHA-256 of the id: the same on every machine and run (Python's hash() is salted)."""
-    return int.from_bytes(hashlib.sha256(product_id.encode("utf-8")).digest()[:8], "big") % 100
+    """The id's bucket, 0-99, which decides its split."""
+    return stable_hash(product_id, 100)
 
 
 def split_of(product_id: str) -> str:
@@ -333,7 +338,7 @@ def copy_groups(texts: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 def fold_of(group: str, folds: int) -> int:
     """The cross-fitting fold (0 … folds-1) of a copy group, by a SHA-256 of its id independent of its split."""
-    return int.from_bytes(hashlib.sha256(f"fold:{group}".encode("utf-8")).digest()[:8], "big") % folds
+    return stable_hash(f"fold:{group}", folds)
 
 
 def build_dataset(products: Sequence[Product], verticals: Sequence[Vertical], keep_spec_block: bool = False,
