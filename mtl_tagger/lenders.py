@@ -91,15 +91,16 @@ def _labels_and_values(borrower: dict[str, Counter[str]], lender: dict[str, Coun
 
 @functools.lru_cache(maxsize=1)
 def _pretrained(path: str) -> tuple[list[str], np.ndarray]:
-    """The word vectors of `path`, read once per process (run.py ranks every vertical's lenders in turn)."""
+    """The word vectors of `path`, read once per process (experiments.lenders_validation ranks many borrowers)."""
     return read_vectors(path)
 
 
-def _densities(p: Params, tasks: dict[str, TaskData], task: str, candidates: list[str]) -> dict[str, float]:
+def _densities(p: Params, tasks: dict[str, TaskData], task: str, candidates: list[str],
+               pretrained: tuple[list[str], np.ndarray]) -> dict[str, float]:
     """Per lender, the borrower's per-tag share of contexts with a shortlist neighbour in it (tag-averaged)."""
     names = [task, *candidates]
     vocab = Vocab.build((s.tokens for t in names for s in tasks[t].train), {})
-    init, found = embedding_matrix(vocab.words, *_pretrained(p.word_vectors), p.seed)
+    init, found = embedding_matrix(vocab.words, *pretrained, p.seed)
     vectors = init * found[:, None]  # as run.py: words without a pretrained vector count as padding
 
     def contexts(t: str, tagged: bool) -> shortlist.Contexts:
@@ -119,16 +120,17 @@ def _densities(p: Params, tasks: dict[str, TaskData], task: str, candidates: lis
     return out
 
 
-def rank_lenders(p: Params, tasks: dict[str, TaskData], task: str, candidates: list[str]) -> list[Affinity]:
+def rank_lenders(p: Params, tasks: dict[str, TaskData], task: str, candidates: list[str],
+                 pretrained: tuple[list[str], np.ndarray] | None) -> list[Affinity]:
     """The candidates as lenders for `task`, best first (ties by name); training splits only, deterministic.
 
-    Reads p.word_vectors (density is left out when it is ''), p.window, p.shortlist_threshold,
-    p.shortlist_contexts and p.label_kgram.
+    `pretrained`: the words and vectors of p.word_vectors as the caller read them (density is left out with None).
+    Reads p.seed, p.window, p.shortlist_threshold, p.shortlist_contexts and p.label_kgram.
     """
     borrower = _tag_words(tasks[task].train)
     running = Counter(w.lower() for s in tasks[task].train for w in s.tokens)
     size_a = sum(running.values())
-    density = _densities(p, tasks, task, candidates) if p.word_vectors and candidates else {}
+    density = _densities(p, tasks, task, candidates, pretrained) if pretrained is not None and candidates else {}
     ranked = []
     for b in candidates:
         labels, values = _labels_and_values(borrower, _tag_words(tasks[b].train), p.label_kgram)
@@ -174,7 +176,7 @@ def load_ranking(p: Params, task: str, candidates: list[str]) -> list[Affinity]:
                          f"{', '.join(known) or 'none'}", p.data_dir)
     p = Params(**{**p.to_json(), "tasks": ",".join([task, *candidates]), "mtl_mode": ""}).validate()
     tasks = {t: load_task(p.data_dir, t, p.strict_bio, p.max_len, with_test=False) for t in p.names}
-    return rank_lenders(p, tasks, task, candidates)
+    return rank_lenders(p, tasks, task, candidates, _pretrained(p.word_vectors) if p.word_vectors else None)
 
 
 FLAGS = flags.FLAGS

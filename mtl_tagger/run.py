@@ -115,7 +115,8 @@ def _shortlists(p: Params, data: RunData, net: TaggerNet, examples: dict[str, li
     if p.couple == "auto":
         from mtl_tagger.lenders import rank_lenders
 
-        ranking = {t: [r.lender for r in rank_lenders(p, data.tasks, t, [o for o in p.names if o != t]) if r.score > 0]
+        ranking = {t: [r.lender for r in rank_lenders(p, data.tasks, t, [o for o in p.names if o != t], data.pretrained)
+                       if r.score > 0]
                    for t in p.names}  # a lender with affinity 0 shares no tagged word: nothing to couple
     pairs, made = [], []
     if not p.couple_pairs(ranking):

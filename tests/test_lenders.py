@@ -19,7 +19,7 @@ from mtl_tagger.errors import InputError
 from mtl_tagger.lenders import load_ranking, rank_lenders
 from mtl_tagger.lenders import verticals as lenders_verticals
 from mtl_tagger.params import Params
-from mtl_tagger.vectors import write_vectors
+from mtl_tagger.vectors import read_vectors, write_vectors
 
 SHIRT = {"sleeve": ["full sleeve", "half sleeve", "sleeveless"], "neck": ["round neck", "v neck", "collar"],
          "fabric": ["cotton", "linen", "polyester"]}
@@ -55,7 +55,7 @@ def _tasks(root: Path) -> dict:
 
 def test_related_lender_ranks_first_without_vectors(verticals: Path) -> None:
     ranking = rank_lenders(Params(data_dir=str(verticals), word_vectors=""), _tasks(verticals), "Chain x",
-                           ["Shirt", "Mangal-sutra"])
+                           ["Shirt", "Mangal-sutra"], None)
     assert [r.lender for r in ranking] == ["Mangal-sutra", "Shirt"]
     related, unrelated = ranking
     assert related.labels > 0.3 and related.values > 0.5 and related.density is None
@@ -66,10 +66,13 @@ def test_with_vectors_density_and_determinism(verticals: Path, tmp_path: Path) -
     words = sorted({w for d in verticals.iterdir() for s in read_conll(d / "train.conll") for w in s.tokens})
     write_vectors(tmp_path / "v.txt", words, np.random.default_rng(0).normal(size=(len(words), 32)))
     p = Params(data_dir=str(verticals), word_vectors=str(tmp_path / "v.txt"))
-    first = rank_lenders(p, _tasks(verticals), "Mangal-sutra", ["Shirt", "Chain x"])
+    pretrained = read_vectors(p.word_vectors)
+    first = rank_lenders(p, _tasks(verticals), "Mangal-sutra", ["Shirt", "Chain x"], pretrained)
     assert [r.lender for r in first] == ["Chain x", "Shirt"]
     assert first[0].density > 0.5 > 0.1 > first[1].density
-    assert first == rank_lenders(p, _tasks(verticals), "Mangal-sutra", ["Shirt", "Chain x"])
+    assert first == rank_lenders(p, _tasks(verticals), "Mangal-sutra", ["Shirt", "Chain x"], pretrained)
+    (tmp_path / "v.txt").unlink()  # the vectors given are used, not read again from p.word_vectors (run.py's)
+    assert first == rank_lenders(p, _tasks(verticals), "Mangal-sutra", ["Shirt", "Chain x"], pretrained)
 
 
 def test_cli_table_and_bad_input(verticals: Path) -> None:
