@@ -6,6 +6,8 @@ import os
 import sys
 import warnings
 
+from mtl_tagger.progress import command, status
+
 # TensorFlow's C++ start-up chatter and tfa's end-of-life notice drown the tool's own output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 warnings.filterwarnings("ignore", message=r"\s*TensorFlow Addons", category=UserWarning)
@@ -13,20 +15,11 @@ warnings.filterwarnings("ignore", message=r"\s*TensorFlow Addons", category=User
 __all__ = ["Tagger"]
 
 
-def _command() -> str | None:
-    """The package's command this process runs (`python -m mtl_tagger.train …`: "mtl_tagger.train"), if any."""
-    argv = getattr(sys, "orig_argv", [])
-    i = argv.index("-m") if "-m" in argv else -1
-    name = argv[i + 1] if 0 <= i < len(argv) - 1 else ""
-    return name if name.startswith(f"{__name__}.") else None
-
-
 class _QuietLoader(importlib.abc.Loader):
     """Loads TensorFlow with stderr (fd 2) closed: TensorFlow >= 2.16 writes C++ start-up notes there before any
     setting can silence them, and a command's only stderr lines should be its own. A command says that it is
-    loading TensorFlow (seconds), so that its first line comes at once: on a terminal on a status line it clears
-    when done, in a pipe (a log, a caller's capture) as a line of its own. The commands check all the input they
-    can without TensorFlow before they import it, so that a refusal of it is their only line."""
+    loading TensorFlow (seconds; progress.status), so that its first line comes at once. The commands check all the
+    input they can without TensorFlow before they import it, so that a refusal of it is their only line."""
 
     def __init__(self, loader: importlib.abc.Loader) -> None:
         self.loader = loader
@@ -35,27 +28,21 @@ class _QuietLoader(importlib.abc.Loader):
         return self.loader.create_module(spec)
 
     def exec_module(self, module: object) -> None:
-        command = _command()
-        status = command is not None and sys.stderr.isatty()
-        if command:
-            sys.stderr.write(f"{command}: loading TensorFlow…" + ("\r" if status else "\n"))
-        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-        sys.stderr.flush()
-        os.dup2(devnull, 2)
-        no_keras = _NoKeras()
-        if command:
-            sys.meta_path.insert(0, no_keras)
-        try:
-            self.loader.exec_module(module)
-        finally:
-            if no_keras in sys.meta_path:
-                sys.meta_path.remove(no_keras)
-            os.dup2(saved, 2)
-            os.close(saved)
-            os.close(devnull)
-            if status:
-                sys.stderr.write("\033[K")  # the status line goes: what follows is the command's own
-                sys.stderr.flush()
+        with status("loading TensorFlow"):
+            saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+            sys.stderr.flush()
+            os.dup2(devnull, 2)
+            no_keras = _NoKeras()
+            if command():
+                sys.meta_path.insert(0, no_keras)
+            try:
+                self.loader.exec_module(module)
+            finally:
+                if no_keras in sys.meta_path:
+                    sys.meta_path.remove(no_keras)
+                os.dup2(saved, 2)
+                os.close(saved)
+                os.close(devnull)
 
 
 class _NoKeras(importlib.abc.MetaPathFinder, importlib.abc.Loader):

@@ -59,7 +59,7 @@ from mtl_tagger import cli
 from mtl_tagger.catalog import Product, read_catalog
 from mtl_tagger.errors import InputError
 from mtl_tagger.extract import PROGRESS_SUFFIX, SUMMARY_SUFFIX, sidecar
-from mtl_tagger.files import json_line, read_json, sha256, write_json_atomic, write_text_atomic
+from mtl_tagger.files import check_input_file, json_line, read_json, sha256, write_json_atomic, write_text_atomic
 from mtl_tagger.lock import FileLock
 from mtl_tagger.prepare import (
     description_text,
@@ -70,6 +70,7 @@ from mtl_tagger.prepare import (
     value_tokens,
     value_variants,
 )
+from mtl_tagger.progress import status
 from mtl_tagger.text import snippet, tokenize
 
 LOCK = ".lock"
@@ -319,12 +320,13 @@ def audit(extractions: str | Path, catalog: str | Path, min_conflict_confidence:
     if not is_summary(summary):
         raise InputError("not a summary of extract (or a damaged one): run extract again into a new --out",
                          summary_path)
-    products = {p.id: p for p in read_catalog(catalog).products}
-    check_catalog(extractions, summary, catalog)
     boilerplate = summary.get("boilerplate", [])  # absent from summaries written before extract cut it
     if not isinstance(boilerplate, list) or not all(isinstance(b, str) for b in boilerplate):
         raise InputError("not a summary of extract (boilerplate is not a list of sentences)", summary_path)
     boilerplate = frozenset(boilerplate)
+    with status(f"reading {catalog}"):
+        products = {p.id: p for p in read_catalog(catalog).products}
+        check_catalog(extractions, summary, catalog)
     verdicts: list[Verdict] = []
     not_taggable: Counter = Counter()
     texts: dict[str, str] = {}
@@ -558,10 +560,10 @@ def report(result: Audit, table: dict, rows: list[dict], extractions: str | Path
 def write_audit(extractions: str | Path, catalog: str | Path, out: str | Path,
                 min_conflict_confidence: float = MIN_CONFLICT_CONFIDENCE) -> dict:
     """Audit and write DIR/counts.json, DIR/<class>.jsonl and DIR/report.md; returns the counts."""
-    result = audit(extractions, catalog, min_conflict_confidence)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError("is not a directory", out)
+    result = audit(extractions, catalog, min_conflict_confidence)
     table = counts(result)
     rows = {c: ranked_rows([verdict_row(v, result.texts[v.id]) for v in result.verdicts if v.cls == c])
             for c in CLASSES}
@@ -597,6 +599,7 @@ def define_flags() -> None:
 def main(argv: list[str]) -> None:
     """CLI: audit and print the totals."""
     cli.check_args(argv, "extractions", "catalog", "out")
+    check_input_file(FLAGS.catalog, "--catalog", "catalog file")
     table = write_audit(FLAGS.extractions, FLAGS.catalog, FLAGS.out, FLAGS.min_conflict_confidence)
     print(", ".join(f"{CLASS_NAMES[c]} {n}" for c, n in table["total"].items()) + f": {Path(FLAGS.out) / REPORT}")
 

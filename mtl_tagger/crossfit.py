@@ -29,7 +29,7 @@ from mtl_tagger.audit import CLASS_NAMES, MIN_CONFLICT_CONFIDENCE, REPORT, write
 from mtl_tagger.catalog import read_catalog
 from mtl_tagger.errors import InputError
 from mtl_tagger.extract import SUMMARY_SUFFIX, extract_catalog, sidecar
-from mtl_tagger.files import read_json, write_json_atomic, write_text_atomic
+from mtl_tagger.files import check_input_file, read_json, write_json_atomic, write_text_atomic
 from mtl_tagger.params import Params
 from mtl_tagger.prepare import (
     DEFAULT_VERTICALS,
@@ -42,16 +42,18 @@ from mtl_tagger.prepare import (
     load_verticals,
     prepare,
 )
+from mtl_tagger.progress import status
 from mtl_tagger.train import train  # TensorFlow is imported by train() itself, once its input is checked
 
 
 def folds_of(catalog: str | Path, verticals_path: str | Path, folds: int, keep_spec_block: bool,
              keep_boilerplate: bool) -> list[set[str]]:
     """The product ids of each fold: copy groups by the text prepare makes of each product."""
-    products = read_catalog(catalog).products
-    boilerplate = {} if keep_boilerplate else catalog_boilerplate(products, load_verticals(verticals_path),
-                                                                  keep_spec_block)
-    groups = copy_groups((p.id, description_text(p, keep_spec_block, boilerplate)) for p in products)
+    verticals = load_verticals(verticals_path)  # a bad mapping is refused before the catalog is read (seconds)
+    with status(f"reading {catalog}"):
+        products = read_catalog(catalog).products
+        boilerplate = {} if keep_boilerplate else catalog_boilerplate(products, verticals, keep_spec_block)
+        groups = copy_groups((p.id, description_text(p, keep_spec_block, boilerplate)) for p in products)
     out: list[set[str]] = [set() for _ in range(folds)]
     for pid, group in groups.items():
         out[fold_of(group, folds)].add(pid)
@@ -143,6 +145,7 @@ def define_flags() -> None:
 def main(argv: list[str]) -> None:
     """CLI: cross-fit, audit and print the totals."""
     cli.check_args(argv, "catalog", "out")
+    check_input_file(FLAGS.catalog, "--catalog", "catalog file")
     table = crossfit(FLAGS.catalog, FLAGS.out, FLAGS.folds, params.from_flags(validate=False), FLAGS.verticals,
                      FLAGS.keep_spec_block, FLAGS.keep_boilerplate, FLAGS.min_conflict_confidence)
     print(", ".join(f"{CLASS_NAMES[c]} {n}" for c, n in table["total"].items())

@@ -17,6 +17,13 @@ from mtl_tagger.errors import InputError
 _LINE_BREAK_ESCAPES = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\x85": "\\u0085"}
 
 
+def check_input_file(path: str | Path, flag: str, what: str) -> None:
+    """InputError naming `flag` unless `path` is a file to read (`what` says what it holds): a command checks its
+    inputs so before it says it is reading them, so that a missing one is its only line."""
+    if not Path(path).is_file():
+        raise InputError(f"{what} not found ({flag})", path)
+
+
 def check_output_file(path: str | Path, flag: str) -> None:
     """InputError naming `flag` unless `path` is a file an output may be written to: nothing there yet or a regular
     file with one name, in an existing directory (a rename would replace a link, FIFO or device, and fails on a

@@ -31,7 +31,7 @@ from absl import flags, logging
 from mtl_tagger import cli
 from mtl_tagger.catalog import read_catalog
 from mtl_tagger.errors import InputError
-from mtl_tagger.files import sha256, write_json_atomic
+from mtl_tagger.files import check_input_file, sha256, write_json_atomic
 from mtl_tagger.progress import Progress
 from mtl_tagger.text import tokenize
 from mtl_tagger.vectors import write_vectors
@@ -169,8 +169,7 @@ def main(argv: list[str]) -> None:
             raise InputError(f"--{name} must be at least 1")
     out, source = Path(FLAGS.out), Path(FLAGS.source)
     meta_path = out.with_name(out.name + ".meta.json")
-    if not source.is_file():
-        raise InputError("catalog file not found (--source)", source)
+    check_input_file(source, "--source", "catalog file")
     wanted = {"format_version": FORMAT_VERSION, "source_sha256": sha256(source),
               **{name: getattr(FLAGS, name) for name in _SETTINGS}}
     if out.exists() and not FLAGS.overwrite:

@@ -30,8 +30,10 @@ from mtl_tagger import cli, shortlist
 from mtl_tagger.conll import Sentence
 from mtl_tagger.corpus import TaskData, load_task
 from mtl_tagger.errors import InputError
+from mtl_tagger.files import check_input_file
 from mtl_tagger.labels import label_kgrams
 from mtl_tagger.params import Params
+from mtl_tagger.progress import status
 from mtl_tagger.vectors import embedding_matrix, read_vectors
 from mtl_tagger.vocab import Vocab
 
@@ -175,8 +177,11 @@ def load_ranking(p: Params, task: str, candidates: list[str]) -> list[Affinity]:
         raise InputError(f"no vertical {', '.join(map(repr, unknown))} with a train.conll here; found: "
                          f"{', '.join(known) or 'none'}", p.data_dir)
     p = Params(**{**p.to_json(), "tasks": ",".join([task, *candidates]), "mtl_mode": ""}).validate()
-    tasks = {t: load_task(p.data_dir, t, p.strict_bio, p.max_len, with_test=False) for t in p.names}
-    return rank_lenders(p, tasks, task, candidates, _pretrained(p.word_vectors) if p.word_vectors else None)
+    if p.word_vectors:
+        check_input_file(p.word_vectors, "--word_vectors", "word-vector file")
+    with status(f"reading {p.data_dir}" + (f" and {p.word_vectors}" if p.word_vectors else "")):
+        tasks = {t: load_task(p.data_dir, t, p.strict_bio, p.max_len, with_test=False) for t in p.names}
+        return rank_lenders(p, tasks, task, candidates, _pretrained(p.word_vectors) if p.word_vectors else None)
 
 
 FLAGS = flags.FLAGS

@@ -56,7 +56,8 @@ from mtl_tagger import cli
 from mtl_tagger.catalog import Product, read_catalog
 from mtl_tagger.conll import write_conll
 from mtl_tagger.errors import InputError
-from mtl_tagger.files import replace_dir
+from mtl_tagger.files import check_input_file, replace_dir
+from mtl_tagger.progress import status
 from mtl_tagger.text import tokenize
 
 DEFAULT_VERTICALS = Path(__file__).resolve().parents[1] / "flags" / "verticals.json"
@@ -453,14 +454,18 @@ def _provenance(inst: Instance) -> str:
     return json.dumps({"id": inst.product_id, "name": inst.name, "spans": spans}, ensure_ascii=False)
 
 
-def write_dataset(out: str | Path, data: Dataset) -> None:
-    """Write DATA_DIR (CoNLL, provenance, stats.md) via a temporary directory renamed into place.
-
-    An existing DATA_DIR is replaced only when it holds a stats.md (an earlier prepare output).
-    """
-    out = Path(out)
+def _check_dataset_dir(out: Path) -> None:
+    """InputError unless `out` may become DATA_DIR: absent, an empty directory, or one holding a stats.md (an
+    earlier prepare output)."""
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "stats.md").is_file())):
         raise InputError("exists and is not an earlier prepare output (no stats.md); not replacing it", out)
+
+
+def write_dataset(out: str | Path, data: Dataset) -> None:
+    """Write DATA_DIR (CoNLL, provenance, stats.md) via a temporary directory renamed into place (_check_dataset_dir
+    says what it may replace)."""
+    out = Path(out)
+    _check_dataset_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
@@ -495,11 +500,13 @@ def prepare(source: str | Path, out: str | Path, verticals_path: str | Path = DE
     `leave_out`: ids of products to leave out of every split (a cross-fitting fold; the boilerplate is still
     found over the whole catalog)."""
     verticals = load_verticals(verticals_path)
-    catalog = read_catalog(source)
-    boilerplate = {} if keep_boilerplate else catalog_boilerplate(catalog.products, verticals, keep_spec_block)
-    kept = [product for product in catalog.products if product.id not in leave_out] if leave_out else catalog.products
-    instances, counts, unmapped = build_dataset(kept, verticals, keep_spec_block, keep_unmatched, boilerplate,
-                                                drop_empty=bool(leave_out))
+    _check_dataset_dir(Path(out))  # also before the catalog is read (seconds): a refusal is then the only line
+    with status(f"reading {source}"):
+        catalog = read_catalog(source)
+        boilerplate = {} if keep_boilerplate else catalog_boilerplate(catalog.products, verticals, keep_spec_block)
+        kept = [p for p in catalog.products if p.id not in leave_out] if leave_out else catalog.products
+        instances, counts, unmapped = build_dataset(kept, verticals, keep_spec_block, keep_unmatched, boilerplate,
+                                                    drop_empty=bool(leave_out))
     data = Dataset(instances, counts, len(catalog.products), len(catalog.skipped), unmapped, {
         "source": str(source), "verticals": str(verticals_path),
         "spec block": "kept" if keep_spec_block else "stripped",
@@ -536,6 +543,7 @@ def define_text_flags() -> None:
 def main(argv: list[str]) -> None:
     """CLI: prepare DATA_DIR and print its stats.md (when it changed, or with --show_stats)."""
     cli.check_args(argv, "source", "out")
+    check_input_file(FLAGS.source, "--source", "catalog file")
     stats = Path(FLAGS.out) / "stats.md"
     before = stats.read_text(encoding="utf-8") if stats.is_file() else None
     data = prepare(FLAGS.source, FLAGS.out, FLAGS.verticals, FLAGS.keep_spec_block, FLAGS.keep_unmatched,

@@ -1,6 +1,38 @@
-"""A progress bar on stderr: redrawn in place on a terminal, a line now and then in a log file."""
+"""What a command shows on stderr while it works: a status line for the seconds before its own output, and a
+progress bar, each redrawn in place on a terminal and a line (now and then) in a log file."""
+import contextlib
 import sys
 import time
+from collections.abc import Iterator
+
+PACKAGE = __name__.rpartition(".")[0]
+
+
+def command() -> str | None:
+    """The package's command this process runs (`python -m mtl_tagger.train …`: "mtl_tagger.train"), if any."""
+    argv = getattr(sys, "orig_argv", [])
+    i = argv.index("-m") if "-m" in argv else -1
+    name = argv[i + 1] if 0 <= i < len(argv) - 1 else ""
+    return name if name.startswith(f"{PACKAGE}.") else None
+
+
+@contextlib.contextmanager
+def status(doing: str) -> Iterator[None]:
+    """Say at once what the command is `doing` while the block runs (seconds of loading or reading), so that its
+    first line comes at once: on a terminal on a status line cleared when the block ends, so that what follows is
+    the command's own; in a pipe (a log, a caller's capture) as a line of its own. Nothing in a process that is not
+    one of the package's commands (a library user's, the tests')."""
+    name = command()
+    tty = name is not None and sys.stderr.isatty()
+    if name is not None:
+        sys.stderr.write(f"{name}: {doing}…" + ("\r" if tty else "\n"))
+        sys.stderr.flush()
+    try:
+        yield
+    finally:
+        if tty:
+            sys.stderr.write("\033[K")
+            sys.stderr.flush()
 
 
 def clock(seconds: float) -> str:

@@ -84,6 +84,11 @@ def loading_line(command: str) -> str:
     return f"mtl_tagger.{command}: loading TensorFlow…"
 
 
+def reading_line(command: str, what: object) -> str:
+    """The line `python -m mtl_tagger.<command>` writes to stderr in a pipe as it starts reading `what`."""
+    return f"mtl_tagger.{command}: reading {what}…"
+
+
 def run_cli(module: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     """Run `python -m mtl_tagger.<module> args…` from the repo root and capture its output."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}

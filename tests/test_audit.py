@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import reading_line, run_cli
 from test_bad_input import assert_one_error_line
 from test_catalog import FIXTURES
 
@@ -310,7 +310,7 @@ def test_catalog_with_changed_specifications_is_refused(tmp_path: Path) -> None:
     catalog.write_text(catalog.read_text().replace('"Rose Gold"', '"Pink"'), encoding="utf-8")
     r = _audit_cli(out, catalog, tmp_path / "audit")
     assert_one_error_line(r, f"error: {catalog}: is not the catalog {out} was extracted from",
-                          "pass that catalog, or extract this one")
+                          "pass that catalog, or extract this one", read=reading_line("audit", catalog))
     assert not (tmp_path / "audit").exists()
 
 
@@ -332,7 +332,8 @@ def test_older_extractions_are_checked_by_their_progress_file_or_audited_with_a_
             sidecar(old, PROGRESS_SUFFIX).write_text(json.dumps(older))
         r = _audit_cli(old, catalog, tmp_path / "audit")
         assert r.returncode == 0, r.stderr
-        notes = r.stderr.strip().splitlines()
+        reading, *notes = r.stderr.strip().splitlines()
+        assert reading == reading_line("audit", catalog), r.stderr
         assert len(notes) == 1 and "records no SHA-256 of the catalog" in notes[0], r.stderr
 
 
@@ -349,7 +350,7 @@ def test_a_second_audit_into_one_dir_is_refused(tmp_path: Path) -> None:
     try:
         r = _audit_cli(out, catalog, audit_dir)
         assert_one_error_line(r, f"error: {audit_dir}: another audit command (pid {os.getpid()}) is using this "
-                                 "directory", "choose another --out")
+                                 "directory", "choose another --out", read=reading_line("audit", catalog))
     finally:
         lock.release()
     assert {p.name: p.read_bytes() for p in audit_dir.iterdir()} == before
@@ -414,4 +415,4 @@ def test_a_line_that_is_not_utf8_is_one_error(tmp_path: Path) -> None:
     lines = out.read_bytes().split(b"\n")
     out.write_bytes(lines[0] + b"\n" + lines[1].replace(b"rose", b"r\xffse") + b"\n")
     r = _audit_cli(out, catalog, tmp_path / "audit")
-    assert_one_error_line(r, f"error: {out}:2: damaged extract record")
+    assert_one_error_line(r, f"error: {out}:2: damaged extract record", read=reading_line("audit", catalog))

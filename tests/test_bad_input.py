@@ -20,15 +20,17 @@ from mtl_tagger.vectors import read_vectors, write_vectors
 
 
 def assert_one_error_line(r: subprocess.CompletedProcess, *words: str, warnings: bool = False,
-                          loaded: str = "") -> str:
+                          loaded: str = "", read: str = "") -> str:
     """Exit code 2 and one stderr line `error: …` holding `words` (beside absl warning lines if `warnings`). With
     `loaded` (the command's name), a fault that only TensorFlow finds: the error follows the command's loading line
-    (conftest.loading_line), which every other fault comes before."""
+    (conftest.loading_line), which every other fault comes before. With `read` (a conftest.reading_line), likewise
+    a fault found only in what the command reads, after it says so."""
     assert r.returncode == 2, (r.stdout, r.stderr)
     lines = [x for x in r.stderr.splitlines() if x.strip() and not (warnings and re.match(r"W\d{4} ", x))]
-    if loaded:
-        assert lines[:1] == [loading_line(loaded)], r.stderr
-        lines = lines[1:]
+    for status in (loading_line(loaded) if loaded else "", read):
+        if status:
+            assert lines[:1] == [status], r.stderr
+            lines = lines[1:]
     assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
     assert "Traceback" not in r.stderr
     for w in words:

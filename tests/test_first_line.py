@@ -1,6 +1,7 @@
-"""A command says at once that it is loading TensorFlow: on a terminal on a status line it clears once loaded, so
-that what follows is the command's own; in a pipe as its first line, within 2 s. Bad input it can check without
-TensorFlow is refused before TensorFlow loads, so that in a pipe too the error is its only line."""
+"""A command says at once that it is loading TensorFlow, or what it is reading when it loads none before its heavy
+reading: on a terminal on a status line it clears once done, so that what follows is the command's own; in a pipe as
+its first line, within 2 s. Bad input it can check without TensorFlow (or before reading) is refused before that,
+so that in a pipe too the error is its only line."""
 import os
 import pty
 import re
@@ -11,8 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import loading_line, run_cli
+from conftest import loading_line, reading_line, run_cli
+from test_audit import records, write_job
 from test_bad_input import assert_one_error_line
+from test_catalog import FIXTURES
 
 from mtl_tagger.files import write_json_atomic
 from mtl_tagger.lock import FileLock
@@ -80,6 +83,12 @@ def test_in_a_pipe_the_loading_line_is_the_first_line(data_dir: Path, tmp_path: 
     ("export", ["--model_dir={tmp}/nope"], ["--out is required"]),
     ("glove", ["--source={tmp}/nope.jsonl", "--out={tmp}/g.txt"], ["{tmp}/nope.jsonl", "not found", "--source"]),
     ("glove", ["--source={tmp}/nope.jsonl", "--out={tmp}/g.txt", "--dim=0"], ["--dim", "at least 1"]),
+    ("prepare", ["--source={tmp}/nope.jsonl", "--out={tmp}/d"], ["{tmp}/nope.jsonl", "not found", "--source"]),
+    ("audit", ["--extractions={tmp}/v.jsonl", "--catalog={tmp}/nope.jsonl", "--out={tmp}/a"],
+     ["{tmp}/nope.jsonl", "not found", "--catalog"]),
+    ("crossfit", ["--catalog={tmp}/nope.jsonl", "--out={tmp}/c"], ["{tmp}/nope.jsonl", "not found", "--catalog"]),
+    ("lenders", ["--data_dir={data}", "--task=Chain x", "--word_vectors={tmp}/nope.txt"],
+     ["{tmp}/nope.txt", "not found", "--word_vectors"]),
 ])
 def test_bad_input_in_a_pipe_is_one_line(command: str, args: list[str], words: list[str], data_dir: Path,
                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,6 +97,33 @@ def test_bad_input_in_a_pipe_is_one_line(command: str, args: list[str], words: l
     r = run_cli(command, *(a.format(**fill) for a in args))
     assert_one_error_line(r, *(w.format(**fill) for w in words))
     assert not (tmp_path / "m").exists() and not (tmp_path / "saved").exists()
+
+
+READS = {  # command: (valid arguments, what it says it reads)
+    "prepare": (["--source={catalog}", "--out={tmp}/d", f"--verticals={FIXTURES / 'verticals.json'}"], "{catalog}"),
+    "audit": (["--extractions={extractions}", "--catalog={job_catalog}", "--out={tmp}/a"], "{job_catalog}"),
+    "crossfit": (["--catalog={catalog}", "--out={tmp}/c", f"--verticals={FIXTURES / 'verticals.json'}",
+                  "--flagfile=flags/smoke.cfg"], "{catalog}"),
+    "lenders": (["--data_dir={data}", "--task=Chain x", "--word_vectors="], "{data}"),
+}
+
+
+@pytest.mark.parametrize("command", sorted(READS))
+def test_a_command_without_tensorflow_says_what_it_reads_first(command: str, data_dir: Path, tmp_path: Path) -> None:
+    """Before the seconds of reading a catalog or a data dir (crossfit loads TensorFlow only to train, later)."""
+    job_catalog, extractions = write_job(tmp_path, records())
+    fill = {"tmp": tmp_path, "data": data_dir, "catalog": FIXTURES / "synthetic_catalog.jsonl",
+            "job_catalog": job_catalog, "extractions": extractions}
+    args, what = READS[command]
+    proc = subprocess.Popen([sys.executable, "-m", f"mtl_tagger.{command}", *(a.format(**fill) for a in args)],
+                            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=ENV)
+    try:
+        first = proc.stderr.readline()
+    finally:
+        proc.kill()
+        proc.communicate()
+    assert first == reading_line(command, what.format(**fill)) + "\n"
 
 
 def test_a_busy_export_output_is_one_line_in_a_pipe(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import reading_line, run_cli
+from test_bad_input import assert_one_error_line
 from test_catalog import FIXTURES, shared_file
 
 from mtl_tagger.catalog import Product, read_catalog
@@ -235,20 +236,13 @@ def test_a_failed_final_rename_keeps_the_earlier_dataset(tmp_path: Path, monkeyp
     assert [p.name for p in tmp_path.iterdir()] == ["data"]
 
 
-def _one_error_line(r) -> str:
-    assert r.returncode == 2, (r.stdout, r.stderr)
-    lines = [x for x in r.stderr.splitlines() if x.strip() and not x.startswith(("W", "I"))]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in r.stderr, r.stderr
-    return lines[0]
-
-
 def test_cli_mapping_that_matches_nothing_names_the_vertical(tmp_path: Path) -> None:
     mapping = tmp_path / "verticals.json"
     mapping.write_text(json.dumps({"Necklace": ["Necklaces"], "Saree": ["^Clothing >> Sarees"]}))
     out = tmp_path / "data"
-    line = _one_error_line(run_cli("prepare", f"--source={FIXTURES / 'synthetic_catalog.jsonl'}", f"--out={out}",
-                                   f"--verticals={mapping}"))
-    assert "Saree" in line and "matches no product" in line
+    source = FIXTURES / "synthetic_catalog.jsonl"
+    r = run_cli("prepare", f"--source={source}", f"--out={out}", f"--verticals={mapping}")
+    assert_one_error_line(r, "Saree", "matches no product", warnings=True, read=reading_line("prepare", source))
     assert not out.exists()
 
 
@@ -256,9 +250,9 @@ def test_cli_refuses_to_replace_a_foreign_directory(tmp_path: Path) -> None:
     out = tmp_path / "data"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    line = _one_error_line(run_cli("prepare", f"--source={FIXTURES / 'synthetic_catalog.jsonl'}", f"--out={out}",
-                                   f"--verticals={MAPPING}"))
-    assert "not an earlier prepare output" in line and (out / "notes.txt").read_text() == "mine"
+    r = run_cli("prepare", f"--source={FIXTURES / 'synthetic_catalog.jsonl'}", f"--out={out}", f"--verticals={MAPPING}")
+    assert_one_error_line(r, "not an earlier prepare output")  # before the catalog is read
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize("mapping, words", [

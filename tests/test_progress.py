@@ -23,3 +23,30 @@ def test_the_line_says_the_rate_and_the_time_left(monkeypatch: pytest.MonkeyPatc
     now[0] += 2.0
     unknown.update(5)
     assert unknown.text() == "5 products · 2.5 products/s", "no time left without a total"
+
+
+class _Stderr(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize("name, tty, shown", [
+    ("mtl_tagger.prepare", True, "mtl_tagger.prepare: reading x.jsonl…\r\033[K"),
+    ("mtl_tagger.prepare", False, "mtl_tagger.prepare: reading x.jsonl…\n"),
+    (None, True, ""),
+])
+def test_a_status_line_is_a_commands_own(name: str | None, tty: bool, shown: str,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal the line is cleared when the block ends, even by a fault; in a pipe it stays a line; a process
+    that is not a command (a library user's) sees nothing."""
+    stderr = _Stderr(tty)
+    monkeypatch.setattr(progress, "command", lambda: name)
+    monkeypatch.setattr(progress.sys, "stderr", stderr)
+    with pytest.raises(ValueError), progress.status("reading x.jsonl"):
+        assert stderr.getvalue() == shown.removesuffix("\033[K")
+        raise ValueError
+    assert stderr.getvalue() == shown
