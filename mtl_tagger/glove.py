@@ -19,7 +19,6 @@ matches, the build is skipped. A FILE built otherwise (or without meta) is repla
 --overwrite.
 """
 import json
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -32,7 +31,7 @@ from mtl_tagger import cli
 from mtl_tagger.catalog import read_catalog
 from mtl_tagger.errors import InputError
 from mtl_tagger.files import check_input_file, sha256, write_json_atomic
-from mtl_tagger.progress import Progress
+from mtl_tagger.progress import Progress, status
 from mtl_tagger.text import tokenize
 from mtl_tagger.vectors import write_vectors
 
@@ -170,22 +169,25 @@ def main(argv: list[str]) -> None:
     out, source = Path(FLAGS.out), Path(FLAGS.source)
     meta_path = out.with_name(out.name + ".meta.json")
     check_input_file(source, "--source", "catalog file")
-    wanted = {"format_version": FORMAT_VERSION, "source_sha256": sha256(source),
-              **{name: getattr(FLAGS, name) for name in _SETTINGS}}
-    if out.exists() and not FLAGS.overwrite:
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            raise InputError("exists without a readable .meta.json; --overwrite rebuilds it", out) from None
-        changed = [k for k in wanted if meta.get(k) != wanted[k]]
-        if changed:
-            raise InputError(f"exists, built with other {', '.join(changed)}; --overwrite rebuilds it", out)
+    start = time.time()
+    with status(f"reading {source}"):
+        wanted = {"format_version": FORMAT_VERSION, "source_sha256": sha256(source),
+                  **{name: getattr(FLAGS, name) for name in _SETTINGS}}
+        meta = None
+        if out.exists() and not FLAGS.overwrite:
+            try:
+                meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                raise InputError("exists without a readable .meta.json; --overwrite rebuilds it", out) from None
+            changed = [k for k in wanted if meta.get(k) != wanted[k]]
+            if changed:
+                raise InputError(f"exists, built with other {', '.join(changed)}; --overwrite rebuilds it", out)
+        else:
+            meta_path.unlink(missing_ok=True)  # no stale meta may vouch for a half-replaced FILE
+            texts = [p.description for p in read_catalog(source).products]
+    if meta is not None:
         print(f"{out}: up to date ({meta.get('words')} words, dim {meta['dim']}), not rebuilt")
         return
-    start = time.time()
-    print(f"{source}: reading the descriptions…", file=sys.stderr, flush=True)  # seconds before the first bar
-    meta_path.unlink(missing_ok=True)  # no stale meta may vouch for a half-replaced FILE
-    texts = [p.description for p in read_catalog(source).products]
     words, matrix = build_vectors(texts, **{name: getattr(FLAGS, name) for name in _SETTINGS})
     out.parent.mkdir(parents=True, exist_ok=True)
     write_vectors(out, words, matrix)
