@@ -32,8 +32,8 @@ from pathlib import Path
 from absl import app, flags
 
 from experiments.bench_peer import flops_per_token, gemm_rates
-from experiments.common import command_line, define_catalog_flags
-from experiments.profile_extract import describe, machine
+from experiments.common import command_line, define_catalog_flags, load_average, machine, versions
+from experiments.profile_extract import describe
 from mtl_tagger.extract import PROGRESS_SUFFIX, plan, sidecar
 from mtl_tagger.files import read_json, write_text_atomic
 from mtl_tagger.params import Params
@@ -180,7 +180,7 @@ def main(argv: list[str]) -> None:
         chars_per_token = sum(len(w) for ws in tokens for w in ws) / max(sum(map(len, tokens)), 1)
         common = [f"--model_dir={FLAGS.model_dir}", f"--catalog={catalog}", f"--batch={FLAGS.batch}"]
         runs = measure(timed, common, tmp)
-    load_end = os.getloadavg()
+    load_end = load_average()
     params = Params.load(FLAGS.model_dir)
     vocab_tags = read_json(Path(FLAGS.model_dir) / "vocab.json")["tags"]
     num_tags = max(len(tags) for tags in vocab_tags.values())
@@ -191,10 +191,9 @@ def main(argv: list[str]) -> None:
         *(["**A check that the script works, not a measurement** (part of the catalog, fewer than 3 rounds or no "
            "load check): rerun `python -m experiments.bench_extract` on a quiet machine for the figures.", ""]
           if rough else []),
-        f"Machine: {machine()}. Command: `{command}`.", "",
-        f"Load average (1/5/15 min) at start {'/'.join(f'{x:.1f}' for x in load_start)}, at end "
-        f"{'/'.join(f'{x:.1f}' for x in load_end)}; the load column is the mean 1-minute load during that "
-        "engine's runs.", "",
+        f"Machine: {machine()}, {versions('TensorFlow', 'Ray')}. Command: `{command}`.", "",
+        f"Load average (1/5/15 min) at start {load_average(load_start)}, at end {load_end}; the load column is the "
+        "mean 1-minute load during that engine's runs.", "",
         f"Catalog `{FLAGS.catalog}`{f' (first {FLAGS.limit} lines)' if FLAGS.limit else ''}: {len(work.items)} "
         f"products of the model's verticals, {tokens_per_product:.1f} tokens each on average; model "
         f"`{FLAGS.model_dir}`; --batch={FLAGS.batch}; rounds: {FLAGS.rounds}, engines alternating. End to end: "

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.common import command_line
+from experiments.common import command_line, load_average, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK, OTHER = "A", "B"  # the benchmarked vertical, and the second vertical of the coupled run
@@ -284,11 +284,6 @@ def flops_per_token(model: Mapping[str, int], num_tags: int, chars_per_token: fl
             "BiLSTM recurrences": 2 * 2 * h * 4 * h,
             "Dense": 2 * 2 * h * num_tags,
             "CRF (forward algorithm / Viterbi)": 2 * num_tags * num_tags}
-
-
-def load_average() -> tuple[float, float, float]:
-    """The 1/5/15-minute load averages."""
-    return tuple(float(x) for x in Path("/proc/loadavg").read_text().split()[:3])
 
 
 # ---------------------------------------------------------------- the project's side
@@ -583,7 +578,7 @@ class Children:
     """
 
     def __init__(self) -> None:
-        self.loads = [load_average()]
+        self.loads = [os.getloadavg()]
         self.foreign: list[float] = []  # cores used by other processes during each measuring process
 
     def run(self, module: str, *args: str) -> dict[str, Any]:
@@ -596,8 +591,8 @@ class Children:
                 out, err = proc.communicate(timeout=5)
                 break
             except subprocess.TimeoutExpired:
-                self.loads.append(load_average())
-        self.loads.append(load_average())
+                self.loads.append(os.getloadavg())
+        self.loads.append(os.getloadavg())
         wall = time.perf_counter() - start
         self.foreign.append(max(0.0, (_busy_seconds() - busy) - (_own_seconds() - own)) / wall)
         if proc.returncode != 0:
@@ -609,13 +604,6 @@ def _spread(values: Sequence[float], digits: int = 2) -> str:
     """median [min–max] (n)."""
     low, mid, high = (f"{x:.{digits}f}" for x in (min(values), statistics.median(values), max(values)))
     return f"{mid} [{low}–{high}] (n={len(values)})"
-
-
-def _machine() -> str:
-    """lscpu's model name and the number of cores."""
-    model = next((line.split(":", 1)[1].strip() for line in subprocess.run(
-        ["lscpu"], capture_output=True, text=True).stdout.splitlines() if line.startswith("Model name")), "?")
-    return f"{model}, {os.cpu_count()} cores"
 
 
 def _padding(plan: np.ndarray, lengths: np.ndarray) -> float:
@@ -769,9 +757,9 @@ def report(cfg: Mapping[str, Any], rounds: list[dict], coupled: list[dict], prof
     lines = [
         f"# Project vs PyTorch peer ({started})", "",
         f"Command: `{command}`  ",
-        f"Machine: {_machine()}; {platform.python_implementation()} {platform.python_version()}  ",
-        "Load average 1/5/15 min: before " + "/".join(f"{x:.2f}" for x in children.loads[0]) + ", after "
-        + "/".join(f"{x:.2f}" for x in children.loads[-1]) + " (this includes the benchmark's own threads); CPU "
+        f"Machine: {machine()}; {platform.python_implementation()} {platform.python_version()}  ",
+        f"Load average 1/5/15 min: before {load_average(children.loads[0], 2)}, after "
+        f"{load_average(children.loads[-1], 2)} (this includes the benchmark's own threads); CPU "
         f"taken by other processes while measuring: at most {max(children.foreign, default=0.0):.2f} cores "
         f"(mean over each measuring process)",
         "",

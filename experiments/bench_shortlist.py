@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from absl import flags
 
+from experiments.common import machine
 from mtl_tagger import cli, shortlist
 from mtl_tagger.shortlist import Contexts, Shortlist, build_shortlist, make_contexts
 
@@ -208,7 +209,7 @@ def main(argv: list[str]) -> None:
     if FLAGS.child:
         print(json.dumps(child(json.loads(FLAGS.child))))
         return
-    lines = [f"# Shortlist benchmark ({time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores, load "
+    lines = [f"# Shortlist benchmark ({time.strftime('%Y-%m-%d %H:%M')}, {machine()}, load "
              f"{os.getloadavg()[0]:.1f} at start; threshold {FLAGS.threshold}, K={FLAGS.max_neighbors}, "
              f"window {FLAGS.window}, dim {FLAGS.dim})", "",
              "| data | contexts a×b | distinct windows | seconds median (range, runs) "

@@ -12,6 +12,7 @@ of --steps steps after a warm-up step; all runs of one N alternate step by step,
 alike. The claim to check: a step costs about N single-vertical steps in both modes, not N².
 """
 import datetime
+import os
 import statistics
 import tempfile
 import time
@@ -19,8 +20,8 @@ from pathlib import Path
 
 from absl import flags
 
-from experiments.bench_peer import load_average, write_data
-from experiments.common import command_line
+from experiments.bench_peer import write_data
+from experiments.common import command_line, load_average, machine
 from mtl_tagger import cli
 from mtl_tagger.params import Params, read_flagfile
 
@@ -82,7 +83,7 @@ def main(argv: list[str]) -> None:
     """Time every N and print (and write) the table."""
     sizes = [int(n) for n in FLAGS.verticals]
     scores = list(dict.fromkeys(FLAGS.coupling_scores))  # once each: a repeated score would reuse its model dir
-    before = load_average()
+    before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_data(root / "data", {f"V{i}": {"train": 300, "dev": 20, "test": 20} for i in range(max(sizes))}, 1,
@@ -103,8 +104,8 @@ def main(argv: list[str]) -> None:
         Path(FLAGS.out).write_text(
             f"# Step time against the number of verticals{title_scores}\n\n"
             f"Written {datetime.date.today().isoformat()} by "
-            f"`{command}` (hidden {FLAGS.hidden_size}, {FLAGS.steps} steps, median); load average before "
-            f"{before[0]:.2f}, after {load_average()[0]:.2f}.\n\n{table}\n")
+            f"`{command}` (hidden {FLAGS.hidden_size}, {FLAGS.steps} steps, median) on {machine()}; load average "
+            f"(1/5/15 min) before {load_average(before, 2)}, after {load_average(digits=2)}.\n\n{table}\n")
 
 
 if __name__ == "__main__":

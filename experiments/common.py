@@ -1,13 +1,17 @@
-"""Helpers shared by the experiment scripts: the result files' reader, table cells, headers and variant specs.
+"""Helpers shared by the experiment scripts: the result files' reader, table cells, headers (the machine, its load)
+and variant specs.
 
 Light on purpose (no TensorFlow): bench_peer's PyTorch process imports it.
 """
 import json
+import os
+import platform
+import re
 import shlex
 import statistics
 import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from absl import app, flags
@@ -33,6 +37,32 @@ def define_catalog_flags(model_dir: bool = True) -> None:
 def command_line(module: str) -> str:
     """The shell command that reruns `module` with this process's arguments, for a results page's header."""
     return shlex.join(["python", "-m", module, *sys.argv[1:]])
+
+
+def machine() -> str:
+    """'<CPU model> × <cores>' (the model name from /proc/cpuinfo where there is one, else platform.processor()):
+    what a report's timings depend on."""
+    info = Path("/proc/cpuinfo")
+    names = re.findall(r"^model name\s*:\s*(.*)$", info.read_text(), re.M) if info.is_file() else []
+    return f"{names[0] if names else platform.processor() or '?'} × {os.cpu_count()}"
+
+
+def versions(*names: str) -> str:
+    """'Python 3.11.7, TensorFlow 2.15.0, Ray not installed' for versions("TensorFlow", "Ray") (each module the
+    name in lower case, imported): the software a report's timings depend on."""
+    found = [f"Python {platform.python_version()}"]
+    for name in names:
+        try:
+            found.append(f"{name} {__import__(name.lower()).__version__}")
+        except ImportError:
+            found.append(f"{name} not installed")
+    return ", ".join(found)
+
+
+def load_average(values: Sequence[float] | None = None, digits: int = 1) -> str:
+    """The 1/5/15-minute load averages as 'a/b/c', now or as read before (os.getloadavg()): other work on the
+    machine slows what a report times."""
+    return "/".join(f"{x:.{digits}f}" for x in (os.getloadavg() if values is None else values))
 
 
 def mean_sd(values: list[float]) -> str:

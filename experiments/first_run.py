@@ -23,6 +23,7 @@ from pathlib import Path
 
 from absl import app, flags
 
+from experiments.common import load_average, machine
 from mtl_tagger.progress import clock
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,13 +44,6 @@ def main_command(readme: Path) -> str:
     if block is None:
         raise ValueError(f"{readme}: no code block under 'The two commands'")
     return next(line for line in block.group(1).splitlines() if line.strip() and not line.startswith("#"))
-
-
-def cpu() -> str:
-    """The CPU's model name, from /proc/cpuinfo where there is one."""
-    info = Path("/proc/cpuinfo")
-    names = re.findall(r"model name\s*:\s*(.*)", info.read_text()) if info.is_file() else []
-    return f"{names[0]} × {os.cpu_count()}" if names else f"{platform.processor()} × {os.cpu_count()}"
 
 
 def run_stage(stage: str, clone: Path, env: dict[str, str]) -> tuple[float, float, float, bool]:
@@ -77,9 +71,9 @@ def run_stages(command: str, clone: Path) -> list[tuple]:
     env.pop("PYTHONPATH", None)
     rows = []
     for stage in command.split(" && "):
-        before = "/".join(f"{x:.1f}" for x in os.getloadavg())
+        before = load_average()
         first, seconds, silence, left = run_stage(stage, clone, env)
-        rows.append((stage, first, seconds, silence, left, before, "/".join(f"{x:.1f}" for x in os.getloadavg())))
+        rows.append((stage, first, seconds, silence, left, before, load_average()))
         print(f"{seconds:8.1f} s (first output after {first:.1f} s, longest silence {silence:.1f} s)  {stage}",
               flush=True)
     return rows
@@ -99,7 +93,7 @@ def main(argv: list[str]) -> None:
     rows = run_stages(command, work / "mtl_tagger")
     total = sum(r[2] for r in rows)
     lines = [f"# The README's main command on a fresh clone ({datetime.date.today().isoformat()})", "",
-             f"Machine: {cpu()}, Python {platform.python_version()}; commit {head}. Written by "
+             f"Machine: {machine()}, Python {platform.python_version()}; commit {head}. Written by "
              f"`{shlex.join(['python', '-m', 'experiments.first_run', *sys.argv[1:]])}`. Load average (1/5/15 min) "
              "before and after each stage: other work on the machine slows every stage. `first output`: seconds "
              "from a stage's start to its first byte on stdout or stderr (one pipe, as in a log); `longest silence`: "

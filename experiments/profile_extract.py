@@ -25,7 +25,6 @@ import contextlib
 import importlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from experiments.common import command_line, define_catalog_flags
+from experiments.common import command_line, define_catalog_flags, load_average, machine, versions
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAGS = flags.FLAGS
@@ -84,20 +83,6 @@ def define_flags() -> None:
     flags.DEFINE_string("report", str(ROOT / "experiments/results/profile_extract.md"), "Markdown report path.")
     flags.DEFINE_string("json", None, "Profile the package this process imports and write the figures here as "
                         "JSON, without a report (how the script runs each code).")
-
-
-def machine() -> str:
-    """Cores, CPU model, Python, TensorFlow and Ray versions."""
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor() or "?")
-    versions = {}
-    for name in ("tensorflow", "ray"):
-        try:
-            versions[name] = __import__(name).__version__
-        except ImportError:
-            versions[name] = "not installed"
-    return (f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, TensorFlow "
-            f"{versions['tensorflow']}, Ray {versions['ray']}")
 
 
 def describe(code: Path) -> str:
@@ -312,11 +297,11 @@ def main(argv: list[str]) -> None:
             Path(FLAGS.json).write_text(json.dumps(profile(Path(tmp) / "out.jsonl")))
         return
     command = command_line("experiments.profile_extract")
-    load_start = os.getloadavg()
+    load_start = load_average()
     codes = {"baseline": Path(FLAGS.baseline).resolve()} if FLAGS.baseline else {}
     with tempfile.TemporaryDirectory() as tmp:
         results = {name: profiled(name, code, Path(tmp)) for name, code in {**codes, "this code": ROOT}.items()}
-    load_end = os.getloadavg()
+    load_end = load_average()
     from mtl_tagger.files import write_text_atomic
 
     rates = "; ".join(f"{name} ({describe(Path(r['package']).parent)}): {r['tagged']} products in {r['total']:.1f} s, "
@@ -324,9 +309,9 @@ def main(argv: list[str]) -> None:
                       f"{r['steady'] or 0:,.0f} products/s" for name, r in results.items())
     report = "\n".join([
         f"# Where an extract run's time goes ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)", "",
-        f"Machine: {machine()}. Command: `{command}`.", "",
-        f"Load average (1/5/15 min) at start {'/'.join(f'{x:.1f}' for x in load_start)}, at end "
-        f"{'/'.join(f'{x:.1f}' for x in load_end)}: other work on the machine slows every stage.", "",
+        f"Machine: {machine()}, {versions('TensorFlow', 'Ray')}. Command: `{command}`.", "",
+        f"Load average (1/5/15 min) at start {load_start}, at end {load_end}: other work on the machine slows every "
+        "stage.", "",
         f"Catalog `{FLAGS.catalog}`, model `{FLAGS.model_dir}`, --batch={FLAGS.batch}, local engine, one process "
         f"per code, from loading the model to the summary (imports not counted): {rates}. How the rows are made: "
         "the docstring of experiments/profile_extract.py.", "",
