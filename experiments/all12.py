@@ -14,8 +14,7 @@ from pathlib import Path
 
 from absl import flags
 
-from experiments.collect import best_pair, load
-from experiments.common import command_line, mean_sd, one_tag_prior, read_result
+from experiments.common import best_pair, command_line, mean_sd, one_tag_prior, read_result, read_sweep
 from mtl_tagger import cli
 from mtl_tagger.params import Params
 
@@ -41,7 +40,7 @@ def _cells(table3: dict, big: dict[str, dict[str, list[float]]], vertical: str) 
 
 def main(argv: list[str]) -> None:
     """Write the comparison."""
-    table3 = load(Path(FLAGS.table3_dir))
+    table3 = read_sweep(Path(FLAGS.table3_dir))
     big: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     pairs: set[str] = set()
     seen = [Params.from_json(r["params"]) for cells in table3.values() for rs in cells.values() for r in rs]

@@ -20,12 +20,13 @@ from absl import flags
 from experiments.common import (
     BUCKETS,
     SEEDS,
+    Runs,
+    best_pair,
     bucket,
     command_line,
     crf_results,
     mean_sd,
-    one_tag_prior,
-    read_result,
+    read_sweep,
     train_counts,
 )
 from mtl_tagger import cli
@@ -34,40 +35,11 @@ from mtl_tagger.params import Params
 
 FLAGS = flags.FLAGS
 
-Runs = dict[tuple[str, str], dict[str, list[dict]]]  # (mode, "A" or "A+B") → vertical → one record per seed
-
-
-def load(results_dir: Path) -> Runs:
-    """Result records grouped by (mode, pair) and vertical; variant runs (`<name>@<label>`) are left out."""
-    runs: Runs = defaultdict(lambda: defaultdict(list))
-    seen = []
-    for path in sorted(results_dir.glob("*.json")):
-        r = read_result(path)
-        if "@" in r["name"]:
-            continue
-        p = Params.from_json(r["params"])
-        seen.append(p)
-        for vertical, m in r["metrics"].items():
-            runs[(p.mode, "+".join(p.names))][vertical].append({**r, "m": m})
-    one_tag_prior(seen, results_dir)
-    return runs
-
-
 def _beyond_spread(a: list[float], b: list[float]) -> bool:
     """True when the means differ by more than the two seed spreads (std) together."""
     if len(a) < 2 or len(b) < 2:
         return False
     return abs(statistics.mean(a) - statistics.mean(b)) > statistics.stdev(a) + statistics.stdev(b)
-
-
-def best_pair(runs: Runs, mode: str, vertical: str, on: str) -> str | None:
-    """The pair whose runs give `vertical` the highest mean macro-F1 on `on` ('dev': the selected step's dev
-    score, an honest choice; 'test': as the paper reports)."""
-    cands = {pair: rs[vertical] for (m, pair), rs in runs.items() if m == mode and "+" in pair and vertical in rs}
-    if not cands:
-        return None
-    key = "dev_macro_f1" if on == "dev" else "macro_f1"
-    return max(sorted(cands), key=lambda pair: statistics.mean(r["m"][key] for r in cands[pair]))
 
 
 def _config(runs: Runs) -> str:
@@ -285,7 +257,7 @@ def table1(data_dir: Path) -> str:
 def main(argv: list[str]) -> None:
     """Write the tables."""
     results_dir, out, data_dir = Path(FLAGS.results_dir), Path(FLAGS.out), Path(FLAGS.data_dir)
-    runs = load(results_dir)
+    runs = read_sweep(results_dir)
     if not runs:
         raise SystemExit(f"error: {results_dir}: no result files; run experiments.sweep first")
     if FLAGS.readme:  # first: a README without the block stops the command before any table is written

@@ -10,7 +10,7 @@ import re
 import shlex
 import statistics
 import sys
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -100,6 +100,35 @@ def read_result(path: Path) -> dict:
     return {"name": r["name"], "variant": r["variant"], "date": r["date"], "commit": None, "command": r["command"],
             "wall_seconds": r["wall_seconds"], "params": {"tasks": r["vertical"], "seed": r["seed"]},
             "metrics": {r["vertical"]: r["selected"]}, "history": r["history"], "analysis": None}
+
+
+Runs = dict[tuple[str, str], dict[str, list[dict]]]  # (mode, "A" or "A+B") → vertical → one record per seed
+
+
+def read_sweep(results_dir: Path) -> Runs:
+    """A sweep's result records grouped by (mode, pair) and vertical; variant runs (`<name>@<label>`) are left out."""
+    runs: Runs = defaultdict(lambda: defaultdict(list))
+    seen = []
+    for path in sorted(results_dir.glob("*.json")):
+        r = read_result(path)
+        if "@" in r["name"]:
+            continue
+        p = Params.from_json(r["params"])
+        seen.append(p)
+        for vertical, m in r["metrics"].items():
+            runs[(p.mode, "+".join(p.names))][vertical].append({**r, "m": m})
+    one_tag_prior(seen, results_dir)
+    return runs
+
+
+def best_pair(runs: Runs, mode: str, vertical: str, on: str) -> str | None:
+    """The pair whose runs give `vertical` the highest mean macro-F1 on `on` ('dev': the selected step's dev
+    score, an honest choice; 'test': as the paper reports)."""
+    cands = {pair: rs[vertical] for (m, pair), rs in runs.items() if m == mode and "+" in pair and vertical in rs}
+    if not cands:
+        return None
+    key = "dev_macro_f1" if on == "dev" else "macro_f1"
+    return max(sorted(cands), key=lambda pair: statistics.mean(r["m"][key] for r in cands[pair]))
 
 
 def single(result: dict) -> tuple[str, dict]:
