@@ -31,8 +31,15 @@ from pathlib import Path
 
 from absl import app, flags
 
-from experiments.bench_peer import flops_per_token, gemm_rates
-from experiments.common import command_line, define_catalog_flags, load_average, machine, versions
+from experiments.common import (
+    command_line,
+    define_catalog_flags,
+    flops_per_token,
+    gemm_rates,
+    load_average,
+    machine,
+    versions,
+)
 from experiments.profile_extract import describe
 from mtl_tagger.extract import PROGRESS_SUFFIX, plan, sidecar
 from mtl_tagger.files import read_json, write_text_atomic
@@ -207,7 +214,7 @@ def main(argv: list[str]) -> None:
         "|---|---:|---:|---:|---:|---:|---:|---:|",
         *(table_row(name, results, tokens_per_product) for name, results in runs.items()), "",
         f"What the hardware allows at this configuration (hidden {params.hidden_size}): the forward pass takes "
-        f"{flops / 1e6:.2f} MFLOP per token (experiments.bench_peer.flops_per_token: {chars_per_token:.1f} characters "
+        f"{flops / 1e6:.2f} MFLOP per token (experiments.common.flops_per_token: {chars_per_token:.1f} characters "
         f"per token, {num_tags} tags); this machine's best float32 GEMM rate in TensorFlow (2048³, measured after "
         f"the rounds) is {peak:.0f} GFLOP/s, so at most {ceiling:,.0f} tokens/s, {ceiling / tokens_per_product:,.0f} "
         "products/s, if all of it ran at that rate (the recurrence's small GEMMs do not).", ""])

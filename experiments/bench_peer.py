@@ -21,8 +21,8 @@ quiet: the 1-minute load before the run, and the CPU other processes took while 
 below --max_load (other jobs make figures unrepeatable; the load average itself counts the benchmark's own
 threads, so it cannot judge the time in between).
 
-This module imports TensorFlow only inside the project-side functions: the peer process imports its
-plan, padding, timing and GEMM helpers and must not load TensorFlow.
+This module imports TensorFlow only inside the project-side functions. The helpers both sides use (padding, timing,
+GEMMs) are in experiments/common.py, which the peer process imports without TensorFlow.
 """
 import datetime
 import json
@@ -40,15 +40,28 @@ from typing import Any
 
 import numpy as np
 
-from experiments.common import command_line, load_average, machine
+from experiments.common import (
+    KINDS,
+    MAX_LEN,
+    MEDIAN_LEN,
+    P90_LEN,
+    Batch,
+    Sentences,
+    command_line,
+    flops_per_token,
+    gemm_rates,
+    gemm_shapes,
+    load_average,
+    machine,
+    per_batch,
+    time_parts,
+    timed,
+    write_data,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK, OTHER = "A", "B"  # the benchmarked vertical, and the second vertical of the coupled run
-ATTRIBUTES = 20  # 41 tags: O + B/I of each
-MEDIAN_LEN, P90_LEN, MAX_LEN = 30, 70, 150
-KINDS = ("bucketed", "unbucketed")
 SIDES = ("project", "peer")
-Batch = dict[str, np.ndarray]
 # What `--profile` times, per work: each side's profile keys its parts so (leaving out what it does not have), and
 # the report lists them in this order under these labels; "step" is the whole step that the shares are of.
 PARTS = {
@@ -76,85 +89,7 @@ PARTS = {
 }
 
 
-# ---------------------------------------------------------------- synthetic data
-
-
-class Language:
-    """A fixed vocabulary of letter words with Zipf frequencies, and per-attribute cue words and values.
-
-    Attribute values recur (each attribute has 30 values of 1–3 words, each after its cue word), so
-    contexts of tagged words repeat within and across verticals, as in catalog text, and a coupled
-    run's shortlist is not empty.
-    """
-
-    def __init__(self, seed: int, vocab: int) -> None:
-        rng = np.random.default_rng([seed, 0])
-        words: list[str] = []
-        seen: set[str] = set()
-        while len(words) < vocab:
-            w = "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), min(15, 1 + rng.poisson(4.5))))
-            if w not in seen:
-                seen.add(w)
-                words.append(w)
-        self.words = words
-        weights = 1.0 / np.arange(1, vocab + 1) ** 1.07
-        self.cdf = np.cumsum(weights / weights.sum())
-        self.cues = rng.choice(np.arange(50, 50 + 10 * ATTRIBUTES), ATTRIBUTES, replace=False)
-        self.values = [[self.draw(rng, int(rng.integers(1, 4))) for _ in range(30)] for _ in range(ATTRIBUTES)]
-
-    def draw(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """n word ids by Zipf frequency."""
-        return np.minimum(np.searchsorted(self.cdf, rng.random(n)), len(self.words) - 1)
-
-    def sentence(self, rng: np.random.Generator, length: int) -> tuple[list[int], list[str]]:
-        """Word ids and tags of one sentence: Zipf filler with attribute mentions (cue word + value)."""
-        ids: list[int] = []
-        tags: list[str] = []
-        filler = self.draw(rng, length)
-        while len(ids) < length:
-            if rng.random() < 0.12 and len(ids) + 4 <= length:
-                a = int(rng.integers(ATTRIBUTES))
-                value = self.values[a][min(int(rng.zipf(1.5)) - 1, 29)]
-                ids += [int(self.cues[a]), *value.tolist()]
-                tags += ["O"] + [("B-" if i == 0 else "I-") + f"attr{a:02d}" for i in range(len(value))]
-            else:
-                ids.append(int(filler[len(ids)]))
-                tags.append("O")
-        return ids, tags
-
-
-def sentence_lengths(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Lognormal lengths with the given median and 90th percentile, cut to [1, MAX_LEN]."""
-    sigma = np.log(P90_LEN / MEDIAN_LEN) / 1.2815515655446004  # z of the 90th percentile
-    return np.clip(np.round(rng.lognormal(np.log(MEDIAN_LEN), sigma, n)), 1, MAX_LEN).astype(int)
-
-
-def write_data(root: Path, sizes: Mapping[str, Mapping[str, int]], seed: int, vocab: int) -> None:
-    """<root>/<vertical>/{train,dev,test}.conll; every vocabulary word occurs in the first vertical's train."""
-    from mtl_tagger.conll import write_conll
-
-    language = Language(seed, vocab)
-    for v, (name, splits) in enumerate(sizes.items()):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for s, (split, n) in enumerate(splits.items()):
-            rng = np.random.default_rng([seed, 1 + v, s])
-            sentences = [language.sentence(rng, int(k)) for k in sentence_lengths(rng, n)]
-            if v == 0 and split == "train":  # unseen words replace repeated O words, so the vocabulary is complete
-                counts = np.bincount([i for ids, _ in sentences for i in ids], minlength=vocab)
-                missing = list(np.flatnonzero(counts == 0))
-                slots = [(j, i) for j, (_, tags) in enumerate(sentences) for i, t in enumerate(tags) if t == "O"]
-                for k in rng.permutation(len(slots)):
-                    j, i = slots[k]
-                    if not missing:
-                        break
-                    if counts[sentences[j][0][i]] > 1:
-                        counts[sentences[j][0][i]] -= 1
-                        sentences[j][0][i] = int(missing.pop())
-            write_conll(root / name / f"{split}.conll",
-                        (([language.words[i] for i in ids], tags) for ids, tags in sentences))
-
-
-# ---------------------------------------------------------------- plans and batches (shared with the peer)
+# ---------------------------------------------------------------- plans (the peer pads them with common.Sentences)
 
 
 def random_plan(n: int, batch_size: int, batches: int, rng: np.random.Generator) -> np.ndarray:
@@ -172,35 +107,6 @@ def rows_to_plan(rows: Sequence[np.ndarray], batch_size: int) -> np.ndarray:
     return plan
 
 
-class Sentences:
-    """One exported set of encoded sentences (flat id arrays); pads the batches of a plan as the project does."""
-
-    def __init__(self, arrays: Mapping[str, np.ndarray], name: str) -> None:
-        self.length = arrays[f"{name}_length"]
-        self.start = np.concatenate([[0], np.cumsum(self.length)[:-1]]).astype(np.int64)
-        self.words, self.chars, self.tags = (arrays[f"{name}_{k}"] for k in ("words", "chars", "tags"))
-
-    def batch(self, row: np.ndarray) -> Batch:
-        """The padded batch of the plan row's sentences (in row order): time to the longest sentence,
-        characters to the longest word, as pipeline.SentenceTable.batch and pipeline.pad both pad."""
-        rows = row[row >= 0]
-        lengths = self.length[rows]
-        spans = [slice(self.start[r], self.start[r] + n) for r, n in zip(rows, lengths)]
-        width = max([1] + [int((self.chars[s] > 0).sum(1).max()) for s in spans if s.stop > s.start])
-        t = max(1, int(lengths.max()))
-        out = {k: np.zeros((len(rows), t), np.int32) for k in ("words", "tags")}
-        out["chars"] = np.zeros((len(rows), t, width), np.int32)
-        for b, (s, n) in enumerate(zip(spans, lengths)):
-            out["words"][b, :n], out["tags"][b, :n] = self.words[s], self.tags[s]
-            out["chars"][b, :n] = self.chars[s, :width]
-        out["length"] = lengths.astype(np.int32)
-        return out
-
-    def batches(self, plan: np.ndarray) -> list[Batch]:
-        """Every row of a plan, padded."""
-        return [self.batch(row) for row in plan]
-
-
 def export(path: Path, sets: Mapping[str, Sequence[Mapping[str, np.ndarray]]], plans: Mapping[str, np.ndarray],
            max_word_len: int, **sizes: int) -> None:
     """Write encoded sentence sets (pipeline.Example lists) and batch plans to one .npz for the peer."""
@@ -216,74 +122,6 @@ def export(path: Path, sets: Mapping[str, Sequence[Mapping[str, np.ndarray]]], p
             row += len(e["chars"])
         arrays[f"{name}_chars"] = chars
     np.savez(path, **arrays, **{k: np.int64(v) for k, v in sizes.items()})
-
-
-# ---------------------------------------------------------------- timing, GEMM, FLOPs (shared with the peer)
-
-
-def timed(step: Callable[[Any], object], batches: Sequence[Any], tokens: int) -> dict[str, float]:
-    """One untimed pass over the batches (tracing, first-seen shapes), then one timed pass: real tokens/s."""
-    for b in batches:
-        step(b)
-    start = time.perf_counter()
-    for b in batches:
-        step(b)
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, "tokens": tokens, "batches": len(batches), "tokens_per_s": tokens / seconds}
-
-
-def per_batch(fn: Callable[..., object], *columns: Sequence[Any]) -> Callable[[int], object]:
-    """A profiled part: called with a batch index i, it runs fn on the i-th item of each column."""
-    return lambda i: fn(*(c[i] for c in columns))
-
-
-def time_parts(parts: Mapping[str, Callable[[int], object]], batches: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Mean milliseconds per batch of each part (`per_batch` callables; one untimed pass first, as `timed`), with the
-    number of batches and their real tokens."""
-    n = len(batches)
-    return {"ms_per_batch": {k: timed(fn, range(n), 0)["seconds"] * 1e3 / n for k, fn in parts.items()},
-            "batches": n, "tokens": int(sum(int(np.asarray(b["length"]).sum()) for b in batches))}
-
-
-def gemm_shapes(model: Mapping[str, int]) -> dict[str, tuple[int, int, int]]:
-    """(m, k, n) of a big square GEMM and of the model's recurrence and input-projection GEMMs."""
-    h, width = model["hidden_size"], model["word_dim"] + 2 * model["char_hidden"]
-    return {"2048×2048×2048": (2048, 2048, 2048),
-            f"recurrence {model['batch_size']}×{h}×{4 * h}": (model["batch_size"], h, 4 * h),
-            f"projection {model['batch_size'] * 40}×{width}×{4 * h}": (model["batch_size"] * 40, width, 4 * h)}
-
-
-def gemm_rates(shapes: Mapping[str, tuple[int, int, int]], convert: Callable[[np.ndarray], Any],
-               matmul: Callable[[Any, Any], object], blocks: int = 5, block_seconds: float = 0.1) -> dict[str, float]:
-    """Best GFLOP/s over `blocks` timed blocks of float32 matmuls of each shape (2·m·k·n FLOPs each)."""
-    rng = np.random.default_rng(0)
-    rates = {}
-    for name, (m, k, n) in shapes.items():
-        a = convert(rng.standard_normal((m, k), np.float32))
-        b = convert(rng.standard_normal((k, n), np.float32))
-        start, reps = time.perf_counter(), 0
-        while reps < 2 or time.perf_counter() - start < block_seconds:  # calibrate the block's repetitions
-            matmul(a, b)
-            reps += 1
-        best = 0.0
-        for _ in range(blocks):
-            start = time.perf_counter()
-            for _ in range(reps):
-                matmul(a, b)
-            best = max(best, 2.0 * m * k * n * reps / (time.perf_counter() - start) / 1e9)
-        rates[name] = best
-    return rates
-
-
-def flops_per_token(model: Mapping[str, int], num_tags: int, chars_per_token: float) -> dict[str, float]:
-    """Forward FLOPs per real token (2 per multiply-add) of each part of the network; elementwise work excluded."""
-    h, ch, cd = model["hidden_size"], model["char_hidden"], model["char_dim"]
-    width = model["word_dim"] + 2 * ch + model.get("case_dim", 0)  # the word-shape embedding, when the model has one
-    return {"char BiLSTM (real chars)": chars_per_token * 2 * 2 * (cd + ch) * 4 * ch,
-            "BiLSTM input projections": 2 * 2 * width * 4 * h,
-            "BiLSTM recurrences": 2 * 2 * h * 4 * h,
-            "Dense": 2 * 2 * h * num_tags,
-            "CRF (forward algorithm / Viterbi)": 2 * num_tags * num_tags}
 
 
 # ---------------------------------------------------------------- the project's side

@@ -3,7 +3,7 @@
     python -m experiments.bench_verticals [--verticals=1,2,4,8] [--steps=20] [--hidden_size=128] \
         [--coupling_scores=emission,log_softmax,marginal]
 
-Synthetic verticals (experiments/bench_peer.write_data: Zipf-ish words, 41 tags, lognormal lengths with
+Synthetic verticals (experiments.common.write_data: Zipf-ish words, 41 tags, lognormal lengths with
 median 30; 300 training sentences each) are trained together with `--tasks=V1,…,VN` at the paper's
 configuration with the given hidden size and random embeddings; coupled runs couple every pair
 (`--couple=all`, N(N−1)/2 pairs, min(pairs, N−1) coupling minibatches per step), once per --coupling_scores
@@ -20,8 +20,7 @@ from pathlib import Path
 
 from absl import flags
 
-from experiments.bench_peer import write_data
-from experiments.common import command_line, load_average, machine
+from experiments.common import command_line, load_average, machine, write_data
 from mtl_tagger import cli
 from mtl_tagger.params import Params, read_flagfile
 

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from experiments.bench_peer import KINDS, Sentences, gemm_rates, gemm_shapes, per_batch, time_parts, timed
+from experiments.common import KINDS, Sentences, gemm_rates, gemm_shapes, per_batch, time_parts, timed
 
 Batch = dict[str, torch.Tensor]
 

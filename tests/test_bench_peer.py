@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from experiments import bench_peer
+from experiments.common import KINDS, Sentences
 
 try:
     import torch
@@ -71,10 +72,10 @@ def test_exported_plans_give_both_sides_the_same_batches(prepared: dict) -> None
     assert cfg["num_tags"] == 41
     loop = bench_peer._loop(cfg, bench_peer.TASK)
     plans = dict(np.load(cfg["plan"]))
-    for kind in bench_peer.KINDS:
+    for kind in KINDS:
         assert plans[f"plan_train_{kind}"].shape == (4, 16)
     # Raises unless every step_dataset batch equals the peer's padding of the same plan row.
-    inputs = bench_peer.project_train_inputs(cfg, loop, plans, bench_peer.Sentences(plans, "train"))
+    inputs = bench_peer.project_train_inputs(cfg, loop, plans, Sentences(plans, "train"))
     lengths = [x[bench_peer.TASK]["length"].numpy() for x in inputs["unbucketed"]]
     assert all(len(n) == 16 for n in lengths)
     # Raises unless every decoding batch equals the peer's; eval_batches' order is the exported bucketed plan.
