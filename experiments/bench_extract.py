@@ -34,13 +34,13 @@ from absl import app, flags
 from experiments.common import (
     command_line,
     define_catalog_flags,
+    describe,
     flops_per_token,
     gemm_rates,
     load_average,
     machine,
     versions,
 )
-from experiments.profile_extract import describe
 from mtl_tagger.extract import PROGRESS_SUFFIX, plan, sidecar
 from mtl_tagger.files import read_json, write_text_atomic
 from mtl_tagger.params import Params

@@ -9,6 +9,7 @@ import platform
 import re
 import shlex
 import statistics
+import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
@@ -70,6 +71,15 @@ def load_average(values: Sequence[float] | None = None, digits: int = 1) -> str:
     """The 1/5/15-minute load averages as 'a/b/c', now or as read before (os.getloadavg()): other work on the
     machine slows what a report times."""
     return "/".join(f"{x:.{digits}f}" for x in (os.getloadavg() if values is None else values))
+
+
+def describe(code: Path) -> str:
+    """The checkout `code`: its path and commit, and whether its package differs from that commit."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(code), *args], capture_output=True, text=True).stdout.strip()
+
+    changed = " with uncommitted changes" if git("status", "--porcelain", "--", "mtl_tagger") else ""
+    return f"`{code}` at {git('rev-parse', '--short', 'HEAD') or '?'}{changed}"
 
 
 def mean_sd(values: list[float]) -> str:

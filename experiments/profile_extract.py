@@ -37,7 +37,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from experiments.common import command_line, define_catalog_flags, load_average, machine, versions
+from experiments.common import command_line, define_catalog_flags, describe, load_average, machine, versions
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAGS = flags.FLAGS
@@ -83,15 +83,6 @@ def define_flags() -> None:
     flags.DEFINE_string("report", str(ROOT / "experiments/results/profile_extract.md"), "Markdown report path.")
     flags.DEFINE_string("json", None, "Profile the package this process imports and write the figures here as "
                         "JSON, without a report (how the script runs each code).")
-
-
-def describe(code: Path) -> str:
-    """The checkout `code`: its path and commit, and whether its package differs from that commit."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(code), *args], capture_output=True, text=True).stdout.strip()
-
-    changed = " with uncommitted changes" if git("status", "--porcelain", "--", "mtl_tagger") else ""
-    return f"`{code}` at {git('rev-parse', '--short', 'HEAD') or '?'}{changed}"
 
 
 class Recorder:
