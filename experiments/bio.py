@@ -14,8 +14,8 @@ from pathlib import Path
 
 from absl import flags
 
-from experiments import small_data
-from experiments.common import command_line
+from experiments import common
+from experiments.common import command_line, define_scoring_flags, scored_runs
 from mtl_tagger import cli
 from mtl_tagger.corpus import load_task
 from mtl_tagger.metrics import evaluate_tags
@@ -51,7 +51,7 @@ def decoded(model_dir: Path) -> dict:
 
 def main(argv: list[str]) -> None:
     """Decode every finished protocol run both ways and write the table."""
-    runs, groups = small_data.scored_runs(decoded)
+    runs, groups = scored_runs(decoded, Path(FLAGS.results_dir), Path(FLAGS.runs_dir))
     lines = ["| runs of | runs | test sentences with an orphan I- (unconstrained) | "
              + " | ".join(f"{k} without → with" for k in KEYS) + " |", "|---|---:|---:|" + "---:|" * len(KEYS)]
     for key, rs in groups.items():
@@ -69,8 +69,8 @@ def main(argv: list[str]) -> None:
 
 def define_flags() -> None:
     """The script's flags: the small-data protocol's (listed by --helpshort as this script's) and the table."""
-    small_data.define_scoring_flags("experiments/results/bio.md")
-    flags.adopt_module_key_flags(small_data)
+    define_scoring_flags("experiments/results/bio.md")
+    flags.adopt_module_key_flags(common)
 
 
 if __name__ == "__main__":

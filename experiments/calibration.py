@@ -19,8 +19,8 @@ import numpy as np
 from absl import flags
 from sklearn.isotonic import IsotonicRegression
 
-from experiments import small_data
-from experiments.common import command_line
+from experiments import common
+from experiments.common import command_line, define_scoring_flags, scored_runs
 from mtl_tagger import calibration, cli
 from mtl_tagger.corpus import load_task
 from mtl_tagger.tagger import Tagger
@@ -55,7 +55,7 @@ def run_outcomes(model_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 def main(argv: list[str]) -> None:
     """Score every finished protocol run and write the table."""
-    runs, groups = small_data.scored_runs(run_outcomes)
+    runs, groups = scored_runs(run_outcomes, Path(FLAGS.results_dir), Path(FLAGS.runs_dir))
     lines = ["| test values of | values | " + " | ".join(f"ECE {m}" for m in METHODS) + " | "
              + " | ".join(f"log loss {m}" for m in METHODS) + " | " + " | ".join(f"mean run ECE {m}" for m in METHODS)
              + " |", "|---|---:|" + "---:|" * (3 * len(METHODS))]
@@ -78,8 +78,8 @@ def main(argv: list[str]) -> None:
 
 def define_flags() -> None:
     """The script's flags: the small-data protocol's (listed by --helpshort as this script's) and the table."""
-    small_data.define_scoring_flags("experiments/results/calibration.md")
-    flags.adopt_module_key_flags(small_data)
+    define_scoring_flags("experiments/results/calibration.md")
+    flags.adopt_module_key_flags(common)
 
 
 if __name__ == "__main__":

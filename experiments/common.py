@@ -15,7 +15,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from absl import app, flags
@@ -31,6 +31,8 @@ ATTRIBUTES = 20  # the synthetic data's attributes: 41 tags, O + B/I of each
 MEDIAN_LEN, P90_LEN, MAX_LEN = 30, 70, 150  # its sentence lengths
 KINDS = ("bucketed", "unbucketed")  # the benchmarks' batch plans: the training loop's length buckets, random order
 Batch = dict[str, np.ndarray]  # a padded batch: words, chars, tags, length
+SMALL_DATA = "small_data"  # the small-data protocol (experiments.small_data): experiments/results/<it>/, runs/<it>/
+T = TypeVar("T")
 
 
 def define_catalog_flags(model_dir: bool = True) -> None:
@@ -80,6 +82,30 @@ def describe(code: Path) -> str:
 
     changed = " with uncommitted changes" if git("status", "--porcelain", "--", "mtl_tagger") else ""
     return f"`{code}` at {git('rev-parse', '--short', 'HEAD') or '?'}{changed}"
+
+
+def scored_runs(score: Callable[[Path], T], results_dir: Path, runs_dir: Path) -> tuple[int, dict[str, list[T]]]:
+    """`score` of the model dir of every finished run of the small-data protocol (experiments.small_data), grouped by
+    '<size> <condition>', then 'all <condition>' and 'all', in that order; and how many runs there were. For the
+    studies that decode them."""
+    groups: dict[str, list[T]] = defaultdict(list)
+    results = sorted(results_dir.glob("*.s[0-9]*.json"))
+    for path in results:
+        result = read_result(path)
+        label = result["variant"]
+        size, condition = label.lstrip("abcdefghijklmnopqrstuvwxyz.") or "?", label.rstrip("0123456789")
+        value = score(runs_dir / result["name"])
+        print(result["name"], flush=True)
+        for key in (f"{size} {condition}", f"all {condition}", "all"):
+            groups[key].append(value)
+    return len(results), {k: groups[k] for k in sorted(groups, key=lambda k: (k.split()[0] == "all", k))}
+
+
+def define_scoring_flags(out: str) -> None:
+    """The flags of a study that decodes the small-data protocol's runs (scored_runs) and writes the table `out`."""
+    flags.DEFINE_string("results_dir", f"experiments/results/{SMALL_DATA}", "The protocol's result files.")
+    flags.DEFINE_string("runs_dir", f"runs/{SMALL_DATA}", "The protocol's model dirs.")
+    flags.DEFINE_string("out", out, "The table.")
 
 
 def mean_sd(values: list[float]) -> str:

@@ -23,25 +23,20 @@ import statistics
 import subprocess
 import sys
 import zlib
-from collections import defaultdict
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 from absl import flags
 
-from experiments.common import command_line, crf_results, mean_sd, parse_variant, read_result, single
+from experiments.common import SMALL_DATA, command_line, crf_results, mean_sd, parse_variant, single
 from experiments.defaults import traced_run
 from mtl_tagger import cli
 from mtl_tagger.conll import read_conll, write_conll
 
 FLAGS = flags.FLAGS
 CONDITIONS = {"rand": "", "glove": None}  # --word_vectors per condition (None: the flagfile's in-domain vectors)
-NAME = "small_data"
-RESULTS = Path("experiments/results") / NAME
-T = TypeVar("T")
+RESULTS = Path("experiments/results") / SMALL_DATA
 
 
 def subsample(data_dir: Path, out_data: Path, sizes: list[int], seed: int) -> dict[int, list[str]]:
@@ -60,29 +55,6 @@ def subsample(data_dir: Path, out_data: Path, sizes: list[int], seed: int) -> di
                 (target / f"{split}.conll").write_bytes((data_dir / vertical / f"{split}.conll").read_bytes())
             kept[n].append(vertical)
     return kept
-
-
-def scored_runs(score: Callable[[Path], T]) -> tuple[int, dict[str, list[T]]]:
-    """`score` of every finished run's model dir (--results_dir, --runs_dir), grouped by '<size> <condition>', then
-    'all <condition>' and 'all', in that order; and how many runs there were. For the studies that decode them."""
-    groups: dict[str, list[T]] = defaultdict(list)
-    results = sorted(Path(FLAGS.results_dir).glob("*.s[0-9]*.json"))
-    for path in results:
-        result = read_result(path)
-        label = result["variant"]
-        size, condition = label.lstrip("abcdefghijklmnopqrstuvwxyz.") or "?", label.rstrip("0123456789")
-        value = score(Path(FLAGS.runs_dir) / result["name"])
-        print(result["name"], flush=True)
-        for key in (f"{size} {condition}", f"all {condition}", "all"):
-            groups[key].append(value)
-    return len(results), {k: groups[k] for k in sorted(groups, key=lambda k: (k.split()[0] == "all", k))}
-
-
-def define_scoring_flags(out: str) -> None:
-    """The flags of a study that decodes the protocol's runs (scored_runs) and writes the table `out`."""
-    flags.DEFINE_string("results_dir", str(RESULTS), "The protocol's result files.")
-    flags.DEFINE_string("runs_dir", f"runs/{NAME}", "The protocol's model dirs.")
-    flags.DEFINE_string("out", out, "The table.")
 
 
 def run_crf(size: int) -> Path:
@@ -139,7 +111,7 @@ def main(argv: list[str]) -> None:
     sizes = [int(n) for n in FLAGS.sizes]
     variants = [parse_variant(v, allow_empty=True) for v in FLAGS.variant]
     kept = subsample(Path(FLAGS.data_dir), Path(FLAGS.out_data), sizes, FLAGS.sample_seed)
-    runs_dir = Path(FLAGS.runs_dir) / NAME
+    runs_dir = Path(FLAGS.runs_dir) / SMALL_DATA
     runs_dir.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     crf = {n: crf_results(run_crf(n)) for n in sizes}
@@ -163,14 +135,14 @@ def main(argv: list[str]) -> None:
         lines += size_rows(n, runs, crf[n])
         per_vertical += vertical_rows(n, kept[n], runs, crf[n])
     text = "\n".join([
-        f"# {NAME}: the small-data protocol", "",
+        f"# {SMALL_DATA}: the small-data protocol", "",
         f"Flipkart verticals with their training split cut to {', '.join(FLAGS.sizes)} descriptions (where they have "
         f"that many; sample seed {FLAGS.sample_seed}), dev and test untouched; single-task tagger from {FLAGS.base} "
         f"at seeds {', '.join(FLAGS.seeds)}, `rand` with random embeddings and `glove` with the in-domain vectors; "
         "the feature CRF on the same subsamples (c1/c2 chosen on dev). Percent, mean over verticals and seeds; each "
         "run tested at its selected (best dev macro-F1) step. Choose on the dev column. Written "
-        f"{datetime.date.today().isoformat()} by `{command_line('experiments.' + NAME)}`; one result file per run in "
-        f"experiments/results/{NAME}/.", "", *lines, "", "## Per vertical (test macro-F1 / entity-F1)", "",
+        f"{datetime.date.today().isoformat()} by `{command_line('experiments.' + SMALL_DATA)}`; one result file per "
+        f"run in experiments/results/{SMALL_DATA}/.", "", *lines, "", "## Per vertical (test macro-F1 / entity-F1)", "",
         "| size | vertical | CRF | " + " | ".join(labels) + " |", "|---|---|---:|" + "---:|" * len(labels),
         *per_vertical, ""])
     Path(FLAGS.out).write_text(text)
@@ -188,7 +160,7 @@ def define_flags() -> None:
     flags.DEFINE_multi_string("variant", ["base:"], "label:--flag=value[ --flag=value]; 'base:' for the defaults.")
     flags.DEFINE_string("runs_dir", "runs", "Model dirs go to <runs_dir>/small_data/ (not committed).")
     flags.DEFINE_integer("jobs", 2, "Runs at a time; with more than one, each run gets one TensorFlow thread.")
-    flags.DEFINE_string("out", f"experiments/results/{NAME}.md", "The table to write (a screen of a lever on "
+    flags.DEFINE_string("out", f"experiments/results/{SMALL_DATA}.md", "The table to write (a screen of a lever on "
                         "fewer sizes or seeds writes its own page).")
 
 
