@@ -1,13 +1,16 @@
-"""Helpers shared by the experiment scripts: the result files' reader, table cells, headers (the machine, its load)
-and variant specs; the benchmarks' synthetic data, batches, timers, GEMM rates and FLOP counts.
+"""Helpers shared by the experiment scripts: flags, report headers (the command, the machine, its load), the one
+run-writer and the result files' readers, table cells; the benchmarks' synthetic data, batches, timers, GEMM rates
+and FLOP counts.
 
 Light on purpose (no TensorFlow): bench_peer's PyTorch process imports it.
 """
+import datetime
 import json
 import os
 import platform
 import re
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -21,6 +24,8 @@ import numpy as np
 from absl import app, flags
 
 from mtl_tagger.conll import read_conll
+from mtl_tagger.files import write_json_atomic
+from mtl_tagger.modeldir import read_run
 from mtl_tagger.params import Params
 
 SEEDS = 3  # the sweeps' seeds (make_sweep --seeds); a cell with fewer names its count
@@ -35,6 +40,9 @@ SMALL_DATA = "small_data"  # the small-data protocol (experiments.small_data): e
 T = TypeVar("T")
 
 
+# ---------------------------------------------------------------- flags and report headers
+
+
 def define_catalog_flags(model_dir: bool = True) -> None:
     """--catalog (default the Flipkart sample) and, with `model_dir`, --model_dir (default the audit's first fold
     model): what the scripts that extract from the catalog read."""
@@ -42,6 +50,13 @@ def define_catalog_flags(model_dir: bool = True) -> None:
     if model_dir:
         flags.DEFINE_string("model_dir", FOLD_MODEL, "Trained model of the catalog's verticals (the default: the "
                             "audit's first fold model, flags/sweep.cfg, made by experiments.audit_sample).")
+
+
+def define_scoring_flags(out: str) -> None:
+    """The flags of a study that decodes the small-data protocol's runs (scored_runs) and writes the table `out`."""
+    flags.DEFINE_string("results_dir", f"experiments/results/{SMALL_DATA}", "The protocol's result files.")
+    flags.DEFINE_string("runs_dir", f"runs/{SMALL_DATA}", "The protocol's model dirs.")
+    flags.DEFINE_string("out", out, "The table.")
 
 
 def command_line(module: str) -> str:
@@ -84,54 +99,57 @@ def describe(code: Path) -> str:
     return f"`{code}` at {git('rev-parse', '--short', 'HEAD') or '?'}{changed}"
 
 
-def scored_runs(score: Callable[[Path], T], results_dir: Path, runs_dir: Path) -> tuple[int, dict[str, list[T]]]:
-    """`score` of the model dir of every finished run of the small-data protocol (experiments.small_data), grouped by
-    '<size> <condition>', then 'all <condition>' and 'all', in that order; and how many runs there were. For the
-    studies that decode them."""
-    groups: dict[str, list[T]] = defaultdict(list)
-    results = sorted(results_dir.glob("*.s[0-9]*.json"))
-    for path in results:
-        result = read_result(path)
-        label = result["variant"]
-        size, condition = label.lstrip("abcdefghijklmnopqrstuvwxyz.") or "?", label.rstrip("0123456789")
-        value = score(runs_dir / result["name"])
-        print(result["name"], flush=True)
-        for key in (f"{size} {condition}", f"all {condition}", "all"):
-            groups[key].append(value)
-    return len(results), {k: groups[k] for k in sorted(groups, key=lambda k: (k.split()[0] == "all", k))}
+# ---------------------------------------------------------------- runs and their result files
 
 
-def define_scoring_flags(out: str) -> None:
-    """The flags of a study that decodes the small-data protocol's runs (scored_runs) and writes the table `out`."""
-    flags.DEFINE_string("results_dir", f"experiments/results/{SMALL_DATA}", "The protocol's result files.")
-    flags.DEFINE_string("runs_dir", f"runs/{SMALL_DATA}", "The protocol's model dirs.")
-    flags.DEFINE_string("out", out, "The table.")
+def run_one(name: str, train_args: list[str], runs_dir: Path, results_dir: Path, one_thread: bool,
+            module: str = "mtl_tagger.train", variant: str | None = None) -> dict | None:
+    """Train the run `name` (`python -m <module> <train_args> --model_dir=<runs_dir>/<name>`, which resumes a run
+    cut short) and write its result file, labelled with the study's `variant` if given; the result (read back
+    when the file exists already, and then not trained again), or None when training failed. `one_thread` gives
+    TensorFlow one thread, for runs trained side by side."""
+    path = results_dir / f"{name}.json"
+    if path.is_file():
+        return read_result(path)
+    model_dir = runs_dir / name
+    command = [sys.executable, "-m", module, *train_args, f"--model_dir={model_dir}"]
+    start = time.time()
+    threads = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"} if one_thread else {}
+    with open(runs_dir / f"{name}.log", "a") as log:
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **threads})
+    if code != 0:
+        print(f"{name}: FAILED (exit {code}); see {runs_dir / (name + '.log')}", flush=True)
+        return None
+    result = {
+        "name": name,
+        **({"variant": variant} if variant is not None else {}),
+        "date": datetime.date.today().isoformat(),
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                                 text=True).stdout.strip(),
+        "command": " ".join(command[1:]),
+        "wall_seconds": round(time.time() - start, 1),
+        **read_run(model_dir),
+    }
+    for png in sorted((model_dir / "attention").glob("*.png")):
+        shutil.copyfile(png, results_dir / f"{name}.{png.stem}.png")
+    write_json_atomic(path, result)
+    f1 = ", ".join(f"{v} {m['macro_f1'] * 100:.2f} (step {m['selected_step']})" for v, m in result["metrics"].items())
+    print(f"{name}: done in {result['wall_seconds']:.0f} s; test macro-F1 {f1}", flush=True)
+    return result
 
 
-def mean_sd(values: list[float]) -> str:
-    """Percent mean ± std over seeds, with (n=k) when fewer than SEEDS seeds went in; – when none did."""
-    if not values:
-        return "–"
-    sd = f" ± {statistics.stdev(values) * 100:.2f}" if len(values) > 1 else ""
-    return f"{statistics.mean(values) * 100:.2f}{sd}" + (f" (n={len(values)})" if len(values) < SEEDS else "")
-
-
-def one_tag_prior(params: Iterable[Params], where: object) -> None:
-    """Stop unless every run decodes with the same --tag_prior: runs from before it became a default (0) beside
-    newer ones (e.g. a sweep continued after the change) would compare unlike models."""
-    values = sorted({p.tag_prior for p in params})
-    if len(values) > 1:
-        raise SystemExit(f"error: {where}: the runs decode with --tag_prior {' and '.join(map(str, values))}; rerun "
-                         "the older ones, or pin --tag_prior in the sweep's flagfiles")
-
-
-def crf_results(crf_dir: Path) -> dict[str, dict]:
-    """The CRF baseline's (experiments/crf_baseline.py) test metrics per vertical."""
-    return {p.stem: json.loads(p.read_text())["metrics"] for p in sorted(crf_dir.glob("*.json"))}
+def traced_run(label: str, extra: list[str], vertical: str, seed: str, runs: Path, results: Path, base: str,
+               data_dir: str, word_vectors: str | None, one_thread: bool) -> dict | None:
+    """The single-task run `<label>.<vertical>.s<seed>` of a study, traced: from the flagfile `base` on
+    `data_dir`; `word_vectors` overrides the flagfile's ('' = random embeddings; None keeps it), and `extra`
+    flags override both. Trained and recorded by run_one (None when training failed)."""
+    args = [f"--flagfile={base}", f"--task_a={vertical}", f"--data_dir={data_dir}", f"--seed={seed}",
+            *([f"--word_vectors={word_vectors}"] if word_vectors is not None else []), *extra]
+    return run_one(f"{label}.{vertical}.s{seed}", args, runs, results, one_thread, "experiments.traced_train", label)
 
 
 def read_result(path: Path) -> dict:
-    """A run's result file in the one schema experiments.sweep.run_one writes: name, date, commit, command,
+    """A run's result file in the one schema run_one writes: name, date, commit, command,
     wall_seconds, params, metrics (test metrics per vertical at its selected step), history, analysis, and the
     study label `variant` where a study set one.
 
@@ -143,6 +161,12 @@ def read_result(path: Path) -> dict:
     return {"name": r["name"], "variant": r["variant"], "date": r["date"], "commit": None, "command": r["command"],
             "wall_seconds": r["wall_seconds"], "params": {"tasks": r["vertical"], "seed": r["seed"]},
             "metrics": {r["vertical"]: r["selected"]}, "history": r["history"], "analysis": None}
+
+
+def single(result: dict) -> tuple[str, dict]:
+    """A single-task run's vertical and its test metrics at the selected step."""
+    [(vertical, metrics)] = result["metrics"].items()
+    return vertical, metrics
 
 
 Runs = dict[tuple[str, str], dict[str, list[dict]]]  # (mode, "A" or "A+B") → vertical → one record per seed
@@ -174,10 +198,56 @@ def best_pair(runs: Runs, mode: str, vertical: str, on: str) -> str | None:
     return max(sorted(cands), key=lambda pair: statistics.mean(r["m"][key] for r in cands[pair]))
 
 
-def single(result: dict) -> tuple[str, dict]:
-    """A single-task run's vertical and its test metrics at the selected step."""
-    [(vertical, metrics)] = result["metrics"].items()
-    return vertical, metrics
+def scored_runs(score: Callable[[Path], T], results_dir: Path, runs_dir: Path) -> tuple[int, dict[str, list[T]]]:
+    """`score` of the model dir of every finished run of the small-data protocol (experiments.small_data), grouped by
+    '<size> <condition>', then 'all <condition>' and 'all', in that order; and how many runs there were. For the
+    studies that decode them."""
+    groups: dict[str, list[T]] = defaultdict(list)
+    results = sorted(results_dir.glob("*.s[0-9]*.json"))
+    for path in results:
+        result = read_result(path)
+        label = result["variant"]
+        size, condition = label.lstrip("abcdefghijklmnopqrstuvwxyz.") or "?", label.rstrip("0123456789")
+        value = score(runs_dir / result["name"])
+        print(result["name"], flush=True)
+        for key in (f"{size} {condition}", f"all {condition}", "all"):
+            groups[key].append(value)
+    return len(results), {k: groups[k] for k in sorted(groups, key=lambda k: (k.split()[0] == "all", k))}
+
+
+def one_tag_prior(params: Iterable[Params], where: object) -> None:
+    """Stop unless every run decodes with the same --tag_prior: runs from before it became a default (0) beside
+    newer ones (e.g. a sweep continued after the change) would compare unlike models."""
+    values = sorted({p.tag_prior for p in params})
+    if len(values) > 1:
+        raise SystemExit(f"error: {where}: the runs decode with --tag_prior {' and '.join(map(str, values))}; rerun "
+                         "the older ones, or pin --tag_prior in the sweep's flagfiles")
+
+
+def crf_results(crf_dir: Path) -> dict[str, dict]:
+    """The CRF baseline's (experiments/crf_baseline.py) test metrics per vertical."""
+    return {p.stem: json.loads(p.read_text())["metrics"] for p in sorted(crf_dir.glob("*.json"))}
+
+
+def parse_variant(spec: str, allow_empty: bool = False) -> tuple[str, list[str]]:
+    """'label:--a=1 --b=2' → ('label', ['--a=1', '--b=2']); 'label:' is allowed (no flags) with allow_empty."""
+    label, sep, rest = spec.partition(":")
+    extra = rest.split()
+    if (not sep or not label or "." in label or (not extra and not allow_empty)
+            or not all(f.startswith("--") for f in extra)):
+        raise app.UsageError(f"--variant={spec!r}: expected label:--flag=value[ --flag=value], label without dots")
+    return label, extra
+
+
+# ---------------------------------------------------------------- table cells
+
+
+def mean_sd(values: list[float]) -> str:
+    """Percent mean ± std over seeds, with (n=k) when fewer than SEEDS seeds went in; – when none did."""
+    if not values:
+        return "–"
+    sd = f" ± {statistics.stdev(values) * 100:.2f}" if len(values) > 1 else ""
+    return f"{statistics.mean(values) * 100:.2f}{sd}" + (f" (n={len(values)})" if len(values) < SEEDS else "")
 
 
 def train_counts(data_dir: Path, vertical: str) -> Counter:
@@ -189,16 +259,6 @@ def train_counts(data_dir: Path, vertical: str) -> Counter:
 def bucket(count: int) -> tuple[int, int | None] | None:
     """The BUCKETS band of a tag seen `count` times in training (None for an unseen tag)."""
     return next((b for b in BUCKETS if b[0] <= count and (b[1] is None or count <= b[1])), None)
-
-
-def parse_variant(spec: str, allow_empty: bool = False) -> tuple[str, list[str]]:
-    """'label:--a=1 --b=2' → ('label', ['--a=1', '--b=2']); 'label:' is allowed (no flags) with allow_empty."""
-    label, sep, rest = spec.partition(":")
-    extra = rest.split()
-    if (not sep or not label or "." in label or (not extra and not allow_empty)
-            or not all(f.startswith("--") for f in extra)):
-        raise app.UsageError(f"--variant={spec!r}: expected label:--flag=value[ --flag=value], label without dots")
-    return label, extra
 
 
 # ---------------------------------------------------------------- synthetic data (bench_peer, bench_verticals)

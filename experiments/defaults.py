@@ -4,7 +4,7 @@
         --word_vectors= --variant='base:' --variant='lr3:--learning_rate=0.003' --name=defaults
 
 Each (variant, vertical, seed) trains `python -m experiments.traced_train --flagfile=<base> --task_a=V --seed=S
-<variant flags>` into <runs_dir>/<name>/ through experiments.sweep.run_one, two at a time; a run whose result file
+<variant flags>` into <runs_dir>/<name>/ through experiments.common.traced_run, two at a time; a run whose result file
 exists is not run again. experiments/traced_train.py also scores test at every dev evaluation, so the table can
 show what other model-selection rules (RULES, replayed on that traced history) would have picked; the result file
 (the one schema of experiments.sweep, labelled with the variant) holds the test metrics at the trainer's selected
@@ -18,8 +18,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from experiments.common import command_line, crf_results, mean_sd, parse_variant, single
-from experiments.sweep import run_one
+from experiments.common import command_line, crf_results, mean_sd, parse_variant, single, traced_run
 from mtl_tagger import cli
 
 FLAGS = flags.FLAGS
@@ -39,16 +38,6 @@ def picked(result: dict, rule: str) -> dict:
     vertical, _ = single(result)
     best = max(result["history"]["evaluations"], key=lambda e: RULES[rule](e, vertical))
     return best["test"][vertical]
-
-
-def traced_run(label: str, extra: list[str], vertical: str, seed: str, runs: Path, results: Path, base: str,
-               data_dir: str, word_vectors: str | None, one_thread: bool) -> dict | None:
-    """The single-task run `<label>.<vertical>.s<seed>` of a study, traced: from the flagfile `base` on
-    `data_dir`; `word_vectors` overrides the flagfile's ('' = random embeddings; None keeps it), and `extra`
-    flags override both. Trained and recorded by experiments.sweep.run_one (None when training failed)."""
-    args = [f"--flagfile={base}", f"--task_a={vertical}", f"--data_dir={data_dir}", f"--seed={seed}",
-            *([f"--word_vectors={word_vectors}"] if word_vectors is not None else []), *extra]
-    return run_one(f"{label}.{vertical}.s{seed}", args, runs, results, one_thread, "experiments.traced_train", label)
 
 
 def _mean(values: list[float]) -> str:

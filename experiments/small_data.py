@@ -8,7 +8,7 @@ Subsamples. For each vertical of --data_dir with at least n training description
 permutation of its train split (seeded by --sample_seed and the vertical's name, so the sizes nest: the 50 are
 among the 100), written to <--out_data>/n<n>/<vertical>/train.conll beside the untouched dev.conll and test.conll.
 
-Runs. Every (--variant, condition, size, vertical, seed) trains through experiments.defaults.traced_run from
+Runs. Every (--variant, condition, size, vertical, seed) trains through experiments.common.traced_run from
 --base (flags/sweep.cfg: the defaults a plain `train` gets) into <--runs_dir>/small_data/, two at a time; a run
 whose result file exists is not run again. Conditions: `rand` (--word_vectors=, what users without vectors get)
 and `glove` (the in-domain vectors). The CRF (experiments/crf_baseline.py) runs once per size on the same data.
@@ -29,8 +29,7 @@ from pathlib import Path
 import numpy as np
 from absl import flags
 
-from experiments.common import SMALL_DATA, command_line, crf_results, mean_sd, parse_variant, single
-from experiments.defaults import traced_run
+from experiments.common import SMALL_DATA, command_line, crf_results, mean_sd, parse_variant, single, traced_run
 from mtl_tagger import cli
 from mtl_tagger.conll import read_conll, write_conll
 

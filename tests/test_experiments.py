@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, smoke_params
 
-from experiments.common import one_tag_prior, read_result, single
-from experiments.defaults import _both, picked, traced_run
+from experiments.common import one_tag_prior, read_result, single, traced_run
+from experiments.defaults import _both, picked
 from experiments.make_sweep import runs as sweep_runs
 from experiments.small_data import subsample
 from experiments.tag_prior import rescored
@@ -185,7 +185,7 @@ def test_small_data_subsamples_nest_and_leave_dev_and_test_alone(data_dir: Path,
 
 
 def test_study_runs_go_through_the_one_run_writer(data_dir: Path, tmp_path: Path) -> None:
-    """A study's traced run is written by sweep.run_one in the sweep's schema, labelled, with the test curve."""
+    """A study's traced run is written by common.run_one in the sweep's schema, labelled, with the test curve."""
     runs, results = tmp_path / "runs", tmp_path / "res"
     runs.mkdir()
     results.mkdir()
