@@ -29,7 +29,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
 from experiments.common import (
     command_line,
@@ -41,6 +41,8 @@ from experiments.common import (
     machine,
     versions,
 )
+from mtl_tagger import cli
+from mtl_tagger.errors import InputError
 from mtl_tagger.extract import PROGRESS_SUFFIX, plan, sidecar
 from mtl_tagger.files import read_json, write_text_atomic
 from mtl_tagger.params import Params
@@ -117,12 +119,12 @@ def variants() -> dict[str, tuple[list[str], Path]]:
     """What each round times, by table row: the extract flags and the checkout whose code runs."""
     unknown = sorted(set(FLAGS.engines) - set(ENGINES))
     if unknown:
-        raise SystemExit(f"--engines: unknown {', '.join(unknown)}; choose among {', '.join(ENGINES)}")
+        raise InputError(f"--engines: unknown {', '.join(unknown)}; choose among {', '.join(ENGINES)}")
     timed = {NAMES[e]: (ENGINES[e], ROOT) for e in FLAGS.engines}
     if FLAGS.baseline:
         code = Path(FLAGS.baseline).resolve()
         if not (code / "mtl_tagger").is_dir():
-            raise SystemExit(f"--baseline={FLAGS.baseline}: no checkout of the package there (mtl_tagger/)")
+            raise InputError(f"--baseline={FLAGS.baseline}: no checkout of the package there (mtl_tagger/)")
         timed[f"local, baseline ({describe(code)})"] = (ENGINES["local"], code)
     return timed
 
@@ -169,7 +171,7 @@ def flop_ceiling(params: Params, num_tags: int, chars_per_token: float) -> tuple
 
 def main(argv: list[str]) -> None:
     """Time every engine (and the baseline) --rounds times, alternating, and write the table."""
-    del argv
+    cli.check_args(argv)
     cores = os.cpu_count() or 1
     load_start = os.getloadavg()
     if FLAGS.max_load and load_start[0] > FLAGS.max_load * cores:
@@ -224,4 +226,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

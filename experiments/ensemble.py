@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from absl import app, flags
+from absl import flags
 
 from experiments.common import command_line, crf_results
-from mtl_tagger import crf
+from mtl_tagger import cli, crf
 from mtl_tagger.corpus import load_task
 from mtl_tagger.metrics import evaluate_tags
 from mtl_tagger.pipeline import encode_sentences, eval_batches
@@ -93,7 +93,7 @@ def score_group(dirs: list[Path], task: str) -> dict[str, dict[str, dict[str, fl
 
 def main(argv: list[str]) -> None:
     """Score every complete group and write the report."""
-    del argv
+    cli.check_args(argv)
     runs = Path(FLAGS.runs_dir)
     groups: dict[tuple[str, int, str], list[Path]] = defaultdict(list)
     for d in sorted(runs.iterdir()):
@@ -144,4 +144,4 @@ def report(results: dict) -> str:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -21,9 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
 from experiments.common import load_average, machine
+from mtl_tagger import cli
 from mtl_tagger.progress import clock
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +82,7 @@ def run_stages(command: str, clone: Path) -> list[tuple]:
 
 def main(argv: list[str]) -> None:
     """Clone, run the stages, write the report."""
-    del argv
+    cli.check_args(argv)
     work = Path(FLAGS.work_dir)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -111,4 +112,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

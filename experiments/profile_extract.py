@@ -35,9 +35,10 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
 from experiments.common import command_line, define_catalog_flags, describe, load_average, machine, versions
+from mtl_tagger import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAGS = flags.FLAGS
@@ -282,7 +283,7 @@ def table(results: dict[str, dict]) -> list[str]:
 
 def main(argv: list[str]) -> None:
     """Profile one extract run of each code, and write the table."""
-    del argv
+    cli.check_args(argv)
     if FLAGS.json:
         with tempfile.TemporaryDirectory() as tmp:
             Path(FLAGS.json).write_text(json.dumps(profile(Path(tmp) / "out.jsonl")))
@@ -313,4 +314,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)
