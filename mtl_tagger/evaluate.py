@@ -20,12 +20,6 @@ from mtl_tagger.metrics import compare_table, format_table
 from mtl_tagger.params import Params
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model_dir", None, "Trained model dir (holds params.json).")
-flags.DEFINE_string("task", None, "Vertical to score (default: the model's first task).")
-flags.DEFINE_string("data", None, "CoNLL file with gold tags (token<TAB>tag).")
-flags.DEFINE_string("output", None, "Write the metrics as JSON here.")
-flags.DEFINE_string("compare", None, "A second (multi-task) model dir to compare --model_dir with.")
-flags.DEFINE_integer("top", 5, "Tags listed by F1 gain in the comparison.", lower_bound=0)
 # What the comparison reads of each vertical's results in metrics.json, besides per_tag.
 SCORES = ("macro_precision", "macro_recall", "micro_accuracy", "macro_f1", "macro_f1_mean", "entity_precision",
           "entity_recall", "entity_f1")
@@ -72,6 +66,16 @@ def compare(single_dir: str, multi_dir: str, top: int) -> str:
                        + compare_table(single[t], multi[t], top, _train_counts(single_dir, t)) for t in shared)
 
 
+def define_flags() -> None:
+    """The CLI's flags (defined when run as a program, so importing this module next to other CLIs is safe)."""
+    flags.DEFINE_string("model_dir", None, "Trained model dir (holds params.json).")
+    flags.DEFINE_string("task", None, "Vertical to score (default: the model's first task).")
+    flags.DEFINE_string("data", None, "CoNLL file with gold tags (token<TAB>tag).")
+    flags.DEFINE_string("output", None, "Write the metrics as JSON here.")
+    flags.DEFINE_string("compare", None, "A second (multi-task) model dir to compare --model_dir with.")
+    flags.DEFINE_integer("top", 5, "Tags listed by F1 gain in the comparison.", lower_bound=0)
+
+
 def main(argv: list[str]) -> None:
     """Load the model, tag the file, print and optionally write the metrics."""
     cli.check_args(argv)
@@ -99,4 +103,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run(main)

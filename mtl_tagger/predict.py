@@ -18,11 +18,15 @@ from mtl_tagger.files import json_line
 FLAGS = flags.FLAGS
 BATCH = 64  # at most this many already-read lines are tagged in one pass
 READ = 1 << 16  # bytes asked of the input per read; a read returns what is there without waiting for more
-flags.DEFINE_string("model_dir", None, "Trained model dir (holds params.json).")
-flags.DEFINE_string("task", None, "Vertical whose attributes to extract (default: the model's first task).")
-flags.DEFINE_string("input", "-", "Text file, one description per line ('-': standard input).")
-flags.DEFINE_float("min_confidence", 0.0, "Leave out values whose confidence (the smallest marginal of their "
-                                          "tokens' tags) is below this, in [0, 1].")
+
+
+def define_flags() -> None:
+    """The CLI's flags (defined when run as a program, so importing this module next to other CLIs is safe)."""
+    flags.DEFINE_string("model_dir", None, "Trained model dir (holds params.json).")
+    flags.DEFINE_string("task", None, "Vertical whose attributes to extract (default: the model's first task).")
+    flags.DEFINE_string("input", "-", "Text file, one description per line ('-': standard input).")
+    flags.DEFINE_float("min_confidence", 0.0, "Leave out values whose confidence (the smallest marginal of their "
+                                              "tokens' tags) is below this, in [0, 1].")
 
 
 def read_lines(stream: BufferedReader, name: str) -> Iterator[list[str]]:
@@ -82,4 +86,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     cli.run(main)

@@ -149,6 +149,25 @@ def test_importing_a_command_does_not_import_tensorflow(command: str) -> None:
     assert r.stdout.strip() == "False", f"importing mtl_tagger.{command} imports TensorFlow"
 
 
+FLAGS_AT_IMPORT = """
+import importlib, sys
+from absl import app, flags, logging
+library = set(flags.FLAGS)  # absl's own
+for command in sys.argv[1:]:
+    importlib.import_module("mtl_tagger." + command)
+print(" ".join(sorted(set(flags.FLAGS) - library)))
+"""
+
+
+def test_importing_the_commands_defines_no_flags() -> None:
+    """A command defines its flags only when run: a process can import every command (absl refuses a flag that two
+    modules define), and a command's --help lists only its own."""
+    r = subprocess.run([sys.executable, "-c", FLAGS_AT_IMPORT, *COMMANDS], capture_output=True, text=True, cwd=ROOT,
+                       env=ENV)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [], f"flags defined by importing the commands: {r.stdout.strip()}"
+
+
 KERAS_CHECK = """
 import sys
 if sys.argv[1] == "command":
