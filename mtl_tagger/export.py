@@ -66,9 +66,9 @@ def export(model_dir: str | Path, out: str | Path, overwrite: bool = False) -> d
 
         tagger = Tagger.load(model_dir)
         tmp = _sidecar(out, "tmp")
-        # what a killed export left: its temp dir, and what replace_dir had set aside (only the lock's holder
-        # writes them)
-        for leftover in (tmp, *out.parent.glob(f".{glob.escape(out.name)}.replaced-*")):
+        # what a killed export left: its temp dir, and what replace_dir (or an older export, without the pid) had
+        # set aside (only the lock's holder writes them)
+        for leftover in (tmp, *out.parent.glob(f".{glob.escape(out.name)}.replaced*")):
             remove(leftover)
         tmp.mkdir()
         try:

@@ -245,7 +245,7 @@ def test_export_refuses_the_model_dir_anything_in_it_or_holding_it(out: str, cha
 def test_export_holds_a_lock_and_takes_over_what_a_killed_export_left(chain_model: Path, tmp_path: Path) -> None:
     """While another export holds the lock, its temp dir is left alone; once it is gone, its leftovers are cleared."""
     out = tmp_path / "saved"
-    for leftover in (".saved.tmp", ".saved.replaced"):
+    for leftover in (".saved.tmp", ".saved.replaced", ".saved.replaced-99999"):
         (tmp_path / leftover).mkdir()
         (tmp_path / leftover / "half").write_text("written by a killed export")
     other = FileLock(tmp_path / ".saved.lock", out, "export", "output", "--out")
