@@ -61,7 +61,8 @@ def run_stage(stage: str, clone: Path, env: dict[str, str]) -> tuple[float, floa
         raise subprocess.CalledProcessError(proc.returncode, stage)
     seconds = time.monotonic() - start
     gaps = [b - a for a, b in zip([0.0, *times], [*times, seconds])]
-    return (times[0] if times else float("nan")), seconds, max(gaps), re.search(rb" left\b", text) is not None
+    left = re.search(rb"\d+[smh](\d+[sm])? left\b", text) is not None  # a progress bar's "· 3m05s left"
+    return (times[0] if times else float("nan")), seconds, max(gaps), left
 
 
 def run_stages(command: str, clone: Path) -> list[tuple]:
