@@ -15,7 +15,7 @@ skinny matmuls per step (dh, dx, and the accumulated kernel gradients). Here:
 
 The two directions stay two independent loops, which TensorFlow's executor runs concurrently on the
 two cores (BUILD_NOTES "Speed"). With `matmul_dtype` bfloat16 the matrix products take bfloat16 factors
-(the AMX / AVX-512 BF16 kernels of CPUs that have them) and return float32; the gates, the cell state and
+(the AMX kernels of CPUs that have them) and return float32; the gates, the cell state and
 the weights stay float32. Gate order (i, f, c, o), sigmoid gates, tanh, zero initial state and
 a unit forget-gate bias at initialisation, as Keras' LSTM defaults; outputs at padded positions are 0.
 """
@@ -64,48 +64,51 @@ def _recurrence(z: tf.Tensor, recurrent: tf.Tensor) -> tuple[tf.Tensor, tf.Tenso
     return tf.scan(step, z, initializer=(zeros, zeros, z[0]))
 
 
-@tf.custom_gradient
-def lstm_recurrence(z: tf.Tensor, recurrent: tf.Tensor, factors: tf.Tensor) -> tuple[tf.Tensor, object]:
+def lstm_recurrence(z: tf.Tensor, recurrent: tf.Tensor, dtype: tf.DType = tf.float32) -> tf.Tensor:
     """Outputs h [T, B, u] of an LSTM (zero initial state) over input projections z [T, B, 4u] incl. bias.
 
-    recurrent: the [u, 4u] recurrent kernel, and `factors` the same in the dtype the products take their
-    factors in (a cast of it, or itself). The gradient is a fused BPTT (see the module docstring); it reaches
-    the kernel through `recurrent`.
+    recurrent: the [u, 4u] recurrent kernel, cast once to `dtype`, the dtype the products take their factors in.
+    The gradient is a fused BPTT (see the module docstring).
     """
-    h, c, pre = _recurrence(z, factors)
-    dtype = factors.dtype
 
-    def grad(dh_out: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        # Everything that does not depend on the recurrence is computed for all steps at once, so the
-        # loop only carries dh and dc: dc_t = dc_{t+1}·f_{t+1} + dh_t·o_t·(1 − tanh²c_t), and
-        # dz_t = [dc_t, dc_t, dc_t, dh_t] * [c̃·i(1−i), c_{t−1}·f(1−f), i(1−c̃²), tanh c_t·o(1−o)].
-        i, f, g, o = tf.split(pre, 4, axis=-1)
-        i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
-        tanh_c = tf.tanh(c)
-        c_prev = tf.concat([tf.zeros_like(c[:1]), c[:-1]], 0)
-        dc_from_dh = o * (1.0 - tf.square(tanh_c))
-        dz_factor = tf.concat([g * i * (1.0 - i), c_prev * f * (1.0 - f), i * (1.0 - tf.square(g)),
-                               tanh_c * o * (1.0 - o)], -1)
-        f_next = tf.concat([f[1:], tf.zeros_like(f[:1])], 0)  # dc flows back through the next step's f
-        zeros = tf.zeros_like(c[0])
+    @tf.custom_gradient
+    def run(z: tf.Tensor, recurrent: tf.Tensor) -> tuple[tf.Tensor, object]:
+        factors = tf.cast(recurrent, dtype)
+        h, c, pre = _recurrence(z, factors)
 
-        def back(carry: tuple, xs: tuple) -> tuple:
-            dh_next, dc_next, _ = carry
-            dh_t, dc_from_dh_t, dz_factor_t, f_next_t = xs
-            dh = dh_t + dh_next
-            dc = dc_next * f_next_t + dh * dc_from_dh_t
-            dz = tf.concat([dc, dc, dc, dh], -1) * dz_factor_t
-            return matmul(dz, factors, dtype, transpose_b=True), dc, dz
+        def grad(dh_out: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            # Everything that does not depend on the recurrence is computed for all steps at once, so the
+            # loop only carries dh and dc: dc_t = dc_{t+1}·f_{t+1} + dh_t·o_t·(1 − tanh²c_t), and
+            # dz_t = [dc_t, dc_t, dc_t, dh_t] * [c̃·i(1−i), c_{t−1}·f(1−f), i(1−c̃²), tanh c_t·o(1−o)].
+            i, f, g, o = tf.split(pre, 4, axis=-1)
+            i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
+            tanh_c = tf.tanh(c)
+            c_prev = tf.concat([tf.zeros_like(c[:1]), c[:-1]], 0)
+            dc_from_dh = o * (1.0 - tf.square(tanh_c))
+            dz_factor = tf.concat([g * i * (1.0 - i), c_prev * f * (1.0 - f), i * (1.0 - tf.square(g)),
+                                   tanh_c * o * (1.0 - o)], -1)
+            f_next = tf.concat([f[1:], tf.zeros_like(f[:1])], 0)  # dc flows back through the next step's f
+            zeros = tf.zeros_like(c[0])
 
-        _, _, dz = tf.scan(back, (dh_out, dc_from_dh, dz_factor, f_next), initializer=(zeros, zeros, pre[0]),
-                           reverse=True)
-        h_prev = tf.concat([tf.zeros_like(h[:1]), h[:-1]], 0)
-        units = tf.shape(h)[-1]
-        d_recurrent = matmul(tf.reshape(h_prev, [-1, units]), tf.reshape(dz, [-1, 4 * units]), dtype,
-                             transpose_a=True)
-        return dz, d_recurrent, None
+            def back(carry: tuple, xs: tuple) -> tuple:
+                dh_next, dc_next, _ = carry
+                dh_t, dc_from_dh_t, dz_factor_t, f_next_t = xs
+                dh = dh_t + dh_next
+                dc = dc_next * f_next_t + dh * dc_from_dh_t
+                dz = tf.concat([dc, dc, dc, dh], -1) * dz_factor_t
+                return matmul(dz, factors, dtype, transpose_b=True), dc, dz
 
-    return h, grad
+            _, _, dz = tf.scan(back, (dh_out, dc_from_dh, dz_factor, f_next), initializer=(zeros, zeros, pre[0]),
+                               reverse=True)
+            h_prev = tf.concat([tf.zeros_like(h[:1]), h[:-1]], 0)
+            units = tf.shape(h)[-1]
+            d_recurrent = matmul(tf.reshape(h_prev, [-1, units]), tf.reshape(dz, [-1, 4 * units]), dtype,
+                                 transpose_a=True)
+            return dz, d_recurrent
+
+        return h, grad
+
+    return run(z, recurrent)
 
 
 def _directions(x: tf.Tensor, lengths: tf.Tensor, fw: LSTMWeights, bw: LSTMWeights) -> tuple[tf.Tensor, tf.Tensor]:
@@ -119,8 +122,7 @@ def _directions(x: tf.Tensor, lengths: tf.Tensor, fw: LSTMWeights, bw: LSTMWeigh
     z = tf.reshape(z + tf.stack([fw.bias, bw.bias])[:, None], [2, time, batch, 4 * fw.units])
     z_fw, z_bw = tf.unstack(z)
     # Two independent loops, which the executor runs concurrently.
-    return (lstm_recurrence(z_fw, fw.recurrent_kernel, tf.cast(fw.recurrent_kernel, dtype)),
-            lstm_recurrence(z_bw, bw.recurrent_kernel, tf.cast(bw.recurrent_kernel, dtype)))
+    return lstm_recurrence(z_fw, fw.recurrent_kernel, dtype), lstm_recurrence(z_bw, bw.recurrent_kernel, dtype)
 
 
 def bilstm(x: tf.Tensor, lengths: tf.Tensor, fw: LSTMWeights, bw: LSTMWeights) -> tf.Tensor:

@@ -102,8 +102,9 @@ class Params:
                            non_negative)
     hidden_size: int = _f(128, "BiLSTM units per direction (paper: 700, flags/paper.cfg).", positive)
     matmul_dtype: str = _f("float32", "The word BiLSTM's matrix products, in training and tagging: bfloat16 takes "
-                                      "bfloat16 factors and returns float32 (fast on CPUs with AMX or AVX-512 BF16, "
-                                      "slow elsewhere; its weights and state stay float32); float32: exact.",
+                                      "bfloat16 factors and returns float32 (faster where the CPU has AMX, as measured "
+                                      "in bench_bf16.md; emulated, slowly, where it has no bfloat16 instructions; "
+                                      "weights and state stay float32); float32: exact.",
                            one_of(MATMUL_DTYPES))
     dropout: float = _f(0.5, "Dropout on the embeddings and on the BiLSTM output, in [0, 1).", fraction)
     word_dropout: float = _f(0.1, "In training, replace a word by the unknown word with this probability (its chars "
