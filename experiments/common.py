@@ -23,9 +23,9 @@ from typing import Any, TypeVar
 import numpy as np
 from absl import app, flags
 
-from mtl_tagger.conll import read_conll
+from mtl_tagger.conll import read_conll, write_conll
 from mtl_tagger.files import write_json_atomic
-from mtl_tagger.modeldir import read_run
+from mtl_tagger.modeldir import installed_version, read_run
 from mtl_tagger.params import Params
 
 SEEDS = 3  # the sweeps' seeds (make_sweep --seeds); a cell with fewer names its count
@@ -73,15 +73,11 @@ def machine() -> str:
 
 
 def versions(*names: str) -> str:
-    """'Python 3.11.7, TensorFlow 2.15.0, Ray not installed' for versions("TensorFlow", "Ray") (each module the
-    name in lower case, imported): the software a report's timings depend on."""
-    found = [f"Python {platform.python_version()}"]
-    for name in names:
-        try:
-            found.append(f"{name} {__import__(name.lower()).__version__}")
-        except ImportError:
-            found.append(f"{name} not installed")
-    return ", ".join(found)
+    """'Python 3.11.7, TensorFlow 2.15.0, Ray ?' for versions("TensorFlow", "Ray") (each import package the name in
+    lower case, read from its metadata without importing it; ? where it is not installed): the software a report's
+    timings depend on."""
+    return ", ".join([f"Python {platform.python_version()}",
+                      *(f"{name} {installed_version(name.lower())}" for name in names)])
 
 
 def load_average(values: Sequence[float] | None = None, digits: int = 1) -> str:
@@ -316,8 +312,6 @@ def sentence_lengths(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def write_data(root: Path, sizes: Mapping[str, Mapping[str, int]], seed: int, vocab: int) -> None:
     """<root>/<vertical>/{train,dev,test}.conll; every vocabulary word occurs in the first vertical's train."""
-    from mtl_tagger.conll import write_conll
-
     language = Language(seed, vocab)
     for v, (name, splits) in enumerate(sizes.items()):
         (root / name).mkdir(parents=True, exist_ok=True)
@@ -406,7 +400,8 @@ def gemm_shapes(model: Mapping[str, int]) -> dict[str, tuple[int, int, int]]:
 
 def gemm_rates(shapes: Mapping[str, tuple[int, int, int]], convert: Callable[[np.ndarray], Any],
                matmul: Callable[[Any, Any], object], blocks: int = 5, block_seconds: float = 0.1) -> dict[str, float]:
-    """Best GFLOP/s over `blocks` timed blocks of float32 matmuls of each shape (2·m·k·n FLOPs each)."""
+    """Best GFLOP/s over `blocks` timed blocks of matmuls of each shape (2·m·k·n FLOPs each), of float32 draws
+    passed through `convert` (a framework's tensor, a cast)."""
     rng = np.random.default_rng(0)
     rates = {}
     for name, (m, k, n) in shapes.items():

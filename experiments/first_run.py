@@ -14,7 +14,6 @@ import datetime
 import os
 import platform
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from absl import flags
 
-from experiments.common import load_average, machine
+from experiments.common import command_line, load_average, machine
 from mtl_tagger import cli
 from mtl_tagger.progress import clock
 
@@ -61,7 +60,7 @@ def run_stage(stage: str, clone: Path, env: dict[str, str]) -> tuple[float, floa
         raise subprocess.CalledProcessError(proc.returncode, stage)
     seconds = time.monotonic() - start
     gaps = [b - a for a, b in zip([0.0, *times], [*times, seconds])]
-    left = re.search(rb"\d+[smh](\d+[sm])? left\b", text) is not None  # a progress bar's "· 3m05s left"
+    left = re.search(rb"\d+[smh](?:\d+[sm])? left\b", text) is not None  # a progress bar's "· 3m05s left"
     return (times[0] if times else float("nan")), seconds, max(gaps), left
 
 
@@ -96,12 +95,12 @@ def main(argv: list[str]) -> None:
     total = sum(r[2] for r in rows)
     lines = [f"# The README's main command on a fresh clone ({datetime.date.today().isoformat()})", "",
              f"Machine: {machine()}, Python {platform.python_version()}; commit {head}. Written by "
-             f"`{shlex.join(['python', '-m', 'experiments.first_run', *sys.argv[1:]])}`. Load average (1/5/15 min) "
+             f"`{command_line('experiments.first_run')}`. Load average (1/5/15 min) "
              "before and after each stage: other work on the machine slows every stage. `first output`: seconds "
              "from a stage's start to its first byte on stdout or stderr (one pipe, as in a log); `longest silence`: "
              "the longest wait for the next output (or the end); in a log a progress bar writes a line every 30 s, "
-             "on a terminal it redraws several times a second; `time left`: whether a progress bar showed the time "
-             "left (pip's own output shows it only while downloading).", "",
+             "on a terminal it redraws several times a second; `time left`: whether the project's progress bar showed "
+             "the time left (pip's own bars, while downloading, give an eta this does not count).", "",
              "| stage | first output | longest silence | time left | time | load before | load after |",
              "|---|---:|---:|---|---:|---:|---:|"]
     lines += [f"| `{stage}` | {first:.1f} s | {silence:.1f} s | {'yes' if left else 'no'} | {clock(seconds)} | "

@@ -33,7 +33,7 @@ LOCK = ".lock"
 
 
 @functools.cache
-def _version(package: str) -> str:
+def installed_version(package: str) -> str:
     """The installed version of an import package, from its distribution's metadata (TensorFlow comes as
     tensorflow, tensorflow-cpu, …): the same as its __version__, without importing it."""
     names = importlib.metadata.packages_distributions().get(package)
@@ -42,7 +42,8 @@ def _version(package: str) -> str:
 
 def stack() -> dict[str, str]:
     """The software a run is written by: Python, TensorFlow and Keras versions."""
-    return {"python": platform.python_version(), "tensorflow": _version("tensorflow"), "keras": _version("keras")}
+    return {"python": platform.python_version(), "tensorflow": installed_version("tensorflow"),
+            "keras": installed_version("keras")}
 
 
 def stack_name(info: dict[str, str]) -> str:
