@@ -35,7 +35,6 @@ from mtl_tagger.conll import read_conll, write_conll
 
 FLAGS = flags.FLAGS
 CONDITIONS = {"rand": "", "glove": None}  # --word_vectors per condition (None: the flagfile's in-domain vectors)
-RESULTS = Path("experiments/results") / SMALL_DATA
 
 
 def subsample(data_dir: Path, out_data: Path, sizes: list[int], seed: int) -> dict[int, list[str]]:
@@ -58,7 +57,7 @@ def subsample(data_dir: Path, out_data: Path, sizes: list[int], seed: int) -> di
 
 def run_crf(size: int) -> Path:
     """The CRF baseline on one size's subsamples (its result files are reused when present)."""
-    out = RESULTS / f"crf_n{size}"
+    out = Path(FLAGS.results_dir) / f"crf_n{size}"
     if not out.is_dir():
         subprocess.run([sys.executable, "-m", "experiments.crf_baseline", "--task=all", f"--out={out}",
                         f"--data_dir={Path(FLAGS.out_data) / f'n{size}'}"], check=True, stdout=subprocess.DEVNULL)
@@ -112,14 +111,15 @@ def main(argv: list[str]) -> None:
     kept = subsample(Path(FLAGS.data_dir), Path(FLAGS.out_data), sizes, FLAGS.sample_seed)
     runs_dir = Path(FLAGS.runs_dir) / SMALL_DATA
     runs_dir.mkdir(parents=True, exist_ok=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    results_dir = Path(FLAGS.results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
     crf = {n: crf_results(run_crf(n)) for n in sizes}
     todo = [(f"{label}.{cond}{n}" if label != "base" else f"{cond}{n}", [*extra], v, s, n, cond)
             for s in FLAGS.seeds for label, extra in variants for cond in CONDITIONS for n in sizes for v in kept[n]]
 
     def one(job: tuple) -> dict | None:
         label, extra, vertical, seed, n, cond = job
-        return traced_run(label, extra, vertical, seed, runs_dir, RESULTS, FLAGS.base,
+        return traced_run(label, extra, vertical, seed, runs_dir, results_dir, FLAGS.base,
                           str(Path(FLAGS.out_data) / f"n{n}"), CONDITIONS[cond], FLAGS.jobs > 1)
 
     with ThreadPoolExecutor(FLAGS.jobs) as pool:
@@ -141,7 +141,7 @@ def main(argv: list[str]) -> None:
         "the feature CRF on the same subsamples (c1/c2 chosen on dev). Percent, mean over verticals and seeds; each "
         "run tested at its selected (best dev macro-F1) step. Choose on the dev column. Written "
         f"{datetime.date.today().isoformat()} by `{command_line('experiments.' + SMALL_DATA)}`; one result file per "
-        f"run in experiments/results/{SMALL_DATA}/.", "", *lines, "", "## Per vertical (test macro-F1 / entity-F1)", "",
+        f"run in {results_dir}/.", "", *lines, "", "## Per vertical (test macro-F1 / entity-F1)", "",
         "| size | vertical | CRF | " + " | ".join(labels) + " |", "|---|---|---:|" + "---:|" * len(labels),
         *per_vertical, ""])
     Path(FLAGS.out).write_text(text)
@@ -158,6 +158,9 @@ def define_flags() -> None:
     flags.DEFINE_string("out_data", "data/small", "Where the subsampled data dirs go (n<size>/<vertical>/).")
     flags.DEFINE_multi_string("variant", ["base:"], "label:--flag=value[ --flag=value]; 'base:' for the defaults.")
     flags.DEFINE_string("runs_dir", "runs", "Model dirs go to <runs_dir>/small_data/ (not committed).")
+    flags.DEFINE_string("results_dir", f"experiments/results/{SMALL_DATA}", "The CRF's (crf_n<size>/) and the runs' "
+                        "result files; a run whose file is there is not run again, so data prepared anew needs its "
+                        "own.")
     flags.DEFINE_integer("jobs", 2, "Runs at a time; with more than one, each run gets one TensorFlow thread.")
     flags.DEFINE_string("out", f"experiments/results/{SMALL_DATA}.md", "The table to write (a screen of a lever on "
                         "fewer sizes or seeds writes its own page).")
