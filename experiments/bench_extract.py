@@ -158,15 +158,19 @@ def table_row(name: str, results: list[dict], tokens_per_product: float) -> str:
             f"| {statistics.mean(x['load'] for x in results):.1f} |")
 
 
-def flop_ceiling(params: Params, num_tags: int, chars_per_token: float) -> tuple[float, float, float]:
-    """What the hardware allows: the model's forward FLOPs per token, this machine's best float32 GEMM rate
-    (GFLOP/s, TensorFlow, 2048³) and the tokens/s that rate would give if all the forward pass were such GEMMs."""
+def flop_ceiling(params: Params, num_tags: int, chars_per_token: float) -> tuple[float, float, float, str]:
+    """What the hardware allows: the model's forward FLOPs per token, this machine's best GEMM rate (GFLOP/s,
+    TensorFlow, 2048³) in the dtype of the model's BiLSTM products on this machine, the tokens/s that rate would give
+    if all the forward pass were such GEMMs, and that dtype's name."""
     import tensorflow as tf
 
+    from mtl_tagger.bilstm import resolve_matmul_dtype
+
+    dtype = resolve_matmul_dtype(params.matmul_dtype)
     model = {k: getattr(params, k) for k in ("word_dim", "char_dim", "char_hidden", "hidden_size", "case_dim")}
     flops = sum(flops_per_token(model, num_tags, chars_per_token).values())
-    peak = gemm_rates({"2048³": (2048, 2048, 2048)}, tf.constant, tf.linalg.matmul)["2048³"]
-    return flops, peak, peak * 1e9 / flops
+    peak = gemm_rates({"2048³": (2048, 2048, 2048)}, lambda a: tf.cast(a, dtype), tf.linalg.matmul)["2048³"]
+    return flops, peak, peak * 1e9 / flops, dtype.name
 
 
 def main(argv: list[str]) -> None:
@@ -193,7 +197,7 @@ def main(argv: list[str]) -> None:
     params = Params.load(FLAGS.model_dir)
     vocab_tags = read_json(Path(FLAGS.model_dir) / "vocab.json")["tags"]
     num_tags = max(len(tags) for tags in vocab_tags.values())
-    flops, peak, ceiling = flop_ceiling(params, num_tags, chars_per_token)
+    flops, peak, ceiling, dtype = flop_ceiling(params, num_tags, chars_per_token)
     rough = FLAGS.limit or not FLAGS.max_load or FLAGS.rounds < 3
     report = "\n".join([
         f"# extract throughput ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)", "",
@@ -217,8 +221,9 @@ def main(argv: list[str]) -> None:
         *(table_row(name, results, tokens_per_product) for name, results in runs.items()), "",
         f"What the hardware allows at this configuration (hidden {params.hidden_size}): the forward pass takes "
         f"{flops / 1e6:.2f} MFLOP per token (experiments.common.flops_per_token: {chars_per_token:.1f} characters "
-        f"per token, {num_tags} tags); this machine's best float32 GEMM rate in TensorFlow (2048³, measured after "
-        f"the rounds) is {peak:.0f} GFLOP/s, so at most {ceiling:,.0f} tokens/s, {ceiling / tokens_per_product:,.0f} "
+        f"per token, {num_tags} tags); this machine's best {dtype} GEMM rate in TensorFlow (2048³, in the dtype of "
+        f"the model's BiLSTM products here, measured after the rounds) is {peak:.0f} GFLOP/s, so at most "
+        f"{ceiling:,.0f} tokens/s, {ceiling / tokens_per_product:,.0f} "
         "products/s, if all of it ran at that rate (the recurrence's small GEMMs do not).", ""])
     print(report)
     write_text_atomic(FLAGS.report, report)

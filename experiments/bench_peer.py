@@ -158,6 +158,7 @@ def _loop(cfg: Mapping[str, Any], tasks: str, mode: str = "", **extra: Any) -> A
 def prepare(cfg: dict[str, Any]) -> dict[str, Any]:
     """Write the synthetic data and the .npz of encoded sentences and batch plans; return the model's sizes."""
     from mtl_tagger import pipeline, run
+    from mtl_tagger.bilstm import resolve_matmul_dtype
     from mtl_tagger.corpus import load_data
     from mtl_tagger.tagger import EVAL_BATCH
 
@@ -182,7 +183,8 @@ def prepare(cfg: dict[str, Any]) -> dict[str, Any]:
     model = {k: getattr(p, k) for k in ("word_dim", "char_dim", "char_hidden", "case_dim", "hidden_size",
                                         "batch_size", "dropout", "word_dropout", "learning_rate", "clip_norm",
                                         "max_word_len", "max_len", "tag_prior", "bio_constraints",
-                                        "lexical_buckets", "matmul_dtype")}
+                                        "lexical_buckets")}
+    model["matmul_dtype"] = resolve_matmul_dtype(p.matmul_dtype).name  # `auto` as this machine resolves it
     return {**sizes, "model": model}
 
 
@@ -250,6 +252,7 @@ def project_child(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """The project's training and decoding tokens/s on the exported plans, and numpy/TensorFlow GEMM rates."""
     import tensorflow as tf
 
+    from mtl_tagger.bilstm import resolve_matmul_dtype
     from mtl_tagger.tagger import Tagger
 
     loop = _loop(cfg, TASK)
@@ -266,8 +269,8 @@ def project_child(cfg: Mapping[str, Any]) -> dict[str, Any]:
     shapes = gemm_shapes(cfg["model"])
     out["gemm"] = {"numpy": gemm_rates(shapes, lambda a: a, np.matmul),
                    "tensorflow": gemm_rates(shapes, tf.constant, tf.linalg.matmul)}
-    if loop.p.matmul_dtype != "float32":
-        dtype = tf.as_dtype(loop.p.matmul_dtype)
+    dtype = resolve_matmul_dtype(loop.p.matmul_dtype)
+    if dtype != tf.float32:
         out["gemm"][f"tensorflow {dtype.name}"] = gemm_rates(shapes, lambda a: tf.cast(a, dtype), tf.linalg.matmul)
     return out
 
@@ -700,7 +703,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("hidden_size", 0, "BiLSTM units per direction (0: the flagfile's, 700 in the paper's).")
     flags.DEFINE_string("base", "flags/paper.cfg", "The project's flagfile the runs start from (repository-relative).")
     flags.DEFINE_enum("matmul_dtype", "", ["", *MATMUL_DTYPES], "The project's --matmul_dtype (empty: the "
-                      "flagfile's); the peer stays float32.")
+                      "flagfile's, else the default, auto); the peer stays float32.")
     flags.DEFINE_integer("seed", 1, "Seed of the data, the plans and the models.")
     flags.DEFINE_integer("vocab", 20000, "Synthetic vocabulary size (every word occurs in A's train split).")
     flags.DEFINE_integer("train_sentences", 3000, "Training sentences of vertical A.")

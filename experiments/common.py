@@ -122,6 +122,7 @@ def run_one(name: str, train_args: list[str], runs_dir: Path, results_dir: Path,
         "date": datetime.date.today().isoformat(),
         "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                  text=True).stdout.strip(),
+        "machine": machine(),
         "command": " ".join(command[1:]),
         "wall_seconds": round(time.time() - start, 1),
         **read_run(model_dir),
@@ -145,9 +146,9 @@ def traced_run(label: str, extra: list[str], vertical: str, seed: str, runs: Pat
 
 
 def read_result(path: Path) -> dict:
-    """A run's result file in the one schema run_one writes: name, date, commit, command,
-    wall_seconds, params, metrics (test metrics per vertical at its selected step), history, analysis, and the
-    study label `variant` where a study set one.
+    """A run's result file in the one schema run_one writes: name, date, commit, machine (where one was recorded:
+    `--matmul_dtype=auto` depends on it), command, wall_seconds, params, metrics (test metrics per vertical at its
+    selected step), history, analysis, and the study label `variant` where a study set one.
 
     Files the study runner wrote before that schema (vertical, seed, selected, steps) are read as it: metrics
     {vertical: selected}, params with the two flags such a file names (tasks, seed), no commit or analysis."""

@@ -14,11 +14,16 @@ skinny matmuls per step (dh, dx, and the accumulated kernel gradients). Here:
   the kernels' and inputs' gradients are single big matmuls over all steps after it.
 
 The two directions stay two independent loops, which TensorFlow's executor runs concurrently on the
-two cores (BUILD_NOTES "Speed"). With `matmul_dtype` bfloat16 the matrix products take bfloat16 factors
-(the AMX kernels of CPUs that have them) and return float32; the gates, the cell state and
-the weights stay float32. Gate order (i, f, c, o), sigmoid gates, tanh, zero initial state and
-a unit forget-gate bias at initialisation, as Keras' LSTM defaults; outputs at padded positions are 0.
+two cores (BUILD_NOTES "Speed"). With `matmul_dtype` bfloat16 (`auto`'s choice where the CPU has bfloat16
+instructions) the matrix products take bfloat16 factors and round their results to bfloat16, cast back to
+float32; the gates, the cell state and the weights stay float32. Gate order (i, f, c, o), sigmoid gates, tanh,
+zero initial state and a unit forget-gate bias at initialisation, as Keras' LSTM defaults; outputs at padded
+positions are 0.
 """
+import functools
+import os
+from pathlib import Path
+
 import tensorflow as tf
 
 from mtl_tagger.initializers import SeedSequence, glorot_uniform, orthogonal
@@ -38,8 +43,36 @@ class LSTMWeights(tf.Module):
                                 name="bias")
 
 
+BFLOAT16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of native bfloat16 products
+
+
+def cpu_has_bfloat16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU multiplies bfloat16 natively (a flag of BFLOAT16_FLAGS in `cpuinfo`, by default
+    /proc/cpuinfo), and TensorFlow's oneDNN kernels, which use it, are on. False where the file is missing (not
+    Linux): bfloat16 would be emulated there, slower than float32."""
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower() in ("0", "false"):
+        return False
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return False
+    found = {f for line in cpuinfo.splitlines() if line.startswith("flags") for f in line.partition(":")[2].split()}
+    return not found.isdisjoint(BFLOAT16_FLAGS)
+
+
+@functools.cache
+def resolve_matmul_dtype(name: str) -> tf.DType:
+    """The dtype that --matmul_dtype `name` means on this machine: `auto` is bfloat16 where the CPU has bfloat16
+    instructions (`cpu_has_bfloat16`), float32 elsewhere."""
+    if name == "auto":
+        return tf.bfloat16 if cpu_has_bfloat16() else tf.float32
+    return tf.as_dtype(name)
+
+
 def matmul(a: tf.Tensor, b: tf.Tensor, dtype: tf.DType, **kw: bool) -> tf.Tensor:
-    """a × b (tf.matmul's `kw`) with both factors in `dtype` and the product in float32."""
+    """a × b (tf.matmul's `kw`) with both factors in `dtype`, returned as float32 (in bfloat16, the product is
+    accumulated in float32 by oneDNN and rounded to bfloat16 before the cast)."""
     if dtype == tf.float32:
         return tf.matmul(a, b, **kw)
     return tf.cast(tf.matmul(tf.cast(a, dtype), tf.cast(b, dtype), **kw), tf.float32)

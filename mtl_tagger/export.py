@@ -8,7 +8,10 @@ are ignored). Outputs: `tags` [B, T] string ("" past each length) and `confidenc
 marginal of its tag, with the tag prior and the BIO constraints, calibrated as calibration.json says where the model
 has one, so that a value's confidence is its tokens' smallest, 0 past each length). The graph does what `Tagger.tag`
 does: word, character and word-shape ids as `pipeline.encode`, rows cut into max_len pieces, and the vertical's own
-network (its best checkpoint) with its Viterbi decoder.
+network (its best checkpoint) with its Viterbi decoder. Its BiLSTM products are float32 whatever --matmul_dtype the
+model trained with: a SavedModel runs wherever it is taken, and a CPU without bfloat16 instructions would emulate
+them, slowly; on a CPU with them, `Tagger` (which follows --matmul_dtype) can differ from it in a confidence's last
+digits.
 
 `extract_<vertical>` takes raw text and gives what `Tagger.extract` gives: `text` [B] string (UTF-8) and
 `min_confidence` [] float64 (values below it are left out; 0 keeps all) in; out, with V the most values and N the
@@ -64,7 +67,7 @@ def export(model_dir: str | Path, out: str | Path, overwrite: bool = False) -> d
         from mtl_tagger.saved_model import write_saved_model
         from mtl_tagger.tagger import Tagger
 
-        tagger = Tagger.load(model_dir)
+        tagger = Tagger.load(model_dir, decoding={"matmul_dtype": "float32"})  # portable: see the docstring
         tmp = _sidecar(out, "tmp")
         # what a killed export left: its temp dir, and what replace_dir (or an older export, without the pid) had
         # set aside (only the lock's holder writes them)

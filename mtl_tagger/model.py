@@ -8,7 +8,7 @@ Dropout is stateless, seeded by (run seed, step), so a resumed run draws the mas
 import numpy as np
 import tensorflow as tf
 
-from mtl_tagger.bilstm import LSTMWeights, bilstm, bilstm_final
+from mtl_tagger.bilstm import LSTMWeights, bilstm, bilstm_final, resolve_matmul_dtype
 from mtl_tagger.crf import CRF, Penalty, bio_penalty
 from mtl_tagger.initializers import SeedSequence, glorot_uniform, uniform
 from mtl_tagger.lexical import feature_buckets, lower_char_ids
@@ -82,7 +82,7 @@ class Encoder(tf.Module):
             self.shape_embedding = tf.Variable(uniform((len(SHAPES), p.case_dim), 0.05, seeds()),
                                                name="shape_embedding")
             width += p.case_dim
-        dtype = tf.as_dtype(p.matmul_dtype)
+        dtype = resolve_matmul_dtype(p.matmul_dtype)
         self.forward = LSTMWeights(width, p.hidden_size, seeds, name="forward", matmul_dtype=dtype)
         self.backward = LSTMWeights(width, p.hidden_size, seeds, name="backward", matmul_dtype=dtype)
         self.width = 2 * p.hidden_size

@@ -113,7 +113,7 @@ def claim(p: Params, provenance: dict) -> Claim:
         diff = p.differences(Params.load(path))
         if diff:
             raise InputError("model dir holds a run with other verticals or flags (" + "; ".join(diff)
-                             + "); pass --overwrite to replace it", path)
+                             + "); pass the flags it was trained with to resume it, or --overwrite to replace it", path)
         changed = data_changes(read_provenance(path), provenance)
         if changed:
             raise InputError(f"model dir was trained on other data ({changed}); pass --overwrite to retrain, "

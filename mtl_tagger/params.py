@@ -19,7 +19,7 @@ from mtl_tagger.files import read_json
 MODES = ("single", "shared", "coupled")
 DEFAULT_VECTORS = "cache/glove.flipkart.300d.txt"  # what the README's glove command builds
 CHAR_ENCODERS = ("lstm", "cnn")
-MATMUL_DTYPES = ("float32", "bfloat16")
+MATMUL_DTYPES = ("auto", "float32", "bfloat16")
 CRF_IMPLS = ("own", "tfa")
 SHORTLIST_CONTEXTS = ("tagged", "all")
 COUPLING_SCORES = ("emission", "log_softmax", "marginal")
@@ -101,11 +101,13 @@ class Params:
                                 "vertical in the step, added to its mean sentence loss (the feature CRF's c2).",
                            non_negative)
     hidden_size: int = _f(128, "BiLSTM units per direction (paper: 700, flags/paper.cfg).", positive)
-    matmul_dtype: str = _f("float32", "The word BiLSTM's matrix products, in training and tagging: bfloat16 takes "
-                                      "bfloat16 factors and returns float32 (faster where the CPU has AMX, as measured "
-                                      "in bench_bf16.md; emulated, slowly, where it has no bfloat16 instructions; "
-                                      "weights and state stay float32); float32: exact.",
-                           one_of(MATMUL_DTYPES))
+    matmul_dtype: str = _f("auto", "The word BiLSTM's matrix products, in training and tagging: bfloat16 takes "
+                                   "bfloat16 factors and rounds each product to bfloat16 (weights, gates and state "
+                                   "stay float32); float32 keeps full precision; auto is bfloat16 where the CPU has "
+                                   "bfloat16 instructions (AMX or AVX512_BF16, faster there: bench_bf16.md, "
+                                   "bench_bf16_amd.md) and float32 elsewhere (where bfloat16 would be emulated, "
+                                   "slowly).",
+                           one_of(MATMUL_DTYPES), legacy="float32")
     dropout: float = _f(0.5, "Dropout on the embeddings and on the BiLSTM output, in [0, 1).", fraction)
     word_dropout: float = _f(0.1, "In training, replace a word by the unknown word with this probability (its chars "
                                   "stay), so the unknown word's embedding is trained; in [0, 1).", fraction)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mtl_tagger.bilstm import LSTMWeights, bilstm, bilstm_final
+from mtl_tagger.bilstm import LSTMWeights, bilstm, bilstm_final, cpu_has_bfloat16, resolve_matmul_dtype
 from mtl_tagger.initializers import SeedSequence
 
 UNITS, DIM = 6, 5
@@ -89,3 +89,19 @@ def test_bfloat16_products_stay_near_float32_with_float32_weights_and_gradients(
         a, b = np.asarray(tf.convert_to_tensor(a)), np.asarray(tf.convert_to_tensor(b))
         assert a.dtype == np.float32
         np.testing.assert_allclose(a, b, atol=0.05 * np.abs(b).max())
+
+
+def test_auto_matmul_dtype_is_bfloat16_only_where_the_cpu_multiplies_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--matmul_dtype=auto: bfloat16 on a CPU whose flags name AMX or AVX512_BF16, float32 on one without them or
+    with oneDNN switched off; the explicit names mean themselves."""
+    old = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n"
+    assert not cpu_has_bfloat16(old)
+    assert cpu_has_bfloat16(old.replace("avx2", "avx2 avx512_bf16"))
+    assert cpu_has_bfloat16(old.replace("avx2", "amx_bf16 amx_tile"))
+    assert not cpu_has_bfloat16("model name\t: avx512_bf16 in a name, not a flag\n")
+    for off in ("0", "false"):
+        with monkeypatch.context() as m:
+            m.setenv("TF_ENABLE_ONEDNN_OPTS", off)
+            assert not cpu_has_bfloat16(old.replace("avx2", "avx512_bf16"))
+    assert resolve_matmul_dtype("auto") == (tf.bfloat16 if cpu_has_bfloat16() else tf.float32)
+    assert (resolve_matmul_dtype("float32"), resolve_matmul_dtype("bfloat16")) == (tf.float32, tf.bfloat16)

@@ -39,7 +39,7 @@ def _setup(seed: int, num_tasks: int = 2, **coupler_kw: object) -> tuple:
     gold = {t: [[tags[t][rng.integers(0, len(tags[t]))] for _ in s] for s in tokens[t]] for t in names}
     vocab = Vocab.build([s for t in names for s in tokens[t]], gold)
     p = Params(tasks=",".join(names), word_dim=4, char_dim=3, char_hidden=2, hidden_size=5, window=WINDOW,
-               word_vectors="", dropout=0.0, word_dropout=0.0, seed=seed).validate()
+               matmul_dtype="float32", word_vectors="", dropout=0.0, word_dropout=0.0, seed=seed).validate()
     net = TaggerNet(p, vocab)
     examples = {t: pipeline.encode(tokens[t], vocab, 6, t, gold[t]) for t in names}
     offsets = dict(zip(names, np.cumsum([0] + [sizes[t] for t in names])[:-1].tolist()))
