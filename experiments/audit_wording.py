@@ -71,22 +71,23 @@ def main(argv: list[str]) -> None:
     products = read_catalog(FLAGS.catalog).products
     verticals = load_verticals(DEFAULT_VERTICALS)
     boilerplate = catalog_boilerplate(products, verticals, False)
-    by_vertical: dict[str, list] = defaultdict(list)
+    by_vertical: dict[str, list] = defaultdict(list)  # (id, text key, text, specified values) per product
     for p in products:
-        by_vertical[vertical_of(p, verticals)].append((p, description_text(p, False, boilerplate)))
+        text = description_text(p, False, boilerplate)
+        by_vertical[vertical_of(p, verticals)].append((p.id, text_key(text), text, specified(p)))
     table, marked = [], {True: 0, False: 0}
     for n, r in enumerate(rows, 1):
         real = judged[r["id"], r["attribute"]]
-        mine = next(t for p, t in by_vertical[r["vertical"]] if p.id == r["id"])
-        spec = next(specified(p) for p, _ in by_vertical[r["vertical"]] if p.id == r["id"])[r["attribute"]][1]
+        _, mine, _, own = next(x for x in by_vertical[r["vertical"]] if x[0] == r["id"])
+        spec = own[r["attribute"]][1]
         values = r["description_value"].split(" | ")
         copies = wording = 0
-        for p, text in by_vertical[r["vertical"]]:
-            if p.id == r["id"]:
+        for pid, key, text, specs in by_vertical[r["vertical"]]:
+            if pid == r["id"]:
                 continue
-            if text_key(text) == text_key(mine):
+            if key == mine:
                 copies += 1
-            elif spec & specified(p).get(r["attribute"], ([], set()))[1] and any(contains(text, v) for v in values):
+            elif spec & specs.get(r["attribute"], ([], set()))[1] and any(contains(text, v) for v in values):
                 wording += 1
         marked[real] += wording > 0
         table.append(f"| {n} | {r['id']} | {r['attribute']} | {_cell(r['description_value'])} | "
