@@ -1,9 +1,10 @@
 """The model dir: what a run leaves behind and how it is claimed, checked and read back.
 
 Layout: params.json (every flag), vocab.json, provenance.json (a fingerprint of the data and the stack that
-wrote the run), history.json (every dev evaluation and each vertical's selected step), last/ (the full
-training state), best/<vertical>/ (the weights at that vertical's selected step), tensorboard/,
-predictions/, for coupled runs shortlist/ and analysis.json with the heatmaps, and metrics.json, written last:
+wrote the run, and the dtype its matrix products started in, as --matmul_dtype resolved there), history.json
+(every dev evaluation and each vertical's selected step), last/ (the full training state), best/<vertical>/ (the
+weights at that vertical's selected step), tensorboard/, predictions/, for coupled runs shortlist/ and
+analysis.json with the heatmaps, and metrics.json, written last:
 a model dir with metrics.json holds a finished run.
 A run holds an exclusive lock on `.lock` for as long as it trains (mtl_tagger.lock).
 
@@ -148,7 +149,7 @@ def read_provenance(model_dir: str | Path) -> dict:
 
 
 def write_provenance(model_dir: Path, provenance: dict) -> None:
-    """Record the data fingerprint and the stack of this run."""
+    """Record the data fingerprint, the stack and the matrix products' dtype of this run."""
     write_json_atomic(model_dir / "provenance.json", provenance)
 
 

@@ -20,7 +20,7 @@ from mtl_tagger.corpus import RunData, TaskData, load_data
 from mtl_tagger.errors import InputError, Interrupted
 from mtl_tagger.files import read_json, write_json_atomic
 from mtl_tagger.metrics import format_table
-from mtl_tagger.modeldir import claim, read_history, write_provenance
+from mtl_tagger.modeldir import claim, read_history, read_provenance, write_provenance
 from mtl_tagger.params import Params
 from mtl_tagger.vocab import Vocab
 
@@ -145,15 +145,21 @@ def train(p: Params, hooks: Sequence["Hook"] = ()) -> dict[str, dict]:
         run = loop.run
         # The modules that train and analyse the network import TensorFlow: only now that it is loaded.
         from mtl_tagger.analysis import analyse, format_lenders
+        from mtl_tagger.bilstm import resolve_matmul_dtype
         from mtl_tagger.hooks import Interruption, ProgressBar, TensorBoard, fit
 
         step = checkpoints.resume(loop)  # or its last checkpoint: the last check; only now is anything written
         done = loop.stop_rule(step) if held.resume and metrics.is_file() else None
         if not done:
             metrics.unlink(missing_ok=True)  # a finished run trained further: its old test metrics no longer hold
+            dtype = resolve_matmul_dtype(p.matmul_dtype).name  # what `auto` means on this machine
+            started = read_provenance(model_dir).get("matmul_dtype", dtype) if held.resume else dtype
             if not held.resume:
                 data.vocab.save(model_dir / "vocab.json")
-                write_provenance(model_dir, data.provenance)
+                write_provenance(model_dir, {**data.provenance, "matmul_dtype": dtype})
+            elif started != dtype:  # only `auto` can differ (the flag is not resumable): another machine
+                logging.warning("%s was started with %s matrix products and goes on in %s on this machine "
+                                "(--matmul_dtype=auto follows the CPU)", model_dir, started, dtype)
             run.cache_shortlists(model_dir)
             write_json_atomic(model_dir / "params.json", p.to_json())  # on resume: the new budget flags
     except BaseException:

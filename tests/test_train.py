@@ -9,10 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import CHAIN_FLAGS, REPO, run_cli, smoke_params
 from datagen import write_vertical
 
-from mtl_tagger import Tagger, interrupt
+from mtl_tagger import Tagger, bilstm, interrupt
+from mtl_tagger import train as train_module
+from mtl_tagger.bilstm import resolve_matmul_dtype
 from mtl_tagger.conll import read_conll
 from mtl_tagger.crf import bigram_pmi
 from mtl_tagger.errors import InputError
@@ -215,3 +218,21 @@ def test_averaged_weights_resume_exactly(data_dir: Path, tmp_path: Path) -> None
     train(smoke_params(data_dir, tmp_path / "whole", min_steps=24, max_steps=24, **p))
     assert (tmp_path / "m" / "metrics.json").read_text() == (tmp_path / "whole" / "metrics.json").read_text()
     assert read_history(tmp_path / "m") == read_history(tmp_path / "whole")
+
+
+def test_the_run_records_its_matmul_dtype_and_a_resume_in_another_says_so(
+        data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--matmul_dtype=auto follows the CPU: provenance.json records the dtype a run started with, and a resume that
+    goes on in another one (on another machine) warns."""
+    d = tmp_path / "m"
+    train(smoke_params(data_dir, d, epochs=1, matmul_dtype="auto"))
+    started = json.loads((d / "provenance.json").read_text())["matmul_dtype"]
+    assert started == resolve_matmul_dtype("auto").name
+    other = tf.float32 if started == "bfloat16" else tf.bfloat16
+    monkeypatch.setattr(bilstm, "resolve_matmul_dtype", lambda name: other if name == "auto" else tf.as_dtype(name))
+    warned = []
+    monkeypatch.setattr(train_module.logging, "warning", lambda msg, *args: warned.append(msg % args))
+    train(smoke_params(data_dir, d, epochs=2, matmul_dtype="auto"))
+    assert f"{d} was started with {started} matrix products and goes on in {other.name} on this machine " \
+        "(--matmul_dtype=auto follows the CPU)" in warned, warned
+    assert json.loads((d / "provenance.json").read_text())["matmul_dtype"] == started
