@@ -31,7 +31,7 @@ from mtl_tagger.params import Params
 SEEDS = 3  # the sweeps' seeds (make_sweep --seeds); a cell with fewer names its count
 BUCKETS = [(1, 10), (11, 50), (51, 200), (201, None)]  # tag frequency bands (training tokens) of the gain tables
 CATALOG = "../shared/data/flipkart/products.jsonl.gz"  # the Flipkart sample beside the repository (run from its root)
-FOLD_MODEL = "runs/crossfit/fold0/model"  # the audit's first fold model (flags/sweep.cfg), by experiments.audit_sample
+FOLD_MODEL = "runs/crossfit/fold0/model"  # fold 0's model of `mtl_tagger.crossfit --out=runs/crossfit` (11 verticals)
 ATTRIBUTES = 20  # the synthetic data's attributes: 41 tags, O + B/I of each
 MEDIAN_LEN, P90_LEN, MAX_LEN = 30, 70, 150  # its sentence lengths
 KINDS = ("bucketed", "unbucketed")  # the benchmarks' batch plans: the training loop's length buckets, random order
@@ -48,8 +48,9 @@ def define_catalog_flags(model_dir: bool = True) -> None:
     model): what the scripts that extract from the catalog read."""
     flags.DEFINE_string("catalog", CATALOG, "Catalog file (run from the repository root).")
     if model_dir:
-        flags.DEFINE_string("model_dir", FOLD_MODEL, "Trained model of the catalog's verticals (the default: the "
-                            "audit's first fold model, flags/sweep.cfg, made by experiments.audit_sample).")
+        flags.DEFINE_string("model_dir", FOLD_MODEL, "Trained model of the catalog's verticals (the default: fold "
+                            "0's model of `python -m mtl_tagger.crossfit --catalog=CATALOG --out=runs/crossfit "
+                            "--flagfile=flags/sweep.cfg`).")
 
 
 def define_scoring_flags(out: str) -> None:

@@ -8,8 +8,9 @@ was run on. A catalog whose SHA-256 is not the one extract recorded is refused (
 predates that record is checked against OUT.jsonl.progress.json's, and, without either, audited with a note).
 
 Values are compared by one function, `classify`, on their tokens as prepare matches them (`value_tokens`: case-
-folded), with `&` read as `and`, a hyphenated word as its parts, and a word spelt another way (`same_word`:
-Plazo / Palazzo, Glod / Gold) as the same word.
+folded), with `&` read as `and`, a hyphenated word as its parts, a unit word that measures no number left out
+(Free Size / Free inch), and a word spelt another way or in the plural (`same_word`: Plazo / Palazzo, Glod / Gold,
+Car / Cars) as the same word.
 Specification side S: every specification with a key, and the brand column where prepare adds it
 (`label_specifications`); the key names the attribute (`normalise_key`: "Base Material" is base_material)
 and a value is the set of its list items (`value_variants`: "Women, Girls" is {women, girls}; placeholders
@@ -24,13 +25,18 @@ For each product and each attribute its vertical's head can tag:
                          S says multicolour (Multicolor, Multi Colour) and D names colours
   conflicts              D and S both non-empty, and no value equal to or inside one of the other, claimed only
                          when the text does not name a specification value too, not every value of D is explained
-                         otherwise, and the model's (calibrated) confidence in its value is at least
-                         --min_conflict_confidence
+                         otherwise, the vertical's other descriptions do not explain it, and the model's
+                         (calibrated) confidence in its value is at least --min_conflict_confidence
   unconfirmed            such a disagreement that is not claimed (its `why`): the description names both, and
                          the model took the other; every value of D lies inside the product's (short) value of
                          another attribute the head tags (the plating Gold read as the colour) or is a piece of a
-                         longer number (the 1 of a price 1,499); or the model is not sure enough of its value. Hand
-                         checks found these to be the model's errors almost always
+                         longer number (the 1 of a price 1,499); the vertical's other descriptions explain every
+                         value of D (`catalog_why`: the catalog's wording, denim where the specification says
+                         Cotton; template copy, a sentence repeated under either value; a phrase that no
+                         specification of the vertical holds); or the model is not sure enough of its value. Hand
+                         checks found these to be the model's errors or the catalog's vocabulary almost always.
+                         Because the catalog rules read every extracted product of the vertical, a product's class
+                         can differ when a subset of the extraction (one fold's, say) is audited alone
   only_in_description    D non-empty, S empty (no specification, or a placeholder): an enrichment
   only_in_specification  S non-empty, D empty
 Specified attributes that the head cannot tag get no verdict; counts.json counts them as not_taggable.
@@ -49,8 +55,8 @@ conflicts with ids and snippets).
 import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from absl import flags, logging
@@ -67,6 +73,7 @@ from mtl_tagger.prepare import (
     label_specifications,
     normalise_key,
     sentences,
+    text_key,
     value_tokens,
     value_variants,
 )
@@ -84,10 +91,19 @@ CLASS_NAMES = {"agrees": "agrees", "partially_agrees": "partially agrees", "conf
 MIN_CONFLICT_CONFIDENCE = 0.5  # a conflict is claimed when the model's value is more likely right than wrong
 NAMES_BOTH = "the text names the specification value too"
 EXPLAINED = "the text's value is "
+NOT_SURE = "the model's confidence in its value is below "
 WHY_KINDS = {"names_both": "because the text names the specification value too (the model took another word)",
              "explained_otherwise": "because every value the model found is another attribute's value of the "
                                     "product or a piece of a longer number",
+             "catalog": "because the vertical's other descriptions use the text's value for the specification's "
+                        "(the catalog's wording), repeat its sentence under either value (template copy) or use it "
+                        "where no specification of the vertical has it (a phrase, not a value)",
              "not_sure": "because the model is not sure enough of its value"}
+UNIT_WORDS = frozenset({"size", "inch", "inches", "cm", "cms", "mm", "gms", "grams", "kg", "ml", "litre", "litres"})
+NUMBER_WORDS = frozenset({"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "half",
+                          "quarter", "double", "single"})  # a unit word beside one of these measures it
+CATALOG = "the vertical's other descriptions "
+CATALOG_MIN = 2  # other descriptions that must show the catalog's wording or a phrase before they count
 NAME_TOKENS = 6  # a longer specification value is free text (other_features), not a value the model could take
 TOP_CONFLICTS = 20
 
@@ -137,18 +153,27 @@ def contains(outer: str, inner: str) -> bool:
 
 
 def _normal(value: tuple[str, ...]) -> tuple[str, ...]:
-    """A value's tokens as classify compares them: `&` is `and`, a hyphenated word is its parts (Hook-and-Eye)."""
-    return tuple("and" if t == "&" else t for token in value for t in (token.split("-") if "-" in token[1:-1]
-                                                                       else [token]))
+    """A value's tokens as classify compares them: `&` is `and`, a hyphenated word is its parts (Hook-and-Eye), and
+    a unit word that measures no number is left out (Free Size / Free inch), unless it is the whole value."""
+    tokens = tuple("and" if t == "&" else t for token in value for t in (token.split("-") if "-" in token[1:-1]
+                                                                         else [token]))
+    if any(c.isnumeric() for t in tokens for c in t) or not NUMBER_WORDS.isdisjoint(tokens):
+        return tokens
+    return tuple(t for t in tokens if t not in UNIT_WORDS) or tokens
 
 
 def same_word(a: str, b: str) -> bool:
-    """Whether two case-folded tokens are one word spelt two ways: equal, two neighbouring letters swapped (Glod /
-    Gold), or the shorter one the longer with letters left out (Plazo / Palazzo, Yello / Yellow), same first
-    letter, at least four letters and 70% of the longer. Substitutions are not counted: Black / Block differ."""
+    """Whether two case-folded tokens are one word spelt two ways: equal; a word of three letters or more and its
+    plural (Car / Cars, Box / Boxes; -es only after s, x, z, ch or sh, so Cap / Capes differ; no -s after s); or, with
+    the same first letter and at least four letters, two neighbouring letters swapped (Glod / Gold) or the longer
+    with letters left out (Plazo / Palazzo, Yello / Yellow), the shorter at least 70% of the longer. Substitutions
+    are not counted: Black / Block differ."""
     if a == b:
         return True
     short, long = sorted((a, b), key=len)
+    if len(short) >= 3 and short.isalpha() and (long == short + "s" and not short.endswith("s") or (
+            long == short + "es" and short.endswith(("s", "x", "z", "ch", "sh")))):
+        return True
     if len(short) < 4 or short[0] != long[0]:
         return False
     if len(short) == len(long):
@@ -204,9 +229,12 @@ def _explained(value: dict, others: list[tuple[str, tuple[str, ...]]], text: str
 
 
 def why_kind(why: str) -> str:
-    """The kind of an unconfirmed row's reason (a key of WHY_KINDS)."""
-    return ("names_both" if why == NAMES_BOTH else "explained_otherwise" if why.startswith(EXPLAINED)
-            else "not_sure")
+    """The kind of an unconfirmed row's reason (a key of WHY_KINDS); ValueError for a reason of no kind."""
+    for kind, prefix in (("names_both", NAMES_BOTH), ("explained_otherwise", EXPLAINED), ("catalog", CATALOG),
+                         ("not_sure", NOT_SURE)):
+        if why.startswith(prefix):
+            return kind
+    raise ValueError(f"an unconfirmed row's reason of no kind: {why!r}")
 
 
 def unconfirmed_why(values: list[dict], attr: str, spec: dict, taggable: list[str], text: str,
@@ -221,7 +249,7 @@ def unconfirmed_why(values: list[dict], attr: str, spec: dict, taggable: list[st
     if all(explained):
         return EXPLAINED + "; ".join(dict.fromkeys(explained))
     if max(v["confidence"] for v in values) < min_conflict_confidence:
-        return f"the model's confidence in its value is below {min_conflict_confidence:g}"
+        return f"{NOT_SURE}{min_conflict_confidence:g}"
     return ""
 
 
@@ -243,6 +271,78 @@ def judge(record: dict, product: Product, text: str, taggable: list[str],
         cls = "unconfirmed" if why else cls
         verdicts.append(Verdict(record["id"], record["vertical"], attr, cls, tuple(found[attr]), tuple(raw), why))
     return verdicts, Counter(attr for attr in spec if attr not in taggable)
+
+
+@dataclass(frozen=True)
+class Described:
+    """A judged product as the catalog rules read it: its text's copy key (prepare.text_key), case-folded words, and
+    specified values (as classify compares them) per attribute."""
+
+    key: str
+    text: str
+    source: str  # whose wording it is: the brand, or the text where the product names none
+    tokens: tuple[str, ...]
+    words: frozenset[str]  # the tokens, for a quick look before the token-aligned one
+    spec: dict[str, set[tuple[str, ...]]]
+
+    @classmethod
+    def of(cls, product: Product, text: str) -> "Described":
+        """The product with the text extract tagged."""
+        tokens, spec = value_tokens(text), specified(product)
+        brand = " ".join(value_tokens(product.brand)) or " ".join(" ".join(v) for v in sorted(spec.get("brand",
+                                                                                                        ((), ()))[1]))
+        return cls(text_key(text), text, f"brand:{brand}" if brand else f"text:{text_key(text)}", tokens,
+                   frozenset(tokens), {a: {_normal(s) for s in items} for a, (_, items) in spec.items()})
+
+
+def _holds(spec: set[tuple[str, ...]], value: tuple[str, ...]) -> bool:
+    """Whether a specification (its normalised values) holds a description value, at least partially."""
+    v = _normal(value)
+    return any(_inside(v, s, same_word) or _inside(s, v, same_word) for s in spec)
+
+
+def catalog_why(verdict: Verdict, own: Described, others: Iterable[Described]) -> str:
+    """Why the vertical's other descriptions say a conflict is not the seller's error ("" when they do not): each
+    value the text gives must be explained by one of three readings. Evidence of wording counts by source (a brand's
+    products are one source, copies of this text none), so that one seller's repeated slip is not explained away.
+      the catalog's wording  at least CATALOG_MIN other sources name the value where their specification holds this
+                             product's value and not the text's (denim where the specification says Cotton);
+      template copy          the sentence the value is in recurs in other descriptions, some specified with the
+                             text's value and some with this product's (a brand's copy about "the women of today" on
+                             men's rings): the sentence is written whatever the value is;
+      a phrase, not a value  at least CATALOG_MIN other sources name it, and no specification of the attribute in the
+                             vertical holds it ("beautiful design" taken for a model name)."""
+    attr, spec = verdict.attribute, own.spec.get(verdict.attribute, set())
+    values = {value_tokens(d["value"]): text_key(own.text[a:b]) for d in verdict.description
+              for a, b in sentences(own.text) if a <= d["start"] < b}
+    wording, named, template = defaultdict(set), defaultdict(set), defaultdict(set)
+    held: set[tuple[str, ...]] = set()
+    for other in others:
+        theirs = other.spec.get(attr)
+        if other.key == own.key or not theirs:
+            continue
+        for v, sentence in values.items():
+            holds = _holds(theirs, v)
+            held.update([v] if holds else [])
+            if sentence in other.key:
+                template[v].update(["text"] if holds else ["spec"] if spec & theirs else [])
+            if other.source != own.source and v and v[0] in other.words and _inside(v, other.tokens):
+                named[v].add(other.source)
+                if spec & theirs and not holds:
+                    wording[v].add(other.source)
+
+    def reading(v: tuple[str, ...]) -> str:
+        if len(wording[v]) >= CATALOG_MIN:
+            return (f"name the text's value where their specification holds this one, from {len(wording[v])} "
+                    "brands (the catalog's wording)")
+        if template[v] == {"text", "spec"}:
+            return "repeat the value's sentence under either value (template copy)"
+        if len(named[v]) >= CATALOG_MIN and v not in held:
+            return f"use the text's value and no specification of the vertical has it (a phrase, not a {attr})"
+        return ""
+
+    readings = [reading(v) for v in values]
+    return CATALOG + "; ".join(dict.fromkeys(readings)) if values and all(readings) else ""
 
 
 def _is_value(v: object) -> bool:
@@ -330,6 +430,7 @@ def audit(extractions: str | Path, catalog: str | Path, min_conflict_confidence:
     verdicts: list[Verdict] = []
     not_taggable: Counter = Counter()
     texts: dict[str, str] = {}
+    described: dict[str, dict[str, Described]] = defaultdict(dict)  # per vertical, per product id
     count = 0
     for lineno, record in _records(extractions):
         count += 1
@@ -349,11 +450,17 @@ def audit(extractions: str | Path, catalog: str | Path, min_conflict_confidence:
         found, missing = judge(record, product, text, taggable, min_conflict_confidence)
         verdicts += found
         not_taggable.update({(record["vertical"], a): n for a, n in missing.items()})
+        described[record["vertical"]][record["id"]] = Described.of(product, text)
         if found:
             texts[record["id"]] = text
     if count != summary["tagged"]:
         raise InputError(f"holds {count} records but {summary_path.name} says {summary['tagged']} products were "
                          "tagged", extractions)
+    for i, v in enumerate(verdicts):
+        why = catalog_why(v, described[v.vertical][v.id], described[v.vertical].values()) if (
+            v.cls == "conflicts") else ""
+        if why:
+            verdicts[i] = replace(v, cls="unconfirmed", why=why)
     return Audit(verdicts, summary, not_taggable, texts, min_conflict_confidence)
 
 
@@ -502,12 +609,14 @@ def report(result: Audit, table: dict, rows: list[dict], extractions: str | Path
         "and the specification share a value, compared as prepare matches values: tokens, case-folded; a list "
         "specification \"A, B\" holds A and B; `&` is `and`), **partially agrees** (a value of one side lies "
         "inside one of the other: slim / slim fit, Sterling Silver / Silver, or a value the model cut short or ran "
-        "on; the same word spelt another way: Plazo / Palazzo; colours against a multicolour specification), "
+        "on; the same word spelt another way or in the plural: Plazo / Palazzo, Car / Cars; unit words that "
+        "measure no number left out: Free Size / Free inch; colours against a multicolour specification), "
         "**conflicts** (both have values, none equal or inside the other, the text does not name the "
         "specification value too, the model's values are not another attribute's value of the product or pieces "
-        "of a longer number, and the model's confidence in its value is at least "
+        "of a longer number, the vertical's other descriptions do not explain them (the catalog's wording, "
+        "template copy, a phrase that is no value), and the model's confidence in its value is at least "
         f"{result.min_conflict_confidence:g}), **unconfirmed** (such a disagreement that fails one of those: most "
-        "likely the model's error), **only in description** (no real "
+        "likely the model's error or the catalog's way of saying the same thing), **only in description** (no real "
         "specification value: an enrichment), **only in specification** (the model found no value in the text). "
         "Each class's rows are in `<class>.jsonl` beside this report. See the module docstring of "
         "`mtl_tagger.audit`.", "",

@@ -12,10 +12,14 @@ from test_bad_input import assert_one_error_line
 from test_catalog import FIXTURES
 
 from mtl_tagger.audit import (
+    CATALOG_MIN,
     CLASSES,
     LOCK,
     NAMES_BOTH,
+    Described,
+    Verdict,
     audit,
+    catalog_why,
     classify,
     dir_lock,
     judge,
@@ -108,6 +112,18 @@ def records() -> list[dict]:
     ({("plazo",)}, {("palazzo",)}, "partially_agrees"),  # spelt another way: letters left out
     ({("glod",)}, {("gold",)}, "partially_agrees"),  # two letters swapped
     ({("black",)}, {("block",)}, "conflicts"),  # a substitution is another word
+    ({("leather",)}, {("leatherette",)}, "conflicts"),  # a longer word is another word
+    ({("car",)}, {("cars",)}, "partially_agrees"),  # a word and its plural
+    ({("box",)}, {("boxes",)}, "partially_agrees"),
+    ({("cap",)}, {("capes",)}, "conflicts"),  # -es only after a sibilant
+    ({("glass",)}, {("glasss",)}, "partially_agrees"),  # no plural -s after s, but letters left out
+    ({("ca",)}, {("cas",)}, "conflicts"),  # too short to tell
+    ({("free", "size")}, {("free", "inch")}, "agrees"),  # unit words that measure no number
+    ({("5", "cms")}, {("free", "size")}, "conflicts"),
+    ({("2.5", "inch")}, {("2.5", "cm")}, "conflicts"),  # a unit word beside a number counts
+    ({("five", "inch")}, {("five", "cm")}, "conflicts"),  # a number word too
+    ({("½", "inch")}, {("½", "cm")}, "conflicts"),  # a numeric character too
+    ({("size",)}, {("inch",)}, "conflicts"),  # a unit word alone is the value
     ({("red",)}, {("rd",)}, "conflicts"),  # too short to tell a spelling from another word
     ({("yellow",), ("white",)}, {("multicolor",)}, "partially_agrees"),  # colours of a multicolour product
     ({("multicolor",)}, {("gold",)}, "conflicts"),  # the text says several colours, the seller one
@@ -178,6 +194,86 @@ def test_disagreements_explained_otherwise(text: str, spec: tuple, attr: str, fo
     verdicts, _ = judge(record, product, text, [normalise_key(k) for k, _ in spec])
     verdict = next(v for v in verdicts if v.attribute == attr)
     assert (verdict.cls, verdict.why) == ("unconfirmed" if why else "conflicts", why)
+
+
+def described(text: str, brand: str = "", **spec: str) -> tuple[Product, Described]:
+    """A product with this text, brand and specifications (keyword: attribute), and how the catalog rules see it."""
+    product = Product(text, "n", ("A",), brand, text, tuple((k.replace("_", " ").title(), v) for k, v in spec.items()))
+    return product, Described.of(product, text)
+
+
+def conflict(text: str, attribute: str, found: str, spec: str) -> Verdict:
+    """A conflict verdict of one value found in `text`."""
+    return Verdict(text, "V", attribute, "conflicts", (value(text, attribute, found),), (spec,))
+
+
+@pytest.mark.parametrize("others, why", [
+    ([("Made of denim, soft", "X"), ("A denim fabric jean", "Y")], "the catalog's wording"),  # two brands
+    ([("Made of denim, soft", "")], ""),  # one is not enough
+    ([("Made of denim, soft", "X"), ("A denim fabric jean", "X")], ""),  # one brand's texts are one source
+    ([("Made of denim, soft", ""), ("made of  DENIM, soft", "")], ""),  # copies of one text count once
+    ([("Made of denim, soft", "X"), ("A denim fabric jean", ""), ("Premium denim jeans", "Z")],
+     "the catalog's wording"),  # copies of this text count not at all
+])
+def test_the_catalogs_wording_is_not_a_conflict(others: list[tuple[str, str]], why: str) -> None:
+    text = "Premium denim jeans"
+    _, own = described(text, fabric="Cotton")
+    rest = [described(t, brand, fabric="Cotton")[1] for t, brand in others]
+    got = catalog_why(conflict(text, "fabric", "denim", "Cotton"), own, rest)
+    assert (why in got) if why else got == ""
+    if why:  # the same texts where the specification holds denim as well: no wording, and denim is a value
+        rest = [described(t, brand, fabric="Cotton, Denim")[1] for t, brand in others]
+        assert catalog_why(conflict(text, "fabric", "denim", "Cotton"), own, rest) == ""
+
+
+@pytest.mark.parametrize("specs, why", [
+    (["Ruby Set", "Pearl Line"], "a phrase, not a model_name"),  # named twice, nobody's model name
+    (["Ruby Set", "Beautiful Design Pro"], ""),  # a specification holds it: it can be a name
+    (["Ruby Set"], ""),  # named once
+])
+def test_a_phrase_of_the_catalog_is_not_a_value(specs: list[str], why: str) -> None:
+    text = "A beautiful design for you"
+    _, own = described(text, model_name="Emerald Set")
+    rest = [described(f"Bangles {i}: a beautiful design", **{"model_name": m})[1] for i, m in enumerate(specs)]
+    got = catalog_why(conflict(text, "model_name", "beautiful design", "Emerald Set"), own, rest)
+    assert (why in got) if why else got == ""
+    assert CATALOG_MIN == 2
+    if why:  # a product whose specification holds it, though its text does not say it: a value after all
+        rest.append(described("Bangles, gold", model_name="Beautiful Design")[1])
+        assert catalog_why(conflict(text, "model_name", "beautiful design", "Emerald Set"), own, rest) == ""
+
+
+@pytest.mark.parametrize("specs, why", [
+    (["Women", "Men"], "template copy"),  # the sentence stands under either value: it says nothing of this ring
+    (["Men", "Men"], ""),  # only under this product's value: the brand's repeated claim stands against its specs
+])
+def test_template_copy_is_not_a_conflict(specs: list[str], why: str) -> None:
+    sentence = "Our rings speak to the women of today."
+    text = f"Silver band. {sentence}"
+    _, own = described(text, "PC", ideal_for="Men")
+    rest = [described(f"Ring {i}. {sentence}", "PC", ideal_for=s)[1] for i, s in enumerate(specs)]
+    got = catalog_why(conflict(text, "ideal_for", "women", "Men"), own, rest)
+    assert (why in got) if why else got == ""
+
+
+def test_catalog_rules_run_in_the_audit(tmp_path: Path) -> None:
+    """A conflict that the other descriptions of its vertical explain is unconfirmed in the files, counted as such."""
+    texts = {"p": "A denim jean", "q": "Soft denim for all", "r": "In denim washed", "s": "A silk jean"}
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text("".join(json.dumps({"uniq_id": i, "product_name": "n", "category_path": ["J"], "brand": "",
+                                           "description": t, "specifications": [{"key": "Color", "value": "Cotton"}]})
+                               + "\n" for i, t in texts.items()), encoding="utf-8")
+    out = write_extraction(tmp_path / "out.jsonl", [
+        {"id": i, "vertical": "Necklace", "values": [value(t, "color", t.split()[1])]}
+        for i, t in texts.items()], catalog)
+    r = run_cli("audit", f"--extractions={out}", f"--catalog={catalog}", f"--out={tmp_path / 'audit'}")
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in (tmp_path / "audit" / "unconfirmed.jsonl").read_text().splitlines()]
+    assert sorted(row["id"] for row in rows) == ["p", "q", "r"]
+    assert all("the catalog's wording" in row["why"] for row in rows)
+    assert [json.loads(line)["id"] for line in (tmp_path / "audit" / "conflicts.jsonl").read_text().splitlines()] \
+        == ["s"]
+    assert json.loads((tmp_path / "audit" / "counts.json").read_text())["unconfirmed_why"] == {"catalog": 3}
 
 
 def test_output_files(tmp_path: Path) -> None:
