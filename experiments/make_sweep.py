@@ -4,6 +4,7 @@
         [--pairs=Dress+Jean,...] [--modes=single,shared,coupled] [--variant='label:--flag=value --flag=value']
 
 Runs: every vertical of the chosen pairs (and of --singles) alone, and every pair in shared and coupled mode.
+A coupled run draws its coupling minibatches as the paper does (--nocoupling_within), whatever the default.
 A --variant adds its flags after the run's own and appends `@label` to the run name, so a variant run
 is compared with the Table 3 run of the same name before the `@` (experiments/coupling_variants.py).
 File names sort seed first, so a partial sweep has whole seeds.
@@ -42,7 +43,8 @@ def runs(seeds: list[str], base: str, pairs: list[tuple[str, str]] = PAIRS,
     if "single" in modes:
         specs |= {f"single.{v}": f"--tasks={v}\n--mtl_mode=single\n"
                   for v in sorted({v for p in pairs for v in p} | set(singles))}
-    specs |= {f"{mode}.{a}+{b}": f"--tasks={a},{b}\n--mtl_mode={mode}\n"
+    paper = {"shared": "", "coupled": "--nocoupling_within\n"}  # Table 3's coupled runs sample as the paper does
+    specs |= {f"{mode}.{a}+{b}": f"--tasks={a},{b}\n--mtl_mode={mode}\n{paper[mode]}"
               for a, b in pairs for mode in ("shared", "coupled") if mode in modes}
     return {f"s{seed}.{name}" + (f"@{label}" if label else ""):
             f"--flagfile={base}\n{text}--seed={seed}\n" + "".join(f"{f}\n" for f in extra)

@@ -161,11 +161,12 @@ class Params:
     coupling_sample: int = _f(1, "Coupling: neighbours per anchor whose scores a step compares (the attention still "
                                  "normalises over the anchor's whole list): 1 reads the paper's coupling minibatch "
                                  "of 30 as 30 pairs of L; 0: all of them.", non_negative)
-    coupling_within: bool = _f(False, "Coupling: draw each step's anchors and the neighbours they are compared with "
-                                      "from the sentences of the step's own vertical minibatches, and score them from "
-                                      "those minibatches' encodings (no second encoding; not the paper's sampling, "
-                                      "which draws them from the whole shortlist). Coupled mode; with --distribute, an "
-                                      "anchor and its neighbours lie in one worker's share.")
+    coupling_within: bool = _f(True, "Coupling (coupled mode): draw each step's anchors and the neighbours they are "
+                                     "compared with from the sentences of the step's own vertical minibatches, and "
+                                     "score them from those minibatches' encodings (no second encoding); "
+                                     "--nocoupling_within draws them from the whole shortlist, as the paper does "
+                                     "(flags/paper.cfg). With --distribute, an anchor and its neighbours lie in one "
+                                     "worker's share.", legacy=False)
     coupling_stop_lender: bool = _f(False, "Coupling: stop the gradient through the neighbour's score, so only "
                                            "the anchor's score moves towards it.")
     attention_temperature: float = _f(1.0, "Coupling: divide the attention logits α by this.", positive)
@@ -206,9 +207,6 @@ class Params:
             raise InputError(f"--couple={self.couple}: pairs are coupled only in coupled mode, and this run is "
                              f"{self.mode} ({', '.join(names)}); drop --couple, or train two or more verticals with "
                              "--mtl_mode=coupled")
-        if self.coupling_within and self.mode != "coupled":
-            raise InputError(f"--coupling_within: this run is {self.mode}, and only coupled mode has coupling "
-                             "minibatches; drop it or add --mtl_mode=coupled")
         self.couple_pairs()  # checks --couple against the verticals
         if not self.model_dir:
             self.model_dir = str(Path("runs") / f"{'+'.join(names)}.{self.mode}")

@@ -10,15 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import smoke_params
+from conftest import REPO, smoke_params
 
 from mtl_tagger import crf, pipeline
 from mtl_tagger.corpus import load_data
-from mtl_tagger.errors import InputError
 from mtl_tagger.labels import kgram_ids, label_kgrams
 from mtl_tagger.loss import Coupler, context_scores, step_loss
 from mtl_tagger.model import TaggerNet
-from mtl_tagger.params import Params
+from mtl_tagger.params import Params, read_flagfile
 from mtl_tagger.pipeline import COUPLING_SIGNATURE, GROUPS, CouplingData, PairShortlist, length_groups
 from mtl_tagger.run import build
 from mtl_tagger.shortlist import make_contexts
@@ -226,9 +225,12 @@ def test_within_workers_hold_their_anchors_and_add_up_to_the_whole_step() -> Non
     assert (plan >= 0).sum() > 5, "the steps hold anchors to compare"
 
 
-def test_within_needs_coupled_mode() -> None:
-    with pytest.raises(InputError, match="--coupling_within: this run is shared"):
-        Params(tasks="A,B", mtl_mode="shared", coupling_within=True).validate()
+def test_within_is_the_default_and_the_paper_config_samples_as_the_paper() -> None:
+    """A plain coupled run takes its coupling minibatches from its own (measured level in F1 and cheaper); the
+    paper's configuration and older params.json keep the paper's sampling from the whole shortlist."""
+    assert Params(tasks="A,B").validate().coupling_within is True
+    assert read_flagfile(REPO / "flags" / "paper.cfg")["coupling_within"] is False
+    assert Params.from_json({"tasks": "A,B"}).coupling_within is False
 
 
 def test_stop_lender_keeps_the_value_and_cuts_the_neighbours_gradient() -> None:

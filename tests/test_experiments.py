@@ -32,7 +32,7 @@ def test_sweep_then_collect(data_dir: Path, tmp_path: Path) -> None:
     runs = {"s1.single.Chain x": "--tasks=Chain x\n--mtl_mode=single\n",
             "s1.single.Mangal-sutra": "--tasks=Mangal-sutra\n--mtl_mode=single\n",
             "s1.shared.Chain x+Mangal-sutra": "--tasks=Chain x,Mangal-sutra\n--mtl_mode=shared\n",
-            "s1.coupled.Chain x+Mangal-sutra": "--tasks=Chain x,Mangal-sutra\n"}
+            "s1.coupled.Chain x+Mangal-sutra": "--tasks=Chain x,Mangal-sutra\n--nocoupling_within\n"}
     for name, text in runs.items():
         (sweep / f"{name}.cfg").write_text(base + text)
     args = [f"--sweep_dir={sweep}", f"--runs_dir={tmp_path / 'runs'}", f"--results_dir={tmp_path / 'res'}", "--jobs=2"]
@@ -123,7 +123,8 @@ def test_make_sweep_variants() -> None:
                       variants=(("w1", ["--window=1"]), ("cw01", ["--coupling_weight=0.1", "--window=1"])))
     assert sorted(runs) == ["s1.coupled.Dress+Jean@cw01", "s1.coupled.Dress+Jean@w1",
                             "s2.coupled.Dress+Jean@cw01", "s2.coupled.Dress+Jean@w1"]
-    assert runs["s2.coupled.Dress+Jean@cw01"].endswith("--seed=2\n--coupling_weight=0.1\n--window=1\n")
+    assert runs["s2.coupled.Dress+Jean@cw01"].endswith("--nocoupling_within\n--seed=2\n--coupling_weight=0.1\n"
+                                                         "--window=1\n"), "coupled runs sample as the paper does"
     assert len(sweep_runs(["1"], "flags/sweep.cfg")) == 26, "Table 3: 10 singles + 8 pairs × 2 modes per seed"
     assert len(sweep_runs(["1"], "flags/sweep.cfg", singles=("Bangle", "Top"))) == 28
 
