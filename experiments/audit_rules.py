@@ -19,7 +19,7 @@ from absl import flags
 
 from experiments.common import command_line, define_catalog_flags
 from mtl_tagger import cli
-from mtl_tagger.audit import Described, catalog_why, judge
+from mtl_tagger.audit import Described, explain_by_catalog, judge
 from mtl_tagger.catalog import read_catalog
 from mtl_tagger.errors import InputError
 from mtl_tagger.files import read_json, write_text_atomic
@@ -91,13 +91,11 @@ def main(argv: list[str]) -> None:
         real = judged[r["id"], r["attribute"]]
         found, _ = judge(record_of(r, texts[r["id"]]), products[r["id"]], texts[r["id"]],
                          summary["attributes"][r["vertical"]], min_conflict_confidence=0.0)
-        verdict = next(v for v in found if v.attribute == r["attribute"])
-        why = verdict.why or (catalog_why(verdict, described[r["vertical"]][r["id"]],
-                                          described[r["vertical"]].values()) if verdict.cls == "conflicts" else "")
-        cls = "unconfirmed" if why else verdict.cls
-        kept[real] += cls == "conflicts"
+        verdict = next(v for v in explain_by_catalog(found, described) if v.attribute == r["attribute"])
+        kept[real] += verdict.cls == "conflicts"
         table.append(f"| {n} | {r['id']} | {r['attribute']} | {_cell(r['description_value'])} | "
-                     f"{_cell(r['spec_value'])} | {'**real**' if real else 'not real'} | {cls} | {why} |")
+                     f"{_cell(r['spec_value'])} | {'**real**' if real else 'not real'} | {verdict.cls} | "
+                     f"{verdict.why} |")
     real_rows = sum(judged[r["id"], r["attribute"]] for r in rows)
     lines = [
         f"# Today's audit rules on the rows of the seed-{seed} hand check", "",

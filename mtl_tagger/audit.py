@@ -52,6 +52,7 @@ of is more likely the seller's error than the model's; rows without a descriptio
 DIR/report.md (totals, per vertical, per attribute, the conflicts the model is most sure of, the most frequent
 conflicts with ids and snippets).
 """
+import functools
 import json
 import re
 from collections import Counter, defaultdict
@@ -275,24 +276,32 @@ def judge(record: dict, product: Product, text: str, taggable: list[str],
 
 @dataclass(frozen=True)
 class Described:
-    """A judged product as the catalog rules read it: its text's copy key (prepare.text_key), case-folded words, and
-    specified values (as classify compares them) per attribute."""
+    """A judged product as the catalog rules read it: the text extract tagged, its case-folded tokens, whose wording
+    it is (the brand, or the text itself where the product names none) and its specified values (as classify
+    compares them) per attribute."""
 
-    key: str
     text: str
-    source: str  # whose wording it is: the brand, or the text where the product names none
     tokens: tuple[str, ...]
-    words: frozenset[str]  # the tokens, for a quick look before the token-aligned one
+    source: str
     spec: dict[str, set[tuple[str, ...]]]
 
     @classmethod
     def of(cls, product: Product, text: str) -> "Described":
         """The product with the text extract tagged."""
-        tokens, spec = value_tokens(text), specified(product)
-        brand = " ".join(value_tokens(product.brand)) or " ".join(" ".join(v) for v in sorted(spec.get("brand",
-                                                                                                        ((), ()))[1]))
-        return cls(text_key(text), text, f"brand:{brand}" if brand else f"text:{text_key(text)}", tokens,
-                   frozenset(tokens), {a: {_normal(s) for s in items} for a, (_, items) in spec.items()})
+        spec = specified(product)
+        brand = " ".join(value_tokens(product.brand or ", ".join(spec.get("brand", ([], set()))[0])))
+        return cls(text, value_tokens(text), f"brand:{brand}" if brand else f"text:{text_key(text)}",
+                   {a: {_normal(s) for s in items} for a, (_, items) in spec.items()})
+
+    @functools.cached_property
+    def key(self) -> str:
+        """The text's copy key (prepare.text_key): copies of one description share it."""
+        return text_key(self.text)
+
+    @functools.cached_property
+    def words(self) -> frozenset[str]:
+        """The tokens as a set, for a quick look before the token-aligned one."""
+        return frozenset(self.tokens)
 
 
 def _holds(spec: set[tuple[str, ...]], value: tuple[str, ...]) -> bool:
@@ -343,6 +352,17 @@ def catalog_why(verdict: Verdict, own: Described, others: Iterable[Described]) -
 
     readings = [reading(v) for v in values]
     return CATALOG + "; ".join(dict.fromkeys(readings)) if values and all(readings) else ""
+
+
+def explain_by_catalog(verdicts: list[Verdict], described: dict[str, dict[str, Described]]) -> list[Verdict]:
+    """The verdicts with each conflict that its vertical's other descriptions explain (`catalog_why`) made
+    unconfirmed; `described`: per vertical, per product id, every judged product."""
+    def judged(v: Verdict) -> Verdict:
+        why = catalog_why(v, described[v.vertical][v.id], described[v.vertical].values()) if (
+            v.cls == "conflicts") else ""
+        return replace(v, cls="unconfirmed", why=why) if why else v
+
+    return [judged(v) for v in verdicts]
 
 
 def _is_value(v: object) -> bool:
@@ -456,12 +476,7 @@ def audit(extractions: str | Path, catalog: str | Path, min_conflict_confidence:
     if count != summary["tagged"]:
         raise InputError(f"holds {count} records but {summary_path.name} says {summary['tagged']} products were "
                          "tagged", extractions)
-    for i, v in enumerate(verdicts):
-        why = catalog_why(v, described[v.vertical][v.id], described[v.vertical].values()) if (
-            v.cls == "conflicts") else ""
-        if why:
-            verdicts[i] = replace(v, cls="unconfirmed", why=why)
-    return Audit(verdicts, summary, not_taggable, texts, min_conflict_confidence)
+    return Audit(explain_by_catalog(verdicts, described), summary, not_taggable, texts, min_conflict_confidence)
 
 
 def _class_counts(verdicts: list[Verdict]) -> dict[str, int]:
