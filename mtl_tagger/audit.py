@@ -8,9 +8,9 @@ was run on. A catalog whose SHA-256 is not the one extract recorded is refused (
 predates that record is checked against OUT.jsonl.progress.json's, and, without either, audited with a note).
 
 Values are compared by one function, `classify`, on their tokens as prepare matches them (`value_tokens`: case-
-folded), with `&` read as `and`, a hyphenated word as its parts, a unit word that measures no number left out
-(Free Size / Free inch), and a word spelt another way or in the plural (`same_word`: Plazo / Palazzo, Glod / Gold,
-Car / Cars) as the same word.
+folded), with `&` read as `and`, punctuation as a separator only (Hook-and-Eye, ADSL2+ / ADSL2), a unit word that
+measures no number left out (Free Size / Free inch), and a word spelt another way or in the plural (`same_word`:
+Plazo / Palazzo, Glod / Gold, Car / Cars) as the same word.
 Specification side S: every specification with a key, and the brand column where prepare adds it
 (`label_specifications`); the key names the attribute (`normalise_key`: "Base Material" is base_material)
 and a value is the set of its list items (`value_variants`: "Women, Girls" is {women, girls}; placeholders
@@ -25,16 +25,20 @@ For each product and each attribute its vertical's head can tag:
                          S says multicolour (Multicolor, Multi Colour) and D names colours
   conflicts              D and S both non-empty, and no value equal to or inside one of the other, claimed only
                          when the text does not name a specification value too, not every value of D is explained
-                         otherwise, the vertical's other descriptions do not explain it, and the model's
-                         (calibrated) confidence in its value is at least --min_conflict_confidence
+                         otherwise, the vertical's other descriptions do not explain it, both sides are the
+                         vertical's vocabulary (other brands specify the attribute with each value of D and with a
+                         value of S), and the model's (calibrated) confidence in its value is at least
+                         --min_conflict_confidence
   unconfirmed            such a disagreement that is not claimed (its `why`): the description names both, and
                          the model took the other; every value of D lies inside the product's (short) value of
                          another attribute the head tags (the plating Gold read as the colour) or is a piece of a
                          longer number (the 1 of a price 1,499); the vertical's other descriptions explain every
                          value of D (`catalog_why`: the catalog's wording, denim where the specification says
                          Cotton; template copy, a sentence repeated under either value; a phrase that no
-                         specification of the vertical holds); or the model is not sure enough of its value. Hand
-                         checks found these to be the model's errors or the catalog's vocabulary almost always.
+                         specification of the vertical holds); a value of D, or every value of S, is free text that
+                         fewer than two other brands specify for the attribute; or the model is not sure enough of
+                         its value. Hand checks found these to be the model's errors or the catalog's vocabulary
+                         almost always.
                          Because the catalog rules read every extracted product of the vertical, a product's class
                          can differ when a subset of the extraction (one fold's, say) is audited alone
   only_in_description    D non-empty, S empty (no specification, or a placeholder): an enrichment
@@ -70,7 +74,6 @@ from mtl_tagger.files import check_input_file, json_line, read_json, sha256, wri
 from mtl_tagger.lock import FileLock
 from mtl_tagger.prepare import (
     description_text,
-    distant_labels,
     label_specifications,
     normalise_key,
     sentences,
@@ -79,7 +82,7 @@ from mtl_tagger.prepare import (
     value_variants,
 )
 from mtl_tagger.progress import status
-from mtl_tagger.text import snippet, tokenize
+from mtl_tagger.text import pieces, snippet
 
 LOCK = ".lock"
 REPORT = "report.md"
@@ -99,14 +102,19 @@ WHY_KINDS = {"names_both": "because the text names the specification value too (
              "catalog": "because the vertical's other descriptions use the text's value for the specification's "
                         "(the catalog's wording), repeat its sentence under either value (template copy) or use it "
                         "where no specification of the vertical has it (a phrase, not a value)",
+             "vocabulary": "because the text's or the specification's value is not one that other brands of the "
+                           "vertical specify for the attribute (free text or another grain, where other words and a "
+                           "contradiction cannot be told apart)",
              "not_sure": "because the model is not sure enough of its value"}
 UNIT_WORDS = frozenset({"size", "inch", "inches", "cm", "cms", "mm", "gms", "grams", "kg", "ml", "litre", "litres"})
 NUMBER_WORDS = frozenset({"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "half",
                           "quarter", "double", "single"})  # a unit word beside one of these measures it
 CATALOG = "the vertical's other descriptions "
-CATALOG_MIN = 2  # other descriptions that must show the catalog's wording or a phrase before they count
+FREE_TEXT = "not the vertical's vocabulary: "
+CATALOG_MIN = 2  # other sources that must show the catalog's wording, a phrase or a value before they count
 NAME_TOKENS = 6  # a longer specification value is free text (other_features), not a value the model could take
 TOP_CONFLICTS = 20
+NAMED_CHARS = 3  # a shorter specification value (a size S, a pack of 1) names itself only as a whole token
 
 
 @dataclass(frozen=True)
@@ -147,17 +155,16 @@ def specified(product: Product) -> dict[str, tuple[list[str], set[tuple[str, ...
     return out
 
 
-def contains(outer: str, inner: str) -> bool:
-    """True when `inner` (or an item of it, if it is a list "A, B") occurs in `outer`, token-aligned and
-    case-insensitively: prepare's matcher."""
-    return bool(distant_labels([t for t, _, _ in tokenize(outer)], [("value", inner)])[1])
+def _pieces(tokens: Iterable[str]) -> tuple[str, ...]:
+    """Tokens as the words they join (`text.pieces`): `&` is `and`, Hook-and-Eye is its three words, Comfy.Cotton two,
+    ADSL2+ is ADSL2, and the inch sign a specification writes as \\" is nothing; 8.0 and women's stay whole."""
+    return tuple(piece for token in tokens for piece in pieces("and" if token == "&" else token))
 
 
 def _normal(value: tuple[str, ...]) -> tuple[str, ...]:
-    """A value's tokens as classify compares them: `&` is `and`, a hyphenated word is its parts (Hook-and-Eye), and
-    a unit word that measures no number is left out (Free Size / Free inch), unless it is the whole value."""
-    tokens = tuple("and" if t == "&" else t for token in value for t in (token.split("-") if "-" in token[1:-1]
-                                                                         else [token]))
+    """A value's tokens as classify compares them (`_pieces`), with a unit word that measures no number left out
+    (Free Size / Free inch), unless it is the whole value."""
+    tokens = _pieces(value) or value
     if any(c.isnumeric() for t in tokens for c in t) or not NUMBER_WORDS.isdisjoint(tokens):
         return tokens
     return tuple(t for t in tokens if t not in UNIT_WORDS) or tokens
@@ -197,10 +204,10 @@ def is_multicolour(value: tuple[str, ...]) -> bool:
 
 def classify(description: set[tuple[str, ...]], spec: set[tuple[str, ...]]) -> str | None:
     """The class of a (product, attribute) from its values' tokens on both sides (None: neither has one). The
-    audit's one comparison of values: `&` is `and` and a hyphenated word its parts; equal values agree; a value
-    inside one of the other side (token-aligned: slim / slim fit, Sterling Silver / Silver), the same words spelt
-    another way (`same_word`: Plazo / Palazzo) or any value against a multicolour specification agrees partially;
-    anything else conflicts."""
+    audit's one comparison of values: `&` is `and` and a word joined by punctuation its parts (`_pieces`); equal
+    values agree; a value inside one of the other side (token-aligned: slim / slim fit, Sterling Silver / Silver),
+    the same words spelt another way (`same_word`: Plazo / Palazzo) or any value against a multicolour
+    specification agrees partially; anything else conflicts."""
     description, spec = {_normal(v) for v in description}, {_normal(v) for v in spec}
     if description and spec:
         if description & spec:
@@ -229,10 +236,17 @@ def _explained(value: dict, others: list[tuple[str, tuple[str, ...]]], text: str
     return next((f"the product's {a} (another attribute)" for a, s in others if _inside(tokens, s, same_word)), "")
 
 
+def _names(item: tuple[str, ...], tokens: tuple[str, ...], words: tuple[str, ...]) -> bool:
+    """Whether a text (its tokens, and their `_pieces`) names a specification value (its tokens): token for token, or,
+    for a value of NAMED_CHARS characters or more, word for word inside tokens (Cotton in Comfy.Cotton)."""
+    named = _pieces(item)
+    return _inside(item, tokens) or bool(named) and len("".join(named)) >= NAMED_CHARS and _inside(named, words)
+
+
 def why_kind(why: str) -> str:
     """The kind of an unconfirmed row's reason (a key of WHY_KINDS); ValueError for a reason of no kind."""
     for kind, prefix in (("names_both", NAMES_BOTH), ("explained_otherwise", EXPLAINED), ("catalog", CATALOG),
-                         ("not_sure", NOT_SURE)):
+                         ("vocabulary", FREE_TEXT), ("not_sure", NOT_SURE)):
         if why.startswith(prefix):
             return kind
     raise ValueError(f"an unconfirmed row's reason of no kind: {why!r}")
@@ -242,7 +256,9 @@ def unconfirmed_why(values: list[dict], attr: str, spec: dict, taggable: list[st
                     min_conflict_confidence: float) -> str:
     """Why a disagreement is not claimed as a conflict ("" when it is): the text names the specification value too;
     every value the model found is explained otherwise (`_explained`); or the model is not sure enough of it."""
-    if any(contains(text, v) for v in spec[attr][0]):
+    tokens = value_tokens(text)
+    words = _pieces(tokens)
+    if any(_names(item, tokens, words) for item in spec[attr][1]):
         return NAMES_BOTH
     others = [(a, _normal(s)) for a in taggable if a != attr and a in spec for s in sorted(spec[a][1])
               if len(s) <= NAME_TOKENS]
@@ -310,26 +326,41 @@ def _holds(spec: set[tuple[str, ...]], value: tuple[str, ...]) -> bool:
     return any(_inside(v, s, same_word) or _inside(s, v, same_word) for s in spec)
 
 
+def _one_of(spec: set[tuple[str, ...]], value: tuple[str, ...]) -> bool:
+    """Whether a specification (its normalised values) has this normalised value, word for word (`same_word`)."""
+    return any(len(s) == len(value) and all(map(same_word, s, value)) for s in spec)
+
+
 def catalog_why(verdict: Verdict, own: Described, others: Iterable[Described]) -> str:
-    """Why the vertical's other descriptions say a conflict is not the seller's error ("" when they do not): each
-    value the text gives must be explained by one of three readings. Evidence of wording counts by source (a brand's
-    products are one source, copies of this text none), so that one seller's repeated slip is not explained away.
+    """Why the rest of the vertical says a conflict is not the seller's error ("" when it does not). Evidence counts by
+    source (a brand's products are one source, an unbranded text is one, copies of this text none), so that one seller's
+    repeated slip or wording is not taken for the catalog's. First each value the text gives must be explained by one of
+    three readings of the other descriptions:
       the catalog's wording  at least CATALOG_MIN other sources name the value where their specification holds this
                              product's value and not the text's (denim where the specification says Cotton);
       template copy          the sentence the value is in recurs in other descriptions, some specified with the
                              text's value and some with this product's (a brand's copy about "the women of today" on
                              men's rings): the sentence is written whatever the value is;
       a phrase, not a value  at least CATALOG_MIN other sources name it, and no specification of the attribute in the
-                             vertical holds it ("beautiful design" taken for a model name)."""
+                             vertical holds it ("beautiful design" taken for a model name).
+    Otherwise both sides must be the vertical's vocabulary: every value of the text, and one of the specification's,
+    is the attribute's specified value of at least CATALOG_MIN other sources. A value no other brand specifies is free
+    text or another grain (one seller's "Hard Back Case with Smart Cover" against the title's "Back Cover", a woven
+    fabric against Polyester), where other words and a contradiction cannot be told apart."""
     attr, spec = verdict.attribute, own.spec.get(verdict.attribute, set())
     values = {value_tokens(d["value"]): text_key(own.text[a:b]) for d in verdict.description
               for a, b in sentences(own.text) if a <= d["start"] < b}
     wording, named, template = defaultdict(set), defaultdict(set), defaultdict(set)
+    vocabulary: dict[tuple[str, ...], set[str]] = defaultdict(set)  # a normalised value: the sources specifying it
     held: set[tuple[str, ...]] = set()
     for other in others:
         theirs = other.spec.get(attr)
         if other.key == own.key or not theirs:
             continue
+        if other.source != own.source:
+            for v in {*map(_normal, values), *spec}:
+                if _one_of(theirs, v):
+                    vocabulary[v].add(other.source)
         for v, sentence in values.items():
             holds = _holds(theirs, v)
             held.update([v] if holds else [])
@@ -351,11 +382,17 @@ def catalog_why(verdict: Verdict, own: Described, others: Iterable[Described]) -
         return ""
 
     readings = [reading(v) for v in values]
-    return CATALOG + "; ".join(dict.fromkeys(readings)) if values and all(readings) else ""
+    if values and all(readings):
+        return CATALOG + "; ".join(dict.fromkeys(readings))
+    outside = [f"the text's {' '.join(v)!r}" for v in values if len(vocabulary[_normal(v)]) < CATALOG_MIN]
+    if not any(len(vocabulary[s]) >= CATALOG_MIN for s in spec):
+        outside.append("the specification's value")
+    return (f"{FREE_TEXT}{' and '.join(outside)} (fewer than {CATALOG_MIN} other brands or unbranded texts specify "
+            f"it as the {attr})") if outside else ""
 
 
 def explain_by_catalog(verdicts: list[Verdict], described: dict[str, dict[str, Described]]) -> list[Verdict]:
-    """The verdicts with each conflict that its vertical's other descriptions explain (`catalog_why`) made
+    """The verdicts with each conflict that the rest of its vertical explains (`catalog_why`) made
     unconfirmed; `described`: per vertical, per product id, every judged product."""
     def judged(v: Verdict) -> Verdict:
         why = catalog_why(v, described[v.vertical][v.id], described[v.vertical].values()) if (
@@ -621,15 +658,16 @@ def report(result: Audit, table: dict, rows: list[dict], extractions: str | Path
         f"catalog `{catalog}`. Not extracted: {summary['skipped']} products of no vertical or of a vertical the "
         "model has no head for.", "",
         "Each (product, attribute) that the vertical's head can tag gets one class: **agrees** (the description "
-        "and the specification share a value, compared as prepare matches values: tokens, case-folded; a list "
-        "specification \"A, B\" holds A and B; `&` is `and`), **partially agrees** (a value of one side lies "
-        "inside one of the other: slim / slim fit, Sterling Silver / Silver, or a value the model cut short or ran "
-        "on; the same word spelt another way or in the plural: Plazo / Palazzo, Car / Cars; unit words that "
-        "measure no number left out: Free Size / Free inch; colours against a multicolour specification), "
+        "and the specification share a value, compared word for word, case-folded, punctuation only separating "
+        "words; a list specification \"A, B\" holds A and B; `&` is `and`), **partially agrees** (a value of one "
+        "side lies inside one of the other: slim / slim fit, Sterling Silver / Silver, or a value the model cut "
+        "short or ran on; the same word spelt another way or in the plural: Plazo / Palazzo, Car / Cars; unit "
+        "words that measure no number left out: Free Size / Free inch; colours against a multicolour specification), "
         "**conflicts** (both have values, none equal or inside the other, the text does not name the "
         "specification value too, the model's values are not another attribute's value of the product or pieces "
         "of a longer number, the vertical's other descriptions do not explain them (the catalog's wording, "
-        "template copy, a phrase that is no value), and the model's confidence in its value is at least "
+        "template copy, a phrase that is no value), both values are the vertical's vocabulary (other brands "
+        "specify the attribute as each), and the model's confidence in its value is at least "
         f"{result.min_conflict_confidence:g}), **unconfirmed** (such a disagreement that fails one of those: most "
         "likely the model's error or the catalog's way of saying the same thing), **only in description** (no real "
         "specification value: an enrichment), **only in specification** (the model found no value in the text). "

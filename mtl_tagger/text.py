@@ -40,6 +40,8 @@ _KEYCAP = rf"{_KEYCAP_BASE}\ufe0f?\u20e3"  # tried before _WORD, so that two key
 _SYMBOL = rf"\p{{PCM}}|(?!{_INVISIBLE})\X"
 _TOKEN = regex.compile(rf"{_KEYCAP}|{_WORD}|{_SYMBOL}", regex.V1)
 _DANGLING_JOINERS = regex.compile(rf"(?<![{_VIRAMA}{_JOINERS}])[{_JOINERS}]+\Z", regex.V1)
+# A token's pieces: its runs joined only by an apostrophe inside a word or a point or slash inside a number.
+_PIECE = regex.compile(rf"{_RUN}(?:(?:['’]|(?<=\p{{N}})[./](?=\p{{N}})){_RUN})*", regex.V1)
 # _TOKEN restricted to ASCII, where there are no marks, format characters or clusters of several characters.
 _ASCII_TOKEN = re.compile(r"[A-Za-z0-9]+(?:['./\-][A-Za-z0-9]+)*|[!-~]")
 CONTEXT = 60  # characters shown on each side of a value in its snippet
@@ -53,6 +55,13 @@ def tokenize(text: str) -> list[tuple[str, int, int]]:
     if "\u200d" in text or "\u200c" in text:
         tokens = [_drop_dangling_joiners(*t) for t in tokens]
     return tokens
+
+
+def pieces(token: str) -> list[str]:
+    """The words a token joins (Comfy.Cotton, Hook-and-Eye: the tokenizer keeps a word with '.' or '-' whole), each
+    a run of letters and digits; an apostrophe inside a word (women's) and a point or slash inside a number (8.0,
+    18/20) do not part it, and a symbol (+, ") has none."""
+    return _PIECE.findall(token)
 
 
 def _drop_dangling_joiners(token: str, start: int, end: int) -> tuple[str, int, int]:
