@@ -4,11 +4,12 @@ rows whose verdicts are known, so that a rule is seen to spare the real conflict
     python -m experiments.audit_rules [--catalog=../shared/data/flipkart/products.jsonl.gz]
         [--earlier=experiments/results/audit/earlier] [--seed=2]
 
-EARLIER holds an earlier audit's sample (conflicts_sample_seed<S>.jsonl), its hand check (hand_check_seed<S>.md) and
-its extraction's summary (extract_summary_seed<S>.json: the attributes each vertical's head tags, the boilerplate
-cut). Each judged row is judged again by mtl_tagger.audit as it is now: its values found again in the product's
-text (the first at the row's offsets), at the row's confidence, beside the other products of its vertical (every
-catalog product of the summary's verticals, as the audit reads every extracted one). Writes EARLIER/rules_seed<S>.md.
+EARLIER holds an earlier audit's sample (conflicts_sample_seed<S>.jsonl), its hand check (hand_check_seed<S>.md, its
+table with or without a vertical column) and its extraction's summary (extract_summary_seed<S>.json: the attributes each
+vertical's head tags, the boilerplate cut). Each judged row is judged again by mtl_tagger.audit as it is now: its values
+found again in the product's text (the first at the row's offsets), at the row's confidence, beside the other products
+of its vertical (every catalog product of the summary's verticals, as the audit reads every extracted one). Writes
+EARLIER/rules_seed<S>.md.
 """
 import json
 import re
@@ -26,7 +27,7 @@ from mtl_tagger.files import read_json, write_text_atomic
 from mtl_tagger.prepare import description_text, load_verticals, vertical_of
 
 FLAGS = flags.FLAGS
-VERDICT = re.compile(r"^\| \d+ \| ([0-9a-f]+) \| (\w+) \|.*\| (\*\*real\*\*|not real) \|")
+VERDICT = re.compile(r"^\| \d+ \| ([0-9a-f]+) \| (?:\w+ \| )?(\w+) \|.*\| (\*\*real\*\*|not real) \|")
 
 
 def define_flags() -> None:
