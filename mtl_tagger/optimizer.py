@@ -4,18 +4,31 @@ The update is Keras' Adam (β1 0.9, β2 0.999, ε 1e-7, bias correction folded i
 out so that its slots checkpoint and restore the same way on every supported TensorFlow and Keras.
 Sparse gradients (the word embedding's) are made dense first: Adam's moments decay on every row anyway.
 """
+import math
 from collections.abc import Sequence
 
 import tensorflow as tf
 
 
+def decayed(learning_rate: float, step: tf.Tensor, decay: str, steps: int) -> tf.Tensor:
+    """The step size at `step` (float) of a schedule that falls from `learning_rate` to 0 at `steps`: none (constant),
+    linear or cosine (half a cosine); 0 after `steps`."""
+    if decay == "none":
+        return tf.constant(learning_rate, tf.float32)
+    done = tf.minimum(step / float(max(steps, 1)), 1.0)
+    return learning_rate * ((1.0 - done) if decay == "linear" else 0.5 * (1.0 + tf.cos(math.pi * done)))
+
+
 class Adam(tf.Module):
-    """Adam over a fixed list of variables; `iterations` counts applied updates."""
+    """Adam over a fixed list of variables; `iterations` counts applied updates, and the step size follows `decay`
+    over `decay_steps` updates (`decayed`)."""
 
     def __init__(self, variables: Sequence[tf.Variable], learning_rate: float, clip_norm: float = 0.0,
-                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7) -> None:
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7, decay: str = "none",
+                 decay_steps: int = 0) -> None:
         super().__init__(name="adam")
         self.learning_rate, self.clip_norm = learning_rate, clip_norm
+        self.decay, self.decay_steps = decay, decay_steps
         self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
         self.m = [tf.Variable(tf.zeros_like(v), trainable=False, name="m") for v in variables]
@@ -30,16 +43,17 @@ class Adam(tf.Module):
             grads, _ = tf.clip_by_global_norm(grads, self.clip_norm, use_norm=norm)
         t = tf.cast(self.iterations + 1, tf.float32)
         beta_1_power, beta_2_power = tf.pow(self.beta_1, t), tf.pow(self.beta_2, t)
+        lr = decayed(self.learning_rate, t - 1.0, self.decay, self.decay_steps)
         for g, var, m, v in zip(grads, variables, self.m, self.v):
             if isinstance(var, tf.distribute.DistributedValues):  # a strategy's copies: its assignments
                 m.assign_add((g - m) * (1.0 - self.beta_1))
                 v.assign_add((tf.square(g) - v) * (1.0 - self.beta_2))
-                alpha = self.learning_rate * tf.sqrt(1.0 - beta_2_power) / (1.0 - beta_1_power)
+                alpha = lr * tf.sqrt(1.0 - beta_2_power) / (1.0 - beta_1_power)
                 var.assign_sub(m * alpha / (tf.sqrt(v) + self.epsilon))
             else:  # the same update as one fused kernel, ~3× faster than the assignments on the word table
                 tf.raw_ops.ResourceApplyAdam(
                     var=var.handle, m=m.handle, v=v.handle, beta1_power=beta_1_power, beta2_power=beta_2_power,
-                    lr=self.learning_rate, beta1=self.beta_1, beta2=self.beta_2, epsilon=self.epsilon, grad=g)
+                    lr=lr, beta1=self.beta_1, beta2=self.beta_2, epsilon=self.epsilon, grad=g)
         self.iterations.assign_add(1)
         return norm
 

@@ -25,6 +25,7 @@ SHORTLIST_CONTEXTS = ("tagged", "all")
 COUPLING_SCORES = ("emission", "log_softmax", "marginal")
 DISTRIBUTE = ("", "multiworker")
 MAX_WORD_LEN = 1024  # characters per word the spelling features can hash (mtl_tagger/lexical.py)
+LR_DECAYS = ("none", "linear", "cosine")  # how Adam's step size falls over the step budget
 SELECTIONS = ("macro_f1", "entity_f1")  # dev scores that can select a vertical's best step
 
 
@@ -113,6 +114,8 @@ class Params:
                                   "stay), so the unknown word's embedding is trained; in [0, 1).", fraction)
     batch_size: int = _f(30, "Sentences per vertical minibatch (paper: 30).", positive)
     learning_rate: float = _f(0.003, "Adam learning rate.", positive)
+    lr_decay: str = _f("none", "Learning-rate schedule over the step budget: none (constant), linear (to 0 at the "
+                               "budget) or cosine (half a cosine to 0 at the budget).", one_of(LR_DECAYS))
     clip_norm: float = _f(5.0, "Clip the global gradient norm to this (0: no clipping).", non_negative)
     average: float = _f(0.0, "Score dev and keep checkpoints with an exponential moving average of the weights of "
                              "this decay, e.g. 0.99 (0: the weights themselves).", fraction)

@@ -21,6 +21,25 @@ def test_adam_equals_keras_adam_with_global_clipping() -> None:
     assert int(adam.iterations) == 6
 
 
+@pytest.mark.parametrize("decay, schedule", [
+    ("linear", lambda: tf.keras.optimizers.schedules.PolynomialDecay(0.01, 4, end_learning_rate=0.0, power=1.0)),
+    ("cosine", lambda: tf.keras.optimizers.schedules.CosineDecay(0.01, 4)),
+])
+def test_adam_decays_its_step_size_as_keras_schedules_do(decay: str, schedule) -> None:
+    """The step size falls to 0 at decay_steps and stays there: the last updates of 6 move nothing."""
+    rng = np.random.default_rng(1)
+    ours = [tf.Variable(rng.normal(size=(3, 2)).astype(np.float32))]
+    theirs = [tf.Variable(ours[0].numpy())]
+    adam, keras = Adam(ours, 0.01, decay=decay, decay_steps=4), tf.keras.optimizers.Adam(schedule())
+    for step in range(6):
+        grads = [tf.constant(rng.normal(size=(3, 2)).astype(np.float32))]
+        before = ours[0].numpy()
+        adam.apply(grads, ours)
+        keras.apply_gradients(zip(grads, theirs))
+        np.testing.assert_allclose(ours[0].numpy(), np.asarray(theirs[0]), atol=1e-6)
+        assert np.array_equal(ours[0].numpy(), before) == (step >= 4)
+
+
 def test_adam_takes_sparse_and_missing_gradients() -> None:
     table = tf.Variable(np.ones((4, 2), np.float32))
     other = tf.Variable(np.ones(3, np.float32))
