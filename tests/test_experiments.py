@@ -16,7 +16,7 @@ from experiments.make_sweep import runs as sweep_runs
 from experiments.small_data import subsample
 from experiments.tag_prior import rescored
 from mtl_tagger.conll import read_conll
-from mtl_tagger.params import Params
+from mtl_tagger.params import Params, read_flagfile
 from mtl_tagger.train import train
 
 
@@ -127,6 +127,13 @@ def test_make_sweep_variants() -> None:
                                                          "--window=1\n"), "coupled runs sample as the paper does"
     assert len(sweep_runs(["1"], "flags/sweep.cfg")) == 26, "Table 3: 10 singles + 8 pairs × 2 modes per seed"
     assert len(sweep_runs(["1"], "flags/sweep.cfg", singles=("Bangle", "Top"))) == 28
+
+
+def test_the_tables_flagfile_is_what_a_plain_train_gets() -> None:
+    """flags/sweep.cfg (with the flags/paper.cfg it starts from) sets every field it names to the Params default,
+    as its header and the README promise: a default changed in one place only fails here."""
+    differs = {k: v for k, v in read_flagfile(REPO / "flags" / "sweep.cfg").items() if getattr(Params(), k) != v}
+    assert differs == {}
 
 
 def test_selection_rules_pick_their_own_evaluation() -> None:
