@@ -27,7 +27,8 @@ from mtl_tagger.files import read_json, write_text_atomic
 from mtl_tagger.prepare import description_text, load_verticals, vertical_of
 
 FLAGS = flags.FLAGS
-VERDICT = re.compile(r"^\| \d+ \| ([0-9a-f]+) \| (?:\w+ \| )?(\w+) \|.*\| (\*\*real\*\*|not real) \|")
+# a table row: id, the vertical (a capitalised name, in some tables only), the attribute (snake case), …, the verdict
+VERDICT = re.compile(r"^\| \d+ \| ([0-9a-f]+) \| (?:[A-Z]\w* \| )?([a-z]\w*) \|.*\| (\*\*real\*\*|not real) \|")
 
 
 def define_flags() -> None:

@@ -351,6 +351,7 @@ def catalog_why(verdict: Verdict, own: Described, others: Iterable[Described]) -
     values = {value_tokens(d["value"]): text_key(own.text[a:b]) for d in verdict.description
               for a, b in sentences(own.text) if a <= d["start"] < b}
     wording, named, template = defaultdict(set), defaultdict(set), defaultdict(set)
+    normal = {v: _normal(v) for v in values}
     vocabulary: dict[tuple[str, ...], set[str]] = defaultdict(set)  # a normalised value: the sources specifying it
     held: set[tuple[str, ...]] = set()
     for other in others:
@@ -358,7 +359,7 @@ def catalog_why(verdict: Verdict, own: Described, others: Iterable[Described]) -
         if other.key == own.key or not theirs:
             continue
         if other.source != own.source:
-            for v in {*map(_normal, values), *spec}:
+            for v in {*normal.values(), *spec}:
                 if _one_of(theirs, v):
                     vocabulary[v].add(other.source)
         for v, sentence in values.items():
@@ -384,7 +385,7 @@ def catalog_why(verdict: Verdict, own: Described, others: Iterable[Described]) -
     readings = [reading(v) for v in values]
     if values and all(readings):
         return CATALOG + "; ".join(dict.fromkeys(readings))
-    outside = [f"the text's {' '.join(v)!r}" for v in values if len(vocabulary[_normal(v)]) < CATALOG_MIN]
+    outside = [f"the text's {' '.join(v)!r}" for v in values if len(vocabulary[normal[v]]) < CATALOG_MIN]
     if not any(len(vocabulary[s]) >= CATALOG_MIN for s in spec):
         outside.append("the specification's value")
     return (f"{FREE_TEXT}{' and '.join(outside)} (fewer than {CATALOG_MIN} other brands or unbranded texts specify "
