@@ -99,8 +99,22 @@ def _product(uniq_id: object, name: object, path: object, brand: object, descrip
         raise ValueError("no uniq_id")
     if not isinstance(path, list) or not all(isinstance(p, str) for p in path):
         raise TypeError("category path is not a list of strings")
-    return Product(pid, _text(name, "product_name"), tuple(p.strip() for p in path),
-                   _text(brand, "brand").strip(), _text(description, "description"), _specifications(specs))
+    name, specifications = _text(name, "product_name"), _specifications(specs)
+    return Product(pid, name, tuple(p.strip() for p in path),
+                   _brand(_text(brand, "brand").strip(), name, specifications), _text(description, "description"),
+                   specifications)
+
+
+def _brand(brand: str, name: str, specifications: tuple[tuple[str | None, str], ...]) -> str:
+    """The brand column, or "" where the product has a "Brand Color" or "Brand Fit" specification and the column is
+    one of its values or is not in the product's name: the Flipkart sample filled the column of such products
+    from those keys, often a sibling product's (a bra's brand "Pink", a shirt's "Slim"), which name no brand."""
+    keyed = [value for key, value in specifications if key and re.fullmatch(r"brand[\W_]+(colou?r|fit)", key.strip(),
+                                                                              re.IGNORECASE)]
+    if keyed and (brand.casefold() in {v.strip().casefold() for value in keyed for v in value.split(",")}
+                  or not re.search(rf"(?<!\w){re.escape(brand)}(?!\w)", name, re.IGNORECASE)):
+        return ""
+    return brand
 
 
 def _jsonl_products(data: bytes, path: Path, skipped: list[str]) -> Iterator[tuple[int, Product]]:
