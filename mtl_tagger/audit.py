@@ -292,9 +292,9 @@ def judge(record: dict, product: Product, text: str, taggable: list[str],
 
 @dataclass(frozen=True)
 class Described:
-    """A judged product as the catalog rules read it: the text extract tagged, its case-folded tokens, whose wording
-    it is (the brand, or the text itself where the product names none) and its specified values (as classify
-    compares them) per attribute."""
+    """A judged product as the catalog rules read it: the text extract tagged, its words (the case-folded tokens'
+    `_pieces`, so that punctuation only separates them), whose wording it is (the brand, or the text itself where the
+    product names none) and its specified values (as classify compares them) per attribute."""
 
     text: str
     tokens: tuple[str, ...]
@@ -306,7 +306,7 @@ class Described:
         """The product with the text extract tagged."""
         spec = specified(product)
         brand = " ".join(value_tokens(product.brand or ", ".join(spec.get("brand", ([], set()))[0])))
-        return cls(text, value_tokens(text), f"brand:{brand}" if brand else f"text:{text_key(text)}",
+        return cls(text, _pieces(value_tokens(text)), f"brand:{brand}" if brand else f"text:{text_key(text)}",
                    {a: {_normal(s) for s in items} for a, (_, items) in spec.items()})
 
     @functools.cached_property
@@ -316,7 +316,7 @@ class Described:
 
     @functools.cached_property
     def words(self) -> frozenset[str]:
-        """The tokens as a set, for a quick look before the token-aligned one."""
+        """The words as a set, for a quick look before the aligned one."""
         return frozenset(self.tokens)
 
 
@@ -352,6 +352,7 @@ def catalog_why(verdict: Verdict, own: Described, others: Iterable[Described]) -
               for a, b in sentences(own.text) if a <= d["start"] < b}
     wording, named, template = defaultdict(set), defaultdict(set), defaultdict(set)
     normal = {v: _normal(v) for v in values}
+    words = {v: _pieces(v) for v in values}  # as the other descriptions' words are read
     vocabulary: dict[tuple[str, ...], set[str]] = defaultdict(set)  # a normalised value: the sources specifying it
     held: set[tuple[str, ...]] = set()
     for other in others:
@@ -362,14 +363,16 @@ def catalog_why(verdict: Verdict, own: Described, others: Iterable[Described]) -
             for v in {*normal.values(), *spec}:
                 if _one_of(theirs, v):
                     vocabulary[v].add(other.source)
+        same = any(_one_of(theirs, s) for s in spec)  # their specification has this product's value
         for v, sentence in values.items():
             holds = _holds(theirs, v)
             held.update([v] if holds else [])
             if sentence in other.key:
-                template[v].update(["text"] if holds else ["spec"] if spec & theirs else [])
-            if other.source != own.source and v and v[0] in other.words and _inside(v, other.tokens):
+                template[v].update(["text"] if holds else ["spec"] if same else [])
+            if other.source != own.source and words[v] and words[v][0] in other.words and _inside(
+                    words[v], other.tokens):
                 named[v].add(other.source)
-                if spec & theirs and not holds:
+                if same and not holds:
                     wording[v].add(other.source)
 
     def reading(v: tuple[str, ...]) -> str:
