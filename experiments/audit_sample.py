@@ -7,12 +7,14 @@ hand check.
 
 Runs (or resumes) `python -m mtl_tagger.crossfit --catalog=… --verticals=… --out=WORK_DIR --folds=… --flagfile=BASE`:
 every product is tagged by a model trained without its fold (one shared model over the verticals, the defaults a plain
-`train` gets). flags/verticals_catalog.json adds to the 12 verticals of flags/verticals.json 26 other categories of the
-Flipkart sample, of 74 to 1,024 products each (bras, tablet cases, car interior, plant containers, showpieces, routers,
+`train` gets). flags/verticals_catalog.json adds to the 12 verticals of flags/verticals.json 36 other categories of the
+Flipkart sample, of 41 to 1,024 products each (bras, tablet cases, car interior, plant containers, showpieces, routers,
 blankets, curtains, towels, cushion covers; then women's western and ethnic wear, lingerie and accessories, boys' wear,
 men's sports and winter wear, infant wear, stickers, USB gadgets, laptop batteries, car spare parts, cookware, kitchen
-tools, pet furniture, handbags, women's footwear), so that the audit judges most of the catalog: real conflicts are
-rare, and the stricter the audit, the more products a sample of them needs. RESULTS_DIR gets report.md, counts.json,
+tools, pet furniture, handbags, women's footwear; then every other category of 40 products or more: lens hoods, sofas,
+series lights, car electronics, screen protectors, paintings, girls' footwear, mobile pouches, laptop adapters, car
+care), so that the audit judges most of the catalog: real conflicts are rare, and the stricter the audit, the more
+products a sample of them needs. RESULTS_DIR gets report.md, counts.json,
 extract_summary.json and conflicts_sample.jsonl: --sample conflict rows drawn with --seed from the audit's
 conflicts.jsonl, in that file's order (ranked by confidence); the rows hand_check.md judges by the verdict rules below,
 which it repeats. And catalog_sample.jsonl: as many rows drawn alike from the disagreements that the rest of the
