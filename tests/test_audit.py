@@ -239,6 +239,21 @@ def test_the_catalogs_wording_is_not_a_conflict(others: list[tuple[str, str]], w
         assert catalog_why(conflict(text, "fabric", "denim", "Cotton"), own, rest) == ""
 
 
+@pytest.mark.parametrize("first, spelt, why", [
+    ("Made of Soft.Denim", "Cottons", "the catalog's wording"),  # words inside tokens; Cotton spelt another way
+    ("Made of Softdenim", "Cottons", ""),  # no word denim
+    ("Made of Soft.Denim", "Cotton Blend", "a phrase, not a fabric"),  # not a spelling of Cotton: no wording
+])
+def test_the_catalogs_wording_reads_words_and_spellings(first: str, spelt: str, why: str) -> None:
+    """Other descriptions are read as words (punctuation only separates them), and a specification holds this
+    product's value when it spells it another way, as classify reads both."""
+    text = "Premium denim jeans"
+    _, own = described(text, fabric="Cotton")
+    rest = [described(first, "X", fabric=spelt)[1], described("A denim-blue jean", "Y", fabric="Cotton")[1]]
+    got = catalog_why(conflict(text, "fabric", "denim", "Cotton"), own, rest)
+    assert (why in got) if why else got.startswith(FREE_TEXT)
+
+
 @pytest.mark.parametrize("specs, why", [
     (["Ruby Set", "Pearl Line"], "a phrase, not a model_name"),  # named twice, nobody's model name
     (["Ruby Set", "Beautiful Design Pro"], ""),  # a specification holds it: it can be a name

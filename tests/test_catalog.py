@@ -42,6 +42,22 @@ def test_gzip_is_read_like_plain(tmp_path: Path) -> None:
     assert read_catalog(packed).products == read_catalog(FIXTURES / "synthetic_catalog.jsonl").products
 
 
+@pytest.mark.parametrize("brand, name, specifications, kept", [
+    ("Pink", "S4S Stylish Women's Push-up Bra", [("Brand Color", "Pink, Black")], False),  # a value of the key
+    ("Black", "Vaishna Fashion Women's Full Coverage Bra", [("Brand Color", "Beige")], False),  # a sibling's colour
+    ("Slim", "Reckler Slim Fit Men's Jeans", [("Brand Fit", "Slim")], False),  # in the name, but the key's value
+    ("Clovia", "Clovia Non Padded Women's Bra", [("Brand Color", "Pink")], True),
+    ("Pink", "Pink Floyd Poster", [("Color", "Pink")], True),  # no Brand Color or Brand Fit key: as written
+])
+def test_a_brand_column_taken_from_brand_color_or_fit_is_no_brand(
+        tmp_path: Path, brand: str, name: str, specifications: list[tuple[str, str]], kept: bool) -> None:
+    path = tmp_path / "products.jsonl"
+    path.write_text(json.dumps({"uniq_id": "b1", "product_name": name, "category_path": ["Clothing"], "brand": brand,
+                                "description": name, "specifications": [{"key": k, "value": v}
+                                                                        for k, v in specifications]}) + "\n")
+    assert read_catalog(path).products[0].brand == (brand if kept else "")
+
+
 def test_kaggle_csv_layout() -> None:
     read = read_catalog(FIXTURES / "kaggle.csv")
     products = {p.id: p for p in read.products}
