@@ -1,9 +1,11 @@
 """Product catalogs from disk: the Flipkart products JSONL (optionally .gz) and the original Kaggle CSV.
 
-Both layouts become the same `Product` (id, name, category path, description, specifications), so the
-rest of the project never sees a file format. The layout is recognised from the (decompressed) content: a
-first line naming the Kaggle columns, or a name ending in .csv(.gz), is the CSV; otherwise a file with a line
-starting with `{` is JSONL, so a garbage line is skipped wherever it is, the first line included.
+Both layouts become the same `Product` (id, name, category path, brand, description, specifications), so the
+rest of the project never sees a file format. The brand column is dropped where it repeats a product's "Brand
+Color" or "Brand Fit" specification or, beside such a key, is missing from its name (`_brand`). The layout is
+recognised from the (decompressed) content: a first line naming the Kaggle columns, or a name ending in
+.csv(.gz), is the CSV; otherwise a file with a line starting with `{` is JSONL, so a garbage line is skipped
+wherever it is, the first line included.
 
 JSONL: one object a line with uniq_id, product_name, category_path (list, top level first), brand,
 description and specifications (list of {"key", "value"}; key may be null).
@@ -106,15 +108,24 @@ def _product(uniq_id: object, name: object, path: object, brand: object, descrip
 
 
 def _brand(brand: str, name: str, specifications: tuple[tuple[str | None, str], ...]) -> str:
-    """The brand column, or "" where the product has a "Brand Color" or "Brand Fit" specification and the column is
-    one of its values or is not in the product's name: the Flipkart sample filled the column of such products
-    from those keys, often a sibling product's (a bra's brand "Pink", a shirt's "Slim"), which name no brand."""
-    keyed = [value for key, value in specifications if key and re.fullmatch(r"brand[\W_]+(colou?r|fit)", key.strip(),
-                                                                              re.IGNORECASE)]
-    if keyed and (brand.casefold() in {v.strip().casefold() for value in keyed for v in value.split(",")}
-                  or not re.search(rf"(?<!\w){re.escape(brand)}(?!\w)", name, re.IGNORECASE)):
+    """The brand column, or "" where the product has a "Brand Color" or "Brand Fit" specification, no Brand or Brand
+    Name specification says the same, and the column is one of those keys' values or is not in the product's name
+    (word for word, case ignored): the Flipkart sample filled the column of such products from those keys, often a
+    sibling product's (a bra's brand "Pink", a shirt's "Slim"), which name no brand."""
+    keys = [(re.sub(r"[\W_]+", "", key).casefold(), value) for key, value in specifications if key]
+    keyed = {v.strip().casefold() for key, value in keys if key in ("brandcolor", "brandcolour", "brandfit")
+             for v in value.split(",")}
+    named = {value.strip().casefold() for key, value in keys if key in ("brand", "brandname")}
+    words, said = _words(brand), _words(name)
+    if keyed and brand.casefold() not in named and (brand.casefold() in keyed or not any(
+            said[i:i + len(words)] == words for i in range(len(said) - len(words) + 1))):
         return ""
     return brand
+
+
+def _words(text: str) -> list[str]:
+    """The case-folded runs of letters and digits of a text: how a brand and a name are compared."""
+    return re.findall(r"[^\W_]+", text.casefold())
 
 
 def _jsonl_products(data: bytes, path: Path, skipped: list[str]) -> Iterator[tuple[int, Product]]:

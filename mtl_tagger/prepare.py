@@ -18,12 +18,13 @@ as "Only Genuine Products. 30 Day Replacement Guarantee. Free Shipping."; found 
 in stats.md and boilerplate.json; --keep_boilerplate keeps them. Tokens come from mtl_tagger.text.tokenize, the
 tokenizer `predict` uses on raw text.
 
-Labels. Every specification with a key and a real value (see `is_placeholder`) tags each token-
-aligned, case-insensitive occurrence of the value as B-<attr> I-<attr>…, attr = normalise_key(key).
-The catalog's brand column counts as a "Brand" specification when no key is a brand (clothing
-specifications have none). A value "A, B" is a list (the catalog joined lists with ", "): A and B
-are looked for, each on its own. Overlapping matches: the longer (in tokens) wins; on equal length
-the one starting first; on the same span the specification listed first.
+Labels. Every specification with a key and a real value (see `is_placeholder`) tags each token-aligned,
+case-insensitive occurrence of the value as B-<attr> I-<attr>…, attr = normalise_key(key). The catalog's
+brand column (as `catalog` reads it: not where it repeats a Brand Color or Brand Fit specification)
+counts as a "Brand" specification when no key is a brand (clothing specifications have none). A value
+"A, B" is a list (the catalog joined lists with ", "): A and B are looked for, each on its own.
+Overlapping matches: the longer (in tokens) wins; on equal length the one starting first; on the same
+span the specification listed first.
 
 Splits. train/dev/test = 70/10/20 by SHA-256 of a product id: the smallest uniq_id among products
 with the same description text (case and spacing ignored), so copies of a description never sit on

@@ -48,6 +48,9 @@ def test_gzip_is_read_like_plain(tmp_path: Path) -> None:
     ("Slim", "Reckler Slim Fit Men's Jeans", [("Brand Fit", "Slim")], False),  # in the name, but the key's value
     ("Clovia", "Clovia Non Padded Women's Bra", [("Brand Color", "Pink")], True),
     ("Pink", "Pink Floyd Poster", [("Color", "Pink")], True),  # no Brand Color or Brand Fit key: as written
+    ("RKDEAL", "RKDEAL Car", [("Brand", "RKDEAL"), ("Brand Color", "RKDEAL")], True),  # the Brand key says so too
+    ("Marc N' Park", "Marc N'Park Women's Bra", [("BrandColour", "Red")], True),  # word for word, not character
+    ("Red", "Marc N'Park Women's Bra", [("BrandColour", "Red")], False),
 ])
 def test_a_brand_column_taken_from_brand_color_or_fit_is_no_brand(
         tmp_path: Path, brand: str, name: str, specifications: list[tuple[str, str]], kept: bool) -> None:
