@@ -11,7 +11,7 @@ Values are compared by one function, `classify`, on their tokens as prepare matc
 folded), with `&` read as `and`, punctuation as a separator only (Hook-and-Eye, ADSL2+ / ADSL2), a unit word that
 measures no number left out (Free Size / Free inch), and a word spelt another way or in the plural (`same_word`:
 Plazo / Palazzo, Glod / Gold, Car / Cars) as the same word.
-Specification side S: every specification with a key, and the brand column where prepare adds it
+Specification side S: every specification with a key, and the brand column (as `catalog` reads it) where prepare adds it
 (`label_specifications`); the key names the attribute (`normalise_key`: "Base Material" is base_material)
 and a value is the set of its list items (`value_variants`: "Women, Girls" is {women, girls}; placeholders
 such as "NA" are no value). Several specifications of one attribute pool their items. Description side D:
@@ -26,7 +26,7 @@ For each product and each attribute its vertical's head can tag:
   conflicts              D and S both non-empty, and no value equal to or inside one of the other, claimed only
                          when the text does not name a specification value too, not every value of D is explained
                          otherwise, the vertical's other descriptions do not explain it, both sides are the
-                         vertical's vocabulary (other brands specify the attribute with each value of D and with a
+                         vertical's vocabulary (other sellers specify the attribute with each value of D and with a
                          value of S), and the model's (calibrated) confidence in its value is at least
                          --min_conflict_confidence
   unconfirmed            such a disagreement that is not claimed (its `why`): the description names both, and
@@ -36,7 +36,7 @@ For each product and each attribute its vertical's head can tag:
                          value of D (`catalog_why`: the catalog's wording, denim where the specification says
                          Cotton; template copy, a sentence repeated under either value; a phrase that no
                          specification of the vertical holds); a value of D, or every value of S, is free text that
-                         fewer than two other brands specify for the attribute; or the model is not sure enough of
+                         fewer than two other sellers specify for the attribute; or the model is not sure enough of
                          its value. Hand checks found these to be the model's errors or the catalog's vocabulary
                          almost always.
                          Because the catalog rules read every extracted product of the vertical, a product's class
@@ -102,7 +102,7 @@ WHY_KINDS = {"names_both": "because the text names the specification value too (
              "catalog": "because the vertical's other descriptions use the text's value for the specification's "
                         "(the catalog's wording), repeat its sentence under either value (template copy) or use it "
                         "where no specification of the vertical has it (a phrase, not a value)",
-             "vocabulary": "because the text's or the specification's value is not one that other brands of the "
+             "vocabulary": "because the text's or the specification's value is not one that other sellers of the "
                            "vertical specify for the attribute (free text or another grain, where other words and a "
                            "contradiction cannot be told apart)",
              "not_sure": "because the model is not sure enough of its value"}
@@ -159,6 +159,12 @@ def _pieces(tokens: Iterable[str]) -> tuple[str, ...]:
     """Tokens as the words they join (`text.pieces`): `&` is `and`, Hook-and-Eye is its three words, Comfy.Cotton two,
     ADSL2+ is ADSL2, and the inch sign a specification writes as \\" is nothing; 8.0 and women's stay whole."""
     return tuple(piece for token in tokens for piece in pieces("and" if token == "&" else token))
+
+
+def _words(tokens: Iterable[str]) -> tuple[str, ...]:
+    """A text's tokens as words (`_pieces`), each symbol (a comma, a full stop) left as "", which no value's word
+    is: a value is found inside a token the tokenizer kept whole (Comfy.Cotton), not across a comma."""
+    return tuple(piece for token in tokens for piece in (pieces("and" if token == "&" else token) or [""]))
 
 
 def _normal(value: tuple[str, ...]) -> tuple[str, ...]:
@@ -237,8 +243,8 @@ def _explained(value: dict, others: list[tuple[str, tuple[str, ...]]], text: str
 
 
 def _names(item: tuple[str, ...], tokens: tuple[str, ...], words: tuple[str, ...]) -> bool:
-    """Whether a text (its tokens, and their `_pieces`) names a specification value (its tokens): token for token, or,
-    for a value of NAMED_CHARS characters or more, word for word inside tokens (Cotton in Comfy.Cotton)."""
+    """Whether a text (its tokens, and their `_words`) names a value (its tokens): token for token, or, for a value of
+    NAMED_CHARS characters or more, word for word inside tokens (Cotton in Comfy.Cotton)."""
     named = _pieces(item)
     return _inside(item, tokens) or bool(named) and len("".join(named)) >= NAMED_CHARS and _inside(named, words)
 
@@ -257,7 +263,7 @@ def unconfirmed_why(values: list[dict], attr: str, spec: dict, taggable: list[st
     """Why a disagreement is not claimed as a conflict ("" when it is): the text names the specification value too;
     every value the model found is explained otherwise (`_explained`); or the model is not sure enough of it."""
     tokens = value_tokens(text)
-    words = _pieces(tokens)
+    words = _words(tokens)
     if any(_names(item, tokens, words) for item in spec[attr][1]):
         return NAMES_BOTH
     others = [(a, _normal(s)) for a in taggable if a != attr and a in spec for s in sorted(spec[a][1])
@@ -292,12 +298,14 @@ def judge(record: dict, product: Product, text: str, taggable: list[str],
 
 @dataclass(frozen=True)
 class Described:
-    """A judged product as the catalog rules read it: the text extract tagged, its words (the case-folded tokens'
-    `_pieces`, so that punctuation only separates them), whose wording it is (the brand, or the text itself where the
-    product names none) and its specified values (as classify compares them) per attribute."""
+    """A judged product as the catalog rules read it: the text extract tagged, its case-folded tokens and their
+    `_words`, whose wording it is (the brand; where the product names none, the first word of its name, where
+    catalogs such as the Flipkart sample put the brand; the text itself where it has no name) and its specified
+    values (as classify compares them) per attribute."""
 
     text: str
     tokens: tuple[str, ...]
+    words: tuple[str, ...]
     source: str
     spec: dict[str, set[tuple[str, ...]]]
 
@@ -306,7 +314,10 @@ class Described:
         """The product with the text extract tagged."""
         spec = specified(product)
         brand = " ".join(value_tokens(product.brand or ", ".join(spec.get("brand", ([], set()))[0])))
-        return cls(text, _pieces(value_tokens(text)), f"brand:{brand}" if brand else f"text:{text_key(text)}",
+        name = value_tokens(product.name)
+        tokens = value_tokens(text)
+        source = f"brand:{brand}" if brand else f"name:{name[0]}" if name else f"text:{text_key(text)}"
+        return cls(text, tokens, _words(tokens), source,
                    {a: {_normal(s) for s in items} for a, (_, items) in spec.items()})
 
     @functools.cached_property
@@ -315,9 +326,9 @@ class Described:
         return text_key(self.text)
 
     @functools.cached_property
-    def words(self) -> frozenset[str]:
-        """The words as a set, for a quick look before the aligned one."""
-        return frozenset(self.tokens)
+    def word_set(self) -> frozenset[str]:
+        """The tokens and words as a set, for a quick look before `_names`."""
+        return frozenset(self.tokens) | frozenset(self.words)
 
 
 def _holds(spec: set[tuple[str, ...]], value: tuple[str, ...]) -> bool:
@@ -333,9 +344,10 @@ def _one_of(spec: set[tuple[str, ...]], value: tuple[str, ...]) -> bool:
 
 def catalog_why(verdict: Verdict, own: Described, others: Iterable[Described]) -> str:
     """Why the rest of the vertical says a conflict is not the seller's error ("" when it does not). Evidence counts by
-    source (a brand's products are one source, an unbranded text is one, copies of this text none), so that one seller's
-    repeated slip or wording is not taken for the catalog's. First each value the text gives must be explained by one of
-    three readings of the other descriptions:
+    seller (`Described.source`: a brand's products are one source, an unbranded product's its name's first word,
+    copies of this text none), so that one seller's repeated slip or wording is not taken for the catalog's. Other
+    descriptions name a value as `_names` finds one in a text; a specification has a value spelt any way
+    (`same_word`). First each value the text gives must be explained by one of three readings of them:
       the catalog's wording  at least CATALOG_MIN other sources name the value where their specification holds this
                              product's value and not the text's (denim where the specification says Cotton);
       template copy          the sentence the value is in recurs in other descriptions, some specified with the
@@ -344,7 +356,7 @@ def catalog_why(verdict: Verdict, own: Described, others: Iterable[Described]) -
       a phrase, not a value  at least CATALOG_MIN other sources name it, and no specification of the attribute in the
                              vertical holds it ("beautiful design" taken for a model name).
     Otherwise both sides must be the vertical's vocabulary: every value of the text, and one of the specification's,
-    is the attribute's specified value of at least CATALOG_MIN other sources. A value no other brand specifies is free
+    is the attribute's specified value of at least CATALOG_MIN other sources. A value no other seller specifies is free
     text or another grain (one seller's "Hard Back Case with Smart Cover" against the title's "Back Cover", a woven
     fabric against Polyester), where other words and a contradiction cannot be told apart."""
     attr, spec = verdict.attribute, own.spec.get(verdict.attribute, set())
@@ -352,7 +364,7 @@ def catalog_why(verdict: Verdict, own: Described, others: Iterable[Described]) -
               for a, b in sentences(own.text) if a <= d["start"] < b}
     wording, named, template = defaultdict(set), defaultdict(set), defaultdict(set)
     normal = {v: _normal(v) for v in values}
-    words = {v: _pieces(v) for v in values}  # as the other descriptions' words are read
+    first = {v: {v[0], *_pieces(v)[:1]} if v else set() for v in values}  # what `_names` needs in other texts
     vocabulary: dict[tuple[str, ...], set[str]] = defaultdict(set)  # a normalised value: the sources specifying it
     held: set[tuple[str, ...]] = set()
     for other in others:
@@ -369,8 +381,8 @@ def catalog_why(verdict: Verdict, own: Described, others: Iterable[Described]) -
             held.update([v] if holds else [])
             if sentence in other.key:
                 template[v].update(["text"] if holds else ["spec"] if same else [])
-            if other.source != own.source and words[v] and words[v][0] in other.words and _inside(
-                    words[v], other.tokens):
+            if other.source != own.source and not first[v].isdisjoint(other.word_set) and _names(
+                    v, other.tokens, other.words):
                 named[v].add(other.source)
                 if same and not holds:
                     wording[v].add(other.source)
@@ -378,7 +390,7 @@ def catalog_why(verdict: Verdict, own: Described, others: Iterable[Described]) -
     def reading(v: tuple[str, ...]) -> str:
         if len(wording[v]) >= CATALOG_MIN:
             return (f"name the text's value where their specification holds this one, from {len(wording[v])} "
-                    "brands (the catalog's wording)")
+                    "sellers (the catalog's wording)")
         if template[v] == {"text", "spec"}:
             return "repeat the value's sentence under either value (template copy)"
         if len(named[v]) >= CATALOG_MIN and v not in held:
@@ -391,8 +403,8 @@ def catalog_why(verdict: Verdict, own: Described, others: Iterable[Described]) -
     outside = [f"the text's {' '.join(v)!r}" for v in values if len(vocabulary[normal[v]]) < CATALOG_MIN]
     if not any(len(vocabulary[s]) >= CATALOG_MIN for s in spec):
         outside.append("the specification's value")
-    return (f"{FREE_TEXT}{' and '.join(outside)} (fewer than {CATALOG_MIN} other brands or unbranded texts specify "
-            f"it as the {attr})") if outside else ""
+    return (f"{FREE_TEXT}{' and '.join(outside)} (fewer than {CATALOG_MIN} other sellers specify it as the "
+            f"{attr})") if outside else ""
 
 
 def explain_by_catalog(verdicts: list[Verdict], described: dict[str, dict[str, Described]]) -> list[Verdict]:
@@ -670,7 +682,7 @@ def report(result: Audit, table: dict, rows: list[dict], extractions: str | Path
         "**conflicts** (both have values, none equal or inside the other, the text does not name the "
         "specification value too, the model's values are not another attribute's value of the product or pieces "
         "of a longer number, the vertical's other descriptions do not explain them (the catalog's wording, "
-        "template copy, a phrase that is no value), both values are the vertical's vocabulary (other brands "
+        "template copy, a phrase that is no value), both values are the vertical's vocabulary (other sellers "
         "specify the attribute as each), and the model's confidence in its value is at least "
         f"{result.min_conflict_confidence:g}), **unconfirmed** (such a disagreement that fails one of those: most "
         "likely the model's error or the catalog's way of saying the same thing), **only in description** (no real "

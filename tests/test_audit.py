@@ -210,8 +210,9 @@ def test_disagreements_explained_otherwise(text: str, spec: tuple, attr: str, fo
 
 
 def described(text: str, brand: str = "", **spec: str) -> tuple[Product, Described]:
-    """A product with this text, brand and specifications (keyword: attribute), and how the catalog rules see it."""
-    product = Product(text, "n", ("A",), brand, text, tuple((k.replace("_", " ").title(), v) for k, v in spec.items()))
+    """A product with this text (its name too, so that an unbranded one is the source its first word names), brand
+    and specifications (keyword: attribute), and how the catalog rules see it."""
+    product = Product(text, text, ("A",), brand, text, tuple((k.replace("_", " ").title(), v) for k, v in spec.items()))
     return product, Described.of(product, text)
 
 
@@ -225,6 +226,7 @@ def conflict(text: str, attribute: str, found: str, spec: str) -> Verdict:
     ([("Made of denim, soft", "")], ""),  # one is not enough
     ([("Made of denim, soft", "X"), ("A denim fabric jean", "X")], ""),  # one brand's texts are one source
     ([("Made of denim, soft", ""), ("made of  DENIM, soft", "")], ""),  # copies of one text count once
+    ([("Made of denim, soft", ""), ("Made with denim", "")], ""),  # unbranded, one name's first word: one seller
     ([("Made of denim, soft", "X"), ("A denim fabric jean", ""), ("Premium denim jeans", "Z")],
      "the catalog's wording"),  # copies of this text count not at all
 ])
@@ -254,6 +256,22 @@ def test_the_catalogs_wording_reads_words_and_spellings(first: str, spelt: str, 
     assert (why in got) if why else got.startswith(FREE_TEXT)
 
 
+@pytest.mark.parametrize("others, attribute, found, spec, wording", [
+    ("Stones in black gold and white", "color", "black gold", "Silver", True),
+    ("Stones in black, gold and white", "color", "black gold", "Silver", False),  # not across a comma
+    ("Sizes S and XL", "size", "S", "M", True),
+    ("Sizes S-M-L", "size", "S", "M", False),  # a short value names itself only as a whole token
+])
+def test_other_descriptions_name_a_value_as_the_text_does(others: str, attribute: str, found: str, spec: str,
+                                                          wording: bool) -> None:
+    """Other descriptions name a value as `unconfirmed_why` finds one in the product's own text (`_names`)."""
+    text = f"Our {found} pick"
+    _, own = described(text, **{attribute: spec})
+    rest = [described(f"{maker} {others}", **{attribute: spec})[1] for maker in ("Alpha", "Beta")]
+    got = catalog_why(conflict(text, attribute, found, spec), own, rest)
+    assert ("the catalog's wording" in got) == wording
+
+
 @pytest.mark.parametrize("specs, why", [
     (["Ruby Set", "Pearl Line"], "a phrase, not a model_name"),  # named twice, nobody's model name
     (["Ruby Set", "Beautiful Design Pro"], ""),  # a specification holds it: it can be a name
@@ -262,7 +280,7 @@ def test_the_catalogs_wording_reads_words_and_spellings(first: str, spelt: str, 
 def test_a_phrase_of_the_catalog_is_not_a_value(specs: list[str], why: str) -> None:
     text = "A beautiful design for you"
     _, own = described(text, model_name="Emerald Set")
-    rest = [described(f"Bangles {i}: a beautiful design", **{"model_name": m})[1] for i, m in enumerate(specs)]
+    rest = [described(f"Maker{i} bangles: a beautiful design", **{"model_name": m})[1] for i, m in enumerate(specs)]
     got = catalog_why(conflict(text, "model_name", "beautiful design", "Emerald Set"), own, rest)
     assert (why in got) if why else got.startswith(FREE_TEXT)  # nobody's model name: not the vocabulary either
     assert CATALOG_MIN == 2
@@ -274,6 +292,7 @@ def test_a_phrase_of_the_catalog_is_not_a_value(specs: list[str], why: str) -> N
 
 @pytest.mark.parametrize("specs, why", [
     (["Women", "Men"], "template copy"),  # the sentence stands under either value: it says nothing of this ring
+    (["Women", "Mens"], "template copy"),  # this product's value spelt another way
     (["Men", "Men"], ""),  # only under this product's value: the brand's repeated claim stands against its specs
 ])
 def test_template_copy_is_not_a_conflict(specs: list[str], why: str) -> None:
@@ -292,13 +311,13 @@ def test_template_copy_is_not_a_conflict(specs: list[str], why: str) -> None:
     ([("X", "Denim"), ("X", "Cotton")], "the text's 'denim' and the specification's value"),
 ])
 def test_both_values_must_be_the_verticals_vocabulary(specs: list[tuple[str, str]], why: str) -> None:
-    """A conflict is claimed only between values that other brands specify for the attribute: free text or one
+    """A conflict is claimed only between values that other sellers specify for the attribute: free text or one
     seller's wording against the text cannot tell a contradiction from other words."""
     text = "Premium denim jeans"
     _, own = described(text, "Q", fabric="Cotton")
     rest = [described(f"Jeans {i}", brand, fabric=value)[1] for i, (brand, value) in enumerate(specs)]
     got = catalog_why(conflict(text, "fabric", "denim", "Cotton"), own, rest)
-    assert got == (f"{FREE_TEXT}{why} (fewer than 2 other brands or unbranded texts specify it as the fabric)"
+    assert got == (f"{FREE_TEXT}{why} (fewer than 2 other sellers specify it as the fabric)"
                    if why else "")
     copies = [described(text, "", fabric="Denim, Cotton")[1] for _ in range(2)]  # copies of this text: no evidence
     assert catalog_why(conflict(text, "fabric", "denim", "Cotton"), own, copies).startswith(FREE_TEXT)
@@ -309,8 +328,8 @@ def test_catalog_rules_run_in_the_audit(tmp_path: Path) -> None:
     texts = {"p": "A denim jean", "q": "Soft denim for all", "r": "In denim washed", "s": "A silk jean",
              "t": "A jean", "u": "The jean"}  # t and u specify Silk: a colour of the vertical's vocabulary
     catalog = tmp_path / "catalog.jsonl"
-    catalog.write_text("".join(json.dumps({"uniq_id": i, "product_name": "n", "category_path": ["J"], "brand": "",
-                                           "description": t, "specifications": [
+    catalog.write_text("".join(json.dumps({"uniq_id": i, "product_name": f"{i} {t}", "category_path": ["J"],
+                                           "brand": "", "description": t, "specifications": [
                                                {"key": "Color", "value": "Silk" if i in "tu" else "Cotton"}]})
                                + "\n" for i, t in texts.items()), encoding="utf-8")
     out = write_extraction(tmp_path / "out.jsonl", [
@@ -371,8 +390,8 @@ def test_sentence_of_a_value() -> None:
 def test_conflicts_are_ranked_by_confidence(tmp_path: Path) -> None:
     texts = {"p": "A blue necklace", "q": "A green necklace", "r": "A pink necklace", "v": "A chain", "w": "A set"}
     catalog = tmp_path / "catalog.jsonl"  # v and w make the colours the vertical's vocabulary
-    catalog.write_text("".join(json.dumps({"uniq_id": i, "product_name": "n", "category_path": ["J"], "brand": "",
-                                           "description": t, "specifications": [
+    catalog.write_text("".join(json.dumps({"uniq_id": i, "product_name": f"{i} {t}", "category_path": ["J"],
+                                           "brand": "", "description": t, "specifications": [
                                                {"key": "Color", "value": "Blue, Green, Pink" if i in "vw" else "Red"}]})
                                + "\n" for i, t in texts.items()), encoding="utf-8")
     confidence = {"p": 0.55, "q": 0.97, "r": 0.3}
