@@ -379,7 +379,7 @@ def catalog_why(verdict: Verdict, own: Described, others: Iterable[Described]) -
         for v, sentence in values.items():
             holds = _holds(theirs, v)
             held.update([v] if holds else [])
-            if sentence in other.key:
+            if f" {sentence} " in f" {other.key} ":  # the whole sentence: "pink bra." is not in "hot pink bra."
                 template[v].update(["text"] if holds else ["spec"] if same else [])
             if other.source != own.source and not first[v].isdisjoint(other.word_set) and _names(
                     v, other.tokens, other.words):

@@ -290,16 +290,17 @@ def test_a_phrase_of_the_catalog_is_not_a_value(specs: list[str], why: str) -> N
                            ).startswith(FREE_TEXT)
 
 
-@pytest.mark.parametrize("specs, why", [
-    (["Women", "Men"], "template copy"),  # the sentence stands under either value: it says nothing of this ring
-    (["Women", "Mens"], "template copy"),  # this product's value spelt another way
-    (["Men", "Men"], ""),  # only under this product's value: the brand's repeated claim stands against its specs
+@pytest.mark.parametrize("specs, glued, why", [
+    (["Women", "Men"], "", "template copy"),  # the sentence stands under either value: it says nothing of this ring
+    (["Women", "Mens"], "", "template copy"),  # this product's value spelt another way
+    (["Men", "Men"], "", ""),  # only under this product's value: the brand's repeated claim stands against its specs
+    (["Women", "Men"], "Flav", ""),  # "flavour rings speak …": not the sentence, though its characters are there
 ])
-def test_template_copy_is_not_a_conflict(specs: list[str], why: str) -> None:
+def test_template_copy_is_not_a_conflict(specs: list[str], glued: str, why: str) -> None:
     sentence = "Our rings speak to the women of today."
     text = f"Silver band. {sentence}"
     _, own = described(text, "PC", ideal_for="Men")
-    rest = [described(f"Ring {i}. {sentence}", "PC", ideal_for=s)[1] for i, s in enumerate(specs)]
+    rest = [described(f"Ring {i}. {glued}{sentence}", "PC", ideal_for=s)[1] for i, s in enumerate(specs)]
     got = catalog_why(conflict(text, "ideal_for", "women", "Men"), own, rest)
     assert (why in got) if why else got.startswith(FREE_TEXT)  # Men: this brand's own value only
 
