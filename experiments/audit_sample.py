@@ -14,12 +14,12 @@ men's sports and winter wear, infant wear, stickers, USB gadgets, laptop batteri
 tools, pet furniture, handbags, women's footwear; then every other category of 40 products or more: lens hoods, sofas,
 series lights, car electronics, screen protectors, paintings, girls' footwear, mobile pouches, laptop adapters, car
 care), so that the audit judges most of the catalog: real conflicts are rare, and the stricter the audit, the more
-products a sample of them needs. RESULTS_DIR gets report.md, counts.json,
-extract_summary.json and conflicts_sample.jsonl: --sample conflict rows drawn with --seed from the audit's
-conflicts.jsonl, in that file's order (ranked by confidence); the rows hand_check.md judges by the verdict rules below,
-which it repeats. And catalog_sample.jsonl: as many rows drawn alike from the disagreements that the rest of the
-vertical explains (unconfirmed, `audit.catalog_why`: its other descriptions' readings, or a value outside its
-vocabulary), which hand_check_catalog.md judges by the same rules, to see whether those rules take real conflicts away.
+products a sample of them needs. RESULTS_DIR gets report.md, counts.json, extract_summary.json and
+conflicts_sample.jsonl: --sample conflict rows drawn with --seed from the audit's conflicts.jsonl, in that file's order
+(ranked by confidence); the rows hand_check.md judges by the verdict rules below, which it repeats. And
+catalog_sample.jsonl: as many rows drawn alike from the disagreements that the rest of the vertical explains
+(unconfirmed, `audit.catalog_why`: its other descriptions' readings, or a value outside its vocabulary), which
+hand_check_catalog.md judges by the same rules, to see whether those rules take real conflicts away.
 
 Verdict rules (one row at a time, reading the whole text the model saw and every specification of the product):
   real        the description and the specification disagree on that attribute of that product, whatever the
