@@ -158,12 +158,12 @@ def specified(product: Product) -> dict[str, tuple[list[str], set[tuple[str, ...
 def _pieces(tokens: Iterable[str]) -> tuple[str, ...]:
     """Tokens as the words they join (`text.pieces`): `&` is `and`, Hook-and-Eye is its three words, Comfy.Cotton two,
     ADSL2+ is ADSL2, and the inch sign a specification writes as \\" is nothing; 8.0 and women's stay whole."""
-    return tuple(piece for token in tokens for piece in pieces("and" if token == "&" else token))
+    return tuple(word for word in _words(tokens) if word)
 
 
 def _words(tokens: Iterable[str]) -> tuple[str, ...]:
-    """A text's tokens as words (`_pieces`), each symbol (a comma, a full stop) left as "", which no value's word
-    is: a value is found inside a token the tokenizer kept whole (Comfy.Cotton), not across a comma."""
+    """A text's tokens as words (`text.pieces`, `&` as `and`), each symbol (a comma, a full stop) left as "", which
+    no value's word is: a value is found inside a token the tokenizer kept whole (Comfy.Cotton), not across a comma."""
     return tuple(piece for token in tokens for piece in (pieces("and" if token == "&" else token) or [""]))
 
 
@@ -298,14 +298,13 @@ def judge(record: dict, product: Product, text: str, taggable: list[str],
 
 @dataclass(frozen=True)
 class Described:
-    """A judged product as the catalog rules read it: the text extract tagged, its case-folded tokens and their
-    `_words`, whose wording it is (the brand; where the product names none, the first word of its name, where
-    catalogs such as the Flipkart sample put the brand; the text itself where it has no name) and its specified
-    values (as classify compares them) per attribute."""
+    """A judged product as the catalog rules read it: the text extract tagged, its case-folded tokens, whose wording
+    it is (the brand; where the product names none, the first word of its name, where catalogs such as the Flipkart
+    sample put the brand; the text itself where it has no name) and its specified values (as classify compares
+    them) per attribute."""
 
     text: str
     tokens: tuple[str, ...]
-    words: tuple[str, ...]
     source: str
     spec: dict[str, set[tuple[str, ...]]]
 
@@ -315,15 +314,18 @@ class Described:
         spec = specified(product)
         brand = " ".join(value_tokens(product.brand or ", ".join(spec.get("brand", ([], set()))[0])))
         name = value_tokens(product.name)
-        tokens = value_tokens(text)
         source = f"brand:{brand}" if brand else f"name:{name[0]}" if name else f"text:{text_key(text)}"
-        return cls(text, tokens, _words(tokens), source,
-                   {a: {_normal(s) for s in items} for a, (_, items) in spec.items()})
+        return cls(text, value_tokens(text), source, {a: {_normal(s) for s in items} for a, (_, items) in spec.items()})
 
     @functools.cached_property
     def key(self) -> str:
         """The text's copy key (prepare.text_key): copies of one description share it."""
         return text_key(self.text)
+
+    @functools.cached_property
+    def words(self) -> tuple[str, ...]:
+        """The tokens' `_words`, as `_names` reads a text."""
+        return _words(self.tokens)
 
     @functools.cached_property
     def word_set(self) -> frozenset[str]:

@@ -116,14 +116,14 @@ def _brand(brand: str, name: str, specifications: tuple[tuple[str | None, str], 
     keyed = {v.strip().casefold() for key, value in keys if key in ("brandcolor", "brandcolour", "brandfit")
              for v in value.split(",")}
     named = {value.strip().casefold() for key, value in keys if key in ("brand", "brandname")}
-    words, said = _words(brand), _words(name)
+    words, said = _word_runs(brand), _word_runs(name)
     if keyed and brand.casefold() not in named and (brand.casefold() in keyed or not any(
             said[i:i + len(words)] == words for i in range(len(said) - len(words) + 1))):
         return ""
     return brand
 
 
-def _words(text: str) -> list[str]:
+def _word_runs(text: str) -> list[str]:
     """The case-folded runs of letters and digits of a text: how a brand and a name are compared."""
     return re.findall(r"[^\W_]+", text.casefold())
 
