@@ -14,7 +14,7 @@ from pathlib import Path
 
 from absl import flags
 
-from experiments.common import best_pair, command_line, mean_sd, one_tag_prior, read_result, read_sweep
+from experiments.common import best_pair, command_line, mean_sd, one_tag_prior, read_result, read_sweep, trained_on
 from mtl_tagger import cli
 from mtl_tagger.params import Params
 
@@ -43,9 +43,11 @@ def main(argv: list[str]) -> None:
     table3 = read_sweep(Path(FLAGS.table3_dir))
     big: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     pairs: set[str] = set()
-    seen = [Params.from_json(r["params"]) for cells in table3.values() for rs in cells.values() for r in rs]
+    results = [r for cells in table3.values() for rs in cells.values() for r in rs]
+    seen = [Params.from_json(r["params"]) for r in results]
     for path in sorted(Path(FLAGS.results_dir).glob("*.json")):
         r = read_result(path)
+        results.append(r)
         p = Params.from_json(r["params"])
         seen.append(p)
         for vertical, m in r["metrics"].items():
@@ -68,7 +70,7 @@ def main(argv: list[str]) -> None:
     text = "\n".join([
         "# All twelve verticals in one model", "",
         f"Test macro-F1, percent, mean ± std over seeds; the best pair is chosen on dev. Written "
-        f"{datetime.date.today().isoformat()} by `{command}`.", "", *lines, "",
+        f"{datetime.date.today().isoformat()} by `{command}`. Trained on {trained_on(results)}.", "", *lines, "",
         f"Pairs coupled by `--couple=auto` (each vertical with its top lender): {', '.join(sorted(pairs)) or '–'}.",
         ""])
     Path(FLAGS.out).write_text(text)

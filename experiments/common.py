@@ -73,6 +73,14 @@ def machine() -> str:
     return f"{names[0] if names else platform.processor() or '?'} × {os.cpu_count()}"
 
 
+def trained_on(results: Iterable[dict]) -> str:
+    """'AMD EPYC × 2 (matmul_dtype auto)' for the result files' machines and dtypes, '; '-joined when they differ:
+    `--matmul_dtype=auto` gives bfloat16 products on one CPU and float32 on another, so a page names both."""
+    seen = sorted({(r.get("machine") or "machine not recorded", r["params"].get("matmul_dtype", "float32"))
+                   for r in results})
+    return "; ".join(f"{m} (matmul_dtype {d})" for m, d in seen) or "–"
+
+
 def versions(*names: str) -> str:
     """'Python 3.11.7, TensorFlow 2.15.0, Ray ?' for versions("TensorFlow", "Ray") (each import package the name in
     lower case, read from its metadata without importing it; ? where it is not installed): the software a report's

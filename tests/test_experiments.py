@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, smoke_params
 
-from experiments.common import one_tag_prior, read_result, single, traced_run
+from experiments.common import one_tag_prior, read_result, single, traced_run, trained_on
 from experiments.defaults import _both, picked
 from experiments.make_sweep import runs as sweep_runs
 from experiments.small_data import subsample
@@ -165,6 +165,14 @@ def test_tables_refuse_runs_decoded_with_different_tag_priors() -> None:
     one_tag_prior([old, Params(tasks="B", tag_prior=0.0)], "res")
     with pytest.raises(SystemExit, match="res: the runs decode with --tag_prior 0.0 and 0.5"):
         one_tag_prior([old, Params(tasks="B")], "res")
+
+
+def test_pages_name_each_machine_and_dtype_their_runs_trained_on_once() -> None:
+    amd = {"machine": "AMD EPYC × 2", "params": {"matmul_dtype": "auto"}}
+    old = {"params": {"tasks": "A"}}  # from before machines and --matmul_dtype were recorded: float32 then
+    assert trained_on([amd, amd]) == "AMD EPYC × 2 (matmul_dtype auto)"
+    assert trained_on([amd, old]) == "AMD EPYC × 2 (matmul_dtype auto); machine not recorded (matmul_dtype float32)"
+    assert trained_on([]) == "–"
 
 
 def test_defaults_paired_cells_are_means_in_percent() -> None:
