@@ -12,7 +12,7 @@ folded), with `&` read as `and`, punctuation as a separator only (Hook-and-Eye, 
 measures no number left out (Free Size / Free inch), and a word spelt another way or in the plural (`same_word`:
 Plazo / Palazzo, Glod / Gold, Car / Cars) as the same word.
 Specification side S: every specification with a key, and the brand column (as `catalog` reads it) where prepare adds it
-(`label_specifications`); the key names the attribute (`normalise_key`: "Base Material" is base_material)
+(`label_specifications`); the key names the attribute (`catalog.normalise_key`: "Base Material" is base_material)
 and a value is the set of its list items (`value_variants`: "Women, Girls" is {women, girls}; placeholders
 such as "NA" are no value). Several specifications of one attribute pool their items. Description side D:
 the values extract found for the attribute (several are pooled too).
@@ -67,7 +67,7 @@ from pathlib import Path
 from absl import flags, logging
 
 from mtl_tagger import cli
-from mtl_tagger.catalog import Product, read_catalog
+from mtl_tagger.catalog import Product, normalise_key, read_catalog
 from mtl_tagger.errors import InputError
 from mtl_tagger.extract import PROGRESS_SUFFIX, SUMMARY_SUFFIX, sidecar
 from mtl_tagger.files import check_input_file, json_line, read_json, sha256, write_json_atomic, write_text_atomic
@@ -75,7 +75,6 @@ from mtl_tagger.lock import FileLock
 from mtl_tagger.prepare import (
     description_text,
     label_specifications,
-    normalise_key,
     sentences,
     text_key,
     value_tokens,

@@ -107,12 +107,17 @@ def _product(uniq_id: object, name: object, path: object, brand: object, descrip
                    specifications)
 
 
+def normalise_key(key: str) -> str:
+    """The attribute name of a specification key: lower case, runs of non-alphanumerics turned into `_`."""
+    return re.sub(r"[\W_]+", "_", key.lower()).strip("_")
+
+
 def _brand(brand: str, name: str, specifications: tuple[tuple[str | None, str], ...]) -> str:
     """The brand column, or "" where the product has a "Brand Color" or "Brand Fit" specification, no Brand or Brand
     Name specification says the same, and the column is one of those keys' values or is not in the product's name
     (word for word, case ignored): the Flipkart sample filled the column of such products from those keys, often a
     sibling product's (a bra's brand "Pink", a shirt's "Slim"), which name no brand."""
-    keys = [(re.sub(r"[\W_]+", "", key).casefold(), value) for key, value in specifications if key]
+    keys = [(normalise_key(key).replace("_", ""), value) for key, value in specifications if key]  # BrandColour too
     keyed = {v.strip().casefold() for key, value in keys if key in ("brandcolor", "brandcolour", "brandfit")
              for v in value.split(",")}
     named = {value.strip().casefold() for key, value in keys if key in ("brand", "brandname")}

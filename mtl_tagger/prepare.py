@@ -54,7 +54,7 @@ import numpy as np
 from absl import flags
 
 from mtl_tagger import cli
-from mtl_tagger.catalog import Product, read_catalog
+from mtl_tagger.catalog import Product, normalise_key, read_catalog
 from mtl_tagger.conll import write_conll
 from mtl_tagger.errors import InputError
 from mtl_tagger.files import check_input_file, replace_dir
@@ -246,11 +246,6 @@ def is_placeholder(value: str) -> bool:
     not applicable/available, and values without a letter or digit."""
     value = value.strip()
     return _PLACEHOLDER.fullmatch(value) is not None or not any(c.isalnum() for c in value)
-
-
-def normalise_key(key: str) -> str:
-    """The attribute name of a specification key: lower case, runs of non-alphanumerics turned into `_`."""
-    return re.sub(r"[\W_]+", "_", key.lower()).strip("_")
 
 
 def value_tokens(value: str) -> tuple[str, ...]:

@@ -28,11 +28,10 @@ from mtl_tagger.audit import (
     specified,
     write_audit,
 )
-from mtl_tagger.catalog import Product
+from mtl_tagger.catalog import Product, normalise_key
 from mtl_tagger.errors import InputError
 from mtl_tagger.extract import PROGRESS_SUFFIX, SUMMARY_SUFFIX, sidecar
 from mtl_tagger.files import json_line, sha256
-from mtl_tagger.prepare import normalise_key
 
 TEXT_A = "Voylla Gold Plated brass necklace for Girls, in silver. Specifications of Voylla Necklace Color Gold"
 PRODUCTS = [
