@@ -210,7 +210,8 @@ def text_key(text: str) -> str:
 
 
 def find_boilerplate(texts: Iterable[tuple[str | None, str]]) -> dict[str, tuple[int, int]]:
-    """The boilerplate of a catalog given as (vertical, text) per product: sentence key → (products, verticals)."""
+    """The boilerplate of a catalog given as (vertical, text) per product: sentence key → (products, verticals), most
+    products first, ties in key order (so stats.md is the same from run to run)."""
     products: Counter = Counter()
     verticals: dict[str, set] = {}
     total = 0
@@ -220,7 +221,7 @@ def find_boilerplate(texts: Iterable[tuple[str | None, str]]) -> dict[str, tuple
             products[key] += 1
             verticals.setdefault(key, set()).add(vertical)
     least = max(BOILERPLATE_PRODUCTS, BOILERPLATE_SHARE * total)
-    return {key: (n, len(verticals[key])) for key, n in products.most_common()
+    return {key: (n, len(verticals[key])) for key, n in sorted(products.items(), key=lambda kv: (-kv[1], kv[0]))
             if n >= least and len(verticals[key]) >= BOILERPLATE_VERTICALS}
 
 

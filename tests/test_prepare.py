@@ -1,6 +1,9 @@
 """prepare: vertical mapping, spec-block stripping, distant-supervision matcher, stable splits, output and bad input."""
 import json
+import os
 import re
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -9,7 +12,7 @@ from conftest import reading_line, run_cli
 from test_bad_input import assert_one_error_line
 from test_catalog import FIXTURES, shared_file
 
-from mtl_tagger.catalog import Product, read_catalog
+from mtl_tagger.catalog import Product, normalise_key, read_catalog
 from mtl_tagger.conll import read_conll
 from mtl_tagger.errors import InputError
 from mtl_tagger.prepare import (
@@ -22,7 +25,6 @@ from mtl_tagger.prepare import (
     is_placeholder,
     label_specifications,
     load_verticals,
-    normalise_key,
     prepare,
     sentences,
     split_of,
@@ -303,6 +305,15 @@ def test_boilerplate_is_repeated_across_many_products_and_verticals() -> None:
     many = catalog(40, ["A", "B", "C"]) * 60  # 6,000 products: 1% is 60, so 40 × 60 = 2,400 copies qualify
     assert set(find_boilerplate(many)) >= {"free shipping."}
     assert find_boilerplate(catalog(20, ["A", "B", "C"]) + [("A", "x")] * 2000) == {}, "under 1% of products"
+
+
+def test_boilerplate_ties_come_in_key_order_whatever_the_hash_seed() -> None:
+    """Sentences that as many products repeat are listed by key, not in a set's order, which varies per process."""
+    code = ("from mtl_tagger.prepare import find_boilerplate; "
+            "print(list(find_boilerplate([(v, 'Zeta. Alpha. Mid. Mid.') for v in 'ABC' * 10])))")
+    seen = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout for seed in range(4)}
+    assert seen == {"['alpha.', 'mid.', 'zeta.']\n"}
 
 
 def test_strip_boilerplate_cuts_whole_sentences_only() -> None:
