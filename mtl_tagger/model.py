@@ -68,9 +68,10 @@ class CharEncoder(tf.Module):
 
 
 class Encoder(tf.Module):
-    """Shared word representation (word embedding ⊕ char encoding [⊕ word shape]) → BiLSTM → context vectors h."""
+    """Shared word representation (word embedding ⊕ char encoding [⊕ word shape] [⊕ the vertical's embedding]) →
+    BiLSTM → context vectors h."""
 
-    def __init__(self, p: Params, num_words: int, num_chars: int, seeds: SeedSequence) -> None:
+    def __init__(self, p: Params, num_words: int, num_chars: int, seeds: SeedSequence, verticals: int = 1) -> None:
         super().__init__(name="encoder")
         self.rate, self.word_rate = p.dropout, p.word_dropout
         self.word_embedding = tf.Variable(uniform((num_words, p.word_dim), float(np.sqrt(3.0 / p.word_dim)), seeds()),
@@ -82,6 +83,11 @@ class Encoder(tf.Module):
             self.shape_embedding = tf.Variable(uniform((len(SHAPES), p.case_dim), 0.05, seeds()),
                                                name="shape_embedding")
             width += p.case_dim
+        self.vertical_embedding = None
+        if p.vertical_dim:
+            self.vertical_embedding = tf.Variable(uniform((verticals, p.vertical_dim), 0.05, seeds()),
+                                                  name="vertical_embedding")
+            width += p.vertical_dim
         dtype = resolve_matmul_dtype(p.matmul_dtype)
         self.forward = LSTMWeights(width, p.hidden_size, seeds, name="forward", matmul_dtype=dtype)
         self.backward = LSTMWeights(width, p.hidden_size, seeds, name="backward", matmul_dtype=dtype)
@@ -94,12 +100,19 @@ class Encoder(tf.Module):
         unknown = tf.random.stateless_uniform(tf.shape(words), fold_in(seed, 2)) < self.word_rate
         return tf.where(unknown & (words > 0), UNK_ID, words)
 
-    def __call__(self, batch: dict[str, tf.Tensor], seed: tf.Tensor | None = None) -> tf.Tensor:
-        """Context vectors h [B, T, 2·hidden] of a padded batch, 0 past each length; dropout when `seed` is given."""
+    def __call__(self, batch: dict[str, tf.Tensor], seed: tf.Tensor | None = None, vertical: int | None = None
+                 ) -> tf.Tensor:
+        """Context vectors h [B, T, 2·hidden] of a padded batch of one `vertical` (its place among the heads; needed
+        with a vertical embedding), 0 past each length; dropout when `seed` is given."""
         words = self.dropped_words(batch["words"], seed)
         parts = [tf.gather(self.word_embedding, words), self.chars(batch["chars"], batch["words"])]
         if self.shape_embedding is not None:
             parts.append(tf.gather(self.shape_embedding, batch["case"]))
+        if self.vertical_embedding is not None:
+            if vertical is None:
+                raise ValueError("this encoder embeds the vertical: say which vertical the batch is of")
+            v = self.vertical_embedding[vertical]
+            parts.append(tf.broadcast_to(v, tf.concat([tf.shape(words), tf.shape(v)], axis=0)))
         x = dropout(tf.concat(parts, axis=-1), self.rate, fold_in(seed, 0))
         h = bilstm(x, batch["length"], self.forward, self.backward)
         return dropout(h, self.rate, fold_in(seed, 1))
@@ -136,7 +149,8 @@ class TaggerNet(tf.Module):
     def __init__(self, p: Params, vocab: Vocab) -> None:
         super().__init__(name="tagger_net")
         seeds = SeedSequence(p.seed)
-        self.encoder = Encoder(p, len(vocab.words), len(vocab.chars), seeds)
+        self.encoder = Encoder(p, len(vocab.words), len(vocab.chars), seeds, len(vocab.tags))
+        self.vertical_ids = {t: i for i, t in enumerate(vocab.tags)}
         self.buckets = p.lexical_buckets
         self.lower_chars = tf.constant(lower_char_ids(vocab.chars)) if self.buckets else None
         self.heads = {t: Head(self.encoder.width, len(names), p.crf_impl, seeds, name=f"head_{i}",
@@ -160,7 +174,7 @@ class TaggerNet(tf.Module):
         """The emission scores [B, T, tags] of `task`'s head for a padded batch (dropout when `seed` is given);
         `hidden`: the batch already encoded with that seed."""
         head = self.heads[task]
-        scores = head.emissions(self.encoder(batch, seed) if hidden is None else hidden)
+        scores = head.emissions(self.encoder(batch, seed, self.vertical_ids[task]) if hidden is None else hidden)
         if not self.buckets:
             return scores
         words = batch["words"]

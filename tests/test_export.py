@@ -117,10 +117,11 @@ def single(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
 @pytest.fixture(scope="module")
 def double(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
     """(model dir, SavedModel dir, CLI stdout) of a two-vertical smoke model, exported by the CLI; its confidence
-    calibrated by temperature scaling (the default; the single one's by Platt scaling)."""
+    calibrated by temperature scaling (the default; the single one's by Platt scaling), and its encoder reading
+    each vertical through a vertical embedding, so that the SavedModel must feed each signature its own."""
     root = tmp_path_factory.mktemp("double")
     train(smoke_params(data_dir, root / "m", task_a="", tasks="Chain x,Mangal-sutra", mtl_mode="shared",
-                       **FAST))
+                       vertical_dim=4, **FAST))
     r = run_cli("export", f"--model_dir={root / 'm'}", f"--out={root / 'saved'}")
     assert r.returncode == 0 and r.stderr == loading_line("export") + "\n", r.stderr
     return root / "m", root / "saved", r.stdout

@@ -134,3 +134,29 @@ def test_lexical_l2_adds_its_weight_times_the_squares_of_each_head_s_spelling_we
     shared, _ = step_loss(net, ["A", "B"], None, [], 0.0, inputs, seed, lexical_l2=0.01, replicas=2)
     np.testing.assert_allclose(float(shared - plain), 0.005 * squares, rtol=1e-4)  # each of 2 workers counts half
     np.testing.assert_allclose(float(terms["l2/A"]), np.square(net.heads["A"].lexical.numpy()).sum(), rtol=1e-5)
+
+
+def test_the_vertical_embedding_gives_each_vertical_its_own_encoding_and_is_trained() -> None:
+    from mtl_tagger.loss import step_loss
+
+    sentences = [["Gold", "ring"], ["Silver", "chain", "set"]]
+    vocab = Vocab(words=["<pad>", "<unk>", "Gold", "ring", "Silver", "chain", "set"],
+                  chars=["<pad>", "<unk>"] + sorted({c for s in sentences for w in s for c in w}),
+                  tags={"A": ["O", "B-a"], "B": ["O", "B-b"]})
+    small = dict(tasks="A,B", mtl_mode="shared", hidden_size=4, word_dim=4, char_dim=2, char_hidden=2)
+    batch = {k: tf.constant(v) for k, v in pad(encode(sentences, vocab, 20)).items()}
+    plain = TaggerNet(Params(**small), vocab)
+    assert not [v for v in plain.trainable_variables if "vertical" in v.name], "none without the flag"
+    np.testing.assert_array_equal(plain.encoder(batch).numpy(), plain.encoder(batch, vertical=1).numpy())
+    net = TaggerNet(Params(**small, vertical_dim=3), vocab)
+    a, b = net.encoder(batch, vertical=0).numpy(), net.encoder(batch, vertical=1).numpy()
+    assert not np.allclose(a, b), "the same sentences, read as two verticals"
+    np.testing.assert_array_equal(a[0, 2:], 0.0)  # still 0 past each length
+    with pytest.raises(ValueError, match="say which vertical"):
+        net.encoder(batch)
+    inputs = {t: {**batch, "tags": tf.ones([2, 3], tf.int32)} for t in ("A", "B")}
+    inputs["count"] = {"A": tf.constant(2.0), "B": tf.constant(2.0)}
+    with tf.GradientTape() as tape:
+        loss, _ = step_loss(net, ["A", "B"], None, [], 0.0, inputs, tf.constant([1, 2], tf.int64))
+    grad = tape.gradient(loss, net.encoder.vertical_embedding).numpy()
+    assert np.abs(grad).sum(axis=1).min() > 0, "each vertical's row learns from its own minibatch"

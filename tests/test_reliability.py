@@ -159,6 +159,13 @@ def test_bio_training_without_the_constraints_is_refused(data_dir: Path, tmp_pat
     assert smoke_params(data_dir, tmp_path, bio_training=True).bio_training
 
 
+def test_vertical_embedding_in_coupled_mode_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="--vertical_dim=8: the coupling minibatches mix verticals"):
+        smoke_params(data_dir, tmp_path, tasks=f"{TASK},Mangal-sutra", task_a="", mtl_mode="coupled", vertical_dim=8)
+    assert smoke_params(data_dir, tmp_path, tasks=f"{TASK},Mangal-sutra", task_a="", mtl_mode="shared",
+                        vertical_dim=8).vertical_dim == 8
+
+
 def test_evaluate_compare_takes_only_the_verticals_of_params_json(chain_model: Path, tmp_path: Path) -> None:
     """A metrics.json key is a vertical's directory name under the data dir: one naming an outside path is
     refused, not followed."""
