@@ -1,20 +1,31 @@
 """All twelve verticals in one model beside single-task and each vertical's best pair.
 
     python -m experiments.all12 [--results_dir=experiments/results/all12] [--table3_dir=experiments/results/table3]
-        [--out=experiments/results/all12.md]
+        [--variant=LABEL:RESULTS_DIR ...] [--out=experiments/results/all12.md]
 
 Per vertical, test macro-F1 mean ± std over seeds: single-task and the best pair (chosen on dev) from the Table 3
-sweep, and the twelve-vertical runs in shared mode and in coupled mode with `--couple=auto`; then the pairs
-`auto` coupled (each vertical with its top lender by mtl_tagger.lenders) and the mean over the verticals.
+sweep, and the twelve-vertical runs in shared mode and in coupled mode with `--couple=auto`, and a column of shared
+runs per --variant (other flags, their own result files); then the pairs `auto` coupled (each vertical with its top
+lender by mtl_tagger.lenders), the mean over the verticals, and for each multi-task column the two checks of the
+whole-catalog model: the verticals below single-task by more than single-task's seed spread (its std over seeds),
+and the mean gain over single-task beside that of the best pairs.
 """
 import datetime
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from absl import flags
+from absl import app, flags
 
-from experiments.common import best_pair, command_line, mean_sd, one_tag_prior, read_result, read_sweep, trained_on
+from experiments.common import (
+    best_pair,
+    command_line,
+    mean_sd,
+    one_tag_prior,
+    read_result,
+    read_sweep,
+    trained_on,
+)
 from mtl_tagger import cli
 from mtl_tagger.params import Params
 
@@ -26,16 +37,28 @@ def define_flags() -> None:
     flags.DEFINE_string("results_dir", "experiments/results/all12", "Result files of the twelve-vertical runs.")
     flags.DEFINE_string("table3_dir", "experiments/results/table3", "Result files of the Table 3 sweep.")
     flags.DEFINE_string("out", "experiments/results/all12.md", "Markdown file to write.")
+    flags.DEFINE_multi_string("variant", [], "LABEL:RESULTS_DIR: result files of more twelve-vertical shared runs "
+                              "(other flags), shown as their own column.")
 
 
 def _cells(table3: dict, big: dict[str, dict[str, list[float]]], vertical: str) -> dict[str, list[float]]:
-    """One vertical's test macro-F1 per seed: single, its best pair on dev (shared, coupled), the 12-vertical runs."""
+    """One vertical's test macro-F1 per seed: single, its best pair on dev (shared, coupled), the 12-vertical runs
+    (`big`: column → vertical → seeds)."""
     cells = {"single": [r["m"]["macro_f1"] for r in table3.get(("single", vertical), {}).get(vertical, [])]}
     for mode in ("shared", "coupled"):
         pair = best_pair(table3, mode, vertical, "dev")
         cells[f"pair {mode}"] = [r["m"]["macro_f1"] for r in table3[(mode, pair)][vertical]] if pair else []
-        cells[f"all {mode}"] = big[mode][vertical]
-    return cells  # main orders the columns
+    return cells | {column: seeds[vertical] for column, seeds in big.items()}  # main orders the columns
+
+
+def _checks(rows: dict[str, dict[str, list[float]]], column: str, common: list[str]) -> str:
+    """A multi-task column against single-task: the verticals below it by more than its seed spread, and the mean
+    gain over the `common` verticals."""
+    below = [f"{v} ({(statistics.mean(c[column]) - statistics.mean(c['single'])) * 100:+.2f})"
+             for v, c in rows.items() if len(c["single"]) > 1 and c[column]
+             and statistics.mean(c[column]) < statistics.mean(c["single"]) - statistics.stdev(c["single"])]
+    gain = statistics.mean(statistics.mean(rows[v][column]) - statistics.mean(rows[v]["single"]) for v in common)
+    return f"{gain * 100:+.2f} | {', '.join(below) or 'none'}"
 
 
 def main(argv: list[str]) -> None:
@@ -45,20 +68,29 @@ def main(argv: list[str]) -> None:
     pairs: set[str] = set()
     results = [r for cells in table3.values() for rs in cells.values() for r in rs]
     seen = [Params.from_json(r["params"]) for r in results]
-    for path in sorted(Path(FLAGS.results_dir).glob("*.json")):
-        r = read_result(path)
-        results.append(r)
-        p = Params.from_json(r["params"])
-        seen.append(p)
-        for vertical, m in r["metrics"].items():
-            big[p.mode][vertical].append(m["macro_f1"])
-        if p.mode == "coupled":
-            pairs |= {d["pair"] for d in r["analysis"] or []}
-    one_tag_prior(seen, f"{FLAGS.table3_dir}, {FLAGS.results_dir}")
-    verticals = sorted(big["shared"] or big["coupled"])
+    dirs = [("", Path(FLAGS.results_dir))]
+    for spec in FLAGS.variant:
+        label, sep, where = spec.partition(":")
+        if not (label and sep and where and Path(where).is_dir()):
+            raise app.UsageError(f"--variant={spec!r}: expected LABEL:RESULTS_DIR, a directory of result files")
+        dirs.append((label, Path(where)))
+    variants = [label for label, _ in dirs[1:]]
+    for label, results_dir in dirs:
+        for path in sorted(results_dir.glob("*.json")):
+            r = read_result(path)
+            results.append(r)
+            p = Params.from_json(r["params"])
+            seen.append(p)
+            for vertical, m in r["metrics"].items():
+                big[f"all {p.mode}" + (f" {label}" if label else "")][vertical].append(m["macro_f1"])
+            if p.mode == "coupled":
+                pairs |= {d["pair"] for d in r["analysis"] or []}
+    one_tag_prior(seen, ", ".join(str(d) for _, d in [("", FLAGS.table3_dir), *dirs]))
+    verticals = sorted(big["all shared"] or big["all coupled"])
     columns = {"single": "single", "pair shared": "best pair, shared", "pair coupled": "best pair, coupled",
-               "all shared": "all 12, shared", "all coupled": "all 12, coupled (auto)"}
-    rows = {v: _cells(table3, big, v) for v in verticals}
+               "all shared": "all 12, shared", "all coupled": "all 12, coupled (auto)",
+               **{f"all shared {label}": f"all 12, shared, {label}" for label in variants}}
+    rows = {v: {k: [] for k in columns} | _cells(table3, big, v) for v in verticals}
     lines = ["| vertical | " + " | ".join(columns.values()) + " |", "|---|" + "---:|" * len(columns)]
     lines += [f"| {v} | " + " | ".join(mean_sd(cells[k]) for k in columns) + " |" for v, cells in rows.items()]
     measured = [k for k in columns if any(cells[k] for cells in rows.values())]
@@ -66,11 +98,15 @@ def main(argv: list[str]) -> None:
     means = [f"{statistics.mean(statistics.mean(rows[v][k]) for v in common) * 100:.2f}"
              if k in measured and common else "–" for k in columns]
     lines.append(f"| mean over the {len(common)} verticals with every measured cell | " + " | ".join(means) + " |")
+    checks = ["| columns | mean gain over single | below single by more than its seed spread |", "|---|---:|---|"]
+    checks += [f"| {columns[k]} | {_checks(rows, k, common)} |" for k in measured if k != "single" and common]
     command = command_line("experiments.all12")
     text = "\n".join([
         "# All twelve verticals in one model", "",
         f"Test macro-F1, percent, mean ± std over seeds; the best pair is chosen on dev. Written "
         f"{datetime.date.today().isoformat()} by `{command}`. Trained on {trained_on(results)}.", "", *lines, "",
+        "Against single-task (the mean gain over the verticals of the mean row; a vertical counts as below when its "
+        "mean is under single-task's mean minus single-task's std over seeds):", "", *checks, "",
         f"Pairs coupled by `--couple=auto` (each vertical with its top lender): {', '.join(sorted(pairs)) or '–'}.",
         ""])
     Path(FLAGS.out).write_text(text)

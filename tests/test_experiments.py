@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, smoke_params
 
+from experiments.all12 import _checks
 from experiments.common import one_tag_prior, read_result, single, traced_run, trained_on
 from experiments.defaults import _both, picked
 from experiments.make_sweep import runs as sweep_runs
@@ -173,6 +174,14 @@ def test_pages_name_each_machine_and_dtype_their_runs_trained_on_once() -> None:
     assert trained_on([amd, amd]) == "AMD EPYC × 2 (matmul_dtype auto)"
     assert trained_on([amd, old]) == "AMD EPYC × 2 (matmul_dtype auto); machine not recorded (matmul_dtype float32)"
     assert trained_on([]) == "–"
+
+
+def test_whole_catalog_checks_name_verticals_below_single_by_more_than_its_seed_spread() -> None:
+    rows = {"A": {"single": [0.80, 0.82, 0.84], "all": [0.805, 0.805, 0.805]},  # 1.5 under, within the std (2)
+            "B": {"single": [0.60, 0.60, 0.63], "all": [0.55, 0.56, 0.57]},  # 5 under, std 1.73
+            "C": {"single": [0.50], "all": [0.10]}}  # one seed: no spread, not judged
+    assert _checks(rows, "all", ["A", "B"]) == "-3.25 | B (-5.00)"
+    assert _checks({"A": rows["A"]}, "all", ["A"]) == "-1.50 | none"
 
 
 def test_defaults_paired_cells_are_means_in_percent() -> None:
