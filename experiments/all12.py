@@ -41,14 +41,15 @@ def define_flags() -> None:
                               "(other flags), shown as their own column.")
 
 
-def _cells(table3: dict, big: dict[str, dict[str, list[float]]], vertical: str) -> dict[str, list[float]]:
-    """One vertical's test macro-F1 per seed: single, its best pair on dev (shared, coupled), the 12-vertical runs
-    (`big`: column → vertical → seeds)."""
-    cells = {"single": [r["m"]["macro_f1"] for r in table3.get(("single", vertical), {}).get(vertical, [])]}
+def _cells(table3: dict, big: dict[str, dict[str, list[dict]]], vertical: str, key: str = "macro_f1"
+           ) -> dict[str, list[float]]:
+    """One vertical's `key` of its selected step per seed (test macro-F1, or dev_macro_f1): single, its best pair on
+    dev (shared, coupled), the 12-vertical runs (`big`: column → vertical → metrics per seed)."""
+    cells = {"single": [r["m"][key] for r in table3.get(("single", vertical), {}).get(vertical, [])]}
     for mode in ("shared", "coupled"):
         pair = best_pair(table3, mode, vertical, "dev")
-        cells[f"pair {mode}"] = [r["m"]["macro_f1"] for r in table3[(mode, pair)][vertical]] if pair else []
-    return cells | {column: seeds[vertical] for column, seeds in big.items()}  # main orders the columns
+        cells[f"pair {mode}"] = [r["m"][key] for r in table3[(mode, pair)][vertical]] if pair else []
+    return cells | {column: [m[key] for m in seeds[vertical]] for column, seeds in big.items()}
 
 
 def _checks(rows: dict[str, dict[str, list[float]]], column: str, common: list[str]) -> str:
@@ -64,7 +65,7 @@ def _checks(rows: dict[str, dict[str, list[float]]], column: str, common: list[s
 def main(argv: list[str]) -> None:
     """Write the comparison."""
     table3 = read_sweep(Path(FLAGS.table3_dir))
-    big: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    big: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     pairs: set[str] = set()
     results = [r for cells in table3.values() for rs in cells.values() for r in rs]
     seen = [Params.from_json(r["params"]) for r in results]
@@ -82,7 +83,7 @@ def main(argv: list[str]) -> None:
             p = Params.from_json(r["params"])
             seen.append(p)
             for vertical, m in r["metrics"].items():
-                big[f"all {p.mode}" + (f" {label}" if label else "")][vertical].append(m["macro_f1"])
+                big[f"all {p.mode}" + (f" {label}" if label else "")][vertical].append(m)
             if p.mode == "coupled":
                 pairs |= {d["pair"] for d in r["analysis"] or []}
     one_tag_prior(seen, ", ".join(str(d) for _, d in [("", FLAGS.table3_dir), *dirs]))
@@ -91,20 +92,25 @@ def main(argv: list[str]) -> None:
                "all shared": "all 12, shared", "all coupled": "all 12, coupled (auto)",
                **{f"all shared {label}": f"all 12, shared, {label}" for label in variants}}
     rows = {v: {k: [] for k in columns} | _cells(table3, big, v) for v in verticals}
-    lines = ["| vertical | " + " | ".join(columns.values()) + " |", "|---|" + "---:|" * len(columns)]
-    lines += [f"| {v} | " + " | ".join(mean_sd(cells[k]) for k in columns) + " |" for v, cells in rows.items()]
     measured = [k for k in columns if any(cells[k] for cells in rows.values())]
     common = [v for v, cells in rows.items() if all(cells[k] for k in measured)]
-    means = [f"{statistics.mean(statistics.mean(rows[v][k]) for v in common) * 100:.2f}"
-             if k in measured and common else "–" for k in columns]
-    lines.append(f"| mean over the {len(common)} verticals with every measured cell | " + " | ".join(means) + " |")
+    dev = {v: {k: [] for k in columns} | _cells(table3, big, v, "dev_macro_f1") for v in verticals}
+    tables = []
+    for table in (rows, dev):
+        lines = ["| vertical | " + " | ".join(columns.values()) + " |", "|---|" + "---:|" * len(columns)]
+        lines += [f"| {v} | " + " | ".join(mean_sd(cells[k]) for k in columns) + " |" for v, cells in table.items()]
+        means = [f"{statistics.mean(statistics.mean(table[v][k]) for v in common) * 100:.2f}"
+                 if k in measured and common else "–" for k in columns]
+        tables.append(lines + [f"| mean over the {len(common)} verticals with every measured cell | "
+                               + " | ".join(means) + " |"])
     checks = ["| columns | mean gain over single | below single by more than its seed spread |", "|---|---:|---|"]
     checks += [f"| {columns[k]} | {_checks(rows, k, common)} |" for k in measured if k != "single" and common]
     command = command_line("experiments.all12")
     text = "\n".join([
         "# All twelve verticals in one model", "",
         f"Test macro-F1, percent, mean ± std over seeds; the best pair is chosen on dev. Written "
-        f"{datetime.date.today().isoformat()} by `{command}`. Trained on {trained_on(results)}.", "", *lines, "",
+        f"{datetime.date.today().isoformat()} by `{command}`. Trained on {trained_on(results)}.", "", *tables[0], "",
+        "Dev macro-F1 at each run's selected steps, the score that selects them (and the pairs):", "", *tables[1], "",
         "Against single-task (the mean gain over the verticals of the mean row; a vertical counts as below when its "
         "mean is under single-task's mean minus single-task's std over seeds):", "", *checks, "",
         f"Pairs coupled by `--couple=auto` (each vertical with its top lender): {', '.join(sorted(pairs)) or '–'}.",

@@ -89,10 +89,14 @@ def test_sweep_then_collect(data_dir: Path, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     shared = [f"{json.loads((every / 's1.shared.all.json').read_text())['metrics'][v]['macro_f1'] * 100:.2f} (n=1)"
               for v in ("Chain x", "Mangal-sutra")]
-    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in r.stdout.splitlines() if line.startswith("| ")}
+    test, dev = r.stdout.split("\nDev macro-F1")[:2]  # the test table, then the dev table and the checks
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in test.splitlines() if line.startswith("| ")}
     assert rows["vertical"][2:4] == ["best pair, coupled", "all 12, shared"]
     assert rows["Chain x"][3] == shared[0] and rows["Mangal-sutra"][3] == shared[1], "each column under its header"
     assert rows["Chain x"][4] == "– |" and rows["mean over the 2 verticals with every measured cell"][4] == "– |"
+    dev_rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in dev.splitlines() if line.startswith("| ")}
+    run = json.loads((every / "s1.shared.all.json").read_text())
+    assert dev_rows["Chain x"][3] == f"{run['metrics']['Chain x']['dev_macro_f1'] * 100:.2f} (n=1)", "dev, not test"
     mixed = tmp_path / "mixed"  # twelve-vertical runs decoded with another tag prior than the Table 3 runs
     mixed.mkdir()
     other = json.loads((every / "s1.shared.all.json").read_text())
