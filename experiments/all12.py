@@ -13,9 +13,10 @@ and the mean gain over single-task beside that of the best pairs.
 import datetime
 import statistics
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 
-from absl import app, flags
+from absl import flags
 
 from experiments.common import (
     best_pair,
@@ -27,6 +28,7 @@ from experiments.common import (
     trained_on,
 )
 from mtl_tagger import cli
+from mtl_tagger.errors import InputError
 from mtl_tagger.params import Params
 
 FLAGS = flags.FLAGS
@@ -41,20 +43,22 @@ def define_flags() -> None:
                               "(other flags), shown as their own column.")
 
 
-def _cells(table3: dict, big: dict[str, dict[str, list[dict]]], vertical: str, key: str = "macro_f1"
-           ) -> dict[str, list[float]]:
-    """One vertical's `key` of its selected step per seed (test macro-F1, or dev_macro_f1): single, its best pair on
-    dev (shared, coupled), the 12-vertical runs (`big`: column → vertical → metrics per seed)."""
-    cells = {"single": [r["m"][key] for r in table3.get(("single", vertical), {}).get(vertical, [])]}
+def _cells(table3: dict, big: dict[str, dict[str, list[dict]]], columns: Iterable[str], vertical: str,
+           key: str = "macro_f1") -> dict[str, list[float]]:
+    """One vertical's `key` of its selected step per seed (test macro-F1, or dev_macro_f1) in each of `columns`
+    (empty where not measured): single, its best pair on dev (shared, coupled), the 12-vertical runs (`big`: column →
+    vertical → metrics per seed)."""
+    cells = {k: [] for k in columns}
+    cells["single"] = [r["m"][key] for r in table3.get(("single", vertical), {}).get(vertical, [])]
     for mode in ("shared", "coupled"):
         pair = best_pair(table3, mode, vertical, "dev")
         cells[f"pair {mode}"] = [r["m"][key] for r in table3[(mode, pair)][vertical]] if pair else []
-    return cells | {column: [m[key] for m in seeds[vertical]] for column, seeds in big.items()}
+    return cells | {column: [m[key] for m in seeds[vertical]] for column, seeds in big.items() if column in cells}
 
 
 def _checks(rows: dict[str, dict[str, list[float]]], column: str, common: list[str]) -> str:
-    """A multi-task column against single-task: the verticals below it by more than its seed spread, and the mean
-    gain over the `common` verticals."""
+    """A multi-task column against single-task: the verticals below single-task by more than single-task's seed
+    spread, and the column's mean gain over the `common` verticals."""
     below = [f"{v} ({(statistics.mean(c[column]) - statistics.mean(c['single'])) * 100:+.2f})"
              for v, c in rows.items() if len(c["single"]) > 1 and c[column]
              and statistics.mean(c[column]) < statistics.mean(c["single"]) - statistics.stdev(c["single"])]
@@ -72,8 +76,8 @@ def main(argv: list[str]) -> None:
     dirs = [("", Path(FLAGS.results_dir))]
     for spec in FLAGS.variant:
         label, sep, where = spec.partition(":")
-        if not (label and sep and where and Path(where).is_dir()):
-            raise app.UsageError(f"--variant={spec!r}: expected LABEL:RESULTS_DIR, a directory of result files")
+        if not (label and sep and where and any(Path(where).glob("*.json"))):
+            raise InputError(f"--variant={spec}: expected LABEL:RESULTS_DIR, a directory of result files")
         dirs.append((label, Path(where)))
     variants = [label for label, _ in dirs[1:]]
     for label, results_dir in dirs:
@@ -82,19 +86,22 @@ def main(argv: list[str]) -> None:
             results.append(r)
             p = Params.from_json(r["params"])
             seen.append(p)
+            if label and p.mode != "shared":
+                raise InputError(f"--variant={label}:{results_dir}: {path.name} is a {p.mode} run; a variant "
+                                     "column holds twelve-vertical shared runs")
             for vertical, m in r["metrics"].items():
                 big[f"all {p.mode}" + (f" {label}" if label else "")][vertical].append(m)
             if p.mode == "coupled":
                 pairs |= {d["pair"] for d in r["analysis"] or []}
-    one_tag_prior(seen, ", ".join(str(d) for _, d in [("", FLAGS.table3_dir), *dirs]))
+    one_tag_prior(seen, ", ".join(map(str, [FLAGS.table3_dir, *(d for _, d in dirs)])))
     verticals = sorted(big["all shared"] or big["all coupled"])
     columns = {"single": "single", "pair shared": "best pair, shared", "pair coupled": "best pair, coupled",
                "all shared": "all 12, shared", "all coupled": "all 12, coupled (auto)",
                **{f"all shared {label}": f"all 12, shared, {label}" for label in variants}}
-    rows = {v: {k: [] for k in columns} | _cells(table3, big, v) for v in verticals}
+    rows = {v: _cells(table3, big, columns, v) for v in verticals}
     measured = [k for k in columns if any(cells[k] for cells in rows.values())]
     common = [v for v, cells in rows.items() if all(cells[k] for k in measured)]
-    dev = {v: {k: [] for k in columns} | _cells(table3, big, v, "dev_macro_f1") for v in verticals}
+    dev = {v: _cells(table3, big, columns, v, "dev_macro_f1") for v in verticals}
     tables = []
     for table in (rows, dev):
         lines = ["| vertical | " + " | ".join(columns.values()) + " |", "|---|" + "---:|" * len(columns)]
@@ -103,7 +110,8 @@ def main(argv: list[str]) -> None:
                  if k in measured and common else "–" for k in columns]
         tables.append(lines + [f"| mean over the {len(common)} verticals with every measured cell | "
                                + " | ".join(means) + " |"])
-    checks = ["| columns | mean gain over single | below single by more than its seed spread |", "|---|---:|---|"]
+    checks = [f"| column | mean gain over single ({len(common)} verticals) | below single by more than its seed "
+              "spread (every vertical) |", "|---|---:|---|"]
     checks += [f"| {columns[k]} | {_checks(rows, k, common)} |" for k in measured if k != "single" and common]
     command = command_line("experiments.all12")
     text = "\n".join([

@@ -76,7 +76,7 @@ def machine() -> str:
 def trained_on(results: Iterable[dict]) -> str:
     """'AMD EPYC × 2 (matmul_dtype auto)' for the result files' machines and dtypes, '; '-joined when they differ:
     `--matmul_dtype=auto` gives bfloat16 products on one CPU and float32 on another, so a page names both."""
-    seen = sorted({(r.get("machine") or "machine not recorded", r["params"].get("matmul_dtype", "float32"))
+    seen = sorted({(r.get("machine") or "machine not recorded", Params.from_json(r["params"]).matmul_dtype)
                    for r in results})
     return "; ".join(f"{m} (matmul_dtype {d})" for m, d in seen) or "–"
 

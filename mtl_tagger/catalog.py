@@ -117,7 +117,7 @@ def _brand(brand: str, name: str, specifications: tuple[tuple[str | None, str], 
     Name specification says the same, and the column is one of those keys' values or is not in the product's name
     (word for word, case ignored): the Flipkart sample filled the column of such products from those keys, often a
     sibling product's (a bra's brand "Pink", a shirt's "Slim"), which name no brand."""
-    keys = [(normalise_key(key).replace("_", ""), value) for key, value in specifications if key]  # BrandColour too
+    keys = [(normalise_key(key).replace("_", ""), value) for key, value in specifications if key]
     keyed = {v.strip().casefold() for key, value in keys if key in ("brandcolor", "brandcolour", "brandfit")
              for v in value.split(",")}
     named = {value.strip().casefold() for key, value in keys if key in ("brand", "brandname")}

@@ -101,10 +101,10 @@ class Params:
     lexical_l2: float = _f(0.0, "L2 penalty on the spelling-feature weights: this × the sum of their squares, per "
                                 "vertical in the step, added to its mean sentence loss (the feature CRF's c2).",
                            non_negative)
-    vertical_dim: int = _f(0, "Size of a learned embedding of the sentence's vertical, added to every token's input "
-                              "of the shared BiLSTM, so that one encoder can read each vertical its own way (0: "
-                              "none; not in coupled mode, whose coupling minibatches mix verticals).", non_negative,
-                           legacy=0)
+    vertical_dim: int = _f(0, "Size of a learned embedding of the sentence's vertical, appended to every token's "
+                              "input of the shared BiLSTM, so that one encoder can read each vertical its own way "
+                              "(0: none; for shared mode: in single mode it is one constant, and coupled mode's "
+                              "coupling minibatches mix verticals).", non_negative)
     hidden_size: int = _f(128, "BiLSTM units per direction (paper: 700, flags/paper.cfg).", positive)
     matmul_dtype: str = _f("auto", "The word BiLSTM's matrix products, in training and tagging: bfloat16 takes "
                                    "bfloat16 factors and rounds each product to bfloat16 (weights, gates and state "
@@ -202,12 +202,12 @@ class Params:
                 raise InputError(f"--{f.name}={getattr(self, f.name)}: {fault}")
         if self.bio_training and not self.bio_constraints:
             raise InputError("--bio_training trains under the BIO constraints: it needs --bio_constraints")
-        if self.vertical_dim and self.mode == "coupled":
-            raise InputError(f"--vertical_dim={self.vertical_dim}: the coupling minibatches mix verticals, so coupled "
-                             "mode has no vertical per sentence; use --mtl_mode=shared, or --vertical_dim=0")
         if self.max_steps and self.min_steps > self.max_steps:
             raise InputError(f"--min_steps={self.min_steps}: must not exceed --max_steps={self.max_steps}")
         self._canonical_tasks()
+        if self.vertical_dim and self.mode == "coupled":
+            raise InputError(f"--vertical_dim={self.vertical_dim}: the coupling minibatches mix verticals, so coupled "
+                             "mode has no vertical per sentence; use --mtl_mode=shared, or --vertical_dim=0")
         names = self.names
         if self.mode != "single" and len(names) < 2:
             raise InputError(f"--mtl_mode={self.mode} needs two or more verticals (--tasks=A,B or --task_b)")

@@ -97,6 +97,18 @@ def test_sweep_then_collect(data_dir: Path, tmp_path: Path) -> None:
     dev_rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in dev.splitlines() if line.startswith("| ")}
     run = json.loads((every / "s1.shared.all.json").read_text())
     assert dev_rows["Chain x"][3] == f"{run['metrics']['Chain x']['dev_macro_f1'] * 100:.2f} (n=1)", "dev, not test"
+    coupled = tmp_path / "coupled"  # a variant column takes shared runs only
+    coupled.mkdir()
+    pair_run = tmp_path / "res" / "s1.coupled.Chain x+Mangal-sutra.json"
+    (coupled / "s1.coupled.all.json").write_bytes(pair_run.read_bytes())
+    r = _run("experiments.all12", f"--table3_dir={tmp_path / 'res'}", f"--results_dir={every}", f"--variant=v:{every}",
+             f"--variant=c:{coupled}", f"--out={tmp_path / 'out' / 'variants.md'}")
+    assert r.returncode == 2 and "s1.coupled.all.json is a coupled run" in r.stderr, r.stderr
+    r = _run("experiments.all12", f"--table3_dir={tmp_path / 'res'}", f"--results_dir={every}", f"--variant=v:{every}",
+             f"--out={tmp_path / 'out' / 'variants.md'}")
+    rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in r.stdout.split("\nDev macro-F1")[0].splitlines()
+            if line.startswith("| ")}
+    assert rows["vertical"][5] == "all 12, shared, v |" and rows["Chain x"][5] == shared[0] + " |", rows
     mixed = tmp_path / "mixed"  # twelve-vertical runs decoded with another tag prior than the Table 3 runs
     mixed.mkdir()
     other = json.loads((every / "s1.shared.all.json").read_text())

@@ -162,6 +162,8 @@ def test_bio_training_without_the_constraints_is_refused(data_dir: Path, tmp_pat
 def test_vertical_embedding_in_coupled_mode_is_refused(data_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="--vertical_dim=8: the coupling minibatches mix verticals"):
         smoke_params(data_dir, tmp_path, tasks=f"{TASK},Mangal-sutra", task_a="", mtl_mode="coupled", vertical_dim=8)
+    with pytest.raises(InputError, match="--vertical_dim=8: the coupling"):  # two verticals alone are coupled mode
+        smoke_params(data_dir, tmp_path, task_b="Mangal-sutra", vertical_dim=8)
     assert smoke_params(data_dir, tmp_path, tasks=f"{TASK},Mangal-sutra", task_a="", mtl_mode="shared",
                         vertical_dim=8).vertical_dim == 8
 
