@@ -72,7 +72,6 @@ def main(argv: list[str]) -> None:
     big: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     pairs: set[str] = set()
     results = [r for cells in table3.values() for rs in cells.values() for r in rs]
-    seen = [Params.from_json(r["params"]) for r in results]
     dirs = [("", Path(FLAGS.results_dir))]
     for spec in FLAGS.variant:
         label, sep, where = spec.partition(":")
@@ -85,7 +84,6 @@ def main(argv: list[str]) -> None:
             r = read_result(path)
             results.append(r)
             p = Params.from_json(r["params"])
-            seen.append(p)
             if label and p.mode != "shared":
                 raise InputError(f"--variant={label}:{results_dir}: {path.name} is a {p.mode} run; a variant "
                                      "column holds twelve-vertical shared runs")
@@ -93,7 +91,8 @@ def main(argv: list[str]) -> None:
                 big[f"all {p.mode}" + (f" {label}" if label else "")][vertical].append(m)
             if p.mode == "coupled":
                 pairs |= {d["pair"] for d in r["analysis"] or []}
-    one_tag_prior(seen, ", ".join(map(str, [FLAGS.table3_dir, *(d for _, d in dirs)])))
+    one_tag_prior([Params.from_json(r["params"]) for r in results],
+                  ", ".join(map(str, [FLAGS.table3_dir, *(d for _, d in dirs)])))
     verticals = sorted(big["all shared"] or big["all coupled"])
     columns = {"single": "single", "pair shared": "best pair, shared", "pair coupled": "best pair, coupled",
                "all shared": "all 12, shared", "all coupled": "all 12, coupled (auto)",

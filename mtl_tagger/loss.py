@@ -37,8 +37,7 @@ def step_loss(net: TaggerNet, names: list[str], coupler: "Coupler | None", pairs
     whose encodings it reuses. `replicas`: the workers whose losses the step sums; each counts its share of the
     penalty, so that the step counts it once."""
     weights = {t: 1.0 for t in names}
-    hidden = ({t: net.encoder(inputs[t], fold_in(seed, i), net.vertical_ids[t]) for i, t in enumerate(names)}
-              if within else {})
+    hidden = {t: net.encode(t, inputs[t], fold_in(seed, i)) for i, t in enumerate(names)} if within else {}
     terms = {f"crf/{t}": net.crf_loss(t, inputs[t], fold_in(seed, i), inputs["count"][t], hidden.get(t))
              for i, t in enumerate(names)}
     loss = tf.add_n([weights[t] * terms[f"crf/{t}"] for t in names])

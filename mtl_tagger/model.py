@@ -169,12 +169,16 @@ class TaggerNet(tf.Module):
         vec = tf.gather(table, ids) * tf.cast(ids > 0, table.dtype)[..., None]
         return tf.reshape(vec, tf.concat([tf.shape(ids)[:-1], [-1]], axis=0))
 
+    def encode(self, task: str, batch: dict[str, tf.Tensor], seed: tf.Tensor | None = None) -> tf.Tensor:
+        """Context vectors h of a padded batch of `task`'s sentences (the shared encoder, told their vertical)."""
+        return self.encoder(batch, seed, self.vertical_ids[task])
+
     def scores(self, task: str, batch: dict[str, tf.Tensor], seed: tf.Tensor | None = None,
                hidden: tf.Tensor | None = None) -> tf.Tensor:
         """The emission scores [B, T, tags] of `task`'s head for a padded batch (dropout when `seed` is given);
         `hidden`: the batch already encoded with that seed."""
         head = self.heads[task]
-        scores = head.emissions(self.encoder(batch, seed, self.vertical_ids[task]) if hidden is None else hidden)
+        scores = head.emissions(self.encode(task, batch, seed) if hidden is None else hidden)
         if not self.buckets:
             return scores
         words = batch["words"]
