@@ -6,10 +6,10 @@
 Each (variant, vertical, seed) trains `python -m experiments.traced_train --flagfile=<base> --task_a=V --seed=S
 <variant flags>` into <runs_dir>/<name>/ through experiments.common.traced_run, two at a time; a run whose result file
 exists is not run again. experiments/traced_train.py also scores test at every dev evaluation, so the table can
-show what other model-selection rules (RULES, replayed on that traced history) would have picked; the result file
-(the one schema of experiments.sweep, labelled with the variant) holds the test metrics at the trainer's selected
-step and that history. experiments/results/<name>.md tables every variant's mean test macro-F1 and entity-F1
-beside the CRF baseline's (experiments/crf_baseline.py, read from --crf_dir).
+show what other model-selection rules (experiments.selection_rules, replayed on that traced history) would have
+picked; the result file (the one schema of experiments.sweep, labelled with the variant) holds the test metrics at
+the trainer's selected step and that history. experiments/results/<name>.md tables every variant's mean test
+macro-F1 and entity-F1 beside the CRF baseline's (experiments/crf_baseline.py, read from --crf_dir).
 """
 import datetime
 import statistics
@@ -19,25 +19,13 @@ from pathlib import Path
 from absl import app, flags
 
 from experiments.common import command_line, crf_results, mean_sd, parse_variant, single, traced_run
+from experiments.selection_rules import picked
 from mtl_tagger import cli
 
 FLAGS = flags.FLAGS
 
-RULES = {  # model-selection rules compared on the traced test curves: name → key of an evaluation
-    "latest best dev macro-F1": lambda e, t: (e["dev"][t]["macro_f1"], e["step"]),
-    "first best dev macro-F1": lambda e, t: (e["dev"][t]["macro_f1"], -e["step"]),
-    "latest best dev (macro-F1 + entity-F1)": lambda e, t: (e["dev"][t]["macro_f1"] + e["dev"][t]["entity_f1"],
-                                                           e["step"]),
-    "latest best dev entity-F1": lambda e, t: (e["dev"][t]["entity_f1"], e["step"]),
-    "last step": lambda e, t: (e["step"],),
-}
-
-
-def picked(result: dict, rule: str) -> dict:
-    """The test metrics at the evaluation a selection rule picks from a traced single-task run's history."""
-    vertical, _ = single(result)
-    best = max(result["history"]["evaluations"], key=lambda e: RULES[rule](e, vertical))
-    return best["test"][vertical]
+COMPARED = ("first best dev macro-F1", "latest best dev (macro-F1 + entity-F1)", "latest best dev entity-F1",
+            "last step")  # the selection rules (experiments.selection_rules) the table sets beside the loop's
 
 
 def _mean(values: list[float]) -> str:
@@ -60,7 +48,7 @@ def table(results: list[dict], variants: list[tuple[str, list[str]]], crf_dir: P
     entity precision / recall), and the mean per vertical (macro-F1 / entity-F1)."""
     verticals = FLAGS.verticals
     crf = {v: m for v, m in crf_results(crf_dir).items() if v in verticals}
-    rules = list(RULES)[1:]
+    rules = COMPARED
     lines = ["| model | macro-F1 (± std over seeds) | entity-F1 (± std over seeds) | verticals with entity-F1 0 | "
              + " | ".join(f"macro-F1 / entity-F1, {r}" for r in rules) + " | entity precision / recall | "
              + " | ".join(verticals) + " |",

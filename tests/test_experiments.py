@@ -12,8 +12,9 @@ from conftest import REPO, smoke_params
 
 from experiments.all12 import _checks
 from experiments.common import one_tag_prior, read_result, single, traced_run, trained_on
-from experiments.defaults import _both, picked
+from experiments.defaults import _both
 from experiments.make_sweep import runs as sweep_runs
+from experiments.selection_rules import picked
 from experiments.small_data import subsample
 from experiments.tag_prior import rescored
 from mtl_tagger.conll import read_conll
@@ -164,6 +165,11 @@ def test_selection_rules_pick_their_own_evaluation() -> None:
     assert picked(result, "latest best dev (macro-F1 + entity-F1)") == {"step": 200}
     assert picked(result, "latest best dev entity-F1") == {"step": 50}
     assert picked(result, "last step") == {"step": 200}
+    # dev macro-F1 0.5, 0.7, 0.7, 0.6; window means: trailing 2 0.5, 0.6, 0.7, 0.65; trailing 3 0.5, 0.6, 0.633, 0.667;
+    # centred 3 0.6, 0.633, 0.667, 0.65
+    assert picked(result, "trailing 2") == {"step": 150}
+    assert picked(result, "trailing 3") == {"step": 200}
+    assert picked(result, "centred 3") == {"step": 150}
 
 
 def test_tag_prior_rescoring_at_weight_0_is_the_model(chain_epoch: Path, data_dir: Path, tmp_path: Path) -> None:
