@@ -109,9 +109,11 @@ def main(argv: list[str]) -> None:
                  if k in measured and common else "–" for k in columns]
         tables[key] = lines + [f"| mean over the {len(common)} verticals with every measured cell | "
                                + " | ".join(means) + " |"]
-        checks[key] = [f"| column | mean gain over single ({len(common)} verticals) | below single by more than its "
-                       "seed spread (every vertical) |", "|---|---:|---|"]
-        checks[key] += [f"| {columns[k]} | {_checks(table, k, common)} |" for k in measured if k != "single" and common]
+        if key != "dev_macro_f1":
+            checks[key] = [f"| column | mean gain over single ({len(common)} verticals) | below single by more than "
+                           "its seed spread (every vertical) |", "|---|---:|---|"]
+            checks[key] += [f"| {columns[k]} | {_checks(table, k, common)} |"
+                            for k in measured if k != "single" and common]
     command = command_line("experiments.all12")
     text = "\n".join([
         "# All twelve verticals in one model", "",
@@ -122,8 +124,8 @@ def main(argv: list[str]) -> None:
         *tables["dev_macro_f1"], "",
         "Against single-task (the mean gain over the verticals of the mean row; a vertical counts as below when its "
         "mean is under single-task's mean minus single-task's std over seeds):", "", *checks["macro_f1"], "",
-        "Test entity-F1 (conlleval: whole values), the same runs and selected steps, beside the macro-F1 that "
-        "selects them; fewer classes with a handful of values each, so steadier from seed to seed:", "",
+        "Test entity-F1 (conlleval: whole values, where one missed rare value counts once rather than as two of "
+        "the vertical's classes), at the same selected steps:", "",
         *tables["entity_f1"], "", "The same checks on entity-F1:", "", *checks["entity_f1"], "",
         f"Pairs coupled by `--couple=auto` (each vertical with its top lender): {', '.join(sorted(pairs)) or '–'}.",
         ""])

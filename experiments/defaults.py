@@ -48,15 +48,14 @@ def table(results: list[dict], variants: list[tuple[str, list[str]]], crf_dir: P
     entity precision / recall), and the mean per vertical (macro-F1 / entity-F1)."""
     verticals = FLAGS.verticals
     crf = {v: m for v, m in crf_results(crf_dir).items() if v in verticals}
-    rules = COMPARED
     lines = ["| model | macro-F1 (± std over seeds) | entity-F1 (± std over seeds) | verticals with entity-F1 0 | "
-             + " | ".join(f"macro-F1 / entity-F1, {r}" for r in rules) + " | entity precision / recall | "
+             + " | ".join(f"macro-F1 / entity-F1, {r}" for r in COMPARED) + " | entity precision / recall | "
              + " | ".join(verticals) + " |",
-             "|---|---:|---:|---:|" + "---:|" * (len(rules) + 1 + len(verticals))]
+             "|---|---:|---:|---:|" + "---:|" * (len(COMPARED) + 1 + len(verticals))]
     if len(crf) == len(verticals):
         lines.append(f"| CRF | {_mean([m['macro_f1'] for m in crf.values()])} | "
                      f"{_mean([m['entity_f1'] for m in crf.values()])} | "
-                     f"{sum(m['entity_f1'] == 0 for m in crf.values())} | " + " | " * len(rules)
+                     f"{sum(m['entity_f1'] == 0 for m in crf.values())} | " + " | " * len(COMPARED)
                      + _both(list(crf.values()), "entity_precision", "entity_recall") + " | "
                      + " | ".join(_both([crf[v]]) for v in verticals) + " |")
     for label, extra in variants:
@@ -65,7 +64,7 @@ def table(results: list[dict], variants: list[tuple[str, list[str]]], crf_dir: P
         zeros = sum(statistics.mean(m["entity_f1"] for m in by_v[v]) == 0 for v in verticals if by_v[v])
         lines.append(f"| {label} {' '.join(extra)} | {_over_seeds(rs, 'macro_f1')} | "
                      f"{_over_seeds(rs, 'entity_f1')} | {zeros} | "
-                     + " | ".join(_both([picked(r, rule) for r in rs]) for rule in rules) + " | "
+                     + " | ".join(_both([picked(r, rule) for r in rs]) for rule in COMPARED) + " | "
                      + _both([single(r)[1] for r in rs], "entity_precision", "entity_recall") + " | "
                      + " | ".join(_both(by_v[v]) for v in verticals) + " |")
     return "\n".join(lines)

@@ -6,16 +6,16 @@
 
 With dev splits of a few sentences, the step each vertical is served from (its latest best dev macro-F1, the loop's
 rule) may be a lucky evaluation. The runs of the small-data protocol (experiments.small_data) record dev and test at
-every evaluation, so other rules (RULES, which experiments.defaults replays too) can be replayed on the same runs
-without training: the best mean of the last k dev scores (k = 2, 3, 5: a trailing window, which the loop could apply
-as it goes), of a centred window of 3 or 5, of dev macro-F1 plus entity-F1 (alone or over the last 3), and the last
-evaluation. Each rule picks among the evaluations the run made (a run stops when the loop's rule runs out of
+every evaluation, so other rules (RULES; experiments.defaults replays some of them too) can be replayed on the same
+runs without training: the best mean of the last k dev scores (k = 2, 3, 5: a trailing window, which the loop could
+apply as it goes), of a centred window of 3 or 5, of dev macro-F1 plus entity-F1 (alone or over the last 3), and the
+last evaluation. Each rule picks among the evaluations the run made (a run stops when the loop's rule runs out of
 patience, so a rule that would have trained longer is judged on what it could see).
 
 The page gives, per results directory and variant (embedding condition and size), the test macro-F1 / entity-F1 at the
 loop's rule and each other rule's difference to it, mean over the group's runs; a rule worth adopting is ahead in
-every group. Test judges here, not dev: every rule but the loop's picks a step whose dev macro-F1 is lower by
-construction, so dev cannot tell them apart. The page shows every rule that was replayed.
+every group. Test judges here, not dev: no rule picks a step of higher dev macro-F1 than the loop's, by construction,
+so dev cannot tell them apart. The page shows every rule that was replayed.
 """
 import datetime
 import statistics
@@ -83,28 +83,31 @@ def main(argv: list[str]) -> None:
             raise InputError(f"--results_dirs: {where} holds no result files of experiments.small_data")
         for path in paths:
             r = read_result(path)
-            evaluations = r.get("history", {}).get("evaluations") or [{}]
+            evaluations = (r.get("history") or {}).get("evaluations") or [{}]
             if "test" not in evaluations[0]:
                 raise InputError(f"{path}: no test score per evaluation; give runs traced by experiments.small_data")
-            groups[(Path(where).name, r["variant"])].append({rule: picked(r, rule) for rule in REPLAYED})
+            groups[(where, r["variant"])].append({rule: picked(r, rule) for rule in REPLAYED})
     base, others = REPLAYED[0], REPLAYED[1:]
     lines = ["| results | variant | runs | " + " | ".join(REPLAYED) + " |", "|---|---|---:|" + "---:|" * len(REPLAYED)]
-    ahead = dict.fromkeys(others, 0)
+    ahead = {(rule, where): 0 for rule in others for where in FLAGS.results_dirs}
     for (where, variant), runs in sorted(groups.items()):
         mean = {rule: [statistics.mean(r[rule][k] for r in runs) * 100 for k in KEYS] for rule in REPLAYED}
         cells = [f"{mean[base][0]:.2f} / {mean[base][1]:.2f}"]
         for name in others:
             diff = [mean[name][i] - mean[base][i] for i in (0, 1)]
             cells.append(f"{diff[0]:+.2f} / {diff[1]:+.2f}")
-            ahead[name] += all(d > 0 for d in diff)
+            ahead[(name, where)] += all(d > 0 for d in diff)
         lines.append(f"| {where} | {variant} | {len(runs)} | " + " | ".join(cells) + " |")
-    summary = [f"| {name} | {ahead[name]} of {len(groups)} |" for name in others]
+    counts = {where: sum(w == where for w, _ in groups) for where in FLAGS.results_dirs}
+    summary = [f"| {name} | " + " | ".join(f"{ahead[(name, w)]} of {counts[w]}" for w in FLAGS.results_dirs) + " |"
+               for name in others]
     text = "\n".join([
         "# Selection rules replayed on the small-data protocol's traced runs", "",
         f"Written {datetime.date.today().isoformat()} by `{command_line('experiments.selection_rules')}`. Test "
         "macro-F1 / entity-F1 in percent, mean over each group's runs (verticals × seeds): the loop's rule, then each "
         "other rule's difference to it.", "", *lines, "",
-        "Groups where a rule is ahead of the loop's on both scores:", "", "| rule | groups |", "|---|---:|", *summary,
+        "Groups where a rule is ahead of the loop's on both scores, per results directory:", "",
+        "| rule | " + " | ".join(FLAGS.results_dirs) + " |", "|---|" + "---:|" * len(FLAGS.results_dirs), *summary,
         ""])
     write_text_atomic(Path(FLAGS.out), text)
     print(text)

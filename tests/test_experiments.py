@@ -90,7 +90,9 @@ def test_sweep_then_collect(data_dir: Path, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     shared = [f"{json.loads((every / 's1.shared.all.json').read_text())['metrics'][v]['macro_f1'] * 100:.2f} (n=1)"
               for v in ("Chain x", "Mangal-sutra")]
-    test, dev = r.stdout.split("\nDev macro-F1")[:2]  # the test table, then the dev table and the checks
+    test, rest = r.stdout.split("\nDev macro-F1")[:2]  # the test table, then the dev table, checks, entity-F1
+    dev, rest = rest.split("\nAgainst single-task")
+    entity = rest.split("\nTest entity-F1")[1].split("\nThe same checks")[0]
     rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in test.splitlines() if line.startswith("| ")}
     assert rows["vertical"][2:4] == ["best pair, coupled", "all 12, shared"]
     assert rows["Chain x"][3] == shared[0] and rows["Mangal-sutra"][3] == shared[1], "each column under its header"
@@ -98,6 +100,9 @@ def test_sweep_then_collect(data_dir: Path, tmp_path: Path) -> None:
     dev_rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in dev.splitlines() if line.startswith("| ")}
     run = json.loads((every / "s1.shared.all.json").read_text())
     assert dev_rows["Chain x"][3] == f"{run['metrics']['Chain x']['dev_macro_f1'] * 100:.2f} (n=1)", "dev, not test"
+    entity_rows = {line.split(" | ")[0][2:]: line.split(" | ")[1:] for line in entity.splitlines()
+                   if line.startswith("| ")}
+    assert entity_rows["Chain x"][3] == f"{run['metrics']['Chain x']['entity_f1'] * 100:.2f} (n=1)"
     coupled = tmp_path / "coupled"  # a variant column takes shared runs only
     coupled.mkdir()
     pair_run = tmp_path / "res" / "s1.coupled.Chain x+Mangal-sutra.json"
@@ -170,6 +175,11 @@ def test_selection_rules_pick_their_own_evaluation() -> None:
     assert picked(result, "trailing 2") == {"step": 150}
     assert picked(result, "trailing 3") == {"step": 200}
     assert picked(result, "centred 3") == {"step": 150}
+    # a first evaluation that is the best alone: windows are cut at the ends, not padded (padding would halve it)
+    history = [evaluation(50 * (i + 1), macro, 0.5) for i, macro in enumerate([0.9, 0.2, 0.8, 0.8, 0.7])]
+    result = {"metrics": {"V": {}}, "history": {"evaluations": history}}
+    assert picked(result, "trailing 2") == {"step": 50}  # means 0.9, 0.55, 0.5, 0.8, 0.75
+    assert picked(result, "centred 3") == {"step": 200}  # means 0.55, 0.633, 0.6, 0.767, 0.75
 
 
 def test_tag_prior_rescoring_at_weight_0_is_the_model(chain_epoch: Path, data_dir: Path, tmp_path: Path) -> None:
