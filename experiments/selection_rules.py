@@ -25,7 +25,7 @@ from pathlib import Path
 
 from absl import flags
 
-from experiments.common import command_line, read_result
+from experiments.common import command_line, read_result, single
 from mtl_tagger import cli
 from mtl_tagger.errors import InputError
 from mtl_tagger.files import write_text_atomic
@@ -69,7 +69,7 @@ REPLAYED = ("latest best dev macro-F1", "trailing 2", "trailing 3", "trailing 5"
 
 def picked(result: dict, rule: str) -> dict:
     """The test metrics at the evaluation `rule` picks from a traced single-task run's history."""
-    [vertical] = result["metrics"]
+    vertical, _ = single(result)
     evaluations = result["history"]["evaluations"]
     return evaluations[RULES[rule]([e["dev"][vertical] for e in evaluations])]["test"][vertical]
 
