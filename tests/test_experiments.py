@@ -182,6 +182,18 @@ def test_selection_rules_pick_their_own_evaluation() -> None:
     assert picked(result, "centred 3") == {"step": 200}  # means 0.55, 0.633, 0.6, 0.767, 0.75
 
 
+def test_the_loops_rule_replayed_is_the_step_each_committed_run_was_tested_at() -> None:
+    # selection_rules.md compares every rule with its replay of the loop's; the replay must pick the evaluation
+    # the loop selected, whose test metrics the run recorded (the trace rounds them to 6 digits)
+    paths = sorted((REPO / "experiments" / "results").glob("small_data*/*.s[0-9].json"))
+    assert len(paths) > 100
+    for path in paths:
+        result = read_result(path)
+        vertical, recorded = single(result)
+        replayed = picked(result, "latest best dev macro-F1")
+        assert all(abs(replayed[k] - recorded[k]) <= 1e-6 for k in ("macro_f1", "entity_f1")), path.name
+
+
 def test_tag_prior_rescoring_at_weight_0_is_the_model(chain_epoch: Path, data_dir: Path, tmp_path: Path) -> None:
     train(smoke_params(data_dir, tmp_path / "m", epochs=1, tag_prior=0.0))
     [run] = rescored(str(tmp_path / "m"), [0.0, 2.0], [])
