@@ -64,7 +64,7 @@ class Loop:
         self.variables = [v for w in self.weights.values() for v in w.trainable_variables]
         with self.strategy.scope():
             self.optimizer = Adam(self.variables, self.p.learning_rate, self.p.clip_norm, decay=self.p.lr_decay,
-                                  decay_steps=run.budget())
+                                  decay_steps=run.budget(), weight_decay=self.p.weight_decay)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.average = Average(self.variables, self.p.average) if self.p.average else None
         self.state = {"optimizer": self.optimizer, "step": self.step,

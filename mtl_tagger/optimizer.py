@@ -1,8 +1,10 @@
-"""Adam with global gradient-norm clipping, as plain TensorFlow variables.
+"""Adam with global gradient-norm clipping and optional decoupled weight decay (AdamW), as plain TensorFlow variables.
 
 The update is Keras' Adam (β1 0.9, β2 0.999, ε 1e-7, bias correction folded into the step size), written
 out so that its slots checkpoint and restore the same way on every supported TensorFlow and Keras.
 Sparse gradients (the word embedding's) are made dense first: Adam's moments decay on every row anyway.
+Weight decay, as Keras' AdamW, shrinks each matrix (kernels and tables, not biases) by step size × `weight_decay`
+before its update: a pull towards 0 that Adam's scaling of the gradient does not undo, as an L2 term would be.
 """
 import math
 from collections.abc import Sequence
@@ -20,15 +22,16 @@ def decayed(learning_rate: float, step: tf.Tensor, decay: str, steps: int) -> tf
 
 
 class Adam(tf.Module):
-    """Adam over a fixed list of variables; `iterations` counts applied updates, and the step size follows `decay`
-    over `decay_steps` updates (`decayed`)."""
+    """Adam over a fixed list of variables; `iterations` counts applied updates, the step size follows `decay`
+    over `decay_steps` updates (`decayed`), and variables of rank ≥ 2 decay by `weight_decay` (module docstring)."""
 
     def __init__(self, variables: Sequence[tf.Variable], learning_rate: float, clip_norm: float = 0.0,
                  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7, decay: str = "none",
-                 decay_steps: int = 0) -> None:
+                 decay_steps: int = 0, weight_decay: float = 0.0) -> None:
         super().__init__(name="adam")
         self.learning_rate, self.clip_norm = learning_rate, clip_norm
         self.decay, self.decay_steps = decay, decay_steps
+        self.weight_decays = [weight_decay if len(v.shape) >= 2 else 0.0 for v in variables]
         self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
         self.m = [tf.Variable(tf.zeros_like(v), trainable=False, name="m") for v in variables]
@@ -44,7 +47,9 @@ class Adam(tf.Module):
         t = tf.cast(self.iterations + 1, tf.float32)
         beta_1_power, beta_2_power = tf.pow(self.beta_1, t), tf.pow(self.beta_2, t)
         lr = decayed(self.learning_rate, t - 1.0, self.decay, self.decay_steps)
-        for g, var, m, v in zip(grads, variables, self.m, self.v):
+        for g, var, m, v, wd in zip(grads, variables, self.m, self.v, self.weight_decays):
+            if wd:
+                var.assign_sub(var * (lr * wd))
             if isinstance(var, tf.distribute.DistributedValues):  # a strategy's copies: its assignments
                 m.assign_add((g - m) * (1.0 - self.beta_1))
                 v.assign_add((tf.square(g) - v) * (1.0 - self.beta_2))

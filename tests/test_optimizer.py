@@ -1,4 +1,4 @@
-"""Our Adam is Keras' Adam with global-norm clipping; the moving average is Polyak averaging."""
+"""Our Adam is Keras' Adam (AdamW with weight decay) with global-norm clipping; the average is Polyak averaging."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -38,6 +38,25 @@ def test_adam_decays_its_step_size_as_keras_schedules_do(decay: str, schedule) -
         keras.apply_gradients(zip(grads, theirs))
         np.testing.assert_allclose(ours[0].numpy(), np.asarray(theirs[0]), atol=1e-6)
         assert np.array_equal(ours[0].numpy(), before) == (step >= 4)
+
+
+def test_weight_decay_is_keras_adamw_on_matrices_only() -> None:
+    rng = np.random.default_rng(2)
+    ours = [tf.Variable(rng.normal(size=(4, 3)).astype(np.float32)), tf.Variable(rng.normal(size=3).astype(np.float32))]
+    theirs = [tf.Variable(v.numpy()) for v in ours]
+    plain = [tf.Variable(v.numpy()) for v in ours]
+    adam, no_decay = Adam(ours, 0.01, clip_norm=1.0, weight_decay=0.5), Adam(plain, 0.01, clip_norm=1.0)
+    keras = tf.keras.optimizers.AdamW(0.01, weight_decay=0.5, global_clipnorm=1.0)
+    keras.exclude_from_weight_decay(var_list=[theirs[1]])  # the bias
+    for _ in range(6):
+        grads = [tf.constant(rng.normal(size=v.shape).astype(np.float32)) for v in ours]
+        adam.apply(grads, ours)
+        no_decay.apply(grads, plain)
+        keras.apply_gradients(zip(grads, theirs))
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a.numpy(), np.asarray(b), atol=1e-6)
+    assert not np.allclose(ours[0].numpy(), plain[0].numpy(), atol=1e-4)  # the matrix decayed
+    np.testing.assert_array_equal(ours[1].numpy(), plain[1].numpy())  # the bias did not
 
 
 def test_adam_takes_sparse_and_missing_gradients() -> None:
