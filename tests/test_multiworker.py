@@ -12,9 +12,11 @@ import tensorflow as tf
 from conftest import REPO
 
 # The paper's coupling minibatches: with --coupling_within the plan depends on the number of workers
-# (test_coupling checks that the workers' share of such a plan adds up to one process's).
+# (test_coupling checks that the workers' share of such a plan adds up to one process's). Weight decay on, so that
+# its update of the mirrored variables is checked too.
 FLAGS = ["--flagfile=flags/smoke.cfg", "--tasks=Chain x,Mangal-sutra", "--mtl_mode=coupled", "--nocoupling_within",
-         "--dropout=0", "--word_dropout=0", "--min_steps=6", "--max_steps=6", "--eval_every=3", "--patience=0"]
+         "--dropout=0", "--word_dropout=0", "--min_steps=6", "--max_steps=6", "--eval_every=3", "--patience=0",
+         "--weight_decay=0.5"]
 
 
 def _ports(n: int) -> list[int]:
