@@ -25,7 +25,8 @@ from mtl_tagger.tagger import Tagger
 FLAGS = flags.FLAGS
 
 SPLITS = ("dev", "test")
-KEYS = ("macro_f1", "entity_f1")
+COLUMNS = (("dev", "macro_f1"), ("dev", "entity_f1"), ("test", "macro_f1"), ("test", "entity_precision"),
+           ("test", "entity_f1"))
 
 
 def rescored(model_dir: str, weights: list[float], verticals: list[str]) -> list[dict]:
@@ -50,16 +51,13 @@ def rescored(model_dir: str, weights: list[float], verticals: list[str]) -> list
 
 
 def rows(label: str, runs: list[dict], weights: list[float]) -> list[str]:
-    """Markdown rows of one group: per weight, each split's macro-F1 and entity-F1, mean over the verticals and
-    seeds ± std of the per-seed means."""
+    """Markdown rows of one group: per weight, the COLUMNS' metrics, mean over the verticals and seeds ± std of the
+    per-seed means."""
     seeds = sorted({r["seed"] for r in runs})
     out = []
     for w in weights:
-        cells = []
-        for split in SPLITS:
-            for key in KEYS:
-                cells.append(mean_sd([statistics.mean(r["scores"][w][split][key] for r in runs if r["seed"] == s)
-                                      for s in seeds]))
+        cells = [mean_sd([statistics.mean(r["scores"][w][split][key] for r in runs if r["seed"] == s)
+                          for s in seeds]) for split, key in COLUMNS]
         out.append(f"| {label} | {w:g} | " + " | ".join(cells) + " |")
     return out
 
@@ -67,8 +65,8 @@ def rows(label: str, runs: list[dict], weights: list[float]) -> list[str]:
 def main(argv: list[str]) -> None:
     """Rescore every group at every weight and print (and with --out write) the table."""
     weights = sorted(float(w) for w in FLAGS.weights)
-    lines = ["| models | weight | dev macro-F1 | dev entity-F1 | test macro-F1 | test entity-F1 |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = ["| models | weight | dev macro-F1 | dev entity-F1 | test macro-F1 | test entity precision | "
+             "test entity-F1 |", "|---|---:|---:|---:|---:|---:|---:|"]
     tasks: set[str] = set()
     for spec in FLAGS.group:
         label, sep, pattern = spec.partition("=")
@@ -83,8 +81,9 @@ def main(argv: list[str]) -> None:
         lines += rows(f"{label} ({len(runs)} vertical runs)", runs, weights)
     crf = {t: m for t, m in crf_results(Path(FLAGS.crf_dir)).items() if t in tasks} if FLAGS.crf_dir else {}
     if len(crf) == len(tasks):
-        lines.append("| CRF (experiments/crf_baseline.py) | | | | "
-                     + " | ".join(f"{statistics.mean(m[k] for m in crf.values()) * 100:.2f}" for k in KEYS) + " |")
+        lines.append("| CRF (experiments/crf_baseline.py) | | | | " + " | ".join(
+            f"{statistics.mean(m[k] for m in crf.values()) * 100:.2f}" for split, k in COLUMNS if split == "test")
+            + " |")
     text = "\n".join(lines)
     print(text)
     if FLAGS.out:

@@ -16,7 +16,7 @@ from experiments.defaults import _both
 from experiments.make_sweep import runs as sweep_runs
 from experiments.selection_rules import picked
 from experiments.small_data import subsample
-from experiments.tag_prior import rescored
+from experiments.tag_prior import rescored, rows
 from mtl_tagger.conll import read_conll
 from mtl_tagger.params import Params, read_flagfile
 from mtl_tagger.train import train
@@ -203,6 +203,16 @@ def test_tag_prior_rescoring_at_weight_0_is_the_model(chain_epoch: Path, data_di
     assert rescored(str(tmp_path / "m"), [0.0], ["Mangal-sutra"]) == []
     with pytest.raises(ValueError, match="tag_prior=0.5"):
         rescored(str(chain_epoch), [0.0], [])
+
+
+def test_tag_prior_rows_average_per_seed_then_over_seeds() -> None:
+    def run(seed: int, task: str, score: float) -> dict:
+        metrics = {"macro_f1": score, "entity_f1": score, "entity_precision": 1.0 - score}
+        return {"task": task, "seed": seed, "scores": {0.5: {"dev": metrics, "test": metrics}}}
+    runs = [run(1, "A", 0.2), run(1, "B", 0.4), run(2, "A", 0.5), run(2, "B", 0.5), run(3, "A", 0.4)]
+    [row] = rows("g", runs, [0.5])
+    # per-seed means 0.3, 0.5, 0.4: mean 0.4, std 0.1; precision 1 − score
+    assert row == "| g | 0.5 | 40.00 ± 10.00 | 40.00 ± 10.00 | 40.00 ± 10.00 | 60.00 ± 10.00 | 40.00 ± 10.00 |"
 
 
 def test_tables_refuse_runs_decoded_with_different_tag_priors() -> None:
