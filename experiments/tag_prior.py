@@ -27,6 +27,8 @@ FLAGS = flags.FLAGS
 SPLITS = ("dev", "test")
 COLUMNS = (("dev", "macro_f1"), ("dev", "entity_f1"), ("test", "macro_f1"), ("test", "entity_precision"),
            ("test", "entity_f1"))
+NAMES = {"macro_f1": "macro-F1", "entity_f1": "entity-F1", "entity_precision": "entity precision"}
+HEADER = "| models | weight | " + " | ".join(f"{split} {NAMES[key]}" for split, key in COLUMNS) + " |"
 
 
 def rescored(model_dir: str, weights: list[float], verticals: list[str]) -> list[dict]:
@@ -62,11 +64,17 @@ def rows(label: str, runs: list[dict], weights: list[float]) -> list[str]:
     return out
 
 
+def crf_row(crf: dict[str, dict]) -> str:
+    """The CRF's row under HEADER: its test metrics, mean over the verticals; no weight and no dev scores."""
+    return ("| CRF (experiments/crf_baseline.py) | | " + " | ".join(
+        "" if split == "dev" else f"{statistics.mean(m[k] for m in crf.values()) * 100:.2f}" for split, k in COLUMNS)
+        + " |")
+
+
 def main(argv: list[str]) -> None:
     """Rescore every group at every weight and print (and with --out write) the table."""
     weights = sorted(float(w) for w in FLAGS.weights)
-    lines = ["| models | weight | dev macro-F1 | dev entity-F1 | test macro-F1 | test entity precision | "
-             "test entity-F1 |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [HEADER, "|---|---:|" + "---:|" * len(COLUMNS)]
     tasks: set[str] = set()
     for spec in FLAGS.group:
         label, sep, pattern = spec.partition("=")
@@ -81,9 +89,7 @@ def main(argv: list[str]) -> None:
         lines += rows(f"{label} ({len(runs)} vertical runs)", runs, weights)
     crf = {t: m for t, m in crf_results(Path(FLAGS.crf_dir)).items() if t in tasks} if FLAGS.crf_dir else {}
     if len(crf) == len(tasks):
-        lines.append("| CRF (experiments/crf_baseline.py) | | | | " + " | ".join(
-            f"{statistics.mean(m[k] for m in crf.values()) * 100:.2f}" for split, k in COLUMNS if split == "test")
-            + " |")
+        lines.append(crf_row(crf))
     text = "\n".join(lines)
     print(text)
     if FLAGS.out:

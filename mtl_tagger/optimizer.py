@@ -3,8 +3,9 @@
 The update is Keras' Adam (β1 0.9, β2 0.999, ε 1e-7, bias correction folded into the step size), written
 out so that its slots checkpoint and restore the same way on every supported TensorFlow and Keras.
 Sparse gradients (the word embedding's) are made dense first: Adam's moments decay on every row anyway.
-Weight decay, as Keras' AdamW, shrinks each matrix (kernels and tables, not biases) by step size × `weight_decay`
-before its update: a pull towards 0 that Adam's scaling of the gradient does not undo, as an L2 term would be.
+Weight decay, as Keras' AdamW, shrinks each variable of rank ≥ 2 (kernels, tables, CRF transitions; not biases) by
+step size × `weight_decay` before its update: a pull towards 0 that Adam's scaling of the gradient does not undo, as
+it would an L2 term's.
 """
 import math
 from collections.abc import Sequence

@@ -121,8 +121,9 @@ class Params:
     lr_decay: str = _f("none", "Learning-rate schedule over the step budget: none (constant), linear (to 0 at the "
                                "budget) or cosine (half a cosine to 0 at the budget).", one_of(LR_DECAYS))
     clip_norm: float = _f(5.0, "Clip the global gradient norm to this (0: no clipping).", non_negative)
-    weight_decay: float = _f(0.0, "Decoupled weight decay (AdamW): every update also shrinks each weight matrix and "
-                                  "embedding table (not biases) by the step size × this (0: none).", non_negative)
+    weight_decay: float = _f(0.0, "Decoupled weight decay (AdamW): every update also shrinks each variable of rank "
+                                  "≥ 2 (kernels, embedding and spelling tables, CRF transitions, the coupler's "
+                                  "attention; not biases) by the step size × this (0: none).", non_negative)
     average: float = _f(0.0, "Score dev and keep checkpoints with an exponential moving average of the weights of "
                              "this decay, e.g. 0.99 (0: the weights themselves).", fraction)
     tag_prior: float = _f(0.5, "Weight of a prior added to each vertical's CRF transitions when decoding: how much "

@@ -16,7 +16,7 @@ from experiments.defaults import _both
 from experiments.make_sweep import runs as sweep_runs
 from experiments.selection_rules import picked
 from experiments.small_data import subsample
-from experiments.tag_prior import rescored, rows
+from experiments.tag_prior import HEADER, crf_row, rescored, rows
 from mtl_tagger.conll import read_conll
 from mtl_tagger.params import Params, read_flagfile
 from mtl_tagger.train import train
@@ -206,13 +206,21 @@ def test_tag_prior_rescoring_at_weight_0_is_the_model(chain_epoch: Path, data_di
 
 
 def test_tag_prior_rows_average_per_seed_then_over_seeds() -> None:
-    def run(seed: int, task: str, score: float) -> dict:
-        metrics = {"macro_f1": score, "entity_f1": score, "entity_precision": 1.0 - score}
-        return {"task": task, "seed": seed, "scores": {0.5: {"dev": metrics, "test": metrics}}}
-    runs = [run(1, "A", 0.2), run(1, "B", 0.4), run(2, "A", 0.5), run(2, "B", 0.5), run(3, "A", 0.4)]
+    def run(seed: int, score: float) -> dict:
+        return {"task": "V", "seed": seed, "scores": {0.5: {
+            "dev": {"macro_f1": score, "entity_f1": score + 0.01},
+            "test": {"macro_f1": score + 0.02, "entity_precision": score + 0.03, "entity_f1": score + 0.04}}}}
+    runs = [run(1, 0.1), run(1, 0.3), run(1, 0.5), run(2, 0.6), run(3, 0.5)]
     [row] = rows("g", runs, [0.5])
-    # per-seed means 0.3, 0.5, 0.4: mean 0.4, std 0.1; precision 1 − score
-    assert row == "| g | 0.5 | 40.00 ± 10.00 | 40.00 ± 10.00 | 40.00 ± 10.00 | 60.00 ± 10.00 | 40.00 ± 10.00 |"
+    # per-seed means 0.3, 0.6, 0.5: mean 0.4667 (the mean over runs would be 0.4), std 0.1528
+    assert row == ("| g | 0.5 | 46.67 ± 15.28 | 47.67 ± 15.28 | 48.67 ± 15.28 | 49.67 ± 15.28 | "
+                   "50.67 ± 15.28 |")
+    assert row.count("|") == HEADER.count("|")
+    crf = crf_row({"A": {"macro_f1": 0.5, "entity_precision": 0.7, "entity_f1": 0.6},
+                   "B": {"macro_f1": 0.7, "entity_precision": 0.9, "entity_f1": 0.8}})
+    # no weight, blank dev cells, then test macro-F1, entity precision, entity-F1, as HEADER has them
+    assert [c.strip() for c in crf.strip("|").split("|")][1:] == ["", "", "", "60.00", "80.00", "70.00"]
+    assert crf.count("|") == HEADER.count("|")
 
 
 def test_tables_refuse_runs_decoded_with_different_tag_priors() -> None:

@@ -6,19 +6,30 @@ import tensorflow as tf
 from mtl_tagger.optimizer import Adam, Average
 
 
-def test_adam_equals_keras_adam_with_global_clipping() -> None:
+@pytest.mark.parametrize("weight_decay, decay", [(0.0, "none"), (0.5, "none"), (0.5, "linear")])
+def test_adam_equals_keras_adam_or_adamw_with_global_clipping(weight_decay: float, decay: str) -> None:
+    """With weight decay, Keras' AdamW with the bias excluded: the matrix decays, the bias does not."""
     rng = np.random.default_rng(0)
     ours = [tf.Variable(rng.normal(size=(5, 3)).astype(np.float32)), tf.Variable(rng.normal(size=4).astype(np.float32))]
-    theirs = [tf.Variable(v.numpy()) for v in ours]
-    adam = Adam(ours, 0.01, clip_norm=1.0)
-    keras = tf.keras.optimizers.Adam(0.01, global_clipnorm=1.0)
+    theirs, plain = [tf.Variable(v.numpy()) for v in ours], [tf.Variable(v.numpy()) for v in ours]
+    adam = Adam(ours, 0.01, clip_norm=1.0, decay=decay, decay_steps=8, weight_decay=weight_decay)
+    no_decay = Adam(plain, 0.01, clip_norm=1.0, decay=decay, decay_steps=8)
+    lr = tf.keras.optimizers.schedules.PolynomialDecay(0.01, 8, end_learning_rate=0.0) if decay == "linear" else 0.01
+    if weight_decay:
+        keras = tf.keras.optimizers.AdamW(lr, weight_decay=weight_decay, global_clipnorm=1.0)
+        keras.exclude_from_weight_decay(var_list=[theirs[1]])
+    else:
+        keras = tf.keras.optimizers.Adam(lr, global_clipnorm=1.0)
     for _ in range(6):
         grads = [tf.constant(rng.normal(scale=3.0, size=v.shape).astype(np.float32)) for v in ours]
         adam.apply(grads, ours)
+        no_decay.apply(grads, plain)
         keras.apply_gradients(zip(grads, theirs))
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a.numpy(), np.asarray(b), atol=1e-6)
     assert int(adam.iterations) == 6
+    assert np.allclose(ours[0].numpy(), plain[0].numpy(), atol=1e-4) == (not weight_decay)
+    np.testing.assert_array_equal(ours[1].numpy(), plain[1].numpy())
 
 
 @pytest.mark.parametrize("decay, schedule", [
@@ -38,25 +49,6 @@ def test_adam_decays_its_step_size_as_keras_schedules_do(decay: str, schedule) -
         keras.apply_gradients(zip(grads, theirs))
         np.testing.assert_allclose(ours[0].numpy(), np.asarray(theirs[0]), atol=1e-6)
         assert np.array_equal(ours[0].numpy(), before) == (step >= 4)
-
-
-def test_weight_decay_is_keras_adamw_on_matrices_only() -> None:
-    rng = np.random.default_rng(2)
-    ours = [tf.Variable(rng.normal(size=(4, 3)).astype(np.float32)), tf.Variable(rng.normal(size=3).astype(np.float32))]
-    theirs = [tf.Variable(v.numpy()) for v in ours]
-    plain = [tf.Variable(v.numpy()) for v in ours]
-    adam, no_decay = Adam(ours, 0.01, clip_norm=1.0, weight_decay=0.5), Adam(plain, 0.01, clip_norm=1.0)
-    keras = tf.keras.optimizers.AdamW(0.01, weight_decay=0.5, global_clipnorm=1.0)
-    keras.exclude_from_weight_decay(var_list=[theirs[1]])  # the bias
-    for _ in range(6):
-        grads = [tf.constant(rng.normal(size=v.shape).astype(np.float32)) for v in ours]
-        adam.apply(grads, ours)
-        no_decay.apply(grads, plain)
-        keras.apply_gradients(zip(grads, theirs))
-    for a, b in zip(ours, theirs):
-        np.testing.assert_allclose(a.numpy(), np.asarray(b), atol=1e-6)
-    assert not np.allclose(ours[0].numpy(), plain[0].numpy(), atol=1e-4)  # the matrix decayed
-    np.testing.assert_array_equal(ours[1].numpy(), plain[1].numpy())  # the bias did not
 
 
 def test_adam_takes_sparse_and_missing_gradients() -> None:
