@@ -21,7 +21,7 @@ from mtl_tagger import pipeline
 from mtl_tagger.loss import step_loss
 from mtl_tagger.optimizer import Adam, Average
 from mtl_tagger.pipeline import COUPLING_SIGNATURE, WITHIN_SIGNATURE
-from mtl_tagger.run import Run
+from mtl_tagger.run import Run, size_weights
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,7 @@ class Loop:
         self.strategy = strategy or tf.distribute.get_strategy()
         self.worker = worker
         self.names = self.p.names
+        self.task_weights = size_weights({t: len(n) for t, n in run.lengths.items()}, self.p.size_weight)
         self.weights = {"net": run.net, **({"coupler": run.coupler} if run.coupler is not None else {})}
         self.variables = [v for w in self.weights.values() for v in w.trainable_variables]
         with self.strategy.scope():
@@ -83,7 +84,7 @@ class Loop:
         with tf.GradientTape() as tape:
             loss, terms = step_loss(self.run.net, self.names, self.run.coupler, pairs, self.p.coupling_weight,
                                     inputs, seed, self.p.lexical_l2, self.p.coupling_within,
-                                    self.strategy.num_replicas_in_sync)
+                                    self.strategy.num_replicas_in_sync, self.task_weights)
         grads = tape.gradient(loss, self.variables)
         grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, self.variables)]
         return grads, {"loss": loss, **terms}

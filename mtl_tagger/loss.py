@@ -1,8 +1,8 @@
-"""The loss of one training step, summed in one place (`step_loss`): every vertical's CRF loss (weight 1 each), the
-L2 penalty on its spelling-feature weights (weight --lexical_l2, shared among the replicas whose losses the step
-sums) and, in coupled mode, the coupling loss TCE = CCE + CCE′ + LCE + LCE′ over shortlist pairs (paper §3.4; weight
---coupling_weight). Every term is also returned by name for TensorBoard (crf/<vertical>, coupling/tce and TCE's
-parts per coupled pair).
+"""The loss of one training step, summed in one place (`step_loss`): every vertical's CRF loss (weight 1 each, or
+by its size with --size_weight), the L2 penalty on its spelling-feature weights (weight --lexical_l2, shared among
+the replicas whose losses the step sums) and, in coupled mode, the coupling loss TCE = CCE + CCE′ + LCE + LCE′ over
+shortlist pairs (paper §3.4; weight --coupling_weight). Every term is also returned by name for TensorBoard
+(crf/<vertical>, coupling/tce and TCE's parts per coupled pair).
 
 `Coupler` holds the attention vectors a, a′ of every coupled pair and the label k-gram table, and turns a coupling
 minibatch (mtl_tagger.pipeline.CouplingData) into TCE: scores of the gold tags (`--coupling_score`), the context
@@ -28,15 +28,16 @@ ScoreFn = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
 
 def step_loss(net: TaggerNet, names: list[str], coupler: "Coupler | None", pairs: list[tuple[str, str]],
               coupling_weight: float, inputs: dict, seed: tf.Tensor,
-              lexical_l2: float = 0.0, within: bool = False, replicas: int = 1
-              ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+              lexical_l2: float = 0.0, within: bool = False, replicas: int = 1,
+              task_weights: dict[str, float] | None = None) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
     """The step's loss and its named terms. `inputs`: a step of `pipeline.step_dataset` (a minibatch per
     vertical of `names`, `count` per vertical for the divisor, and the coupling minibatch in coupled mode);
     dropout is drawn from `seed` folded with the vertical's place in `names` (the coupling minibatch's: after
     them). `within` (--coupling_within): the coupling minibatch's contexts lie in the vertical minibatches,
     whose encodings it reuses. `replicas`: the workers whose losses the step sums; each counts its share of the
-    penalty, so that the step counts it once."""
-    weights = {t: 1.0 for t in names}
+    penalty, so that the step counts it once. `task_weights`: each vertical's CRF loss weight (default 1;
+    --size_weight)."""
+    weights = {t: 1.0 for t in names} | (task_weights or {})
     hidden = {t: net.encode(t, inputs[t], fold_in(seed, i)) for i, t in enumerate(names)} if within else {}
     terms = {f"crf/{t}": net.crf_loss(t, inputs[t], fold_in(seed, i), inputs["count"][t], hidden.get(t))
              for i, t in enumerate(names)}

@@ -22,6 +22,13 @@ from mtl_tagger.vectors import embedding_matrix
 from mtl_tagger.vocab import Vocab
 
 
+def size_weights(sizes: dict[str, int], power: float) -> dict[str, float]:
+    """Each vertical's CRF loss weight under --size_weight: (its training sentences / their mean) ** power, so 1 for
+    every vertical at power 0 and in a single-vertical run."""
+    mean = np.mean(list(sizes.values()))
+    return {t: float((n / mean) ** power) for t, n in sizes.items()}
+
+
 @dataclass
 class Run:
     """A built run: what the training loop steps through and evaluates."""

@@ -136,6 +136,29 @@ def test_lexical_l2_adds_its_weight_times_the_squares_of_each_head_s_spelling_we
     np.testing.assert_allclose(float(terms["l2/A"]), np.square(net.heads["A"].lexical.numpy()).sum(), rtol=1e-5)
 
 
+def test_size_weight_weighs_each_vertical_s_crf_loss_by_its_share_of_the_training_sentences() -> None:
+    from mtl_tagger.loss import step_loss
+    from mtl_tagger.run import size_weights
+
+    assert size_weights({"A": 300, "B": 100}, 0.0) == {"A": 1.0, "B": 1.0}
+    assert size_weights({"A": 7}, 1.0) == {"A": 1.0}
+    np.testing.assert_allclose(list(size_weights({"A": 300, "B": 100}, 0.5).values()), [1.5 ** 0.5, 0.5 ** 0.5])
+    sentences = [["Gold", "ring"], ["Silver", "chain", "set"]]
+    vocab = Vocab(words=["<pad>", "<unk>", "Gold", "ring", "Silver", "chain", "set"],
+                  chars=["<pad>", "<unk>"] + sorted({c for s in sentences for w in s for c in w}),
+                  tags={"A": ["O", "B-a"], "B": ["O", "B-b"]})
+    net = TaggerNet(Params(tasks="A,B", mtl_mode="shared", hidden_size=4, word_dim=4, char_dim=2, char_hidden=2),
+                    vocab)
+    inputs = {t: {**{k: tf.constant(v) for k, v in pad(encode(sentences, vocab, 20)).items()},
+                  "tags": tf.ones([2, 3], tf.int32)} for t in ("A", "B")}
+    inputs["count"] = {"A": tf.constant(2.0), "B": tf.constant(2.0)}
+    seed = tf.constant([1, 2], tf.int64)
+    plain, terms = step_loss(net, ["A", "B"], None, [], 0.0, inputs, seed)
+    weighted, _ = step_loss(net, ["A", "B"], None, [], 0.0, inputs, seed, task_weights={"A": 2.0, "B": 0.25})
+    np.testing.assert_allclose(float(plain), float(terms["crf/A"] + terms["crf/B"]), rtol=1e-5)
+    np.testing.assert_allclose(float(weighted), float(2.0 * terms["crf/A"] + 0.25 * terms["crf/B"]), rtol=1e-5)
+
+
 def test_the_vertical_embedding_gives_each_vertical_its_own_encoding_and_is_trained() -> None:
     from mtl_tagger.loss import step_loss
 
