@@ -1,4 +1,5 @@
-"""How much tag prior? Models trained without one, decoded with the prior at several weights (`--tag_prior`).
+"""How much tag prior? Models trained without one, decoded with the prior at several weights (`--tag_prior`); with
+--snap, also a decoding rule for multi-word values.
 
     python -m experiments.tag_prior --group='in-domain vectors=runs/defaults3/sweep.*' \
         --group='random embeddings=runs/defaults3/rand.*' [--verticals=Bangle,...] [--weights=0,0.25,0.5,0.75,1] \
@@ -8,6 +9,11 @@ Each group is a glob of model dirs trained with --tag_prior=0. Every vertical of
 and test splits with w × (the pointwise mutual information of adjacent gold tags in its training split, as
 training computes it) added to its learned transitions, for each weight w: exactly what a model trained with
 --tag_prior=w decodes with, except that its dev selection saw the prior too. The weight to adopt is read off dev.
+
+--snap adds, per weight, the same decoding with each value snapped to a known one: where a multi-word value of the
+training split (same attribute, any case) occurs in the sentence and the decoded values of that attribute overlap
+it without being values of the training split themselves (a brand cut short, split in two or run on), they are
+replaced by it.
 """
 import datetime
 import glob
@@ -18,8 +24,10 @@ from absl import app, flags
 
 from experiments.common import command_line, crf_results, mean_sd
 from mtl_tagger import cli
+from mtl_tagger.conll import Sentence, chunks
 from mtl_tagger.corpus import load_task
 from mtl_tagger.crf import bigram_pmi
+from mtl_tagger.metrics import evaluate_tags
 from mtl_tagger.tagger import Tagger
 
 FLAGS = flags.FLAGS
@@ -31,9 +39,39 @@ NAMES = {"macro_f1": "macro-F1", "entity_f1": "entity-F1", "entity_precision": "
 HEADER = "| models | weight | " + " | ".join(f"{split} {NAMES[key]}" for split, key in COLUMNS) + " |"
 
 
-def rescored(model_dir: str, weights: list[float], verticals: list[str]) -> list[dict]:
+Values = dict[str, set[tuple[str, ...]]]
+
+
+def known_values(sentences: list[Sentence]) -> Values:
+    """Every value of `sentences` per attribute, lower-cased."""
+    found: Values = {}
+    for s in sentences:
+        for attr, a, b in chunks(s.tags):
+            found.setdefault(attr, set()).add(tuple(w.lower() for w in s.tokens[a:b]))
+    return found
+
+
+def snapped(tokens: list[str], tags: list[str], values: Values) -> list[str]:
+    """`tags` with each decoded value that overlaps a known multi-word value of its attribute in the sentence,
+    without being a known value itself, replaced by that known value (longest occurrences first; any value it
+    overlaps goes)."""
+    low = [w.lower() for w in tokens]
+    found = sorted(((attr, i, i + len(v)) for attr, vs in values.items() for v in vs if len(v) > 1
+                    for i in range(len(low)) if tuple(low[i:i + len(v)]) == v), key=lambda m: m[1] - m[2])
+    spans = chunks(tags)
+    for attr, a, b in found:
+        hit = [c for c in spans if c[0] == attr and c[1] < b and a < c[2]]
+        if hit and hit != [(attr, a, b)] and all(tuple(low[c[1]:c[2]]) not in values[attr] for c in hit):
+            spans = [c for c in spans if not (c[1] < b and a < c[2])] + [(attr, a, b)]
+    out = ["O"] * len(tags)
+    for attr, a, b in spans:
+        out[a:b] = [f"B-{attr}"] + [f"I-{attr}"] * (b - a - 1)
+    return out
+
+
+def rescored(model_dir: str, weights: list[float], verticals: list[str], snap: bool = False) -> list[dict]:
     """Per vertical of the model (of `verticals`, if any): its seed, and per weight each split's metrics decoded
-    with that prior."""
+    with that prior (`scores`) and, with `snap`, with values snapped to the training split's (`snapped`)."""
     tagger = Tagger.load(model_dir)
     p = tagger.params
     if p.tag_prior:
@@ -42,25 +80,37 @@ def rescored(model_dir: str, weights: list[float], verticals: list[str]) -> list
     for task in [t for t in tagger.tasks if not verticals or t in verticals]:
         data = load_task(p.data_dir, task, p.strict_bio, p.max_len)
         pmi = bigram_pmi([tagger.vocab.tag_ids(task, s.tags) for s in data.train], len(tagger.vocab.tags[task]))
+        values = known_values(data.train)
         transitions = tagger.nets[task].heads[task].crf.transitions
         learned = transitions.numpy()
-        scores = {}
+        run: dict = {"task": task, "seed": p.seed, "scores": {}, **({"snapped": {}} if snap else {})}
         for w in weights:
             transitions.assign(learned + w * pmi)
-            scores[w] = {split: tagger.evaluate(getattr(data, split), task)[0] for split in SPLITS}
-        out.append({"task": task, "seed": p.seed, "scores": scores})
+            run["scores"][w] = {}
+            if snap:
+                run["snapped"][w] = {}
+            for split in SPLITS:
+                sentences = getattr(data, split)
+                metrics, pred = tagger.evaluate(sentences, task)
+                run["scores"][w][split] = metrics
+                if snap:
+                    run["snapped"][w][split] = evaluate_tags(
+                        [s.tags for s in sentences], [snapped(s.tokens, t, values) for s, t in zip(sentences, pred)])
+        out.append(run)
     return out
 
 
 def rows(label: str, runs: list[dict], weights: list[float]) -> list[str]:
-    """Markdown rows of one group: per weight, the COLUMNS' metrics, mean over the verticals and seeds ± std of the
-    per-seed means."""
+    """Markdown rows of one group: per weight (and snapped, where the runs were), the COLUMNS' metrics, mean over the
+    verticals and seeds ± std of the per-seed means."""
     seeds = sorted({r["seed"] for r in runs})
     out = []
     for w in weights:
-        cells = [mean_sd([statistics.mean(r["scores"][w][split][key] for r in runs if r["seed"] == s)
-                          for s in seeds]) for split, key in COLUMNS]
-        out.append(f"| {label} | {w:g} | " + " | ".join(cells) + " |")
+        for kind, shown in (("scores", f"{w:g}"), ("snapped", f"{w:g}, values snapped")):
+            if kind in runs[0]:
+                cells = [mean_sd([statistics.mean(r[kind][w][split][key] for r in runs if r["seed"] == s)
+                                  for s in seeds]) for split, key in COLUMNS]
+                out.append(f"| {label} | {shown} | " + " | ".join(cells) + " |")
     return out
 
 
@@ -80,7 +130,7 @@ def main(argv: list[str]) -> None:
         label, sep, pattern = spec.partition("=")
         dirs = sorted(d for d in glob.glob(pattern) if not d.endswith(".log"))
         try:
-            runs = [r for d in dirs for r in rescored(d, weights, FLAGS.verticals)]
+            runs = [r for d in dirs for r in rescored(d, weights, FLAGS.verticals, FLAGS.snap)]
         except ValueError as e:
             raise app.UsageError(str(e)) from None
         if not sep or not runs:
@@ -94,7 +144,8 @@ def main(argv: list[str]) -> None:
     print(text)
     if FLAGS.out:
         with open(FLAGS.out, "w") as f:
-            f.write(f"# Decoding with a tag prior (`--tag_prior`) of models trained without one\n\nPercent, mean "
+            f.write(f"# Decoding with a tag prior (`--tag_prior`) of models trained without one"
+                    f"{', and values snapped to known ones' if FLAGS.snap else ''}\n\nPercent, mean "
                     f"over each group's vertical runs, ± std over the seeds' means. Written "
                     f"{datetime.date.today().isoformat()} by `{command_line('experiments.tag_prior')}`.\n\n{text}\n")
 
@@ -104,6 +155,8 @@ def define_flags() -> None:
     flags.DEFINE_multi_string("group", None, "label=glob of model dirs trained without a tag prior.")
     flags.DEFINE_list("verticals", [], "Score only these verticals (default: every vertical of each model).")
     flags.DEFINE_list("weights", ["0", "0.25", "0.5", "0.75", "1"], "Prior weights to decode with.")
+    flags.DEFINE_bool("snap", False, "Also decode at each weight with values snapped to the training split's "
+                      "multi-word values (the module's docstring).")
     flags.DEFINE_string("crf_dir", "experiments/results/crf", "The CRF baseline's result files, for its test row.")
     flags.DEFINE_string("out", None, "Also write the table (with the command and date) to this markdown file.")
     flags.mark_flag_as_required("group")
