@@ -10,21 +10,22 @@ and test splits with w × (the pointwise mutual information of adjacent gold tag
 training computes it) added to its learned transitions, for each weight w: exactly what a model trained with
 --tag_prior=w decodes with, except that its dev selection saw the prior too. The weight to adopt is read off dev.
 
---snap adds, per weight, the same decoding with each value snapped to a known one: where a multi-word value of the
-training split (same attribute, any case) occurs in the sentence and the decoded values of that attribute overlap
-it without being values of the training split themselves (a brand cut short, split in two or run on), they are
-replaced by it.
+--snap adds, per weight, the same decoding with values snapped to known ones: where a multi-word value of the
+training split (any case) occurs in the sentence, decoded values of its attribute overlap it, and no value it
+overlaps is a training value of its own attribute (a brand cut short, split in two or run on), it replaces every
+value it overlaps (longest first, then leftmost; snaps do not overlap).
 """
 import datetime
 import glob
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
 
 from absl import app, flags
 
 from experiments.common import command_line, crf_results, mean_sd
 from mtl_tagger import cli
-from mtl_tagger.conll import Sentence, chunks
+from mtl_tagger.conll import Sentence, bio_tags, chunks
 from mtl_tagger.corpus import load_task
 from mtl_tagger.crf import bigram_pmi
 from mtl_tagger.metrics import evaluate_tags
@@ -51,22 +52,22 @@ def known_values(sentences: list[Sentence]) -> Values:
     return found
 
 
-def snapped(tokens: list[str], tags: list[str], values: Values) -> list[str]:
-    """`tags` with each decoded value that overlaps a known multi-word value of its attribute in the sentence,
-    without being a known value itself, replaced by that known value (longest occurrences first; any value it
-    overlaps goes)."""
+def snapped(tokens: Sequence[str], tags: list[str], values: Values) -> list[str]:
+    """`tags` with known multi-word values snapped in: each occurrence of one (longest first, then leftmost) that
+    decoded values of its attribute overlap, none of the values it overlaps being a known value of its own
+    attribute, and no other snap overlapping it, replaces every value it overlaps."""
     low = [w.lower() for w in tokens]
-    found = sorted(((attr, i, i + len(v)) for attr, vs in values.items() for v in vs if len(v) > 1
-                    for i in range(len(low)) if tuple(low[i:i + len(v)]) == v), key=lambda m: m[1] - m[2])
-    spans = chunks(tags)
-    for attr, a, b in found:
-        hit = [c for c in spans if c[0] == attr and c[1] < b and a < c[2]]
-        if hit and hit != [(attr, a, b)] and all(tuple(low[c[1]:c[2]]) not in values[attr] for c in hit):
-            spans = [c for c in spans if not (c[1] < b and a < c[2])] + [(attr, a, b)]
-    out = ["O"] * len(tags)
-    for attr, a, b in spans:
-        out[a:b] = [f"B-{attr}"] + [f"I-{attr}"] * (b - a - 1)
-    return out
+    found = sorted((-len(v), i, attr) for attr, vs in values.items() for v in vs if len(v) > 1
+                   for i in range(len(low)) if tuple(low[i:i + len(v)]) == v)
+    spans, done = chunks(tags), []
+    for minus_length, a, attr in found:
+        b = a - minus_length
+        hit = [c for c in spans if c[1] < b and a < c[2]]
+        if (any(c[0] == attr for c in hit) and hit != [(attr, a, b)] and not any(d[0] < b and a < d[1] for d in done)
+                and all(tuple(low[c[1]:c[2]]) not in values.get(c[0], ()) for c in hit)):
+            spans = [c for c in spans if c not in hit] + [(attr, a, b)]
+            done.append((a, b))
+    return bio_tags(len(tags), spans) if done else list(tags)
 
 
 def rescored(model_dir: str, weights: list[float], verticals: list[str], snap: bool = False) -> list[dict]:

@@ -100,6 +100,15 @@ def chunks(tags: Sequence[str]) -> list[tuple[str, int, int]]:
     return found
 
 
+def bio_tags(length: int, values: Iterable[tuple[str, int, int]]) -> list[str]:
+    """The BIO tags of a sentence of `length` tokens holding these non-overlapping values (attr, start, end): the
+    inverse of `chunks`."""
+    tags = ["O"] * length
+    for attr, start, end in values:
+        tags[start:end] = [f"B-{attr}"] + [f"I-{attr}"] * (end - start - 1)
+    return tags
+
+
 def _decoded_lines(path: Path) -> list[str]:
     """The file's lines as text (BOM and CR stripped); non-UTF-8 bytes are reported with their line."""
     data = path.read_bytes().removeprefix(_BOM)

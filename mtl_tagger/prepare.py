@@ -55,7 +55,7 @@ from absl import flags
 
 from mtl_tagger import cli
 from mtl_tagger.catalog import Product, normalise_key, read_catalog
-from mtl_tagger.conll import write_conll
+from mtl_tagger.conll import bio_tags, write_conll
 from mtl_tagger.errors import InputError
 from mtl_tagger.files import check_input_file, replace_dir
 from mtl_tagger.progress import status
@@ -283,10 +283,7 @@ def distant_labels(tokens: Sequence[str], specifications: Sequence[tuple[str | N
             taken[span.start:span.end] = [True] * (span.end - span.start)
             spans.append(span)
     spans.sort(key=lambda s: s.start)
-    tags = ["O"] * len(tokens)
-    for s in spans:
-        tags[s.start:s.end] = [f"B-{s.attr}"] + [f"I-{s.attr}"] * (s.end - s.start - 1)
-    return tags, spans
+    return bio_tags(len(tokens), ((s.attr, s.start, s.end) for s in spans)), spans
 
 
 def label_specifications(product: Product) -> tuple[tuple[str | None, str], ...]:

@@ -228,6 +228,15 @@ def test_snapping_replaces_a_value_cut_split_or_run_on_by_the_known_value_it_ove
         assert snapped(tokens, list(decoded), values) == list(expected), decoded
     known = ["O", "O", "O", "B-brand", "I-brand", "B-brand", "O"]  # a known value already decoded: left alone
     assert snapped(tokens, known, values) == known
+    assert snapped(["gaj", "impex", "blue"], ["O", "B-brand", "O"], {"brand": {("gaj", "impex"), ("impex", "blue")}}
+                   ) == ["B-brand", "I-brand", "O"]  # of two known values as long, the leftmost, whatever the hashing
+    colour = {"color": {("rose", "gold")}, "plating": {("gold", "plated")}}  # a snap is not undone by a later one
+    assert snapped(["rose", "gold", "plated"], ["B-color", "O", "B-plating"], colour) == [
+        "B-color", "I-color", "B-plating"]
+    inside = {"brand": {("gaj", "gold")}, "plating": {("gold",)}}  # a known value of another attribute inside stays
+    assert snapped(["gaj", "gold"], ["B-brand", "B-plating"], inside) == ["B-brand", "B-plating"]
+    assert snapped(["x", "y"], ["O", "I-color"], values) == ["O", "I-color"]  # nothing snapped: the tags as they came
+    assert snapped([], [], values) == []
     run_on = ["O", "O", "O", "B-brand", "I-brand", "I-brand", "O"]
     for also in ("zaveri", "pearls", "gold"), ("gaj",):  # the decoded value is itself a training value
         cut = ["O", "B-brand", "O", "O", "O", "O", "O"] if also == ("gaj",) else run_on

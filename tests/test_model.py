@@ -1,5 +1,7 @@
 """The network's parts: the char encoder (each distinct word encoded once), stateless dropout and the lexical
 feature scores."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -157,6 +159,22 @@ def test_size_weight_weighs_each_vertical_s_crf_loss_by_its_share_of_the_trainin
     weighted, _ = step_loss(net, ["A", "B"], None, [], 0.0, inputs, seed, task_weights={"A": 2.0, "B": 0.25})
     np.testing.assert_allclose(float(plain), float(terms["crf/A"] + terms["crf/B"]), rtol=1e-5)
     np.testing.assert_allclose(float(weighted), float(2.0 * terms["crf/A"] + 0.25 * terms["crf/B"]), rtol=1e-5)
+
+
+def test_the_loop_weighs_each_vertical_by_its_training_sentences(data_dir: Path, tmp_path: Path) -> None:
+    from conftest import smoke_params
+
+    from mtl_tagger.corpus import load_data
+    from mtl_tagger.run import build
+    from mtl_tagger.train import make_loop
+
+    p = smoke_params(data_dir, tmp_path / "m", task_b="Mangal-sutra", mtl_mode="shared", size_weight=1.0)
+    data = load_data(p)
+    sizes = {t: len(d.train) for t, d in data.tasks.items()}
+    assert len(set(sizes.values())) == 2, "the two synthetic verticals differ in size"
+    loop, _, _ = make_loop(build(p, data, tmp_path / "m", write=False), tmp_path / "m")
+    mean = sum(sizes.values()) / 2
+    assert loop.task_weights == pytest.approx({t: n / mean for t, n in sizes.items()})
 
 
 def test_the_vertical_embedding_gives_each_vertical_its_own_encoding_and_is_trained() -> None:
