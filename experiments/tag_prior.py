@@ -10,26 +10,24 @@ and test splits with w × (the pointwise mutual information of adjacent gold tag
 training computes it) added to its learned transitions, for each weight w: exactly what a model trained with
 --tag_prior=w decodes with, except that its dev selection saw the prior too. The weight to adopt is read off dev.
 
---snap adds, per weight, the same decoding with values snapped to known ones: where a multi-word value of the
-training split (any case) occurs in the sentence, decoded values of its attribute overlap it, and no value it
-overlaps is a training value of its own attribute (a brand cut short, split in two or run on), it replaces every
-value it overlaps (longest first, then leftmost; snaps do not overlap).
+--snap adds, per weight, the same decoding with values snapped to the training split's, as a model trained with
+--snap_values decodes (mtl_tagger.snap: a brand cut short, split in two or run on is replaced by the training value
+it overlaps).
 """
+import dataclasses
 import datetime
 import glob
 import statistics
-from collections.abc import Sequence
 from pathlib import Path
 
 from absl import app, flags
 
 from experiments.common import command_line, crf_results, mean_sd
 from mtl_tagger import cli
-from mtl_tagger.conll import Sentence, bio_tags, chunks
 from mtl_tagger.corpus import load_task
 from mtl_tagger.crf import bigram_pmi
-from mtl_tagger.metrics import evaluate_tags
 from mtl_tagger.tagger import Tagger
+from mtl_tagger.vocab import known_values
 
 FLAGS = flags.FLAGS
 
@@ -40,63 +38,27 @@ NAMES = {"macro_f1": "macro-F1", "entity_f1": "entity-F1", "entity_precision": "
 HEADER = "| models | weight | " + " | ".join(f"{split} {NAMES[key]}" for split, key in COLUMNS) + " |"
 
 
-Values = dict[str, set[tuple[str, ...]]]
-
-
-def known_values(sentences: list[Sentence]) -> Values:
-    """Every value of `sentences` per attribute, lower-cased."""
-    found: Values = {}
-    for s in sentences:
-        for attr, a, b in chunks(s.tags):
-            found.setdefault(attr, set()).add(tuple(w.lower() for w in s.tokens[a:b]))
-    return found
-
-
-def snapped(tokens: Sequence[str], tags: list[str], values: Values) -> list[str]:
-    """`tags` with known multi-word values snapped in: each occurrence of one (longest first, then leftmost) that
-    decoded values of its attribute overlap, none of the values it overlaps being a known value of its own
-    attribute, and no other snap overlapping it, replaces every value it overlaps."""
-    low = [w.lower() for w in tokens]
-    found = sorted((-len(v), i, attr) for attr, vs in values.items() for v in vs if len(v) > 1
-                   for i in range(len(low)) if tuple(low[i:i + len(v)]) == v)
-    spans, done = chunks(tags), []
-    for minus_length, a, attr in found:
-        b = a - minus_length
-        hit = [c for c in spans if c[1] < b and a < c[2]]
-        if (any(c[0] == attr for c in hit) and hit != [(attr, a, b)] and not any(d[0] < b and a < d[1] for d in done)
-                and all(tuple(low[c[1]:c[2]]) not in values.get(c[0], ()) for c in hit)):
-            spans = [c for c in spans if c not in hit] + [(attr, a, b)]
-            done.append((a, b))
-    return bio_tags(len(tags), spans) if done else list(tags)
-
-
 def rescored(model_dir: str, weights: list[float], verticals: list[str], snap: bool = False) -> list[dict]:
     """Per vertical of the model (of `verticals`, if any): its seed, and per weight each split's metrics decoded
-    with that prior (`scores`) and, with `snap`, with values snapped to the training split's (`snapped`)."""
+    with that prior (`scores`) and, with `snap`, with values snapped to the training split's (`snapped`, the
+    tagger's --snap_values)."""
     tagger = Tagger.load(model_dir)
     p = tagger.params
     if p.tag_prior:
         raise ValueError(f"{model_dir} was trained with --tag_prior={p.tag_prior}; give models trained without")
+    data = {t: load_task(p.data_dir, t, p.strict_bio, p.max_len) for t in tagger.tasks}
+    snapping = Tagger(dataclasses.replace(p, snap_values=True), dataclasses.replace(
+        tagger.vocab, values={t: known_values(d.train) for t, d in data.items()}), tagger.nets, tagger.calibration)
     out = []
     for task in [t for t in tagger.tasks if not verticals or t in verticals]:
-        data = load_task(p.data_dir, task, p.strict_bio, p.max_len)
-        pmi = bigram_pmi([tagger.vocab.tag_ids(task, s.tags) for s in data.train], len(tagger.vocab.tags[task]))
-        values = known_values(data.train)
+        pmi = bigram_pmi([tagger.vocab.tag_ids(task, s.tags) for s in data[task].train], len(tagger.vocab.tags[task]))
         transitions = tagger.nets[task].heads[task].crf.transitions
         learned = transitions.numpy()
         run: dict = {"task": task, "seed": p.seed, "scores": {}, **({"snapped": {}} if snap else {})}
         for w in weights:
             transitions.assign(learned + w * pmi)
-            run["scores"][w] = {}
-            if snap:
-                run["snapped"][w] = {}
-            for split in SPLITS:
-                sentences = getattr(data, split)
-                metrics, pred = tagger.evaluate(sentences, task)
-                run["scores"][w][split] = metrics
-                if snap:
-                    run["snapped"][w][split] = evaluate_tags(
-                        [s.tags for s in sentences], [snapped(s.tokens, t, values) for s, t in zip(sentences, pred)])
+            for kind, decoder in (("scores", tagger), ("snapped", snapping))[:1 + snap]:
+                run[kind][w] = {split: decoder.evaluate(getattr(data[task], split), task)[0] for split in SPLITS}
         out.append(run)
     return out
 

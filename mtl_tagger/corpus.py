@@ -18,7 +18,7 @@ from mtl_tagger.files import sha256
 from mtl_tagger.modeldir import stack
 from mtl_tagger.params import Params
 from mtl_tagger.vectors import read_vectors
-from mtl_tagger.vocab import Vocab
+from mtl_tagger.vocab import Vocab, known_values
 
 
 @dataclass
@@ -109,6 +109,7 @@ def load_data(p: Params) -> RunData:
         (s.tokens for data in tasks.values() for s in data.train),
         {t: [s.tags for s in data.train] for t, data in tasks.items()},
         pretrained[0] if pretrained else (),
+        {t: known_values(data.train) for t, data in tasks.items()},
     )
     files = {f"{t}/{f.name}": sha256(f) for t in p.names
              for f in sorted((Path(p.data_dir) / t).glob("*.conll"))}

@@ -200,17 +200,19 @@ class TaggerNet(tf.Module):
         """Viterbi tag ids [B, T] of a padded batch (0 past each length)."""
         return self.heads[task].crf.decode(self.scores(task, batch), batch["length"])
 
-    def decode_with_marginals(self, task: str, batch: dict[str, tf.Tensor], temperature: tf.Tensor | float = 1.0
-                              ) -> tuple[tf.Tensor, tf.Tensor]:
+    def decode_with_marginals(self, task: str, batch: dict[str, tf.Tensor], temperature: tf.Tensor | float = 1.0,
+                              every_tag: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
         """Viterbi tag ids [B, T], and each token's CRF marginal P(y_i = decoded tag | x) [B, T] (0 past lengths) at
         `temperature` (calibration.py); a vector of K temperatures gives them at each, [K, B, T], from one pass of
-        the encoder and Viterbi (the path is the same at any temperature)."""
+        the encoder and Viterbi (the path is the same at any temperature). With `every_tag`, the marginals of every
+        tag, [(K,) B, T, N], for tags that change after decoding (snap.py)."""
         head = self.heads[task]
         scores = self.scores(task, batch)
         tags = head.crf.decode(scores, batch["length"])
 
         def at(t: tf.Tensor) -> tf.Tensor:
-            return tf.gather(head.crf.marginals(scores, batch["length"], t), tags, batch_dims=2)
+            marginals = head.crf.marginals(scores, batch["length"], t)
+            return marginals if every_tag else tf.gather(marginals, tags, batch_dims=2)
 
         temperature = tf.convert_to_tensor(temperature, tf.float32)
         if temperature.shape.rank == 1:

@@ -137,6 +137,9 @@ class Params:
     bio_training: bool = _f(False, "Train each CRF's likelihood under the BIO constraints too: its normaliser sums "
                                    "over the tag sequences --bio_constraints allows only, as decoding does (needs "
                                    "--bio_constraints).")
+    snap_values: bool = _f(True, "Decoding snaps values to the vertical's training values: where a multi-word one "
+                                 "occurs, decoded values of its attribute overlap it and none of them is itself a "
+                                 "training value of its attribute, it replaces them (mtl_tagger.snap).", legacy=False)
     selection: str = _f("macro_f1", "The dev score that selects each vertical's best step: macro_f1 (the paper's "
                                     "mean F1 over B-/I- tags) or entity_f1 (conlleval's F1 over whole values).",
                                     one_of(SELECTIONS))

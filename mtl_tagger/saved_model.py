@@ -127,6 +127,7 @@ class Exported(tf.Module):
         self.char_table = _table([ord(c) for c in chars], vocab.char_ids(chars, 1)[:, 0], tf.int32)
         self.tokenizer = GraphTokenizer()
         self.chunking = {task: _chunking(self.tags[task]) for task in tagger.tasks}
+        self.snap_rules = {task: tagger.snap_rule(task) for task in tagger.tasks if tagger.snap_rule(task)}
 
     def signature(self, task: str) -> tf.types.experimental.ConcreteFunction:
         """The serving function of one vertical: (tokens, lengths) → {"tags", "confidence"}."""
@@ -203,7 +204,8 @@ class Exported(tf.Module):
         return firsts[:, 0], firsts[:, 1], last, tf.gather(attributes, tf.gather_nd(attribute, firsts)), lowest
 
     def decode(self, task: str, tokens: tf.Tensor, lengths: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """Tag ids and confidences [B, T] of a token batch, each row decoded in max_len pieces as Tagger.tag does."""
+        """Tag ids and confidences [B, T] of a token batch, each row decoded in max_len pieces and then snapped whole
+        as Tagger.tag does."""
         net: TaggerNet = self.nets[task]
         batch, time = tf.shape(tokens)[0], tf.shape(tokens)[1]
         checks = [tf.debugging.assert_equal(tf.shape(lengths)[0], batch, message="lengths: one per row of tokens"),
@@ -219,19 +221,25 @@ class Exported(tf.Module):
         live = tf.where(piece_lengths > 0)  # only non-empty pieces are decoded
         calibration = self.calibration.get(task)
         live_lengths = tf.gather_nd(piece_lengths, live)
-        ids, confidence = net.decode_with_marginals(task, self.encode(tf.gather_nd(pieces, live), live_lengths),
-                                                    calibration.temperature if calibration else 1.0)
-        if calibration is not None and calibration.method == "platt":  # calibration.platt, per token
-            odds = tf.clip_by_value(confidence, 1e-6, 1 - 1e-6)
-            confidence = tf.where(tf.sequence_mask(live_lengths, tf.shape(confidence)[1]), tf.sigmoid(
-                calibration.a * (tf.math.log(odds) - tf.math.log1p(-odds)) + calibration.b), 0.0)
+        ids, marginals = net.decode_with_marginals(task, self.encode(tf.gather_nd(pieces, live), live_lengths),
+                                                   calibration.temperature if calibration else 1.0, every_tag=True)
 
         def rows(x: tf.Tensor) -> tf.Tensor:
-            """Decoded pieces [live, ≤ width] back into rows [B, T], 0 wherever nothing was decoded."""
-            x = tf.pad(x, [[0, 0], [0, width - tf.shape(x)[1]]])
-            return tf.reshape(tf.scatter_nd(live, x, [batch * count, width]), [batch, count * width])[:, :time]
+            """Decoded pieces [live, ≤ width, ...] back into rows [B, T, ...], 0 wherever nothing was decoded."""
+            rest = tf.shape(x)[2:]
+            x = tf.pad(x, tf.concat([[[0, 0], [0, width - tf.shape(x)[1]]], tf.zeros([tf.size(rest), 2], tf.int32)], 0))
+            rows = tf.scatter_nd(live, x, tf.cast(tf.concat([[batch * count, width], rest], 0), tf.int64))
+            return tf.reshape(rows, tf.concat([[batch, count * width], rest], 0))[:, :time]
 
-        return rows(ids), rows(confidence)
+        ids = rows(ids)
+        if task in self.snap_rules:
+            ids = self.snap_rules[task](tokens, lengths, ids)
+        confidence = tf.gather(rows(marginals), ids, batch_dims=2)
+        if calibration is not None and calibration.method == "platt":  # calibration.platt, per token
+            odds = tf.clip_by_value(confidence, 1e-6, 1 - 1e-6)
+            confidence = tf.where(tf.sequence_mask(lengths, time), tf.sigmoid(
+                calibration.a * (tf.math.log(odds) - tf.math.log1p(-odds)) + calibration.b), 0.0)
+        return ids, confidence
 
 
 def write_saved_model(tagger: Tagger, directory: Path) -> dict:

@@ -6,7 +6,9 @@
 
 Each vertical is tagged by the weights of its own selected step (a multi-task run keeps one per vertical).
 A value's `confidence` is the smallest CRF marginal P(y_i = predicted tag | x) over its tokens (decoded, as the
-tags are, with the tag prior added to the transitions and the BIO constraints, if on).
+tags are, with the tag prior added to the transitions and the BIO constraints, if on). With `snap_values`, decoded
+values are then snapped to the vertical's known values (snap.py) on whole sentences, and a snapped token's
+confidence is the marginal of its new tag.
 
 Batches are decoded on a few threads at once (`decoding_threads`), each exactly as it would be alone, so the
 results do not depend on the threads; `extract_ahead` queues texts on them, so that a caller makes one part's
@@ -31,6 +33,7 @@ from mtl_tagger.model import TaggerNet
 from mtl_tagger.modeldir import best_checkpoint, read_model, restore
 from mtl_tagger.params import Params
 from mtl_tagger.pipeline import BATCH_SIGNATURE, encode, eval_batches, pad
+from mtl_tagger.snap import Snapper
 from mtl_tagger.text import tokenize
 from mtl_tagger.vocab import Vocab
 
@@ -64,11 +67,12 @@ def scored_chunks(tags: Sequence[str], marginals: Sequence[float]) -> list[tuple
 
 @dataclasses.dataclass
 class Decoding:
-    """Sentences on their way through one head: the sentence each max_len piece is of, the padded batches with
-    their pieces' positions, each batch's future (tag ids, and marginals or None) and the calibration to apply."""
+    """Sentences on their way through one head: their tokens, the sentence each max_len piece is of, the padded
+    batches with their pieces' positions, each batch's future (tag ids, and every tag's marginals or None) and the
+    calibration to apply."""
 
     task: str
-    sentences: int
+    sentences: Sequence[Sequence[str]]
     owner: list[int]
     batches: list[tuple[np.ndarray, dict[str, np.ndarray]]]
     results: list[Future]
@@ -92,7 +96,8 @@ class Tagger:
         self.vocab = vocab
         self.nets = nets
         self.calibration = calibration or {}
-        self._decoders: dict[tuple[str, bool], tf.types.experimental.GenericFunction] = {}
+        self._decoders: dict[tuple, tf.types.experimental.GenericFunction] = {}  # traced, per head
+        self._snappers: dict[str, Snapper | None] = {}
         self._ahead: dict[tuple, tuple[list[list[tuple[str, int, int]]], Decoding]] = {}  # extract_ahead's texts
 
     @classmethod
@@ -130,19 +135,28 @@ class Tagger:
     def decoder(self, task: str, marginals: bool = False, temperatures: bool = False
                 ) -> tf.types.experimental.GenericFunction:
         """The traced decoding function of `task` for a padded batch (BATCH_SIGNATURE): tags [B, T], and with
-        `marginals` (then it also takes a temperature) each token's marginal of its tag; with `temperatures` too, it
-        takes a vector of K temperatures and gives the marginals at each, [K, B, T]."""
+        `marginals` (then it also takes a temperature) each token's marginals of every tag [B, T, N]; with
+        `temperatures` too, it takes a vector of K temperatures and gives the marginals at each, [K, B, T, N]."""
         key = (task, marginals, marginals and temperatures)
         if key not in self._decoders:
             net = self.nets[task]
             if marginals:
                 spec = tf.TensorSpec([None] if temperatures else [], tf.float32)
-                self._decoders[key] = tf.function(lambda b, t: net.decode_with_marginals(task, b, t), autograph=False,
-                                                  input_signature=[BATCH_SIGNATURE, spec])
+                self._decoders[key] = tf.function(lambda b, t: net.decode_with_marginals(task, b, t, every_tag=True),
+                                                  autograph=False, input_signature=[BATCH_SIGNATURE, spec])
             else:
                 self._decoders[key] = tf.function(lambda b: net.decode(task, b), input_signature=[BATCH_SIGNATURE],
                                                   autograph=False)
         return self._decoders[key]
+
+    def snap_rule(self, task: str) -> Snapper | None:
+        """The snap rule of `task` (snap.py), None where it does not apply: off in params, a model written before
+        known values were kept, or no known value of several words."""
+        if task not in self._snappers:
+            values = (self.vocab.values or {}).get(task) if self.params.snap_values else None
+            rule = Snapper(self.vocab.tags[task], values) if values else None
+            self._snappers[task] = rule if rule is not None and rule.longest > 1 else None
+        return self._snappers[task]
 
     def warm(self, tasks: Iterable[str]) -> None:
         """Trace the decoders (with marginals) of these verticals and run each once on a one-word sentence, so that a
@@ -193,28 +207,57 @@ class Tagger:
         batches = eval_batches(encode(pieces, self.vocab, self.params.max_word_len), EVAL_BATCH)
         queued = {k: decoding_threads().submit(run, batches[k][1])
                   for k in sorted(range(len(batches)), key=lambda k: -batches[k][1]["words"].size)}
-        return Decoding(task, len(token_lists), owner, batches, [queued[k] for k in range(len(batches))],
+        return Decoding(task, token_lists, owner, batches, [queued[k] for k in range(len(batches))],
                         calibration, tuple(at.shape) if marginals else None)
 
     def _finish(self, decoding: Decoding) -> tuple[list[list[str]], list[list[float]]]:
         """Wait for a Decoding's batches: each sentence's tags and confidences, its pieces joined (as `tag`)."""
-        piece_tags: list[list[str]] = [[] for _ in decoding.owner]
-        piece_conf: list[np.ndarray] = [np.zeros(0) for _ in decoding.owner]
+        piece_ids: list[np.ndarray] = [np.zeros(0, np.int32)] * len(decoding.owner)
+        piece_marginals: list[np.ndarray] = [np.zeros(0, np.float32)] * len(decoding.owner)
         for (positions, batch), result in zip(decoding.batches, decoding.results):
-            ids, conf = result.result()
-            if decoding.calibration is not None and conf is not None:
-                conf = decoding.calibration.apply(conf)
-            for r, (i, n) in enumerate(zip(positions, batch["length"])):
-                piece_tags[i] = self.vocab.tag_names(decoding.task, ids[r, :n])
-                if conf is not None:
-                    piece_conf[i] = conf[..., r, :n]
-        tags: list[list[str]] = [[] for _ in range(decoding.sentences)]
-        shape = decoding.confidence_shape
-        confs: list[list[np.ndarray]] = [[np.zeros((*(shape or ()), 0))] for _ in range(decoding.sentences)]
-        for i, t, c in zip(decoding.owner, piece_tags, piece_conf):
-            tags[i].extend(t)
-            confs[i].append(c)
-        return tags, [np.concatenate(c, axis=-1).tolist() if shape is not None else [] for c in confs]
+            ids, marginals = result.result()
+            for r, (k, n) in enumerate(zip(positions, batch["length"])):
+                piece_ids[k] = ids[r, :n]
+                if marginals is not None:
+                    piece_marginals[k] = marginals[..., r, :n, :]
+        ids_of: list[list[np.ndarray]] = [[np.zeros(0, np.int32)] for _ in decoding.sentences]
+        marginals_of: list[list[np.ndarray]] = [[] for _ in decoding.sentences]
+        for i, x, m in zip(decoding.owner, piece_ids, piece_marginals):  # each sentence's pieces in order
+            ids_of[i].append(x)
+            marginals_of[i].append(m)
+        ids = self._snap(decoding.task, decoding.sentences, [np.concatenate(x) for x in ids_of])
+        tags = [self.vocab.tag_names(decoding.task, x) for x in ids]
+        if decoding.confidence_shape is None:
+            return tags, [[] for _ in tags]
+        shape, tags_n = decoding.confidence_shape, len(self.vocab.tags[decoding.task])
+        confs = []
+        for x, pieces in zip(ids, marginals_of):
+            marginals = np.concatenate([np.zeros((*shape, 0, tags_n), np.float32), *pieces], axis=-2)
+            conf = np.take_along_axis(marginals, np.broadcast_to(x[:, None], (*shape, len(x), 1)), -1)[..., 0]
+            confs.append((decoding.calibration.apply(conf) if decoding.calibration else conf).tolist())
+        return tags, confs
+
+    def _snap(self, task: str, sentences: Sequence[Sequence[str]], ids: list[np.ndarray]) -> list[np.ndarray]:
+        """Each sentence's tag ids with known values snapped in (snap.py), EVAL_BATCH sentences at a time; as they
+        are where the rule does not apply."""
+        rule = self.snap_rule(task)
+        if rule is None:
+            return ids
+        key = (task, "snap")
+        if key not in self._decoders:
+            self._decoders[key] = tf.function(rule.__call__, autograph=False, input_signature=[
+                tf.TensorSpec([None, None], tf.string), tf.TensorSpec([None], tf.int32),
+                tf.TensorSpec([None, None], tf.int32)])
+        out = []
+        for k in range(0, len(ids), EVAL_BATCH):
+            part, words = ids[k:k + EVAL_BATCH], sentences[k:k + EVAL_BATCH]
+            width = max(1, max(len(x) for x in part))
+            tokens = np.array([list(w) + [""] * (width - len(w)) for w in words], object)
+            batch = np.array([np.pad(x, (0, width - len(x))) for x in part], np.int32)
+            lengths = np.array([len(x) for x in part], np.int32)
+            snapped = self._decoders[key](tf.constant(tokens, tf.string), lengths, batch).numpy()
+            out += [row[:n] for row, n in zip(snapped, lengths)]
+        return out
 
     def predict(self, token_lists: Sequence[Sequence[str]], task: str) -> list[list[str]]:
         """Tag lists for tokenised sentences."""

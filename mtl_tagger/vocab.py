@@ -1,4 +1,5 @@
-"""Word, character and per-task tag vocabularies: string ↔ id maps, saved as `<model_dir>/vocab.json`.
+"""Word, character and per-task tag vocabularies: string ↔ id maps, saved as `<model_dir>/vocab.json`, with each
+task's known values (every value of its training split, for the snap rule at decoding: snap.py).
 
 Id 0 is padding and id 1 the unknown symbol for words and characters; tag id 0 is always "O".
 Words come from the training splits of all tasks plus every word of the pretrained vectors, so words
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mtl_tagger.conll import Sentence, chunks
 from mtl_tagger.errors import InputError
 from mtl_tagger.files import read_json, write_text_atomic
 
@@ -20,6 +22,23 @@ PAD, UNK = "<pad>", "<unk>"
 UNK_ID = 1
 # Word shapes as NCRF++/Lample et al.'s casing feature; id 0 is padding.
 SHAPES = ("<pad>", "lower", "upper", "title", "mixed", "number", "alnum", "punct", "other")
+KnownValues = dict[str, list[list[str]]]  # attribute -> its values, each a list of folded words
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def fold(word: str) -> str:
+    """A word as known values compare it: ASCII letters in lower case (as tf.strings.lower folds them), the rest as
+    it is."""
+    return word.translate(_ASCII_LOWER)
+
+
+def known_values(sentences: Iterable[Sentence]) -> KnownValues:
+    """Every value of gold `sentences` per attribute, folded, each once, sorted."""
+    found: dict[str, set[tuple[str, ...]]] = {}
+    for s in sentences:
+        for attr, a, b in chunks(s.tags):
+            found.setdefault(attr, set()).add(tuple(fold(w) for w in s.tokens[a:b]))
+    return {attr: [list(v) for v in sorted(vs)] for attr, vs in sorted(found.items())}
 
 
 def shape(token: str) -> int:
@@ -45,11 +64,13 @@ def _index(items: Sequence[str]) -> dict[str, int]:
 
 @dataclass
 class Vocab:
-    """Id maps shared by all tasks (words, chars) and one tag list per task."""
+    """Id maps shared by all tasks (words, chars), one tag list per task and, for models written since the snap
+    rule, each task's known values (None before)."""
 
     words: list[str]
     chars: list[str]
     tags: dict[str, list[str]]
+    values: dict[str, KnownValues] | None = None
 
     def __post_init__(self) -> None:
         self._word_ids = _index(self.words)
@@ -62,8 +83,10 @@ class Vocab:
         train_tokens: Iterable[Sequence[str]],
         train_tags: dict[str, Iterable[Sequence[str]]],
         pretrained_words: Sequence[str] = (),
+        values: dict[str, KnownValues] | None = None,
     ) -> "Vocab":
-        """Vocabularies from training sentences (tokens of all tasks; tags per task) and pretrained words."""
+        """Vocabularies from training sentences (tokens of all tasks; tags per task) and pretrained words, with the
+        tasks' known values as given."""
         word_counts: Counter[str] = Counter()
         char_counts: Counter[str] = Counter()
         for tokens in train_tokens:
@@ -79,7 +102,7 @@ class Vocab:
             found = {t for s in sentences for t in s} - {"O"}
             # B-x before I-x for each attribute: stable, readable order in tables and heatmaps.
             tags[task] = ["O"] + sorted(found, key=lambda t: (t[2:], t[0]))
-        return cls(words=words, chars=chars, tags=tags)
+        return cls(words=words, chars=chars, tags=tags, values=values)
 
     def word_ids(self, tokens: Sequence[str]) -> np.ndarray:
         """Word ids of a sentence (1 for unknown words)."""
@@ -115,7 +138,8 @@ class Vocab:
 
     def save(self, path: str | Path) -> None:
         """Write the vocabularies as JSON."""
-        write_text_atomic(path, json.dumps({"words": self.words, "chars": self.chars, "tags": self.tags},
+        data = {"words": self.words, "chars": self.chars, "tags": self.tags}
+        write_text_atomic(path, json.dumps(data if self.values is None else {**data, "values": self.values},
                                            ensure_ascii=False))
 
     @classmethod
@@ -144,4 +168,11 @@ class Vocab:
         if tasks is not None and list(tags) != list(tasks):
             raise InputError(f"vocab.json has tags for {', '.join(tags)} but params.json trains {', '.join(tasks)}",
                              path)
-        return cls(words=words, chars=chars, tags=tags)
+        values = data.get("values")
+        if values is not None and not (isinstance(values, dict) and set(values) == set(tags) and all(
+                isinstance(known, dict) and all(
+                    isinstance(vs, list) and all(isinstance(v, list) and v and all(isinstance(w, str) for w in v)
+                                                 for v in vs) for vs in known.values()) for known in values.values())):
+            raise InputError("damaged vocabulary: values must map each vertical to {attribute: [[word, ...], ...]}",
+                             path)
+        return cls(words=words, chars=chars, tags=tags, values=values)

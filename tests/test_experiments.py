@@ -16,8 +16,8 @@ from experiments.defaults import _both
 from experiments.make_sweep import runs as sweep_runs
 from experiments.selection_rules import picked
 from experiments.small_data import subsample
-from experiments.tag_prior import HEADER, crf_row, known_values, rescored, rows, snapped
-from mtl_tagger.conll import Sentence, read_conll
+from experiments.tag_prior import HEADER, crf_row, rescored, rows
+from mtl_tagger.conll import read_conll
 from mtl_tagger.params import Params, read_flagfile
 from mtl_tagger.train import train
 
@@ -205,42 +205,6 @@ def test_tag_prior_rescoring_at_weight_0_is_the_model(chain_epoch: Path, data_di
     assert rescored(str(tmp_path / "m"), [0.0], ["Mangal-sutra"]) == []
     with pytest.raises(ValueError, match="tag_prior=0.5"):
         rescored(str(chain_epoch), [0.0], [])
-
-
-def test_snapping_replaces_a_value_cut_split_or_run_on_by_the_known_value_it_overlaps() -> None:
-    train = [Sentence(["GAJ", "IMPEX", "Blue", "Bangle"], ["B-brand", "I-brand", "B-color", "O"], 1),
-             Sentence(["Zaveri", "Pearls", "Gold"], ["B-brand", "I-brand", "B-plating"], 6)]
-    values = known_values(train)
-    assert values == {"brand": {("gaj", "impex"), ("zaveri", "pearls")}, "color": {("blue",)},
-                      "plating": {("gold",)}}
-    tokens = ["Buy", "gaj", "Impex", "Zaveri", "Pearls", "Gold", "Ring"]
-    cases = {  # decoded → snapped
-        ("O", "O", "B-brand", "O", "O", "O", "O"): ("O", "B-brand", "I-brand", "O", "O", "O", "O"),  # cut short
-        ("O", "B-brand", "B-brand", "O", "O", "O", "O"): ("O", "B-brand", "I-brand", "O", "O", "O", "O"),  # split
-        ("O", "O", "O", "B-brand", "I-brand", "I-brand", "O"):  # run on; Gold goes back to O
-            ("O", "O", "O", "B-brand", "I-brand", "O", "O"),
-        ("B-brand", "I-brand", "O", "O", "O", "B-plating", "O"):  # run on into "Buy"
-            ("O", "B-brand", "I-brand", "O", "O", "B-plating", "O"),
-        ("O", "O", "O", "B-color", "I-color", "O", "O"): ("O", "O", "O", "B-color", "I-color", "O", "O"),  # no
-        # known brand of that attribute: left alone
-    }
-    for decoded, expected in cases.items():
-        assert snapped(tokens, list(decoded), values) == list(expected), decoded
-    known = ["O", "O", "O", "B-brand", "I-brand", "B-brand", "O"]  # a known value already decoded: left alone
-    assert snapped(tokens, known, values) == known
-    assert snapped(["gaj", "impex", "blue"], ["O", "B-brand", "O"], {"brand": {("gaj", "impex"), ("impex", "blue")}}
-                   ) == ["B-brand", "I-brand", "O"]  # of two known values as long, the leftmost, whatever the hashing
-    colour = {"color": {("rose", "gold")}, "plating": {("gold", "plated")}}  # a snap is not undone by a later one
-    assert snapped(["rose", "gold", "plated"], ["B-color", "O", "B-plating"], colour) == [
-        "B-color", "I-color", "B-plating"]
-    inside = {"brand": {("gaj", "gold")}, "plating": {("gold",)}}  # a known value of another attribute inside stays
-    assert snapped(["gaj", "gold"], ["B-brand", "B-plating"], inside) == ["B-brand", "B-plating"]
-    assert snapped(["x", "y"], ["O", "I-color"], values) == ["O", "I-color"]  # nothing snapped: the tags as they came
-    assert snapped([], [], values) == []
-    run_on = ["O", "O", "O", "B-brand", "I-brand", "I-brand", "O"]
-    for also in ("zaveri", "pearls", "gold"), ("gaj",):  # the decoded value is itself a training value
-        cut = ["O", "B-brand", "O", "O", "O", "O", "O"] if also == ("gaj",) else run_on
-        assert snapped(tokens, cut, {**values, "brand": values["brand"] | {also}}) == cut
 
 
 def test_tag_prior_rows_average_per_seed_then_over_seeds() -> None:

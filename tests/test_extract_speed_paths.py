@@ -42,7 +42,7 @@ def job(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def plain_tag(tagger: Tagger, token_lists: list[list[str]], task: str) -> tuple[list[list[str]], list[list[float]]]:
     """Tags and calibrated confidences the plain way: max_len pieces batched in length order, each batch decoded
-    in turn on this thread."""
+    in turn on this thread, then each sentence snapped alone and its tags' marginals read."""
     step = tagger.params.max_len
     pieces = [(i, tokens[s:s + step]) for i, tokens in enumerate(token_lists) for s in range(0, len(tokens), step)]
     calibration = tagger.calibration.get(task)
@@ -50,15 +50,21 @@ def plain_tag(tagger: Tagger, token_lists: list[list[str]], task: str) -> tuple[
     decoded = {}
     for positions, batch in eval_batches(encode([p for _, p in pieces], tagger.vocab, tagger.params.max_word_len),
                                          EVAL_BATCH):
-        ids, conf = (x.numpy() for x in tagger.decoder(task, marginals=True)(batch, at))
-        conf = calibration.apply(conf) if calibration else conf
+        ids, marginals = (x.numpy() for x in tagger.decoder(task, marginals=True)(batch, at))
         for r, k in enumerate(positions):
             n = batch["length"][r]
-            decoded[k] = (tagger.vocab.tag_names(task, ids[r, :n]), conf[r, :n].tolist())
-    tags, confidences = [[] for _ in token_lists], [[] for _ in token_lists]
-    for k, (i, _) in enumerate(pieces):
-        tags[i] += decoded[k][0]
-        confidences[i] += decoded[k][1]
+            decoded[k] = (ids[r, :n], marginals[r, :n])
+    snap = tagger.snap_rule(task)
+    tags, confidences = [], []
+    for i, tokens in enumerate(token_lists):
+        ids = np.concatenate([np.zeros(0, np.int32)] + [decoded[k][0] for k, (j, _) in enumerate(pieces) if j == i])
+        marginals = np.concatenate([np.zeros((0, len(tagger.vocab.tags[task])), np.float32)]
+                                   + [decoded[k][1] for k, (j, _) in enumerate(pieces) if j == i])
+        if snap is not None and len(tokens):
+            ids = snap(tf.constant([tokens]), tf.constant([len(tokens)]), tf.constant([ids])).numpy()[0]
+        conf = marginals[np.arange(len(ids)), ids]
+        tags.append(tagger.vocab.tag_names(task, ids))
+        confidences.append((calibration.apply(conf) if calibration else conf).tolist())
     return tags, confidences
 
 

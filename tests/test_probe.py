@@ -72,6 +72,8 @@ DAMAGE: dict[str, tuple[Callable[[Path], None], str]] = {
     "vocab.json is []": (lambda d: (d / "vocab.json").write_text("[]"), "vocab.json"),
     "vocab without words": (lambda d: _edit_json(d / "vocab.json", lambda v: {k: x for k, x in v.items()
                                                                              if k != "words"}), "vocab.json"),
+    "known values not lists of words": (lambda d: _edit_json(d / "vocab.json", lambda v: {
+        **v, "values": {t: {"brand": ["Acme"]} for t in v["tags"]}}), "values must map"),
 }
 READ_BY_TENSORFLOW = {"data file deleted", "data file truncated", "index deleted", "vocab size differs",
                       "hidden_size differs"}  # the cases whose fault shows only when the checkpoint is read
