@@ -42,7 +42,7 @@ def rescored(model_dir: str, weights: list[float], verticals: list[str], snap: b
     """Per vertical of the model (of `verticals`, if any): its seed, and per weight each split's metrics decoded
     with that prior (`scores`) and, with `snap`, with values snapped to the training split's (`snapped`, the
     tagger's --snap_values)."""
-    tagger = Tagger.load(model_dir)
+    tagger = Tagger.load(model_dir, decoding={"snap_values": False})
     p = tagger.params
     if p.tag_prior:
         raise ValueError(f"{model_dir} was trained with --tag_prior={p.tag_prior}; give models trained without")

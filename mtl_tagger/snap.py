@@ -4,9 +4,9 @@ A brand or model name usually recurs across a vertical's products, so the traini
 a value that a model trained on a few dozen descriptions cuts short, splits in two or runs on. Where a multi-word
 training value occurs in a sentence, decoded values of its attribute overlap it, and none of the values it overlaps
 is itself a training value of its own attribute, the training value replaces every value it overlaps; occurrences
-are taken longest first, then leftmost, then by attribute name, and none overlaps an earlier snap. Words compare in
-ASCII lower case (`vocab.fold`). The rule runs in-graph, so the Tagger and the SavedModel apply
-this one implementation.
+are taken longest first, then leftmost, then by attribute name, and none overlaps an earlier snap; values that no
+snap reaches stay as they were. Words compare in ASCII lower case (`vocab.fold`). The rule runs in-graph, so the
+Tagger and the SavedModel apply this one implementation.
 """
 from collections.abc import Mapping, Sequence
 
@@ -57,7 +57,7 @@ class Snapper(tf.Module):
         time = tf.shape(ids)[1]
         mask = tf.sequence_mask(lengths, time)
         low = tf.strings.lower(tf.where(mask, tokens[:, :time], ""))
-        found = self.occurrences(low, lengths)
+        found = self.candidates(self.occurrences(low, lengths), ids)
 
         def step(c: tf.Tensor, ids: tf.Tensor, done: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
             row, length, start, attr = (found[c, k] for k in range(4))
@@ -84,15 +84,38 @@ class Snapper(tf.Module):
         where = tf.cast(tf.where(tf.gather(self.member, tf.stack(groups, 1))), tf.int32)  # (row, n index, start, attr)
         return tf.stack([where[:, 0], self.longest - where[:, 1], where[:, 2], where[:, 3]], 1)
 
+    def reading(self, ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """What conll.chunks reads in tag ids [..., T]: each token's attribute index (-1 for O) and whether it
+        begins a value (an I-x after a value of x continues it)."""
+        attribute = tf.gather(self.attribute_of, ids)
+        before = tf.pad(attribute[..., :-1], [[0, 0]] * (ids.shape.rank - 1) + [[1, 0]], constant_values=-1)
+        return attribute, (attribute >= 0) & ~(tf.gather(self.inner, ids) & (attribute == before))
+
+    def candidates(self, found: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
+        """The occurrences [C, 4] the rule may snap, in order: those that some decoded value of their attribute
+        overlaps and that are not already decoded as one value. Earlier snaps only turn tags outside their own
+        spans into O, so an occurrence this drops could never be snapped."""
+        attribute, begins = self.reading(ids)
+        row, length, start, attr = (found[:, k] for k in range(4))
+        end = start + length
+        counts = tf.pad(tf.cumsum(tf.one_hot(attribute, tf.shape(self.member)[1], dtype=tf.int32), axis=1),
+                        [[0, 0], [1, 0], [0, 0]])  # [B, T + 1, A]: tokens of each attribute before each position
+        starts = tf.pad(tf.cumsum(tf.cast(begins, tf.int32), axis=1), [[0, 0], [1, 0]])  # values begun before
+        inside = (tf.gather_nd(counts, tf.stack([row, end, attr], 1))
+                  - tf.gather_nd(counts, tf.stack([row, start, attr], 1)))
+        begun = tf.gather_nd(starts, tf.stack([row, end], 1)) - tf.gather_nd(starts, tf.stack([row, start], 1))
+        after = tf.gather_nd(tf.pad(attribute, [[0, 0], [0, 1]], constant_values=-1), tf.stack([row, end], 1))
+        goes_on = (after == attr) & ~tf.gather_nd(tf.pad(begins, [[0, 0], [0, 1]]), tf.stack([row, end], 1))
+        already = ((inside == length) & (begun == 1) & tf.gather_nd(begins, tf.stack([row, start], 1)) & ~goes_on)
+        return tf.boolean_mask(found, (inside > 0) & ~already)
+
     def snapped_row(self, low: tf.Tensor, ids: tf.Tensor, start: tf.Tensor, end: tf.Tensor, attr: tf.Tensor
                     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """One row's tag ids [T] with the value (attr, start, end) snapped in, the span's mask [T], and whether the
         rule allows the snap (overlaps with earlier snaps aside)."""
         position = tf.range(tf.shape(ids)[0])
         span = (position >= start) & (position < end)
-        attribute = tf.gather(self.attribute_of, ids)
-        before = tf.pad(attribute[:-1], [[1, 0]], constant_values=-1)
-        begins = (attribute >= 0) & ~(tf.gather(self.inner, ids) & (attribute == before))
+        attribute, begins = self.reading(ids)
         count = tf.reduce_sum(tf.cast(begins, tf.int32))
         value = tf.where(attribute >= 0, tf.cumsum(tf.cast(begins, tf.int32)) - 1, count)  # count: in no value
         hit = tf.math.unsorted_segment_max(tf.cast(span & (attribute >= 0), tf.int32), value, count + 1)[:count] > 0
@@ -104,6 +127,9 @@ class Snapper(tf.Module):
         allowed = tf.reduce_any(covered & (attribute == attr)) & ~tf.reduce_any(hit & known) & ~already
         snapped = tf.where(span, tf.where(position == start, self.begin_id[attr], self.inside_id[attr]),
                            tf.where(covered, 0, ids))
+        # An I-x of the attribute just after the span began a value of its own (tags without the BIO constraints):
+        # it stays one, not part of the snapped value.
+        snapped = tf.where((position == end) & (snapped == self.inside_id[attr]), self.begin_id[attr], snapped)
         return snapped, span, allowed
 
 

@@ -135,14 +135,16 @@ class Tagger:
     def decoder(self, task: str, marginals: bool = False, temperatures: bool = False
                 ) -> tf.types.experimental.GenericFunction:
         """The traced decoding function of `task` for a padded batch (BATCH_SIGNATURE): tags [B, T], and with
-        `marginals` (then it also takes a temperature) each token's marginals of every tag [B, T, N]; with
-        `temperatures` too, it takes a vector of K temperatures and gives the marginals at each, [K, B, T, N]."""
+        `marginals` (then it also takes a temperature) each token's marginal of its tag [B, T], or of every tag
+        [B, T, N] where a snap rule may change the tags; with `temperatures` too, it takes a vector of K temperatures
+        and gives the marginals at each, [K, B, T(, N)]."""
         key = (task, marginals, marginals and temperatures)
         if key not in self._decoders:
             net = self.nets[task]
             if marginals:
                 spec = tf.TensorSpec([None] if temperatures else [], tf.float32)
-                self._decoders[key] = tf.function(lambda b, t: net.decode_with_marginals(task, b, t, every_tag=True),
+                every = self.snap_rule(task) is not None
+                self._decoders[key] = tf.function(lambda b, t: net.decode_with_marginals(task, b, t, every_tag=every),
                                                   autograph=False, input_signature=[BATCH_SIGNATURE, spec])
             else:
                 self._decoders[key] = tf.function(lambda b: net.decode(task, b), input_signature=[BATCH_SIGNATURE],
@@ -159,11 +161,12 @@ class Tagger:
         return self._snappers[task]
 
     def warm(self, tasks: Iterable[str]) -> None:
-        """Trace the decoders (with marginals) of these verticals and run each once on a one-word sentence, so that a
-        long run pays for each head's tracing before its first batch, not inside it."""
+        """Trace the decoders (with marginals) and snap rules of these verticals and run each once on a one-word
+        sentence, so that a long run pays for each head's tracing before its first batch, not inside it."""
         batch = pad(encode([["."]], self.vocab, self.params.max_word_len))
         for task in tasks:
             self.decoder(task, marginals=True)(batch, tf.constant(1.0, tf.float32))
+            self._snap(task, [["."]], [np.zeros(1, np.int32)])
 
     def tag(self, token_lists: Sequence[Sequence[str]], task: str, marginals: bool = True,
             temperature: float | Sequence[float] | None = None) -> tuple[list[list[str]], list[list]]:
@@ -212,6 +215,7 @@ class Tagger:
 
     def _finish(self, decoding: Decoding) -> tuple[list[list[str]], list[list[float]]]:
         """Wait for a Decoding's batches: each sentence's tags and confidences, its pieces joined (as `tag`)."""
+        every = self.snap_rule(decoding.task) is not None  # the marginals are of every tag (`decoder`)
         piece_ids: list[np.ndarray] = [np.zeros(0, np.int32)] * len(decoding.owner)
         piece_marginals: list[np.ndarray] = [np.zeros(0, np.float32)] * len(decoding.owner)
         for (positions, batch), result in zip(decoding.batches, decoding.results):
@@ -219,7 +223,7 @@ class Tagger:
             for r, (k, n) in enumerate(zip(positions, batch["length"])):
                 piece_ids[k] = ids[r, :n]
                 if marginals is not None:
-                    piece_marginals[k] = marginals[..., r, :n, :]
+                    piece_marginals[k] = marginals[..., r, :n, :] if every else marginals[..., r, :n]
         ids_of: list[list[np.ndarray]] = [[np.zeros(0, np.int32)] for _ in decoding.sentences]
         marginals_of: list[list[np.ndarray]] = [[] for _ in decoding.sentences]
         for i, x, m in zip(decoding.owner, piece_ids, piece_marginals):  # each sentence's pieces in order
@@ -232,8 +236,11 @@ class Tagger:
         shape, tags_n = decoding.confidence_shape, len(self.vocab.tags[decoding.task])
         confs = []
         for x, pieces in zip(ids, marginals_of):
-            marginals = np.concatenate([np.zeros((*shape, 0, tags_n), np.float32), *pieces], axis=-2)
-            conf = np.take_along_axis(marginals, np.broadcast_to(x[:, None], (*shape, len(x), 1)), -1)[..., 0]
+            if every:
+                marginals = np.concatenate([np.zeros((*shape, 0, tags_n), np.float32), *pieces], axis=-2)
+                conf = np.take_along_axis(marginals, np.broadcast_to(x[:, None], (*shape, len(x), 1)), -1)[..., 0]
+            else:
+                conf = np.concatenate([np.zeros((*shape, 0), np.float32), *pieces], axis=-1)
             confs.append((decoding.calibration.apply(conf) if decoding.calibration else conf).tolist())
         return tags, confs
 
@@ -252,7 +259,8 @@ class Tagger:
         for k in range(0, len(ids), EVAL_BATCH):
             part, words = ids[k:k + EVAL_BATCH], sentences[k:k + EVAL_BATCH]
             width = max(1, max(len(x) for x in part))
-            tokens = np.array([list(w) + [""] * (width - len(w)) for w in words], object)
+            tokens = np.array([[t.encode("utf-8", "surrogatepass") for t in w] + [b""] * (width - len(w))
+                               for w in words], object)  # bytes: a lone surrogate in Python text passes as it is
             batch = np.array([np.pad(x, (0, width - len(x))) for x in part], np.int32)
             lengths = np.array([len(x) for x in part], np.int32)
             snapped = self._decoders[key](tf.constant(tokens, tf.string), lengths, batch).numpy()
