@@ -26,9 +26,10 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def pair_model(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A shared smoke model with heads 'Chain x' and 'Mangal-sutra' (2 epochs); tests read it or copy it first."""
+    """A shared smoke model with heads 'Chain x' and 'Mangal-sutra' (2 epochs, the snap rule on, as a plain train
+    has it); tests read it or copy it first."""
     out = tmp_path_factory.mktemp("pair_model") / "m"
-    train(smoke_params(data_dir, out, tasks="Chain x,Mangal-sutra", mtl_mode="shared", epochs=2))
+    train(smoke_params(data_dir, out, tasks="Chain x,Mangal-sutra", mtl_mode="shared", epochs=2, snap_values=True))
     return out
 
 

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from mtl_tagger.conll import Sentence, bio_tags, chunks, read_conll
+from mtl_tagger.params import Params
 from mtl_tagger.pipeline import encode, pad
 from mtl_tagger.saved_model import signature_keys, write_saved_model
 from mtl_tagger.snap import Snapper
@@ -204,9 +205,9 @@ def test_tagger_and_saved_model_snap(pair_model: Path, data_dir: Path, tmp_path:
     np.testing.assert_allclose(out["confidence"].numpy()[i, :len(sentences[i])], confidence[i], atol=1e-5)
 
 
-def test_training_keeps_each_vertical_s_known_values(chain_model: Path, data_dir: Path) -> None:
-    """vocab.json holds the training split's values, and a plain train decodes with the rule on."""
-    tagger = Tagger.load(chain_model)
-    assert tagger.vocab.values == {"Chain x": known_values(read_conll(data_dir / "Chain x" / "train.conll"))}
-    assert tagger.params.snap_values and tagger.snap_rule("Chain x") is not None
-    assert Tagger.load(chain_model, decoding={"snap_values": False}).snap_rule("Chain x") is None
+def test_training_keeps_each_vertical_s_known_values(pair_model: Path, data_dir: Path) -> None:
+    """vocab.json holds each training split's values, and a plain train decodes with the rule on."""
+    tagger = Tagger.load(pair_model)
+    assert tagger.vocab.values == {t: known_values(read_conll(data_dir / t / "train.conll")) for t in tagger.tasks}
+    assert Params().snap_values and tagger.snap_rule("Chain x") is not None
+    assert Tagger.load(pair_model, decoding={"snap_values": False}).snap_rule("Chain x") is None
