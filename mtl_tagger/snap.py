@@ -16,10 +16,6 @@ import tensorflow as tf
 SEP = "\x1f"  # joins a value's words into one key (the unit separator, a control character product text lacks)
 
 
-def _key(prefix: object, words: Sequence[str]) -> str:
-    return SEP.join([str(prefix), *words])
-
-
 class Snapper(tf.Module):
     """The rule for one vertical: its tag list and known values as in-graph tables; `__call__` snaps a batch."""
 
@@ -34,8 +30,8 @@ class Snapper(tf.Module):
         for attr, vs in spelled.items():
             for v in vs:
                 if len(v) > 1:
-                    owners.setdefault(_key(len(v), v), set()).add(index[attr])
-        self.longest = max((int(k.split(SEP, 1)[0]) for k in owners), default=0)
+                    owners.setdefault(SEP.join([*v, str(len(v))]), set()).add(index[attr])
+        self.longest = max((len(v) for vs in spelled.values() for v in vs), default=0)
         groups = sorted({tuple(sorted(o)) for o in owners.values()})
         member = np.zeros((len(groups) + 1, max(len(attributes), 1)), bool)  # row 0: no attribute
         for g, group in enumerate(groups, 1):
@@ -43,7 +39,8 @@ class Snapper(tf.Module):
         self.member = tf.constant(member)
         group_of = {group: g for g, group in enumerate(groups, 1)}
         self.ngrams = _lookup([(k, group_of[tuple(sorted(o))]) for k, o in owners.items()])
-        self.known = _lookup([(_key(index[attr], v), 1) for attr, vs in values.items() if attr in index for v in vs])
+        self.known = _lookup([(SEP.join([str(index[attr]), *v]), 1) for attr, vs in values.items() if attr in index
+                              for v in vs])
         self.attribute_of = tf.constant([index[t[2:]] if t != "O" else -1 for t in tags], tf.int32)
         self.inner = tf.constant([t.startswith("I-") for t in tags])
         self.begin_id = tf.constant([tag_id.get(f"B-{attr}", 0) for attr in attributes] or [0], tf.int32)
@@ -75,12 +72,11 @@ class Snapper(tf.Module):
         [C, 4], in the rule's order: by row, longest first, then leftmost, then by attribute."""
         time = tf.shape(low)[1]
         padded = tf.pad(low, [[0, 0], [0, self.longest - 1]])
-        groups = []
-        for n in range(self.longest, 1, -1):
-            key = tf.strings.reduce_join(tf.stack([tf.fill(tf.shape(low), str(n))]
-                                                  + [padded[:, j:j + time] for j in range(n)], -1), -1, separator=SEP)
+        words, groups = low, []
+        for n in range(2, self.longest + 1):  # each n-gram from the (n - 1)-gram: a graph linear in the longest
+            words = tf.strings.join([words, padded[:, n - 1:n - 1 + time]], separator=SEP)
             fits = tf.range(time)[None, :] + n <= lengths[:, None]
-            groups.append(tf.where(fits, self.ngrams.lookup(key), 0))
+            groups.insert(0, tf.where(fits, self.ngrams.lookup(tf.strings.join([words, str(n)], separator=SEP)), 0))
         where = tf.cast(tf.where(tf.gather(self.member, tf.stack(groups, 1))), tf.int32)  # (row, n index, start, attr)
         return tf.stack([where[:, 0], self.longest - where[:, 1], where[:, 2], where[:, 3]], 1)
 

@@ -38,6 +38,7 @@ from mtl_tagger.text import tokenize
 from mtl_tagger.vocab import Vocab
 
 EVAL_BATCH = 64
+EAGER_SNAPS = 16  # batches a snap rule runs eagerly before it is traced: tracing costs as much as hundreds of them
 THREADS = os.cpu_count() or 1
 _POOL: ThreadPoolExecutor | None = None
 
@@ -98,6 +99,7 @@ class Tagger:
         self.calibration = calibration or {}
         self._decoders: dict[tuple, tf.types.experimental.GenericFunction] = {}  # traced, per head
         self._snappers: dict[str, Snapper | None] = {}
+        self._snapped: dict[str, int] = {}  # batches each vertical's rule has snapped
         self._ahead: dict[tuple, tuple[list[list[tuple[str, int, int]]], Decoding]] = {}  # extract_ahead's texts
 
     @classmethod
@@ -161,12 +163,11 @@ class Tagger:
         return self._snappers[task]
 
     def warm(self, tasks: Iterable[str]) -> None:
-        """Trace the decoders (with marginals) and snap rules of these verticals and run each once on a one-word
-        sentence, so that a long run pays for each head's tracing before its first batch, not inside it."""
+        """Trace the decoders (with marginals) of these verticals and run each once on a one-word sentence, so that a
+        long run pays for each head's tracing before its first batch, not inside it."""
         batch = pad(encode([["."]], self.vocab, self.params.max_word_len))
         for task in tasks:
             self.decoder(task, marginals=True)(batch, tf.constant(1.0, tf.float32))
-            self._snap(task, [["."]], [np.zeros(1, np.int32)])
 
     def tag(self, token_lists: Sequence[Sequence[str]], task: str, marginals: bool = True,
             temperature: float | Sequence[float] | None = None) -> tuple[list[list[str]], list[list]]:
@@ -246,24 +247,27 @@ class Tagger:
 
     def _snap(self, task: str, sentences: Sequence[Sequence[str]], ids: list[np.ndarray]) -> list[np.ndarray]:
         """Each sentence's tag ids with known values snapped in (snap.py), EVAL_BATCH sentences at a time; as they
-        are where the rule does not apply."""
+        are where the rule does not apply. The first EAGER_SNAPS batches run eagerly, the rest traced (the same
+        ops either way), so a short command does not pay for tracing and a long one runs fast."""
         rule = self.snap_rule(task)
         if rule is None:
             return ids
-        key = (task, "snap")
-        if key not in self._decoders:
-            self._decoders[key] = tf.function(rule.__call__, autograph=False, input_signature=[
-                tf.TensorSpec([None, None], tf.string), tf.TensorSpec([None], tf.int32),
-                tf.TensorSpec([None, None], tf.int32)])
         out = []
         for k in range(0, len(ids), EVAL_BATCH):
+            self._snapped[task] = self._snapped.get(task, 0) + 1
+            key = (task, "snap")
+            if self._snapped[task] > EAGER_SNAPS and key not in self._decoders:
+                self._decoders[key] = tf.function(rule.__call__, autograph=False, input_signature=[
+                    tf.TensorSpec([None, None], tf.string), tf.TensorSpec([None], tf.int32),
+                    tf.TensorSpec([None, None], tf.int32)])
+            snap = self._decoders.get(key, rule)
             part, words = ids[k:k + EVAL_BATCH], sentences[k:k + EVAL_BATCH]
             width = max(1, max(len(x) for x in part))
             tokens = np.array([[t.encode("utf-8", "surrogatepass") for t in w] + [b""] * (width - len(w))
                                for w in words], object)  # bytes: a lone surrogate in Python text passes as it is
             batch = np.array([np.pad(x, (0, width - len(x))) for x in part], np.int32)
             lengths = np.array([len(x) for x in part], np.int32)
-            snapped = self._decoders[key](tf.constant(tokens, tf.string), lengths, batch).numpy()
+            snapped = snap(tf.constant(tokens, tf.string), tf.constant(lengths), tf.constant(batch)).numpy()
             out += [row[:n] for row, n in zip(snapped, lengths)]
         return out
 

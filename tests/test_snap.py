@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from mtl_tagger import tagger as tagger_module
 from mtl_tagger.conll import Sentence, bio_tags, chunks, read_conll
 from mtl_tagger.params import Params
 from mtl_tagger.pipeline import encode, pad
@@ -170,10 +171,11 @@ def test_no_multi_word_values_leaves_tags() -> None:
     np.testing.assert_array_equal(out.numpy(), ids.numpy())
 
 
-def test_tagger_and_saved_model_snap(pair_model: Path, data_dir: Path, tmp_path: Path) -> None:
+def test_tagger_and_saved_model_snap(pair_model: Path, data_dir: Path, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """A trained model given a known value that extends one of its decoded values by the next word: the Tagger's
-    tags are the reference rule's on its unsnapped tags, a snapped token's confidence is its new tag's marginal, and
-    the SavedModel tags and scores as the Tagger."""
+    tags are the reference rule's on its unsnapped tags, a snapped token's confidence is its new tag's marginal, the
+    rule traced gives what it gives run eagerly, and the SavedModel tags and scores as the Tagger."""
     task = "Chain x"
     plain = Tagger.load(pair_model, decoding={"snap_values": False})
     sentences = [list(s.tokens) for s in read_conll(data_dir / task / "test.conll")]
@@ -195,6 +197,11 @@ def test_tagger_and_saved_model_snap(pair_model: Path, data_dir: Path, tmp_path:
     _, marginals = net.decode_with_marginals(task, batch, tagger.calibration[task].temperature, every_tag=True)
     assert confidence[i][k] == pytest.approx(float(marginals[0, k, tagger.vocab.tags[task].index(after[i][k])]))
     assert raw[i][k] != pytest.approx(confidence[i][k]), "the confidence of the new tag, not of the decoded one"
+    monkeypatch.setattr(tagger_module, "EAGER_SNAPS", 0)
+    traced = Tagger.load(pair_model)
+    traced.vocab.values = tagger.vocab.values
+    assert traced.tag(sentences, task) == (after, confidence)
+    assert (task, "snap") in traced._decoders and (task, "snap") not in tagger._decoders
     write_saved_model(tagger, tmp_path / "saved")
     serve = tf.saved_model.load(str(tmp_path / "saved")).signatures[signature_keys(tagger.tasks)[task]]
     width = max(map(len, sentences))
