@@ -38,7 +38,7 @@ from mtl_tagger.text import tokenize
 from mtl_tagger.vocab import Vocab
 
 EVAL_BATCH = 64
-EAGER_SNAPS = 16  # batches a snap rule runs eagerly before it is traced: tracing costs as much as hundreds of them
+EAGER_SNAPS = 16  # batches a snap rule runs eagerly before it is traced: tracing costs as much as dozens of them
 THREADS = os.cpu_count() or 1
 _POOL: ThreadPoolExecutor | None = None
 

@@ -109,7 +109,7 @@ def test_signature_keys_are_valid_and_distinct() -> None:
 def single(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(model dir, SavedModel dir) of a one-vertical smoke model, exported by the library function."""
     root = tmp_path_factory.mktemp("single")
-    train(smoke_params(data_dir, root / "m", calibration="platt", snap_values=True, **FAST))
+    train(smoke_params(data_dir, root / "m", calibration="platt", **FAST))
     export(root / "m", root / "saved")
     return root / "m", root / "saved"
 
@@ -121,7 +121,7 @@ def double(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     each vertical through a vertical embedding, so that the SavedModel must feed each signature its own."""
     root = tmp_path_factory.mktemp("double")
     train(smoke_params(data_dir, root / "m", task_a="", tasks="Chain x,Mangal-sutra", mtl_mode="shared",
-                       vertical_dim=4, snap_values=True, **FAST))
+                       vertical_dim=4, **FAST))
     r = run_cli("export", f"--model_dir={root / 'm'}", f"--out={root / 'saved'}")
     assert r.returncode == 0 and r.stderr == loading_line("export") + "\n", r.stderr
     return root / "m", root / "saved", r.stdout

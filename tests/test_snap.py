@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_bio import invalid
 
 from mtl_tagger import tagger as tagger_module
 from mtl_tagger.conll import Sentence, bio_tags, chunks, read_conll
@@ -153,6 +154,7 @@ def test_random_sequences_match_the_reference() -> None:
         got = run(snapper, batch)
         for (tokens, tags), out in zip(batch, got):
             assert out == reference(tokens, tags, values), (tokens, tags)
+            assert invalid([tags]) or not invalid([out]), "valid BIO stays valid"
             changed += out != tags
     assert changed > 25  # the cases exercise the rule, not only its refusals
 
