@@ -9,6 +9,7 @@ from test_bio import invalid
 
 from mtl_tagger import tagger as tagger_module
 from mtl_tagger.conll import Sentence, bio_tags, chunks, read_conll
+from mtl_tagger.corpus import load_task
 from mtl_tagger.params import Params
 from mtl_tagger.pipeline import encode, pad
 from mtl_tagger.saved_model import signature_keys, write_saved_model
@@ -164,6 +165,21 @@ def test_known_values_fold_and_sort() -> None:
     sentences = [Sentence(["Park", "AVENUE", "Ésprit"], ["B-brand", "I-brand", "B-brand"], 1),
                  Sentence(["park", "avenue"], ["B-brand", "I-brand"], 3)]
     assert known_values(sentences) == {"brand": [["park", "avenue"], ["Ésprit"]]}
+
+
+def test_known_values_come_from_whole_sentences(tmp_path: Path) -> None:
+    """A value that max_len cuts in two is known whole, and a held-out dev sentence stays whole with all its pieces."""
+    rows = [("x", "O"), ("Zaveri", "B-brand"), ("Pearls", "I-brand"), ("ring", "O")]
+    (tmp_path / "V").mkdir()
+    text = "".join(f"{t}\t{g}\n" for t, g in rows) + "\n"
+    for k in range(40):  # enough sentences that some are held out as dev
+        text += "".join(f"w{k}\tO\n" for _ in range(k % 3 + 1)) + "\n"
+    (tmp_path / "V" / "train.conll").write_text(text)
+    (tmp_path / "V" / "test.conll").write_text("a\tO\n")
+    data = load_task(tmp_path, "V", strict_bio=False, max_len=2)
+    assert data.values == {"brand": [["zaveri", "pearls"]]}
+    assert [s.tags for s in data.train[:2]] == [("O", "B-brand"), ("B-brand", "O")], "training is still cut"
+    assert data.dev_held_out and any(len(s.tokens) == 3 for s in data.dev), "dev sentences are not cut"
 
 
 def test_no_multi_word_values_leaves_tags() -> None:
