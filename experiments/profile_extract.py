@@ -10,12 +10,12 @@ checkout of other code, e.g. `git worktree add /tmp/base HEAD`), the same run of
 process, and the two side by side.
 
 Each stage is a function of the package, looked up by name and wrapped with a timer for the run only (the package
-is not changed, so older code is profiled the same way). Decoder calls may run on several threads at once; the
-wall time is split by a sweep over every recorded interval: each moment goes to the first stage of STAGES running
-then in any thread, so the rows add up to the wall time. "own s" sums each stage's own time over all threads
-(without the stages called inside it), so it exceeds the wall time where threads overlap. A head's first decoder
-call is counted as tracing (with the graph's optimisation; code that traces at a head's first batch counts that
-batch's work there too).
+is not changed, so older code is profiled the same way; a stage whose function that code lacks reads 0). Decoder
+calls may run on several threads at once; the wall time is split by a sweep over every recorded interval: each
+moment goes to the first stage of STAGES running then in any thread, so the rows add up to the wall time. "own s"
+sums each stage's own time over all threads (without the stages called inside it), so it exceeds the wall time where
+threads overlap. A head's first decoder call is counted as tracing (with the graph's optimisation; code that traces
+at a head's first batch counts that batch's work there too).
 
 The model is one traced call per batch (encoder, Viterbi and marginals together); to split it, every batch of
 the run is decoded again afterwards, one at a time, with and without the marginals, and the model's time is
@@ -66,6 +66,7 @@ STAGES = [
     ("resume check (opening OUT)", "mtl_tagger.extract", "Output.__init__"),
     (SUMMARY, "mtl_tagger.extract", "values_per_vertical"),
     (SUMMARY, "mtl_tagger.extract", "trained_on"),
+    ("snap rule (known values)", "mtl_tagger.tagger", "Tagger._snap"),
     ("values (offsets, confidences) and waiting for the model", "mtl_tagger.tagger", "Tagger.extract"),
     ("routing, text cut", "mtl_tagger.extract", "plan"),
     (LOADING, "mtl_tagger.tagger", "Tagger.load"),
@@ -141,6 +142,8 @@ def instrumented(recorder: Recorder) -> Iterator[None]:
             if "." in attribute:
                 class_name, name = attribute.split(".")
                 owner = getattr(owner, class_name)
+            if name not in vars(owner):  # older code without this stage: it reads 0
+                continue
             original = vars(owner)[name]
             saved.append((owner, name, original))
             if stage == MODEL:
