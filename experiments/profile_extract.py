@@ -114,14 +114,15 @@ class Recorder:
 
     def decoder(self, method: Callable) -> Callable:
         """Tagger.decoder, its functions timed: a head's first call as tracing, the others as the model."""
-        def decoder(tagger: object, task: str, marginals: bool = False) -> Callable:
+        def decoder(tagger: object, task: str, marginals: bool = False, **options: bool) -> Callable:
             self.tagger = tagger
-            decode = method(tagger, task, marginals)
+            decode = method(tagger, task, marginals, **options)
+            key = (task, marginals, *sorted(options.items()))
 
             def call(*args: object) -> object:
                 with self.lock:
-                    first = (task, marginals) not in self.called
-                    self.called.add((task, marginals))
+                    first = key not in self.called
+                    self.called.add(key)
                 if not first and marginals:
                     self.batches.append((task, args[0]))
                 return self.timed(decode, TRACING if first else MODEL)(*args)
@@ -248,13 +249,15 @@ def profile(out: Path) -> dict:
 
 
 def profiled(name: str, code: Path, tmp: Path) -> dict:
-    """`profile` in a fresh process that imports the package of the checkout `code` (this script from here)."""
-    env = {**os.environ, "PYTHONSAFEPATH": "1", "PYTHONPATH": os.pathsep.join([str(code), str(ROOT)])}
+    """`profile` in a fresh process that imports the package of the checkout `code` and this script from here (the
+    package is imported first, so the script's own imports of it find that one)."""
+    env = {**os.environ, "PYTHONSAFEPATH": "1"}
     result = tmp / f"{name}.json"
     args = [f"--model_dir={FLAGS.model_dir}", f"--catalog={FLAGS.catalog}", f"--batch={FLAGS.batch}",
             f"--json={result}"]
-    run = subprocess.run([sys.executable, "-m", "experiments.profile_extract", *args], cwd=Path.cwd(), env=env,
-                         capture_output=True, text=True)
+    start = (f"import runpy, sys; sys.argv[1:] = {args!r}; sys.path.insert(0, {str(code)!r}); import mtl_tagger; "
+             f"sys.path.insert(0, {str(ROOT)!r}); runpy.run_module('experiments.profile_extract', run_name='__main__')")
+    run = subprocess.run([sys.executable, "-c", start], cwd=Path.cwd(), env=env, capture_output=True, text=True)
     if run.returncode:
         raise SystemExit(f"profiling {code} failed: {run.stderr.strip().splitlines()[-1:]}")
     figures = json.loads(result.read_text())

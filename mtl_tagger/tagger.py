@@ -163,11 +163,14 @@ class Tagger:
         return self._snappers[task]
 
     def warm(self, tasks: Iterable[str]) -> None:
-        """Trace the decoders (with marginals) of these verticals and run each once on a one-word sentence, so that a
-        long run pays for each head's tracing before its first batch, not inside it."""
+        """Trace the decoders (with marginals) and snap rules of these verticals and run each once on a one-word
+        sentence, so that a long run pays for their tracing before its first batch, not inside it."""
         batch = pad(encode([["."]], self.vocab, self.params.max_word_len))
         for task in tasks:
             self.decoder(task, marginals=True)(batch, tf.constant(1.0, tf.float32))
+            if self.snap_rule(task) is not None:
+                self._snapped[task] = max(self._snapped.get(task, 0), EAGER_SNAPS)  # a long run: traced from now
+                self._snap(task, [["."]], [np.zeros(1, np.int32)])
 
     def tag(self, token_lists: Sequence[Sequence[str]], task: str, marginals: bool = True,
             temperature: float | Sequence[float] | None = None) -> tuple[list[list[str]], list[list]]:

@@ -193,7 +193,8 @@ def test_tagger_and_saved_model_snap(pair_model: Path, data_dir: Path, tmp_path:
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A trained model given a known value that extends one of its decoded values by the next word: the Tagger's
     tags are the reference rule's on its unsnapped tags, a snapped token's confidence is its new tag's marginal, the
-    rule traced gives what it gives run eagerly, and the SavedModel tags and scores as the Tagger."""
+    rule traced (after the eager batches, or from `warm`) gives what it gives run eagerly, and the SavedModel tags and
+    scores as the Tagger."""
     task = "Chain x"
     plain = Tagger.load(pair_model, decoding={"snap_values": False})
     sentences = [list(s.tokens) for s in read_conll(data_dir / task / "test.conll")]
@@ -220,6 +221,11 @@ def test_tagger_and_saved_model_snap(pair_model: Path, data_dir: Path, tmp_path:
     traced.vocab.values = tagger.vocab.values
     assert traced.tag(sentences, task) == (after, confidence)
     assert (task, "snap") in traced._decoders and (task, "snap") not in tagger._decoders
+    monkeypatch.undo()
+    warmed = Tagger.load(pair_model)
+    warmed.vocab.values = tagger.vocab.values
+    warmed.warm([task])  # a long run (extract) traces the rule before its first batch
+    assert (task, "snap") in warmed._decoders and warmed.tag(sentences, task) == (after, confidence)
     write_saved_model(tagger, tmp_path / "saved")
     serve = tf.saved_model.load(str(tmp_path / "saved")).signatures[signature_keys(tagger.tasks)[task]]
     width = max(map(len, sentences))
