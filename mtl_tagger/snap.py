@@ -86,10 +86,10 @@ class Snapper(tf.Module):
         where = tf.cast(tf.where(tf.gather(self.member, tf.stack(groups, 1))), tf.int32)  # (place, n index, attr)
         place = where[:, 0]
         found = tf.stack([tf.gather(row, place), self.longest - where[:, 1], tf.gather(start, place), where[:, 2]], 1)
-        row, length, start, attr = (tf.cast(found[:, k], tf.int64) for k in range(4))
-        attributes = tf.cast(tf.shape(self.member)[1], tf.int64)
-        key = ((row * self.longest + self.longest - length) * tf.cast(time, tf.int64) + start) * attributes + attr
-        return tf.gather(found, tf.argsort(key))  # the rule's order, as one key per occurrence
+        x = tf.cast(found, tf.int64)  # the rule's order as one key per occurrence: row, -length, start, attribute
+        key = (((x[:, 0] * self.longest + self.longest - x[:, 1]) * tf.cast(time, tf.int64) + x[:, 2])
+               * tf.cast(tf.shape(self.member)[1], tf.int64) + x[:, 3])
+        return tf.gather(found, tf.argsort(key))
 
     def reading(self, ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """What conll.chunks reads in tag ids [..., T]: each token's attribute index (-1 for O) and whether it
