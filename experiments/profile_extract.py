@@ -10,12 +10,12 @@ checkout of other code, e.g. `git worktree add /tmp/base HEAD`), the same run of
 process, and the two side by side.
 
 Each stage is a function of the package, looked up by name and wrapped with a timer for the run only (the package
-is not changed, so older code is profiled the same way). Decoder calls may run on several threads at once; the
-wall time is split by a sweep over every recorded interval: each moment goes to the first stage of STAGES running
-then in any thread, so the rows add up to the wall time. "own s" sums each stage's own time over all threads
-(without the stages called inside it), so it exceeds the wall time where threads overlap. A head's first decoder
-call is counted as tracing (with the graph's optimisation; code that traces at a head's first batch counts that
-batch's work there too).
+is not changed, so older code is profiled the same way; a stage whose function that code lacks reads 0). Decoder
+calls may run on several threads at once; the wall time is split by a sweep over every recorded interval: each
+moment goes to the first stage of STAGES running then in any thread, so the rows add up to the wall time. "own s"
+sums each stage's own time over all threads (without the stages called inside it), so it exceeds the wall time where
+threads overlap. A head's first decoder call is counted as tracing (with the graph's optimisation; code that traces
+at a head's first batch counts that batch's work there too).
 
 The model is one traced call per batch (encoder, Viterbi and marginals together); to split it, every batch of
 the run is decoded again afterwards, one at a time, with and without the marginals, and the model's time is
@@ -66,6 +66,7 @@ STAGES = [
     ("resume check (opening OUT)", "mtl_tagger.extract", "Output.__init__"),
     (SUMMARY, "mtl_tagger.extract", "values_per_vertical"),
     (SUMMARY, "mtl_tagger.extract", "trained_on"),
+    ("snap rule (known values)", "mtl_tagger.tagger", "Tagger._snap"),
     ("values (offsets, confidences) and waiting for the model", "mtl_tagger.tagger", "Tagger.extract"),
     ("routing, text cut", "mtl_tagger.extract", "plan"),
     (LOADING, "mtl_tagger.tagger", "Tagger.load"),
@@ -113,14 +114,15 @@ class Recorder:
 
     def decoder(self, method: Callable) -> Callable:
         """Tagger.decoder, its functions timed: a head's first call as tracing, the others as the model."""
-        def decoder(tagger: object, task: str, marginals: bool = False) -> Callable:
+        def decoder(tagger: object, task: str, marginals: bool = False, **options: bool) -> Callable:
             self.tagger = tagger
-            decode = method(tagger, task, marginals)
+            decode = method(tagger, task, marginals, **options)
+            key = (task, marginals, *sorted(options.items()))
 
             def call(*args: object) -> object:
                 with self.lock:
-                    first = (task, marginals) not in self.called
-                    self.called.add((task, marginals))
+                    first = key not in self.called
+                    self.called.add(key)
                 if not first and marginals:
                     self.batches.append((task, args[0]))
                 return self.timed(decode, TRACING if first else MODEL)(*args)
@@ -141,6 +143,8 @@ def instrumented(recorder: Recorder) -> Iterator[None]:
             if "." in attribute:
                 class_name, name = attribute.split(".")
                 owner = getattr(owner, class_name)
+            if name not in vars(owner):  # older code without this stage: it reads 0
+                continue
             original = vars(owner)[name]
             saved.append((owner, name, original))
             if stage == MODEL:
@@ -245,13 +249,15 @@ def profile(out: Path) -> dict:
 
 
 def profiled(name: str, code: Path, tmp: Path) -> dict:
-    """`profile` in a fresh process that imports the package of the checkout `code` (this script from here)."""
-    env = {**os.environ, "PYTHONSAFEPATH": "1", "PYTHONPATH": os.pathsep.join([str(code), str(ROOT)])}
+    """`profile` in a fresh process that imports the package of the checkout `code` and this script from here (the
+    package is imported first, so the script's own imports of it find that one)."""
+    env = {**os.environ, "PYTHONSAFEPATH": "1"}
     result = tmp / f"{name}.json"
     args = [f"--model_dir={FLAGS.model_dir}", f"--catalog={FLAGS.catalog}", f"--batch={FLAGS.batch}",
             f"--json={result}"]
-    run = subprocess.run([sys.executable, "-m", "experiments.profile_extract", *args], cwd=Path.cwd(), env=env,
-                         capture_output=True, text=True)
+    start = (f"import runpy, sys; sys.argv[1:] = {args!r}; sys.path.insert(0, {str(code)!r}); import mtl_tagger; "
+             f"sys.path.insert(0, {str(ROOT)!r}); runpy.run_module('experiments.profile_extract', run_name='__main__')")
+    run = subprocess.run([sys.executable, "-c", start], cwd=Path.cwd(), env=env, capture_output=True, text=True)
     if run.returncode:
         raise SystemExit(f"profiling {code} failed: {run.stderr.strip().splitlines()[-1:]}")
     figures = json.loads(result.read_text())

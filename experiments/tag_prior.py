@@ -27,7 +27,6 @@ from mtl_tagger import cli
 from mtl_tagger.corpus import load_task
 from mtl_tagger.crf import bigram_pmi
 from mtl_tagger.tagger import Tagger
-from mtl_tagger.vocab import known_values
 
 FLAGS = flags.FLAGS
 
@@ -48,7 +47,7 @@ def rescored(model_dir: str, weights: list[float], verticals: list[str], snap: b
         raise ValueError(f"{model_dir} was trained with --tag_prior={p.tag_prior}; give models trained without")
     data = {t: load_task(p.data_dir, t, p.strict_bio, p.max_len) for t in tagger.tasks}
     snapping = Tagger(dataclasses.replace(p, snap_values=True), dataclasses.replace(
-        tagger.vocab, values={t: known_values(d.train) for t, d in data.items()}), tagger.nets, tagger.calibration)
+        tagger.vocab, values={t: d.values for t, d in data.items()}), tagger.nets, tagger.calibration)
     out = []
     for task in [t for t in tagger.tasks if not verticals or t in verticals]:
         pmi = bigram_pmi([tagger.vocab.tag_ids(task, s.tags) for s in data[task].train], len(tagger.vocab.tags[task]))

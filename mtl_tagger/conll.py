@@ -158,13 +158,22 @@ def _raw_sentences(lines: list[str], path: Path) -> list[tuple[list[str], list[s
     return sentences
 
 
-def _split_long(tokens: list[str], tags: list[str], line: int, max_len: int) -> list[Sentence]:
-    """Cut a sentence into consecutive pieces of ≤ max_len tokens; a piece never starts with I-."""
-    pieces = []
-    for start in range(0, len(tokens), max_len):
-        piece_tags, _ = repair_bio(tags[start:start + max_len])
-        pieces.append(Sentence(tuple(tokens[start:start + max_len]), tuple(piece_tags), line + start))
-    return pieces
+def split_long(sentences: Iterable[Sentence], max_len: int, path: str | Path) -> tuple[list[Sentence], int]:
+    """Sentences of `path` longer than max_len tokens cut into consecutive pieces (a piece never starts with I-), and
+    how many were cut (logged). Apart from reading, so that what needs whole sentences (known values) sees them."""
+    pieces: list[Sentence] = []
+    split = 0
+    for s in sentences:
+        if len(s.tokens) <= max_len:
+            pieces.append(s)
+            continue
+        split += 1
+        for start in range(0, len(s.tokens), max_len):
+            piece_tags, _ = repair_bio(s.tags[start:start + max_len])
+            pieces.append(Sentence(s.tokens[start:start + max_len], tuple(piece_tags), s.line + start))
+    if split:
+        logging.warning("%s: split %d sentence(s) longer than %d tokens into pieces", path, split, max_len)
+    return pieces, split
 
 
 def read_conll(path: str | Path, strict_bio: bool = False, max_len: int | None = None,
@@ -196,15 +205,11 @@ def read_conll(path: str | Path, strict_bio: bool = False, max_len: int | None =
                 "(or read without strict BIO to repair it)", path, line + i)
         tags, count = repair_bio(tags)
         repaired += count
-        if max_len is not None and len(tokens) > max_len:
-            split += 1
-            sentences.extend(_split_long(tokens, tags, line, max_len))
-        else:
-            sentences.append(Sentence(tuple(tokens), tuple(tags), line))
+        sentences.append(Sentence(tuple(tokens), tuple(tags), line))
     if repaired:
         logging.warning("%s: repaired %d I- tag(s) that continued no chunk into B-", path, repaired)
-    if split:
-        logging.warning("%s: split %d sentence(s) longer than %d tokens into pieces", path, split, max_len)
+    if max_len is not None:
+        sentences, split = split_long(sentences, max_len, path)
     if stats is not None:
         stats.sentences += len(sentences)
         stats.tokens += sum(len(s.tokens) for s in sentences)

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 from absl import logging
 
-from mtl_tagger.conll import Sentence, read_conll
+from mtl_tagger.conll import Sentence, read_conll, split_long
 from mtl_tagger.errors import InputError
 from mtl_tagger.files import sha256
 from mtl_tagger.modeldir import stack
 from mtl_tagger.params import Params
 from mtl_tagger.vectors import read_vectors
-from mtl_tagger.vocab import Vocab, known_values
+from mtl_tagger.vocab import KnownValues, Vocab, known_values
 
 
 @dataclass
@@ -29,6 +29,7 @@ class TaskData:
     train: list[Sentence]
     dev: list[Sentence]
     test: list[Sentence]
+    values: KnownValues  # each attribute's values in the whole training sentences (vocab.known_values)
     dev_held_out: bool = False
 
 
@@ -51,21 +52,24 @@ def load_task(data_dir: str | Path, task: str, strict_bio: bool, max_len: int, w
             raise InputError(f"missing {split}.conll", task_dir)
 
     def read(split: str) -> list[Sentence]:
-        # Only training sentences are cut at max_len; dev/test stay whole (the tagger decodes long
-        # sentences in pieces) so chunk-level metrics see the true spans.
-        return read_conll(task_dir / f"{split}.conll", strict_bio=strict_bio,
-                          max_len=max_len if split == "train" else None)
+        return read_conll(task_dir / f"{split}.conll", strict_bio=strict_bio)
 
+    # Dev and test stay whole (the tagger decodes long sentences in pieces) so chunk-level metrics see the true
+    # spans; training sentences are cut at max_len after their known values are read, so no value is cut in two.
     train, test = read("train"), read("test") if with_test else []
-    if (task_dir / "dev.conll").is_file():
-        return TaskData(task, train, read("dev"), test)
-    dev = [s for s in train if _held_out(s)]
-    train = [s for s in train if not _held_out(s)]
-    if not dev or not train:
-        raise InputError("too few sentences to hold out a dev split; add dev.conll", task_dir / "train.conll")
-    logging.info("%s: no dev.conll; holding out %d of %d train sentences as dev", task, len(dev),
-                 len(dev) + len(train))
-    return TaskData(task, train, dev, test, dev_held_out=True)
+    held_out = not (task_dir / "dev.conll").is_file()
+    if held_out:
+        dev = [s for s in train if _held_out(s)]
+        train = [s for s in train if not _held_out(s)]
+        if not dev or not train:
+            raise InputError("too few sentences to hold out a dev split; add dev.conll", task_dir / "train.conll")
+        logging.info("%s: no dev.conll; holding out %d of %d train sentences as dev", task, len(dev),
+                     len(dev) + len(train))
+    else:
+        dev = read("dev")
+    values = known_values(train)
+    train, _ = split_long(train, max_len, task_dir / "train.conll")
+    return TaskData(task, train, dev, test, values, dev_held_out=held_out)
 
 
 def unseen_tags(train: list[Sentence], other: list[Sentence]) -> dict[str, int]:
@@ -109,7 +113,7 @@ def load_data(p: Params) -> RunData:
         (s.tokens for data in tasks.values() for s in data.train),
         {t: [s.tags for s in data.train] for t, data in tasks.items()},
         pretrained[0] if pretrained else (),
-        {t: known_values(data.train) for t, data in tasks.items()},
+        {t: data.values for t, data in tasks.items()},
     )
     files = {f"{t}/{f.name}": sha256(f) for t in p.names
              for f in sorted((Path(p.data_dir) / t).glob("*.conll"))}

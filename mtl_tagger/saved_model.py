@@ -127,7 +127,8 @@ class Exported(tf.Module):
         self.char_table = _table([ord(c) for c in chars], vocab.char_ids(chars, 1)[:, 0], tf.int32)
         self.tokenizer = GraphTokenizer()
         self.chunking = {task: _chunking(self.tags[task]) for task in tagger.tasks}
-        self.snap_rules = {task: tagger.snap_rule(task) for task in tagger.tasks if tagger.snap_rule(task)}
+        rules = {task: tagger.snap_rule(task) for task in tagger.tasks}
+        self.snap_rules = {task: rule for task, rule in rules.items() if rule is not None}
 
     def signature(self, task: str) -> tf.types.experimental.ConcreteFunction:
         """The serving function of one vertical: (tokens, lengths) → {"tags", "confidence"}."""

@@ -27,10 +27,13 @@ class Snapper(tf.Module):
         # Multi-word values of attributes the tags can spell out; each n-gram key -> the set of their attributes.
         spelled = {attr: vs for attr, vs in values.items() if f"B-{attr}" in tag_id and f"I-{attr}" in tag_id}
         owners: dict[str, set[int]] = {}
+        firsts = set()
         for attr, vs in spelled.items():
             for v in vs:
                 if len(v) > 1:
                     owners.setdefault(SEP.join([*v, str(len(v))]), set()).add(index[attr])
+                    firsts.add(v[0])
+        self.first = _lookup([(w, 1) for w in sorted(firsts)])  # words that begin a multi-word value
         self.longest = max((len(v) for vs in spelled.values() for v in vs), default=0)
         groups = sorted({tuple(sorted(o)) for o in owners.values()})
         member = np.zeros((len(groups) + 1, max(len(attributes), 1)), bool)  # row 0: no attribute
@@ -69,16 +72,24 @@ class Snapper(tf.Module):
 
     def occurrences(self, low: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
         """Each occurrence of a known multi-word value in folded tokens [B, T] as (row, length, start, attribute)
-        [C, 4], in the rule's order: by row, longest first, then leftmost, then by attribute."""
+        [C, 4], in the rule's order: by row, longest first, then leftmost, then by attribute. Only the few places
+        where a word begins a known value are read, so the cost follows them, not the batch's size."""
         time = tf.shape(low)[1]
+        at = tf.cast(tf.where((self.first.lookup(low) > 0) & tf.sequence_mask(lengths, time)), tf.int32)  # [K, 2]
+        row, start = at[:, 0], at[:, 1]
         padded = tf.pad(low, [[0, 0], [0, self.longest - 1]])
-        words, groups = low, []
+        words, groups = tf.gather_nd(padded, at), []
         for n in range(2, self.longest + 1):  # each n-gram from the (n - 1)-gram: a graph linear in the longest
-            words = tf.strings.join([words, padded[:, n - 1:n - 1 + time]], separator=SEP)
-            fits = tf.range(time)[None, :] + n <= lengths[:, None]
+            words = tf.strings.join([words, tf.gather_nd(padded, at + [0, n - 1])], separator=SEP)
+            fits = start + n <= tf.gather(lengths, row)
             groups.insert(0, tf.where(fits, self.ngrams.lookup(tf.strings.join([words, str(n)], separator=SEP)), 0))
-        where = tf.cast(tf.where(tf.gather(self.member, tf.stack(groups, 1))), tf.int32)  # (row, n index, start, attr)
-        return tf.stack([where[:, 0], self.longest - where[:, 1], where[:, 2], where[:, 3]], 1)
+        where = tf.cast(tf.where(tf.gather(self.member, tf.stack(groups, 1))), tf.int32)  # (place, n index, attr)
+        place = where[:, 0]
+        found = tf.stack([tf.gather(row, place), self.longest - where[:, 1], tf.gather(start, place), where[:, 2]], 1)
+        x = tf.cast(found, tf.int64)  # the rule's order as one key per occurrence: row, -length, start, attribute
+        key = (((x[:, 0] * self.longest + self.longest - x[:, 1]) * tf.cast(time, tf.int64) + x[:, 2])
+               * tf.cast(tf.shape(self.member)[1], tf.int64) + x[:, 3])
+        return tf.gather(found, tf.argsort(key))
 
     def reading(self, ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """What conll.chunks reads in tag ids [..., T]: each token's attribute index (-1 for O) and whether it
@@ -93,16 +104,17 @@ class Snapper(tf.Module):
         spans into O, so an occurrence this drops could never be snapped."""
         attribute, begins = self.reading(ids)
         row, length, start, attr = (found[:, k] for k in range(4))
-        end = start + length
-        counts = tf.pad(tf.cumsum(tf.one_hot(attribute, tf.shape(self.member)[1], dtype=tf.int32), axis=1),
-                        [[0, 0], [1, 0], [0, 0]])  # [B, T + 1, A]: tokens of each attribute before each position
-        starts = tf.pad(tf.cumsum(tf.cast(begins, tf.int32), axis=1), [[0, 0], [1, 0]])  # values begun before
-        inside = (tf.gather_nd(counts, tf.stack([row, end, attr], 1))
-                  - tf.gather_nd(counts, tf.stack([row, start, attr], 1)))
-        begun = tf.gather_nd(starts, tf.stack([row, end], 1)) - tf.gather_nd(starts, tf.stack([row, start], 1))
-        after = tf.gather_nd(tf.pad(attribute, [[0, 0], [0, 1]], constant_values=-1), tf.stack([row, end], 1))
-        goes_on = (after == attr) & ~tf.gather_nd(tf.pad(begins, [[0, 0], [0, 1]]), tf.stack([row, end], 1))
-        already = ((inside == length) & (begun == 1) & tf.gather_nd(begins, tf.stack([row, start], 1)) & ~goes_on)
+        offsets = tf.range(self.longest + 1)  # each occurrence's tokens and the one after it
+        at = tf.stack([tf.broadcast_to(row[:, None], [tf.shape(row)[0], self.longest + 1]),
+                       start[:, None] + offsets], -1)
+        attribute = tf.gather_nd(tf.pad(attribute, [[0, 0], [0, self.longest + 1]], constant_values=-1), at)
+        begins = tf.gather_nd(tf.pad(begins, [[0, 0], [0, self.longest + 1]]), at)  # [C, longest + 1] each
+        within = offsets[None, :] < length[:, None]
+        inside = tf.reduce_sum(tf.cast(within & (attribute == attr[:, None]), tf.int32), 1)
+        begun = tf.reduce_sum(tf.cast(within & begins, tf.int32), 1)
+        goes_on = ((tf.gather(attribute, length, batch_dims=1) == attr)
+                   & ~tf.gather(begins, length, batch_dims=1))
+        already = (inside == length) & (begun == 1) & begins[:, 0] & ~goes_on
         return tf.boolean_mask(found, (inside > 0) & ~already)
 
     def snapped_row(self, low: tf.Tensor, ids: tf.Tensor, start: tf.Tensor, end: tf.Tensor, attr: tf.Tensor

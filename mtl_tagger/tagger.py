@@ -17,7 +17,7 @@ records while the model works on the next part.
 import contextlib
 import dataclasses
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -163,11 +163,14 @@ class Tagger:
         return self._snappers[task]
 
     def warm(self, tasks: Iterable[str]) -> None:
-        """Trace the decoders (with marginals) of these verticals and run each once on a one-word sentence, so that a
-        long run pays for each head's tracing before its first batch, not inside it."""
+        """Trace the decoders (with marginals) and snap rules of these verticals and run each once on a one-word
+        sentence, so that a long run pays for their tracing before its first batch, not inside it."""
         batch = pad(encode([["."]], self.vocab, self.params.max_word_len))
         for task in tasks:
             self.decoder(task, marginals=True)(batch, tf.constant(1.0, tf.float32))
+            if self.snap_rule(task) is not None:
+                self._snapped[task] = max(self._snapped.get(task, 0), EAGER_SNAPS)  # a long run: traced from now
+                self._snap(task, [["."]], [np.zeros(1, np.int32)])
 
     def tag(self, token_lists: Sequence[Sequence[str]], task: str, marginals: bool = True,
             temperature: float | Sequence[float] | None = None) -> tuple[list[list[str]], list[list]]:
@@ -254,13 +257,7 @@ class Tagger:
             return ids
         out = []
         for k in range(0, len(ids), EVAL_BATCH):
-            self._snapped[task] = self._snapped.get(task, 0) + 1
-            key = (task, "snap")
-            if self._snapped[task] > EAGER_SNAPS and key not in self._decoders:
-                self._decoders[key] = tf.function(rule.__call__, autograph=False, input_signature=[
-                    tf.TensorSpec([None, None], tf.string), tf.TensorSpec([None], tf.int32),
-                    tf.TensorSpec([None, None], tf.int32)])
-            snap = self._decoders.get(key, rule)
+            snap = self._snap_function(task, rule)
             part, words = ids[k:k + EVAL_BATCH], sentences[k:k + EVAL_BATCH]
             width = max(1, max(len(x) for x in part))
             tokens = np.array([[t.encode("utf-8", "surrogatepass") for t in w] + [b""] * (width - len(w))
@@ -270,6 +267,16 @@ class Tagger:
             snapped = snap(tf.constant(tokens, tf.string), tf.constant(lengths), tf.constant(batch)).numpy()
             out += [row[:n] for row, n in zip(snapped, lengths)]
         return out
+
+    def _snap_function(self, task: str, rule: Snapper) -> Callable:
+        """The rule of `task` for its next batch: eager for the first EAGER_SNAPS batches, then traced once."""
+        self._snapped[task] = self._snapped.get(task, 0) + 1
+        key = (task, "snap")
+        if self._snapped[task] > EAGER_SNAPS and key not in self._decoders:
+            self._decoders[key] = tf.function(rule.__call__, autograph=False, input_signature=[
+                tf.TensorSpec([None, None], tf.string), tf.TensorSpec([None], tf.int32),
+                tf.TensorSpec([None, None], tf.int32)])
+        return self._decoders.get(key, rule)
 
     def predict(self, token_lists: Sequence[Sequence[str]], task: str) -> list[list[str]]:
         """Tag lists for tokenised sentences."""

@@ -17,8 +17,10 @@ from experiments.make_sweep import runs as sweep_runs
 from experiments.selection_rules import picked
 from experiments.small_data import subsample
 from experiments.tag_prior import HEADER, crf_row, rescored, rows
+from experiments.unseen_words import decoded, penalised, read_output, value_kinds
 from mtl_tagger.conll import read_conll
 from mtl_tagger.params import Params, read_flagfile
+from mtl_tagger.tagger import Tagger
 from mtl_tagger.train import train
 
 
@@ -205,6 +207,39 @@ def test_tag_prior_rescoring_at_weight_0_is_the_model(chain_epoch: Path, data_di
     assert rescored(str(tmp_path / "m"), [0.0], ["Mangal-sutra"]) == []
     with pytest.raises(ValueError, match="tag_prior=0.5"):
         rescored(str(chain_epoch), [0.0], [])
+
+
+def test_unseen_words_kinds_of_values() -> None:
+    """True, boundary, other-attribute and made-up values, each told apart by whether it holds an unseen word."""
+    tokens = ["Zaveri", "Pearls", "gold", "plated", "new", "ring"]
+    gold = ["B-brand", "I-brand", "B-plating", "I-plating", "O", "O"]
+    pred = ["B-brand", "O", "B-color", "I-color", "B-type", "B-type"]
+    got = value_kinds(tokens, gold, pred, seen={"Zaveri", "gold", "plated", "ring"})
+    assert got == {("boundary", False): 1, ("other attribute", False): 1, ("made up", True): 1,
+                   ("made up", False): 1}
+    assert value_kinds(tokens, gold, gold, seen=set()) == {("true", True): 2}
+
+
+def test_unseen_words_penalty_0_is_the_model(tmp_path: Path, data_dir: Path) -> None:
+    """At δ = 0 the model decodes as it was selected; a huge δ leaves no value at an unseen word."""
+    train(smoke_params(data_dir, tmp_path / "m", epochs=1))
+    [run] = decoded(str(tmp_path / "m"), [0.0, 1e4])
+    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())["Chain x"]
+    assert run["metrics"][0.0]["test"]["macro_f1"] == pytest.approx(metrics["macro_f1"])
+    assert sum(run["kinds"].values()) > 0
+    tagger = Tagger.load(tmp_path / "m")
+    sentences = read_conll(data_dir / "Chain x" / "test.conll")
+    words = [s.tokens for s in sentences]
+    seen = set(words[0][1:])  # every word unseen but these
+    delta = penalised(tagger, "Chain x", seen)
+    assert any(t != "O" for tokens, tags in zip(words, tagger.predict(words, "Chain x"))
+               for w, t in zip(tokens, tags) if w not in seen)
+    delta.assign(1e4)
+    for tokens, tags in zip(words, tagger.predict(words, "Chain x")):
+        assert all(t == "O" for w, t in zip(tokens, tags) if w not in seen)
+    output = tmp_path / "out.conll"
+    output.write_text("a\tB-x\tB-x\nb\tO\tI-x\n\nc\tO\tO\n")
+    assert read_output(output) == [(["a", "b"], ["B-x", "O"], ["B-x", "I-x"]), (["c"], ["O"], ["O"])]
 
 
 def test_tag_prior_rows_average_per_seed_then_over_seeds() -> None:

@@ -9,6 +9,7 @@ from test_bio import invalid
 
 from mtl_tagger import tagger as tagger_module
 from mtl_tagger.conll import Sentence, bio_tags, chunks, read_conll
+from mtl_tagger.corpus import load_task
 from mtl_tagger.params import Params
 from mtl_tagger.pipeline import encode, pad
 from mtl_tagger.saved_model import signature_keys, write_saved_model
@@ -166,6 +167,21 @@ def test_known_values_fold_and_sort() -> None:
     assert known_values(sentences) == {"brand": [["park", "avenue"], ["Ésprit"]]}
 
 
+def test_known_values_come_from_whole_sentences(tmp_path: Path) -> None:
+    """A value that max_len cuts in two is known whole, and a held-out dev sentence stays whole with all its pieces."""
+    rows = [("x", "O"), ("Zaveri", "B-brand"), ("Pearls", "I-brand"), ("ring", "O")]
+    (tmp_path / "V").mkdir()
+    text = "".join(f"{t}\t{g}\n" for t, g in rows) + "\n"
+    for k in range(40):  # enough sentences that some are held out as dev
+        text += "".join(f"w{k}\tO\n" for _ in range(k % 3 + 1)) + "\n"
+    (tmp_path / "V" / "train.conll").write_text(text)
+    (tmp_path / "V" / "test.conll").write_text("a\tO\n")
+    data = load_task(tmp_path, "V", strict_bio=False, max_len=2)
+    assert data.values == {"brand": [["zaveri", "pearls"]]}
+    assert [s.tags for s in data.train[:2]] == [("O", "B-brand"), ("B-brand", "O")], "training is still cut"
+    assert data.dev_held_out and any(len(s.tokens) == 3 for s in data.dev), "dev sentences are not cut"
+
+
 def test_no_multi_word_values_leaves_tags() -> None:
     """A vertical without multi-word values returns the tags it was given."""
     ids = tf.constant([[1, 1, 0]], tf.int32)
@@ -177,7 +193,8 @@ def test_tagger_and_saved_model_snap(pair_model: Path, data_dir: Path, tmp_path:
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A trained model given a known value that extends one of its decoded values by the next word: the Tagger's
     tags are the reference rule's on its unsnapped tags, a snapped token's confidence is its new tag's marginal, the
-    rule traced gives what it gives run eagerly, and the SavedModel tags and scores as the Tagger."""
+    rule traced (after the eager batches, or from `warm`) gives what it gives run eagerly, and the SavedModel tags and
+    scores as the Tagger."""
     task = "Chain x"
     plain = Tagger.load(pair_model, decoding={"snap_values": False})
     sentences = [list(s.tokens) for s in read_conll(data_dir / task / "test.conll")]
@@ -204,6 +221,11 @@ def test_tagger_and_saved_model_snap(pair_model: Path, data_dir: Path, tmp_path:
     traced.vocab.values = tagger.vocab.values
     assert traced.tag(sentences, task) == (after, confidence)
     assert (task, "snap") in traced._decoders and (task, "snap") not in tagger._decoders
+    monkeypatch.undo()
+    warmed = Tagger.load(pair_model)
+    warmed.vocab.values = tagger.vocab.values
+    warmed.warm([task])  # a long run (extract) traces the rule before its first batch
+    assert (task, "snap") in warmed._decoders and warmed.tag(sentences, task) == (after, confidence)
     write_saved_model(tagger, tmp_path / "saved")
     serve = tf.saved_model.load(str(tmp_path / "saved")).signatures[signature_keys(tagger.tasks)[task]]
     width = max(map(len, sentences))

@@ -1,0 +1,183 @@
+"""Where the tagger's false values sit, beside the feature CRF's: each test value told apart by whether it holds a
+word its vertical's training split never has, and each false one by kind; then the models decoded with a penalty on
+values at such words.
+
+    python -m experiments.unseen_words --group='random embeddings=runs/small_data/snap.rand50.*' \
+        --group='in-domain vectors=runs/small_data/snap.glove50.*' \
+        --crf_dir=experiments/results/small_data_cut/crf_n50 [--penalties=0,0.5,1,2,3] \
+        [--out=experiments/results/unseen_words/n50.md]
+
+Each group is a glob of single-task model dirs; each is decoded on its dev and test splits as it decodes (its own
+params: tag prior, BIO constraints, snap rule). A word is unseen when no sentence of the vertical's training split
+(the model's data_dir) has it, as the model's word lookup sees it (exact text). A false value is a boundary error
+when it overlaps a gold value of its attribute, another attribute when it overlaps only values of others, and made
+up when it overlaps none. The CRF's counts come from its test output (`<crf_dir>/<vertical>.test.conll`, written by
+experiments/crf_baseline.py on the same subsamples), with the same training split.
+
+The penalty δ is subtracted from every tag's emission score but O's at unseen words before decoding: a model that
+trusts what it guesses there less. It is measured here, not a decoding option of the package; the weight to adopt
+would be read off dev.
+"""
+import datetime
+import glob
+import statistics
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import tensorflow as tf
+from absl import app, flags
+
+from experiments.common import command_line, mean_sd
+from mtl_tagger import cli
+from mtl_tagger.conll import chunks
+from mtl_tagger.corpus import load_task
+from mtl_tagger.metrics import evaluate_tags
+from mtl_tagger.tagger import Tagger
+
+FLAGS = flags.FLAGS
+
+KINDS = ("true", "boundary", "other attribute", "made up")
+COLUMNS = (("dev", "macro_f1"), ("dev", "entity_f1"), ("test", "entity_precision"), ("test", "entity_recall"),
+           ("test", "entity_f1"))
+NAMES = {"macro_f1": "macro-F1", "entity_f1": "entity-F1", "entity_precision": "entity precision",
+         "entity_recall": "entity recall"}
+Counts = Counter  # (kind, unseen: bool) -> values
+
+
+def value_kinds(tokens: Sequence[str], gold: Sequence[str], pred: Sequence[str], seen: set[str]) -> Counts:
+    """Each predicted value of one sentence counted by (kind, whether it holds an unseen word); see the docstring."""
+    gold_values = set(chunks(gold))
+    out: Counts = Counter()
+    for attr, a, b in chunks(pred):
+        over = [g for g in gold_values if g[1] < b and a < g[2]]
+        kind = ("true" if (attr, a, b) in gold_values else "boundary" if any(g[0] == attr for g in over)
+                else "other attribute" if over else "made up")
+        out[kind, any(w not in seen for w in tokens[a:b])] += 1
+    return out
+
+
+def read_output(path: Path) -> list[tuple[list[str], list[str], list[str]]]:
+    """Sentences of a `token<TAB>gold<TAB>predicted` file (experiments/crf_baseline.py's test output)."""
+    sentences, rows = [], []
+    for line in path.read_text(encoding="utf-8").splitlines() + [""]:
+        if line:
+            rows.append(line.split("\t"))
+        elif rows:
+            sentences.append(tuple(list(column) for column in zip(*rows)))
+            rows = []
+    return sentences
+
+
+def penalised(tagger: Tagger, task: str, seen: set[str]) -> tf.Variable:
+    """Make `task`'s net subtract δ (the returned variable, 0 at first) from every tag's score but O's at unseen
+    words, in every decoder the tagger traces from now on."""
+    net = tagger.nets[task]
+    known = tf.constant([w in seen for w in tagger.vocab.words])
+    delta = tf.Variable(0.0)
+    original: Callable = net.scores
+
+    def scores(name: str, batch: dict, seed: tf.Tensor | None = None, hidden: tf.Tensor | None = None) -> tf.Tensor:
+        s = original(name, batch, seed, hidden)
+        unseen = tf.cast(~tf.gather(known, batch["words"]), s.dtype)[..., None]
+        return s - delta * unseen * tf.cast(tf.range(tf.shape(s)[-1]) > 0, s.dtype)
+
+    net.scores = scores
+    return delta
+
+
+def decoded(model_dir: str, penalties: list[float]) -> list[dict]:
+    """Per vertical of the model: its seed, the training split's words, its test output at penalty 0 counted by
+    value_kinds, and per penalty each split's metrics."""
+    tagger = Tagger.load(model_dir)
+    p = tagger.params
+    out = []
+    for task in tagger.tasks:
+        data = load_task(p.data_dir, task, p.strict_bio, p.max_len)
+        seen = {w for s in data.train for w in s.tokens}
+        delta = penalised(tagger, task, seen)
+        run: dict = {"task": task, "seed": p.seed, "seen": seen, "metrics": {}}
+        for d in penalties:
+            delta.assign(d)
+            run["metrics"][d] = {}
+            for split in ("dev", "test"):
+                sentences = getattr(data, split)
+                pred = tagger.predict([s.tokens for s in sentences], task)
+                run["metrics"][d][split] = evaluate_tags([s.tags for s in sentences], pred)
+                if split == "test" and d == 0:
+                    run["kinds"] = sum((value_kinds(s.tokens, s.tags, t, seen) for s, t in zip(sentences, pred)),
+                                       Counter())
+        out.append(run)
+    return out
+
+
+def kinds_row(label: str, counts: Iterable[Counts], runs_per_count: int) -> str:
+    """A markdown row of value counts (per run: divided by `runs_per_count`) by kind, seen | unseen, and the
+    precision of values without and with an unseen word."""
+    total: Counts = sum(counts, Counter())
+    cells = [f"{total[k, False] / runs_per_count:.1f} / {total[k, True] / runs_per_count:.1f}" for k in KINDS]
+    for unseen in (False, True):
+        values = sum(total[k, unseen] for k in KINDS)
+        cells.append(f"{total['true', unseen] / values * 100:.1f}" if values else "–")
+    return f"| {label} | " + " | ".join(cells) + " |"
+
+
+def penalty_rows(label: str, runs: list[dict], penalties: list[float]) -> list[str]:
+    """Markdown rows of one group: per penalty the COLUMNS' metrics, mean over the verticals and seeds ± std of the
+    per-seed means."""
+    seeds = sorted({r["seed"] for r in runs})
+    return [f"| {label} | {d:g} | " + " | ".join(
+        mean_sd([statistics.mean(r["metrics"][d][split][key] for r in runs if r["seed"] == s) for s in seeds])
+        for split, key in COLUMNS) + " |" for d in penalties]
+
+
+def main(argv: list[str]) -> None:
+    """Decode every group at every penalty, count the CRF's values alike, and print (and with --out write) both
+    tables."""
+    penalties = sorted({0.0, *(float(d) for d in FLAGS.penalties)})
+    kinds = ["| values of | " + " | ".join(f"{k} (seen / unseen)" for k in KINDS)
+             + " | precision, all words seen | precision, an unseen word |", "|---|" + "---:|" * (len(KINDS) + 2)]
+    scores = ["| models | penalty δ | " + " | ".join(f"{split} {NAMES[key]}" for split, key in COLUMNS) + " |",
+              "|---|---:|" + "---:|" * len(COLUMNS)]
+    crf: dict[str, Counts] = {}
+    for spec in FLAGS.group:
+        label, sep, pattern = spec.partition("=")
+        runs = [r for d in sorted(glob.glob(pattern)) if not d.endswith(".log") for r in decoded(d, penalties)]
+        if not sep or not runs:
+            raise app.UsageError(f"--group={spec}: give label=glob matching trained model dirs")
+        seeds = len({r["seed"] for r in runs})
+        kinds.append(kinds_row(f"{label} ({len(runs)} vertical runs, per seed)", (r["kinds"] for r in runs), seeds))
+        scores += penalty_rows(f"{label} ({len(runs)} vertical runs)", runs, penalties)
+        for r in runs:
+            path = Path(FLAGS.crf_dir) / f"{r['task']}.test.conll"
+            if r["task"] not in crf and path.is_file():
+                crf[r["task"]] = sum((value_kinds(*s, r["seen"]) for s in read_output(path)), Counter())
+    if crf:
+        kinds.append(kinds_row(f"CRF ({', '.join(sorted(crf))})", crf.values(), 1))
+    text = "\n".join(kinds) + "\n\n" + "\n".join(scores)
+    print(text)
+    if FLAGS.out:
+        Path(FLAGS.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(FLAGS.out).write_text(
+            "# Values at words the training split never has, and a penalty on them\n\n"
+            "Test values by kind (see experiments/unseen_words.py: true; false at other boundaries of a gold value of "
+            "its attribute; false on a value of another attribute; made up where no gold value is), each as values "
+            "whose words all occur in the vertical's training split / values holding a word it never has, per "
+            "model run (the tagger's summed over verticals and averaged over seeds); then the models decoded with "
+            "δ subtracted from every tag's score but O's at those words (percent, mean over vertical runs ± std over "
+            f"seeds' means). Written {datetime.date.today().isoformat()} by "
+            f"`{command_line('experiments.unseen_words')}`.\n\n{text}\n", encoding="utf-8")
+
+
+def define_flags() -> None:
+    """The script's flags (defined when run as a program, so tests can import its functions)."""
+    flags.DEFINE_multi_string("group", None, "label=glob of single-task model dirs.")
+    flags.DEFINE_list("penalties", ["0", "0.5", "1", "2", "3"], "Penalties δ to decode with (0 is always in).")
+    flags.DEFINE_string("crf_dir", None, "The CRF baseline's results on the same subsamples (<vertical>.test.conll).")
+    flags.DEFINE_string("out", None, "Also write the tables (with the command and date) to this markdown file.")
+    flags.mark_flag_as_required("group")
+
+
+if __name__ == "__main__":
+    define_flags()
+    cli.run(main)
