@@ -220,14 +220,13 @@ def test_unseen_words_kinds_of_values() -> None:
     assert value_kinds(tokens, gold, gold, seen=set()) == {("true", True): 2}
 
 
-def test_unseen_words_penalty_0_is_the_model(tmp_path: Path, data_dir: Path) -> None:
+def test_unseen_words_penalty_0_is_the_model(chain_epoch: Path, data_dir: Path, tmp_path: Path) -> None:
     """At δ = 0 the model decodes as it was selected; a huge δ leaves no value at an unseen word."""
-    train(smoke_params(data_dir, tmp_path / "m", epochs=1))
-    [run] = decoded(str(tmp_path / "m"), [0.0, 1e4])
-    metrics = json.loads((tmp_path / "m" / "metrics.json").read_text())["Chain x"]
+    [run] = decoded(str(chain_epoch), [0.0, 1e4])
+    metrics = json.loads((chain_epoch / "metrics.json").read_text())["Chain x"]
     assert run["metrics"][0.0]["test"]["macro_f1"] == pytest.approx(metrics["macro_f1"])
     assert sum(run["kinds"].values()) > 0
-    tagger = Tagger.load(tmp_path / "m")
+    tagger = Tagger.load(chain_epoch)
     sentences = read_conll(data_dir / "Chain x" / "test.conll")
     words = [s.tokens for s in sentences]
     seen = set(words[0][1:])  # every word unseen but these
