@@ -77,12 +77,13 @@ class Snapper(tf.Module):
         time = tf.shape(low)[1]
         at = tf.cast(tf.where((self.first.lookup(low) > 0) & tf.sequence_mask(lengths, time)), tf.int32)  # [K, 2]
         row, start = at[:, 0], at[:, 1]
+        room = tf.gather(lengths, row) - start  # words from each place to its sentence's end
         padded = tf.pad(low, [[0, 0], [0, self.longest - 1]])
         words, groups = tf.gather_nd(padded, at), []
         for n in range(2, self.longest + 1):  # each n-gram from the (n - 1)-gram: a graph linear in the longest
             words = tf.strings.join([words, tf.gather_nd(padded, at + [0, n - 1])], separator=SEP)
-            fits = start + n <= tf.gather(lengths, row)
-            groups.insert(0, tf.where(fits, self.ngrams.lookup(tf.strings.join([words, str(n)], separator=SEP)), 0))
+            key = tf.strings.join([words, str(n)], separator=SEP)
+            groups.insert(0, tf.where(n <= room, self.ngrams.lookup(key), 0))
         where = tf.cast(tf.where(tf.gather(self.member, tf.stack(groups, 1))), tf.int32)  # (place, n index, attr)
         place = where[:, 0]
         found = tf.stack([tf.gather(row, place), self.longest - where[:, 1], tf.gather(start, place), where[:, 2]], 1)
