@@ -384,7 +384,7 @@ def profile_child(cfg: Mapping[str, Any]) -> dict[str, Any]:
     decode_hidden = [evaluate(b) for b in decoding]
     decode_emissions = [head.emissions(h) for h in decode_hidden]
     lengths = [b["length"] for b in decoding]
-    one = tf.constant(1.0)
+    one = tf.constant([1.0])
     decode = {
         "encoder": per_batch(evaluate, decoding),
         "dense": per_batch(traced(head.emissions), decode_hidden),

@@ -201,13 +201,13 @@ def model_split(tagger: object, batches: list[tuple[str, dict]]) -> float:
     without the marginals (each head's decoders traced first)."""
     import tensorflow as tf
 
-    one = tf.constant(1.0, tf.float32)
     for task, batch in {task: batch for task, batch in batches}.items():
         tagger.decoder(task, False)(batch)
     seconds = {False: 0.0, True: 0.0}
     for task, batch in batches:
         for marginals in (False, True):
             decode = tagger.decoder(task, marginals)
+            one = tf.ones([1] * decode.input_signature[-1].shape.rank)  # a vector of one (older code: a scalar)
             start = time.perf_counter()
             decode(batch, one) if marginals else decode(batch)
             seconds[marginals] += time.perf_counter() - start

@@ -134,20 +134,19 @@ class Tagger:
         """InputError unless the model has a head for `task`."""
         self.vocab.check_task(task)
 
-    def decoder(self, task: str, marginals: bool = False, temperatures: bool = False
-                ) -> tf.types.experimental.GenericFunction:
+    def decoder(self, task: str, marginals: bool = False) -> tf.types.experimental.GenericFunction:
         """The traced decoding function of `task` for a padded batch (BATCH_SIGNATURE): tags [B, T], and with
-        `marginals` (then it also takes a temperature) each token's marginal of its tag [B, T], or of every tag
-        [B, T, N] where a snap rule may change the tags; with `temperatures` too, it takes a vector of K temperatures
-        and gives the marginals at each, [K, B, T(, N)]."""
-        key = (task, marginals, marginals and temperatures)
+        `marginals` (then it also takes a vector of K temperatures) each token's marginal of its tag at each,
+        [K, B, T], or of every tag, [K, B, T, N], where a snap rule may change the tags. One temperature is a vector
+        of one, so a model traces one marginal decoder for extraction and calibration's search alike."""
+        key = (task, marginals)
         if key not in self._decoders:
             net = self.nets[task]
             if marginals:
-                spec = tf.TensorSpec([None] if temperatures else [], tf.float32)
                 every = self.snap_rule(task) is not None
                 self._decoders[key] = tf.function(lambda b, t: net.decode_with_marginals(task, b, t, every_tag=every),
-                                                  autograph=False, input_signature=[BATCH_SIGNATURE, spec])
+                                                  autograph=False,
+                                                  input_signature=[BATCH_SIGNATURE, tf.TensorSpec([None], tf.float32)])
             else:
                 self._decoders[key] = tf.function(lambda b: net.decode(task, b), input_signature=[BATCH_SIGNATURE],
                                                   autograph=False)
@@ -167,7 +166,7 @@ class Tagger:
         sentence, so that a long run pays for their tracing before its first batch, not inside it."""
         batch = pad(encode([["."]], self.vocab, self.params.max_word_len))
         for task in tasks:
-            self.decoder(task, marginals=True)(batch, tf.constant(1.0, tf.float32))
+            self.decoder(task, marginals=True)(batch, tf.constant([1.0], tf.float32))
             if self.snap_rule(task) is not None:
                 self._snapped[task] = max(self._snapped.get(task, 0), EAGER_SNAPS)  # a long run: traced from now
                 self._snap(task, [["."]], [np.zeros(1, np.int32)])
@@ -201,15 +200,16 @@ class Tagger:
         if temperature is not None and not (np.size(temperature) and np.all(np.asarray(temperature, np.float64) > 0)):
             raise InputError(f"temperature={temperature}: must be positive, one or more (it divides the CRF's scores)")
         calibration = self.calibration.get(task) if temperature is None else None
-        at = tf.constant(calibration.temperature if calibration else 1.0 if temperature is None else temperature,
-                         tf.float32)
-        decode = self.decoder(task, marginals, temperatures=at.shape.rank == 1)
+        at = np.asarray(calibration.temperature if calibration else 1.0 if temperature is None else temperature,
+                        np.float32)
+        temperatures = tf.constant(at.reshape(-1))
+        decode = self.decoder(task, marginals)
 
         def run(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
             if not marginals:
                 return decode(batch).numpy(), None
-            ids, conf = decode(batch, at)
-            return ids.numpy(), conf.numpy()
+            ids, conf = decode(batch, temperatures)
+            return ids.numpy(), conf.numpy().reshape(at.shape + conf.shape[1:])
 
         batches = eval_batches(encode(pieces, self.vocab, self.params.max_word_len), EVAL_BATCH)
         queued = {k: decoding_threads().submit(run, batches[k][1])

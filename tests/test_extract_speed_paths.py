@@ -46,14 +46,14 @@ def plain_tag(tagger: Tagger, token_lists: list[list[str]], task: str) -> tuple[
     step = tagger.params.max_len
     pieces = [(i, tokens[s:s + step]) for i, tokens in enumerate(token_lists) for s in range(0, len(tokens), step)]
     calibration = tagger.calibration.get(task)
-    at = tf.constant(calibration.temperature if calibration else 1.0, tf.float32)
+    at = tf.constant([calibration.temperature if calibration else 1.0], tf.float32)
     decoded = {}
     for positions, batch in eval_batches(encode([p for _, p in pieces], tagger.vocab, tagger.params.max_word_len),
                                          EVAL_BATCH):
         ids, marginals = (x.numpy() for x in tagger.decoder(task, marginals=True)(batch, at))
         for r, k in enumerate(positions):
             n = batch["length"][r]
-            decoded[k] = (ids[r, :n], marginals[r, :n])
+            decoded[k] = (ids[r, :n], marginals[0, r, :n])
     snap = tagger.snap_rule(task)
     tags, confidences = [], []
     for i, tokens in enumerate(token_lists):
