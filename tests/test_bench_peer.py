@@ -5,6 +5,7 @@ import itertools
 
 import numpy as np
 import pytest
+from conftest import experiments_stack
 
 from experiments import bench_peer
 from experiments.common import KINDS, Sentences
@@ -16,6 +17,8 @@ try:
 except ImportError:  # the peer extra is not installed
     torch = peer_torch = None
 needs_torch = pytest.mark.skipif(torch is None, reason="torch (the peer extra) is not installed")
+
+pytestmark = experiments_stack
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, experiments_stack
 from datagen import make_data_dir
 
 from experiments.crf_baseline import best_entry, sentence_features, short_shape, word_shape
 from mtl_tagger.conll import read_conll
 from mtl_tagger.metrics import evaluate_tags
+
+pytestmark = experiments_stack
 
 # c1=100 wipes out every feature weight (dev macro-F1 0), so the choice of 0.1 is a real selection.
 GRID = ["--c1=100,0.1", "--c2=0.05"]

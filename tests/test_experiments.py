@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, smoke_params
+from conftest import REPO, experiments_stack, smoke_params
 
 from experiments.all12 import _checks
 from experiments.common import one_tag_prior, read_result, single, traced_run, trained_on
@@ -22,6 +22,8 @@ from mtl_tagger.conll import read_conll
 from mtl_tagger.params import Params, read_flagfile
 from mtl_tagger.tagger import Tagger
 from mtl_tagger.train import train
+
+pytestmark = experiments_stack
 
 
 def _run(module: str, *args: str) -> subprocess.CompletedProcess:
@@ -342,6 +344,7 @@ _SCRIPT_FLAGS = """
 import importlib, json, pathlib
 import tensorflow
 from absl import app, flags
+
 library = set(flags.FLAGS)  # what absl and TensorFlow define, before any script is imported
 modules = [p.stem for p in sorted(pathlib.Path("experiments").glob("*.py")) if p.stem != "__init__"]
 loaded = {}

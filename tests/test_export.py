@@ -127,10 +127,9 @@ def double(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     return root / "m", root / "saved", r.stdout
 
 
-def _job(model_dir: Path, saved: Path, data_dir: Path) -> tuple[dict, list[tuple]]:
+def _job(tagger: Tagger, saved: Path, data_dir: Path) -> tuple[dict, list[tuple]]:
     """The signature calls for every vertical's test split plus a row longer than 2·max_len, one of unknown words
     and characters, one of a single token and an empty one; and (sentences, tags, marginals) by Tagger.tag."""
-    tagger = Tagger.load(model_dir)
     info = json.loads((saved / VERTICALS_JSON).read_text())
     max_len = tagger.params.max_len
     calls, expected = [], []
@@ -150,12 +149,11 @@ def _job(model_dir: Path, saved: Path, data_dir: Path) -> tuple[dict, list[tuple
     return {"dir": str(saved), "calls": calls}, expected
 
 
-def _text_calls(model_dir: Path, saved: Path, data_dir: Path) -> tuple[list[dict], list[tuple]]:
+def _text_calls(tagger: Tagger, saved: Path, data_dir: Path) -> tuple[list[dict], list[tuple]]:
     """The text signature's calls on every vertical's test descriptions (tokens joined by spaces), one of them
     longer than 2·max_len tokens, CATALOG and TEXTS, at min_confidence 0 and MIN_CONFIDENCE; and per call (vertical,
     min_confidence, Tagger.extract's records, per text its values' confidences before rounding, min_confidence 0:
     the smallest of Tagger.tag's confidences, as extract takes them)."""
-    tagger = Tagger.load(model_dir)
     info = json.loads((saved / VERTICALS_JSON).read_text())
     calls, expected = [], []
     for task in tagger.tasks:
@@ -183,7 +181,8 @@ def fresh(single: tuple[Path, Path], double: tuple[Path, Path, str], data_dir: P
     Tagger.extract's results, the fresh process's results of the text signatures)."""
     jobs = {}
     for which, (model_dir, saved) in {"single": single, "double": double[:2]}.items():
-        (job, expected), (calls, extracted) = _job(model_dir, saved, data_dir), _text_calls(model_dir, saved, data_dir)
+        tagger = Tagger.load(model_dir)  # one load, so each head's decoders are traced once for both kinds of call
+        (job, expected), (calls, extracted) = _job(tagger, saved, data_dir), _text_calls(tagger, saved, data_dir)
         jobs[which] = ({**job, "calls": job["calls"] + calls}, expected, extracted)
     results = tag_fresh([job for job, _, _ in jobs.values()])
     out = {}

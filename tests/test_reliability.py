@@ -29,51 +29,50 @@ PAIR = dict(tasks=f"{TASK},Mangal-sutra", task_a="", mtl_mode="shared", epochs=1
             eval_every=4, patience=0)
 
 
-class Crash(Exception):
-    """Stands for the process dying at that point."""
+CRASHES = (1, 2, 3)  # the first evaluation's writes (best/ of both verticals, the history, last/) done before dying
 
 
 @pytest.fixture(scope="module")
-def whole(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The two-vertical run of PAIR, uninterrupted."""
-    out = tmp_path_factory.mktemp("whole") / "m"
-    train(smoke_params(data_dir, out, **PAIR))
-    return out
-
-
-@pytest.mark.parametrize("crash_before", range(1, 4))
-def test_a_crash_at_any_write_of_an_evaluation_resumes_to_the_same_run(
-        crash_before: int, data_dir: Path, whole: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The first evaluation writes best/ of both verticals, the history and last/; the process dies before the
-    second, third or fourth of those writes, and the rerun ends with the history and metrics of the uninterrupted
-    run."""
-    writes = []
+def whole(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[int, Path]]:
+    """The two-vertical run of PAIR, uninterrupted, and per k in CRASHES a copy of its model dir as the k-th write
+    of its first evaluation was about to start: what a process killed there leaves behind."""
+    root = tmp_path_factory.mktemp("whole")
+    out, writes, copies = root / "m", [], {}
     save, write = tf.train.CheckpointManager.save, hooks.write_json_atomic
 
-    def counted(what: str) -> None:
-        writes.append(what)
-        if len(writes) == crash_before + 1:
-            raise Crash(what)
+    def counted() -> None:
+        if len(writes) in CRASHES:
+            copies[len(writes)] = Path(shutil.copytree(out, root / f"crash{len(writes)}"))
+        writes.append(len(writes))
 
-    def crashing_save(self: tf.train.CheckpointManager, *args: object, **kwargs: object) -> str:
-        counted(self.directory)
+    def copying_save(self: tf.train.CheckpointManager, *args: object, **kwargs: object) -> str:
+        counted()
         return save(self, *args, **kwargs)
 
-    def crashing_write(path: Path, data: object) -> None:
+    def copying_write(path: Path, data: object) -> None:
         if path.name == "history.json":
-            counted(path.name)
+            counted()
         write(path, data)
 
-    monkeypatch.setattr(tf.train.CheckpointManager, "save", crashing_save)
-    monkeypatch.setattr(hooks, "write_json_atomic", crashing_write)
-    out = tmp_path / "m"
-    with pytest.raises(Crash):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tf.train.CheckpointManager, "save", copying_save)
+        patch.setattr(hooks, "write_json_atomic", copying_write)
         train(smoke_params(data_dir, out, **PAIR))
-    monkeypatch.undo()
-    assert len(writes) == crash_before + 1 <= 4, "the crash falls inside the first evaluation"
+    return out, copies
+
+
+@pytest.mark.parametrize("crash_before", CRASHES)
+def test_a_crash_at_any_write_of_an_evaluation_resumes_to_the_same_run(
+        crash_before: int, data_dir: Path, whole: tuple[Path, dict[int, Path]], tmp_path: Path) -> None:
+    """The first evaluation writes best/ of both verticals, the history and last/; the process dies after the
+    first, second or third of those writes, and the rerun ends with the history and metrics of the uninterrupted
+    run."""
+    out = Path(shutil.copytree(whole[1][crash_before], tmp_path / "m"))
+    assert not (out / "metrics.json").exists() and (out / "history.json").exists() == (crash_before == 3)
+    assert len(list(out.glob("best/*/checkpoint"))) == min(crash_before, 2), "the crash falls inside the evaluation"
     train(smoke_params(data_dir, out, **PAIR))
-    assert read_history(out) == read_history(whole)
-    assert (out / "metrics.json").read_text() == (whole / "metrics.json").read_text()
+    assert read_history(out) == read_history(whole[0])
+    assert (out / "metrics.json").read_text() == (whole[0] / "metrics.json").read_text()
 
 
 def _point_outside(state_file: Path, name: str) -> None:
@@ -285,11 +284,11 @@ def test_a_checkpoint_dir_linked_outside_the_model_dir_is_refused(linked: str, c
     assert _snapshot(tmp_path) == before
 
 
-def test_a_refused_resume_writes_nothing(whole: Path, data_dir: Path, tmp_path: Path) -> None:
+def test_a_refused_resume_writes_nothing(whole: tuple[Path, dict[int, Path]], data_dir: Path, tmp_path: Path) -> None:
     """params.json edited to coupled mode: the resume builds the shortlists and the coupler, then the last
     checkpoint (of a shared run) refuses to restore; no params.json, events file or shortlist/ is written."""
     d = tmp_path / "m"
-    shutil.copytree(whole, d)
+    shutil.copytree(whole[0], d)
     params = json.loads((d / "params.json").read_text())
     (d / "params.json").write_text(json.dumps({**params, "mtl_mode": "coupled"}))
     before = _snapshot(d)
