@@ -30,7 +30,7 @@ from absl import app, flags
 
 from experiments.common import command_line, mean_sd
 from mtl_tagger import cli
-from mtl_tagger.conll import chunks
+from mtl_tagger.conll import chunks, read_columns
 from mtl_tagger.corpus import load_task
 from mtl_tagger.metrics import evaluate_tags
 from mtl_tagger.tagger import Tagger
@@ -55,18 +55,6 @@ def value_kinds(tokens: Sequence[str], gold: Sequence[str], pred: Sequence[str],
                 else "other attribute" if over else "made up")
         out[kind, any(w not in seen for w in tokens[a:b])] += 1
     return out
-
-
-def read_output(path: Path) -> list[tuple[list[str], list[str], list[str]]]:
-    """Sentences of a `token<TAB>gold<TAB>predicted` file (experiments/crf_baseline.py's test output)."""
-    sentences, rows = [], []
-    for line in path.read_text(encoding="utf-8").splitlines() + [""]:
-        if line:
-            rows.append(line.split("\t"))
-        elif rows:
-            sentences.append(tuple(list(column) for column in zip(*rows)))
-            rows = []
-    return sentences
 
 
 def penalised(tagger: Tagger, task: str, seen: set[str]) -> tf.Variable:
@@ -151,7 +139,7 @@ def main(argv: list[str]) -> None:
         for r in runs:
             path = Path(FLAGS.crf_dir) / f"{r['task']}.test.conll"
             if r["task"] not in crf and path.is_file():
-                crf[r["task"]] = sum((value_kinds(*s, r["seen"]) for s in read_output(path)), Counter())
+                crf[r["task"]] = sum((value_kinds(*s, r["seen"]) for s in read_columns(path)), Counter())
     if crf:
         kinds.append(kinds_row(f"CRF ({', '.join(sorted(crf))})", crf.values(), 1))
     text = "\n".join(kinds) + "\n\n" + "\n".join(scores)

@@ -218,6 +218,25 @@ def read_conll(path: str | Path, strict_bio: bool = False, max_len: int | None =
     return sentences
 
 
+def read_columns(path: str | Path) -> list[tuple[list[str], ...]]:
+    """The sentences of a file write_conll wrote (predictions/<V>.test.conll: token, gold, predicted), each as its
+    columns; InputError naming the line where a row has another number of cells than its sentence's first."""
+    path = Path(path)
+    sentences, rows, first = [], [], 0
+    for lineno, line in enumerate(_decoded_lines(path) + [""], 1):
+        if not line.strip():
+            if rows:
+                sentences.append(tuple(list(column) for column in zip(*rows)))
+            rows = []
+            continue
+        cells = line.split("\t")
+        if rows and len(cells) != len(rows[0]):
+            raise InputError(f"{len(cells)} tab-separated cells where line {first} has {len(rows[0])}", path, lineno)
+        first = first if rows else lineno
+        rows.append(cells)
+    return sentences
+
+
 def write_conll(path: str | Path, columns: Iterable[Sequence[Sequence[str]]]) -> None:
     """Write sentences given as columns (tokens, gold[, pred]) as tab-joined rows, atomically.
 

@@ -168,8 +168,7 @@ class Tagger:
         for task in tasks:
             self.decoder(task, marginals=True)(batch, tf.constant([1.0], tf.float32))
             if self.snap_rule(task) is not None:
-                self._snapped[task] = max(self._snapped.get(task, 0), EAGER_SNAPS)  # a long run: traced from now
-                self._snap(task, [["."]], [np.zeros(1, np.int32)])
+                self._snap(task, [["."]], [np.zeros(1, np.int32)], traced=True)
 
     def tag(self, token_lists: Sequence[Sequence[str]], task: str, marginals: bool = True,
             temperature: float | Sequence[float] | None = None) -> tuple[list[list[str]], list[list]]:
@@ -248,16 +247,18 @@ class Tagger:
             confs.append((decoding.calibration.apply(conf) if decoding.calibration else conf).tolist())
         return tags, confs
 
-    def _snap(self, task: str, sentences: Sequence[Sequence[str]], ids: list[np.ndarray]) -> list[np.ndarray]:
+    def _snap(self, task: str, sentences: Sequence[Sequence[str]], ids: list[np.ndarray], traced: bool = False
+              ) -> list[np.ndarray]:
         """Each sentence's tag ids with known values snapped in (snap.py), EVAL_BATCH sentences at a time; as they
-        are where the rule does not apply. The first EAGER_SNAPS batches run eagerly, the rest traced (the same
-        ops either way), so a short command does not pay for tracing and a long one runs fast."""
+        are where the rule does not apply. The first EAGER_SNAPS batches run eagerly, the rest (or, with `traced`,
+        all from now on) traced: the same ops either way, so a short command does not pay for tracing and a long
+        one runs fast."""
         rule = self.snap_rule(task)
         if rule is None:
             return ids
         out = []
         for k in range(0, len(ids), EVAL_BATCH):
-            snap = self._snap_function(task, rule)
+            snap = self._snap_function(task, rule, traced)
             part, words = ids[k:k + EVAL_BATCH], sentences[k:k + EVAL_BATCH]
             width = max(1, max(len(x) for x in part))
             tokens = np.array([[t.encode("utf-8", "surrogatepass") for t in w] + [b""] * (width - len(w))
@@ -268,11 +269,12 @@ class Tagger:
             out += [row[:n] for row, n in zip(snapped, lengths)]
         return out
 
-    def _snap_function(self, task: str, rule: Snapper) -> Callable:
-        """The rule of `task` for its next batch: eager for the first EAGER_SNAPS batches, then traced once."""
+    def _snap_function(self, task: str, rule: Snapper, traced: bool = False) -> Callable:
+        """The rule of `task` for its next batch: eager for the first EAGER_SNAPS batches, then (or once `traced` is
+        asked for) traced, once."""
         self._snapped[task] = self._snapped.get(task, 0) + 1
         key = (task, "snap")
-        if self._snapped[task] > EAGER_SNAPS and key not in self._decoders:
+        if (traced or self._snapped[task] > EAGER_SNAPS) and key not in self._decoders:
             self._decoders[key] = tf.function(rule.__call__, autograph=False, input_signature=[
                 tf.TensorSpec([None, None], tf.string), tf.TensorSpec([None], tf.int32),
                 tf.TensorSpec([None, None], tf.int32)])

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from mtl_tagger import conll
-from mtl_tagger.conll import ReadStats, Sentence, chunks, read_conll, repair_bio, write_conll
+from mtl_tagger.conll import ReadStats, Sentence, chunks, read_columns, read_conll, repair_bio, write_conll
 from mtl_tagger.errors import InputError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "conll"
@@ -202,3 +202,12 @@ def test_repair_keeps_conlleval_chunks() -> None:
 def test_chunks_rejects_malformed_tag() -> None:
     with pytest.raises(ValueError, match="malformed"):
         chunks(["B-a", "X"])
+
+
+def test_columns_read_back_what_write_conll_wrote(tmp_path: Path) -> None:
+    sentences = [(["a", "b"], ["B-x", "O"], ["B-x", "I-x"]), (["c"], ["O"], ["O"])]
+    write_conll(tmp_path / "p.conll", sentences)
+    assert read_columns(tmp_path / "p.conll") == [tuple(list(c) for c in s) for s in sentences]
+    (tmp_path / "bad.conll").write_text("a\tO\tO\n\nb\tO\tO\nc\tO\n")
+    with pytest.raises(InputError, match=r"bad\.conll:4: 2 tab-separated cells where line 3 has 3"):
+        read_columns(tmp_path / "bad.conll")

@@ -17,7 +17,7 @@ from experiments.make_sweep import runs as sweep_runs
 from experiments.selection_rules import picked
 from experiments.small_data import subsample
 from experiments.tag_prior import HEADER, crf_row, rescored, rows
-from experiments.unseen_words import decoded, penalised, read_output, value_kinds
+from experiments.unseen_words import decoded, penalised, value_kinds
 from mtl_tagger.conll import read_conll
 from mtl_tagger.params import Params, read_flagfile
 from mtl_tagger.tagger import Tagger
@@ -238,9 +238,6 @@ def test_unseen_words_penalty_0_is_the_model(chain_epoch: Path, data_dir: Path, 
     delta.assign(1e4)
     for tokens, tags in zip(words, tagger.predict(words, "Chain x")):
         assert all(t == "O" for w, t in zip(tokens, tags) if w not in seen)
-    output = tmp_path / "out.conll"
-    output.write_text("a\tB-x\tB-x\nb\tO\tI-x\n\nc\tO\tO\n")
-    assert read_output(output) == [(["a", "b"], ["B-x", "O"], ["B-x", "I-x"]), (["c"], ["O"], ["O"])]
 
 
 def test_tag_prior_rows_average_per_seed_then_over_seeds() -> None:
