@@ -207,9 +207,9 @@ def model_split(tagger: object, batches: list[tuple[str, dict]]) -> float:
     for task, batch in batches:
         for marginals in (False, True):
             decode = tagger.decoder(task, marginals)
-            one = tf.ones([1] * decode.input_signature[-1].shape.rank)  # a vector of one (older code: a scalar)
-            start = time.perf_counter()
-            decode(batch, one) if marginals else decode(batch)
+            args = (batch, tf.ones([1] * decode.input_signature[1].shape.rank)) if marginals else (batch,)  # older
+            start = time.perf_counter()  # code's marginal decoder takes a scalar temperature, today's a vector of one
+            decode(*args)
             seconds[marginals] += time.perf_counter() - start
     return seconds[False] / seconds[True]
 

@@ -196,8 +196,10 @@ class Tagger:
             for s in range(0, len(tokens), step):
                 pieces.append(list(tokens[s:s + step]))
                 owner.append(i)
-        if temperature is not None and not (np.size(temperature) and np.all(np.asarray(temperature, np.float64) > 0)):
-            raise InputError(f"temperature={temperature}: must be positive, one or more (it divides the CRF's scores)")
+        if temperature is not None and not (np.size(temperature) and np.ndim(temperature) <= 1
+                                            and np.all(np.asarray(temperature, np.float64) > 0)):
+            raise InputError(f"temperature={temperature}: must be positive, one or a list of them (it divides the "
+                             "CRF's scores)")
         calibration = self.calibration.get(task) if temperature is None else None
         at = np.asarray(calibration.temperature if calibration else 1.0 if temperature is None else temperature,
                         np.float32)
@@ -207,8 +209,8 @@ class Tagger:
         def run(batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
             if not marginals:
                 return decode(batch).numpy(), None
-            ids, conf = decode(batch, temperatures)
-            return ids.numpy(), conf.numpy().reshape(at.shape + conf.shape[1:])
+            ids, conf = (x.numpy() for x in decode(batch, temperatures))
+            return ids, conf.reshape(at.shape + conf.shape[1:])
 
         batches = eval_batches(encode(pieces, self.vocab, self.params.max_word_len), EVAL_BATCH)
         queued = {k: decoding_threads().submit(run, batches[k][1])

@@ -17,7 +17,7 @@ from mtl_tagger.train import train
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = read_flagfile(REPO / "flags" / "smoke.cfg")
 # The scripts of experiments/ are run on the current stack (the default for new work), so their tests run there
-# alone: the README's test command runs both stacks at once on two cores and must stay within its time.
+# alone: the README's test command runs both stacks' suites at once on two cores, and CI gives it 20 minutes.
 experiments_stack = pytest.mark.skipif(installed_version("keras").startswith("2."),
                                        reason="experiments/ run on the current stack (Keras 3)")
 CHAIN_FLAGS = ("--flagfile=flags/smoke.cfg", "--task_a=Chain x", "--epochs=3")  # train flags of `chain_model`

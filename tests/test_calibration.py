@@ -57,7 +57,7 @@ def test_marginals_at_many_temperatures_equal_one_temperature_at_a_time(chain_mo
     grid = calibration.TEMPERATURES[::6]
     tags, at_once = tagger.tag(tokens, TASK, temperature=grid)
     assert at_once[-1] == [[]] * len(grid)
-    for bad in (0.0, [1.0, -2.0], []):
+    for bad in (0.0, [1.0, -2.0], [], [[1.0, 2.0]]):
         with pytest.raises(InputError, match="must be positive"):
             tagger.tag(tokens, TASK, temperature=bad)
     for k, t in enumerate(grid):

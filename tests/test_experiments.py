@@ -222,7 +222,7 @@ def test_unseen_words_kinds_of_values() -> None:
     assert value_kinds(tokens, gold, gold, seen=set()) == {("true", True): 2}
 
 
-def test_unseen_words_penalty_0_is_the_model(chain_epoch: Path, data_dir: Path, tmp_path: Path) -> None:
+def test_unseen_words_penalty_0_is_the_model(chain_epoch: Path, data_dir: Path) -> None:
     """At δ = 0 the model decodes as it was selected; a huge δ leaves no value at an unseen word."""
     [run] = decoded(str(chain_epoch), [0.0, 1e4])
     metrics = json.loads((chain_epoch / "metrics.json").read_text())["Chain x"]
@@ -341,7 +341,6 @@ _SCRIPT_FLAGS = """
 import importlib, json, pathlib
 import tensorflow
 from absl import app, flags
-
 library = set(flags.FLAGS)  # what absl and TensorFlow define, before any script is imported
 modules = [p.stem for p in sorted(pathlib.Path("experiments").glob("*.py")) if p.stem != "__init__"]
 loaded = {}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import experiments_stack, run_cli
 from datagen import make_data_dir
 from scipy.stats import spearmanr
 
@@ -108,6 +108,7 @@ def test_a_vertical_is_ranked_from_its_train_conll_alone(verticals: Path, tmp_pa
     assert [r.lender for r in ranking] == ["Mangal-sutra", "Shirt"]
 
 
+@experiments_stack
 def test_spearman_equals_scipy() -> None:
     x, y = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0], [2.0, 7.0, 1.0, 8.0, 2.0, 8.0]
     assert spearman(x, y) == pytest.approx(spearmanr(x, y).statistic, abs=1e-12)
@@ -124,6 +125,7 @@ def _result(root: Path, name: str, tasks: str, mode: str, seed: int, f1: dict[st
     (root / f"{name}.json").write_text(json.dumps(record))
 
 
+@experiments_stack
 def test_validation_on_synthetic_results(verticals: Path, tmp_path: Path) -> None:
     res = tmp_path / "res"
     res.mkdir()

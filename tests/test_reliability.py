@@ -34,16 +34,18 @@ CRASHES = (1, 2, 3)  # the first evaluation's writes (best/ of both verticals, t
 
 @pytest.fixture(scope="module")
 def whole(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[int, Path]]:
-    """The two-vertical run of PAIR, uninterrupted, and per k in CRASHES a copy of its model dir as the k-th write
-    of its first evaluation was about to start: what a process killed there leaves behind."""
+    """The two-vertical run of PAIR, uninterrupted, and per k in CRASHES a copy of its model dir taken after the
+    first k writes of its first evaluation, as the next began: what a process killed there leaves behind."""
     root = tmp_path_factory.mktemp("whole")
-    out, writes, copies = root / "m", [], {}
+    out, copies = root / "m", {}
+    writes = 0
     save, write = tf.train.CheckpointManager.save, hooks.write_json_atomic
 
     def counted() -> None:
-        if len(writes) in CRASHES:
-            copies[len(writes)] = Path(shutil.copytree(out, root / f"crash{len(writes)}"))
-        writes.append(len(writes))
+        nonlocal writes
+        if writes in CRASHES:
+            copies[writes] = Path(shutil.copytree(out, root / f"crash{writes}"))
+        writes += 1
 
     def copying_save(self: tf.train.CheckpointManager, *args: object, **kwargs: object) -> str:
         counted()
