@@ -1,10 +1,10 @@
 """Where the tagger's false values sit, beside the feature CRF's: each test value told apart by whether it holds a
 word its vertical's training split never has, and each false one by kind; then the models decoded with a penalty on
-values at such words.
+values at such words, or with a confidence floor for them.
 
     python -m experiments.unseen_words --group='random embeddings=runs/small_data/snap.rand50.*' \
         --group='in-domain vectors=runs/small_data/snap.glove50.*' \
-        --crf_dir=experiments/results/small_data_cut/crf_n50 [--penalties=0,0.5,1,2,3] \
+        --crf_dir=experiments/results/small_data_cut/crf_n50 [--penalties=0,0.5,1,2,3] [--floors=0.3,0.5,0.7,0.9] \
         [--out=experiments/results/unseen_words/n50.md]
 
 Each group is a glob of single-task model dirs; each is decoded on its dev and test splits as it decodes (its own
@@ -15,8 +15,10 @@ up when it overlaps none. The CRF's counts come from its test output (`<crf_dir>
 experiments/crf_baseline.py on the same subsamples), with the same training split.
 
 The penalty δ is subtracted from every tag's emission score but O's at unseen words before decoding: a model that
-trusts what it guesses there less. It is measured here, not a decoding option of the package; the weight to adopt
-would be read off dev.
+trusts what it guesses there less. The floor instead drops, after decoding, each value that holds an unseen word
+and whose calibrated confidence (its tokens' smallest, as extract reports it) is below the floor: `--min_confidence`
+for these values alone, where the false ones gather. Both are measured here, not decoding options of the package; a
+setting to adopt would be read off dev.
 """
 import datetime
 import glob
@@ -33,7 +35,7 @@ from mtl_tagger import cli
 from mtl_tagger.conll import chunks, read_columns
 from mtl_tagger.corpus import load_task
 from mtl_tagger.metrics import evaluate_tags
-from mtl_tagger.tagger import Tagger
+from mtl_tagger.tagger import Tagger, scored_chunks
 
 FLAGS = flags.FLAGS
 
@@ -43,6 +45,7 @@ COLUMNS = (("dev", "macro_f1"), ("dev", "entity_f1"), ("test", "entity_precision
 NAMES = {"macro_f1": "macro-F1", "entity_f1": "entity-F1", "entity_precision": "entity precision",
          "entity_recall": "entity recall"}
 Counts = Counter  # (kind, unseen: bool) -> values
+PENALTY, FLOOR = "penalty δ", "floor"  # the two decoding levers, as the score table names them
 
 
 def value_kinds(tokens: Sequence[str], gold: Sequence[str], pred: Sequence[str], seen: set[str]) -> Counts:
@@ -54,6 +57,16 @@ def value_kinds(tokens: Sequence[str], gold: Sequence[str], pred: Sequence[str],
         kind = ("true" if (attr, a, b) in gold_values else "boundary" if any(g[0] == attr for g in over)
                 else "other attribute" if over else "made up")
         out[kind, any(w not in seen for w in tokens[a:b])] += 1
+    return out
+
+
+def floored(tokens: Sequence[str], tags: Sequence[str], confidence: Sequence[float], seen: set[str], floor: float
+            ) -> list[str]:
+    """The tags with every value that holds an unseen word and whose confidence is below `floor` turned to O."""
+    out = list(tags)
+    for _, a, b, least in scored_chunks(tags, confidence):
+        if least < floor and any(w not in seen for w in tokens[a:b]):
+            out[a:b] = ["O"] * (b - a)
     return out
 
 
@@ -74,9 +87,9 @@ def penalised(tagger: Tagger, task: str, seen: set[str]) -> tf.Variable:
     return delta
 
 
-def decoded(model_dir: str, penalties: list[float]) -> list[dict]:
+def decoded(model_dir: str, penalties: list[float], floors: Sequence[float] = ()) -> list[dict]:
     """Per vertical of the model: its seed, the training split's words, its test output at penalty 0 counted by
-    value_kinds, and per penalty each split's metrics."""
+    value_kinds, and per ("penalty δ", δ) and ("floor", floor) each split's metrics."""
     tagger = Tagger.load(model_dir)
     p = tagger.params
     out = []
@@ -87,14 +100,21 @@ def decoded(model_dir: str, penalties: list[float]) -> list[dict]:
         run: dict = {"task": task, "seed": p.seed, "seen": seen, "metrics": {}}
         for d in penalties:
             delta.assign(d)
-            run["metrics"][d] = {}
+            run["metrics"][PENALTY, d] = {}
             for split in ("dev", "test"):
                 sentences = getattr(data, split)
                 pred = tagger.predict([s.tokens for s in sentences], task)
-                run["metrics"][d][split] = evaluate_tags([s.tags for s in sentences], pred)
+                run["metrics"][PENALTY, d][split] = evaluate_tags([s.tags for s in sentences], pred)
                 if split == "test" and d == 0:
                     run["kinds"] = sum((value_kinds(s.tokens, s.tags, t, seen) for s, t in zip(sentences, pred)),
                                        Counter())
+        delta.assign(0.0)
+        for split in ("dev", "test") if floors else ():
+            sentences = getattr(data, split)
+            tags, confidence = tagger.tag([s.tokens for s in sentences], task)
+            for f in floors:
+                pred = [floored(s.tokens, t, c, seen, f) for s, t, c in zip(sentences, tags, confidence)]
+                run["metrics"].setdefault((FLOOR, f), {})[split] = evaluate_tags([s.tags for s in sentences], pred)
         out.append(run)
     return out
 
@@ -110,32 +130,34 @@ def kinds_row(label: str, counts: Iterable[Counts], runs_per_count: int) -> str:
     return f"| {label} | " + " | ".join(cells) + " |"
 
 
-def penalty_rows(label: str, runs: list[dict], penalties: list[float]) -> list[str]:
-    """Markdown rows of one group: per penalty the COLUMNS' metrics, mean over the verticals and seeds ± std of the
-    per-seed means."""
+def score_rows(label: str, runs: list[dict], settings: Sequence[tuple[str, float]]) -> list[str]:
+    """Markdown rows of one group: per decoding setting (PENALTY or FLOOR, value) the COLUMNS' metrics, mean over the
+    verticals and seeds ± std of the per-seed means."""
     seeds = sorted({r["seed"] for r in runs})
-    return [f"| {label} | {d:g} | " + " | ".join(
-        mean_sd([statistics.mean(r["metrics"][d][split][key] for r in runs if r["seed"] == s) for s in seeds])
-        for split, key in COLUMNS) + " |" for d in penalties]
+    return [f"| {label} | {lever} {v:g} | " + " | ".join(
+        mean_sd([statistics.mean(r["metrics"][lever, v][split][key] for r in runs if r["seed"] == s) for s in seeds])
+        for split, key in COLUMNS) + " |" for lever, v in settings]
 
 
 def main(argv: list[str]) -> None:
-    """Decode every group at every penalty, count the CRF's values alike, and print (and with --out write) both
-    tables."""
+    """Decode every group at every penalty and floor, count the CRF's values alike, and print (and with --out write)
+    both tables."""
     penalties = sorted({0.0, *(float(d) for d in FLAGS.penalties)})
+    floors = sorted(float(f) for f in FLAGS.floors if float(f) > 0)  # floor 0 is penalty 0: the model as it is
+    settings = [(PENALTY, d) for d in penalties] + [(FLOOR, f) for f in floors]
     kinds = ["| values of | " + " | ".join(f"{k} (seen / unseen)" for k in KINDS)
              + " | precision, all words seen | precision, an unseen word |", "|---|" + "---:|" * (len(KINDS) + 2)]
-    scores = ["| models | penalty δ | " + " | ".join(f"{split} {NAMES[key]}" for split, key in COLUMNS) + " |",
-              "|---|---:|" + "---:|" * len(COLUMNS)]
+    scores = ["| models | decoding | " + " | ".join(f"{split} {NAMES[key]}" for split, key in COLUMNS) + " |",
+              "|---|---|" + "---:|" * len(COLUMNS)]
     crf: dict[str, Counts] = {}
     for spec in FLAGS.group:
         label, sep, pattern = spec.partition("=")
-        runs = [r for d in sorted(glob.glob(pattern)) if not d.endswith(".log") for r in decoded(d, penalties)]
+        runs = [r for d in sorted(glob.glob(pattern)) if not d.endswith(".log") for r in decoded(d, penalties, floors)]
         if not sep or not runs:
             raise app.UsageError(f"--group={spec}: give label=glob matching trained model dirs")
         seeds = len({r["seed"] for r in runs})
         kinds.append(kinds_row(f"{label} ({len(runs)} vertical runs, per seed)", (r["kinds"] for r in runs), seeds))
-        scores += penalty_rows(f"{label} ({len(runs)} vertical runs)", runs, penalties)
+        scores += score_rows(f"{label} ({len(runs)} vertical runs)", runs, settings)
         for r in runs:
             path = Path(FLAGS.crf_dir) / f"{r['task']}.test.conll"
             if r["task"] not in crf and path.is_file():
@@ -147,12 +169,13 @@ def main(argv: list[str]) -> None:
     if FLAGS.out:
         Path(FLAGS.out).parent.mkdir(parents=True, exist_ok=True)
         Path(FLAGS.out).write_text(
-            "# Values at words the training split never has, and a penalty on them\n\n"
+            "# Values at words the training split never has, and a penalty or a confidence floor on them\n\n"
             "Test values by kind (see experiments/unseen_words.py: true; false at other boundaries of a gold value of "
             "its attribute; false on a value of another attribute; made up where no gold value is), each as values "
             "whose words all occur in the vertical's training split / values holding a word it never has, per "
             "model run (the tagger's summed over verticals and averaged over seeds); then the models decoded with "
-            "δ subtracted from every tag's score but O's at those words (percent, mean over vertical runs ± std over "
+            "δ subtracted from every tag's score but O's at those words, or with each value that holds such a word "
+            "dropped where its calibrated confidence is below the floor (percent, mean over vertical runs ± std over "
             f"seeds' means). Written {datetime.date.today().isoformat()} by "
             f"`{command_line('experiments.unseen_words')}`.\n\n{text}\n", encoding="utf-8")
 
@@ -161,6 +184,7 @@ def define_flags() -> None:
     """The script's flags (defined when run as a program, so tests can import its functions)."""
     flags.DEFINE_multi_string("group", None, "label=glob of single-task model dirs.")
     flags.DEFINE_list("penalties", ["0", "0.5", "1", "2", "3"], "Penalties δ to decode with (0 is always in).")
+    flags.DEFINE_list("floors", ["0.3", "0.5", "0.7", "0.9"], "Confidence floors for values that hold an unseen word.")
     flags.DEFINE_string("crf_dir", None, "The CRF baseline's results on the same subsamples (<vertical>.test.conll).")
     flags.DEFINE_string("out", None, "Also write the tables (with the command and date) to this markdown file.")
     flags.mark_flag_as_required("group")
