@@ -4,12 +4,13 @@
 
 Every run of the small-data protocol (experiments/small_data.py, whose model dirs are under --runs_dir) is decoded
 on its vertical's dev and test splits with its raw confidence (the smallest CRF marginal of a value's tokens); each
-calibration method is fitted per run on its dev values (mtl_tagger.calibration: temperature, platt; and isotonic
-regression of the value-level score, and temperature scaling allowed to sharpen (T < 1), for comparison only) and
-applied to its test values. Decoded values never
-change. The table pools the test values of each size and embedding condition (and of all) and gives the ECE (10
-equal-width bins) and the log loss of the raw and of each calibrated confidence, and the mean over runs of each run's
-own ECE.
+calibration method is fitted per run on its dev values (mtl_tagger.calibration: temperature, platt, each alone and
+with the second map of values that hold a word no training sentence has; and isotonic regression of the value-level
+score, and temperature scaling allowed to sharpen (T < 1), for comparison only) and applied to its test values.
+Decoded values never change. The table pools the test values of each size and embedding condition (and of all) and
+gives the ECE (10 equal-width bins) and the log loss of the raw and of each calibrated confidence, and the mean over
+runs of each run's own ECE; then the same for the values that hold an unseen word alone. `--variants` keeps the runs
+of those variants (experiments.small_data's labels) of a results dir that holds several.
 """
 import datetime
 import statistics
@@ -26,47 +27,69 @@ from mtl_tagger.corpus import load_task
 from mtl_tagger.tagger import Tagger
 
 FLAGS = flags.FLAGS
-METHODS = ("raw", *calibration.METHODS, "sharpening", "isotonic")
+SECOND = " + unseen"  # a method with the second map, of values that hold an unseen word
+METHODS = ("raw", *(m + s for m in calibration.METHODS for s in ("", SECOND)), "sharpening", "isotonic")
 SHARPENING = np.geomspace(0.5, 64.0, 29)  # temperature scaling's grid with T < 1 allowed, as Guo et al. fit it
+Outcomes = tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]  # method → confidences; right; unseen
 
 
-def run_outcomes(model_dir: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """method → the run's test values' (confidence, right), each calibrated on the run's dev values."""
+def training_words(tagger: Tagger, data: dict) -> None:
+    """Tell the vocabulary of a model written before it said so how many of its words the training splits hold
+    (Vocab.build puts them first): the second map needs it."""
+    if tagger.vocab.train_words is None:
+        words = {w for split in data.values() for s in split.train for w in s.tokens}
+        if set(tagger.vocab.words[2:2 + len(words)]) != words:
+            raise SystemExit(f"error: {tagger.params.data_dir}: the model's vocabulary does not begin with the words "
+                             "of its training splits")
+        tagger.vocab.train_words = len(words)
+
+
+def run_outcomes(model_dir: Path) -> Outcomes:
+    """The run's test values: per method their confidence, calibrated on the run's dev values; whether each is right
+    and whether it holds an unseen word."""
     tagger = Tagger.load(model_dir, calibrated=False)
     task = tagger.tasks[0]
     p = tagger.params
     data = load_task(p.data_dir, task, p.strict_bio, p.max_len)
-    dev_raw, dev_right = calibration.outcomes(tagger, data.dev, task)
-    test_raw, test_right = calibration.outcomes(tagger, data.test, task)
-    out = {"raw": (test_raw, test_right)}
+    training_words(tagger, {task: data})
+    dev_raw, dev_right, _ = calibration.outcomes(tagger, data.dev, task)
+    test_raw, test_right, test_unseen = calibration.outcomes(tagger, data.test, task)
+    out = {"raw": test_raw}
     for method in calibration.METHODS:
-        fitted = calibration.fit(tagger, data.dev, task, method)
-        out[method] = calibration.confidences(tagger, data.test, task, fitted)
-    fitted = calibration.fit(tagger, data.dev, task, "temperature", SHARPENING)
-    out["sharpening"] = calibration.confidences(tagger, data.test, task, fitted)
+        for second in (False, True):
+            fitted = calibration.fit(tagger, data.dev, task, method, second=second)
+            out[method + (SECOND if second else "")] = calibration.confidences(tagger, data.test, task, fitted)[0]
+    fitted = calibration.fit(tagger, data.dev, task, "temperature", SHARPENING, second=False)
+    out["sharpening"] = calibration.confidences(tagger, data.test, task, fitted)[0]
     isotonic = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip", increasing=True)
     if len(dev_raw):
         isotonic.fit(dev_raw, dev_right.astype(float))
-        out["isotonic"] = (isotonic.predict(test_raw) if len(test_raw) else test_raw, test_right)
+        out["isotonic"] = isotonic.predict(test_raw) if len(test_raw) else test_raw
     else:
-        out["isotonic"] = (test_raw, test_right)
-    return out
+        out["isotonic"] = test_raw
+    return out, test_right, test_unseen
+
+
+def rows(key: str, outcomes: list[Outcomes], unseen: bool) -> str:
+    """The table's row of one group of runs: every value, or (`unseen`) those that hold an unseen word alone."""
+    picked = [(o, r, u if unseen else np.ones(len(r), bool)) for o, r, u in outcomes]
+    pooled = {m: (np.concatenate([o[m][k] for o, _, k in picked]), np.concatenate([r[k] for _, r, k in picked]))
+              for m in METHODS}
+    runs = [{m: (o[m][k], r[k]) for m in METHODS} for o, r, k in picked if k.any()]
+    return (f"| {key}{', at an unseen word' if unseen else ''} | {len(pooled['raw'][0])} | "
+            + " | ".join(f"{calibration.ece(*pooled[m]):.3f}" for m in METHODS) + " | "
+            + " | ".join(f"{calibration.log_loss(*pooled[m]):.3f}" for m in METHODS) + " | "
+            + " | ".join(f"{statistics.mean(calibration.ece(*run[m]) for run in runs):.3f}" if runs else "–"
+                         for m in METHODS) + " |")
 
 
 def main(argv: list[str]) -> None:
     """Score every finished protocol run and write the table."""
-    runs, groups = scored_runs(run_outcomes, Path(FLAGS.results_dir), Path(FLAGS.runs_dir))
+    runs, groups = scored_runs(run_outcomes, Path(FLAGS.results_dir), Path(FLAGS.runs_dir), FLAGS.variants)
     lines = ["| test values of | values | " + " | ".join(f"ECE {m}" for m in METHODS) + " | "
              + " | ".join(f"log loss {m}" for m in METHODS) + " | " + " | ".join(f"mean run ECE {m}" for m in METHODS)
              + " |", "|---|---:|" + "---:|" * (3 * len(METHODS))]
-    for key, outcomes in groups.items():
-        pooled = {m: (np.concatenate([o[m][0] for o in outcomes]), np.concatenate([o[m][1] for o in outcomes]))
-                  for m in METHODS}
-        lines.append(f"| {key} | {len(pooled['raw'][0])} | "
-                     + " | ".join(f"{calibration.ece(*pooled[m]):.3f}" for m in METHODS) + " | "
-                     + " | ".join(f"{calibration.log_loss(*pooled[m]):.3f}" for m in METHODS) + " | "
-                     + " | ".join(f"{statistics.mean(calibration.ece(*o[m]) for o in outcomes):.3f}"
-                                  for m in METHODS) + " |")
+    lines += [rows(key, outcomes, unseen) for unseen in (False, True) for key, outcomes in groups.items()]
     text = "\n".join([
         "# Calibration of confidence on small dev splits", "",
         f"The {runs} runs of the small-data protocol ({FLAGS.results_dir}): each method fitted on the run's "
@@ -79,6 +102,8 @@ def main(argv: list[str]) -> None:
 def define_flags() -> None:
     """The script's flags: the small-data protocol's (listed by --helpshort as this script's) and the table."""
     define_scoring_flags("experiments/results/calibration.md")
+    flags.DEFINE_list("variants", [], "Only the runs of these variants (experiments.small_data's --variant labels; "
+                                      "empty: every run of --results_dir).")
     flags.adopt_module_key_flags(common)
 
 

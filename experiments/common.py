@@ -204,12 +204,14 @@ def best_pair(runs: Runs, mode: str, vertical: str, on: str) -> str | None:
     return max(sorted(cands), key=lambda pair: statistics.mean(r["m"][key] for r in cands[pair]))
 
 
-def scored_runs(score: Callable[[Path], T], results_dir: Path, runs_dir: Path) -> tuple[int, dict[str, list[T]]]:
-    """`score` of the model dir of every finished run of the small-data protocol (experiments.small_data), grouped by
-    '<size> <condition>', then 'all <condition>' and 'all', in that order; and how many runs there were. For the
-    studies that decode them."""
+def scored_runs(score: Callable[[Path], T], results_dir: Path, runs_dir: Path, variants: Sequence[str] = ()
+                ) -> tuple[int, dict[str, list[T]]]:
+    """`score` of the model dir of every finished run of the small-data protocol (experiments.small_data), or of
+    those of `variants` alone, grouped by '<size> <condition>', then 'all <condition>' and 'all', in that order; and
+    how many runs there were. For the studies that decode them."""
     groups: dict[str, list[T]] = defaultdict(list)
-    results = sorted(results_dir.glob("*.s[0-9]*.json"))
+    results = [path for path in sorted(results_dir.glob("*.s[0-9]*.json"))
+               if not variants or path.name.split(".")[0] in variants]
     for path in results:
         result = read_result(path)
         label = result["variant"]

@@ -11,6 +11,11 @@ extracted nor their order:
 - platt: σ(a · logit(c) + b) of the raw confidence c, a > 0, fitted by the dev values' log loss; applied per
   token it gives the same value confidence, since an increasing map commutes with the minimum over tokens.
 
+Values that hold a word of no training sentence are right far less often than others of the same confidence: there
+the model guesses from context. So, where the model's vocabulary says which words its training splits hold, a
+second map, min(c, σ(a′ · logit(c) + b′)), is fitted on those dev values alone (after the first map) and applied to
+their tokens: it may lower their confidence, never raise it, and leaves every other value's as it was.
+
 A value is right when a gold value has the same attribute and the same tokens (conlleval's exact match).
 Expected calibration error (ECE): 10 equal-width bins of confidence, Σ (values in bin / values) × |precision −
 mean confidence| over the bins.
@@ -18,7 +23,7 @@ mean confidence| over the bins.
 import io
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,6 +59,26 @@ def value_outcomes(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
             confidence.append(min(c[value[1]:value[2]]))
             right.append(value in truth)
     return np.array(confidence, np.float64), np.array(right, bool)
+
+
+def tag_structure(tags: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """What conll.chunks reads in tags: per tag, its attribute's number (-1 for O) and whether it is an I- tag."""
+    numbers: dict[str, int] = {}
+    attribute = [-1 if t == "O" else numbers.setdefault(t[2:], len(numbers)) for t in tags]
+    return np.array(attribute, np.int64), np.array([t.startswith("I-") for t in tags], bool)
+
+
+def in_unseen_values(attribute: np.ndarray, inner: np.ndarray, trained: np.ndarray) -> np.ndarray:
+    """Per token, whether it is in a value that holds a word no training sentence has (`trained`: per token). The
+    values are conll.chunks' of tags given as `tag_structure` gives them; array operations, as the SavedModel runs
+    them, since this runs on every sentence the tagger decodes."""
+    inside = attribute >= 0
+    if np.all(trained) or not inside.any():
+        return np.zeros(len(attribute), bool)
+    before = np.concatenate([[-1], attribute[:-1]])
+    value = np.cumsum(inside & ~(inner & (attribute == before))) - 1  # I-x after x continues the value
+    holds = np.bincount(value[inside & ~trained], minlength=value[-1] + 1)
+    return inside & (holds[np.maximum(value, 0)] > 0)
 
 
 def bins(confidence: np.ndarray, right: np.ndarray, count: int = BINS) -> list[dict]:
@@ -136,16 +161,23 @@ class Calibration:
     a: float = 1.0
     b: float = 0.0
     dev_values: int = 0
+    unseen_a: float = 1.0  # the second map, of values that hold a word no training sentence has
+    unseen_b: float = 0.0
+    unseen_values: int = 0  # the dev values it was fitted on; 0: none, no second map
 
-    def apply(self, confidence: np.ndarray) -> np.ndarray:
+    def apply(self, confidence: np.ndarray, unseen: np.ndarray | None = None) -> np.ndarray:
         """The calibrated confidence of raw ones (temperature acts inside the CRF: its confidences come in
-        calibrated already)."""
-        return platt(confidence, self.a, self.b) if self.method == "platt" else confidence
+        calibrated already); `unseen`: where the second map applies (in_unseen_values), if it was fitted."""
+        c = platt(confidence, self.a, self.b) if self.method == "platt" else confidence
+        if unseen is None or not self.unseen_values:
+            return c
+        return np.where(unseen, np.minimum(c, platt(c, self.unseen_a, self.unseen_b)), c)
 
     def to_json(self) -> dict:
         """What calibration.json holds for the vertical."""
         return {"method": self.method, "temperature": self.temperature, "a": self.a, "b": self.b,
-                "dev_values": self.dev_values}
+                "dev_values": self.dev_values, "unseen_a": self.unseen_a, "unseen_b": self.unseen_b,
+                "unseen_values": self.unseen_values}
 
 
 def reliability_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str) -> bytes | None:
@@ -183,31 +215,42 @@ def read_calibration(model_dir: str | Path, tasks: Sequence[str]) -> dict[str, C
     if not path.is_file():
         return None
     data = read_json(path)
+
+    def number(c: dict, key: str) -> bool:
+        return isinstance(c.get(key), (int, float)) and math.isfinite(c[key])
+
     if not isinstance(data, dict) or set(data) - set(tasks) or not all(
-            isinstance(c, dict) and c.get("method") in METHODS
-            and all(isinstance(c.get(k), (int, float)) and math.isfinite(c[k]) for k in ("temperature", "a", "b"))
-            and c["temperature"] > 0 and c["a"] > 0 and isinstance(c.get("dev_values"), int) for c in data.values()):
+            isinstance(c, dict) and c.get("method") in METHODS and set(c) <= {*Calibration.__dataclass_fields__}
+            and all(number(c, k) for k in ("temperature", "a", "b"))
+            and all(number(c, k) for k in ("unseen_a", "unseen_b") if k in c)  # files before the second map lack them
+            and c["temperature"] > 0 and c["a"] > 0 and c.get("unseen_a", 1.0) > 0
+            and isinstance(c.get("dev_values"), int) and isinstance(c.get("unseen_values", 0), int)
+            for c in data.values()):
         raise InputError(f"damaged calibration: expected each vertical's method ({', '.join(METHODS)}) with a positive "
-                         "temperature and a, and b; calibrate again with python -m mtl_tagger.calibration", path)
+                         "temperature and a, b and dev_values (and, where given, a positive unseen_a, unseen_b and "
+                         "unseen_values); calibrate again with python -m mtl_tagger.calibration", path)
     return {task: Calibration(**c) for task, c in data.items()}
 
 
 def outcomes_at(tagger: "Tagger", sentences: Sequence[Sentence], task: str, temperatures: Sequence[float]
-                ) -> tuple[list[np.ndarray], np.ndarray]:
+                ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """The raw confidence at each temperature of every value the tagger extracts from gold sentences (one pass of
-    the network: the values are the same at any temperature), and whether each is right."""
+    the network: the values are the same at any temperature), whether each is right, and whether it holds a word no
+    training sentence has (never, where the model's vocabulary does not say)."""
     tags, confidence = tagger.tag([s.tokens for s in sentences], task, temperature=[float(t) for t in temperatures])
     gold = [s.tags for s in sentences]
     scored = [value_outcomes(gold, tags, [c[k] for c in confidence]) for k in range(len(temperatures))]
-    return [raw for raw, _ in scored], scored[0][1]
+    unseen = [in_unseen_values(*tag_structure(t), tagger.vocab.trained(s.tokens)) for s, t in zip(sentences, tags)]
+    return [raw for raw, _ in scored], scored[0][1], np.array(
+        [u[a] for t, u in zip(tags, unseen) for _, a, _ in chunks(t)], bool)
 
 
 def outcomes(tagger: "Tagger", sentences: Sequence[Sentence], task: str, temperature: float = 1.0
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """The raw confidence (at `temperature`) of every value the tagger extracts from gold sentences, and whether
-    it is right."""
-    raw, right = outcomes_at(tagger, sentences, task, [temperature])
-    return raw[0], right
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The raw confidence (at `temperature`) of every value the tagger extracts from gold sentences, whether it
+    is right and whether it holds an unseen word (outcomes_at)."""
+    raw, right, unseen = outcomes_at(tagger, sentences, task, [temperature])
+    return raw[0], right, unseen
 
 
 def searched(method: str, grid: Sequence[float] = TEMPERATURES) -> list[float]:
@@ -216,31 +259,40 @@ def searched(method: str, grid: Sequence[float] = TEMPERATURES) -> list[float]:
     return [float(t) for t in grid] if method == "temperature" else [1.0]
 
 
-def fit_outcomes(method: str, raw: Sequence[np.ndarray], right: np.ndarray, temperatures: Sequence[float]
-                 ) -> Calibration:
+def fit_outcomes(method: str, raw: Sequence[np.ndarray], right: np.ndarray, temperatures: Sequence[float],
+                 unseen: np.ndarray | None = None) -> Calibration:
     """One vertical's map from its dev values' raw confidences at each of `searched(method)`'s `temperatures`
-    (outcomes_at) and whether each is right: the identity when there is no value to fit on."""
+    (outcomes_at) and whether each is right: the identity when there is no value to fit on. With `unseen` (per
+    value, outcomes_at), the second map is fitted on the values it marks, as the first map leaves them."""
     if not len(right):
         return Calibration(method)
     if method == "platt":
         a, b = fit_platt(raw[0], right)
-        return Calibration("platt", a=a, b=b, dev_values=len(right))
-    return Calibration("temperature", temperature=fit_temperature(raw, right, np.asarray(temperatures)),
-                       dev_values=len(right))
+        fitted = Calibration("platt", a=a, b=b, dev_values=len(right))
+    else:
+        fitted = Calibration("temperature", temperature=fit_temperature(raw, right, np.asarray(temperatures)),
+                             dev_values=len(right))
+    if unseen is None or not unseen.any():
+        return fitted
+    first = fitted.apply(raw[list(temperatures).index(fitted.temperature)])[unseen]
+    a, b = fit_platt(first, right[unseen])
+    return replace(fitted, unseen_a=a, unseen_b=b, unseen_values=int(unseen.sum()))
 
 
-def fit(tagger: "Tagger", sentences: Sequence[Sentence], task: str, method: str, grid: np.ndarray = TEMPERATURES
-        ) -> Calibration:
-    """One vertical's map, fitted on its dev sentences; `grid`: the temperatures to choose from."""
+def fit(tagger: "Tagger", sentences: Sequence[Sentence], task: str, method: str, grid: np.ndarray = TEMPERATURES,
+        second: bool = True) -> Calibration:
+    """One vertical's map, fitted on its dev sentences; `grid`: the temperatures to choose from; `second`: with the
+    second map of values that hold an unseen word."""
     temperatures = searched(method, grid)
-    return fit_outcomes(method, *outcomes_at(tagger, sentences, task, temperatures), temperatures)
+    raw, right, unseen = outcomes_at(tagger, sentences, task, temperatures)
+    return fit_outcomes(method, raw, right, temperatures, unseen if second else None)
 
 
 def confidences(tagger: "Tagger", sentences: Sequence[Sentence], task: str, calibration: Calibration
                 ) -> tuple[np.ndarray, np.ndarray]:
     """`outcomes` with the confidences calibrated by `calibration`."""
-    raw, right = outcomes(tagger, sentences, task, calibration.temperature)
-    return calibration.apply(raw), right
+    raw, right, unseen = outcomes(tagger, sentences, task, calibration.temperature)
+    return calibration.apply(raw, unseen), right
 
 
 def calibrate(model_dir: str | Path, method: str, dev: dict[str, Sequence[Sentence]],
@@ -266,16 +318,18 @@ def calibrate(model_dir: str | Path, method: str, dev: dict[str, Sequence[Senten
     temperatures = searched(method)  # from 1: the raw confidences before calibration are among them
     for task in tagger.tasks:
         select(task)
-        raw, right = outcomes_at(tagger, dev[task], task, temperatures)  # one pass of the network per vertical
-        fitted[task] = fit_outcomes(method, raw, right, temperatures)
+        raw, right, unseen = outcomes_at(tagger, dev[task], task, temperatures)  # one pass of the network each
+        fitted[task] = fit_outcomes(method, raw, right, temperatures, unseen)
         before = raw[temperatures.index(1.0)], right
-        after = fitted[task].apply(raw[temperatures.index(fitted[task].temperature)]), right
+        after = fitted[task].apply(raw[temperatures.index(fitted[task].temperature)], unseen), right
         png = reliability_png({"raw": before, "calibrated": after}, f"{task}: dev values")
         if png is not None:
             (model_dir / "calibration" / f"{task}.png").write_bytes(png)
             with writer.as_default():
                 tf.summary.image(f"calibration/{task}", tf.image.decode_png(png)[None], step=0)
-        lines.append(f"{task}: confidence calibrated on {len(before[0])} dev values ({method}): ECE "
+        second = fitted[task].unseen_values
+        lines.append(f"{task}: confidence calibrated on {len(before[0])} dev values ({method}"
+                     f"{f'; the {second} holding an unseen word, also by their own map' if second else ''}): ECE "
                      f"{ece(*before):.3f} -> {ece(*after):.3f}")
     if own:
         writer.close()

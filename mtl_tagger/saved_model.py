@@ -111,6 +111,12 @@ def _table(keys: Sequence, values: np.ndarray, key_dtype: tf.DType) -> tf.lookup
     return tf.lookup.StaticHashTable(init, default_value=1)
 
 
+def _platt(confidence: tf.Tensor, a: float, b: float) -> tf.Tensor:
+    """calibration.platt in-graph: σ(a · logit(c) + b), c kept 1e-6 away from 0 and 1."""
+    c = tf.clip_by_value(confidence, 1e-6, 1 - 1e-6)
+    return tf.sigmoid(a * (tf.math.log(c) - tf.math.log1p(-c)) + b)
+
+
 class Exported(tf.Module):
     """What the SavedModel holds: each vertical's network, the word and character tables, and the tagging graph."""
 
@@ -123,6 +129,7 @@ class Exported(tf.Module):
         self.calibration = dict(tagger.calibration)  # constants of the graph (confidence as Tagger gives it)
         # The maps Vocab.word_ids / char_ids use (the tables are built from them, so ties resolve alike).
         self.word_table = _table(vocab.words, vocab.word_ids(vocab.words), tf.string)
+        self.train_words = len(vocab.words) if vocab.train_words is None else vocab.train_words
         chars = [c for c in vocab.chars if len(c) == 1]  # not <pad>/<unk>: a code point never equals them
         self.char_table = _table([ord(c) for c in chars], vocab.char_ids(chars, 1)[:, 0], tf.int32)
         self.tokenizer = GraphTokenizer()
@@ -188,21 +195,28 @@ class Exported(tf.Module):
         out["count"] = tf.math.bincount(tf.cast(rows, tf.int32), minlength=batch, maxlength=batch, dtype=tf.int32)
         return {**out, "tokens": tokens.to_tensor(), "tags": self.tag_names(task, ids, lengths)}
 
-    def values(self, task: str, ids: tf.Tensor, confidence: tf.Tensor) -> tuple[tf.Tensor, ...]:
-        """The values of tag ids [B, T] as conll.chunks reads them, in order: each one's row, first and last token,
-        attribute, and confidence (its tokens' smallest, unrounded)."""
-        attributes, attribute_of, inner = self.chunking[task]
+    def numbered(self, task: str, ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """The values of tag ids [B, T] as conll.chunks reads them, numbered in order: each one's first token (row,
+        token), each token's value number (the count of values for a token in none), and that count."""
+        _, attribute_of, inner = self.chunking[task]
         attribute = tf.gather(attribute_of, ids)  # -1 for O, as past each length (tag id 0)
         before = tf.pad(attribute[:, :-1], [[0, 0], [1, 0]], constant_values=-1)
         begins = (attribute >= 0) & ~(tf.gather(inner, ids) & (attribute == before))  # I-x after x continues it
         firsts = tf.where(begins)  # [values, 2]: (row, token), row-major
         count = tf.shape(firsts)[0]
         number = tf.reshape(tf.cumsum(tf.reshape(tf.cast(begins, tf.int32), [-1])), tf.shape(ids)) - 1
-        value = tf.where(attribute >= 0, number, count)  # count: in no value
+        return firsts, tf.where(attribute >= 0, number, count), count
+
+    def values(self, task: str, ids: tf.Tensor, confidence: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        """The values of tag ids [B, T] as conll.chunks reads them, in order: each one's row, first and last token,
+        attribute, and confidence (its tokens' smallest, unrounded)."""
+        attributes, attribute_of, _ = self.chunking[task]
+        firsts, value, count = self.numbered(task, ids)
         token = tf.broadcast_to(tf.range(tf.shape(ids, tf.int64)[1]), tf.shape(ids, tf.int64))
         last = tf.math.unsorted_segment_max(token, value, count + 1)[:count]
         lowest = tf.math.unsorted_segment_min(confidence, value, count + 1)[:count]
-        return firsts[:, 0], firsts[:, 1], last, tf.gather(attributes, tf.gather_nd(attribute, firsts)), lowest
+        attribute = tf.gather(attributes, tf.gather(attribute_of, tf.gather_nd(ids, firsts)))
+        return firsts[:, 0], firsts[:, 1], last, attribute, lowest
 
     def decode(self, task: str, tokens: tf.Tensor, lengths: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Tag ids and confidences [B, T] of a token batch, each row decoded in max_len pieces and then snapped whole
@@ -236,10 +250,17 @@ class Exported(tf.Module):
         if task in self.snap_rules:
             ids = self.snap_rules[task](tokens, lengths, ids)
         confidence = tf.gather(rows(marginals), ids, batch_dims=2)
-        if calibration is not None and calibration.method == "platt":  # calibration.platt, per token
-            odds = tf.clip_by_value(confidence, 1e-6, 1 - 1e-6)
-            confidence = tf.where(tf.sequence_mask(lengths, time), tf.sigmoid(
-                calibration.a * (tf.math.log(odds) - tf.math.log1p(-odds)) + calibration.b), 0.0)
+        mask = tf.sequence_mask(lengths, time)
+        if calibration is not None and calibration.method == "platt":  # Calibration.apply, per token
+            confidence = tf.where(mask, _platt(confidence, calibration.a, calibration.b), 0.0)
+        if calibration is not None and calibration.unseen_values:
+            words = self.word_table.lookup(tf.where(mask, tokens, ""))
+            untrained = mask & ((words <= 1) | (words > 1 + self.train_words))  # Vocab.trained, negated
+            _, value, count = self.numbered(task, ids)
+            holds = tf.math.unsorted_segment_max(tf.cast(untrained, tf.int32), value, count + 1)
+            unseen = tf.gather(tf.concat([holds[:count], [0]], 0), value) > 0  # calibration.in_unseen_values
+            second = tf.minimum(confidence, _platt(confidence, calibration.unseen_a, calibration.unseen_b))
+            confidence = tf.where(unseen, second, confidence)
         return ids, confidence
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from mtl_tagger.calibration import Calibration
+from mtl_tagger.calibration import Calibration, in_unseen_values, tag_structure
 from mtl_tagger.conll import Sentence, chunks
 from mtl_tagger.errors import InputError
 from mtl_tagger.metrics import evaluate_tags
@@ -239,14 +239,18 @@ class Tagger:
         if decoding.confidence_shape is None:
             return tags, [[] for _ in tags]
         shape, tags_n = decoding.confidence_shape, len(self.vocab.tags[decoding.task])
-        confs = []
-        for x, pieces in zip(ids, marginals_of):
+        calibration, confs = decoding.calibration, []
+        attribute, inner = tag_structure(self.vocab.tags[decoding.task])  # per tag id
+        for tokens, x, pieces in zip(decoding.sentences, ids, marginals_of):
             if every:
                 marginals = np.concatenate([np.zeros((*shape, 0, tags_n), np.float32), *pieces], axis=-2)
                 conf = np.take_along_axis(marginals, np.broadcast_to(x[:, None], (*shape, len(x), 1)), -1)[..., 0]
             else:
                 conf = np.concatenate([np.zeros((*shape, 0), np.float32), *pieces], axis=-1)
-            confs.append((decoding.calibration.apply(conf) if decoding.calibration else conf).tolist())
+            if calibration is not None:
+                conf = calibration.apply(conf, in_unseen_values(attribute[x], inner[x], self.vocab.trained(tokens))
+                                         if calibration.unseen_values else None)
+            confs.append(conf.tolist())
         return tags, confs
 
     def _snap(self, task: str, sentences: Sequence[Sequence[str]], ids: list[np.ndarray], traced: bool = False

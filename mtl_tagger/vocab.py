@@ -1,10 +1,11 @@
 """Word, character and per-task tag vocabularies: string ↔ id maps, saved as `<model_dir>/vocab.json`, with each
-task's known values (every value of its training split, for the snap rule at decoding: snap.py).
+task's known values (every value of its training split, for the snap rule at decoding: snap.py) and how many words
+the training splits hold (calibration reads a value holding any other word apart: calibration.py).
 
 Id 0 is padding and id 1 the unknown symbol for words and characters; tag id 0 is always "O".
-Words come from the training splits of all tasks plus every word of the pretrained vectors, so words
-that only occur at test or predict time still get their pretrained vector. A word's *shape* (casing,
-digits, punctuation; `SHAPES`) is a fixed feature that needs no vocabulary.
+Words come from the training splits of all tasks (ids 2 … train_words + 1) plus every word of the pretrained
+vectors after them, so words that only occur at test or predict time still get their pretrained vector. A word's
+*shape* (casing, digits, punctuation; `SHAPES`) is a fixed feature that needs no vocabulary.
 """
 import json
 from collections import Counter
@@ -65,12 +66,14 @@ def _index(items: Sequence[str]) -> dict[str, int]:
 @dataclass
 class Vocab:
     """Id maps shared by all tasks (words, chars), one tag list per task and, for models written since the snap
-    rule, each task's known values (None before)."""
+    rule, each task's known values, and since unseen-word calibration, how many of the words come from the training
+    splits (None before)."""
 
     words: list[str]
     chars: list[str]
     tags: dict[str, list[str]]
     values: dict[str, KnownValues] | None = None
+    train_words: int | None = None
 
     def __post_init__(self) -> None:
         self._word_ids = _index(self.words)
@@ -102,11 +105,18 @@ class Vocab:
             found = {t for s in sentences for t in s} - {"O"}
             # B-x before I-x for each attribute: stable, readable order in tables and heatmaps.
             tags[task] = ["O"] + sorted(found, key=lambda t: (t[2:], t[0]))
-        return cls(words=words, chars=chars, tags=tags, values=values)
+        return cls(words=words, chars=chars, tags=tags, values=values, train_words=len(word_counts))
 
     def word_ids(self, tokens: Sequence[str]) -> np.ndarray:
         """Word ids of a sentence (1 for unknown words)."""
         return np.array([self._word_ids.get(t, 1) for t in tokens], dtype=np.int32)
+
+    def trained(self, tokens: Sequence[str]) -> np.ndarray:
+        """Whether each token is a word of the training splits (all True for a vocabulary that does not say)."""
+        if self.train_words is None:
+            return np.ones(len(tokens), bool)
+        ids = self.word_ids(tokens)
+        return (ids > UNK_ID) & (ids <= UNK_ID + self.train_words)
 
     def char_ids(self, tokens: Sequence[str], max_word_len: int) -> np.ndarray:
         """[len, max chars in sentence] char ids, words cut to `max_word_len` characters, 0-padded."""
@@ -139,8 +149,8 @@ class Vocab:
     def save(self, path: str | Path) -> None:
         """Write the vocabularies as JSON."""
         data = {"words": self.words, "chars": self.chars, "tags": self.tags}
-        write_text_atomic(path, json.dumps(data if self.values is None else {**data, "values": self.values},
-                                           ensure_ascii=False))
+        extra = {k: v for k, v in (("values", self.values), ("train_words", self.train_words)) if v is not None}
+        write_text_atomic(path, json.dumps({**data, **extra}, ensure_ascii=False))
 
     @classmethod
     def load(cls, path: str | Path, tasks: Sequence[str] | None = None) -> "Vocab":
@@ -175,4 +185,8 @@ class Vocab:
                                                  for v in vs) for vs in known.values()) for known in values.values())):
             raise InputError("damaged vocabulary: values must map each vertical to {attribute: [[word, ...], ...]}",
                              path)
-        return cls(words=words, chars=chars, tags=tags, values=values)
+        train_words = data.get("train_words")
+        if train_words is not None and not (type(train_words) is int and 0 <= train_words <= len(words) - 2):
+            raise InputError(f"damaged vocabulary: train_words must be a whole number from 0 to {len(words) - 2}, the "
+                             "words after <pad> and <unk>", path)
+        return cls(words=words, chars=chars, tags=tags, values=values, train_words=train_words)

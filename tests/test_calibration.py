@@ -2,6 +2,7 @@
 calibration.json and its diagram, the same tags before and after on every test sentence, old models unchanged."""
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ from conftest import run_cli
 from test_bad_input import assert_one_error_line
 
 from mtl_tagger import Tagger, calibration
-from mtl_tagger.conll import read_conll
+from mtl_tagger.conll import chunks, read_conll
 from mtl_tagger.errors import InputError
 
 TASK = "Chain x"
@@ -89,9 +90,61 @@ def test_temperature_never_sharpens() -> None:
     assert min(calibration.TEMPERATURES) == 1.0
 
 
+def test_in_unseen_values_marks_every_token_of_a_value_with_an_unseen_word() -> None:
+    tags = ["B-brand", "I-brand", "O", "B-color", "B-color", "I-color", "O"]
+    trained = np.array([True, False, False, True, True, True, False])
+    structure = calibration.tag_structure(tags)
+    assert calibration.in_unseen_values(*structure, trained).tolist() == [True, True, False, False, False, False, False]
+    assert calibration.in_unseen_values(*structure, np.ones(7, bool)).tolist() == [False] * 7
+    assert calibration.in_unseen_values(*calibration.tag_structure([]), np.zeros(0, bool)).tolist() == []
+    rng = np.random.default_rng(2)  # against conll.chunks, on random tag sequences, invalid BIO among them
+    for _ in range(300):
+        tags = list(rng.choice(["O", "B-a", "I-a", "B-b", "I-b"], int(rng.integers(1, 12))))
+        trained = rng.random(len(tags)) < 0.7
+        want = np.zeros(len(tags), bool)
+        for _, a, b in chunks(tags):
+            want[a:b] = not trained[a:b].all()
+        assert calibration.in_unseen_values(*calibration.tag_structure(tags), trained).tolist() == want.tolist()
+
+
+def test_the_second_map_lowers_the_unseen_values_alone_and_never_raises() -> None:
+    """Dev values holding an unseen word are right half the time at 0.9, the others 90% of the time: the second map
+    brings the first near 0.5, leaves the others as the first map has them, and raises no confidence."""
+    rng = np.random.default_rng(5)
+    unseen = np.arange(4000) % 4 == 0
+    raw = np.full(4000, 0.9)
+    right = rng.random(4000) < np.where(unseen, 0.5, 0.9)
+    for method in calibration.METHODS:
+        fitted = calibration.fit_outcomes(method, [raw], right, [1.0], unseen)
+        assert fitted.unseen_values == unseen.sum()
+        first = calibration.fit_outcomes(method, [raw], right, [1.0])
+        assert first.unseen_values == 0 and fitted == replace(first, unseen_a=fitted.unseen_a,
+                                                               unseen_b=fitted.unseen_b, unseen_values=1000)
+        out = fitted.apply(raw, unseen)
+        assert out[unseen] == pytest.approx(np.full(1000, right[unseen].mean()), abs=0.02)
+        np.testing.assert_array_equal(out[~unseen], first.apply(raw)[~unseen])
+        np.testing.assert_array_equal(fitted.apply(raw), first.apply(raw))  # without flags: the first map only
+    grid = np.linspace(0.01, 0.99, 99)
+    lifting = calibration.Calibration("temperature", unseen_a=2.0, unseen_b=3.0, unseen_values=9)
+    assert np.all(lifting.apply(grid, np.ones(99, bool)) <= grid)
+    assert np.all(np.diff(lifting.apply(grid, np.ones(99, bool))) >= 0), "still increasing"
+
+
+def test_calibration_files_from_before_the_second_map_read_and_bad_ones_do_not(tmp_path: Path) -> None:
+    old = {"method": "temperature", "temperature": 2.0, "a": 1.0, "b": 0.0, "dev_values": 7}
+    (tmp_path / calibration.FILE).write_text(json.dumps({TASK: old}))
+    read = calibration.read_calibration(tmp_path, [TASK])[TASK]
+    assert read == calibration.Calibration("temperature", temperature=2.0, dev_values=7) and not read.unseen_values
+    for bad in ({"unseen_a": -1.0}, {"unseen_b": float("nan")}, {"unseen_values": 2.5}, {"unseen": 1}):
+        (tmp_path / calibration.FILE).write_text(json.dumps({TASK: {**old, **bad}}))
+        with pytest.raises(InputError, match="damaged calibration"):
+            calibration.read_calibration(tmp_path, [TASK])
+
+
 def test_training_writes_the_calibration_and_its_diagram(chain_model: Path) -> None:
     written = json.loads((chain_model / "calibration.json").read_text())
     assert list(written) == [TASK] and written[TASK]["method"] == "temperature" and written[TASK]["dev_values"] > 0
+    assert {"unseen_a", "unseen_b", "unseen_values"} <= set(written[TASK])
     assert (chain_model / "calibration" / f"{TASK}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert list((chain_model / "tensorboard").glob("events.*"))
 
@@ -109,13 +162,15 @@ def test_calibration_changes_no_tag_and_maps_every_confidence(method: str, chain
         written = json.loads((d / calibration.FILE).read_text())
         (d / calibration.FILE).write_text(json.dumps({TASK: {**written[TASK], "temperature": 2.0}}))
     fitted = calibration.read_calibration(d, [TASK])[TASK]
-    sentences = [s.tokens for s in read_conll(data_dir / TASK / "test.conll")]
+    sentences = [s.tokens for s in read_conll(data_dir / TASK / "test.conll")] + [["Zyxq", "gold", "Qwv", "chain"]]
     raw, calibrated = Tagger.load(d, calibrated=False), Tagger.load(d)
     raw_tags, raw_conf = raw.tag(sentences, TASK, temperature=fitted.temperature)
     tags, conf = calibrated.tag(sentences, TASK)
     assert tags == raw_tags == raw.predict(sentences, TASK)
+    unseen = np.concatenate([calibration.in_unseen_values(*calibration.tag_structure(t), raw.vocab.trained(s))
+                             for s, t in zip(sentences, tags)])
     flat, flat_raw = np.concatenate([np.array(c) for c in conf]), np.concatenate([np.array(c) for c in raw_conf])
-    np.testing.assert_allclose(flat, fitted.apply(flat_raw), rtol=1e-6)
+    np.testing.assert_allclose(flat, fitted.apply(flat_raw, unseen), rtol=1e-6)
     assert not np.allclose(flat, np.concatenate([np.array(c) for c in raw.tag(sentences, TASK)[1]]))
 
 

@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import REPO, experiments_stack, smoke_params
 
+from experiments import calibration as calibration_study
 from experiments.all12 import _checks
 from experiments.common import one_tag_prior, read_result, single, traced_run, trained_on
 from experiments.defaults import _both
@@ -19,6 +21,7 @@ from experiments.small_data import subsample
 from experiments.tag_prior import HEADER, crf_row, rescored, rows
 from experiments.unseen_words import FLOOR, PENALTY, decoded, floored, penalised, value_kinds
 from mtl_tagger.conll import read_conll
+from mtl_tagger.corpus import load_task
 from mtl_tagger.params import Params, read_flagfile
 from mtl_tagger.tagger import Tagger
 from mtl_tagger.train import train
@@ -243,6 +246,21 @@ def test_unseen_words_penalty_0_is_the_model(chain_epoch: Path, data_dir: Path) 
     delta.assign(1e4)
     for tokens, tags in zip(words, tagger.predict(words, "Chain x")):
         assert all(t == "O" for w, t in zip(tokens, tags) if w not in seen)
+
+
+def test_calibration_study_reads_old_vocabularies_and_pools_unseen_values_apart(chain_epoch: Path) -> None:
+    """A model whose vocab.json predates train_words gets it from its training split, as Vocab.build counted it;
+    the table's unseen row pools only the values at unseen words."""
+    tagger = Tagger.load(chain_epoch, calibrated=False)
+    want, tagger.vocab.train_words = tagger.vocab.train_words, None
+    p = tagger.params
+    calibration_study.training_words(tagger, {"Chain x": load_task(p.data_dir, "Chain x", p.strict_bio, p.max_len)})
+    assert tagger.vocab.train_words == want > 0
+    right, unseen = np.array([True, False, True, False]), np.array([False, True, True, False])
+    outcomes = [({m: np.array([0.9, 0.8, 0.7, 0.6]) for m in calibration_study.METHODS}, right, unseen)]
+    every, apart = (calibration_study.rows("50 rand", outcomes, u).split(" | ") for u in (False, True))
+    assert every[:2] == ["| 50 rand", "4"] and apart[:2] == ["| 50 rand, at an unseen word", "2"]
+    assert float(apart[2]) == pytest.approx(abs(0.8 - 0.0) / 2 + abs(0.7 - 1.0) / 2)
 
 
 def test_tag_prior_rows_average_per_seed_then_over_seeds() -> None:

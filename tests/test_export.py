@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 from conftest import loading_line, run_cli, smoke_params
 
-from mtl_tagger import Tagger
+from mtl_tagger import Tagger, calibration
 from mtl_tagger.conll import read_conll
 from mtl_tagger.errors import InputError
 from mtl_tagger.export import export
@@ -110,6 +110,9 @@ def single(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     """(model dir, SavedModel dir) of a one-vertical smoke model, exported by the library function."""
     root = tmp_path_factory.mktemp("single")
     train(smoke_params(data_dir, root / "m", calibration="platt", **FAST))
+    path = root / "m" / calibration.FILE  # a second map that surely acts, whatever the smoke model's dev holds
+    path.write_text(json.dumps({task: {**c, "unseen_a": 0.7, "unseen_b": -0.5, "unseen_values": 5}
+                                for task, c in json.loads(path.read_text()).items()}))
     export(root / "m", root / "saved")
     return root / "m", root / "saved"
 
@@ -145,6 +148,9 @@ def _job(tagger: Tagger, saved: Path, data_dir: Path) -> tuple[dict, list[tuple]
                   {"signature": key, "inputs": {"tokens": [[""]], "lengths": [0]}}]  # nothing to decode at all
         expected.append((sentences, *tagger.tag(sentences, task)))
         assert tagger.predict(sentences, task) == expected[-1][1]
+        if task in tagger.calibration and tagger.calibration[task].unseen_values:
+            assert any(calibration.in_unseen_values(*calibration.tag_structure(t), tagger.vocab.trained(s)).any()
+                       for s, t in zip(sentences, expected[-1][1])), "no value at an unseen word: the second map idles"
         assert len({t for s in expected[-1][1] for t in s}) > 3, "a model that tags all O would prove little"
     return {"dir": str(saved), "calls": calls}, expected
 
