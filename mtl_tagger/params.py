@@ -101,6 +101,10 @@ class Params:
     lexical_l2: float = _f(0.0, "L2 penalty on the spelling-feature weights: this × the sum of their squares, per "
                                 "vertical in the step, added to its mean sentence loss (the feature CRF's c2).",
                            non_negative)
+    size_weight: float = _f(0.0, "Weight each vertical's CRF loss by (its training sentences / their mean over the "
+                                 "run's verticals) to this power: 0 weighs them alike (the paper), 1 as if the "
+                                 "step's sentences were drawn from all verticals pooled, so that small verticals "
+                                 "pull the shared layers less.", non_negative)
     vertical_dim: int = _f(0, "Size of a learned embedding of the sentence's vertical, appended to every token's "
                               "input of the shared BiLSTM, so that one encoder can read each vertical its own way "
                               "(0: none; for shared mode: in single mode it is one constant, and coupled mode's "
@@ -168,10 +172,6 @@ class Params:
     crf_impl: str = _f("own", "CRF implementation: own (mtl_tagger.crf) or tfa (tensorflow-addons, paper stack "
                               "only; the same function).", one_of(CRF_IMPLS), resumable=True)
     coupling_weight: float = _f(1.0, "Weight of the total coupling error TCE in the loss (coupled mode).", non_negative)
-    size_weight: float = _f(0.0, "Weight each vertical's CRF loss by (its training sentences / their mean over the "
-                                 "run's verticals) to this power: 0 weighs them alike (the paper), 1 as if the "
-                                 "step's sentences were drawn from all verticals pooled, so that small verticals "
-                                 "pull the shared layers less.", non_negative)
     coupling_score: str = _f("emission", "Score compared by the coupling loss: emission (the paper's s_i(y|x)), "
                                          "log_softmax (per position over the tags) or marginal (CRF log P(y_i|x)).",
                                          one_of(COUPLING_SCORES))
