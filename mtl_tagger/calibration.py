@@ -61,11 +61,17 @@ def value_outcomes(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
     return np.array(confidence, np.float64), np.array(right, bool)
 
 
+def attributes_of(tags: Sequence[str]) -> list[str]:
+    """The attributes of tags (B-/I- tags without the prefix), sorted."""
+    return sorted({t[2:] for t in tags if t != "O"})
+
+
 def tag_structure(tags: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """What conll.chunks reads in tags: per tag, its attribute's number (-1 for O) and whether it is an I- tag."""
-    numbers: dict[str, int] = {}
-    attribute = [-1 if t == "O" else numbers.setdefault(t[2:], len(numbers)) for t in tags]
-    return np.array(attribute, np.int64), np.array([t.startswith("I-") for t in tags], bool)
+    """What conll.chunks reads in tags: per tag, its attribute's place in attributes_of (-1 for O) and whether it is
+    an I- tag."""
+    numbers = {a: i for i, a in enumerate(attributes_of(tags))}
+    return (np.array([numbers[t[2:]] if t != "O" else -1 for t in tags], np.int64),
+            np.array([t.startswith("I-") for t in tags], bool))
 
 
 def in_unseen_values(attribute: np.ndarray, inner: np.ndarray, trained: np.ndarray) -> np.ndarray:
@@ -167,7 +173,8 @@ class Calibration:
 
     def apply(self, confidence: np.ndarray, unseen: np.ndarray | None = None) -> np.ndarray:
         """The calibrated confidence of raw ones (temperature acts inside the CRF: its confidences come in
-        calibrated already); `unseen`: where the second map applies (in_unseen_values), if it was fitted."""
+        calibrated already); `unseen`: where the second map applies (in_unseen_values), if it was fitted. The second
+        map's σ is fitted by log loss and then taken no higher than the first map's confidence."""
         c = platt(confidence, self.a, self.b) if self.method == "platt" else confidence
         if unseen is None or not self.unseen_values:
             return c
@@ -217,14 +224,20 @@ def read_calibration(model_dir: str | Path, tasks: Sequence[str]) -> dict[str, C
     data = read_json(path)
 
     def number(c: dict, key: str) -> bool:
-        return isinstance(c.get(key), (int, float)) and math.isfinite(c[key])
+        try:
+            return type(c.get(key)) in (int, float) and math.isfinite(c[key])
+        except OverflowError:  # an integer beyond any float
+            return False
+
+    def count(c: dict, key: str) -> bool:
+        return type(c.get(key)) is int and c[key] >= 0
 
     if not isinstance(data, dict) or set(data) - set(tasks) or not all(
             isinstance(c, dict) and c.get("method") in METHODS and set(c) <= {*Calibration.__dataclass_fields__}
             and all(number(c, k) for k in ("temperature", "a", "b"))
             and all(number(c, k) for k in ("unseen_a", "unseen_b") if k in c)  # files before the second map lack them
             and c["temperature"] > 0 and c["a"] > 0 and c.get("unseen_a", 1.0) > 0
-            and isinstance(c.get("dev_values"), int) and isinstance(c.get("unseen_values", 0), int)
+            and count(c, "dev_values") and count({"unseen_values": 0, **c}, "unseen_values")
             for c in data.values()):
         raise InputError(f"damaged calibration: expected each vertical's method ({', '.join(METHODS)}) with a positive "
                          "temperature and a, b and dev_values (and, where given, a positive unseen_a, unseen_b and "
@@ -312,6 +325,9 @@ def calibrate(model_dir: str | Path, method: str, dev: dict[str, Sequence[Senten
     model_dir = Path(model_dir)
     tagger = tagger or Tagger.load(model_dir, calibrated=False)
     fitted, lines = {}, []
+    if tagger.vocab.train_words is None:
+        lines.append("vocab.json does not say which words the training splits hold (a model written before it did): "
+                     "no second map for values at unseen words")
     (model_dir / "calibration").mkdir(exist_ok=True)
     own = writer is None
     writer = tf.summary.create_file_writer(str(model_dir / "tensorboard")) if own else writer

@@ -111,9 +111,13 @@ def attributes(tagger: "Tagger", task: str) -> list[str]:
 
 
 def confidence_kind(tagger: "Tagger", task: str) -> str:
-    """What a vertical's confidences are: its calibration method, or "raw" (the CRF marginal, uncalibrated)."""
+    """What a vertical's confidences are: its calibration method (with " + unseen" where the second map acts), or
+    "raw" (the CRF marginal, uncalibrated)."""
     calibration = tagger.calibration.get(task)
-    return calibration.method if calibration is not None else "raw"
+    if calibration is None:
+        return "raw"
+    second = calibration.unseen_values and tagger.vocab.train_words is not None
+    return calibration.method + (" + unseen" if second else "")
 
 
 def trained_on(tagger: "Tagger", ids: set[str]) -> list[str] | None:

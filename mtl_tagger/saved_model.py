@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from mtl_tagger.calibration import attributes_of, tag_structure
 from mtl_tagger.files import write_json_atomic
 from mtl_tagger.graph_text import GraphTokenizer
 from mtl_tagger.model import TaggerNet
@@ -98,11 +99,9 @@ def shape_ids(tokens: tf.Tensor) -> tf.Tensor:
 
 def _chunking(tags: Sequence[str]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """What conll.chunks reads in a vertical's tags: its attributes, and per tag id its attribute's index (-1 for
-    O) and whether it is an I- tag."""
-    attributes = sorted({tag[2:] for tag in tags if tag != "O"})
-    index = [attributes.index(tag[2:]) if tag != "O" else -1 for tag in tags]
-    return (tf.constant(attributes, tf.string), tf.constant(index, tf.int32),
-            tf.constant([tag.startswith("I-") for tag in tags]))
+    O) and whether it is an I- tag (calibration.tag_structure)."""
+    index, inner = tag_structure(tags)
+    return tf.constant(attributes_of(tags), tf.string), tf.constant(index, tf.int32), tf.constant(inner)
 
 
 def _table(keys: Sequence, values: np.ndarray, key_dtype: tf.DType) -> tf.lookup.StaticHashTable:
@@ -129,7 +128,7 @@ class Exported(tf.Module):
         self.calibration = dict(tagger.calibration)  # constants of the graph (confidence as Tagger gives it)
         # The maps Vocab.word_ids / char_ids use (the tables are built from them, so ties resolve alike).
         self.word_table = _table(vocab.words, vocab.word_ids(vocab.words), tf.string)
-        self.train_words = len(vocab.words) if vocab.train_words is None else vocab.train_words
+        self.train_words = vocab.train_words  # None: the vocabulary does not say, so no second map (Vocab.trained)
         chars = [c for c in vocab.chars if len(c) == 1]  # not <pad>/<unk>: a code point never equals them
         self.char_table = _table([ord(c) for c in chars], vocab.char_ids(chars, 1)[:, 0], tf.int32)
         self.tokenizer = GraphTokenizer()
@@ -253,7 +252,7 @@ class Exported(tf.Module):
         mask = tf.sequence_mask(lengths, time)
         if calibration is not None and calibration.method == "platt":  # Calibration.apply, per token
             confidence = tf.where(mask, _platt(confidence, calibration.a, calibration.b), 0.0)
-        if calibration is not None and calibration.unseen_values:
+        if calibration is not None and calibration.unseen_values and self.train_words is not None:
             words = self.word_table.lookup(tf.where(mask, tokens, ""))
             untrained = mask & ((words <= 1) | (words > 1 + self.train_words))  # Vocab.trained, negated
             _, value, count = self.numbered(task, ids)

@@ -153,11 +153,15 @@ def test_training_writes_the_calibration_and_its_diagram(chain_model: Path) -> N
 def test_calibration_changes_no_tag_and_maps_every_confidence(method: str, chain_model: Path, data_dir: Path,
                                                               tmp_path: Path) -> None:
     """Over every test sentence: the calibrated model's tags are the raw model's, and each confidence is the
-    stored map of the raw one (temperature: the marginals at that temperature)."""
+    stored map of the raw one (temperature: the marginals at that temperature), the second map's where a value holds
+    an unseen word. The smoke data's dev and test splits hold no word their training split lacks, so the copy's
+    vocab.json declares the rarer half of its training words unseen."""
     d = tmp_path / "m"
     shutil.copytree(chain_model, d)
+    vocab = json.loads((d / "vocab.json").read_text())
+    (d / "vocab.json").write_text(json.dumps({**vocab, "train_words": vocab["train_words"] // 2}))
     r = run_cli("calibration", f"--model_dir={d}", f"--method={method}")
-    assert r.returncode == 0 and f"({method}): ECE" in r.stdout, r.stderr
+    assert r.returncode == 0 and "also by their own map): ECE" in r.stdout, r.stderr
     if method == "temperature":  # the under-confident smoke model keeps T = 1 (the grid never sharpens): soften it
         written = json.loads((d / calibration.FILE).read_text())
         (d / calibration.FILE).write_text(json.dumps({TASK: {**written[TASK], "temperature": 2.0}}))
@@ -171,6 +175,13 @@ def test_calibration_changes_no_tag_and_maps_every_confidence(method: str, chain
                              for s, t in zip(sentences, tags)])
     flat, flat_raw = np.concatenate([np.array(c) for c in conf]), np.concatenate([np.array(c) for c in raw_conf])
     np.testing.assert_allclose(flat, fitted.apply(flat_raw, unseen), rtol=1e-6)
+    assert unseen.any() and fitted.unseen_values  # whether it lowers any here depends on the smoke model's dev values
+    dev = read_conll(data_dir / TASK / "dev.conll")
+    _, _, flags = calibration.outcomes(raw, dev, TASK)  # per value, in the order of the values
+    want = [not raw.vocab.trained(s.tokens)[a:b].all() for s, t in zip(dev, raw.predict([s.tokens for s in dev], TASK))
+            for _, a, b in chunks(t)]
+    assert flags.tolist() == want and 0 < sum(want) < len(want) == fitted.dev_values
+    assert sum(want) == fitted.unseen_values
     assert not np.allclose(flat, np.concatenate([np.array(c) for c in raw.tag(sentences, TASK)[1]]))
 
 
