@@ -5,6 +5,8 @@ TensorFlow. A head is a Dense layer giving the emission scores s_i(y|x) plus tha
 Dropout is stateless, seeded by (run seed, step), so a resumed run draws the masks an uninterrupted one would.
 """
 
+from collections.abc import Sequence
+
 import numpy as np
 import tensorflow as tf
 
@@ -200,12 +202,12 @@ class TaggerNet(tf.Module):
         """Viterbi tag ids [B, T] of a padded batch (0 past each length)."""
         return self.heads[task].crf.decode(self.scores(task, batch), batch["length"])
 
-    def decode_with_marginals(self, task: str, batch: dict[str, tf.Tensor], temperature: tf.Tensor | float = 1.0,
+    def decode_with_marginals(self, task: str, batch: dict[str, tf.Tensor], temperatures: tf.Tensor | Sequence[float],
                               every_tag: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
-        """Viterbi tag ids [B, T], and each token's CRF marginal P(y_i = decoded tag | x) [B, T] (0 past lengths) at
-        `temperature` (calibration.py); a vector of K temperatures gives them at each, [K, B, T], from one pass of
-        the encoder and Viterbi (the path is the same at any temperature). With `every_tag`, the marginals of every
-        tag, [(K,) B, T, N], for tags that change after decoding (snap.py)."""
+        """Viterbi tag ids [B, T], and at each of K `temperatures` (calibration.py) each token's CRF marginal
+        P(y_i = decoded tag | x), [K, B, T] (0 past lengths), from one pass of the encoder and Viterbi (the path is
+        the same at any temperature). With `every_tag`, the marginals of every tag, [K, B, T, N], for tags that
+        change after decoding (snap.py)."""
         head = self.heads[task]
         scores = self.scores(task, batch)
         tags = head.crf.decode(scores, batch["length"])
@@ -214,7 +216,4 @@ class TaggerNet(tf.Module):
             marginals = head.crf.marginals(scores, batch["length"], t)
             return marginals if every_tag else tf.gather(marginals, tags, batch_dims=2)
 
-        temperature = tf.convert_to_tensor(temperature, tf.float32)
-        if temperature.shape.rank == 1:
-            return tags, tf.map_fn(at, temperature, fn_output_signature=tf.float32)
-        return tags, at(temperature)
+        return tags, tf.map_fn(at, tf.convert_to_tensor(temperatures, tf.float32), fn_output_signature=tf.float32)

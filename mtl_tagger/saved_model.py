@@ -236,7 +236,8 @@ class Exported(tf.Module):
         calibration = self.calibration.get(task)
         live_lengths = tf.gather_nd(piece_lengths, live)
         ids, marginals = net.decode_with_marginals(task, self.encode(tf.gather_nd(pieces, live), live_lengths),
-                                                   calibration.temperature if calibration else 1.0, every_tag=True)
+                                                   [calibration.temperature if calibration else 1.0], every_tag=True)
+        marginals = marginals[0]  # at the one temperature
 
         def rows(x: tf.Tensor) -> tf.Tensor:
             """Decoded pieces [live, ≤ width, ...] back into rows [B, T, ...], 0 wherever nothing was decoded."""

@@ -103,7 +103,7 @@ def test_without_constraints_decoding_is_plain_viterbi(flipkart: Path) -> None:
     fused = head.crf.transitions + head.crf.prior
     for _, batch in eval_batches(encode(test["Top"], tagger.vocab, tagger.params.max_word_len), EVAL_BATCH):
         emissions = head.emissions(net.encoder(batch))
-        tags, confidence = net.decode_with_marginals("Top", batch)
+        tags, [confidence] = net.decode_with_marginals("Top", batch, [1.0])
         np.testing.assert_array_equal(tags.numpy(), crf.viterbi_decode(emissions, batch["length"], fused)[0].numpy())
         np.testing.assert_array_equal(net.decode("Top", batch).numpy(), tags.numpy())
         marginals = crf.marginals(emissions, batch["length"], fused)

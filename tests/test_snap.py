@@ -213,7 +213,7 @@ def test_tagger_and_saved_model_snap(pair_model: Path, data_dir: Path, tmp_path:
     k = next(k for k, (x, y) in enumerate(zip(before[i], after[i])) if x != y)
     net = tagger.nets[task]
     batch = pad(encode([sentences[i]], tagger.vocab, tagger.params.max_word_len))
-    _, marginals = net.decode_with_marginals(task, batch, tagger.calibration[task].temperature, every_tag=True)
+    _, [marginals] = net.decode_with_marginals(task, batch, [tagger.calibration[task].temperature], every_tag=True)
     assert confidence[i][k] == pytest.approx(float(marginals[0, k, tagger.vocab.tags[task].index(after[i][k])]))
     assert raw[i][k] != pytest.approx(confidence[i][k]), "the confidence of the new tag, not of the decoded one"
     monkeypatch.setattr(tagger_module, "EAGER_SNAPS", 0)
