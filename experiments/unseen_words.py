@@ -98,23 +98,23 @@ def decoded(model_dir: str, penalties: list[float], floors: Sequence[float] = ()
         seen = {w for s in data.train for w in s.tokens}
         delta = penalised(tagger, task, seen)
         run: dict = {"task": task, "seed": p.seed, "seen": seen, "metrics": {}}
-        for d in penalties:
+        for split in ("dev", "test"):  # the model as it is (δ 0), with the confidences the floors read
+            sentences = getattr(data, split)
+            tags, confidence = tagger.tag([s.tokens for s in sentences], task)
+            run["metrics"].setdefault((PENALTY, 0.0), {})[split] = evaluate_tags([s.tags for s in sentences], tags)
+            for f in floors:
+                pred = [floored(s.tokens, t, c, seen, f) for s, t, c in zip(sentences, tags, confidence)]
+                run["metrics"].setdefault((FLOOR, f), {})[split] = evaluate_tags([s.tags for s in sentences], pred)
+            if split == "test":
+                run["kinds"] = sum((value_kinds(s.tokens, s.tags, t, seen) for s, t in zip(sentences, tags)), Counter())
+        for d in (d for d in penalties if d):
             delta.assign(d)
             run["metrics"][PENALTY, d] = {}
             for split in ("dev", "test"):
                 sentences = getattr(data, split)
                 pred = tagger.predict([s.tokens for s in sentences], task)
                 run["metrics"][PENALTY, d][split] = evaluate_tags([s.tags for s in sentences], pred)
-                if split == "test" and d == 0:
-                    run["kinds"] = sum((value_kinds(s.tokens, s.tags, t, seen) for s, t in zip(sentences, pred)),
-                                       Counter())
         delta.assign(0.0)
-        for split in ("dev", "test") if floors else ():
-            sentences = getattr(data, split)
-            tags, confidence = tagger.tag([s.tokens for s in sentences], task)
-            for f in floors:
-                pred = [floored(s.tokens, t, c, seen, f) for s, t, c in zip(sentences, tags, confidence)]
-                run["metrics"].setdefault((FLOOR, f), {})[split] = evaluate_tags([s.tags for s in sentences], pred)
         out.append(run)
     return out
 

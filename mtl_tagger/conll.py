@@ -230,9 +230,10 @@ def read_columns(path: str | Path) -> list[tuple[list[str], ...]]:
             rows = []
             continue
         cells = line.split("\t")
-        if rows and len(cells) != len(rows[0]):
+        if not rows:
+            first = lineno
+        elif len(cells) != len(rows[0]):
             raise InputError(f"{len(cells)} tab-separated cells where line {first} has {len(rows[0])}", path, lineno)
-        first = first if rows else lineno
         rows.append(cells)
     return sentences
 
