@@ -13,8 +13,9 @@ extracted nor their order:
 
 Values that hold a word of no training sentence are right far less often than others of the same confidence: there
 the model guesses from context. So, where the model's vocabulary says which words its training splits hold, a
-second map, min(c, σ(a′ · logit(c) + b′)), is fitted on those dev values alone (after the first map) and applied to
-their tokens: it may lower their confidence, never raise it, and leaves every other value's as it was.
+second map, min(c, σ(a′ · logit(c) + b′)) with a′ ≤ 1, is fitted on those dev values alone (after the first map) and
+applied to their tokens: it may lower or soften their confidence, never raise or sharpen it, and leaves every other
+value's as it was.
 
 A value is right when a gold value has the same attribute and the same tokens (conlleval's exact match).
 Expected calibration error (ECE): 10 equal-width bins of confidence, Σ (values in bin / values) × |precision −
@@ -124,10 +125,12 @@ def platt(confidence: np.ndarray, a: float, b: float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(a * _logit(confidence) + b)))
 
 
-def fit_platt(confidence: np.ndarray, right: np.ndarray, steps: int = 100) -> tuple[float, float]:
+def fit_platt(confidence: np.ndarray, right: np.ndarray, steps: int = 100, steepest: float | None = None
+              ) -> tuple[float, float]:
     """(a, b) minimising the log loss by Newton's method, each step halved until the loss falls, with a small ridge
     toward the identity map (1, 0), so that a dev split of a few values, or of values all right, still gets a
-    finite, increasing map."""
+    finite, increasing map. With `steepest`, a is at most that: where the free fit is steeper, a = steepest and b
+    alone is fitted."""
     x, y = _logit(confidence), right.astype(np.float64)
     identity, ridge = np.array([1.0, 0.0]), 1e-2
 
@@ -135,18 +138,24 @@ def fit_platt(confidence: np.ndarray, right: np.ndarray, steps: int = 100) -> tu
         z = w[0] * x + w[1]
         return float(np.sum(np.logaddexp(0.0, z) - y * z) + ridge / 2 * np.sum((w - identity) ** 2))
 
-    w = identity.copy()
-    for _ in range(steps):
-        p = 1.0 / (1.0 + np.exp(-np.clip(w[0] * x + w[1], -500, 500)))
-        grad = np.array([np.sum((p - y) * x), np.sum(p - y)]) + ridge * (w - identity)
-        s = p * (1 - p)
-        hess = np.array([[np.sum(s * x * x), np.sum(s * x)], [np.sum(s * x), np.sum(s)]]) + ridge * np.eye(2)
-        step, before = np.linalg.solve(hess, grad), loss(w)
-        while loss(w - step) > before and np.abs(step).max() > 1e-12:
-            step = step / 2
-        w = w - step
-        if np.abs(step).max() < 1e-9:
-            break
+    def newton(w: np.ndarray, free: np.ndarray) -> np.ndarray:
+        for _ in range(steps):
+            p = 1.0 / (1.0 + np.exp(-np.clip(w[0] * x + w[1], -500, 500)))
+            grad = np.array([np.sum((p - y) * x), np.sum(p - y)]) + ridge * (w - identity)
+            s = p * (1 - p)
+            hess = np.array([[np.sum(s * x * x), np.sum(s * x)], [np.sum(s * x), np.sum(s)]]) + ridge * np.eye(2)
+            step, before = np.zeros(2), loss(w)
+            step[free] = np.linalg.solve(hess[np.ix_(free, free)], grad[free])
+            while loss(w - step) > before and np.abs(step).max() > 1e-12:
+                step = step / 2
+            w = w - step
+            if np.abs(step).max() < 1e-9:
+                break
+        return w
+
+    w = newton(identity.copy(), np.array([True, True]))
+    if steepest is not None and w[0] > steepest:
+        w = newton(np.array([steepest, w[1]]), np.array([False, True]))
     return max(float(w[0]), _EPS), float(w[1])
 
 
@@ -288,7 +297,7 @@ def fit_outcomes(method: str, raw: Sequence[np.ndarray], right: np.ndarray, temp
     if unseen is None or not unseen.any():
         return fitted
     first = fitted.apply(raw[list(temperatures).index(fitted.temperature)])[unseen]
-    a, b = fit_platt(first, right[unseen])
+    a, b = fit_platt(first, right[unseen], steepest=1.0)  # steeper, a few dozen dev values pushed right ones to 0
     return replace(fitted, unseen_a=a, unseen_b=b, unseen_values=int(unseen.sum()))
 
 

@@ -40,6 +40,11 @@ def test_platt_recovers_a_known_map_and_stays_increasing() -> None:
     assert np.isfinite([a, b]).all() and a > 0, "all-right dev values still give a finite increasing map"
     grid = np.linspace(0.01, 0.99, 50)
     assert np.all(np.diff(calibration.platt(grid, a, b)) > 0)
+    a, b = calibration.fit_platt(raw, right, steepest=0.25)  # the free fit's 0.5 is steeper: b alone is fitted
+    assert a == 0.25
+    loss = [calibration.log_loss(calibration.platt(raw, 0.25, b + d), right) for d in (-0.02, 0.0, 0.02)]
+    assert loss[1] < min(loss[0], loss[2])
+    assert calibration.fit_platt(raw, right, steepest=2.0) == calibration.fit_platt(raw, right)
 
 
 def test_no_dev_value_gives_the_identity(chain_model: Path) -> None:
@@ -116,7 +121,7 @@ def test_the_second_map_lowers_the_unseen_values_alone_and_never_raises() -> Non
     right = rng.random(4000) < np.where(unseen, 0.5, 0.9)
     for method in calibration.METHODS:
         fitted = calibration.fit_outcomes(method, [raw], right, [1.0], unseen)
-        assert fitted.unseen_values == unseen.sum()
+        assert fitted.unseen_values == unseen.sum() and 0 < fitted.unseen_a <= 1.0, "it never sharpens"
         first = calibration.fit_outcomes(method, [raw], right, [1.0])
         assert first.unseen_values == 0 and fitted == replace(first, unseen_a=fitted.unseen_a,
                                                                unseen_b=fitted.unseen_b, unseen_values=1000)
