@@ -32,7 +32,7 @@ import numpy as np
 from absl import flags
 
 from mtl_tagger import cli
-from mtl_tagger.conll import Sentence, chunks
+from mtl_tagger.conll import Sentence, chunks, tag_structure
 from mtl_tagger.errors import InputError
 from mtl_tagger.files import read_json, write_json_atomic
 
@@ -60,19 +60,6 @@ def value_outcomes(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
             confidence.append(min(c[value[1]:value[2]]))
             right.append(value in truth)
     return np.array(confidence, np.float64), np.array(right, bool)
-
-
-def attributes_of(tags: Sequence[str]) -> list[str]:
-    """The attributes of tags (B-/I- tags without the prefix), sorted."""
-    return sorted({t[2:] for t in tags if t != "O"})
-
-
-def tag_structure(tags: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """What conll.chunks reads in tags: per tag, its attribute's place in attributes_of (-1 for O) and whether it is
-    an I- tag."""
-    numbers = {a: i for i, a in enumerate(attributes_of(tags))}
-    return (np.array([numbers[t[2:]] if t != "O" else -1 for t in tags], np.int64),
-            np.array([t.startswith("I-") for t in tags], bool))
 
 
 def in_unseen_values(attribute: np.ndarray, inner: np.ndarray, trained: np.ndarray) -> np.ndarray:

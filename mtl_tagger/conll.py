@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from absl import logging
 
 from mtl_tagger.errors import InputError
@@ -98,6 +99,19 @@ def chunks(tags: Sequence[str]) -> list[tuple[str, int, int]]:
     if start is not None:
         found.append((prev_attr, start, len(tags)))
     return found
+
+
+def attributes_of(tags: Sequence[str]) -> list[str]:
+    """The attributes of tags (B-/I- tags without the prefix), sorted."""
+    return sorted({t[2:] for t in tags if t != "O"})
+
+
+def tag_structure(tags: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """What chunks reads in tags: per tag, its attribute's place in attributes_of (-1 for O) and whether it is
+    an I- tag."""
+    numbers = {a: i for i, a in enumerate(attributes_of(tags))}
+    return (np.array([numbers[t[2:]] if t != "O" else -1 for t in tags], np.int64),
+            np.array([t.startswith("I-") for t in tags], bool))
 
 
 def bio_tags(length: int, values: Iterable[tuple[str, int, int]]) -> list[str]:

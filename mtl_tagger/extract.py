@@ -59,6 +59,7 @@ from absl import flags
 
 from mtl_tagger import cli, interrupt
 from mtl_tagger.catalog import read_catalog
+from mtl_tagger.conll import attributes_of
 from mtl_tagger.errors import InputError, Interrupted
 from mtl_tagger.files import check_output_file, json_line, read_json, sha256, write_json_atomic
 from mtl_tagger.lock import FileLock
@@ -107,7 +108,7 @@ def sidecar(out: str | Path, suffix: str) -> Path:
 
 def attributes(tagger: "Tagger", task: str) -> list[str]:
     """The attributes `task`'s head can tag (its B-/I- tags without the prefix), sorted."""
-    return sorted({tag[2:] for tag in tagger.vocab.tags[task] if tag != "O"})
+    return attributes_of(tagger.vocab.tags[task])
 
 
 def confidence_kind(tagger: "Tagger", task: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from mtl_tagger.calibration import attributes_of, tag_structure
+from mtl_tagger.conll import attributes_of, tag_structure
 from mtl_tagger.files import write_json_atomic
 from mtl_tagger.graph_text import GraphTokenizer
 from mtl_tagger.model import TaggerNet
@@ -99,7 +99,7 @@ def shape_ids(tokens: tf.Tensor) -> tf.Tensor:
 
 def _chunking(tags: Sequence[str]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """What conll.chunks reads in a vertical's tags: its attributes, and per tag id its attribute's index (-1 for
-    O) and whether it is an I- tag (calibration.tag_structure)."""
+    O) and whether it is an I- tag (conll.tag_structure)."""
     index, inner = tag_structure(tags)
     return tf.constant(attributes_of(tags), tf.string), tf.constant(index, tf.int32), tf.constant(inner)
 

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
+from mtl_tagger.conll import attributes_of
+
 SEP = "\x1f"  # joins a value's words into one key (the unit separator, a control character product text lacks)
 
 
@@ -21,7 +23,7 @@ class Snapper(tf.Module):
 
     def __init__(self, tags: Sequence[str], values: Mapping[str, Sequence[Sequence[str]]]) -> None:
         super().__init__(name="snapper")
-        attributes = sorted({t[2:] for t in tags if t != "O"})
+        attributes = attributes_of(tags)
         index = {attr: i for i, attr in enumerate(attributes)}
         tag_id = {t: i for i, t in enumerate(tags)}
         # Multi-word values of attributes the tags can spell out; each n-gram key -> the set of their attributes.

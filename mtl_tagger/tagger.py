@@ -25,8 +25,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from mtl_tagger.calibration import Calibration, in_unseen_values, tag_structure
-from mtl_tagger.conll import Sentence, chunks
+from mtl_tagger.calibration import Calibration, in_unseen_values
+from mtl_tagger.conll import Sentence, chunks, tag_structure
 from mtl_tagger.errors import InputError
 from mtl_tagger.metrics import evaluate_tags
 from mtl_tagger.model import TaggerNet

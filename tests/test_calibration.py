@@ -11,7 +11,7 @@ from conftest import run_cli
 from test_bad_input import assert_one_error_line
 
 from mtl_tagger import Tagger, calibration
-from mtl_tagger.conll import chunks, read_conll
+from mtl_tagger.conll import chunks, read_conll, tag_structure
 from mtl_tagger.errors import InputError
 
 TASK = "Chain x"
@@ -98,10 +98,10 @@ def test_temperature_never_sharpens() -> None:
 def test_in_unseen_values_marks_every_token_of_a_value_with_an_unseen_word() -> None:
     tags = ["B-brand", "I-brand", "O", "B-color", "B-color", "I-color", "O"]
     trained = np.array([True, False, False, True, True, True, False])
-    structure = calibration.tag_structure(tags)
+    structure = tag_structure(tags)
     assert calibration.in_unseen_values(*structure, trained).tolist() == [True, True, False, False, False, False, False]
     assert calibration.in_unseen_values(*structure, np.ones(7, bool)).tolist() == [False] * 7
-    assert calibration.in_unseen_values(*calibration.tag_structure([]), np.zeros(0, bool)).tolist() == []
+    assert calibration.in_unseen_values(*tag_structure([]), np.zeros(0, bool)).tolist() == []
     rng = np.random.default_rng(2)  # against conll.chunks, on random tag sequences, invalid BIO among them
     for _ in range(300):
         tags = list(rng.choice(["O", "B-a", "I-a", "B-b", "I-b"], int(rng.integers(1, 12))))
@@ -109,7 +109,7 @@ def test_in_unseen_values_marks_every_token_of_a_value_with_an_unseen_word() -> 
         want = np.zeros(len(tags), bool)
         for _, a, b in chunks(tags):
             want[a:b] = not trained[a:b].all()
-        assert calibration.in_unseen_values(*calibration.tag_structure(tags), trained).tolist() == want.tolist()
+        assert calibration.in_unseen_values(*tag_structure(tags), trained).tolist() == want.tolist()
 
 
 def test_the_second_map_lowers_the_unseen_values_alone_and_never_raises() -> None:
@@ -176,7 +176,7 @@ def test_calibration_changes_no_tag_and_maps_every_confidence(method: str, chain
     raw_tags, raw_conf = raw.tag(sentences, TASK, temperature=fitted.temperature)
     tags, conf = calibrated.tag(sentences, TASK)
     assert tags == raw_tags == raw.predict(sentences, TASK)
-    unseen = np.concatenate([calibration.in_unseen_values(*calibration.tag_structure(t), raw.vocab.trained(s))
+    unseen = np.concatenate([calibration.in_unseen_values(*tag_structure(t), raw.vocab.trained(s))
                              for s, t in zip(sentences, tags)])
     flat, flat_raw = np.concatenate([np.array(c) for c in conf]), np.concatenate([np.array(c) for c in raw_conf])
     np.testing.assert_allclose(flat, fitted.apply(flat_raw, unseen), rtol=1e-6)

@@ -16,7 +16,7 @@ import tensorflow as tf
 from conftest import loading_line, run_cli, smoke_params
 
 from mtl_tagger import Tagger, calibration
-from mtl_tagger.conll import read_conll
+from mtl_tagger.conll import read_conll, tag_structure
 from mtl_tagger.errors import InputError
 from mtl_tagger.export import export
 from mtl_tagger.saved_model import EXTRACT_VALUES, VERTICALS_JSON, shape_ids, signature_keys, signature_summary
@@ -157,7 +157,7 @@ def _job(tagger: Tagger, saved: Path, data_dir: Path) -> tuple[dict, list[tuple]
                   {"signature": key, "inputs": {"tokens": [[""]], "lengths": [0]}}]  # nothing to decode at all
         expected.append((sentences, *tagger.tag(sentences, task)))
         assert tagger.predict(sentences, task) == expected[-1][1]
-        assert any(calibration.in_unseen_values(*calibration.tag_structure(t), tagger.vocab.trained(s)).any()
+        assert any(calibration.in_unseen_values(*tag_structure(t), tagger.vocab.trained(s)).any()
                    for s, t in zip(sentences, expected[-1][1])), "no value at an unseen word: the second map idles"
         assert len({t for s in expected[-1][1] for t in s}) > 3, "a model that tags all O would prove little"
     return {"dir": str(saved), "calls": calls}, expected

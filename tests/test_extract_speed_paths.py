@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 from test_extract import write_catalog
 
-from mtl_tagger.calibration import in_unseen_values, tag_structure
-from mtl_tagger.conll import chunks
+from mtl_tagger.calibration import in_unseen_values
+from mtl_tagger.conll import chunks, tag_structure
 from mtl_tagger.extract import extract_catalog, plan
 from mtl_tagger.files import json_line
 from mtl_tagger.pipeline import encode, eval_batches
