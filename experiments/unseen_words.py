@@ -1,11 +1,11 @@
 """Where the tagger's false values sit, beside the feature CRF's: each test value told apart by whether it holds a
 word its vertical's training split never has, and each false one by kind; then the models decoded with a penalty on
-values at such words, or with a confidence floor for them.
+values at such words, or with a confidence floor for them or for every value.
 
     python -m experiments.unseen_words --group='random embeddings=runs/small_data/snap.rand50.*' \
         --group='in-domain vectors=runs/small_data/snap.glove50.*' \
         --crf_dir=experiments/results/small_data_cut/crf_n50 [--penalties=0,0.5,1,2,3] [--floors=0.3,0.5,0.7,0.9] \
-        [--out=experiments/results/unseen_words/n50.md]
+        [--half_f1] [--out=experiments/results/unseen_words/n50.md]
 
 Each group is a glob of single-task model dirs; each is decoded on its dev and test splits as it decodes (its own
 params: tag prior, BIO constraints, snap rule). A word is unseen when no sentence of the vertical's training split
@@ -17,14 +17,18 @@ experiments/crf_baseline.py on the same subsamples), with the same training spli
 The penalty δ is subtracted from every tag's emission score but O's at unseen words before decoding: a model that
 trusts what it guesses there less. The floor instead drops, after decoding, each value that holds an unseen word
 and whose calibrated confidence (its tokens' smallest, as extract reports it) is below the floor: `--min_confidence`
-for these values alone, where the false ones gather. Both are measured here, not decoding options of the package; a
-setting to adopt would be read off dev.
+for these values alone, where the false ones gather. With --half_f1, each attribute's floor is also set to half its
+entity-F1 on dev as the model decodes it (a lower bound on its best F1), once for the values at unseen words and once
+for every value: with calibrated confidences, the threshold at half the best F1 is the one that maximises an
+attribute's expected F1 (Lipton, Elkan and Narayanaswamy, 2014), and an attribute the model finds poorly keeps more
+of its values than under one floor for all. Dev scores these floors in-sample. Each lever is measured here, not a
+decoding option of the package; a setting to adopt would be read off dev.
 """
 import datetime
 import glob
 import statistics
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import tensorflow as tf
@@ -34,7 +38,7 @@ from experiments.common import command_line, mean_sd
 from mtl_tagger import cli
 from mtl_tagger.conll import chunks, read_columns
 from mtl_tagger.corpus import load_task
-from mtl_tagger.metrics import evaluate_tags
+from mtl_tagger.metrics import attribute_f1, evaluate_tags
 from mtl_tagger.tagger import Tagger, scored_chunks
 
 FLAGS = flags.FLAGS
@@ -45,7 +49,8 @@ COLUMNS = (("dev", "macro_f1"), ("dev", "entity_f1"), ("test", "macro_f1"), ("te
 NAMES = {"macro_f1": "macro-F1", "entity_f1": "entity-F1", "entity_precision": "entity precision",
          "entity_recall": "entity recall"}
 Counts = Counter  # (kind, unseen: bool) -> values
-PENALTY, FLOOR = "penalty δ", "floor"  # the two decoding levers, as the score table names them
+PENALTY, FLOOR, HALF = "penalty δ", "floor", "floor ½ dev F1 at"  # the decoding levers, as the table names them
+UNSEEN, EVERY = "unseen words", "every value"  # where a floor of half the dev F1 applies
 
 
 def value_kinds(tokens: Sequence[str], gold: Sequence[str], pred: Sequence[str], seen: set[str]) -> Counts:
@@ -60,12 +65,14 @@ def value_kinds(tokens: Sequence[str], gold: Sequence[str], pred: Sequence[str],
     return out
 
 
-def floored(tokens: Sequence[str], tags: Sequence[str], confidence: Sequence[float], seen: set[str], floor: float
-            ) -> list[str]:
-    """The tags with every value that holds an unseen word and whose confidence is below `floor` turned to O."""
+def floored(tokens: Sequence[str], tags: Sequence[str], confidence: Sequence[float], seen: set[str],
+            floor: float | Mapping[str, float], everywhere: bool = False) -> list[str]:
+    """The tags with every value that holds an unseen word (with `everywhere`, every value) and whose confidence is
+    below `floor` (one, or per attribute: 0 for one it lacks) turned to O."""
     out = list(tags)
-    for _, a, b, least in scored_chunks(tags, confidence):
-        if least < floor and any(w not in seen for w in tokens[a:b]):
+    for attr, a, b, least in scored_chunks(tags, confidence):
+        below = least < (floor.get(attr, 0.0) if isinstance(floor, Mapping) else floor)
+        if below and (everywhere or any(w not in seen for w in tokens[a:b])):
             out[a:b] = ["O"] * (b - a)
     return out
 
@@ -87,9 +94,11 @@ def penalised(tagger: Tagger, task: str, seen: set[str]) -> tf.Variable:
     return delta
 
 
-def decoded(model_dir: str, penalties: list[float], floors: Sequence[float] = ()) -> list[dict]:
+def decoded(model_dir: str, penalties: list[float], floors: Sequence[float] = (), half_f1: bool = False
+            ) -> list[dict]:
     """Per vertical of the model: its seed, the training split's words, its test output at penalty 0 counted by
-    value_kinds, and per ("penalty δ", δ) and ("floor", floor) each split's metrics."""
+    value_kinds, and per ("penalty δ", δ), ("floor", floor) and, with `half_f1`, (HALF, UNSEEN | EVERY) each
+    split's metrics."""
     tagger = Tagger.load(model_dir)
     p = tagger.params
     out = []
@@ -98,13 +107,20 @@ def decoded(model_dir: str, penalties: list[float], floors: Sequence[float] = ()
         seen = {w for s in data.train for w in s.tokens}
         delta = penalised(tagger, task, seen)
         run: dict = {"task": task, "seed": p.seed, "seen": seen, "metrics": {}}
+        half: dict[str, float] = {}
         for split in ("dev", "test"):  # the model as it is (δ 0), with the confidences the floors read
             sentences = getattr(data, split)
+            gold = [s.tags for s in sentences]
             tags, confidence = tagger.tag([s.tokens for s in sentences], task)
-            run["metrics"].setdefault((PENALTY, 0.0), {})[split] = evaluate_tags([s.tags for s in sentences], tags)
-            for f in floors:
-                pred = [floored(s.tokens, t, c, seen, f) for s, t, c in zip(sentences, tags, confidence)]
-                run["metrics"].setdefault((FLOOR, f), {})[split] = evaluate_tags([s.tags for s in sentences], pred)
+            run["metrics"].setdefault((PENALTY, 0.0), {})[split] = evaluate_tags(gold, tags)
+            if split == "dev":
+                half = {attr: f / 2 for attr, f in attribute_f1(gold, tags).items()}
+            settings = [((FLOOR, f), f, False) for f in floors]
+            settings += [((HALF, UNSEEN), half, False), ((HALF, EVERY), half, True)] if half_f1 else []
+            for key, floor, everywhere in settings:
+                pred = [floored(s.tokens, t, c, seen, floor, everywhere)
+                        for s, t, c in zip(sentences, tags, confidence)]
+                run["metrics"].setdefault(key, {})[split] = evaluate_tags(gold, pred)
             if split == "test":
                 run["kinds"] = sum((value_kinds(s.tokens, s.tags, t, seen) for s, t in zip(sentences, tags)), Counter())
         for d in (d for d in penalties if d):
@@ -130,11 +146,11 @@ def kinds_row(label: str, counts: Iterable[Counts], runs_per_count: int) -> str:
     return f"| {label} | " + " | ".join(cells) + " |"
 
 
-def score_rows(label: str, runs: list[dict], settings: Sequence[tuple[str, float]]) -> list[str]:
-    """Markdown rows of one group: per decoding setting (PENALTY or FLOOR, value) the COLUMNS' metrics, mean over the
-    verticals and seeds ± std of the per-seed means."""
+def score_rows(label: str, runs: list[dict], settings: Sequence[tuple[str, float | str]]) -> list[str]:
+    """Markdown rows of one group: per decoding setting (PENALTY, FLOOR or HALF, value) the COLUMNS' metrics, mean
+    over the verticals and seeds ± std of the per-seed means."""
     seeds = sorted({r["seed"] for r in runs})
-    return [f"| {label} | {lever} {v:g} | " + " | ".join(
+    return [f"| {label} | {lever} {f'{v:g}' if isinstance(v, float) else v} | " + " | ".join(
         mean_sd([statistics.mean(r["metrics"][lever, v][split][key] for r in runs if r["seed"] == s) for s in seeds])
         for split, key in COLUMNS) + " |" for lever, v in settings]
 
@@ -145,6 +161,7 @@ def main(argv: list[str]) -> None:
     penalties = sorted({0.0, *(float(d) for d in FLAGS.penalties)})
     floors = sorted(float(f) for f in FLAGS.floors if float(f) > 0)  # floor 0 is penalty 0: the model as it is
     settings = [(PENALTY, d) for d in penalties] + [(FLOOR, f) for f in floors]
+    settings += [(HALF, UNSEEN), (HALF, EVERY)] if FLAGS.half_f1 else []
     kinds = ["| values of | " + " | ".join(f"{k} (seen / unseen)" for k in KINDS)
              + " | precision, all words seen | precision, an unseen word |", "|---|" + "---:|" * (len(KINDS) + 2)]
     scores = ["| models | decoding | " + " | ".join(f"{split} {NAMES[key]}" for split, key in COLUMNS) + " |",
@@ -152,7 +169,8 @@ def main(argv: list[str]) -> None:
     crf: dict[str, Counts] = {}
     for spec in FLAGS.group:
         label, sep, pattern = spec.partition("=")
-        runs = [r for d in sorted(glob.glob(pattern)) if not d.endswith(".log") for r in decoded(d, penalties, floors)]
+        runs = [r for d in sorted(glob.glob(pattern)) if not d.endswith(".log")
+                for r in decoded(d, penalties, floors, FLAGS.half_f1)]
         if not sep or not runs:
             raise app.UsageError(f"--group={spec}: give label=glob matching trained model dirs")
         seeds = len({r["seed"] for r in runs})
@@ -169,14 +187,17 @@ def main(argv: list[str]) -> None:
     if FLAGS.out:
         Path(FLAGS.out).parent.mkdir(parents=True, exist_ok=True)
         Path(FLAGS.out).write_text(
-            "# Values at words the training split never has, and a penalty or a confidence floor on them\n\n"
+            "# Values at words the training split never has, and a penalty or confidence floors on them or on every "
+            "value\n\n"
             "Test values by kind (see experiments/unseen_words.py: true; false at other boundaries of a gold value of "
             "its attribute; false on a value of another attribute; made up where no gold value is), each as values "
             "whose words all occur in the vertical's training split / values holding a word it never has, per "
             "model run (the tagger's summed over verticals and averaged over seeds); then the models decoded with "
             "δ subtracted from every tag's score but O's at those words, or with each value that holds such a word "
-            "dropped where its calibrated confidence is below the floor (percent, mean over vertical runs ± std over "
-            f"seeds' means). Written {datetime.date.today().isoformat()} by "
+            "dropped where its calibrated confidence is below the floor; with a floor of half the dev F1, each "
+            "attribute's floor is half its entity-F1 on dev, for the values at unseen words or for every value "
+            "(percent, mean over vertical runs ± std over seeds' means). "
+            f"Written {datetime.date.today().isoformat()} by "
             f"`{command_line('experiments.unseen_words')}`.\n\n{text}\n", encoding="utf-8")
 
 
@@ -185,6 +206,8 @@ def define_flags() -> None:
     flags.DEFINE_multi_string("group", None, "label=glob of single-task model dirs.")
     flags.DEFINE_list("penalties", ["0", "0.5", "1", "2", "3"], "Penalties δ to decode with (0 is always in).")
     flags.DEFINE_list("floors", ["0.3", "0.5", "0.7", "0.9"], "Confidence floors for values that hold an unseen word.")
+    flags.DEFINE_bool("half_f1", False, "Also decode with each attribute's floor at half its dev entity-F1, for "
+                      "the values at unseen words and for every value.")
     flags.DEFINE_string("crf_dir", None, "The CRF baseline's results on the same subsamples (<vertical>.test.conll).")
     flags.DEFINE_string("out", None, "Also write the tables (with the command and date) to this markdown file.")
     flags.mark_flag_as_required("group")

@@ -19,7 +19,7 @@ from experiments.make_sweep import runs as sweep_runs
 from experiments.selection_rules import picked
 from experiments.small_data import subsample
 from experiments.tag_prior import HEADER, crf_row, rescored, rows
-from experiments.unseen_words import FLOOR, PENALTY, decoded, floored, penalised, value_kinds
+from experiments.unseen_words import EVERY, FLOOR, HALF, PENALTY, UNSEEN, decoded, floored, penalised, value_kinds
 from mtl_tagger.conll import read_conll
 from mtl_tagger.corpus import load_task
 from mtl_tagger.params import Params, read_flagfile
@@ -227,15 +227,22 @@ def test_unseen_words_kinds_of_values() -> None:
 
 def test_unseen_words_penalty_0_is_the_model(chain_epoch: Path, data_dir: Path) -> None:
     """At δ = 0 and at floor 0 the model decodes as it was selected; a huge δ leaves no value at an unseen word, and
-    a floor drops only the values at unseen words whose confidence is below it."""
-    [run] = decoded(str(chain_epoch), [0.0, 1e4], [0.0])
+    a floor (one, or per attribute) drops only the values at unseen words whose confidence is below it, or every
+    such value with `everywhere`; the floors at half the dev F1 only ever drop values."""
+    [run] = decoded(str(chain_epoch), [0.0, 1e4], [0.0], half_f1=True)
     metrics = json.loads((chain_epoch / "metrics.json").read_text())["Chain x"]
     assert run["metrics"][PENALTY, 0.0]["test"]["macro_f1"] == pytest.approx(metrics["macro_f1"])
     assert run["metrics"][FLOOR, 0.0] == run["metrics"][PENALTY, 0.0]
+    for split in ("dev", "test"):
+        recall = [run["metrics"][k][split]["entity_recall"] for k in ((PENALTY, 0.0), (HALF, UNSEEN), (HALF, EVERY))]
+        assert recall == sorted(recall, reverse=True), "a floor drops values; every value's floor drops the most"
     assert sum(run["kinds"].values()) > 0
     tokens, tags = ["gold", "Zyx", "chain", "x"], ["B-color", "I-color", "O", "B-type"]
-    assert floored(tokens, tags, [0.9, 0.4, 1.0, 0.2], {"gold", "chain", "x"}, 0.5) == ["O", "O", "O", "B-type"]
-    assert floored(tokens, tags, [0.9, 0.4, 1.0, 0.2], {"gold", "chain", "x"}, 0.3) == tags
+    conf, seen = [0.9, 0.4, 1.0, 0.2], {"gold", "chain", "x"}
+    assert floored(tokens, tags, conf, seen, 0.5) == ["O", "O", "O", "B-type"]
+    assert floored(tokens, tags, conf, seen, 0.3) == tags
+    assert floored(tokens, tags, conf, seen, {"type": 0.3}, everywhere=True) == ["B-color", "I-color", "O", "O"]
+    assert floored(tokens, tags, conf, seen, {"color": 0.5, "type": 0.3}) == ["O", "O", "O", "B-type"]
     tagger = Tagger.load(chain_epoch)
     sentences = read_conll(data_dir / "Chain x" / "test.conll")
     words = [s.tokens for s in sentences]

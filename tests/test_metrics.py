@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import precision_recall_fscore_support
 
-from mtl_tagger.metrics import compare_table, evaluate_tags, f1, format_table
+from mtl_tagger.metrics import attribute_f1, compare_table, evaluate_tags, f1, format_table
 
 TAGS = ["O", "O", "O", "B-a", "I-a", "B-b", "I-b", "B-c-d", "I-c-d", "B-e"]
 
@@ -142,3 +142,12 @@ def test_compare_table_ranks_tags_by_f1_gain() -> None:
     assert table[0][-1] == "100.00" and len(table) == 2
     worst = compare_table(single, multi, top=10).splitlines()[-1].split()
     assert worst[0] == "B-c" and worst[-1] == "-100.00" and "#Train" not in compare_table(single, multi)
+
+
+def test_attribute_f1_matches_whole_values_per_attribute() -> None:
+    """An attribute's F1 counts its own values, whole (a brand cut short is wrong), and only attributes that occur."""
+    gold = [["B-brand", "I-brand", "O", "B-color"], ["B-color", "O"]]
+    pred = [["B-brand", "O", "O", "B-color"], ["B-color", "B-type"]]
+    assert attribute_f1(gold, pred) == {"brand": 0.0, "color": 1.0, "type": 0.0}
+    assert attribute_f1(gold, gold) == {"brand": 1.0, "color": 1.0}
+    assert attribute_f1([["B-size", "I-size", "B-size"]], [["B-size", "B-size", "B-size"]]) == {"size": 0.4}
