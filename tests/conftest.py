@@ -7,6 +7,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+# One thread per TensorFlow op, here and in every command a test starts (they inherit the environment): the README's
+# test command runs both stacks' suites side by side on two cores, and the tests' tiny products cut across cores that
+# the other suite is using wait on each other more than they gain. Set before TensorFlow is imported.
+os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+
 import pytest
 from datagen import make_data_dir, write_vertical
 

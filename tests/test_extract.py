@@ -152,6 +152,21 @@ def test_plan_reads_the_kaggle_csv() -> None:
     assert [pid for pid, _, _ in work.items] == ["k001"] and work.unreadable_records == 1
 
 
+def test_the_records_do_not_depend_on_the_thread_count(model_dir: Path, job: tuple[Path, Path], reference: Path,
+                                                      tmp_path: Path) -> None:
+    """The extract command gives each op one thread (`tagger.one_thread_per_op`), as conftest gives this process:
+    an in-process run with two threads per op writes the same bytes."""
+    code = ("import sys; from mtl_tagger import Tagger; from mtl_tagger.extract import extract_catalog; "
+            "extract_catalog(sys.argv[1], sys.argv[2], sys.argv[3], batch=16, verticals_path=sys.argv[4], "
+            "tagger=Tagger.load(sys.argv[1]))")
+    out = tmp_path / "out.jsonl"
+    r = subprocess.run([sys.executable, "-c", code, str(model_dir), str(job[0]), str(out), str(job[1])], cwd=REPO,
+                       env={**os.environ, "PYTHONPATH": str(REPO), "TF_NUM_INTRAOP_THREADS": "2"},
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes() == reference.read_bytes()
+
+
 def test_records_summary_and_offsets(reference: Path, job: tuple[Path, Path], tagger: object) -> None:
     products = {p.id: p for p in read_catalog(job[0]).products}
     raw = reference.read_bytes()
