@@ -106,11 +106,6 @@ def sidecar(out: str | Path, suffix: str) -> Path:
     return out.with_name(out.name + suffix)
 
 
-def attributes(tagger: "Tagger", task: str) -> list[str]:
-    """The attributes `task`'s head can tag (its B-/I- tags without the prefix), sorted."""
-    return attributes_of(tagger.vocab.tags[task])
-
-
 def confidence_kind(tagger: "Tagger", task: str) -> str:
     """What a vertical's confidences are: its calibration method (with " + unseen" where the second map acts), or
     "raw" (the CRF marginal, uncalibrated)."""
@@ -500,7 +495,7 @@ def extract_catalog(model_dir: str | Path, catalog: str | Path, out: str | Path,
             "skipped_no_vertical": work.no_vertical,
             "not_selected": work.not_selected, "held_out": held_out,
             "trained_on": None if held_out else trained_on(tagger, {pid for pid, _, _ in work.items}),
-            "attributes": {task: attributes(tagger, task) for task in tagger.tasks},
+            "attributes": {task: attributes_of(tagger.vocab.tags[task]) for task in tagger.tasks},
             "confidence": {task: confidence_kind(tagger, task) for task in tagger.tasks},
             "settings": settings,
         }

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 # One thread per TensorFlow op, here and in every command a test starts (they inherit the environment): the README's
-# test command runs both stacks' suites side by side on two cores, and the tests' tiny products cut across cores that
-# the other suite is using wait on each other more than they gain. Set before TensorFlow is imported.
+# test command runs both stacks' suites side by side on two cores, and a small op split across both cores waits on
+# the core the other suite is using. Set before TensorFlow is imported.
 os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 import pytest
