@@ -1,8 +1,9 @@
 """Spelling features as the feature CRF uses them (experiments/crf_baseline.py), for the neural tagger: each token's
 lower case, prefixes and suffixes of 1–4 characters and shape, and the lower case, 3-suffix and shape of the tokens
-up to two to either side. With --lexical_buckets, each head adds a learned score per (feature, tag) to its emission
-scores: a linear CRF over these features inside the neural one, which remembers what a few training descriptions
-say about a word and its neighbours, also for words outside the vocabulary.
+up to two to either side; with --lexical_pairs also the lower-case word pairs a token forms with each neighbour and
+its place among the sentence's first and last two tokens. With --lexical_buckets, each head adds a learned score per
+(feature, tag) to its emission scores: a linear CRF over these features inside the neural one, which remembers what
+a few training descriptions say about a word and its neighbours, also for words outside the vocabulary.
 
 The features are computed in the graph from the batch's character ids and word shapes (a token's characters as
 the char encoder sees them, at most --max_word_len), so they need no input of their own and the SavedModel computes
@@ -21,6 +22,8 @@ BASE, MIX = 1_000_003, 1_103_515_245
 OFFSETS = (-2, -1, 1, 2)  # the neighbours whose lower case, 3-suffix and shape a token sees
 AFFIXES = (1, 2, 3, 4)
 TEMPLATES = 2 + 2 * len(AFFIXES) + 3 * len(OFFSETS)  # own: lower, shape, prefixes, suffixes; per neighbour: three
+PAIR_TEMPLATES = 4  # the pairs with the left and the right neighbour, the place from the start and from the end
+EDGE = PRIME - 1  # the word a pair sees beyond the sentence's ends (no string hashes to it)
 
 
 def lower_char_ids(chars: Sequence[str]) -> np.ndarray:
@@ -53,10 +56,11 @@ def _at(hashes: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
     return tf.gather(hashes, tf.cast(k, tf.int32)[..., None], batch_dims=2)[..., 0]
 
 
-def feature_buckets(chars: tf.Tensor, case: tf.Tensor, present: tf.Tensor, lower: tf.Tensor, buckets: int
-                    ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Bucket ids [B, T, TEMPLATES] of every token's features (each token's own, then its neighbours'), and
-    whether each is there (its token exists and gives features).
+def feature_buckets(chars: tf.Tensor, case: tf.Tensor, present: tf.Tensor, lower: tf.Tensor, buckets: int,
+                    pairs: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
+    """Bucket ids [B, T, TEMPLATES (+ PAIR_TEMPLATES with `pairs`)] of every token's features (each token's own,
+    then its neighbours', then its pairs and place), and whether each is there (its token exists and gives
+    features; a pair needs both words, a place only the token).
 
     chars: [B, T, C] char ids; case: [B, T] shape ids; present: [B, T] bool, tokens that give features;
     lower: the char id → lower-case char id table (lower_char_ids).
@@ -78,6 +82,16 @@ def feature_buckets(chars: tf.Tensor, case: tf.Tensor, present: tf.Tensor, lower
         inside = (steps + offset >= 0) & (steps + offset < tf.shape(case)[1])
         values += [tf.roll(v, -offset, axis=1) for v in seen]
         there += [inside & tf.roll(present, -offset, axis=1) & present] * len(seen)
-    templates = tf.range(1, TEMPLATES + 1, dtype=tf.int64)
+    if pairs:
+        exists = length > 0  # padding has no characters
+        place = tf.broadcast_to(tf.cast(steps, tf.int64), tf.shape(word))
+        from_end = tf.reduce_sum(tf.cast(exists, tf.int64), axis=1, keepdims=True) - place
+        first, last = place == 0, from_end == 1
+        left = tf.where(first, tf.constant(EDGE, tf.int64), tf.roll(word, 1, axis=1))
+        right = tf.where(last, tf.constant(EDGE, tf.int64), tf.roll(word, -1, axis=1))
+        values += [(left * MIX + word) % PRIME, (word * MIX + right) % PRIME, place + 1, from_end]
+        there += [present & (first | tf.roll(present, 1, axis=1)), present & (last | tf.roll(present, -1, axis=1)),
+                  exists & (place < 2), exists & (from_end <= 2)]
+    templates = tf.range(1, len(values) + 1, dtype=tf.int64)
     mixed = (tf.stack(values, axis=-1) * MIX % PRIME + templates * BASE) % PRIME * MIX % PRIME
     return tf.cast(mixed % buckets, tf.int32), tf.stack(there, axis=-1)

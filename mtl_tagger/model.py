@@ -153,7 +153,7 @@ class TaggerNet(tf.Module):
         seeds = SeedSequence(p.seed)
         self.encoder = Encoder(p, len(vocab.words), len(vocab.chars), seeds, len(vocab.tags))
         self.vertical_ids = {t: i for i, t in enumerate(vocab.tags)}
-        self.buckets = p.lexical_buckets
+        self.buckets, self.pairs = p.lexical_buckets, p.lexical_pairs
         self.lower_chars = tf.constant(lower_char_ids(vocab.chars)) if self.buckets else None
         self.heads = {t: Head(self.encoder.width, len(names), p.crf_impl, seeds, name=f"head_{i}",
                               tag_prior=p.tag_prior > 0, penalty=bio_penalty(names) if p.bio_constraints else None,
@@ -186,7 +186,7 @@ class TaggerNet(tf.Module):
         words = batch["words"]
         dropped = (self.encoder.dropped_words(words, seed) == UNK_ID) & (words != UNK_ID)
         buckets, there = feature_buckets(batch["chars"], batch["case"], (words > 0) & ~dropped, self.lower_chars,
-                                         self.buckets)
+                                         self.buckets, self.pairs)
         return scores + head.lexical_scores(buckets, there)
 
     def crf_loss(self, task: str, batch: dict[str, tf.Tensor], seed: tf.Tensor | None = None,

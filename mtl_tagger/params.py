@@ -98,6 +98,10 @@ class Params:
                               "feature of the word and its neighbours (the feature CRF's templates, "
                               "mtl_tagger/lexical.py), hashed into this many buckets (0: none).", non_negative,
                               legacy=0)
+    lexical_pairs: bool = _f(False, "Add to the spelling features the lower-case word pairs each token forms with its "
+                                    "left and its right neighbour, and its place among the sentence's first and last "
+                                    "two tokens (the feature CRF's bigram and BOS/EOS features; needs "
+                                    "--lexical_buckets).", legacy=False)
     lexical_l2: float = _f(0.0, "L2 penalty on the spelling-feature weights: this × the sum of their squares, per "
                                 "vertical in the step, added to its mean sentence loss (the feature CRF's c2).",
                            non_negative)
@@ -210,6 +214,8 @@ class Params:
             fault = f.metadata["check"](getattr(self, f.name)) if f.metadata.get("check") else ""
             if fault:
                 raise InputError(f"--{f.name}={getattr(self, f.name)}: {fault}")
+        if self.lexical_pairs and not self.lexical_buckets:
+            raise InputError("--lexical_pairs adds spelling features: it needs --lexical_buckets > 0")
         if self.bio_training and not self.bio_constraints:
             raise InputError("--bio_training trains under the BIO constraints: it needs --bio_constraints")
         if self.max_steps and self.min_steps > self.max_steps:
