@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from mtl_tagger.bilstm import bilstm_final
 from mtl_tagger.initializers import SeedSequence
-from mtl_tagger.lexical import AFFIXES, OFFSETS, TEMPLATES, feature_buckets, lower_char_ids
+from mtl_tagger.lexical import AFFIXES, OFFSETS, PAIR_TEMPLATES, TEMPLATES, feature_buckets, lower_char_ids
 from mtl_tagger.model import CharEncoder, TaggerNet, dropout
 from mtl_tagger.params import Params
 from mtl_tagger.pipeline import encode, pad
@@ -51,8 +51,9 @@ def test_dropout_is_stateless_and_scaled() -> None:
 
 
 
-def _feature_names(tokens: list[str], t: int) -> list[str | None]:
-    """The feature CRF's names of token t's features in lexical.py's template order (None: not there)."""
+def _feature_names(tokens: list[str], t: int, pairs: bool = False, gone: int | None = None) -> list[str | None]:
+    """The feature CRF's names of token t's features in lexical.py's template order (None: not there); `gone`: a
+    token that gives no word features (as word dropout leaves it), though its place still counts."""
     def lower(w: str) -> str:
         return w.lower()
 
@@ -60,25 +61,38 @@ def _feature_names(tokens: list[str], t: int) -> list[str | None]:
     own = [f"lower={lower(w)}", f"shape={shape(w)}"] + [f"prefix{n}={lower(w)[:n]}" for n in AFFIXES] + [
         f"suffix{n}={lower(w)[-n:]}" for n in AFFIXES]
     for offset in OFFSETS:
-        u = tokens[t + offset] if 0 <= t + offset < len(tokens) else None
+        u = tokens[t + offset] if 0 <= t + offset < len(tokens) and t + offset != gone else None
         own += [None] * 3 if u is None else [f"{offset}:suffix3={lower(u)[-3:]}", f"{offset}:lower={lower(u)}",
                                              f"{offset}:shape={shape(u)}"]
+    if pairs:
+        left, right = (tokens[t - 1].lower() if t else "BOS"), (tokens[t + 1].lower() if t + 1 < len(tokens) else "EOS")
+        own += [f"-1|0={left}|{lower(w)}" if t - 1 != gone else None,
+                f"0|+1={lower(w)}|{right}" if t + 1 != gone else None]
+    if t == gone:
+        own = [None] * len(own)
+    if pairs:
+        own += [f"start={t + 1}" if t < 2 else None, f"end={len(tokens) - t}" if len(tokens) - t <= 2 else None]
     return own
 
 
-def test_lexical_features_are_the_crf_s_templates_hashed() -> None:
-    sentences = [["Gold", "plated", "Ring", "925"], ["gold", "Plating", "ring", "Sterling", "silver", "ab"]]
+@pytest.mark.parametrize("pairs", [False, True])
+def test_lexical_features_are_the_crf_s_templates_hashed(pairs: bool) -> None:
+    sentences = [["Gold", "plated", "Ring", "925"], ["gold", "Plating", "ring", "Sterling", "silver", "ab"],
+                 ["Ring", "gold", "plated"]]
+    gone = {1: 3}  # sentence → a token that gives no word features (word dropout)
     chars = ["<pad>", "<unk>"] + sorted({c for s in sentences for w in s for c in w})
     vocab = Vocab(words=["<pad>", "<unk>"] + sorted({w for s in sentences for w in s}), chars=chars, tags={"V": ["O"]})
     batch = pad(encode(sentences, vocab, 20))
-    present = tf.constant(batch["words"] > 0)
-    buckets, there = feature_buckets(tf.constant(batch["chars"]), tf.constant(batch["case"]), present,
-                                     tf.constant(lower_char_ids(chars)), 1 << 20)
+    present = batch["words"] > 0
+    for b, t in gone.items():
+        present[b, t] = False
+    buckets, there = feature_buckets(tf.constant(batch["chars"]), tf.constant(batch["case"]), tf.constant(present),
+                                     tf.constant(lower_char_ids(chars)), 1 << 20, pairs)
     buckets, there = buckets.numpy(), there.numpy()
-    assert buckets.shape[-1] == TEMPLATES
+    assert buckets.shape[-1] == TEMPLATES + PAIR_TEMPLATES * pairs
     slots = {}  # feature name → the buckets it was hashed to
     for b, tokens in enumerate(sentences):
-        names = [_feature_names(tokens, t) for t in range(len(tokens))]
+        names = [_feature_names(tokens, t, pairs, gone.get(b)) for t in range(len(tokens))]
         for t, row in enumerate(names):
             for k, name in enumerate(row):
                 assert there[b, t, k] == (name is not None), (tokens[t], k)
@@ -88,6 +102,9 @@ def test_lexical_features_are_the_crf_s_templates_hashed() -> None:
     assert all(len(v) == 1 for v in slots.values()), "one feature, one bucket"
     assert len({min(v) for v in slots.values()}) == len(slots), "different features, different buckets"
     assert {"lower=gold", "shape=3", "shape=1", "-1:lower=gold", "1:suffix3=ing"} <= set(slots)
+    if pairs:
+        assert {"-1|0=BOS|gold", "0|+1=gold|plated", "-1|0=gold|plated", "0|+1=plated|EOS", "start=1",
+                "end=1"} <= set(slots)
 
 
 def test_lexical_scores_add_each_feature_s_weight_and_drop_dropped_words() -> None:

@@ -160,6 +160,12 @@ def test_bio_training_without_the_constraints_is_refused(data_dir: Path, tmp_pat
     assert smoke_params(data_dir, tmp_path, bio_training=True).bio_training
 
 
+def test_lexical_pairs_without_spelling_features_are_refused(data_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="--lexical_pairs .* needs --lexical_buckets > 0"):
+        smoke_params(data_dir, tmp_path, lexical_pairs=True, lexical_buckets=0)
+    assert smoke_params(data_dir, tmp_path, lexical_pairs=True, lexical_buckets=64).lexical_pairs
+
+
 def test_vertical_embedding_in_coupled_mode_is_refused(data_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="--vertical_dim=8: the coupling minibatches mix verticals"):
         smoke_params(data_dir, tmp_path, tasks=f"{TASK},Mangal-sutra", task_a="", mtl_mode="coupled", vertical_dim=8)
