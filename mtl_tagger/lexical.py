@@ -7,8 +7,8 @@ a few training descriptions say about a word and its neighbours, also for words 
 
 The features are computed in the graph from the batch's character ids and word shapes (a token's characters as
 the char encoder sees them, at most --max_word_len), so they need no input of their own and the SavedModel computes
-them as training did. Each (template, character string) is hashed into one of the buckets; a word whose word
-dropout turned it into the unknown word gives no features in that step.
+them as training did. Each (template, value) is hashed into one of the buckets; a word whose word dropout turned it
+into the unknown word gives no word features in that step (its place still counts).
 """
 from collections.abc import Sequence
 
@@ -23,7 +23,7 @@ OFFSETS = (-2, -1, 1, 2)  # the neighbours whose lower case, 3-suffix and shape 
 AFFIXES = (1, 2, 3, 4)
 TEMPLATES = 2 + 2 * len(AFFIXES) + 3 * len(OFFSETS)  # own: lower, shape, prefixes, suffixes; per neighbour: three
 PAIR_TEMPLATES = 4  # the pairs with the left and the right neighbour, the place from the start and from the end
-EDGE = PRIME - 1  # the word a pair sees beyond the sentence's ends (no string hashes to it)
+EDGE = PRIME - 1  # the word a pair sees beyond the sentence's ends (a string hashes to it with chance 1/PRIME)
 
 
 def lower_char_ids(chars: Sequence[str]) -> np.ndarray:
@@ -57,13 +57,14 @@ def _at(hashes: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
 
 
 def feature_buckets(chars: tf.Tensor, case: tf.Tensor, present: tf.Tensor, lower: tf.Tensor, buckets: int,
-                    pairs: bool = False) -> tuple[tf.Tensor, tf.Tensor]:
-    """Bucket ids [B, T, TEMPLATES (+ PAIR_TEMPLATES with `pairs`)] of every token's features (each token's own,
+                    lengths: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+    """Bucket ids [B, T, TEMPLATES (+ PAIR_TEMPLATES with `lengths`)] of every token's features (each token's own,
     then its neighbours', then its pairs and place), and whether each is there (its token exists and gives
     features; a pair needs both words, a place only the token).
 
     chars: [B, T, C] char ids; case: [B, T] shape ids; present: [B, T] bool, tokens that give features;
-    lower: the char id → lower-case char id table (lower_char_ids).
+    lower: the char id → lower-case char id table (lower_char_ids); lengths: [B] the sentences' lengths, which
+    add the word pairs and places (--lexical_pairs).
     """
     codes = tf.gather(lower, tf.cast(chars, tf.int64))
     length = tf.reduce_sum(tf.cast(chars > 0, tf.int64), axis=-1)
@@ -82,10 +83,10 @@ def feature_buckets(chars: tf.Tensor, case: tf.Tensor, present: tf.Tensor, lower
         inside = (steps + offset >= 0) & (steps + offset < tf.shape(case)[1])
         values += [tf.roll(v, -offset, axis=1) for v in seen]
         there += [inside & tf.roll(present, -offset, axis=1) & present] * len(seen)
-    if pairs:
-        exists = length > 0  # padding has no characters
+    if lengths is not None:
         place = tf.broadcast_to(tf.cast(steps, tf.int64), tf.shape(word))
-        from_end = tf.reduce_sum(tf.cast(exists, tf.int64), axis=1, keepdims=True) - place
+        from_end = tf.cast(lengths, tf.int64)[:, None] - place
+        exists = from_end > 0
         first, last = place == 0, from_end == 1
         left = tf.where(first, tf.constant(EDGE, tf.int64), tf.roll(word, 1, axis=1))
         right = tf.where(last, tf.constant(EDGE, tf.int64), tf.roll(word, -1, axis=1))

@@ -186,7 +186,7 @@ class TaggerNet(tf.Module):
         words = batch["words"]
         dropped = (self.encoder.dropped_words(words, seed) == UNK_ID) & (words != UNK_ID)
         buckets, there = feature_buckets(batch["chars"], batch["case"], (words > 0) & ~dropped, self.lower_chars,
-                                         self.buckets, self.pairs)
+                                         self.buckets, batch["length"] if self.pairs else None)
         return scores + head.lexical_scores(buckets, there)
 
     def crf_loss(self, task: str, batch: dict[str, tf.Tensor], seed: tf.Tensor | None = None,

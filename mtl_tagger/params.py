@@ -100,8 +100,8 @@ class Params:
                               legacy=0)
     lexical_pairs: bool = _f(False, "Add to the spelling features the lower-case word pairs each token forms with its "
                                     "left and its right neighbour, and its place among the sentence's first and last "
-                                    "two tokens (the feature CRF's bigram and BOS/EOS features; needs "
-                                    "--lexical_buckets).", legacy=False)
+                                    "two tokens (the feature CRF's word-pair features, extended to the sentence's "
+                                    "edges, and its BOS/EOS features; needs --lexical_buckets).", legacy=False)
     lexical_l2: float = _f(0.0, "L2 penalty on the spelling-feature weights: this × the sum of their squares, per "
                                 "vertical in the step, added to its mean sentence loss (the feature CRF's c2).",
                            non_negative)

@@ -78,18 +78,21 @@ def _feature_names(tokens: list[str], t: int, pairs: bool = False, gone: int | N
 @pytest.mark.parametrize("pairs", [False, True])
 def test_lexical_features_are_the_crf_s_templates_hashed(pairs: bool) -> None:
     sentences = [["Gold", "plated", "Ring", "925"], ["gold", "Plating", "ring", "Sterling", "silver", "ab"],
-                 ["Ring", "gold", "plated"]]
-    gone = {1: 3}  # sentence → a token that gives no word features (word dropout)
+                 ["Ring", "gold", "plated"], ["Ring", "ab"], ["ab"]]
+    gone = {1: 4, 2: 0}  # sentence → a token that gives no word features (word dropout), though its place counts
     chars = ["<pad>", "<unk>"] + sorted({c for s in sentences for w in s for c in w})
     vocab = Vocab(words=["<pad>", "<unk>"] + sorted({w for s in sentences for w in s}), chars=chars, tags={"V": ["O"]})
     batch = pad(encode(sentences, vocab, 20))
     present = batch["words"] > 0
     for b, t in gone.items():
         present[b, t] = False
-    buckets, there = feature_buckets(tf.constant(batch["chars"]), tf.constant(batch["case"]), tf.constant(present),
-                                     tf.constant(lower_char_ids(chars)), 1 << 20, pairs)
-    buckets, there = buckets.numpy(), there.numpy()
+    args = (tf.constant(batch["chars"]), tf.constant(batch["case"]), tf.constant(present),
+            tf.constant(lower_char_ids(chars)), 1 << 20)
+    buckets, there = (x.numpy() for x in feature_buckets(*args, tf.constant(batch["length"]) if pairs else None))
     assert buckets.shape[-1] == TEMPLATES + PAIR_TEMPLATES * pairs
+    without = [x.numpy() for x in feature_buckets(*args)]
+    np.testing.assert_array_equal(buckets[..., :TEMPLATES], without[0])  # the pairs leave the others as they were
+    np.testing.assert_array_equal(there[..., :TEMPLATES], without[1])
     slots = {}  # feature name → the buckets it was hashed to
     for b, tokens in enumerate(sentences):
         names = [_feature_names(tokens, t, pairs, gone.get(b)) for t in range(len(tokens))]
@@ -103,16 +106,18 @@ def test_lexical_features_are_the_crf_s_templates_hashed(pairs: bool) -> None:
     assert len({min(v) for v in slots.values()}) == len(slots), "different features, different buckets"
     assert {"lower=gold", "shape=3", "shape=1", "-1:lower=gold", "1:suffix3=ing"} <= set(slots)
     if pairs:
-        assert {"-1|0=BOS|gold", "0|+1=gold|plated", "-1|0=gold|plated", "0|+1=plated|EOS", "start=1",
-                "end=1"} <= set(slots)
+        assert {"-1|0=BOS|gold", "0|+1=gold|plated", "-1|0=gold|plated", "0|+1=plated|EOS", "0|+1=ab|EOS",
+                "-1|0=BOS|ab", "start=1", "end=1", "end=2"} <= set(slots)
 
 
-def test_lexical_scores_add_each_feature_s_weight_and_drop_dropped_words() -> None:
+@pytest.mark.parametrize("pairs", [False, True])
+def test_lexical_scores_add_each_feature_s_weight_and_drop_dropped_words(pairs: bool) -> None:
     sentences = [["Gold", "plated", "ring", "xyz"], ["Sterling", "925"]]
     chars = ["<pad>", "<unk>"] + sorted({c for s in sentences for w in s for c in w})
     vocab = Vocab(words=["<pad>", "<unk>", "Gold", "plated", "ring", "Sterling", "925"], chars=chars,
                   tags={"V": ["O", "B-a", "I-a"]})
-    p = Params(tasks="V", lexical_buckets=64, hidden_size=4, word_dim=4, char_dim=2, char_hidden=2, word_dropout=0.5)
+    p = Params(tasks="V", lexical_buckets=64, lexical_pairs=pairs, hidden_size=4, word_dim=4, char_dim=2,
+               char_hidden=2, word_dropout=0.5)
     net = TaggerNet(p, vocab)
     batch = {k: tf.constant(v) for k, v in pad(encode(sentences, vocab, 20)).items()}
     plain = net.heads["V"].emissions(net.encoder(batch)).numpy()
@@ -123,7 +128,8 @@ def test_lexical_scores_add_each_feature_s_weight_and_drop_dropped_words() -> No
     kept = (net.encoder.dropped_words(batch["words"], seed) != 1) | (batch["words"] == 1)
     assert not kept.numpy()[batch["words"].numpy() > 0].all(), "the seed drops some word"
     for s, present in ((None, batch["words"] > 0), (seed, (batch["words"] > 0) & kept)):
-        buckets, there = feature_buckets(batch["chars"], batch["case"], present, net.lower_chars, 64)
+        buckets, there = feature_buckets(batch["chars"], batch["case"], present, net.lower_chars, 64,
+                                         batch["length"] if pairs else None)
         expected = np.einsum("btk,btkn->btn", there.numpy().astype(np.float32), weights[buckets.numpy()])
         got = net.scores("V", batch, s).numpy() - net.heads["V"].emissions(net.encoder(batch, s)).numpy()
         np.testing.assert_allclose(got, expected, atol=1e-5)
