@@ -102,6 +102,9 @@ class Params:
                                     "left and its right neighbour, and its place among the sentence's first and last "
                                     "two tokens (the feature CRF's word-pair features, extended to the sentence's "
                                     "edges, and its BOS/EOS features; needs --lexical_buckets).", legacy=False)
+    lexical_step: float = _f(1.0, "The spelling-feature weights' step size as a multiple of --learning_rate: each head "
+                                  "scales their summed score by this, so that Adam moves them this much faster than "
+                                  "the rest (--lexical_l2 is on the unscaled weights).", positive, legacy=1.0)
     lexical_l2: float = _f(0.0, "L2 penalty on the spelling-feature weights: this × the sum of their squares, per "
                                 "vertical in the step, added to its mean sentence loss (the feature CRF's c2).",
                            non_negative)

@@ -136,6 +136,23 @@ def test_lexical_scores_add_each_feature_s_weight_and_drop_dropped_words(pairs: 
     assert np.abs(expected).sum() > 0
 
 
+def test_lexical_step_scales_the_spelling_scores_it_trains() -> None:
+    sentences = [["Gold", "plated", "ring"], ["Sterling", "925"]]
+    chars = ["<pad>", "<unk>"] + sorted({c for s in sentences for w in s for c in w})
+    vocab = Vocab(words=["<pad>", "<unk>", "Gold", "plated", "ring", "Sterling", "925"], chars=chars,
+                  tags={"V": ["O", "B-a", "I-a"]})
+    batch = {k: tf.constant(v) for k, v in pad(encode(sentences, vocab, 20)).items()}
+    weights = np.random.default_rng(2).normal(size=(64, 3)).astype(np.float32)
+    spelling = []
+    for step in (1.0, 4.0):
+        net = TaggerNet(Params(tasks="V", lexical_buckets=64, lexical_step=step, hidden_size=4, word_dim=4,
+                               char_dim=2, char_hidden=2), vocab)
+        net.heads["V"].lexical.assign(weights)
+        spelling.append(net.scores("V", batch).numpy() - net.heads["V"].emissions(net.encoder(batch)).numpy())
+    assert np.abs(spelling[0]).sum() > 0
+    np.testing.assert_allclose(spelling[1], 4.0 * spelling[0], rtol=1e-5, atol=1e-5)
+
+
 def test_lexical_l2_adds_its_weight_times_the_squares_of_each_head_s_spelling_weights() -> None:
     from mtl_tagger.loss import step_loss
 
