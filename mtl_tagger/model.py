@@ -123,27 +123,28 @@ class Encoder(tf.Module):
 class Head(tf.Module):
     """One vertical's Dense layer (emission scores s_i(y|x) = W h_i + b) and its CRF (with the prior and the
     decoding penalty, if given, in its likelihood too if `constrained`); with `buckets`, a score per (hashed
-    spelling feature, tag) besides (lexical.py)."""
+    spelling feature, tag) besides (lexical.py), times `lexical_scale`."""
 
     def __init__(self, width: int, num_tags: int, crf_impl: str, seeds: SeedSequence, name: str,
                  tag_prior: bool = False, penalty: Penalty | None = None, buckets: int = 0,
-                 constrained: bool = False, step: float = 1.0) -> None:
+                 constrained: bool = False, lexical_scale: float = 1.0) -> None:
         super().__init__(name=name)
         self.kernel = tf.Variable(glorot_uniform((width, num_tags), seeds()), name="kernel")
         self.bias = tf.Variable(tf.zeros([num_tags]), name="bias")
         self.crf = CRF(num_tags, seeds(), impl=crf_impl, name="crf", prior=tag_prior, penalty=penalty,
                        constrained_likelihood=constrained)
         self.lexical = tf.Variable(tf.zeros([buckets, num_tags]), name="lexical") if buckets else None
-        self.step = step  # the spelling weights' scale, hence their step size relative to the rest
+        self.lexical_scale = lexical_scale  # with Adam, how much faster the spelling score moves than the rest
 
     def emissions(self, h: tf.Tensor) -> tf.Tensor:
         """s(·|x) for context vectors h [..., width] → [..., num_tags]."""
         return tf.tensordot(h, self.kernel, 1) + self.bias
 
     def lexical_scores(self, buckets: tf.Tensor, there: tf.Tensor) -> tf.Tensor:
-        """The summed scores [..., num_tags] of the features in `buckets` [..., F] where `there` holds."""
+        """lexical_scale × the summed scores [..., num_tags] of the features in `buckets` [..., F] where `there`
+        holds."""
         gathered = tf.gather(self.lexical, buckets) * tf.cast(there, self.lexical.dtype)[..., None]
-        return self.step * tf.reduce_sum(gathered, axis=-2)
+        return self.lexical_scale * tf.reduce_sum(gathered, axis=-2)
 
 
 class TaggerNet(tf.Module):
@@ -159,7 +160,8 @@ class TaggerNet(tf.Module):
         self.lower_chars = tf.constant(lower_char_ids(vocab.chars)) if self.buckets else None
         self.heads = {t: Head(self.encoder.width, len(names), p.crf_impl, seeds, name=f"head_{i}",
                               tag_prior=p.tag_prior > 0, penalty=bio_penalty(names) if p.bio_constraints else None,
-                              buckets=self.buckets, constrained=p.bio_training, step=p.lexical_step)
+                              buckets=self.buckets, constrained=p.bio_training,
+                              lexical_scale=p.lexical_step)
                       for i, (t, names) in enumerate(vocab.tags.items())}
 
     @property

@@ -101,10 +101,11 @@ class Params:
     lexical_pairs: bool = _f(False, "Add to the spelling features the lower-case word pairs each token forms with its "
                                     "left and its right neighbour, and its place among the sentence's first and last "
                                     "two tokens (the feature CRF's word-pair features, extended to the sentence's "
-                                    "edges, and its BOS/EOS features; needs --lexical_buckets).", legacy=False)
-    lexical_step: float = _f(1.0, "The spelling-feature weights' step size as a multiple of --learning_rate: each head "
-                                  "scales their summed score by this, so that Adam moves them this much faster than "
-                                  "the rest (--lexical_l2 is on the unscaled weights).", positive, legacy=1.0)
+                                    "edges, and its BOS/EOS features; needs --lexical_buckets).")
+    lexical_step: float = _f(1.0, "Each head scales its summed spelling-feature score by this, so that with Adam the "
+                                  "score moves about this many times faster than the rest (exactly while gradient "
+                                  "clipping does not bind); --lexical_l2 and --weight_decay act on the unscaled "
+                                  "weights, so on the scores they weigh less (needs --lexical_buckets).", positive)
     lexical_l2: float = _f(0.0, "L2 penalty on the spelling-feature weights: this × the sum of their squares, per "
                                 "vertical in the step, added to its mean sentence loss (the feature CRF's c2).",
                            non_negative)
@@ -219,6 +220,9 @@ class Params:
                 raise InputError(f"--{f.name}={getattr(self, f.name)}: {fault}")
         if self.lexical_pairs and not self.lexical_buckets:
             raise InputError("--lexical_pairs adds spelling features: it needs --lexical_buckets > 0")
+        if self.lexical_step != 1.0 and not self.lexical_buckets:
+            raise InputError(f"--lexical_step={self.lexical_step} scales the spelling features' scores: it needs "
+                             "--lexical_buckets > 0")
         if self.bio_training and not self.bio_constraints:
             raise InputError("--bio_training trains under the BIO constraints: it needs --bio_constraints")
         if self.max_steps and self.min_steps > self.max_steps:

@@ -110,14 +110,14 @@ def test_lexical_features_are_the_crf_s_templates_hashed(pairs: bool) -> None:
                 "-1|0=BOS|ab", "start=1", "end=1", "end=2"} <= set(slots)
 
 
-@pytest.mark.parametrize("pairs", [False, True])
-def test_lexical_scores_add_each_feature_s_weight_and_drop_dropped_words(pairs: bool) -> None:
+@pytest.mark.parametrize("pairs,scale", [(False, 1.0), (True, 1.0), (False, 4.0)])
+def test_lexical_scores_add_each_feature_s_weight_and_drop_dropped_words(pairs: bool, scale: float) -> None:
     sentences = [["Gold", "plated", "ring", "xyz"], ["Sterling", "925"]]
     chars = ["<pad>", "<unk>"] + sorted({c for s in sentences for w in s for c in w})
     vocab = Vocab(words=["<pad>", "<unk>", "Gold", "plated", "ring", "Sterling", "925"], chars=chars,
                   tags={"V": ["O", "B-a", "I-a"]})
-    p = Params(tasks="V", lexical_buckets=64, lexical_pairs=pairs, hidden_size=4, word_dim=4, char_dim=2,
-               char_hidden=2, word_dropout=0.5)
+    p = Params(tasks="V", lexical_buckets=64, lexical_pairs=pairs, lexical_step=scale, hidden_size=4, word_dim=4,
+               char_dim=2, char_hidden=2, word_dropout=0.5)
     net = TaggerNet(p, vocab)
     batch = {k: tf.constant(v) for k, v in pad(encode(sentences, vocab, 20)).items()}
     plain = net.heads["V"].emissions(net.encoder(batch)).numpy()
@@ -130,27 +130,28 @@ def test_lexical_scores_add_each_feature_s_weight_and_drop_dropped_words(pairs: 
     for s, present in ((None, batch["words"] > 0), (seed, (batch["words"] > 0) & kept)):
         buckets, there = feature_buckets(batch["chars"], batch["case"], present, net.lower_chars, 64,
                                          batch["length"] if pairs else None)
-        expected = np.einsum("btk,btkn->btn", there.numpy().astype(np.float32), weights[buckets.numpy()])
+        expected = scale * np.einsum("btk,btkn->btn", there.numpy().astype(np.float32), weights[buckets.numpy()])
         got = net.scores("V", batch, s).numpy() - net.heads["V"].emissions(net.encoder(batch, s)).numpy()
         np.testing.assert_allclose(got, expected, atol=1e-5)
     assert np.abs(expected).sum() > 0
 
 
-def test_lexical_step_scales_the_spelling_scores_it_trains() -> None:
-    sentences = [["Gold", "plated", "ring"], ["Sterling", "925"]]
-    chars = ["<pad>", "<unk>"] + sorted({c for s in sentences for w in s for c in w})
-    vocab = Vocab(words=["<pad>", "<unk>", "Gold", "plated", "ring", "Sterling", "925"], chars=chars,
-                  tags={"V": ["O", "B-a", "I-a"]})
-    batch = {k: tf.constant(v) for k, v in pad(encode(sentences, vocab, 20)).items()}
-    weights = np.random.default_rng(2).normal(size=(64, 3)).astype(np.float32)
-    spelling = []
-    for step in (1.0, 4.0):
-        net = TaggerNet(Params(tasks="V", lexical_buckets=64, lexical_step=step, hidden_size=4, word_dim=4,
+def test_lexical_step_multiplies_the_gradient_the_spelling_weights_train_on() -> None:
+    sentences = [["Gold", "ring"], ["Silver", "chain", "set"]]
+    vocab = Vocab(words=["<pad>", "<unk>", "Gold", "ring", "Silver", "chain", "set"],
+                  chars=["<pad>", "<unk>"] + sorted({c for s in sentences for w in s for c in w}),
+                  tags={"A": ["O", "B-a", "I-a"]})
+    batch = {**{k: tf.constant(v) for k, v in pad(encode(sentences, vocab, 20)).items()},
+             "tags": tf.constant([[1, 0, 0], [0, 1, 2]], tf.int32)}
+    grads = []
+    for scale in (1.0, 4.0):  # zero spelling weights: the same loss at either scale
+        net = TaggerNet(Params(tasks="A", lexical_buckets=32, lexical_step=scale, hidden_size=4, word_dim=4,
                                char_dim=2, char_hidden=2), vocab)
-        net.heads["V"].lexical.assign(weights)
-        spelling.append(net.scores("V", batch).numpy() - net.heads["V"].emissions(net.encoder(batch)).numpy())
-    assert np.abs(spelling[0]).sum() > 0
-    np.testing.assert_allclose(spelling[1], 4.0 * spelling[0], rtol=1e-5, atol=1e-5)
+        with tf.GradientTape() as tape:
+            loss = net.crf_loss("A", batch, tf.constant([1, 2], tf.int64))
+        grads.append(tf.convert_to_tensor(tape.gradient(loss, net.heads["A"].lexical)).numpy())
+    assert np.abs(grads[0]).sum() > 0
+    np.testing.assert_allclose(grads[1], 4.0 * grads[0], rtol=1e-5, atol=1e-7)
 
 
 def test_lexical_l2_adds_its_weight_times_the_squares_of_each_head_s_spelling_weights() -> None:
