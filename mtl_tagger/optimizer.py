@@ -5,7 +5,9 @@ out so that its slots checkpoint and restore the same way on every supported Ten
 Sparse gradients (the word embedding's) are made dense first: Adam's moments decay on every row anyway.
 Weight decay, as Keras' AdamW, shrinks each variable of rank ≥ 2 (kernels, tables, CRF transitions; not biases) by
 step size × `weight_decay` before its update: a pull towards 0 that Adam's scaling of the gradient does not undo, as
-it would an L2 term's.
+it would an L2 term's. An L1 weight per variable (`l1`) adds a proximal step after the update: each entry moves
+step size × its weight towards 0 and stops at 0, so entries that the gradients do not push that far each update end
+at exactly 0, as the feature CRF's c1 makes its feature weights sparse.
 """
 import math
 from collections.abc import Sequence
@@ -24,15 +26,17 @@ def decayed(learning_rate: float, step: tf.Tensor, decay: str, steps: int) -> tf
 
 class Adam(tf.Module):
     """Adam over a fixed list of variables; `iterations` counts applied updates, the step size follows `decay`
-    over `decay_steps` updates (`decayed`), and variables of rank ≥ 2 decay by `weight_decay` (module docstring)."""
+    over `decay_steps` updates (`decayed`), variables of rank ≥ 2 decay by `weight_decay`, and each variable takes the
+    proximal L1 step of its weight in `l1` (none when empty; module docstring)."""
 
     def __init__(self, variables: Sequence[tf.Variable], learning_rate: float, clip_norm: float = 0.0,
                  beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7, decay: str = "none",
-                 decay_steps: int = 0, weight_decay: float = 0.0) -> None:
+                 decay_steps: int = 0, weight_decay: float = 0.0, l1: Sequence[float] = ()) -> None:
         super().__init__(name="adam")
         self.learning_rate, self.clip_norm = learning_rate, clip_norm
         self.decay, self.decay_steps = decay, decay_steps
         self.weight_decays = [weight_decay if len(v.shape) >= 2 else 0.0 for v in variables]
+        self.l1 = list(l1) or [0.0] * len(variables)
         self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
         self.m = [tf.Variable(tf.zeros_like(v), trainable=False, name="m") for v in variables]
@@ -48,7 +52,7 @@ class Adam(tf.Module):
         t = tf.cast(self.iterations + 1, tf.float32)
         beta_1_power, beta_2_power = tf.pow(self.beta_1, t), tf.pow(self.beta_2, t)
         lr = decayed(self.learning_rate, t - 1.0, self.decay, self.decay_steps)
-        for g, var, m, v, wd in zip(grads, variables, self.m, self.v, self.weight_decays):
+        for g, var, m, v, wd, l1 in zip(grads, variables, self.m, self.v, self.weight_decays, self.l1):
             if wd:
                 var.assign_sub(var * (lr * wd))
             if isinstance(var, tf.distribute.DistributedValues):  # a strategy's copies: its assignments
@@ -60,6 +64,8 @@ class Adam(tf.Module):
                 tf.raw_ops.ResourceApplyAdam(
                     var=var.handle, m=m.handle, v=v.handle, beta1_power=beta_1_power, beta2_power=beta_2_power,
                     lr=lr, beta1=self.beta_1, beta2=self.beta_2, epsilon=self.epsilon, grad=g)
+            if l1:  # the proximal step: each entry towards 0 by at most lr × l1, stopping at 0
+                var.assign_sub(tf.clip_by_value(var, -lr * l1, lr * l1))
         self.iterations.assign_add(1)
         return norm
 

@@ -109,6 +109,11 @@ class Params:
     lexical_l2: float = _f(0.0, "L2 penalty on the spelling-feature weights: this × the sum of their squares, per "
                                 "vertical in the step, added to its mean sentence loss (the feature CRF's c2).",
                            non_negative)
+    lexical_l1: float = _f(0.0, "Sparse spelling-feature weights: after each update every spelling weight moves the "
+                                "step size × this towards 0 and stops at 0 (a proximal L1 step, the feature CRF's "
+                                "c1), so a weight that the gradients do not push that far each update ends at exactly "
+                                "0. Adam moves a weight by at most about the step size, hence [0, 1); needs "
+                                "--lexical_buckets.", fraction)
     size_weight: float = _f(0.0, "Weight each vertical's CRF loss by (its training sentences / their mean over the "
                                  "run's verticals) to this power: 0 weighs them alike (the paper), 1 as if the "
                                  "step's sentences were drawn from all verticals pooled, so that small verticals "
@@ -222,6 +227,9 @@ class Params:
             raise InputError("--lexical_pairs adds spelling features: it needs --lexical_buckets > 0")
         if self.lexical_step != 1.0 and not self.lexical_buckets:
             raise InputError(f"--lexical_step={self.lexical_step} scales the spelling features' scores: it needs "
+                             "--lexical_buckets > 0")
+        if self.lexical_l1 and not self.lexical_buckets:
+            raise InputError(f"--lexical_l1={self.lexical_l1} acts on the spelling features' weights: it needs "
                              "--lexical_buckets > 0")
         if self.bio_training and not self.bio_constraints:
             raise InputError("--bio_training trains under the BIO constraints: it needs --bio_constraints")

@@ -1,9 +1,16 @@
-"""Our Adam is Keras' Adam (AdamW with weight decay) with global-norm clipping; the average is Polyak averaging."""
+"""Our Adam is Keras' Adam (AdamW with weight decay) with global-norm clipping and an optional proximal L1 step; the
+average is Polyak averaging."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import smoke_params
 
+from mtl_tagger.corpus import load_data
+from mtl_tagger.loop import Loop
 from mtl_tagger.optimizer import Adam, Average
+from mtl_tagger.run import build
 
 
 @pytest.mark.parametrize("weight_decay, decay", [(0.0, "none"), (0.5, "none"), (0.5, "linear")])
@@ -76,3 +83,32 @@ def test_average_tracks_and_swaps() -> None:
     assert v.numpy() == pytest.approx([want, want])
     avg.swap([v])
     assert v.numpy() == pytest.approx([20.0, 20.0])
+
+
+def test_l1_is_a_proximal_step_after_the_update() -> None:
+    """Each entry of a variable with an L1 weight moves lr × weight towards 0 after Adam's update and stops at 0;
+    a variable without one takes Adam's update alone."""
+    rng = np.random.default_rng(2)
+    start = [rng.normal(scale=0.01, size=(6, 3)).astype(np.float32), rng.normal(size=4).astype(np.float32)]
+    ours, plain = [tf.Variable(v) for v in start], [tf.Variable(v) for v in start]
+    adam, reference = Adam(ours, 0.01, l1=[0.5, 0.0]), Adam(plain, 0.01)
+    for _ in range(3):
+        grads = [tf.constant(rng.normal(size=v.shape).astype(np.float32)) for v in ours]
+        reference.apply(grads, plain)
+        adam.apply(grads, ours)
+        want = np.sign(plain[0].numpy()) * np.maximum(np.abs(plain[0].numpy()) - 0.01 * 0.5, 0.0)
+        np.testing.assert_allclose(ours[0].numpy(), want, atol=1e-7)
+        plain[0].assign(want)  # the next update starts where the proximal step left the variable
+    np.testing.assert_array_equal(ours[1].numpy(), plain[1].numpy())
+    assert 0 < np.sum(ours[0].numpy() == 0.0) < ours[0].numpy().size, "some entries end at exactly 0, not all"
+
+
+def test_the_l1_weight_reaches_the_spelling_tables_alone(data_dir: Path, tmp_path: Path) -> None:
+    """--lexical_l1 goes to each head's spelling table and to no other variable of the run."""
+    p = smoke_params(data_dir, tmp_path / "m", task_a="", tasks="Chain x,Mangal-sutra", mtl_mode="shared",
+                     lexical_l1=0.25)
+    run = build(p, load_data(p), tmp_path / "m", write=False)
+    loop = Loop(run, {"evaluations": [], "best": {}}, lambda vertical: {})
+    spelling = [v for v, l1 in zip(loop.variables, loop.optimizer.l1) if l1]
+    assert {id(v) for v in spelling} == {id(h.lexical) for h in run.net.heads.values()} and len(spelling) == 2
+    assert set(loop.optimizer.l1) == {0.0, 0.25}

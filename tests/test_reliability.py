@@ -160,12 +160,16 @@ def test_bio_training_without_the_constraints_is_refused(data_dir: Path, tmp_pat
     assert smoke_params(data_dir, tmp_path, bio_training=True).bio_training
 
 
-def test_lexical_pairs_or_step_without_spelling_features_are_refused(data_dir: Path, tmp_path: Path) -> None:
+def test_lexical_pairs_step_or_l1_without_spelling_features_are_refused(data_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="--lexical_pairs .* needs --lexical_buckets > 0"):
         smoke_params(data_dir, tmp_path, lexical_pairs=True, lexical_buckets=0)
     assert smoke_params(data_dir, tmp_path, lexical_pairs=True, lexical_buckets=64).lexical_pairs
     with pytest.raises(InputError, match="--lexical_step=2.0 .* needs --lexical_buckets > 0"):
         smoke_params(data_dir, tmp_path, lexical_step=2.0, lexical_buckets=0)
+    with pytest.raises(InputError, match="--lexical_l1=0.1 .* needs --lexical_buckets > 0"):
+        smoke_params(data_dir, tmp_path, lexical_l1=0.1, lexical_buckets=0)
+    with pytest.raises(InputError, match=r"--lexical_l1=1.0: must be in \[0, 1\)"):
+        smoke_params(data_dir, tmp_path, lexical_l1=1.0)
 
 
 def test_vertical_embedding_in_coupled_mode_is_refused(data_dir: Path, tmp_path: Path) -> None:
