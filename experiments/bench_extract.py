@@ -1,4 +1,5 @@
-"""Throughput of `mtl_tagger.extract` on the Flipkart sample: the local engine, and Ray with 1 and 2 workers.
+"""Throughput of `mtl_tagger.extract` on the Flipkart sample: the local engine, and Ray with 1 and 2 workers
+(the `ray` extra: pip install -e '.[current,ray]').
 
     python -m experiments.bench_extract [--model_dir=runs/crossfit/fold0/model]
         [--catalog=../shared/data/flipkart/products.jsonl.gz] [--rounds=3] [--limit=0] [--batch=256]

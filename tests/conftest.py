@@ -25,8 +25,9 @@ SMOKE = read_flagfile(REPO / "flags" / "smoke.cfg")
 # alone: the README's test command runs both stacks' suites at once on two cores, and CI gives it 20 minutes.
 PAPER_STACK = installed_version("keras").startswith("2.")
 experiments_stack = pytest.mark.skipif(PAPER_STACK, reason="experiments/ run on the current stack (Keras 3)")
-# A few long tests of logic that is the same code on both stacks (a process killed and resumed) run under CI on the
-# paper stack alone, for the same reason: the current stack's suite, which also runs experiments/' tests, is the longer.
+# A long test of logic that is the same code on both stacks (extract killed at random moments and resumed) runs under
+# CI on the paper stack alone, for the same reason: the current stack's suite, which also runs experiments/' tests, is
+# the longer.
 paper_stack_under_ci = pytest.mark.skipif(os.environ.get("CI") == "true" and not PAPER_STACK,
                                           reason="under CI on the paper stack alone (same code on both stacks)")
 CHAIN_FLAGS = ("--flagfile=flags/smoke.cfg", "--task_a=Chain x", "--epochs=3")  # train flags of `chain_model`
