@@ -1,4 +1,5 @@
-"""Adam with global gradient-norm clipping and optional decoupled weight decay (AdamW), as plain TensorFlow variables.
+"""Adam with global gradient-norm clipping, optional decoupled weight decay (AdamW) and an optional proximal L1 step,
+as plain TensorFlow variables.
 
 The update is Keras' Adam (β1 0.9, β2 0.999, ε 1e-7, bias correction folded into the step size), written
 out so that its slots checkpoint and restore the same way on every supported TensorFlow and Keras.
@@ -7,7 +8,8 @@ Weight decay, as Keras' AdamW, shrinks each variable of rank ≥ 2 (kernels, tab
 step size × `weight_decay` before its update: a pull towards 0 that Adam's scaling of the gradient does not undo, as
 it would an L2 term's. An L1 weight per variable (`l1`) adds a proximal step after the update: each entry moves
 step size × its weight towards 0 and stops at 0, so entries that the gradients do not push that far each update end
-at exactly 0, as the feature CRF's c1 makes its feature weights sparse.
+at exactly 0, as the feature CRF's c1 makes its feature weights sparse (the weight is in Adam's step units, not on
+c1's scale).
 """
 import math
 from collections.abc import Sequence
@@ -37,6 +39,8 @@ class Adam(tf.Module):
         self.decay, self.decay_steps = decay, decay_steps
         self.weight_decays = [weight_decay if len(v.shape) >= 2 else 0.0 for v in variables]
         self.l1 = list(l1) or [0.0] * len(variables)
+        if len(self.l1) != len(variables):
+            raise ValueError(f"{len(self.l1)} L1 weights for {len(variables)} variables")
         self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
         self.m = [tf.Variable(tf.zeros_like(v), trainable=False, name="m") for v in variables]

@@ -110,10 +110,11 @@ class Params:
                                 "vertical in the step, added to its mean sentence loss (the feature CRF's c2).",
                            non_negative)
     lexical_l1: float = _f(0.0, "Sparse spelling-feature weights: after each update every spelling weight moves the "
-                                "step size × this towards 0 and stops at 0 (a proximal L1 step, the feature CRF's "
-                                "c1), so a weight that the gradients do not push that far each update ends at exactly "
-                                "0. Adam moves a weight by at most about the step size, hence [0, 1); needs "
-                                "--lexical_buckets.", fraction)
+                                "step size × this towards 0 and stops at 0 (a proximal L1 step, as the feature CRF's "
+                                "c1 but not on its scale), so a weight that the gradients do not push that far each "
+                                "update ends at exactly 0 (under --average the averaged weights are not). Adam moves "
+                                "a weight by at most about the step size, hence [0, 1) (needs --lexical_buckets).",
+                           fraction)
     size_weight: float = _f(0.0, "Weight each vertical's CRF loss by (its training sentences / their mean over the "
                                  "run's verticals) to this power: 0 weighs them alike (the paper), 1 as if the "
                                  "step's sentences were drawn from all verticals pooled, so that small verticals "

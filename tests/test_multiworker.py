@@ -12,11 +12,11 @@ import tensorflow as tf
 from conftest import REPO
 
 # The paper's coupling minibatches: with --coupling_within the plan depends on the number of workers
-# (test_coupling checks that the workers' share of such a plan adds up to one process's). Weight decay on, so that
-# its update of the mirrored variables is checked too.
+# (test_coupling checks that the workers' share of such a plan adds up to one process's). Weight decay and the
+# spelling weights' L1 step on, so that their updates of the mirrored variables are checked too.
 FLAGS = ["--flagfile=flags/smoke.cfg", "--tasks=Chain x,Mangal-sutra", "--mtl_mode=coupled", "--nocoupling_within",
          "--dropout=0", "--word_dropout=0", "--min_steps=6", "--max_steps=6", "--eval_every=3", "--patience=0",
-         "--weight_decay=0.5"]
+         "--weight_decay=0.5", "--lexical_l1=0.1"]
 
 
 def _ports(n: int) -> list[int]:

@@ -104,11 +104,19 @@ def test_l1_is_a_proximal_step_after_the_update() -> None:
 
 
 def test_the_l1_weight_reaches_the_spelling_tables_alone(data_dir: Path, tmp_path: Path) -> None:
-    """--lexical_l1 goes to each head's spelling table and to no other variable of the run."""
-    p = smoke_params(data_dir, tmp_path / "m", task_a="", tasks="Chain x,Mangal-sutra", mtl_mode="shared",
+    """--lexical_l1 goes to each head's spelling table ([buckets, tags]) and to no other variable of a coupled run, the
+    coupler's included."""
+    p = smoke_params(data_dir, tmp_path / "m", task_a="", tasks="Chain x,Mangal-sutra", mtl_mode="coupled",
                      lexical_l1=0.25)
-    run = build(p, load_data(p), tmp_path / "m", write=False)
+    data = load_data(p)
+    run = build(p, data, tmp_path / "m", write=False)
     loop = Loop(run, {"evaluations": [], "best": {}}, lambda vertical: {})
-    spelling = [v for v, l1 in zip(loop.variables, loop.optimizer.l1) if l1]
-    assert {id(v) for v in spelling} == {id(h.lexical) for h in run.net.heads.values()} and len(spelling) == 2
-    assert set(loop.optimizer.l1) == {0.0, 0.25}
+    coupler = {v.ref() for v in run.coupler.trainable_variables}
+    assert coupler and coupler <= {v.ref() for v in loop.variables}
+
+    def table(v: tf.Variable) -> bool:  # the coupler's hashed label k-grams are a [buckets, ·] table too
+        return v.name == "lexical:0"
+
+    assert sorted(v.shape.as_list() for v in loop.variables if table(v)) == sorted(
+        [p.lexical_buckets, len(data.vocab.tags[t])] for t in p.names)
+    assert loop.optimizer.l1 == [0.25 if table(v) else 0.0 for v in loop.variables]
