@@ -52,15 +52,24 @@ def run_outcomes(model_dir: Path) -> Outcomes:
     p = tagger.params
     data = load_task(p.data_dir, task, p.strict_bio, p.max_len)
     training_words(tagger, {task: data})
-    dev_raw, dev_right, _ = calibration.outcomes(tagger, data.dev, task)
-    test_raw, test_right, test_unseen = calibration.outcomes(tagger, data.test, task)
+    # Each split decoded once, at every temperature any method searches (the values do not depend on it).
+    grid = sorted({1.0, *map(float, calibration.TEMPERATURES), *map(float, SHARPENING)})
+    dev, dev_right, dev_unseen = calibration.outcomes_at(tagger, data.dev, task, grid)
+    test, test_right, test_unseen = calibration.outcomes_at(tagger, data.test, task, grid)
+    dev_raw, test_raw = dev[grid.index(1.0)], test[grid.index(1.0)]
+
+    def on_test(method: str, searched_grid: np.ndarray, second: bool) -> np.ndarray:
+        """Test's confidences under the map `method` fits on dev (as calibration.fit and calibration.confidences)."""
+        temperatures = calibration.searched(method, searched_grid)
+        fitted = calibration.fit_outcomes(method, [dev[grid.index(t)] for t in temperatures], dev_right,
+                                          temperatures, dev_unseen if second else None)
+        return fitted.apply(test[grid.index(fitted.temperature)], test_unseen)
+
     out = {"raw": test_raw}
     for method in calibration.METHODS:
         for second in (False, True):
-            fitted = calibration.fit(tagger, data.dev, task, method, second=second)
-            out[method + (SECOND if second else "")] = calibration.confidences(tagger, data.test, task, fitted)[0]
-    fitted = calibration.fit(tagger, data.dev, task, "temperature", SHARPENING, second=False)
-    out["sharpening"] = calibration.confidences(tagger, data.test, task, fitted)[0]
+            out[method + (SECOND if second else "")] = on_test(method, calibration.TEMPERATURES, second)
+    out["sharpening"] = on_test("temperature", SHARPENING, False)
     isotonic = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip", increasing=True)
     if len(dev_raw):
         isotonic.fit(dev_raw, dev_right.astype(float))
