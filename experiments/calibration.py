@@ -59,7 +59,7 @@ def run_outcomes(model_dir: Path) -> Outcomes:
     dev_raw, test_raw = dev[grid.index(1.0)], test[grid.index(1.0)]
 
     def on_test(method: str, searched_grid: np.ndarray, second: bool) -> np.ndarray:
-        """Test's confidences under the map `method` fits on dev (as calibration.fit and calibration.confidences)."""
+        """Test's confidences under the map `method` fits on dev (as calibration.fit fits it)."""
         temperatures = calibration.searched(method, searched_grid)
         fitted = calibration.fit_outcomes(method, [dev[grid.index(t)] for t in temperatures], dev_right,
                                           temperatures, dev_unseen if second else None)

@@ -297,13 +297,6 @@ def fit(tagger: "Tagger", sentences: Sequence[Sentence], task: str, method: str,
     return fit_outcomes(method, raw, right, temperatures, unseen if second else None)
 
 
-def confidences(tagger: "Tagger", sentences: Sequence[Sentence], task: str, calibration: Calibration
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """`outcomes` with the confidences calibrated by `calibration`."""
-    raw, right, unseen = outcomes(tagger, sentences, task, calibration.temperature)
-    return calibration.apply(raw, unseen), right
-
-
 def calibrate(model_dir: str | Path, method: str, dev: dict[str, Sequence[Sentence]],
               writer: "tf.summary.SummaryWriter | None" = None, tagger: "Tagger | None" = None,
               select: Callable[[str], None] = lambda task: None) -> list[str]:
