@@ -224,14 +224,12 @@ class Params:
             fault = f.metadata["check"](getattr(self, f.name)) if f.metadata.get("check") else ""
             if fault:
                 raise InputError(f"--{f.name}={getattr(self, f.name)}: {fault}")
-        if self.lexical_pairs and not self.lexical_buckets:
-            raise InputError("--lexical_pairs adds spelling features: it needs --lexical_buckets > 0")
-        if self.lexical_step != 1.0 and not self.lexical_buckets:
-            raise InputError(f"--lexical_step={self.lexical_step} scales the spelling features' scores: it needs "
-                             "--lexical_buckets > 0")
-        if self.lexical_l1 and not self.lexical_buckets:
-            raise InputError(f"--lexical_l1={self.lexical_l1} acts on the spelling features' weights: it needs "
-                             "--lexical_buckets > 0")
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name in ("lexical_pairs", "lexical_step", "lexical_l1"):  # options of the spelling features
+            value = getattr(self, name)
+            if value != defaults[name] and not self.lexical_buckets:
+                shown = f"--{name}" if value is True else f"--{name}={value}"  # as the command line spells it
+                raise InputError(f"{shown} acts on the spelling features: it needs --lexical_buckets > 0")
         if self.bio_training and not self.bio_constraints:
             raise InputError("--bio_training trains under the BIO constraints: it needs --bio_constraints")
         if self.max_steps and self.min_steps > self.max_steps:
