@@ -14,6 +14,19 @@ from mtl_tagger.params import Params
 from mtl_tagger.pipeline import encode, pad
 from mtl_tagger.vocab import Vocab, shape
 
+SENTENCES = [["Gold", "ring"], ["Silver", "chain", "set"]]  # the loss tests' sentences, every word in the vocabulary
+
+
+def _vocab(sentences: list[list[str]], words: list[str], tags: dict[str, list[str]]) -> Vocab:
+    """A vocabulary of `words` (after <pad> and <unk>), the characters of `sentences`, and `tags`."""
+    return Vocab(words=["<pad>", "<unk>", *words], tags=tags,
+                 chars=["<pad>", "<unk>"] + sorted({c for s in sentences for w in s for c in w}))
+
+
+def _batch(sentences: list[list[str]], vocab: Vocab) -> dict[str, tf.Tensor]:
+    """`sentences` encoded and padded as one batch of tensors."""
+    return {k: tf.constant(v) for k, v in pad(encode(sentences, vocab, 20)).items()}
+
 
 @pytest.mark.parametrize("kind", ["lstm", "cnn"])
 def test_char_encoder_equals_each_word_alone(kind: str) -> None:
@@ -113,13 +126,11 @@ def test_lexical_features_are_the_crf_s_templates_hashed(pairs: bool) -> None:
 @pytest.mark.parametrize("pairs,scale", [(False, 1.0), (True, 1.0), (False, 4.0)])
 def test_lexical_scores_add_each_feature_s_weight_and_drop_dropped_words(pairs: bool, scale: float) -> None:
     sentences = [["Gold", "plated", "ring", "xyz"], ["Sterling", "925"]]
-    chars = ["<pad>", "<unk>"] + sorted({c for s in sentences for w in s for c in w})
-    vocab = Vocab(words=["<pad>", "<unk>", "Gold", "plated", "ring", "Sterling", "925"], chars=chars,
-                  tags={"V": ["O", "B-a", "I-a"]})
+    vocab = _vocab(sentences, ["Gold", "plated", "ring", "Sterling", "925"], {"V": ["O", "B-a", "I-a"]})
     p = Params(tasks="V", lexical_buckets=64, lexical_pairs=pairs, lexical_step=scale, hidden_size=4, word_dim=4,
                char_dim=2, char_hidden=2, word_dropout=0.5)
     net = TaggerNet(p, vocab)
-    batch = {k: tf.constant(v) for k, v in pad(encode(sentences, vocab, 20)).items()}
+    batch = _batch(sentences, vocab)
     plain = net.heads["V"].emissions(net.encoder(batch)).numpy()
     np.testing.assert_allclose(net.scores("V", batch).numpy(), plain, atol=1e-6)  # zero weights: no change
     weights = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
@@ -137,12 +148,8 @@ def test_lexical_scores_add_each_feature_s_weight_and_drop_dropped_words(pairs: 
 
 
 def test_lexical_step_multiplies_the_gradient_the_spelling_weights_train_on() -> None:
-    sentences = [["Gold", "ring"], ["Silver", "chain", "set"]]
-    vocab = Vocab(words=["<pad>", "<unk>", "Gold", "ring", "Silver", "chain", "set"],
-                  chars=["<pad>", "<unk>"] + sorted({c for s in sentences for w in s for c in w}),
-                  tags={"A": ["O", "B-a", "I-a"]})
-    batch = {**{k: tf.constant(v) for k, v in pad(encode(sentences, vocab, 20)).items()},
-             "tags": tf.constant([[1, 0, 0], [0, 1, 2]], tf.int32)}
+    vocab = _vocab(SENTENCES, [w for s in SENTENCES for w in s], {"A": ["O", "B-a", "I-a"]})
+    batch = {**_batch(SENTENCES, vocab), "tags": tf.constant([[1, 0, 0], [0, 1, 2]], tf.int32)}
     grads = []
     for scale in (1.0, 4.0):  # zero spelling weights: the same loss at either scale
         net = TaggerNet(Params(tasks="A", lexical_buckets=32, lexical_step=scale, hidden_size=4, word_dim=4,
@@ -157,17 +164,13 @@ def test_lexical_step_multiplies_the_gradient_the_spelling_weights_train_on() ->
 def test_lexical_l2_adds_its_weight_times_the_squares_of_each_head_s_spelling_weights() -> None:
     from mtl_tagger.loss import step_loss
 
-    sentences = [["Gold", "ring"], ["Silver", "chain", "set"]]
-    vocab = Vocab(words=["<pad>", "<unk>", "Gold", "ring", "Silver", "chain", "set"],
-                  chars=["<pad>", "<unk>"] + sorted({c for s in sentences for w in s for c in w}),
-                  tags={"A": ["O", "B-a", "I-a"], "B": ["O", "B-b"]})
+    vocab = _vocab(SENTENCES, [w for s in SENTENCES for w in s], {"A": ["O", "B-a", "I-a"], "B": ["O", "B-b"]})
     p = Params(tasks="A,B", lexical_buckets=32, hidden_size=4, word_dim=4, char_dim=2, char_hidden=2)
     net = TaggerNet(p, vocab)
     rng = np.random.default_rng(1)
     for head in net.heads.values():
         head.lexical.assign(rng.normal(size=head.lexical.shape).astype(np.float32))
-    inputs = {t: {**{k: tf.constant(v) for k, v in pad(encode(sentences, vocab, 20)).items()},
-                  "tags": tf.zeros([2, 3], tf.int32)} for t in ("A", "B")}
+    inputs = {t: {**_batch(SENTENCES, vocab), "tags": tf.zeros([2, 3], tf.int32)} for t in ("A", "B")}
     inputs["count"] = {"A": tf.constant(2.0), "B": tf.constant(2.0)}
     seed = tf.constant([1, 2], tf.int64)
     plain, _ = step_loss(net, ["A", "B"], None, [], 0.0, inputs, seed)
@@ -186,14 +189,10 @@ def test_size_weight_weighs_each_vertical_s_crf_loss_by_its_share_of_the_trainin
     assert size_weights({"A": 300, "B": 100}, 0.0) == {"A": 1.0, "B": 1.0}
     assert size_weights({"A": 7}, 1.0) == {"A": 1.0}
     np.testing.assert_allclose(list(size_weights({"A": 300, "B": 100}, 0.5).values()), [1.5 ** 0.5, 0.5 ** 0.5])
-    sentences = [["Gold", "ring"], ["Silver", "chain", "set"]]
-    vocab = Vocab(words=["<pad>", "<unk>", "Gold", "ring", "Silver", "chain", "set"],
-                  chars=["<pad>", "<unk>"] + sorted({c for s in sentences for w in s for c in w}),
-                  tags={"A": ["O", "B-a"], "B": ["O", "B-b"]})
+    vocab = _vocab(SENTENCES, [w for s in SENTENCES for w in s], {"A": ["O", "B-a"], "B": ["O", "B-b"]})
     net = TaggerNet(Params(tasks="A,B", mtl_mode="shared", hidden_size=4, word_dim=4, char_dim=2, char_hidden=2),
                     vocab)
-    inputs = {t: {**{k: tf.constant(v) for k, v in pad(encode(sentences, vocab, 20)).items()},
-                  "tags": tf.ones([2, 3], tf.int32)} for t in ("A", "B")}
+    inputs = {t: {**_batch(SENTENCES, vocab), "tags": tf.ones([2, 3], tf.int32)} for t in ("A", "B")}
     inputs["count"] = {"A": tf.constant(2.0), "B": tf.constant(2.0)}
     seed = tf.constant([1, 2], tf.int64)
     plain, terms = step_loss(net, ["A", "B"], None, [], 0.0, inputs, seed)
@@ -221,12 +220,9 @@ def test_the_loop_weighs_each_vertical_by_its_training_sentences(data_dir: Path,
 def test_the_vertical_embedding_gives_each_vertical_its_own_encoding_and_is_trained() -> None:
     from mtl_tagger.loss import step_loss
 
-    sentences = [["Gold", "ring"], ["Silver", "chain", "set"]]
-    vocab = Vocab(words=["<pad>", "<unk>", "Gold", "ring", "Silver", "chain", "set"],
-                  chars=["<pad>", "<unk>"] + sorted({c for s in sentences for w in s for c in w}),
-                  tags={"A": ["O", "B-a"], "B": ["O", "B-b"]})
+    vocab = _vocab(SENTENCES, [w for s in SENTENCES for w in s], {"A": ["O", "B-a"], "B": ["O", "B-b"]})
     small = dict(tasks="A,B", mtl_mode="shared", hidden_size=4, word_dim=4, char_dim=2, char_hidden=2)
-    batch = {k: tf.constant(v) for k, v in pad(encode(sentences, vocab, 20)).items()}
+    batch = _batch(SENTENCES, vocab)
     plain = TaggerNet(Params(**small), vocab)
     assert not [v for v in plain.trainable_variables if "vertical" in v.name], "none without the flag"
     np.testing.assert_array_equal(plain.encoder(batch).numpy(), plain.encoder(batch, vertical=1).numpy())
