@@ -21,8 +21,12 @@ for these values alone, where the false ones gather. With --half_f1, each attrib
 entity-F1 on dev as the model decodes it (a lower bound on its best F1), once for the values at unseen words and once
 for every value: with calibrated confidences, the threshold at half the best F1 is the one that maximises an
 attribute's expected F1 (Lipton, Elkan and Narayanaswamy, 2014), and an attribute the model finds poorly keeps more
-of its values than under one floor for all. Dev scores these floors in-sample. Each lever is measured here, not a
-decoding option of the package; a setting to adopt would be read off dev.
+of its values than under one floor for all. Dev scores these floors in-sample. With --false_on_dev, every value of an
+attribute whose values on dev are all false (at least one predicted, none right) is dropped: the model predicts
+tags of rare attributes that test may hold none of, each a class of zero precision and recall in macro-F1. Its dev
+scores are cross-fitted (the attributes are read off the even dev sentences for the odd ones, and the other way
+round), its test scores use the whole dev split. Each lever is measured here, not a decoding option of the package;
+a setting to adopt would be read off dev.
 """
 import datetime
 import glob
@@ -38,7 +42,7 @@ from experiments.common import command_line, mean_sd
 from mtl_tagger import cli
 from mtl_tagger.conll import chunks, read_columns
 from mtl_tagger.corpus import load_task
-from mtl_tagger.metrics import attribute_f1, evaluate_tags
+from mtl_tagger.metrics import attribute_f1, evaluate_tags, f1
 from mtl_tagger.tagger import Tagger, scored_chunks
 
 FLAGS = flags.FLAGS
@@ -50,6 +54,7 @@ NAMES = {"macro_f1": "macro-F1", "entity_f1": "entity-F1", "entity_precision": "
          "entity_recall": "entity recall"}
 Counts = Counter  # (kind, unseen: bool) -> values
 PENALTY, FLOOR, HALF = "penalty δ", "floor", "floor ½ dev F1 at"  # the decoding levers, as the table names them
+DROPPED, FALSE_ON_DEV = "dropped", "attributes never right on dev"
 UNSEEN, EVERY = "unseen words", "every value"  # where a floor of half the dev F1 applies
 
 
@@ -77,6 +82,42 @@ def floored(tokens: Sequence[str], tags: Sequence[str], confidence: Sequence[flo
     return out
 
 
+def false_attributes(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> set[str]:
+    """The attributes with at least one predicted value and no true one in these sentences."""
+    predicted = [{(i, *c) for c in chunks(p)} for i, p in enumerate(pred)]
+    right = {c[1] for i, g in enumerate(gold) for c in set((i, *c) for c in chunks(g)) & predicted[i]}
+    return {c[1] for p in predicted for c in p} - right
+
+
+def gold_classes_macro_f1(metrics: dict) -> float:
+    """Macro-F1 over the tags the gold holds only: without the classes that only predictions hold, each of which
+    enters metrics.evaluate_tags' macro precision and recall at 0."""
+    held = [m for m in metrics["per_tag"].values() if m["support"]]
+    if not held:
+        return 0.0
+    return f1(statistics.mean(m["precision"] for m in held), statistics.mean(m["recall"] for m in held))
+
+
+def dropped(tags: Sequence[str], attributes: set[str]) -> list[str]:
+    """The tags with every value of these attributes turned to O."""
+    out = list(tags)
+    for attr, a, b in chunks(tags):
+        if attr in attributes:
+            out[a:b] = ["O"] * (b - a)
+    return out
+
+
+def crossfit_dropped(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> list[list[str]]:
+    """Each sentence's tags without the attributes never right in the other half of the sentences (even, odd)."""
+    halves = [range(0, len(pred), 2), range(1, len(pred), 2)]
+    out = [list(p) for p in pred]
+    for mine, other in (halves, halves[::-1]):
+        attributes = false_attributes([gold[i] for i in other], [pred[i] for i in other])
+        for i in mine:
+            out[i] = dropped(pred[i], attributes)
+    return out
+
+
 def penalised(tagger: Tagger, task: str, seen: set[str]) -> tf.Variable:
     """Make `task`'s net subtract δ (the returned variable, 0 at first) from every tag's score but O's at unseen
     words, in every decoder the tagger traces from now on."""
@@ -94,11 +135,11 @@ def penalised(tagger: Tagger, task: str, seen: set[str]) -> tf.Variable:
     return delta
 
 
-def decoded(model_dir: str, penalties: list[float], floors: Sequence[float] = (), half_f1: bool = False
-            ) -> list[dict]:
+def decoded(model_dir: str, penalties: list[float], floors: Sequence[float] = (), half_f1: bool = False,
+            false_on_dev: bool = False) -> list[dict]:
     """Per vertical of the model: its seed, the training split's words, its test output at penalty 0 counted by
-    value_kinds, and per ("penalty δ", δ), ("floor", floor) and, with `half_f1`, (HALF, UNSEEN | EVERY) each
-    split's metrics."""
+    value_kinds, and per ("penalty δ", δ), ("floor", floor), with `half_f1` (HALF, UNSEEN | EVERY) and with
+    `false_on_dev` (DROPPED, FALSE_ON_DEV) each split's metrics."""
     tagger = Tagger.load(model_dir)
     p = tagger.params
     out = []
@@ -108,6 +149,7 @@ def decoded(model_dir: str, penalties: list[float], floors: Sequence[float] = ()
         delta = penalised(tagger, task, seen)
         run: dict = {"task": task, "seed": p.seed, "seen": seen, "metrics": {}}
         half: dict[str, float] = {}
+        false: set[str] = set()
         for split in ("dev", "test"):  # the model as it is (δ 0), with the confidences the floors read
             sentences = getattr(data, split)
             gold = [s.tags for s in sentences]
@@ -115,6 +157,11 @@ def decoded(model_dir: str, penalties: list[float], floors: Sequence[float] = ()
             run["metrics"].setdefault((PENALTY, 0.0), {})[split] = evaluate_tags(gold, tags)
             if split == "dev":
                 half = {attr: f / 2 for attr, f in attribute_f1(gold, tags).items()}
+                false = false_attributes(gold, tags)
+            if false_on_dev:
+                run.setdefault("never right", {})[split] = len(false_attributes(gold, tags))
+                pred = crossfit_dropped(gold, tags) if split == "dev" else [dropped(t, false) for t in tags]
+                run["metrics"].setdefault((DROPPED, FALSE_ON_DEV), {})[split] = evaluate_tags(gold, pred)
             settings = [((FLOOR, f), f, False) for f in floors]
             settings += [((HALF, UNSEEN), half, False), ((HALF, EVERY), half, True)] if half_f1 else []
             for key, floor, everywhere in settings:
@@ -155,6 +202,15 @@ def score_rows(label: str, runs: list[dict], settings: Sequence[tuple[str, float
         for split, key in COLUMNS) + " |" for lever, v in settings]
 
 
+def never_row(label: str, dev: list[int] | None, test: list[int], metrics: list[dict]) -> str:
+    """A markdown row: attributes never right per run on dev (None: not decoded there) and test, and the mean test
+    macro-F1 beside the same over the tags test holds (gold_classes_macro_f1)."""
+    counts = f"{statistics.mean(dev):.2f}" if dev is not None else "–"
+    return (f"| {label} | {counts} / {statistics.mean(test):.2f} | "
+            f"{statistics.mean(m['macro_f1'] for m in metrics) * 100:.2f} / "
+            f"{statistics.mean(gold_classes_macro_f1(m) for m in metrics) * 100:.2f} |")
+
+
 def main(argv: list[str]) -> None:
     """Decode every group at every penalty and floor, count the CRF's values alike, and print (and with --out write)
     both tables."""
@@ -162,27 +218,40 @@ def main(argv: list[str]) -> None:
     floors = sorted(float(f) for f in FLAGS.floors if float(f) > 0)  # floor 0 is penalty 0: the model as it is
     settings = [(PENALTY, d) for d in penalties] + [(FLOOR, f) for f in floors]
     settings += [(HALF, UNSEEN), (HALF, EVERY)] if FLAGS.half_f1 else []
+    settings += [(DROPPED, FALSE_ON_DEV)] if FLAGS.false_on_dev else []
     kinds = ["| values of | " + " | ".join(f"{k} (seen / unseen)" for k in KINDS)
              + " | precision, all words seen | precision, an unseen word |", "|---|" + "---:|" * (len(KINDS) + 2)]
     scores = ["| models | decoding | " + " | ".join(f"{split} {NAMES[key]}" for split, key in COLUMNS) + " |",
               "|---|---|" + "---:|" * len(COLUMNS)]
+    never = ["| models | attributes never right per run, dev / test | test macro-F1 / over the tags test holds |",
+             "|---|---:|---:|"]
     crf: dict[str, Counts] = {}
+    crf_never: dict[str, tuple[int, dict]] = {}
     for spec in FLAGS.group:
         label, sep, pattern = spec.partition("=")
         runs = [r for d in sorted(glob.glob(pattern)) if not d.endswith(".log")
-                for r in decoded(d, penalties, floors, FLAGS.half_f1)]
+                for r in decoded(d, penalties, floors, FLAGS.half_f1, FLAGS.false_on_dev)]
         if not sep or not runs:
             raise app.UsageError(f"--group={spec}: give label=glob matching trained model dirs")
         seeds = len({r["seed"] for r in runs})
         kinds.append(kinds_row(f"{label} ({len(runs)} vertical runs, per seed)", (r["kinds"] for r in runs), seeds))
         scores += score_rows(f"{label} ({len(runs)} vertical runs)", runs, settings)
+        if FLAGS.false_on_dev:
+            test = [r["metrics"][PENALTY, 0.0]["test"] for r in runs]
+            never.append(never_row(label, [r["never right"]["dev"] for r in runs],
+                                   [r["never right"]["test"] for r in runs], test))
         for r in runs:
             path = Path(FLAGS.crf_dir) / f"{r['task']}.test.conll"
             if r["task"] not in crf and path.is_file():
-                crf[r["task"]] = sum((value_kinds(*s, r["seen"]) for s in read_columns(path)), Counter())
+                sentences = read_columns(path)
+                crf[r["task"]] = sum((value_kinds(*s, r["seen"]) for s in sentences), Counter())
+                gold, pred = [s[1] for s in sentences], [s[2] for s in sentences]
+                crf_never[r["task"]] = len(false_attributes(gold, pred)), evaluate_tags(gold, pred)
     if crf:
         kinds.append(kinds_row(f"CRF ({', '.join(sorted(crf))})", crf.values(), 1))
-    text = "\n".join(kinds) + "\n\n" + "\n".join(scores)
+    if crf_never and FLAGS.false_on_dev:
+        never.append(never_row("CRF", None, [n for n, _ in crf_never.values()], [m for _, m in crf_never.values()]))
+    text = "\n".join(kinds) + "\n\n" + "\n".join(scores) + ("\n\n" + "\n".join(never) if FLAGS.false_on_dev else "")
     print(text)
     if FLAGS.out:
         Path(FLAGS.out).parent.mkdir(parents=True, exist_ok=True)
@@ -195,8 +264,10 @@ def main(argv: list[str]) -> None:
             "model run (the tagger's summed over verticals and averaged over seeds); then the models decoded with "
             "δ subtracted from every tag's score but O's at those words, or with each value that holds such a word "
             "dropped where its calibrated confidence is below the floor; with a floor of half the dev F1, each "
-            "attribute's floor is half its entity-F1 on dev, for the values at unseen words or for every value "
-            "(percent, mean over vertical runs ± std over seeds' means). "
+            "attribute's floor is half its entity-F1 on dev, for the values at unseen words or for every value; "
+            "`dropped attributes never right on dev` drops every value of an attribute whose values on dev are all "
+            "false, its dev scores cross-fitted over the dev split's even and odd sentences (percent, mean over "
+            "vertical runs ± std over seeds' means). "
             f"Written {datetime.date.today().isoformat()} by "
             f"`{command_line('experiments.unseen_words')}`.\n\n{text}\n", encoding="utf-8")
 
@@ -208,6 +279,8 @@ def define_flags() -> None:
     flags.DEFINE_list("floors", ["0.3", "0.5", "0.7", "0.9"], "Confidence floors for values that hold an unseen word.")
     flags.DEFINE_bool("half_f1", False, "Also decode with each attribute's floor at half its dev entity-F1, for "
                       "the values at unseen words and for every value.")
+    flags.DEFINE_bool("false_on_dev", False, "Also decode with every value of an attribute never right on dev "
+                      "dropped (dev scores cross-fitted over its halves).")
     flags.DEFINE_string("crf_dir", None, "The CRF baseline's results on the same subsamples (<vertical>.test.conll).")
     flags.DEFINE_string("out", None, "Also write the tables (with the command and date) to this markdown file.")
     flags.mark_flag_as_required("group")

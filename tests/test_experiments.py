@@ -19,9 +19,27 @@ from experiments.make_sweep import runs as sweep_runs
 from experiments.selection_rules import picked
 from experiments.small_data import subsample
 from experiments.tag_prior import HEADER, crf_row, rescored, rows
-from experiments.unseen_words import EVERY, FLOOR, HALF, PENALTY, UNSEEN, decoded, floored, penalised, value_kinds
+from experiments.unseen_words import (
+    DROPPED,
+    EVERY,
+    FALSE_ON_DEV,
+    FLOOR,
+    HALF,
+    PENALTY,
+    UNSEEN,
+    crossfit_dropped,
+    decoded,
+    dropped,
+    false_attributes,
+    floored,
+    gold_classes_macro_f1,
+    never_row,
+    penalised,
+    value_kinds,
+)
 from mtl_tagger.conll import read_conll
 from mtl_tagger.corpus import load_task
+from mtl_tagger.metrics import evaluate_tags
 from mtl_tagger.params import Params, read_flagfile
 from mtl_tagger.tagger import Tagger
 from mtl_tagger.train import train
@@ -229,13 +247,14 @@ def test_unseen_words_penalty_0_is_the_model(chain_epoch: Path, data_dir: Path) 
     """At δ = 0 and at floor 0 the model decodes as it was selected; a huge δ leaves no value at an unseen word, and
     a floor (one, or per attribute) drops only the values at unseen words whose confidence is below it, or every
     such value with `everywhere`; the floors at half the dev F1 only ever drop values."""
-    [run] = decoded(str(chain_epoch), [0.0, 1e4], [0.0], half_f1=True)
+    [run] = decoded(str(chain_epoch), [0.0, 1e4], [0.0], half_f1=True, false_on_dev=True)
     metrics = json.loads((chain_epoch / "metrics.json").read_text())["Chain x"]
     assert run["metrics"][PENALTY, 0.0]["test"]["macro_f1"] == pytest.approx(metrics["macro_f1"])
     assert run["metrics"][FLOOR, 0.0] == run["metrics"][PENALTY, 0.0]
     for split in ("dev", "test"):
         recall = [run["metrics"][k][split]["entity_recall"] for k in ((PENALTY, 0.0), (HALF, UNSEEN), (HALF, EVERY))]
         assert recall == sorted(recall, reverse=True), "a floor drops values; every value's floor drops the most"
+        assert run["metrics"][DROPPED, FALSE_ON_DEV][split]["entity_recall"] <= recall[0]
     assert sum(run["kinds"].values()) > 0
     tokens, tags = ["gold", "Zyx", "chain", "x"], ["B-color", "I-color", "O", "B-type"]
     conf, seen = [0.9, 0.4, 1.0, 0.2], {"gold", "chain", "x"}
@@ -253,6 +272,22 @@ def test_unseen_words_penalty_0_is_the_model(chain_epoch: Path, data_dir: Path) 
     delta.assign(1e4)
     for tokens, tags in zip(words, tagger.predict(words, "Chain x")):
         assert all(t == "O" for w, t in zip(tokens, tags) if w not in seen)
+
+
+def test_attributes_never_right_on_dev_are_dropped_and_cross_fitted_on_dev() -> None:
+    """An attribute is dropped when it is predicted and never right; on dev each half of the sentences is decoded
+    without the attributes the other half finds never right."""
+    gold = [["B-a", "O", "B-b"], ["B-a", "O", "O"], ["O", "B-c", "O"], ["B-b", "O", "O"]]
+    pred = [["B-a", "B-c", "O"], ["B-a", "O", "B-b"], ["O", "B-c", "B-b"], ["O", "O", "O"]]
+    assert false_attributes(gold, pred) == {"b"}
+    assert false_attributes(gold[:2], pred[:2]) == {"b", "c"}, "c is right only in the third sentence"
+    assert dropped(pred[2], {"c"}) == ["O", "O", "B-b"] and dropped(pred[2], {"b"}) == ["O", "B-c", "O"]
+    assert crossfit_dropped(gold, pred) == [pred[0], ["B-a", "O", "O"], ["O", "B-c", "O"], pred[3]]
+    metrics = evaluate_tags(gold, pred)  # every tag predicted is a gold one; then one that gold never holds
+    spurious = evaluate_tags([*gold, ["O"]], [*pred, ["B-d"]])
+    assert spurious["macro_f1"] < metrics["macro_f1"]
+    assert gold_classes_macro_f1(spurious) == pytest.approx(gold_classes_macro_f1(metrics)) == metrics["macro_f1"]
+    assert "0.33 / 1.00 | 50.00 /" in never_row("x", [0, 1, 0], [1], [{"macro_f1": 0.5, "per_tag": {}}])
 
 
 def test_calibration_study_reads_old_vocabularies_and_pools_unseen_values_apart(chain_epoch: Path) -> None:
