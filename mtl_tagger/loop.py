@@ -63,8 +63,8 @@ class Loop:
         self.task_weights = size_weights({t: len(n) for t, n in run.lengths.items()}, self.p.size_weight)
         self.weights = {"net": run.net, **({"coupler": run.coupler} if run.coupler is not None else {})}
         self.variables = [v for w in self.weights.values() for v in w.trainable_variables]
-        spelling = {id(h.lexical) for h in run.net.heads.values() if h.lexical is not None}
-        l1 = [self.p.lexical_l1 if id(v) in spelling else 0.0 for v in self.variables]
+        spelling = {h.lexical.ref() for h in run.net.heads.values() if h.lexical is not None}
+        l1 = [self.p.lexical_l1 if v.ref() in spelling else 0.0 for v in self.variables]
         with self.strategy.scope():
             self.optimizer = Adam(self.variables, self.p.learning_rate, self.p.clip_norm, decay=self.p.lr_decay,
                                   decay_steps=run.budget(), weight_decay=self.p.weight_decay, l1=l1)
