@@ -33,7 +33,7 @@ def _per_tag(gold: np.ndarray, pred: np.ndarray) -> dict[str, dict]:
     return out
 
 
-def _values(sentences: Sequence[Sequence[str]]) -> set[tuple[int, str, int, int]]:
+def values(sentences: Sequence[Sequence[str]]) -> set[tuple[int, str, int, int]]:
     """Every chunk of the sentences as (sentence, attr, start, end)."""
     return {(n, *c) for n, tags in enumerate(sentences) for c in chunks(tags)}
 
@@ -41,7 +41,7 @@ def _values(sentences: Sequence[Sequence[str]]) -> set[tuple[int, str, int, int]
 def _entity_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]
                    ) -> tuple[float, float, float]:
     """conlleval precision, recall and F1 over chunks (a chunk counts when attr, start and end all match)."""
-    gold_chunks, pred_chunks = _values(gold), _values(pred)
+    gold_chunks, pred_chunks = values(gold), values(pred)
     correct = len(gold_chunks & pred_chunks)
     p, r = _ratio(correct, len(pred_chunks)), _ratio(correct, len(gold_chunks))
     return p, r, f1(p, r)
@@ -49,7 +49,7 @@ def _entity_scores(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]
 
 def attribute_f1(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict[str, float]:
     """Each attribute's conlleval F1 (its chunks alone), for the attributes in gold or predictions."""
-    gold_chunks, pred_chunks = _values(gold), _values(pred)
+    gold_chunks, pred_chunks = values(gold), values(pred)
     out = {}
     for attr in sorted({c[1] for c in gold_chunks | pred_chunks}):
         g, p = ({c for c in found if c[1] == attr} for found in (gold_chunks, pred_chunks))
